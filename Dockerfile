@@ -1,0 +1,36 @@
+# stackshot's image.
+#
+#   docker build -t stackshot .          full build: Rust build stage, restic from
+#                                         the official restic image, slim runtime
+#
+# The first stage, `runtime-prebuilt`, is for machines without a registry (and
+# for stackshot's own tests): it copies a binary built on the host onto a local
+# image, and is the only stage built when targeted, with any builder:
+#
+#   cargo build --release
+#   docker build --target runtime-prebuilt --build-arg RUNTIME_IMAGE=<local image> -t stackshot .
+ARG RUNTIME_IMAGE=debian:bookworm-slim
+
+FROM ${RUNTIME_IMAGE} AS runtime-prebuilt
+COPY target/release/stackshot /usr/local/bin/stackshot
+ENV RESTIC_CACHE_DIR=/cache
+ENTRYPOINT ["/usr/local/bin/stackshot"]
+CMD ["--help"]
+
+FROM rust:1.85-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+RUN cargo build --release --locked
+
+FROM restic/restic:0.17.3 AS restic
+
+FROM debian:bookworm-slim AS runtime
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates tzdata \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=restic /usr/bin/restic /usr/local/bin/restic
+COPY --from=build /src/target/release/stackshot /usr/local/bin/stackshot
+ENV RESTIC_CACHE_DIR=/cache
+ENTRYPOINT ["/usr/local/bin/stackshot"]
+CMD ["--help"]

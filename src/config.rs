@@ -1,0 +1,661 @@
+//! The configuration: every variable of the design's table, parsed from an
+//! [`Env`] into typed values. A bad value is one [`ConfigError`] line.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use crate::env::{ConfigError, Env, Secret, Sourced};
+use crate::schedule::{self, Schedule};
+
+/// Retention policy handed to `restic forget` (`None`/0 means "not used").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Retention {
+    /// `--keep-last`
+    pub last: Option<u32>,
+    /// `--keep-hourly`
+    pub hourly: Option<u32>,
+    /// `--keep-daily`
+    pub daily: Option<u32>,
+    /// `--keep-weekly`
+    pub weekly: Option<u32>,
+    /// `--keep-monthly`
+    pub monthly: Option<u32>,
+    /// `--keep-yearly`
+    pub yearly: Option<u32>,
+    /// `--keep-within` (restic duration such as `1y6m3d`)
+    pub within: Option<String>,
+}
+
+/// Log verbosity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Everything.
+    Trace,
+    /// Diagnostic detail.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Problems only.
+    Warn,
+    /// Failures only.
+    Error,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line, for log shippers.
+    Json,
+}
+
+/// restic's own settings, passed to restic unchanged.
+#[derive(Debug, Clone)]
+pub struct ResticSettings {
+    /// `RESTIC_REPOSITORY` (may hold credentials: display with [`mask_repository`]).
+    pub repository: Secret,
+    /// Every restic-related variable to hand to restic, `_FILE` forms resolved
+    /// (except restic's native `RESTIC_PASSWORD_FILE`/`RESTIC_REPOSITORY_FILE`,
+    /// which are passed as they are).
+    pub env: Vec<(String, Secret)>,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// When backups run.
+    pub backup_cron: Schedule,
+    /// Zone the schedules are read in.
+    pub tz: Tz,
+    /// One snapshot for volumes and dumps together.
+    pub atomic: bool,
+    /// `restic forget` policy.
+    pub retention: Retention,
+    /// When to prune; `None`: after each successful backup.
+    pub prune_cron: Option<Schedule>,
+    /// When to run `restic check`; `None`: never.
+    pub check_cron: Option<Schedule>,
+    /// When to verify the latest snapshot; `None`: never.
+    pub verify_cron: Option<Schedule>,
+    /// How long each container gets to stop.
+    pub stop_timeout: Duration,
+    /// restic `--host`; `None`: the compose project's name.
+    pub backup_host: Option<String>,
+    /// Where `/healthz` and `/metrics` listen.
+    pub http_addr: SocketAddr,
+    /// `/healthz` fails when the last success is older than this.
+    pub health_max_age: Duration,
+    /// Back up every compose project on the engine, not only our own.
+    pub include_all_projects: bool,
+    /// Leave bind mounts out of the file backup.
+    pub exclude_bind_mounts: bool,
+    /// Log verbosity.
+    pub log_level: LogLevel,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Engine address; `None`: the local socket.
+    pub docker_host: Option<String>,
+    /// Our own container, when it cannot be found from `/proc/self/mountinfo`.
+    pub self_container: Option<String>,
+    /// The compose project, when running outside a container.
+    pub project: Option<String>,
+    /// restic's own variables.
+    pub restic: ResticSettings,
+}
+
+const BOOL: &str = "true or false (also 1/0, yes/no, on/off)";
+const DURATION: &str = "a duration such as 30s, 5m, 1h30m or 26h";
+const COUNT: &str = "a whole number of snapshots, 0 or more (0 turns the rule off)";
+const KEEP_WITHIN: &str = "a restic duration such as 7d, 2y5m7d3h";
+
+/// Prefixes of variables that belong to restic or its storage back-ends and are
+/// handed to restic unchanged.
+const RESTIC_PREFIXES: &[&str] = &[
+    "RESTIC_", "AWS_", "B2_", "AZURE_", "GOOGLE_", "OS_", "ST_", "RCLONE_", "SWIFT_",
+];
+
+/// Our own variables that start like restic's but are not restic's.
+const RESTIC_KEEP_ALIASES: &[&str] = &[
+    "RESTIC_KEEP_LAST",
+    "RESTIC_KEEP_HOURLY",
+    "RESTIC_KEEP_DAILY",
+    "RESTIC_KEEP_WEEKLY",
+    "RESTIC_KEEP_MONTHLY",
+    "RESTIC_KEEP_YEARLY",
+    "RESTIC_KEEP_WITHIN",
+];
+
+impl Config {
+    /// Parses the configuration; the first bad value is returned as one line.
+    pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
+        let tz = match env.get("TZ")? {
+            None => Tz::UTC,
+            Some(s) => s
+                .value
+                .trim()
+                .trim_start_matches(':')
+                .parse::<Tz>()
+                .map_err(|_| {
+                    invalid(
+                        &s,
+                        "unknown time zone",
+                        "an IANA zone name such as UTC, Europe/Berlin or America/New_York",
+                    )
+                })?,
+        };
+        let backup_cron = match env.get_any(&["BACKUP_CRON", "CRON_SCHEDULE"])? {
+            None => "0 2 * * *".parse().expect("default cron parses"),
+            Some(s) => cron(&s)?,
+        };
+        let restic = restic_settings(env)?;
+        Ok(Config {
+            backup_cron,
+            tz,
+            atomic: opt(env, "ATOMIC_BACKUP", boolean)?.unwrap_or(true),
+            retention: retention(env)?,
+            prune_cron: opt(env, "PRUNE_CRON", cron)?,
+            check_cron: opt(env, "CHECK_CRON", cron)?,
+            verify_cron: opt(env, "VERIFY_CRON", cron)?,
+            stop_timeout: opt(env, "STOP_TIMEOUT", duration)?.unwrap_or(Duration::from_secs(30)),
+            backup_host: opt(env, "BACKUP_HOST", hostname)?,
+            http_addr: opt(env, "HTTP_ADDR", socket_addr)?
+                .unwrap_or_else(|| "0.0.0.0:8080".parse().expect("default address parses")),
+            health_max_age: opt(env, "HEALTH_MAX_AGE", duration)?
+                .unwrap_or(Duration::from_secs(26 * 3600)),
+            include_all_projects: opt(env, "INCLUDE_ALL_COMPOSE_PROJECTS", boolean)?
+                .unwrap_or(false),
+            exclude_bind_mounts: opt(env, "EXCLUDE_BIND_MOUNTS", boolean)?.unwrap_or(false),
+            log_level: opt(env, "LOG_LEVEL", log_level)?.unwrap_or(LogLevel::Info),
+            log_format: opt(env, "LOG_FORMAT", log_format)?.unwrap_or(LogFormat::Text),
+            docker_host: opt(env, "DOCKER_HOST", docker_host)?,
+            self_container: opt(env, "STACKSHOT_CONTAINER", |s| {
+                Ok(s.value.trim().to_string())
+            })?,
+            project: opt(env, "STACKSHOT_PROJECT", |s| Ok(s.value.trim().to_string()))?,
+            restic,
+        })
+    }
+}
+
+/// `RESTIC_REPOSITORY` with any `user:password@` part masked, for logs and errors.
+pub fn mask_repository(repo: &str) -> String {
+    // rest:https://user:pass@host/…, s3:https://key:secret@host/…, sftp:user@host:/path
+    // Only URLs carry a password (`scheme://user:password@host`).
+    if let (Some(scheme_end), Some(at)) = (repo.find("://"), repo.rfind('@')) {
+        let userinfo = scheme_end + 3;
+        if at > userinfo {
+            if let Some(colon) = repo[userinfo..at].find(':') {
+                return format!("{}:***{}", &repo[..userinfo + colon], &repo[at..]);
+            }
+        }
+    }
+    repo.to_string()
+}
+
+fn invalid(s: &Sourced, problem: &str, accepted: &str) -> ConfigError {
+    ConfigError::Invalid {
+        var: s.var.clone(),
+        value: format!("{:?}", s.value),
+        problem: problem.to_string(),
+        accepted: accepted.to_string(),
+    }
+}
+
+fn opt<T>(
+    env: &Env,
+    name: &str,
+    parse: impl Fn(&Sourced) -> Result<T, ConfigError>,
+) -> Result<Option<T>, ConfigError> {
+    env.get(name)?.map(|s| parse(&s)).transpose()
+}
+
+fn boolean(s: &Sourced) -> Result<bool, ConfigError> {
+    match s.value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(invalid(s, "not a boolean", BOOL)),
+    }
+}
+
+fn cron(s: &Sourced) -> Result<Schedule, ConfigError> {
+    s.value
+        .parse()
+        .map_err(|e: String| invalid(s, &format!("not a cron schedule ({e})"), schedule::ACCEPTED))
+}
+
+fn duration(s: &Sourced) -> Result<Duration, ConfigError> {
+    let v = s.value.trim();
+    if v.starts_with('-') {
+        return Err(invalid(s, "negative duration", DURATION));
+    }
+    let d = humantime::parse_duration(v)
+        .map_err(|e| invalid(s, &format!("not a duration ({e})"), DURATION))?;
+    if d.is_zero() {
+        return Err(invalid(s, "zero duration", DURATION));
+    }
+    Ok(d)
+}
+
+fn count(s: &Sourced) -> Result<Option<u32>, ConfigError> {
+    let v = s.value.trim();
+    if v.starts_with('-') {
+        return Err(invalid(s, "negative count", COUNT));
+    }
+    let n: u32 = v
+        .parse()
+        .map_err(|_| invalid(s, "not a whole number", COUNT))?;
+    Ok((n > 0).then_some(n))
+}
+
+fn keep_within(s: &Sourced) -> Result<String, ConfigError> {
+    let v = s.value.trim();
+    let mut digits = false;
+    let mut ok = !v.is_empty();
+    for c in v.chars() {
+        if c.is_ascii_digit() {
+            digits = true;
+        } else if matches!(c, 'y' | 'm' | 'd' | 'h') && digits {
+            digits = false;
+        } else {
+            ok = false;
+        }
+    }
+    if !ok || digits {
+        return Err(invalid(s, "not a restic duration", KEEP_WITHIN));
+    }
+    Ok(v.to_string())
+}
+
+fn retention(env: &Env) -> Result<Retention, ConfigError> {
+    let keep = |name: &str, default: Option<u32>| -> Result<Option<u32>, ConfigError> {
+        let alias = format!("RESTIC_{name}");
+        match env.get_any(&[name, &alias])? {
+            None => Ok(default),
+            Some(s) => count(&s),
+        }
+    };
+    Ok(Retention {
+        last: keep("KEEP_LAST", None)?,
+        hourly: keep("KEEP_HOURLY", None)?,
+        daily: keep("KEEP_DAILY", Some(7))?,
+        weekly: keep("KEEP_WEEKLY", Some(4))?,
+        monthly: keep("KEEP_MONTHLY", Some(12))?,
+        yearly: keep("KEEP_YEARLY", Some(3))?,
+        within: env
+            .get_any(&["KEEP_WITHIN", "RESTIC_KEEP_WITHIN"])?
+            .map(|s| keep_within(&s))
+            .transpose()?,
+    })
+}
+
+fn hostname(s: &Sourced) -> Result<String, ConfigError> {
+    let v = s.value.trim();
+    if v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid(
+            s,
+            "contains white space",
+            "a host name for restic's --host, such as my-stack",
+        ));
+    }
+    Ok(v.to_string())
+}
+
+fn socket_addr(s: &Sourced) -> Result<SocketAddr, ConfigError> {
+    s.value.trim().parse().map_err(|_| {
+        invalid(
+            s,
+            "not an address and port",
+            "IP:PORT such as 0.0.0.0:8080, 127.0.0.1:9000 or [::]:8080",
+        )
+    })
+}
+
+fn log_level(s: &Sourced) -> Result<LogLevel, ConfigError> {
+    Ok(match s.value.trim().to_ascii_lowercase().as_str() {
+        "trace" => LogLevel::Trace,
+        "debug" => LogLevel::Debug,
+        "info" => LogLevel::Info,
+        "warn" | "warning" => LogLevel::Warn,
+        "error" => LogLevel::Error,
+        _ => {
+            return Err(invalid(
+                s,
+                "unknown log level",
+                "trace, debug, info, warn or error",
+            ));
+        }
+    })
+}
+
+fn log_format(s: &Sourced) -> Result<LogFormat, ConfigError> {
+    match s.value.trim().to_ascii_lowercase().as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(invalid(s, "unknown log format", "text or json")),
+    }
+}
+
+fn docker_host(s: &Sourced) -> Result<String, ConfigError> {
+    let v = s.value.trim();
+    if ["unix://", "tcp://", "http://"]
+        .iter()
+        .any(|p| v.starts_with(p) && v.len() > p.len())
+    {
+        Ok(v.to_string())
+    } else {
+        Err(invalid(
+            s,
+            "unsupported engine address",
+            "unix:///var/run/docker.sock, or tcp://HOST:PORT / http://HOST:PORT (a docker socket proxy)",
+        ))
+    }
+}
+
+fn restic_settings(env: &Env) -> Result<ResticSettings, ConfigError> {
+    // Native restic forms are accepted as restic accepts them.
+    let repository = match env.get("RESTIC_REPOSITORY")? {
+        Some(s) => Secret::new(s.value.trim()),
+        None => {
+            return Err(ConfigError::Missing {
+                var: "RESTIC_REPOSITORY".into(),
+                hint: "set it to the restic repository, for example /repository (a mounted volume), s3:https://host/bucket or rest:https://host/ (or RESTIC_REPOSITORY_FILE)".into(),
+            });
+        }
+    };
+    let has_password =
+        env.get("RESTIC_PASSWORD")?.is_some() || env.get("RESTIC_PASSWORD_COMMAND")?.is_some();
+    if !has_password {
+        return Err(ConfigError::Missing {
+            var: "RESTIC_PASSWORD".into(),
+            hint: "set RESTIC_PASSWORD, RESTIC_PASSWORD_FILE (a docker secret) or RESTIC_PASSWORD_COMMAND".into(),
+        });
+    }
+    let mut vars = Vec::new();
+    for (name, _) in env.iter() {
+        let base = name.strip_suffix("_FILE").unwrap_or(name);
+        if !RESTIC_PREFIXES.iter().any(|p| base.starts_with(p))
+            || RESTIC_KEEP_ALIASES.contains(&base)
+            || vars.iter().any(|(n, _): &(String, Secret)| n == base)
+        {
+            continue;
+        }
+        if let Some(s) = env.get(base)? {
+            vars.push((base.to_string(), Secret::new(s.value)));
+        }
+    }
+    vars.retain(|(n, _)| n != "RESTIC_REPOSITORY");
+    vars.push(("RESTIC_REPOSITORY".into(), repository.clone()));
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(ResticSettings {
+        repository,
+        env: vars,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("RESTIC_REPOSITORY", "/repository"),
+            ("RESTIC_PASSWORD", "pw"),
+        ]
+    }
+
+    fn parse(extra: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut v: Vec<(String, String)> = base()
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        v.extend(extra.iter().map(|(a, b)| (a.to_string(), b.to_string())));
+        Config::from_env(&Env::from_pairs(v))
+    }
+
+    fn err(extra: &[(&str, &str)]) -> String {
+        let e = parse(extra).expect_err("should be rejected").to_string();
+        assert!(!e.contains('\n'), "one line: {e}");
+        e
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.backup_cron.expr(), "0 2 * * *");
+        assert_eq!(c.tz, Tz::UTC);
+        assert!(c.atomic);
+        assert_eq!(
+            c.retention,
+            Retention {
+                daily: Some(7),
+                weekly: Some(4),
+                monthly: Some(12),
+                yearly: Some(3),
+                ..Default::default()
+            }
+        );
+        assert_eq!(c.stop_timeout, Duration::from_secs(30));
+        assert_eq!(c.http_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.health_max_age, Duration::from_secs(26 * 3600));
+        assert!(!c.include_all_projects && !c.exclude_bind_mounts);
+        assert_eq!(
+            (c.log_level, c.log_format),
+            (LogLevel::Info, LogFormat::Text)
+        );
+        assert!(c.prune_cron.is_none() && c.check_cron.is_none() && c.verify_cron.is_none());
+    }
+
+    #[test]
+    fn values_and_aliases() {
+        let c = parse(&[
+            ("CRON_SCHEDULE", "*/5 * * * *"),
+            ("TZ", "Europe/Berlin"),
+            ("ATOMIC_BACKUP", "no"),
+            ("RESTIC_KEEP_DAILY", "0"),
+            ("KEEP_LAST", "3"),
+            ("KEEP_WITHIN", "1y6m"),
+            ("STOP_TIMEOUT", "1m30s"),
+            ("HTTP_ADDR", "127.0.0.1:9000"),
+            ("LOG_FORMAT", "JSON"),
+            ("DOCKER_HOST", "tcp://socket-proxy:2375"),
+        ])
+        .unwrap();
+        assert_eq!(c.backup_cron.expr(), "*/5 * * * *");
+        assert_eq!(c.tz, chrono_tz::Europe::Berlin);
+        assert!(!c.atomic);
+        assert_eq!(c.retention.daily, None);
+        assert_eq!(c.retention.last, Some(3));
+        assert_eq!(c.retention.within.as_deref(), Some("1y6m"));
+        assert_eq!(c.stop_timeout, Duration::from_secs(90));
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn bad_cron() {
+        assert_eq!(
+            err(&[("BACKUP_CRON", "every night")]),
+            format!(
+                "BACKUP_CRON=\"every night\": not a cron schedule (2 fields); accepted: {}",
+                schedule::ACCEPTED
+            )
+        );
+        assert!(
+            err(&[("PRUNE_CRON", "61 * * * *")])
+                .starts_with("PRUNE_CRON=\"61 * * * *\": not a cron schedule")
+        );
+    }
+
+    #[test]
+    fn negative_or_bad_retention() {
+        assert_eq!(
+            err(&[("KEEP_DAILY", "-1")]),
+            format!("KEEP_DAILY=\"-1\": negative count; accepted: {COUNT}")
+        );
+        assert!(
+            err(&[("RESTIC_KEEP_WEEKLY", "four")])
+                .starts_with("RESTIC_KEEP_WEEKLY=\"four\": not a whole number")
+        );
+        assert!(
+            err(&[("KEEP_WITHIN", "7 days")])
+                .starts_with("KEEP_WITHIN=\"7 days\": not a restic duration")
+        );
+        assert!(err(&[("KEEP_DAILY", "1"), ("RESTIC_KEEP_DAILY", "2")]).contains("both set"));
+    }
+
+    #[test]
+    fn unknown_log_level_and_format() {
+        assert_eq!(
+            err(&[("LOG_LEVEL", "loud")]),
+            "LOG_LEVEL=\"loud\": unknown log level; accepted: trace, debug, info, warn or error"
+        );
+        assert!(
+            err(&[("LOG_FORMAT", "xml")]).starts_with("LOG_FORMAT=\"xml\": unknown log format")
+        );
+    }
+
+    #[test]
+    fn malformed_duration() {
+        let e = err(&[("STOP_TIMEOUT", "soon")]);
+        assert!(
+            e.starts_with("STOP_TIMEOUT=\"soon\": not a duration ("),
+            "{e}"
+        );
+        assert!(e.ends_with(&format!("; accepted: {DURATION}")), "{e}");
+        assert!(
+            err(&[("HEALTH_MAX_AGE", "-5h")])
+                .starts_with("HEALTH_MAX_AGE=\"-5h\": negative duration")
+        );
+        assert!(err(&[("STOP_TIMEOUT", "0s")]).starts_with("STOP_TIMEOUT=\"0s\": zero duration"));
+    }
+
+    #[test]
+    fn other_bad_values() {
+        assert!(
+            err(&[("ATOMIC_BACKUP", "maybe")])
+                .starts_with("ATOMIC_BACKUP=\"maybe\": not a boolean")
+        );
+        assert!(
+            err(&[("TZ", "Mars/Olympus")]).starts_with("TZ=\"Mars/Olympus\": unknown time zone")
+        );
+        assert!(
+            err(&[("HTTP_ADDR", "8080")])
+                .starts_with("HTTP_ADDR=\"8080\": not an address and port")
+        );
+        assert!(
+            err(&[("DOCKER_HOST", "ssh://me@host")])
+                .starts_with("DOCKER_HOST=\"ssh://me@host\": unsupported engine address")
+        );
+    }
+
+    #[test]
+    fn both_value_and_file() {
+        assert_eq!(
+            err(&[
+                ("BACKUP_CRON_FILE", "/run/secrets/cron"),
+                ("BACKUP_CRON", "@daily")
+            ]),
+            "BACKUP_CRON and BACKUP_CRON_FILE are both set; set only one of them"
+        );
+        let e = Config::from_env(&Env::from_pairs([
+            ("RESTIC_REPOSITORY", "/r"),
+            ("RESTIC_PASSWORD", "pw"),
+            ("RESTIC_PASSWORD_FILE", "/run/secrets/pw"),
+        ]))
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "RESTIC_PASSWORD and RESTIC_PASSWORD_FILE are both set; set only one of them"
+        );
+    }
+
+    #[test]
+    fn unreadable_file() {
+        let e = err(&[("KEEP_DAILY_FILE", "/nonexistent/keep")]);
+        assert!(
+            e.starts_with("KEEP_DAILY_FILE=\"/nonexistent/keep\": cannot read the file: No such file or directory"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_repository_or_password() {
+        let e = Config::from_env(&Env::from_pairs([("RESTIC_PASSWORD", "pw")])).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("RESTIC_REPOSITORY is not set; set it to"),
+            "{e}"
+        );
+        let e = Config::from_env(&Env::from_pairs([("RESTIC_REPOSITORY", "/r")])).unwrap_err();
+        assert!(
+            e.to_string().starts_with("RESTIC_PASSWORD is not set;"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn file_forms_are_read_and_secrets_masked() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "top-secret\n").unwrap();
+        let cron = dir.path().join("cron");
+        std::fs::write(&cron, "0 3 * * *\n").unwrap();
+        let aws = dir.path().join("aws");
+        std::fs::write(&aws, "aws-secret\n").unwrap();
+        let c = Config::from_env(&Env::from_pairs([
+            ("RESTIC_REPOSITORY", "/r"),
+            ("RESTIC_PASSWORD_FILE", pw.to_str().unwrap()),
+            ("BACKUP_CRON_FILE", cron.to_str().unwrap()),
+            ("AWS_SECRET_ACCESS_KEY_FILE", aws.to_str().unwrap()),
+            ("KEEP_DAILY", "3"),
+        ]))
+        .unwrap();
+        assert_eq!(c.backup_cron.expr(), "0 3 * * *");
+        let names: Vec<&str> = c.restic.env.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "AWS_SECRET_ACCESS_KEY",
+                "RESTIC_PASSWORD",
+                "RESTIC_REPOSITORY"
+            ]
+        );
+        assert_eq!(c.restic.env[1].1.expose(), "top-secret");
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("top-secret") && !debug.contains("aws-secret"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn secret_values_are_not_echoed_in_errors() {
+        // A bad value in a _FILE form is shown (it is configuration, not a credential),
+        // but restic's password is never parsed and so never echoed.
+        let e = Config::from_env(&Env::from_pairs([
+            ("RESTIC_REPOSITORY", "/r"),
+            ("RESTIC_PASSWORD", "hunter2"),
+            ("KEEP_DAILY", "x"),
+        ]))
+        .unwrap_err();
+        assert!(!e.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn repository_credentials_are_masked() {
+        assert_eq!(
+            mask_repository("rest:https://user:pass@host:8000/repo"),
+            "rest:https://user:***@host:8000/repo"
+        );
+        assert_eq!(mask_repository("/repository"), "/repository");
+        assert_eq!(
+            mask_repository("sftp:user@host:/srv/restic"),
+            "sftp:user@host:/srv/restic"
+        );
+    }
+}

@@ -1,0 +1,202 @@
+//! stackshot's view of one container, built from the engine's inspect answer.
+//! Pure: unit tests build it from recorded `docker inspect` JSON.
+
+use std::collections::BTreeMap;
+
+use bollard::models::ContainerInspectResponse;
+use serde::Serialize;
+
+/// Compose's project label.
+pub const PROJECT_LABEL: &str = "com.docker.compose.project";
+/// Compose's service label.
+pub const SERVICE_LABEL: &str = "com.docker.compose.service";
+/// Compose's one-off label (`docker compose run`).
+pub const ONEOFF_LABEL: &str = "com.docker.compose.oneoff";
+/// Compose v2's dependency label (`svc:condition:restart,…`); compose v1 sets none.
+pub const DEPENDS_ON_LABEL: &str = "com.docker.compose.depends_on";
+/// Compose's replica number label.
+pub const NUMBER_LABEL: &str = "com.docker.compose.container-number";
+/// The label stackshot puts on the containers it starts itself (workers).
+pub const ROLE_LABEL: &str = "stackshot.role";
+
+/// What kind of mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountKind {
+    /// A named or anonymous volume.
+    Volume,
+    /// A bind mount of a host path.
+    Bind,
+    /// Anything else (tmpfs, npipe, image…): never backed up.
+    Other,
+}
+
+/// One mount of a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mount {
+    /// Volume, bind or other.
+    pub kind: MountKind,
+    /// The volume's name (volumes only).
+    pub name: Option<String>,
+    /// Host path (binds) or the volume's path on the host.
+    pub source: String,
+    /// Where it is mounted in the container.
+    pub destination: String,
+    /// Mounted read-write.
+    pub rw: bool,
+}
+
+/// The parts of an inspected container that stackshot uses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerInfo {
+    /// Full id.
+    pub id: String,
+    /// Name without the leading `/`.
+    pub name: String,
+    /// Compose project (empty when not a compose container).
+    pub project: String,
+    /// Compose service (falls back to the container name).
+    pub service: String,
+    /// Compose replica number (1 when unknown).
+    pub number: u32,
+    /// Image reference as configured.
+    pub image: String,
+    /// All labels.
+    pub labels: BTreeMap<String, String>,
+    /// Names of the environment variables (values are not kept: they may be secrets).
+    pub env_names: Vec<String>,
+    /// `PGDATA` from the environment, when set (where PostgreSQL keeps its data).
+    pub pgdata: Option<String>,
+    /// Mounts.
+    pub mounts: Vec<Mount>,
+    /// Running (or paused/restarting) now.
+    pub running: bool,
+    /// The engine's state word (running, exited, …).
+    pub state: String,
+    /// A `docker compose run` container.
+    pub oneoff: bool,
+    /// Services this one depends on (compose v2 label).
+    pub depends_on: Vec<String>,
+    /// Containers (id or name) this one depends on through
+    /// `network_mode: container:…`/`service:…` or legacy links.
+    pub depends_on_containers: Vec<String>,
+}
+
+impl ContainerInfo {
+    /// Builds the view from an inspect answer.
+    pub fn from_inspect(c: &ContainerInspectResponse) -> ContainerInfo {
+        let config = c.config.clone().unwrap_or_default();
+        let labels: BTreeMap<String, String> =
+            config.labels.unwrap_or_default().into_iter().collect();
+        let name = c
+            .name
+            .clone()
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string();
+        let project = labels.get(PROJECT_LABEL).cloned().unwrap_or_default();
+        let service = labels
+            .get(SERVICE_LABEL)
+            .cloned()
+            .unwrap_or_else(|| name.clone());
+        let number = labels
+            .get(NUMBER_LABEL)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        let state = c.state.clone().unwrap_or_default();
+        let state_word = state
+            .status
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let running = state.running.unwrap_or(false) || state.restarting.unwrap_or(false);
+        let env = config.env.unwrap_or_default();
+        let pgdata = env
+            .iter()
+            .find_map(|kv| kv.strip_prefix("PGDATA="))
+            .filter(|v| !v.is_empty())
+            .map(str::to_string);
+        let env_names = env
+            .iter()
+            .map(|kv| kv.split_once('=').map(|(k, _)| k).unwrap_or(kv).to_string())
+            .collect();
+        let mounts = c
+            .mounts
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| Mount {
+                kind: match m.typ.as_deref() {
+                    Some("volume") => MountKind::Volume,
+                    Some("bind") => MountKind::Bind,
+                    _ => MountKind::Other,
+                },
+                name: m.name.filter(|n| !n.is_empty()),
+                source: m.source.unwrap_or_default(),
+                destination: m.destination.unwrap_or_default(),
+                rw: m.rw.unwrap_or(true),
+            })
+            .collect();
+        let depends_on = labels
+            .get(DEPENDS_ON_LABEL)
+            .map(|v| {
+                v.split(',')
+                    .filter_map(|d| d.split(':').next())
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let host = c.host_config.clone().unwrap_or_default();
+        let mut depends_on_containers: Vec<String> = Vec::new();
+        if let Some(target) = host
+            .network_mode
+            .as_deref()
+            .and_then(|m| m.strip_prefix("container:"))
+        {
+            depends_on_containers.push(target.to_string());
+        }
+        for link in host.links.unwrap_or_default() {
+            // "/db_1:/app_1/db": the linked container's name comes first.
+            if let Some(target) = link.split(':').next() {
+                depends_on_containers.push(target.trim_start_matches('/').to_string());
+            }
+        }
+        ContainerInfo {
+            id: c.id.clone().unwrap_or_default(),
+            name,
+            project,
+            service,
+            number,
+            image: config.image.unwrap_or_default(),
+            oneoff: labels
+                .get(ONEOFF_LABEL)
+                .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+            labels,
+            env_names,
+            pgdata,
+            mounts,
+            running,
+            state: state_word,
+            depends_on,
+            depends_on_containers,
+        }
+    }
+
+    /// Short id, for tables and logs.
+    pub fn short_id(&self) -> &str {
+        &self.id[..self.id.len().min(12)]
+    }
+
+    /// True when `reference` (an id, an id prefix of 12+ characters, or a name) names this container.
+    pub fn is(&self, reference: &str) -> bool {
+        let r = reference.trim_start_matches('/');
+        r == self.name || r == self.id || (r.len() >= 12 && self.id.starts_with(r))
+    }
+}
+
+/// Parses the output of `docker inspect` (a JSON array) into containers.
+pub fn from_inspect_json(json: &str) -> serde_json::Result<Vec<ContainerInfo>> {
+    let raw: Vec<ContainerInspectResponse> = serde_json::from_str(json)?;
+    Ok(raw.iter().map(ContainerInfo::from_inspect).collect())
+}

@@ -1,0 +1,608 @@
+//! The plan: what a backup will stop, dump and snapshot, and what it leaves out
+//! and why. Built by a pure function from inspected containers and options, so
+//! every rule is tested on recorded fixtures without an engine.
+
+mod order;
+mod render;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use globset::{Glob, GlobMatcher};
+use serde::Serialize;
+
+use crate::container::{ContainerInfo, MountKind, ROLE_LABEL};
+use crate::labels::{self, BackupLabels, Engine};
+
+pub use render::render_table;
+
+/// The options that shape a plan (from the configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// The compose project being backed up.
+    pub project: String,
+    /// restic `--host`.
+    pub host: String,
+    /// One snapshot for volumes and dumps together.
+    pub atomic: bool,
+    /// Every compose project on the engine, not only ours.
+    pub include_all_projects: bool,
+    /// Leave bind mounts out.
+    pub exclude_bind_mounts: bool,
+    /// Our own container's id, never part of a plan.
+    pub self_id: Option<String>,
+}
+
+/// A container named in the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerRef {
+    /// Compose project.
+    pub project: String,
+    /// Compose service.
+    pub service: String,
+    /// Container name.
+    pub container: String,
+    /// Full container id.
+    pub id: String,
+}
+
+impl ContainerRef {
+    fn of(c: &ContainerInfo) -> Self {
+        ContainerRef {
+            project: c.project.clone(),
+            service: c.service.clone(),
+            container: c.name.clone(),
+            id: c.id.clone(),
+        }
+    }
+}
+
+/// A container to stop for the stop window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StopEntry {
+    /// The container.
+    #[serde(flatten)]
+    pub container: ContainerRef,
+    /// Stop wave: wave 0 first; containers of one wave stop concurrently, and
+    /// start again in reverse wave order.
+    pub wave: usize,
+    /// Running when the plan was made (a stopped container stays stopped).
+    pub running: bool,
+}
+
+/// Where a credential comes from. Never holds a secret value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
+pub enum CredentialSource {
+    /// The container's environment variable.
+    Env {
+        /// Variable name.
+        var: String,
+    },
+    /// A file named by the container's `…_FILE` variable, read inside that container.
+    FileInContainer {
+        /// Variable name (ending in `_FILE`).
+        var: String,
+    },
+    /// A default, not a secret (a user name).
+    Default {
+        /// The default value.
+        value: String,
+    },
+    /// Nothing found: connect without a password.
+    None,
+}
+
+/// Credentials a dump will use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Credentials {
+    /// The user.
+    pub user: CredentialSource,
+    /// The password.
+    pub password: CredentialSource,
+}
+
+/// One database dump.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DumpPlan {
+    /// The database container.
+    #[serde(flatten)]
+    pub container: ContainerRef,
+    /// Engine.
+    pub engine: Engine,
+    /// Databases to dump; empty: all of them, with roles/users.
+    pub databases: Vec<String>,
+    /// Where the credentials come from.
+    pub credentials: Credentials,
+    /// Files written, as paths in the snapshot.
+    pub outputs: Vec<String>,
+}
+
+/// One mount to back up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VolumePlan {
+    /// The container it is reached through.
+    #[serde(flatten)]
+    pub container: ContainerRef,
+    /// Volume or bind.
+    pub kind: MountKind,
+    /// Volume name (volumes) or host path (binds).
+    pub source: String,
+    /// Destination in the container.
+    pub destination: String,
+    /// Path in the snapshot.
+    pub snapshot_path: String,
+}
+
+/// Why something is left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExcludeReason {
+    /// The container has no stackshot label asking for its files.
+    NoLabel,
+    /// A database's data directory: its dump is the consistent copy.
+    DatabaseDataDirectory,
+    /// `EXCLUDE_BIND_MOUNTS=true`.
+    BindMountExcluded,
+    /// Not matched by `stackshot.volumes.include`.
+    NotIncluded,
+    /// Matched by `stackshot.volumes.exclude`.
+    Excluded,
+    /// Not a volume or bind mount (tmpfs and the like).
+    UnsupportedMountType,
+    /// The same volume or host path is already backed up through another container.
+    Duplicate,
+    /// A socket (the docker socket, say): not data.
+    Socket,
+}
+
+/// Something left out of the backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Exclusion {
+    /// The container.
+    #[serde(flatten)]
+    pub container: ContainerRef,
+    /// The mount's destination; `None`: the whole container.
+    pub mount: Option<String>,
+    /// Why.
+    pub reason: ExcludeReason,
+    /// A human-readable detail.
+    pub detail: String,
+}
+
+/// The whole plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// Compose project.
+    pub project: String,
+    /// restic `--host`.
+    pub host: String,
+    /// One snapshot for volumes and dumps.
+    pub atomic: bool,
+    /// Containers stopped for the window, in stop order.
+    pub stop: Vec<StopEntry>,
+    /// Database dumps.
+    pub dumps: Vec<DumpPlan>,
+    /// Mounts backed up.
+    pub volumes: Vec<VolumePlan>,
+    /// What is left out, and why.
+    pub excluded: Vec<Exclusion>,
+    /// Things worth knowing that do not stop a backup.
+    pub warnings: Vec<String>,
+    /// Problems that stop a backup before any container is touched.
+    pub errors: Vec<String>,
+}
+
+impl Plan {
+    /// True when a backup may run from this plan.
+    pub fn is_ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+struct Filters {
+    include: Vec<(String, GlobMatcher)>,
+    exclude: Vec<(String, GlobMatcher)>,
+}
+
+fn compile(
+    patterns: &[String],
+    label: &str,
+    errors: &mut Vec<String>,
+    who: &str,
+) -> Vec<(String, GlobMatcher)> {
+    patterns
+        .iter()
+        .filter_map(|p| match Glob::new(p) {
+            Ok(g) => Some((p.clone(), g.compile_matcher())),
+            Err(e) => {
+                errors.push(format!(
+                    "{who}: label {label} has a bad glob {p:?} ({e}); accepted: comma-separated globs such as /data, /var/www/*, uploads-*"
+                ));
+                None
+            }
+        })
+        .collect()
+}
+
+fn matches(
+    globs: &[(String, GlobMatcher)],
+    destination: &str,
+    name: Option<&str>,
+) -> Option<String> {
+    globs
+        .iter()
+        .find(|(_, g)| g.is_match(destination) || name.is_some_and(|n| g.is_match(n)))
+        .map(|(p, _)| p.clone())
+}
+
+/// True when `path` is `dir` or lies below it (or the reverse).
+fn overlaps(a: &str, b: &str) -> bool {
+    let a = a.trim_end_matches('/');
+    let b = b.trim_end_matches('/');
+    a == b
+        || a.starts_with(&format!("{b}/"))
+        || b.starts_with(&format!("{a}/"))
+        || a.is_empty()
+        || b.is_empty()
+}
+
+fn credentials(engine: Engine, env: &[String]) -> Credentials {
+    let has = |v: &str| env.iter().any(|e| e == v);
+    let pick = |vars: &[&str]| -> Option<CredentialSource> {
+        vars.iter().find_map(|v| {
+            let file = format!("{v}_FILE");
+            if has(v) {
+                Some(CredentialSource::Env { var: v.to_string() })
+            } else if has(&file) {
+                Some(CredentialSource::FileInContainer { var: file })
+            } else {
+                None
+            }
+        })
+    };
+    match engine {
+        Engine::Postgres => Credentials {
+            user: pick(&["POSTGRES_USER"]).unwrap_or(CredentialSource::Default {
+                value: "postgres".into(),
+            }),
+            password: pick(&["POSTGRES_PASSWORD"]).unwrap_or(CredentialSource::None),
+        },
+        Engine::Mariadb | Engine::Mysql => {
+            if let Some(pw) = pick(&["MARIADB_ROOT_PASSWORD", "MYSQL_ROOT_PASSWORD"]) {
+                Credentials {
+                    user: CredentialSource::Default {
+                        value: "root".into(),
+                    },
+                    password: pw,
+                }
+            } else if let Some(user) = pick(&["MARIADB_USER", "MYSQL_USER"]) {
+                Credentials {
+                    user,
+                    password: pick(&["MARIADB_PASSWORD", "MYSQL_PASSWORD"])
+                        .unwrap_or(CredentialSource::None),
+                }
+            } else {
+                Credentials {
+                    user: CredentialSource::Default {
+                        value: "root".into(),
+                    },
+                    password: CredentialSource::None,
+                }
+            }
+        }
+    }
+}
+
+fn valid_database_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.starts_with('-')
+        && !name.contains(['/', '\\', '\0'])
+}
+
+fn snapshot_segment(s: &str) -> String {
+    s.trim_matches('/').to_string()
+}
+
+/// Builds the plan. Pure: no engine, no clock, no file system.
+pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
+    let mut plan = Plan {
+        project: opts.project.clone(),
+        host: opts.host.clone(),
+        atomic: opts.atomic,
+        stop: vec![],
+        dumps: vec![],
+        volumes: vec![],
+        excluded: vec![],
+        warnings: vec![],
+        errors: vec![],
+    };
+
+    // Scope: our project (or all), never ourselves, our workers or one-off containers.
+    let mut scope: Vec<&ContainerInfo> = containers
+        .iter()
+        .filter(|c| !c.project.is_empty())
+        .filter(|c| opts.include_all_projects || c.project == opts.project)
+        .filter(|c| opts.self_id.as_deref() != Some(c.id.as_str()))
+        .filter(|c| !c.labels.contains_key(ROLE_LABEL) && !c.oneoff)
+        .collect();
+    scope.sort_by(|a, b| {
+        (&a.project, &a.service, a.number, &a.name)
+            .cmp(&(&b.project, &b.service, b.number, &b.name))
+    });
+
+    let replicas: BTreeMap<(&str, &str), usize> = scope.iter().fold(BTreeMap::new(), |mut m, c| {
+        *m.entry((c.project.as_str(), c.service.as_str()))
+            .or_default() += 1;
+        m
+    });
+    let mut seen_sources: BTreeMap<String, String> = BTreeMap::new();
+    let mut stop_set: Vec<&ContainerInfo> = Vec::new();
+
+    for c in &scope {
+        let who = format!("service {}", c.service);
+        let labels: BackupLabels = labels::parse(&c.labels);
+        plan.errors.extend(
+            labels
+                .errors
+                .iter()
+                .map(|e| format!("{who} ({}): {e}", c.name)),
+        );
+        for l in &labels.legacy {
+            plan.warnings.push(format!(
+                "{who}: read predecessor label {l}; it works, and the stackshot.* form is preferred"
+            ));
+        }
+        let cref = ContainerRef::of(c);
+
+        if let Some(engine) = labels.engine {
+            if labels.stop {
+                plan.warnings.push(format!(
+                    "{who}: stop label ignored on a database container: it must answer the dump"
+                ));
+            }
+            if !c.running {
+                plan.warnings.push(format!(
+                    "{who}: database container {} is {}; its dump will fail unless it is started",
+                    c.name, c.state
+                ));
+            }
+            let bad: Vec<&String> = labels
+                .databases
+                .iter()
+                .filter(|d| !valid_database_name(d))
+                .collect();
+            if !bad.is_empty() {
+                plan.errors.push(format!(
+                    "{who}: label stackshot.databases names {bad:?}; accepted: database names without '/', '\\' or a leading '-'"
+                ));
+            }
+            let dir = format!("/databases/{}", dump_dir(c, opts, &replicas));
+            let outputs = if labels.databases.is_empty() {
+                vec![format!("{dir}/{}-all.sql", engine.as_str())]
+            } else {
+                labels
+                    .databases
+                    .iter()
+                    .map(|d| format!("{dir}/{d}.sql"))
+                    .collect()
+            };
+            let credentials = credentials(engine, &c.env_names);
+            if engine != Engine::Postgres && credentials.password == CredentialSource::None {
+                plan.warnings.push(format!(
+                    "{who}: no MARIADB_ROOT_PASSWORD/MYSQL_ROOT_PASSWORD (or _FILE) in the container's environment; the dump will connect as root without a password"
+                ));
+            }
+            plan.dumps.push(DumpPlan {
+                container: cref.clone(),
+                engine,
+                databases: labels.databases.clone(),
+                credentials,
+                outputs,
+            });
+        } else if labels.stop {
+            stop_set.push(c);
+        }
+
+        if !labels.volumes {
+            if !labels.wanted() {
+                plan.excluded.push(Exclusion {
+                    container: cref.clone(),
+                    mount: None,
+                    reason: ExcludeReason::NoLabel,
+                    detail: "no stackshot label: not stopped, not dumped, files not backed up"
+                        .into(),
+                });
+            } else {
+                for m in c.mounts.iter().filter(|m| m.kind != MountKind::Other) {
+                    plan.excluded.push(Exclusion {
+                        container: cref.clone(),
+                        mount: Some(m.destination.clone()),
+                        reason: ExcludeReason::NoLabel,
+                        detail: "container has no stackshot.volumes=true label".into(),
+                    });
+                }
+            }
+            continue;
+        }
+
+        let filters = Filters {
+            include: compile(
+                &labels.include,
+                "stackshot.volumes.include",
+                &mut plan.errors,
+                &who,
+            ),
+            exclude: compile(
+                &labels.exclude,
+                "stackshot.volumes.exclude",
+                &mut plan.errors,
+                &who,
+            ),
+        };
+        let data_dir = labels.engine.map(|e| match e {
+            Engine::Postgres => c
+                .pgdata
+                .clone()
+                .unwrap_or_else(|| e.default_data_dir().to_string()),
+            _ => e.default_data_dir().to_string(),
+        });
+        let mut backed_up = 0;
+        let mut included_by = BTreeSet::new();
+        for m in &c.mounts {
+            let exclude = |reason, detail: String| Exclusion {
+                container: cref.clone(),
+                mount: Some(m.destination.clone()),
+                reason,
+                detail,
+            };
+            if m.kind == MountKind::Other {
+                plan.excluded.push(exclude(
+                    ExcludeReason::UnsupportedMountType,
+                    "not a volume or bind mount".into(),
+                ));
+                continue;
+            }
+            if m.kind == MountKind::Bind
+                && (m.source.ends_with(".sock") || m.destination.ends_with(".sock"))
+            {
+                plan.excluded.push(exclude(
+                    ExcludeReason::Socket,
+                    format!("{} is a socket", m.source),
+                ));
+                continue;
+            }
+            if let Some(dir) = data_dir.as_deref().filter(|d| overlaps(&m.destination, d)) {
+                plan.excluded.push(exclude(
+                    ExcludeReason::DatabaseDataDirectory,
+                    format!(
+                        "holds the database's data directory {dir}; the dump is the consistent copy"
+                    ),
+                ));
+                continue;
+            }
+            if m.kind == MountKind::Bind && opts.exclude_bind_mounts {
+                plan.excluded.push(exclude(
+                    ExcludeReason::BindMountExcluded,
+                    "EXCLUDE_BIND_MOUNTS=true".into(),
+                ));
+                continue;
+            }
+            if !filters.include.is_empty() {
+                match matches(&filters.include, &m.destination, m.name.as_deref()) {
+                    Some(p) => {
+                        included_by.insert(p);
+                    }
+                    None => {
+                        plan.excluded.push(exclude(
+                            ExcludeReason::NotIncluded,
+                            format!(
+                                "matches none of stackshot.volumes.include {:?}",
+                                labels.include
+                            ),
+                        ));
+                        continue;
+                    }
+                }
+            }
+            if let Some(p) = matches(&filters.exclude, &m.destination, m.name.as_deref()) {
+                plan.excluded.push(exclude(
+                    ExcludeReason::Excluded,
+                    format!("matches stackshot.volumes.exclude {p:?}"),
+                ));
+                continue;
+            }
+            let source = match (m.kind, &m.name) {
+                (MountKind::Volume, Some(n)) => n.clone(),
+                _ => m.source.clone(),
+            };
+            let key = format!("{:?}:{source}", m.kind);
+            if let Some(first) = seen_sources.get(&key) {
+                plan.excluded.push(exclude(
+                    ExcludeReason::Duplicate,
+                    format!("{source} is already backed up at {first}"),
+                ));
+                continue;
+            }
+            let mut path = String::from("/volumes");
+            if opts.include_all_projects {
+                path.push('/');
+                path.push_str(&c.project);
+            }
+            path.push('/');
+            path.push_str(&dump_dir_segment(c, &replicas));
+            let dest = snapshot_segment(&m.destination);
+            if !dest.is_empty() {
+                path.push('/');
+                path.push_str(&dest);
+            }
+            seen_sources.insert(key, path.clone());
+            backed_up += 1;
+            plan.volumes.push(VolumePlan {
+                container: cref.clone(),
+                kind: m.kind,
+                source,
+                destination: m.destination.clone(),
+                snapshot_path: path,
+            });
+        }
+        for p in labels.include.iter().filter(|p| !included_by.contains(*p)) {
+            plan.warnings.push(format!(
+                "{who}: stackshot.volumes.include pattern {p:?} matches no mount"
+            ));
+        }
+        if c.mounts.is_empty() {
+            plan.warnings.push(format!(
+                "{who}: has stackshot.volumes=true but no volumes or bind mounts"
+            ));
+        } else if backed_up == 0 && labels.engine.is_none() {
+            plan.warnings.push(format!(
+                "{who}: has stackshot.volumes=true but every mount is left out (see excluded)"
+            ));
+        }
+    }
+
+    let (stop, cycle) = order::stop_waves(&scope, &stop_set);
+    if let Some(cycle) = cycle {
+        plan.warnings.push(format!(
+            "dependency cycle among {cycle:?}; those containers are stopped together"
+        ));
+    }
+    plan.stop = stop;
+    if plan.volumes.is_empty() && plan.dumps.is_empty() && plan.errors.is_empty() {
+        plan.warnings.push(
+            "nothing to back up: label services with stackshot.volumes=true or stackshot.postgres/mariadb/mysql=true".into(),
+        );
+    }
+    plan
+}
+
+fn dump_dir_segment(c: &ContainerInfo, replicas: &BTreeMap<(&str, &str), usize>) -> String {
+    if replicas
+        .get(&(c.project.as_str(), c.service.as_str()))
+        .copied()
+        .unwrap_or(1)
+        > 1
+    {
+        format!("{}-{}", c.service, c.number)
+    } else {
+        c.service.clone()
+    }
+}
+
+fn dump_dir(
+    c: &ContainerInfo,
+    opts: &PlanOptions,
+    replicas: &BTreeMap<(&str, &str), usize>,
+) -> String {
+    let seg = dump_dir_segment(c, replicas);
+    if opts.include_all_projects {
+        format!("{}/{seg}", c.project)
+    } else {
+        seg
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,190 @@
+//! The plan as a readable table, for `stackshot plan`.
+
+use std::fmt::Write;
+
+use super::{CredentialSource, ExcludeReason, Plan};
+use crate::container::MountKind;
+
+fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |out: &mut String, cells: Vec<&str>| {
+        let mut l = String::from("  ");
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(cell);
+            } else {
+                let _ = write!(l, "{cell:<w$}  ");
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(out, header.to_vec());
+    for row in rows {
+        line(out, row.iter().map(String::as_str).collect());
+    }
+}
+
+fn source(c: &CredentialSource) -> String {
+    match c {
+        CredentialSource::Env { var } => var.clone(),
+        CredentialSource::FileInContainer { var } => format!("{var} (file in container)"),
+        CredentialSource::Default { value } => format!("default {value:?}"),
+        CredentialSource::None => "none".into(),
+    }
+}
+
+fn reason(r: ExcludeReason) -> &'static str {
+    match r {
+        ExcludeReason::NoLabel => "no label",
+        ExcludeReason::DatabaseDataDirectory => "database data directory",
+        ExcludeReason::BindMountExcluded => "bind mount excluded",
+        ExcludeReason::NotIncluded => "include filter",
+        ExcludeReason::Excluded => "exclude filter",
+        ExcludeReason::UnsupportedMountType => "not a volume",
+        ExcludeReason::Duplicate => "duplicate",
+        ExcludeReason::Socket => "socket",
+    }
+}
+
+/// Renders the plan for people.
+pub fn render_table(plan: &Plan) -> String {
+    let mut out = String::new();
+    let mode = if plan.atomic {
+        "atomic: one snapshot of /volumes and /databases"
+    } else {
+        "separate snapshots for volumes and each database"
+    };
+    let _ = writeln!(
+        out,
+        "Plan for compose project {:?} (restic host {:?}, {mode})",
+        plan.project, plan.host
+    );
+
+    out.push_str(
+        "\nStopped during the backup (dependents first, started again in reverse order):\n",
+    );
+    if plan.stop.is_empty() {
+        out.push_str("  nothing\n");
+    } else {
+        let rows: Vec<Vec<String>> = plan
+            .stop
+            .iter()
+            .map(|s| {
+                vec![
+                    s.wave.to_string(),
+                    s.container.service.clone(),
+                    s.container.container.clone(),
+                    if s.running {
+                        "running".into()
+                    } else {
+                        "not running: stays stopped".into()
+                    },
+                ]
+            })
+            .collect();
+        table(&mut out, &["WAVE", "SERVICE", "CONTAINER", "NOW"], &rows);
+    }
+
+    out.push_str("\nDatabase dumps:\n");
+    if plan.dumps.is_empty() {
+        out.push_str("  none\n");
+    } else {
+        let rows: Vec<Vec<String>> = plan
+            .dumps
+            .iter()
+            .map(|d| {
+                vec![
+                    d.container.service.clone(),
+                    d.engine.as_str().into(),
+                    if d.databases.is_empty() {
+                        "all + roles".into()
+                    } else {
+                        d.databases.join(",")
+                    },
+                    format!(
+                        "user {}, password {}",
+                        source(&d.credentials.user),
+                        source(&d.credentials.password)
+                    ),
+                    d.outputs.join(" "),
+                ]
+            })
+            .collect();
+        table(
+            &mut out,
+            &[
+                "SERVICE",
+                "ENGINE",
+                "DATABASES",
+                "CREDENTIALS FROM",
+                "SNAPSHOT PATH",
+            ],
+            &rows,
+        );
+    }
+
+    out.push_str("\nFiles backed up:\n");
+    if plan.volumes.is_empty() {
+        out.push_str("  none\n");
+    } else {
+        let rows: Vec<Vec<String>> = plan
+            .volumes
+            .iter()
+            .map(|v| {
+                vec![
+                    v.container.service.clone(),
+                    match v.kind {
+                        MountKind::Volume => "volume",
+                        MountKind::Bind => "bind",
+                        MountKind::Other => "other",
+                    }
+                    .into(),
+                    v.source.clone(),
+                    v.destination.clone(),
+                    v.snapshot_path.clone(),
+                ]
+            })
+            .collect();
+        table(
+            &mut out,
+            &["SERVICE", "KIND", "SOURCE", "DESTINATION", "SNAPSHOT PATH"],
+            &rows,
+        );
+    }
+
+    if !plan.excluded.is_empty() {
+        out.push_str("\nLeft out:\n");
+        let rows: Vec<Vec<String>> = plan
+            .excluded
+            .iter()
+            .map(|e| {
+                vec![
+                    e.container.service.clone(),
+                    e.mount.clone().unwrap_or_else(|| "(container)".into()),
+                    reason(e.reason).into(),
+                    e.detail.clone(),
+                ]
+            })
+            .collect();
+        table(&mut out, &["SERVICE", "MOUNT", "REASON", "DETAIL"], &rows);
+    }
+    if !plan.warnings.is_empty() {
+        out.push_str("\nWarnings:\n");
+        for w in &plan.warnings {
+            let _ = writeln!(out, "  - {w}");
+        }
+    }
+    if !plan.errors.is_empty() {
+        out.push_str("\nErrors (no backup runs until they are fixed):\n");
+        for e in &plan.errors {
+            let _ = writeln!(out, "  - {e}");
+        }
+    }
+    out
+}

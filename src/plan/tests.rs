@@ -1,0 +1,457 @@
+//! Plan rules, on `docker inspect` JSON recorded from the end-to-end test stack
+//! (tests/fixtures/stack-inspect.json: projects `stackshot-e2e` and
+//! `stackshot-e2e-other`), varied per rule.
+
+use super::*;
+use crate::container::{Mount, from_inspect_json};
+
+fn fixture() -> Vec<ContainerInfo> {
+    from_inspect_json(include_str!("../../tests/fixtures/stack-inspect.json"))
+        .expect("fixture parses")
+}
+
+fn svc<'a>(cs: &'a mut [ContainerInfo], service: &str) -> &'a mut ContainerInfo {
+    cs.iter_mut()
+        .find(|c| c.service == service)
+        .unwrap_or_else(|| panic!("no {service} in fixture"))
+}
+
+fn opts(cs: &[ContainerInfo]) -> PlanOptions {
+    PlanOptions {
+        project: "stackshot-e2e".into(),
+        host: "stackshot-e2e".into(),
+        atomic: true,
+        include_all_projects: false,
+        exclude_bind_mounts: false,
+        self_id: cs
+            .iter()
+            .find(|c| c.service == "backup")
+            .map(|c| c.id.clone()),
+    }
+}
+
+fn services<T>(items: &[T], f: impl Fn(&T) -> &ContainerRef) -> Vec<String> {
+    items.iter().map(|i| f(i).service.clone()).collect()
+}
+
+fn excluded(plan: &Plan, service: &str, mount: Option<&str>) -> Option<ExcludeReason> {
+    plan.excluded
+        .iter()
+        .find(|e| e.container.service == service && e.mount.as_deref() == mount)
+        .map(|e| e.reason)
+}
+
+fn paths(plan: &Plan) -> Vec<String> {
+    plan.volumes
+        .iter()
+        .map(|v| v.snapshot_path.clone())
+        .collect()
+}
+
+#[test]
+fn fixture_stack() {
+    let cs = fixture();
+    let plan = build(&opts(&cs), &cs);
+    assert!(plan.is_ok(), "{:?}", plan.errors);
+    let stop: Vec<(String, usize)> = plan
+        .stop
+        .iter()
+        .map(|s| (s.container.service.clone(), s.wave))
+        .collect();
+    assert_eq!(stop, [("sidekick".into(), 0), ("app".into(), 1)]);
+    assert_eq!(
+        services(&plan.dumps, |d| &d.container),
+        ["mariadb", "postgres"]
+    );
+    assert_eq!(plan.dumps[0].outputs, ["/databases/mariadb/shop.sql"]);
+    assert_eq!(
+        plan.dumps[1].outputs,
+        ["/databases/postgres/postgres-all.sql"]
+    );
+    assert_eq!(
+        plan.dumps[1].credentials,
+        Credentials {
+            user: CredentialSource::Env {
+                var: "POSTGRES_USER".into()
+            },
+            password: CredentialSource::Env {
+                var: "POSTGRES_PASSWORD".into()
+            },
+        }
+    );
+    assert_eq!(
+        paths(&plan),
+        [
+            "/volumes/app/data",
+            "/volumes/app/uploads",
+            "/volumes/legacy/srv/legacy",
+            "/volumes/postgres/docker-entrypoint-initdb.d"
+        ]
+    );
+    assert_eq!(
+        excluded(&plan, "app", Some("/data-cache")),
+        Some(ExcludeReason::Excluded)
+    );
+    assert_eq!(
+        excluded(&plan, "postgres", Some("/var/lib/postgresql/data")),
+        Some(ExcludeReason::DatabaseDataDirectory)
+    );
+    assert_eq!(
+        excluded(&plan, "bystander", None),
+        Some(ExcludeReason::NoLabel)
+    );
+    let all = serde_json::to_string(&plan).unwrap();
+    assert!(!all.contains("intruder"), "other project leaked: {all}");
+    assert!(
+        !all.contains("\"backup\""),
+        "the sidecar itself is in the plan: {all}"
+    );
+    assert!(
+        !all.contains("pg-secret-password"),
+        "a secret leaked: {all}"
+    );
+    assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
+    assert!(plan.warnings[0].contains("stack-back.volumes=true"));
+}
+
+#[test]
+fn all_projects_widen_scope_and_paths() {
+    let cs = fixture();
+    let mut o = opts(&cs);
+    o.include_all_projects = true;
+    let plan = build(&o, &cs);
+    assert!(
+        paths(&plan).contains(&"/volumes/stackshot-e2e-other/intruder/var/intruder".to_string())
+    );
+    assert!(paths(&plan).contains(&"/volumes/stackshot-e2e/app/data".to_string()));
+    assert_eq!(
+        plan.dumps[0].outputs,
+        ["/databases/stackshot-e2e/mariadb/shop.sql"]
+    );
+    assert!(services(&plan.stop, |s| &s.container).contains(&"intruder".to_string()));
+}
+
+#[test]
+fn never_ourselves_workers_or_one_offs() {
+    let mut cs = fixture();
+    svc(&mut cs, "app").oneoff = true;
+    svc(&mut cs, "legacy")
+        .labels
+        .insert(ROLE_LABEL.into(), "worker".into());
+    let mut o = opts(&cs);
+    let plan = build(&o, &cs);
+    let all = serde_json::to_string(&plan).unwrap();
+    assert!(
+        !all.contains("\"app\"") && !all.contains("\"legacy\""),
+        "{all}"
+    );
+    // Without self_id the sidecar would be an unlabelled container like any other.
+    o.self_id = None;
+    let plan = build(&o, &cs);
+    assert_eq!(
+        excluded(&plan, "backup", None),
+        Some(ExcludeReason::NoLabel)
+    );
+}
+
+#[test]
+fn database_is_never_stopped() {
+    let mut cs = fixture();
+    svc(&mut cs, "postgres")
+        .labels
+        .insert("stackshot.stop-during-backup".into(), "true".into());
+    let plan = build(&opts(&cs), &cs);
+    assert!(!services(&plan.stop, |s| &s.container).contains(&"postgres".to_string()));
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.contains("stop label ignored on a database container"))
+    );
+}
+
+#[test]
+fn exclude_bind_mounts() {
+    let cs = fixture();
+    let mut o = opts(&cs);
+    o.exclude_bind_mounts = true;
+    let plan = build(&o, &cs);
+    assert_eq!(
+        paths(&plan),
+        ["/volumes/app/data", "/volumes/legacy/srv/legacy"]
+    );
+    assert_eq!(
+        excluded(&plan, "app", Some("/uploads")),
+        Some(ExcludeReason::BindMountExcluded)
+    );
+}
+
+#[test]
+fn include_filter_on_destination_or_volume_name() {
+    let mut cs = fixture();
+    let app = svc(&mut cs, "app");
+    app.labels.insert(
+        "stackshot.volumes.include".into(),
+        "*app-data, /nowhere".into(),
+    );
+    let plan = build(&opts(&cs), &cs);
+    assert!(paths(&plan).contains(&"/volumes/app/data".to_string()));
+    assert_eq!(
+        excluded(&plan, "app", Some("/uploads")),
+        Some(ExcludeReason::NotIncluded)
+    );
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.contains("\"/nowhere\" matches no mount")),
+        "{:?}",
+        plan.warnings
+    );
+}
+
+#[test]
+fn pgdata_moves_the_data_directory() {
+    let mut cs = fixture();
+    let pg = svc(&mut cs, "postgres");
+    pg.pgdata = Some("/docker-entrypoint-initdb.d/pgdata".into());
+    let plan = build(&opts(&cs), &cs);
+    assert_eq!(
+        excluded(&plan, "postgres", Some("/docker-entrypoint-initdb.d")),
+        Some(ExcludeReason::DatabaseDataDirectory)
+    );
+    assert!(paths(&plan).contains(&"/volumes/postgres/var/lib/postgresql/data".to_string()));
+}
+
+#[test]
+fn same_volume_twice_is_backed_up_once() {
+    let mut cs = fixture();
+    let app_data = svc(&mut cs, "app")
+        .mounts
+        .iter()
+        .find(|m| m.destination == "/data")
+        .unwrap()
+        .clone();
+    svc(&mut cs, "legacy").mounts.push(Mount {
+        destination: "/mnt/shared".into(),
+        ..app_data
+    });
+    let plan = build(&opts(&cs), &cs);
+    assert_eq!(
+        excluded(&plan, "legacy", Some("/mnt/shared")),
+        Some(ExcludeReason::Duplicate)
+    );
+}
+
+#[test]
+fn sockets_and_tmpfs_are_left_out() {
+    let mut cs = fixture();
+    let legacy = svc(&mut cs, "legacy");
+    legacy.mounts.push(Mount {
+        kind: MountKind::Bind,
+        name: None,
+        source: "/var/run/docker.sock".into(),
+        destination: "/var/run/docker.sock".into(),
+        rw: true,
+    });
+    legacy.mounts.push(Mount {
+        kind: MountKind::Other,
+        name: None,
+        source: String::new(),
+        destination: "/run/tmp".into(),
+        rw: true,
+    });
+    let plan = build(&opts(&cs), &cs);
+    assert_eq!(
+        excluded(&plan, "legacy", Some("/var/run/docker.sock")),
+        Some(ExcludeReason::Socket)
+    );
+    assert_eq!(
+        excluded(&plan, "legacy", Some("/run/tmp")),
+        Some(ExcludeReason::UnsupportedMountType)
+    );
+}
+
+#[test]
+fn labelled_without_mounts_warns() {
+    let mut cs = fixture();
+    let b = svc(&mut cs, "bystander");
+    b.mounts.clear();
+    b.labels.insert("stackshot.volumes".into(), "true".into());
+    let plan = build(&opts(&cs), &cs);
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.contains("bystander") && w.contains("no volumes or bind mounts"))
+    );
+}
+
+#[test]
+fn compose_v2_depends_on_orders_waves_transitively() {
+    let mut cs = fixture();
+    // bystander → legacy → app (compose v2 labels); app and bystander stop, legacy does not.
+    svc(&mut cs, "bystander").depends_on = vec!["legacy".into()];
+    svc(&mut cs, "bystander")
+        .labels
+        .insert("stackshot.stop-during-backup".into(), "true".into());
+    svc(&mut cs, "legacy").depends_on = vec!["app".into()];
+    let plan = build(&opts(&cs), &cs);
+    let stop: Vec<(String, usize)> = plan
+        .stop
+        .iter()
+        .map(|s| (s.container.service.clone(), s.wave))
+        .collect();
+    assert_eq!(
+        stop,
+        [
+            ("bystander".into(), 0),
+            ("sidekick".into(), 0),
+            ("app".into(), 1)
+        ]
+    );
+}
+
+#[test]
+fn depends_on_label_is_parsed() {
+    let mut raw: Vec<serde_json::Value> =
+        serde_json::from_str(include_str!("../../tests/fixtures/stack-inspect.json")).unwrap();
+    raw[0]["Config"]["Labels"]["com.docker.compose.depends_on"] =
+        "db:service_healthy:false,cache:service_started:true".into();
+    let c = crate::container::from_inspect_json(&serde_json::to_string(&raw).unwrap()).unwrap();
+    assert_eq!(c[0].depends_on, ["db", "cache"]);
+}
+
+#[test]
+fn dependency_cycle_is_reported_not_fatal() {
+    let mut cs = fixture();
+    svc(&mut cs, "app").depends_on = vec!["sidekick".into()];
+    let plan = build(&opts(&cs), &cs);
+    assert_eq!(plan.stop.len(), 2);
+    assert!(
+        plan.warnings.iter().any(|w| w.contains("dependency cycle")),
+        "{:?}",
+        plan.warnings
+    );
+}
+
+#[test]
+fn bad_labels_are_errors() {
+    let mut cs = fixture();
+    svc(&mut cs, "app")
+        .labels
+        .insert("stackshot.volumes".into(), "yes please".into());
+    svc(&mut cs, "legacy")
+        .labels
+        .insert("stackshot.volumes.exclude".into(), "[unclosed".into());
+    svc(&mut cs, "postgres")
+        .labels
+        .insert("stackshot.databases".into(), "appdb,../etc".into());
+    let plan = build(&opts(&cs), &cs);
+    assert!(!plan.is_ok());
+    assert_eq!(plan.errors.len(), 3, "{:?}", plan.errors);
+    assert!(plan.errors[0].contains("stackshot.volumes=\"yes please\" is not a boolean"));
+    assert!(
+        plan.errors
+            .iter()
+            .any(|e| e.contains("bad glob \"[unclosed\""))
+    );
+    assert!(plan.errors.iter().any(|e| e.contains("\"../etc\"")));
+}
+
+#[test]
+fn replicas_get_numbered_paths() {
+    let mut cs = fixture();
+    let mut second = svc(&mut cs, "legacy").clone();
+    second.id = "f".repeat(64);
+    second.name = "stackshot-e2e_legacy_2".into();
+    second.number = 2;
+    second.mounts[0].name = Some("anon-volume".into());
+    cs.push(second);
+    let plan = build(&opts(&cs), &cs);
+    let p = paths(&plan);
+    assert!(
+        p.contains(&"/volumes/legacy-1/srv/legacy".to_string()),
+        "{p:?}"
+    );
+    assert!(
+        p.contains(&"/volumes/legacy-2/srv/legacy".to_string()),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn mysql_credentials_fall_back_and_warn() {
+    let mut cs = fixture();
+    let m = svc(&mut cs, "mariadb");
+    m.env_names = vec!["MYSQL_USER".into(), "MYSQL_PASSWORD_FILE".into()];
+    let plan = build(&opts(&cs), &cs);
+    assert_eq!(
+        plan.dumps[0].credentials,
+        Credentials {
+            user: CredentialSource::Env {
+                var: "MYSQL_USER".into()
+            },
+            password: CredentialSource::FileInContainer {
+                var: "MYSQL_PASSWORD_FILE".into()
+            },
+        }
+    );
+    svc(&mut cs, "mariadb").env_names.clear();
+    let plan = build(&opts(&cs), &cs);
+    assert_eq!(plan.dumps[0].credentials.password, CredentialSource::None);
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.contains("without a password"))
+    );
+}
+
+#[test]
+fn stopped_database_warns_and_stopped_app_stays_stopped() {
+    let mut cs = fixture();
+    svc(&mut cs, "postgres").running = false;
+    svc(&mut cs, "app").running = false;
+    let plan = build(&opts(&cs), &cs);
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.contains("postgres") && w.contains("its dump will fail"))
+    );
+    assert!(
+        !plan
+            .stop
+            .iter()
+            .find(|s| s.container.service == "app")
+            .unwrap()
+            .running
+    );
+}
+
+#[test]
+fn nothing_to_back_up_warns() {
+    let cs: Vec<ContainerInfo> = fixture()
+        .into_iter()
+        .filter(|c| c.service == "bystander" || c.service == "backup")
+        .collect();
+    let plan = build(&opts(&cs), &cs);
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.starts_with("nothing to back up"))
+    );
+}
+
+#[test]
+fn table_names_every_section() {
+    let cs = fixture();
+    let text = render_table(&build(&opts(&cs), &cs));
+    for needle in [
+        "Plan for compose project \"stackshot-e2e\"",
+        "  0     sidekick",
+        "/databases/postgres/postgres-all.sql",
+        "password MARIADB_ROOT_PASSWORD_FILE (file in container)",
+        "/volumes/app/uploads",
+        "database data directory",
+        "Warnings:",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+    }
+}
