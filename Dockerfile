@@ -14,6 +14,9 @@ ARG RUNTIME_IMAGE=debian:bookworm-slim
 FROM ${RUNTIME_IMAGE} AS runtime-prebuilt
 COPY target/release/stackshot /usr/local/bin/stackshot
 ENV RESTIC_CACHE_DIR=/cache
+# Dumps are written here and snapshotted by the worker container, which sees the
+# sidecar's volumes: so it must be a volume.
+VOLUME ["/databases"]
 ENTRYPOINT ["/usr/local/bin/stackshot"]
 CMD ["--help"]
 
@@ -32,5 +35,8 @@ RUN apt-get update \
 COPY --from=restic /usr/bin/restic /usr/local/bin/restic
 COPY --from=build /src/target/release/stackshot /usr/local/bin/stackshot
 ENV RESTIC_CACHE_DIR=/cache
+# Dumps are written here and snapshotted by the worker container, which sees the
+# sidecar's volumes: so it must be a volume.
+VOLUME ["/databases"]
 ENTRYPOINT ["/usr/local/bin/stackshot"]
 CMD ["--help"]

@@ -105,6 +105,8 @@ pub struct Config {
     pub self_container: Option<String>,
     /// The compose project, when running outside a container.
     pub project: Option<String>,
+    /// Where the stop-window journal lives (keep it on a volume).
+    pub state_dir: std::path::PathBuf,
     /// restic's own variables.
     pub restic: ResticSettings,
 }
@@ -178,6 +180,8 @@ impl Config {
                 Ok(s.value.trim().to_string())
             })?,
             project: opt(env, "STACKSHOT_PROJECT", |s| Ok(s.value.trim().to_string()))?,
+            state_dir: opt(env, "STACKSHOT_STATE_DIR", absolute_path)?
+                .unwrap_or_else(|| "/cache/stackshot".into()),
             restic,
         })
     }
@@ -314,6 +318,19 @@ fn socket_addr(s: &Sourced) -> Result<SocketAddr, ConfigError> {
             "IP:PORT such as 0.0.0.0:8080, 127.0.0.1:9000 or [::]:8080",
         )
     })
+}
+
+fn absolute_path(s: &Sourced) -> Result<std::path::PathBuf, ConfigError> {
+    let v = s.value.trim();
+    if v.starts_with('/') {
+        Ok(v.into())
+    } else {
+        Err(invalid(
+            s,
+            "not an absolute path",
+            "an absolute directory path on a volume, such as /cache/stackshot",
+        ))
+    }
 }
 
 fn log_level(s: &Sourced) -> Result<LogLevel, ConfigError> {

@@ -61,6 +61,8 @@ pub struct ContainerInfo {
     pub number: u32,
     /// Image reference as configured.
     pub image: String,
+    /// Image id (`sha256:…`) the container runs.
+    pub image_id: String,
     /// All labels.
     pub labels: BTreeMap<String, String>,
     /// Names of the environment variables (values are not kept: they may be secrets).
@@ -169,6 +171,7 @@ impl ContainerInfo {
             service,
             number,
             image: config.image.unwrap_or_default(),
+            image_id: c.image.clone().unwrap_or_default(),
             oneoff: labels
                 .get(ONEOFF_LABEL)
                 .is_some_and(|v| v.eq_ignore_ascii_case("true")),

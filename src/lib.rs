@@ -5,7 +5,9 @@
 //! [`plan::Plan`], a plain value that `stackshot plan` prints.
 //!
 //! Pure logic ([`config`], [`env`], [`schedule`], [`labels`], [`container`],
-//! [`plan`]) is separate from engine I/O ([`docker`], [`discovery`]).
+//! [`plan`], [`dumps::command`]) is separate from engine I/O ([`engine`],
+//! [`discovery`]). A backup ([`run`]) goes through [`window`] (the stop window
+//! that always closes), [`dumps`] and [`snapshot`], and yields a [`report`].
 
 #![warn(missing_docs)]
 
@@ -13,9 +15,17 @@ pub mod cli;
 pub mod config;
 pub mod container;
 pub mod discovery;
-pub mod docker;
+pub mod dumps;
+pub mod engine;
 pub mod env;
+pub mod journal;
 pub mod labels;
 pub mod logging;
 pub mod plan;
+pub mod report;
+pub mod restic;
+pub mod run;
 pub mod schedule;
+pub mod snapshot;
+pub mod window;
+pub mod worker;

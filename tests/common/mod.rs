@@ -217,3 +217,307 @@ impl Stack {
         });
     }
 }
+
+/// The password of the test stack's restic repository.
+pub const RESTIC_PASSWORD: &str = "restic-test-password";
+
+/// Serialises tests that bring up stacks or time drills, within one test binary.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// SHA-256 of a file on the host, hex.
+pub fn sha256_file(path: &Path) -> String {
+    let out = run(Command::new("sha256sum").arg(path));
+    out.split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+impl Stack {
+    /// Plain restic (the bench's base image, not stackshot) against the stack's
+    /// repository volume, with `extra` mounted as `-v` arguments.
+    pub fn restic(&self, extra: &[&str], args: &[&str]) -> Output {
+        let volume = format!("{}_repository:/repository", self.project);
+        let mut c = docker(&["run", "--rm", "-v", &volume]);
+        for e in extra {
+            c.args(["-v", e]);
+        }
+        c.args([
+            "-e",
+            &format!("RESTIC_PASSWORD={RESTIC_PASSWORD}"),
+            "-e",
+            "RESTIC_REPOSITORY=/repository",
+        ])
+        .arg("stackshot-test/base:local")
+        .arg("restic")
+        .args(args);
+        output(&mut c)
+    }
+
+    /// The repository's snapshots, from plain restic.
+    pub fn snapshots(&self) -> Vec<serde_json::Value> {
+        let out = self.restic(&[], &["snapshots", "--json"]);
+        if !out.status.success() {
+            return vec![];
+        }
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+
+    /// Restores snapshot `id` with plain restic into a new host directory.
+    pub fn restore(&self, id: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mount = format!("{}:/restore", dir.path().display());
+        let out = self.restic(&[&mount], &["restore", id, "--target", "/restore"]);
+        assert!(
+            out.status.success(),
+            "restore failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    }
+
+    /// `stackshot backup --json` in the sidecar, with extra environment:
+    /// (exit code, report, stderr).
+    pub fn backup(&self, env: &[(&str, &str)]) -> (i32, serde_json::Value, String) {
+        let out = self.exec("backup", env, &["stackshot", "backup", "--json"]);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let report = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!("backup --json printed no report ({e}): {stdout}\n{stderr}")
+        });
+        (out.status.code().unwrap_or(-1), report, stderr)
+    }
+
+    /// The engine's state word for `service` (running, exited, …).
+    pub fn state(&self, service: &str) -> String {
+        run(&mut docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}}",
+            &self.container(service),
+        ]))
+        .trim()
+        .to_string()
+    }
+
+    /// Lifecycle events (`stop`, `die`, `kill`, `start`) the engine recorded for
+    /// `service` between two unix timestamps.
+    pub fn events(&self, service: &str, since: i64, until: i64) -> Vec<String> {
+        let id = self.container(service);
+        let out = run(&mut docker(&[
+            "events",
+            "--since",
+            &since.to_string(),
+            "--until",
+            &until.to_string(),
+            "--filter",
+            &format!("container={id}"),
+            "--format",
+            "{{.Action}}",
+        ]));
+        out.lines()
+            .map(str::to_string)
+            .filter(|a| ["stop", "die", "kill", "start"].contains(&a.as_str()))
+            .collect()
+    }
+}
+
+/// Now, in unix seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A throwaway database container from a bench image, removed when dropped.
+pub struct FreshDb {
+    /// Container name.
+    pub name: String,
+}
+
+impl FreshDb {
+    /// Starts `image` with `env` and waits until `probe` (run with `docker exec`) succeeds.
+    pub fn start(name: &str, image: &str, env: &[&str], probe: &[&str]) -> FreshDb {
+        let _ = output(&mut docker(&["rm", "-f", name]));
+        let mut c = docker(&["run", "-d", "--name", name]);
+        for e in env {
+            c.args(["-e", e]);
+        }
+        run(c.arg(image));
+        let db = FreshDb {
+            name: name.to_string(),
+        };
+        wait_for(&format!("{name} to accept connections"), 90, || {
+            db.exec(&[], probe).status.success().then_some(())
+        });
+        db
+    }
+
+    /// `docker exec` in it, with environment.
+    pub fn exec(&self, env: &[(&str, &str)], cmd: &[&str]) -> Output {
+        let mut c = docker(&["exec"]);
+        for (k, v) in env {
+            c.args(["-e", &format!("{k}={v}")]);
+        }
+        output(c.arg(&self.name).args(cmd))
+    }
+
+    /// Feeds a file to `cmd`'s stdin inside the container; panics on failure.
+    pub fn load(&self, env: &[(&str, &str)], cmd: &[&str], file: &Path) {
+        let mut c = docker(&["exec", "-i"]);
+        for (k, v) in env {
+            c.args(["-e", &format!("{k}={v}")]);
+        }
+        c.arg(&self.name)
+            .args(cmd)
+            .stdin(std::fs::File::open(file).expect("dump file"));
+        run(&mut c);
+    }
+}
+
+impl Drop for FreshDb {
+    fn drop(&mut self) {
+        let _ = output(&mut docker(&["rm", "-f", "-v", &self.name]));
+    }
+}
+
+/// The rows compared between a source database and one restored from a dump.
+pub const PG_QUERY: &str = "select id, name, balance from customers order by id";
+/// Likewise for MariaDB.
+pub const MARIA_QUERY: &str = "select id, item, qty from orders order by id";
+
+/// Loads a PostgreSQL dump (pg_dumpall) into a fresh server and checks it
+/// returns the same rows and roles as the stack's database.
+pub fn assert_pg_dump_restores(stack: &Stack, dump: &Path, name: &str) {
+    let want = stack.psql(PG_QUERY).expect("source query");
+    assert_eq!(want.lines().count(), 1000, "source has its seed data");
+    let db = FreshDb::start(
+        name,
+        "stackshot-test/postgres:local",
+        &["POSTGRES_PASSWORD=fresh"],
+        &[
+            "env",
+            "PGPASSWORD=fresh",
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-c",
+            "select 1",
+        ],
+    );
+    db.load(
+        &[],
+        &["psql", "-q", "-U", "postgres", "-d", "postgres"],
+        dump,
+    );
+    let got = db.exec(&[], &["psql", "-U", "app", "-d", "appdb", "-Atc", PG_QUERY]);
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&got.stdout).trim(),
+        want,
+        "restored rows differ"
+    );
+    let roles = db.exec(
+        &[],
+        &[
+            "psql",
+            "-U",
+            "postgres",
+            "-Atc",
+            "select rolname from pg_roles where rolname = 'reporting'",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&roles.stdout).trim(),
+        "reporting",
+        "roles come back with pg_dumpall"
+    );
+}
+
+/// Loads a MariaDB dump of `shop` into a fresh server and checks its rows.
+pub fn assert_maria_dump_restores(stack: &Stack, dump: &Path, name: &str) {
+    let want = stack.mariadb(MARIA_QUERY).expect("source query");
+    assert_eq!(want.lines().count(), 4, "source has its seed data");
+    let db = FreshDb::start(
+        name,
+        "stackshot-test/mariadb:local",
+        &["MARIADB_ROOT_PASSWORD=fresh"],
+        &[
+            "env",
+            "MYSQL_PWD=fresh",
+            "mariadb",
+            "-uroot",
+            "-h",
+            "127.0.0.1",
+            "-e",
+            "select 1",
+        ],
+    );
+    db.load(&[("MYSQL_PWD", "fresh")], &["mariadb", "-uroot"], dump);
+    let got = db.exec(
+        &[("MYSQL_PWD", "fresh")],
+        &["mariadb", "-uroot", "shop", "-Ne", MARIA_QUERY],
+    );
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&got.stdout).trim(),
+        want,
+        "restored rows differ"
+    );
+}
+
+/// Writes test files into the app's volume (through the container) and bind
+/// mount (on the host); returns (sha of /data/blob.bin, sha of uploads/photo.bin).
+pub fn seed_app_files(stack: &Stack) -> (String, String) {
+    let out = stack.exec(
+        "app",
+        &[],
+        &["sh", "-c", "head -c 5000000 /dev/urandom > /data/blob.bin && mkdir -p /data/tree/a/b && echo nested > /data/tree/a/b/c.txt && sha256sum /data/blob.bin"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let blob = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let photo = stack.dir.path().join("uploads/photo.bin");
+    let mut random = vec![0u8; 1 << 20];
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut random)
+        .unwrap();
+    std::fs::write(&photo, &random).unwrap();
+    (blob, sha256_file(&photo))
+}
+
+/// Worker containers still present on the engine.
+pub fn workers() -> Vec<String> {
+    run(&mut docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        "label=stackshot.role=worker",
+    ]))
+    .lines()
+    .map(str::to_string)
+    .collect()
+}

@@ -1,0 +1,307 @@
+//! Dump and probe commands per engine. Pure: argv and environment only, and
+//! never a secret in argv.
+
+use crate::env::Secret;
+use crate::labels::Engine;
+
+/// Credentials resolved for one database container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Login {
+    /// User name.
+    pub user: String,
+    /// Password, if any.
+    pub password: Option<Secret>,
+}
+
+/// The client tools found in a database container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tools {
+    /// `pg_dumpall` / `mariadb-dump` / `mysqldump` (the all-databases tool).
+    pub dump_all: String,
+    /// `pg_dump` / `mariadb-dump` / `mysqldump` (per database).
+    pub dump_one: String,
+    /// `psql` / `mariadb` / `mysql`.
+    pub client: String,
+}
+
+/// The tools to look for, in order of preference: (dump-all, dump-one, client) candidates.
+pub fn tool_candidates(engine: Engine) -> [&'static [&'static str]; 3] {
+    match engine {
+        Engine::Postgres => [&["pg_dumpall"], &["pg_dump"], &["psql"]],
+        Engine::Mariadb | Engine::Mysql => [
+            &["mariadb-dump", "mysqldump"],
+            &["mariadb-dump", "mysqldump"],
+            &["mariadb", "mysql"],
+        ],
+    }
+}
+
+/// A shell probe printing the path of every candidate tool present.
+pub fn probe_tools(engine: Engine) -> Vec<String> {
+    let mut argv = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        r#"for t in "$@"; do command -v "$t" || true; done"#.to_string(),
+        "sh".to_string(),
+    ];
+    let mut names: Vec<&str> = tool_candidates(engine)
+        .iter()
+        .flat_map(|c| c.iter().copied())
+        .collect();
+    names.dedup();
+    argv.extend(names.into_iter().map(str::to_string));
+    argv
+}
+
+/// Picks the tools from the probe's output (one path a line).
+pub fn pick_tools(engine: Engine, probe_output: &str) -> Result<Tools, String> {
+    let found: Vec<&str> = probe_output
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let pick = |candidates: &[&str]| -> Option<String> {
+        candidates.iter().find_map(|c| {
+            found
+                .iter()
+                .find(|p| p.rsplit('/').next() == Some(*c))
+                .map(|p| p.to_string())
+        })
+    };
+    let [all, one, client] = tool_candidates(engine);
+    match (pick(all), pick(one), pick(client)) {
+        (Some(dump_all), Some(dump_one), Some(client)) => Ok(Tools {
+            dump_all,
+            dump_one,
+            client,
+        }),
+        _ => Err(format!(
+            "needs {} in the container, found {}",
+            [all, one, client]
+                .iter()
+                .map(|c| c.join(" or "))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if found.is_empty() {
+                "none".to_string()
+            } else {
+                found.join(", ")
+            }
+        )),
+    }
+}
+
+/// How to reach PostgreSQL: with a password, over TCP on loopback inside the
+/// container (where the official image checks passwords); without, the socket.
+fn pg_conn(login: &Login) -> Vec<String> {
+    let mut v = vec!["-U".to_string(), login.user.clone(), "-w".to_string()];
+    if login.password.is_some() {
+        v.extend(["-h".to_string(), "127.0.0.1".to_string()]);
+    }
+    v
+}
+
+/// The environment carrying the password.
+pub fn login_env(engine: Engine, login: &Login) -> Vec<(String, Secret)> {
+    let var = match engine {
+        Engine::Postgres => "PGPASSWORD",
+        Engine::Mariadb | Engine::Mysql => "MYSQL_PWD",
+    };
+    login
+        .password
+        .iter()
+        .map(|p| (var.to_string(), p.clone()))
+        .collect()
+}
+
+/// A query printing the server version: checks the credentials too.
+pub fn version_query(engine: Engine, tools: &Tools, login: &Login) -> Vec<String> {
+    match engine {
+        Engine::Postgres => {
+            let mut v = vec![tools.client.clone()];
+            v.extend(pg_conn(login));
+            v.extend(
+                [
+                    "-X",
+                    "-A",
+                    "-t",
+                    "-d",
+                    "postgres",
+                    "-c",
+                    "SHOW server_version",
+                ]
+                .map(String::from),
+            );
+            v
+        }
+        Engine::Mariadb | Engine::Mysql => vec![
+            tools.client.clone(),
+            "-u".into(),
+            login.user.clone(),
+            "-N".into(),
+            "-B".into(),
+            "-e".into(),
+            "SELECT VERSION()".into(),
+        ],
+    }
+}
+
+/// One dump: the file it writes (relative to the service's dump directory) and its argv.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpJob {
+    /// Database name, or `None` for all of them.
+    pub database: Option<String>,
+    /// File name.
+    pub file: String,
+    /// Command.
+    pub argv: Vec<String>,
+}
+
+/// The dumps for one database container.
+pub fn dump_jobs(
+    engine: Engine,
+    tools: &Tools,
+    login: &Login,
+    databases: &[String],
+) -> Vec<DumpJob> {
+    let maria_common = |tool: &str| -> Vec<String> {
+        vec![
+            tool.to_string(),
+            "-u".into(),
+            login.user.clone(),
+            "--single-transaction".into(),
+            "--routines".into(),
+            "--events".into(),
+            "--triggers".into(),
+        ]
+    };
+    if databases.is_empty() {
+        let argv = match engine {
+            Engine::Postgres => {
+                let mut v = vec![tools.dump_all.clone()];
+                v.extend(pg_conn(login));
+                v
+            }
+            Engine::Mariadb | Engine::Mysql => {
+                let mut v = maria_common(&tools.dump_all);
+                v.push("--all-databases".into());
+                v
+            }
+        };
+        return vec![DumpJob {
+            database: None,
+            file: format!("{}-all.sql", engine.as_str()),
+            argv,
+        }];
+    }
+    databases
+        .iter()
+        .map(|db| {
+            let argv = match engine {
+                Engine::Postgres => {
+                    let mut v = vec![tools.dump_one.clone()];
+                    v.extend(pg_conn(login));
+                    v.extend(["-d".to_string(), db.clone()]);
+                    v
+                }
+                Engine::Mariadb | Engine::Mysql => {
+                    let mut v = maria_common(&tools.dump_one);
+                    v.extend(["--databases".to_string(), db.clone()]);
+                    v
+                }
+            };
+            DumpJob {
+                database: Some(db.clone()),
+                file: format!("{db}.sql"),
+                argv,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn login(pw: bool) -> Login {
+        Login {
+            user: "app".into(),
+            password: pw.then(|| Secret::new("s3cret")),
+        }
+    }
+
+    #[test]
+    fn picks_mariadb_or_mysql_tools() {
+        let t = pick_tools(Engine::Mysql, "/usr/bin/mysqldump\n/usr/bin/mysql\n").unwrap();
+        assert_eq!(
+            (t.dump_all.as_str(), t.client.as_str()),
+            ("/usr/bin/mysqldump", "/usr/bin/mysql")
+        );
+        let t = pick_tools(
+            Engine::Mariadb,
+            "/usr/bin/mariadb-dump\n/usr/bin/mysqldump\n/usr/bin/mariadb\n",
+        )
+        .unwrap();
+        assert_eq!(t.dump_one, "/usr/bin/mariadb-dump");
+        let e = pick_tools(Engine::Postgres, "/usr/bin/psql\n").unwrap_err();
+        assert_eq!(
+            e,
+            "needs pg_dumpall, pg_dump, psql in the container, found /usr/bin/psql"
+        );
+    }
+
+    #[test]
+    fn postgres_commands_never_carry_the_password() {
+        let tools = pick_tools(
+            Engine::Postgres,
+            "/bin/pg_dumpall\n/bin/pg_dump\n/bin/psql\n",
+        )
+        .unwrap();
+        let jobs = dump_jobs(Engine::Postgres, &tools, &login(true), &[]);
+        assert_eq!(jobs[0].file, "postgres-all.sql");
+        assert_eq!(
+            jobs[0].argv,
+            ["/bin/pg_dumpall", "-U", "app", "-w", "-h", "127.0.0.1"]
+        );
+        let jobs = dump_jobs(
+            Engine::Postgres,
+            &tools,
+            &login(false),
+            &["a".into(), "b".into()],
+        );
+        assert_eq!(jobs[1].argv, ["/bin/pg_dump", "-U", "app", "-w", "-d", "b"]);
+        assert_eq!(jobs[1].file, "b.sql");
+        for j in jobs {
+            assert!(!j.argv.join(" ").contains("s3cret"));
+        }
+        assert_eq!(login_env(Engine::Postgres, &login(true))[0].0, "PGPASSWORD");
+        assert!(login_env(Engine::Postgres, &login(false)).is_empty());
+    }
+
+    #[test]
+    fn mariadb_commands() {
+        let tools =
+            pick_tools(Engine::Mariadb, "/usr/bin/mariadb-dump\n/usr/bin/mariadb\n").unwrap();
+        let jobs = dump_jobs(Engine::Mariadb, &tools, &login(true), &["shop".into()]);
+        assert_eq!(
+            jobs[0].argv,
+            [
+                "/usr/bin/mariadb-dump",
+                "-u",
+                "app",
+                "--single-transaction",
+                "--routines",
+                "--events",
+                "--triggers",
+                "--databases",
+                "shop"
+            ]
+        );
+        let all = dump_jobs(Engine::Mariadb, &tools, &login(true), &[]);
+        assert_eq!(all[0].file, "mariadb-all.sql");
+        assert!(all[0].argv.contains(&"--all-databases".to_string()));
+        assert_eq!(login_env(Engine::Mariadb, &login(true))[0].0, "MYSQL_PWD");
+        let q = version_query(Engine::Mariadb, &tools, &login(true));
+        assert_eq!(q.last().unwrap(), "SELECT VERSION()");
+    }
+}

@@ -1,0 +1,410 @@
+//! Database dumps: credentials and tools checked before any container is
+//! touched ([`prepare`]), then each dump streamed from `docker exec` into a
+//! file — hashed as it is written, never held in memory — and renamed into
+//! place only when the dump tool exited 0 ([`dump_to_file`]).
+
+pub mod command;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use bollard::container::LogOutput;
+use futures_util::StreamExt;
+use futures_util::future::join_all;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
+
+use crate::engine::{Engine, exec};
+use crate::env::Secret;
+use crate::labels::Engine as DbEngine;
+use crate::plan::{CredentialSource, DumpPlan};
+use crate::window::ContainerControl;
+use command::{DumpJob, Login, Tools};
+
+/// Where dumps are written in atomic mode (and where they sit in the snapshot).
+pub const DATABASES_DIR: &str = "/databases";
+
+/// A database container checked and ready to dump.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The plan's entry.
+    pub plan: DumpPlan,
+    /// Directory of its dumps, relative to `/databases` (`postgres`, or `project/postgres`).
+    pub rel_dir: String,
+    /// Credentials.
+    pub login: Login,
+    /// Tools found.
+    pub tools: Tools,
+    /// The server's version, as it reports it.
+    pub server_version: String,
+    /// The dumps to run.
+    pub jobs: Vec<DumpJob>,
+}
+
+/// One finished dump.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DumpResult {
+    /// Compose service.
+    pub service: String,
+    /// Engine.
+    pub engine: DbEngine,
+    /// Database, or `None` for all.
+    pub database: Option<String>,
+    /// Path relative to `/databases` (as in `SHA256SUMS`).
+    pub file: String,
+    /// Bytes written.
+    pub bytes: u64,
+    /// SHA-256, hex.
+    pub sha256: String,
+    /// Seconds taken.
+    pub seconds: f64,
+    /// Server version.
+    pub server_version: String,
+}
+
+async fn resolve(
+    engine: &Engine,
+    container: &str,
+    source: &CredentialSource,
+    env: &BTreeMap<String, Secret>,
+    service: &str,
+) -> Result<Option<Secret>> {
+    Ok(match source {
+        CredentialSource::Env { var } => Some(env.get(var).cloned().ok_or_else(|| {
+            anyhow!("service {service}: {var} vanished from the container's environment")
+        })?),
+        CredentialSource::FileInContainer { var } => {
+            let path = env.get(var).ok_or_else(|| {
+                anyhow!("service {service}: {var} vanished from the container's environment")
+            })?;
+            let cmd = vec!["cat".to_string(), path.expose().to_string()];
+            let out = exec::capture(engine, container, &cmd, &[]).await?;
+            if out.code != 0 {
+                bail!(
+                    "service {service}: cannot read {var}={:?} inside the container: {}",
+                    path.expose(),
+                    out.stderr
+                );
+            }
+            let mut value = String::from_utf8(out.stdout)
+                .map_err(|_| anyhow!("service {service}: the file named by {var} is not text"))?;
+            if value.ends_with('\n') {
+                value.pop();
+            }
+            Some(Secret::new(value))
+        }
+        CredentialSource::Default { value } => Some(Secret::new(value.clone())),
+        CredentialSource::None => None,
+    })
+}
+
+fn describe(source: &CredentialSource) -> String {
+    match source {
+        CredentialSource::Env { var } | CredentialSource::FileInContainer { var } => var.clone(),
+        CredentialSource::Default { value } => format!("default user {value}"),
+        CredentialSource::None => "no password".into(),
+    }
+}
+
+/// Checks one database container before the window opens: it runs, its
+/// credentials resolve and log in, and its dump tools exist.
+pub async fn prepare(engine: &Engine, dump: &DumpPlan) -> Result<Prepared> {
+    let id = &dump.container.id;
+    let service = &dump.container.service;
+    if !engine.is_running(id).await? {
+        bail!(
+            "service {service}: database container {} is not running; start it, or remove its stackshot.{} label",
+            dump.container.container,
+            dump.engine.as_str()
+        );
+    }
+    let env = engine.env_of(id).await?;
+    let user = resolve(engine, id, &dump.credentials.user, &env, service)
+        .await?
+        .map(|s| s.expose().to_string())
+        .unwrap_or_else(|| "root".into());
+    let password = resolve(engine, id, &dump.credentials.password, &env, service).await?;
+    let login = Login { user, password };
+
+    let probe = exec::capture(engine, id, &command::probe_tools(dump.engine), &[]).await?;
+    let tools = command::pick_tools(dump.engine, &String::from_utf8_lossy(&probe.stdout))
+        .map_err(|e| anyhow!("service {service}: {e}"))?;
+
+    let query = command::version_query(dump.engine, &tools, &login);
+    let out = exec::capture(engine, id, &query, &command::login_env(dump.engine, &login)).await?;
+    if out.code != 0 {
+        bail!(
+            "service {service}: cannot log in to {} as {:?} (password from {}): {}",
+            dump.engine.as_str(),
+            login.user,
+            describe(&dump.credentials.password),
+            out.stderr
+        );
+    }
+    let server_version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let rel_dir = dump
+        .outputs
+        .first()
+        .and_then(|o| o.strip_prefix(&format!("{DATABASES_DIR}/")))
+        .and_then(|o| o.rsplit_once('/'))
+        .map(|(d, _)| d.to_string())
+        .ok_or_else(|| anyhow!("service {service}: the plan has no dump output"))?;
+    let jobs = command::dump_jobs(dump.engine, &tools, &login, &dump.databases);
+    tracing::info!(service = %service, engine = dump.engine.as_str(), version = %server_version, tool = %tools.dump_all, "database ready to dump");
+    Ok(Prepared {
+        plan: dump.clone(),
+        rel_dir,
+        login,
+        tools,
+        server_version,
+        jobs,
+    })
+}
+
+/// What streaming one dump produced.
+#[derive(Debug)]
+pub struct Streamed {
+    /// Bytes.
+    pub bytes: u64,
+    /// SHA-256, hex.
+    pub sha256: String,
+    /// Seconds.
+    pub seconds: f64,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Streams one dump's stdout into `sink`, hashing it; fails unless the tool
+/// exited 0 and wrote something. The stderr tail goes into the error.
+pub async fn stream_into<W: AsyncWrite + Unpin>(
+    engine: &Engine,
+    p: &Prepared,
+    job: &DumpJob,
+    sink: &mut W,
+) -> Result<Streamed> {
+    let started = Instant::now();
+    let service = &p.plan.container.service;
+    let tool = job.argv[0]
+        .rsplit('/')
+        .next()
+        .unwrap_or(&job.argv[0])
+        .to_string();
+    let mut exec = exec::start(
+        engine,
+        &p.plan.container.id,
+        &job.argv,
+        &command::login_env(p.plan.engine, &p.login),
+    )
+    .await?;
+    let mut hasher = Sha256::new();
+    let mut bytes = 0u64;
+    let mut stderr = exec::Tail::new(4096);
+    while let Some(chunk) = exec.output.next().await {
+        match chunk.with_context(|| format!("service {service}: reading {tool}'s output"))? {
+            LogOutput::StdOut { message } => {
+                hasher.update(&message);
+                bytes += message.len() as u64;
+                sink.write_all(&message)
+                    .await
+                    .with_context(|| format!("service {service}: writing the dump"))?;
+            }
+            LogOutput::StdErr { message } => stderr.push(&message),
+            _ => {}
+        }
+    }
+    sink.flush()
+        .await
+        .with_context(|| format!("service {service}: writing the dump"))?;
+    let code = exec::exit_code(engine, &exec.id).await?;
+    if code != 0 {
+        bail!(
+            "service {service}: {tool} exited with code {code}: {}",
+            stderr.one_line()
+        );
+    }
+    if bytes == 0 {
+        bail!(
+            "service {service}: {tool} wrote nothing: {}",
+            stderr.one_line()
+        );
+    }
+    Ok(Streamed {
+        bytes,
+        sha256: hex(&hasher.finalize()),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Dumps into `root/<rel_dir>/<file>` through a `.partial` file renamed only on success.
+pub async fn dump_to_file(
+    engine: &Engine,
+    p: &Prepared,
+    job: &DumpJob,
+    root: &Path,
+) -> Result<DumpResult> {
+    let dir = root.join(&p.rel_dir);
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(&job.file);
+    let partial = PathBuf::from(format!("{}.partial", path.display()));
+    let file = tokio::fs::File::create(&partial)
+        .await
+        .with_context(|| format!("cannot create {}", partial.display()))?;
+    let mut sink = BufWriter::with_capacity(1 << 20, file);
+    let streamed = stream_into(engine, p, job, &mut sink).await;
+    let file = sink.into_inner();
+    let streamed = match streamed {
+        Ok(s) => s,
+        Err(e) => {
+            drop(file);
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(e);
+        }
+    };
+    file.sync_all()
+        .await
+        .with_context(|| format!("cannot sync {}", partial.display()))?;
+    tokio::fs::rename(&partial, &path)
+        .await
+        .with_context(|| format!("cannot rename {} into place", partial.display()))?;
+    tracing::info!(service = %p.plan.container.service, file = %path.display(), bytes = streamed.bytes, seconds = streamed.seconds, "dumped");
+    Ok(DumpResult {
+        service: p.plan.container.service.clone(),
+        engine: p.plan.engine,
+        database: job.database.clone(),
+        file: format!("{}/{}", p.rel_dir, job.file),
+        bytes: streamed.bytes,
+        sha256: streamed.sha256,
+        seconds: streamed.seconds,
+        server_version: p.server_version.clone(),
+    })
+}
+
+/// Runs every dump: containers concurrently, one container's dumps in turn.
+/// Fails with every failure named, after all dumps finished.
+pub async fn dump_all(
+    engine: &Engine,
+    prepared: &[Prepared],
+    root: &Path,
+) -> Result<Vec<DumpResult>> {
+    let per_container = join_all(prepared.iter().map(|p| async move {
+        let mut out = Vec::new();
+        for job in &p.jobs {
+            out.push(dump_to_file(engine, p, job, root).await?);
+        }
+        Ok::<_, anyhow::Error>(out)
+    }))
+    .await;
+    let mut results = Vec::new();
+    let mut errors = Vec::new();
+    for r in per_container {
+        match r {
+            Ok(mut v) => results.append(&mut v),
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    if !errors.is_empty() {
+        bail!("{}", errors.join("; "));
+    }
+    Ok(results)
+}
+
+/// The `manifest.json` beside the dumps.
+#[derive(Debug, Serialize)]
+struct Manifest<'a> {
+    created: String,
+    dumps: &'a [DumpResult],
+}
+
+/// Writes `SHA256SUMS` (checkable with `sha256sum -c` from `/databases`) and
+/// `manifest.json` into `root`.
+pub fn write_sums(root: &Path, results: &[DumpResult]) -> Result<()> {
+    let mut sorted: Vec<&DumpResult> = results.iter().collect();
+    sorted.sort_by(|a, b| a.file.cmp(&b.file));
+    let sums: String = sorted
+        .iter()
+        .map(|r| format!("{}  {}\n", r.sha256, r.file))
+        .collect();
+    std::fs::write(root.join("SHA256SUMS"), sums).context("cannot write SHA256SUMS")?;
+    let manifest = Manifest {
+        created: chrono::Utc::now().to_rfc3339(),
+        dumps: results,
+    };
+    std::fs::write(
+        root.join("manifest.json"),
+        serde_json::to_vec_pretty(&manifest)?,
+    )
+    .context("cannot write manifest.json")?;
+    Ok(())
+}
+
+/// Empties `root` (left-overs of an earlier run), keeping the directory.
+pub fn clear_dir(root: &Path) -> Result<()> {
+    std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
+    for entry in
+        std::fs::read_dir(root).with_context(|| format!("cannot read {}", root.display()))?
+    {
+        let path = entry?.path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        }
+        .with_context(|| format!("cannot remove {}", path.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(file: &str, sha: &str) -> DumpResult {
+        DumpResult {
+            service: "s".into(),
+            engine: DbEngine::Postgres,
+            database: None,
+            file: file.into(),
+            bytes: 3,
+            sha256: sha.into(),
+            seconds: 0.1,
+            server_version: "15".into(),
+        }
+    }
+
+    #[test]
+    fn sums_are_sha256sum_compatible() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("pg")).unwrap();
+        std::fs::write(dir.path().join("pg/postgres-all.sql"), b"abc").unwrap();
+        let sha = hex(&Sha256::digest(b"abc"));
+        write_sums(dir.path(), &[result("pg/postgres-all.sql", &sha)]).unwrap();
+        let sums = std::fs::read_to_string(dir.path().join("SHA256SUMS")).unwrap();
+        assert_eq!(sums, format!("{sha}  pg/postgres-all.sql\n"));
+        let status = std::process::Command::new("sha256sum")
+            .args(["-c", "--quiet", "SHA256SUMS"])
+            .current_dir(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap())
+                .unwrap();
+        assert_eq!(manifest["dumps"][0]["sha256"], sha);
+    }
+
+    #[test]
+    fn clear_dir_empties_but_keeps() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        std::fs::write(dir.path().join("x"), b"1").unwrap();
+        clear_dir(dir.path()).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}

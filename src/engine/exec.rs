@@ -1,0 +1,168 @@
+//! `docker exec` with stdout streamed, never buffered whole, and the exit code
+//! read from the engine (`inspect_exec`).
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use bollard::container::LogOutput;
+use bollard::errors::Error as BollardError;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use futures_util::{Stream, StreamExt};
+
+use super::Engine;
+use crate::env::Secret;
+
+/// The output of a running exec: stdout and stderr chunks as they come.
+pub type Output = Pin<Box<dyn Stream<Item = Result<LogOutput, BollardError>> + Send>>;
+
+/// A started exec.
+pub struct Exec {
+    /// The exec's id, for [`exit_code`].
+    pub id: String,
+    /// Its output stream.
+    pub output: Output,
+}
+
+/// Starts `cmd` in `container` with `env` (credentials travel here, never in argv).
+pub async fn start(
+    engine: &Engine,
+    container: &str,
+    cmd: &[String],
+    env: &[(String, Secret)],
+) -> Result<Exec> {
+    let env: Vec<String> = env
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.expose()))
+        .collect();
+    let created = engine
+        .docker()
+        .create_exec(
+            container,
+            CreateExecOptions {
+                cmd: Some(cmd.to_vec()),
+                env: Some(env),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .with_context(|| format!("cannot create exec of {} in container {container}", cmd[0]))?;
+    match engine.docker().start_exec(&created.id, None).await {
+        Ok(StartExecResults::Attached { output, .. }) => Ok(Exec {
+            id: created.id,
+            output,
+        }),
+        Ok(StartExecResults::Detached) => {
+            bail!("exec of {} in {container} started detached", cmd[0])
+        }
+        Err(e) => {
+            Err(e).with_context(|| format!("cannot start {} in container {container}", cmd[0]))
+        }
+    }
+}
+
+/// The exit code of a finished exec (waits briefly for the engine to record it).
+pub async fn exit_code(engine: &Engine, exec_id: &str) -> Result<i64> {
+    for _ in 0..200 {
+        let info = engine
+            .docker()
+            .inspect_exec(exec_id)
+            .await
+            .with_context(|| format!("cannot inspect exec {exec_id}"))?;
+        if info.running != Some(true) {
+            if let Some(code) = info.exit_code {
+                return Ok(code);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    bail!("exec {exec_id} reported no exit code")
+}
+
+/// Keeps the last `limit` bytes written to it (a stderr tail for error messages).
+#[derive(Debug, Default)]
+pub struct Tail {
+    buf: Vec<u8>,
+    limit: usize,
+}
+
+impl Tail {
+    /// A tail of at most `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        Tail {
+            buf: Vec::new(),
+            limit,
+        }
+    }
+
+    /// Appends bytes, dropping the oldest beyond the limit.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() > self.limit {
+            let cut = self.buf.len() - self.limit;
+            self.buf.drain(..cut);
+        }
+    }
+
+    /// The tail as one line: lines joined with " | ", trimmed.
+    pub fn one_line(&self) -> String {
+        String::from_utf8_lossy(&self.buf)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    }
+}
+
+/// What a small exec printed.
+#[derive(Debug)]
+pub struct Captured {
+    /// Exit code.
+    pub code: i64,
+    /// Standard output (may be a secret: callers decide).
+    pub stdout: Vec<u8>,
+    /// The end of standard error, as one line.
+    pub stderr: String,
+}
+
+/// Runs a short command to completion, keeping at most 1 MiB of stdout.
+pub async fn capture(
+    engine: &Engine,
+    container: &str,
+    cmd: &[String],
+    env: &[(String, Secret)],
+) -> Result<Captured> {
+    let mut exec = start(engine, container, cmd, env).await?;
+    let mut stdout = Vec::new();
+    let mut stderr = Tail::new(2048);
+    while let Some(chunk) = exec.output.next().await {
+        match chunk.with_context(|| format!("reading the output of {} in {container}", cmd[0]))? {
+            LogOutput::StdOut { message } if stdout.len() < (1 << 20) => {
+                stdout.extend_from_slice(&message)
+            }
+            LogOutput::StdErr { message } => stderr.push(&message),
+            _ => {}
+        }
+    }
+    Ok(Captured {
+        code: exit_code(engine, &exec.id).await?,
+        stdout,
+        stderr: stderr.one_line(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tail;
+
+    #[test]
+    fn tail_keeps_the_end_as_one_line() {
+        let mut t = Tail::new(16);
+        t.push(b"first line\nsecond line\n");
+        t.push(b"third\n");
+        assert_eq!(t.one_line(), "cond line | third");
+    }
+}

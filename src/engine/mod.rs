@@ -1,0 +1,127 @@
+//! The Docker engine: connection, and the few container operations stackshot
+//! needs. Streamed exec is in [`exec`], the worker container in [`worker`].
+
+pub mod exec;
+pub mod worker;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use bollard::errors::Error as BollardError;
+use bollard::models::ContainerInspectResponse;
+use bollard::query_parameters::StopContainerOptions;
+use bollard::{API_DEFAULT_VERSION, Docker};
+
+use crate::env::Secret;
+use crate::window::ContainerControl;
+
+const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
+const TIMEOUT_SECS: u64 = 600;
+
+/// A connection to the engine.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    docker: Docker,
+}
+
+/// True for the engine's "no such container/exec" answer.
+pub fn is_not_found(e: &BollardError) -> bool {
+    matches!(
+        e,
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+/// True for the engine's "nothing to do" answer (already started/stopped).
+fn is_not_modified(e: &BollardError) -> bool {
+    matches!(
+        e,
+        BollardError::DockerResponseServerError {
+            status_code: 304,
+            ..
+        }
+    )
+}
+
+impl Engine {
+    /// Connects to the engine at `host` (`DOCKER_HOST`, default: the local socket)
+    /// and agrees on an API version the engine speaks (it may be older than
+    /// bollard's default).
+    pub async fn connect(host: Option<&str>) -> Result<Engine> {
+        let host = host.unwrap_or(DEFAULT_SOCKET);
+        let hint = || {
+            format!(
+                "cannot reach the Docker engine at {host}; mount the socket into the container \
+                 (/var/run/docker.sock:/var/run/docker.sock) or set DOCKER_HOST to a socket proxy"
+            )
+        };
+        let docker = if host.starts_with("unix://") {
+            Docker::connect_with_unix(host, TIMEOUT_SECS, API_DEFAULT_VERSION)
+        } else {
+            Docker::connect_with_http(host, TIMEOUT_SECS, API_DEFAULT_VERSION)
+        }
+        .with_context(hint)?;
+        let docker = docker.negotiate_version().await.with_context(hint)?;
+        tracing::debug!(host, api = %docker.client_version(), "connected to the Docker engine");
+        Ok(Engine { docker })
+    }
+
+    /// The underlying client.
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// Inspects a container.
+    pub async fn inspect(&self, id: &str) -> Result<ContainerInspectResponse> {
+        self.docker
+            .inspect_container(id, None)
+            .await
+            .with_context(|| format!("cannot inspect container {id}"))
+    }
+
+    /// A container's environment as configured, every value treated as a secret.
+    pub async fn env_of(&self, id: &str) -> Result<BTreeMap<String, Secret>> {
+        let c = self.inspect(id).await?;
+        Ok(c.config
+            .and_then(|c| c.env)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_string(), Secret::new(v)))
+            })
+            .collect())
+    }
+}
+
+impl ContainerControl for Engine {
+    async fn stop(&self, id: &str, timeout: Duration) -> Result<()> {
+        let t = i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX);
+        let opts = StopContainerOptions {
+            t: Some(t),
+            ..Default::default()
+        };
+        match self.docker.stop_container(id, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_modified(&e) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot stop container {id}")),
+        }
+    }
+
+    async fn start(&self, id: &str) -> Result<()> {
+        match self.docker.start_container(id, None).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_modified(&e) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot start container {id}")),
+        }
+    }
+
+    async fn is_running(&self, id: &str) -> Result<bool> {
+        let c = self.inspect(id).await?;
+        Ok(c.state.and_then(|s| s.running).unwrap_or(false))
+    }
+}

@@ -1,0 +1,192 @@
+//! The worker container: a short-lived container from the sidecar's own image
+//! with the plan's mounts attached, running `stackshot worker …`. Its secrets
+//! arrive on stdin (never in its configuration, where `docker inspect` would
+//! show them); its JSON-lines progress comes back on stdout. It is removed
+//! afterwards, whatever happened.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result, bail};
+use bollard::container::LogOutput;
+use bollard::errors::Error as BollardError;
+use bollard::models::{ContainerCreateBody, HostConfig, Mount};
+use bollard::query_parameters::{
+    AttachContainerOptions, RemoveContainerOptions, WaitContainerOptions,
+};
+use futures_util::StreamExt;
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+
+use super::Engine;
+use super::exec::Tail;
+use crate::container::ROLE_LABEL;
+use crate::env::Secret;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct WorkerSpec {
+    /// Image (the sidecar's own, by id).
+    pub image: String,
+    /// Path of the stackshot binary in the image.
+    pub binary: String,
+    /// Arguments after `worker`.
+    pub args: Vec<String>,
+    /// Mounts (the plan's, read-only, and the sidecar's own).
+    pub mounts: Vec<Mount>,
+    /// Network mode (`container:<sidecar>` shares the sidecar's network).
+    pub network_mode: Option<String>,
+    /// Non-secret environment (`NAME=value`).
+    pub env: Vec<String>,
+    /// Secret environment, sent on stdin.
+    pub secrets: Vec<(String, Secret)>,
+    /// Compose project, recorded in a label.
+    pub project: String,
+}
+
+/// The first line a worker reads from stdin.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct Payload {
+    /// Environment variables for restic (name, value).
+    pub env: Vec<(String, String)>,
+}
+
+/// Runs the worker to completion, handing each stdout line to `on_line`.
+/// Returns the worker's exit code; the container is removed in every case.
+pub async fn run(engine: &Engine, spec: &WorkerSpec, on_line: impl FnMut(&str)) -> Result<i64> {
+    let labels = HashMap::from([
+        (ROLE_LABEL.to_string(), "worker".to_string()),
+        ("stackshot.project".to_string(), spec.project.clone()),
+    ]);
+    let body = ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        entrypoint: Some(vec![spec.binary.clone()]),
+        cmd: Some(
+            std::iter::once("worker".to_string())
+                .chain(spec.args.iter().cloned())
+                .collect(),
+        ),
+        env: Some(spec.env.clone()),
+        labels: Some(labels),
+        open_stdin: Some(true),
+        stdin_once: Some(true),
+        attach_stdin: Some(true),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        tty: Some(false),
+        host_config: Some(HostConfig {
+            mounts: Some(spec.mounts.clone()),
+            network_mode: spec.network_mode.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let created = engine
+        .docker()
+        .create_container(None, body)
+        .await
+        .context("cannot create the worker container")?;
+    let id = created.id;
+    tracing::debug!(worker = %&id[..12], "worker container created");
+    let result = drive(engine, &id, spec, on_line).await;
+    let removed = engine
+        .docker()
+        .remove_container(
+            &id,
+            Some(RemoveContainerOptions {
+                force: true,
+                v: true,
+                ..Default::default()
+            }),
+        )
+        .await;
+    match removed {
+        Ok(()) => tracing::debug!(worker = %&id[..12], "worker container removed"),
+        Err(e) if super::is_not_found(&e) => {}
+        Err(e) => {
+            tracing::warn!(worker = %&id[..12], error = %e, "could not remove the worker container")
+        }
+    }
+    result
+}
+
+async fn drive(
+    engine: &Engine,
+    id: &str,
+    spec: &WorkerSpec,
+    mut on_line: impl FnMut(&str),
+) -> Result<i64> {
+    let docker = engine.docker();
+    let attached = docker
+        .attach_container(
+            id,
+            Some(AttachContainerOptions {
+                stdin: true,
+                stdout: true,
+                stderr: true,
+                stream: true,
+                ..Default::default()
+            }),
+        )
+        .await
+        .context("cannot attach to the worker container")?;
+    let (mut output, mut input) = (attached.output, attached.input);
+    docker
+        .start_container(id, None)
+        .await
+        .context("cannot start the worker container")?;
+
+    let payload = Payload {
+        env: spec
+            .secrets
+            .iter()
+            .map(|(k, v)| (k.clone(), v.expose().to_string()))
+            .collect(),
+    };
+    let mut line = serde_json::to_vec(&payload).expect("payload serialises");
+    line.push(b'\n');
+    input
+        .write_all(&line)
+        .await
+        .context("cannot hand the worker its settings")?;
+    input.flush().await.ok();
+    input.shutdown().await.ok();
+    drop(input);
+
+    let mut pending: Vec<u8> = Vec::new();
+    let mut stderr = Tail::new(4096);
+    while let Some(chunk) = output.next().await {
+        match chunk {
+            Ok(LogOutput::StdOut { message }) => {
+                pending.extend_from_slice(&message);
+                while let Some(nl) = pending.iter().position(|&b| b == b'\n') {
+                    let l: Vec<u8> = pending.drain(..=nl).collect();
+                    on_line(String::from_utf8_lossy(&l).trim_end());
+                }
+            }
+            Ok(LogOutput::StdErr { message }) => stderr.push(&message),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "worker output ended with an error");
+                break;
+            }
+        }
+    }
+    if !pending.is_empty() {
+        on_line(String::from_utf8_lossy(&pending).trim_end());
+    }
+
+    let mut wait = docker.wait_container(id, None::<WaitContainerOptions>);
+    let code = match wait.next().await {
+        Some(Ok(r)) => r.status_code,
+        Some(Err(BollardError::DockerContainerWaitError { code, .. })) => code,
+        Some(Err(e)) => return Err(e).context("cannot wait for the worker container"),
+        None => bail!("the worker container vanished before reporting an exit code"),
+    };
+    if code != 0 {
+        let tail = stderr.one_line();
+        if !tail.is_empty() {
+            tracing::warn!(code, stderr = %tail, "worker exited with an error");
+        }
+    }
+    Ok(code)
+}

@@ -1,0 +1,127 @@
+//! The stop-window journal: a small file on a volume naming every container a
+//! run has stopped, written and fsynced *before* each stop. A journal left
+//! behind means a run died inside its window; the next start-up restarts
+//! those containers before doing anything else.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// One container a run stopped (or was about to stop).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Container id.
+    pub id: String,
+    /// Container name, for messages.
+    pub name: String,
+    /// Stop wave; restart goes in reverse wave order.
+    pub wave: usize,
+}
+
+/// The journal's content.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// The run that wrote it.
+    pub run_id: String,
+    /// Containers stopped (or about to be).
+    pub stopped: Vec<Entry>,
+}
+
+/// The journal file.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    path: PathBuf,
+}
+
+impl Journal {
+    /// A journal at `dir/window-journal.json`.
+    pub fn in_dir(dir: &Path) -> Journal {
+        Journal {
+            path: dir.join("window-journal.json"),
+        }
+    }
+
+    /// Where it lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The journal left by an earlier run, if any.
+    pub fn read(&self) -> Result<Option<State>> {
+        match fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .with_context(|| format!("journal {} is unreadable; inspect it, start its containers by hand and delete it", self.path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read journal {}", self.path.display())),
+        }
+    }
+
+    /// Durably replaces the journal with `state`: temp file, fsync, rename, fsync the directory.
+    pub fn write(&self, state: &State) -> Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let tmp = self.path.with_extension("json.tmp");
+        let mut f =
+            File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.write_all(&serde_json::to_vec_pretty(state)?)?;
+        f.sync_all()?;
+        fs::rename(&tmp, &self.path)
+            .with_context(|| format!("cannot write {}", self.path.display()))?;
+        sync_dir(dir)
+    }
+
+    /// Removes the journal (all containers are running again).
+    pub fn clear(&self) -> Result<()> {
+        match fs::remove_file(&self.path) {
+            Ok(()) => sync_dir(self.path.parent().unwrap_or(Path::new("."))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => {
+                Err(e).with_context(|| format!("cannot remove journal {}", self.path.display()))
+            }
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync directory {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_read_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::in_dir(&dir.path().join("state"));
+        assert_eq!(j.read().unwrap(), None);
+        let s = State {
+            run_id: "r1".into(),
+            stopped: vec![Entry {
+                id: "abc".into(),
+                name: "app".into(),
+                wave: 1,
+            }],
+        };
+        j.write(&s).unwrap();
+        assert_eq!(j.read().unwrap(), Some(s));
+        j.clear().unwrap();
+        assert_eq!(j.read().unwrap(), None);
+        j.clear().unwrap();
+    }
+
+    #[test]
+    fn corrupt_journal_says_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::in_dir(dir.path());
+        std::fs::write(j.path(), b"{not json").unwrap();
+        let e = format!("{:#}", j.read().unwrap_err());
+        assert!(e.contains("start its containers by hand"), "{e}");
+    }
+}

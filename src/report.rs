@@ -1,0 +1,218 @@
+//! The record of one run: what happened, how long each phase took, what was
+//! dumped and snapshotted. Feeds the CLI summary (and later metrics and health).
+
+use std::fmt::Write;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::dumps::DumpResult;
+use crate::window::WindowReport;
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Every dump and snapshot done, every container running again.
+    Success,
+    /// A snapshot was written, but some files could not be read (restic exit 3).
+    Partial,
+    /// Anything else.
+    Failed,
+}
+
+/// One phase's duration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Phase {
+    /// Name: recover, plan, preflight, window, dumps, snapshot, cleanup.
+    pub name: String,
+    /// Seconds.
+    pub seconds: f64,
+}
+
+/// One snapshot written.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SnapshotReport {
+    /// `atomic`, `volumes` or `database`.
+    pub mode: String,
+    /// Service, for database snapshots.
+    pub service: Option<String>,
+    /// Snapshot id.
+    pub id: Option<String>,
+    /// Files new since the parent snapshot.
+    pub files_new: u64,
+    /// Files changed.
+    pub files_changed: u64,
+    /// Files unmodified.
+    pub files_unmodified: u64,
+    /// Bytes added to the repository (before compression).
+    pub bytes_added: u64,
+    /// Bytes looked at.
+    pub bytes_processed: u64,
+    /// Seconds.
+    pub seconds: f64,
+    /// Files restic could not read.
+    pub unreadable: Vec<String>,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// Run id (start time based).
+    pub run_id: String,
+    /// Compose project (empty when discovery failed).
+    pub project: String,
+    /// Start.
+    pub started_at: DateTime<Utc>,
+    /// End.
+    pub finished_at: DateTime<Utc>,
+    /// How it ended.
+    pub result: Outcome,
+    /// Why it did not succeed.
+    pub reason: Option<String>,
+    /// Phase timings, in order.
+    pub phases: Vec<Phase>,
+    /// The stop window, if it opened.
+    pub window: Option<WindowReport>,
+    /// Dumps written.
+    pub dumps: Vec<DumpResult>,
+    /// Snapshots written.
+    pub snapshots: Vec<SnapshotReport>,
+    /// Containers started again from the journal of an earlier, interrupted run.
+    pub recovered: Vec<String>,
+    /// The repository was created by this run.
+    pub repository_initialised: bool,
+}
+
+impl RunReport {
+    /// A report for a run starting now.
+    pub fn start() -> RunReport {
+        let now = Utc::now();
+        RunReport {
+            run_id: now.format("%Y%m%dT%H%M%S%.3fZ").to_string(),
+            project: String::new(),
+            started_at: now,
+            finished_at: now,
+            result: Outcome::Failed,
+            reason: None,
+            phases: vec![],
+            window: None,
+            dumps: vec![],
+            snapshots: vec![],
+            recovered: vec![],
+            repository_initialised: false,
+        }
+    }
+
+    /// Records a phase that took `seconds`.
+    pub fn phase(&mut self, name: &str, since: Instant) {
+        self.phases.push(Phase {
+            name: name.into(),
+            seconds: since.elapsed().as_secs_f64(),
+        });
+    }
+
+    /// Ends the run with `result`.
+    pub fn finish(mut self, result: Outcome, reason: Option<String>) -> RunReport {
+        self.result = result;
+        self.reason = reason;
+        self.finished_at = Utc::now();
+        self
+    }
+
+    /// Seconds from start to finish.
+    pub fn seconds(&self) -> f64 {
+        (self.finished_at - self.started_at).num_milliseconds() as f64 / 1000.0
+    }
+
+    /// Bytes dumped in all.
+    pub fn dump_bytes(&self) -> u64 {
+        self.dumps.iter().map(|d| d.bytes).sum()
+    }
+
+    /// A readable summary.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let word = match self.result {
+            Outcome::Success => "succeeded",
+            Outcome::Partial => "PARTIAL",
+            Outcome::Failed => "FAILED",
+        };
+        let _ = writeln!(
+            out,
+            "Backup of {:?} {word} in {:.1}s",
+            self.project,
+            self.seconds()
+        );
+        if let Some(reason) = &self.reason {
+            let _ = writeln!(out, "  reason: {reason}");
+        }
+        if !self.recovered.is_empty() {
+            let _ = writeln!(
+                out,
+                "  started again from an interrupted earlier run: {}",
+                self.recovered.join(", ")
+            );
+        }
+        if self.repository_initialised {
+            let _ = writeln!(out, "  initialised a new restic repository");
+        }
+        if let Some(w) = &self.window {
+            let _ = writeln!(
+                out,
+                "  stop window: {:.1}s, stopped {} ({}), started {}",
+                w.seconds,
+                w.stopped.len(),
+                w.stopped
+                    .iter()
+                    .map(|t| t.container.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                w.started.len()
+            );
+            if !w.restart_failed.is_empty() {
+                let _ = writeln!(out, "  NOT RUNNING AGAIN: {}", w.restart_failed.join("; "));
+            }
+        }
+        for d in &self.dumps {
+            let _ = writeln!(
+                out,
+                "  dump {:<40} {:>12} bytes  {:.1}s  sha256 {}",
+                d.file,
+                d.bytes,
+                d.seconds,
+                &d.sha256[..16]
+            );
+        }
+        for s in &self.snapshots {
+            let _ = writeln!(
+                out,
+                "  snapshot {} ({}{}): {} new, {} changed, {} unmodified files, {} bytes added, {:.1}s",
+                s.id.as_deref().unwrap_or("-"),
+                s.mode,
+                s.service
+                    .as_deref()
+                    .map(|x| format!(" {x}"))
+                    .unwrap_or_default(),
+                s.files_new,
+                s.files_changed,
+                s.files_unmodified,
+                s.bytes_added,
+                s.seconds
+            );
+            for u in &s.unreadable {
+                let _ = writeln!(out, "    unreadable: {u}");
+            }
+        }
+        let phases: Vec<String> = self
+            .phases
+            .iter()
+            .map(|p| format!("{} {:.1}s", p.name, p.seconds))
+            .collect();
+        if !phases.is_empty() {
+            let _ = writeln!(out, "  phases: {}", phases.join(", "));
+        }
+        out
+    }
+}

@@ -1,0 +1,512 @@
+//! restic's machine-readable output, parsed tolerantly.
+//!
+//! Every field restic may leave out (Go's `omitempty`, or a field that a given
+//! restic version does not have yet) has a default, unknown fields are ignored,
+//! and a line that is not one of the messages we know gives `None` instead of an
+//! error. The differences between restic versions handled here:
+//!
+//! - `backup --json` summary: 0.14 prints an 8-character `snapshot_id`, 0.15+
+//!   the full 64-character id; 0.14 has no `data_added_packed` (0.17+), and no
+//!   `backup_start`/`backup_end` (0.18+); 0.17+ leaves `snapshot_id` out when no
+//!   snapshot was written.
+//! - `backup --json` errors (printed on stderr): up to 0.17.0 the `error` field
+//!   is Go's error value marshalled as it is (often `{}`, or
+//!   `{"Op":"open","Path":…,"Err":13}`); 0.17.1+ prints `{"message": "…"}`.
+//! - 0.18+ prints a fatal error as an `exit_error` message on stderr.
+//! - restic up to 0.15.x prints the end of the scan with `-vv` as a `status`
+//!   message carrying an `action` field; that is not progress and is skipped.
+//! - `snapshots --json`: 0.17+ adds a `summary` object; `short_id` is deprecated
+//!   and computed when missing; `--group-by` output is flattened.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+/// A restic version, as printed by `restic version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Version {
+    /// Major version (0 for every restic release so far).
+    pub major: u32,
+    /// Minor version.
+    pub minor: u32,
+    /// Patch level.
+    pub patch: u32,
+}
+
+impl Version {
+    /// A version from its three numbers.
+    pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
+        Version {
+            major,
+            minor,
+            patch,
+        }
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// Reads the version from `restic version` output such as
+/// `restic 0.14.0 compiled with go1.19.8 on linux/amd64` or
+/// `restic 0.16.4-dev (compiled manually) compiled with …`.
+pub fn parse_version(text: &str) -> Option<Version> {
+    let mut words = text.split_whitespace();
+    words.find(|w| *w == "restic")?;
+    let word = words.next()?.trim_start_matches('v');
+    let numbers = word.split(['-', '+']).next()?;
+    let mut parts = numbers.split('.').map(|p| p.parse::<u32>().ok());
+    let major = parts.next()??;
+    let minor = parts.next()??;
+    let patch = parts.next().unwrap_or(Some(0))?;
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(Version::new(major, minor, patch))
+}
+
+/// One message of `restic backup --json` (stdout, or stderr for errors).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum BackupEvent {
+    /// Progress (`message_type` `status`).
+    Status(Progress),
+    /// A file or directory that could not be read (`error`, on stderr).
+    Error(BackupError),
+    /// The end of a backup that wrote a snapshot (`summary`).
+    Summary(BackupSummary),
+    /// restic 0.18+: the fatal error restic exits with (`exit_error`, on stderr).
+    ExitError(ExitError),
+}
+
+/// Progress of a running backup.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Progress {
+    /// Fraction of bytes done, 0.0 to 1.0.
+    pub percent_done: f64,
+    /// Files found so far by the scanner.
+    pub total_files: u64,
+    /// Files backed up so far.
+    pub files_done: u64,
+    /// Bytes found so far by the scanner.
+    pub total_bytes: u64,
+    /// Bytes backed up so far.
+    pub bytes_done: u64,
+    /// Seconds since the backup started.
+    pub seconds_elapsed: u64,
+    /// restic's estimate of the seconds left.
+    pub seconds_remaining: u64,
+    /// Files being read right now.
+    #[serde(deserialize_with = "null_as_default")]
+    pub current_files: Vec<String>,
+    /// Errors so far.
+    pub error_count: u64,
+}
+
+/// A source file or directory restic could not read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BackupError {
+    /// What went wrong; `None` when restic 0.14–0.17.0 printed an empty `{}`.
+    pub message: Option<String>,
+    /// What restic was doing: `scan` or `archival`.
+    pub during: String,
+    /// Usually the path of the file.
+    pub item: String,
+}
+
+/// The summary of a backup that wrote a snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BackupSummary {
+    /// Files not in the parent snapshot.
+    pub files_new: u64,
+    /// Files that changed since the parent snapshot.
+    pub files_changed: u64,
+    /// Files unchanged since the parent snapshot.
+    pub files_unmodified: u64,
+    /// New directories.
+    pub dirs_new: u64,
+    /// Changed directories.
+    pub dirs_changed: u64,
+    /// Unchanged directories.
+    pub dirs_unmodified: u64,
+    /// Data blobs added.
+    pub data_blobs: u64,
+    /// Tree blobs added.
+    pub tree_blobs: u64,
+    /// Bytes added, before compression.
+    pub data_added: u64,
+    /// Bytes added, after compression (restic 0.17+).
+    pub data_added_packed: Option<u64>,
+    /// Files looked at.
+    pub total_files_processed: u64,
+    /// Bytes looked at.
+    pub total_bytes_processed: u64,
+    /// Seconds the backup took.
+    pub total_duration: f64,
+    /// When the backup started, RFC 3339 (restic 0.18+).
+    pub backup_start: Option<String>,
+    /// When the backup ended, RFC 3339 (restic 0.18+).
+    pub backup_end: Option<String>,
+    /// The new snapshot: 8 characters with restic 0.14, the full id with 0.15+;
+    /// `None` when no snapshot was written (dry run, 0.17+ `--skip-if-unchanged`).
+    #[serde(deserialize_with = "non_empty")]
+    pub snapshot_id: Option<String>,
+    /// `--dry-run` was given.
+    pub dry_run: bool,
+}
+
+/// restic 0.18+'s last word on a failed command (`exit_error`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExitError {
+    /// The exit code restic ends with.
+    pub code: i32,
+    /// The message, such as `Fatal: wrong password or no key found`.
+    pub message: String,
+}
+
+/// Parses one line of `restic backup --json` output (stdout or stderr).
+///
+/// Non-JSON lines, message types we do not use (`verbose_status`,
+/// `excluded_item`, …) and lines that do not fit give `None`.
+pub fn parse_backup_line(line: &str) -> Option<BackupEvent> {
+    let value: Value = serde_json::from_str(line.trim()).ok()?;
+    match value.get("message_type")?.as_str()? {
+        "status" if value.get("action").is_none() => {
+            Progress::deserialize(value).ok().map(BackupEvent::Status)
+        }
+        "summary" => BackupSummary::deserialize(value)
+            .ok()
+            .map(BackupEvent::Summary),
+        "exit_error" => ExitError::deserialize(value)
+            .ok()
+            .map(BackupEvent::ExitError),
+        "error" => {
+            let text = |key: &str| value.get(key).and_then(Value::as_str).unwrap_or("");
+            Some(BackupEvent::Error(BackupError {
+                message: value.get("error").and_then(error_message),
+                during: text("during").to_string(),
+                item: text("item").to_string(),
+            }))
+        }
+        _ => None,
+    }
+}
+
+/// The message of a backup error in any restic version's shape.
+fn error_message(error: &Value) -> Option<String> {
+    if let Some(s) = error.as_str() {
+        return Some(s.to_string()).filter(|s| !s.is_empty());
+    }
+    if let Some(s) = error.get("message").and_then(Value::as_str) {
+        return Some(s.to_string());
+    }
+    // restic ≤ 0.17.0 marshals Go's *os.PathError as {"Op","Path","Err": errno}.
+    let op = error.get("Op")?.as_str()?;
+    let path = error.get("Path")?.as_str()?;
+    let reason = match error.get("Err").and_then(Value::as_i64) {
+        Some(errno) => std::io::Error::from_raw_os_error(i32::try_from(errno).ok()?).to_string(),
+        None => "failed".to_string(),
+    };
+    Some(format!("{op} {path}: {reason}"))
+}
+
+/// One snapshot from `restic snapshots --json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    /// The full snapshot id (64 hex characters).
+    pub id: String,
+    /// The first 8 characters of the id.
+    #[serde(default)]
+    pub short_id: String,
+    /// When the backup started, RFC 3339.
+    pub time: String,
+    /// restic `--host`.
+    #[serde(default)]
+    pub hostname: String,
+    /// restic `--tag`s.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub tags: Vec<String>,
+    /// What was backed up.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub paths: Vec<String>,
+    /// The snapshot this one was compared with.
+    #[serde(default, deserialize_with = "non_empty")]
+    pub parent: Option<String>,
+    /// The backup's statistics (snapshots written by restic 0.17+).
+    #[serde(default)]
+    pub summary: Option<SnapshotSummary>,
+}
+
+impl SnapshotInfo {
+    /// Whether `id` names this snapshot: the full id or a prefix of it, such as
+    /// the 8-character `snapshot_id` restic 0.14 prints after a backup.
+    pub fn matches(&self, id: &str) -> bool {
+        !id.is_empty() && self.id.starts_with(id)
+    }
+}
+
+/// Statistics restic 0.17+ stores in each snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SnapshotSummary {
+    /// When the backup started, RFC 3339.
+    pub backup_start: Option<String>,
+    /// When the backup ended, RFC 3339.
+    pub backup_end: Option<String>,
+    /// New files.
+    pub files_new: u64,
+    /// Changed files.
+    pub files_changed: u64,
+    /// Unchanged files.
+    pub files_unmodified: u64,
+    /// New directories.
+    pub dirs_new: u64,
+    /// Changed directories.
+    pub dirs_changed: u64,
+    /// Unchanged directories.
+    pub dirs_unmodified: u64,
+    /// Data blobs added.
+    pub data_blobs: u64,
+    /// Tree blobs added.
+    pub tree_blobs: u64,
+    /// Bytes added, before compression.
+    pub data_added: u64,
+    /// Bytes added, after compression.
+    pub data_added_packed: u64,
+    /// Files looked at.
+    pub total_files_processed: u64,
+    /// Bytes looked at.
+    pub total_bytes_processed: u64,
+}
+
+/// Parses `restic snapshots --json` (also its `--group-by` form, flattened).
+pub fn parse_snapshots(json: &str) -> Result<Vec<SnapshotInfo>, serde_json::Error> {
+    let entries: Vec<Value> = serde_json::from_str(json.trim())?;
+    let mut snapshots = Vec::new();
+    for entry in entries {
+        match entry.get("snapshots") {
+            Some(group) if entry.get("id").is_none() => {
+                snapshots.extend(Vec::<SnapshotInfo>::deserialize(group.clone())?);
+            }
+            _ => snapshots.push(SnapshotInfo::deserialize(entry)?),
+        }
+    }
+    for s in &mut snapshots {
+        if s.short_id.is_empty() {
+            s.short_id = s.id.chars().take(8).collect();
+        }
+    }
+    Ok(snapshots)
+}
+
+/// `null` (Go's nil slice) reads as the default.
+fn null_as_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(
+    d: D,
+) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// An empty string (Go's zero value) reads as `None`.
+fn non_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.filter(|s| !s.is_empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Recorded from restic 0.14.0 (Debian bookworm), see tests/fixtures/restic/README.md.
+    const V014: &str = include_str!("../../tests/fixtures/restic/version-0.14.txt");
+    const BACKUP_NEW_014: &str =
+        include_str!("../../tests/fixtures/restic/backup-new-0.14.stdout.jsonl");
+    const BACKUP_VERBOSE_014: &str =
+        include_str!("../../tests/fixtures/restic/backup-verbose-0.14.stdout.jsonl");
+    const UNREADABLE_OUT_014: &str =
+        include_str!("../../tests/fixtures/restic/backup-unreadable-0.14.stdout.jsonl");
+    const UNREADABLE_ERR_014: &str =
+        include_str!("../../tests/fixtures/restic/backup-unreadable-0.14.stderr");
+    const SNAPSHOTS_014: &str = include_str!("../../tests/fixtures/restic/snapshots-0.14.json");
+    const SNAPSHOTS_GROUPED_014: &str =
+        include_str!("../../tests/fixtures/restic/snapshots-grouped-0.14.json");
+
+    // Hand-written in the shape of restic 0.17/0.18 (doc/075_scripting.rst and
+    // internal/ui/backup/json.go of those versions), with one unknown field.
+    const SUMMARY_018: &str = r#"{"message_type":"summary","files_new":2,"files_changed":1,"files_unmodified":5,"dirs_new":1,"dirs_changed":2,"dirs_unmodified":3,"data_blobs":3,"tree_blobs":4,"data_added":20480,"data_added_packed":10240,"total_files_processed":8,"total_bytes_processed":123456,"total_duration":1.5,"backup_start":"2025-01-02T03:04:05.123456789Z","backup_end":"2025-01-02T03:04:06.623456789Z","snapshot_id":"0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0","future_field":{"x":1}}"#;
+    const SUMMARY_017_SKIPPED: &str = r#"{"message_type":"summary","files_new":0,"files_changed":0,"files_unmodified":3,"dirs_new":0,"dirs_changed":0,"dirs_unmodified":2,"data_blobs":0,"tree_blobs":0,"data_added":0,"data_added_packed":0,"total_files_processed":3,"total_bytes_processed":42,"total_duration":0.2}"#;
+    const ERROR_017: &str = r#"{"message_type":"error","error":{"message":"open /volumes/app/x: permission denied"},"during":"archival","item":"/volumes/app/x"}"#;
+    const EXIT_ERROR_018: &str = r#"{"message_type":"exit_error","code":12,"message":"Fatal: wrong password or no key found"}"#;
+    const SCAN_FINISHED_017: &str = r#"{"message_type":"verbose_status","action":"scan_finished","item":"","duration":0.2,"data_size":100017,"data_size_in_repo":0,"metadata_size":0,"metadata_size_in_repo":0,"total_files":3}"#;
+    const SNAPSHOTS_018: &str = r#"[{"time":"2025-01-02T03:04:05.123456789Z","tree":"aa","paths":["/volumes","/databases"],"hostname":"shop","username":"root","tags":["stackshot","project=shop"],"program_version":"restic 0.18.0","summary":{"backup_start":"2025-01-02T03:04:05.123456789Z","backup_end":"2025-01-02T03:04:06.623456789Z","files_new":2,"files_changed":1,"files_unmodified":5,"dirs_new":1,"dirs_changed":2,"dirs_unmodified":3,"data_blobs":3,"tree_blobs":4,"data_added":20480,"data_added_packed":10240,"total_files_processed":8,"total_bytes_processed":123456},"id":"0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"}]"#;
+
+    fn events(text: &str) -> Vec<BackupEvent> {
+        text.lines().filter_map(parse_backup_line).collect()
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(parse_version(V014), Some(Version::new(0, 14, 0)));
+        let v = parse_version("restic 0.17.3 compiled with go1.23.3 on linux/amd64").unwrap();
+        assert_eq!(v, Version::new(0, 17, 3));
+        let dev = "restic 0.16.4-dev (compiled manually) compiled with go1.22.1 on linux/amd64";
+        assert_eq!(parse_version(dev), Some(Version::new(0, 16, 4)));
+        assert!(Version::new(0, 14, 0) < Version::new(0, 17, 0));
+        assert!(Version::new(0, 17, 1) > Version::new(0, 17, 0));
+        assert_eq!(Version::new(0, 18, 1).to_string(), "0.18.1");
+        assert_eq!(parse_version("rustic 0.9.0"), None);
+        assert_eq!(parse_version("restic version unknown"), None);
+        assert_eq!(parse_version(""), None);
+    }
+
+    #[test]
+    fn backup_014_recorded() {
+        let ev = events(BACKUP_NEW_014);
+        assert_eq!(ev.len(), 2);
+        let BackupEvent::Status(p) = &ev[0] else {
+            panic!("{ev:?}")
+        };
+        assert_eq!((p.total_files, p.total_bytes, p.files_done), (1, 6, 0));
+        assert!(p.current_files.is_empty());
+        let BackupEvent::Summary(s) = &ev[1] else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(
+            (s.files_new, s.dirs_new, s.total_files_processed),
+            (3, 3, 3)
+        );
+        assert_eq!((s.data_added, s.total_bytes_processed), (102120, 100012));
+        assert_eq!(s.snapshot_id.as_deref(), Some("3311ad5f"));
+        assert_eq!((s.data_added_packed, s.backup_start.as_ref()), (None, None));
+        assert!(s.total_duration > 0.2 && !s.dry_run);
+    }
+
+    #[test]
+    fn verbose_lines_are_skipped() {
+        // 0.14 prints the scan's end as "status" with an "action"; 0.16+ as verbose_status.
+        let ev = events(BACKUP_VERBOSE_014);
+        assert_eq!(ev.len(), 2, "{ev:?}");
+        assert!(matches!(&ev[0], BackupEvent::Status(p) if p.total_bytes == 11));
+        assert!(matches!(&ev[1], BackupEvent::Summary(s) if s.files_changed == 1));
+        assert_eq!(parse_backup_line(SCAN_FINISHED_017), None);
+    }
+
+    #[test]
+    fn unreadable_files_014() {
+        let out = events(UNREADABLE_OUT_014);
+        assert!(matches!(&out[0], BackupEvent::Status(p) if p.error_count == 1));
+        assert!(matches!(&out[1], BackupEvent::Summary(s) if s.snapshot_id.is_some()));
+        // stderr mixes JSON errors with restic's plain-text warning.
+        let err = events(UNREADABLE_ERR_014);
+        assert_eq!(err.len(), 3, "{err:?}");
+        let BackupEvent::Error(e) = &err[0] else {
+            panic!("{err:?}")
+        };
+        assert_eq!(
+            (e.message.as_deref(), e.during.as_str()),
+            (None, "archival")
+        );
+        assert_eq!(e.item, "data/locked");
+        let BackupEvent::Error(e) = &err[2] else {
+            panic!("{err:?}")
+        };
+        let expected = format!(
+            "open data/secret.txt: {}",
+            std::io::Error::from_raw_os_error(13)
+        );
+        assert_eq!(e.message.as_deref(), Some(expected.as_str()));
+        assert_eq!(e.item, "/tmp/stackshot-rec/u/data/secret.txt");
+    }
+
+    #[test]
+    fn newer_shapes() {
+        let Some(BackupEvent::Summary(s)) = parse_backup_line(SUMMARY_018) else {
+            panic!()
+        };
+        assert_eq!(s.data_added_packed, Some(10240));
+        assert_eq!(
+            s.backup_start.as_deref(),
+            Some("2025-01-02T03:04:05.123456789Z")
+        );
+        assert_eq!(s.snapshot_id.as_ref().map(String::len), Some(64));
+        assert_eq!(
+            (s.files_new, s.files_changed, s.files_unmodified),
+            (2, 1, 5)
+        );
+        let Some(BackupEvent::Summary(s)) = parse_backup_line(SUMMARY_017_SKIPPED) else {
+            panic!()
+        };
+        assert_eq!(s.snapshot_id, None);
+        let Some(BackupEvent::Error(e)) = parse_backup_line(ERROR_017) else {
+            panic!()
+        };
+        assert_eq!(
+            e.message.as_deref(),
+            Some("open /volumes/app/x: permission denied")
+        );
+        let string_error = r#"{"message_type":"error","error":"boom","item":"/x"}"#;
+        assert!(matches!(parse_backup_line(string_error),
+            Some(BackupEvent::Error(e)) if e.message.as_deref() == Some("boom") && e.during.is_empty()));
+        let Some(BackupEvent::ExitError(x)) = parse_backup_line(EXIT_ERROR_018) else {
+            panic!()
+        };
+        assert_eq!((x.code, x.message.contains("wrong password")), (12, true));
+        let status = r#"{"message_type":"status","seconds_elapsed":3,"seconds_remaining":7,"percent_done":0.3,"total_files":10,"files_done":3,"total_bytes":1000,"bytes_done":300,"current_files":["/a","/b"]}"#;
+        let Some(BackupEvent::Status(p)) = parse_backup_line(status) else {
+            panic!()
+        };
+        assert_eq!(p.current_files, ["/a", "/b"]);
+        assert_eq!(
+            (p.seconds_elapsed, p.seconds_remaining, p.bytes_done),
+            (3, 7, 300)
+        );
+    }
+
+    #[test]
+    fn junk_gives_none() {
+        for line in [
+            "",
+            "Warning: at least one source file could not be read",
+            "/x does not exist, skipping",
+            "{}",
+            "[1,2]",
+            r#"{"message_type":"excluded_item","item":"/x"}"#,
+            r#"{"message_type":"summary","files_new":"many"}"#,
+            r#"{"message_type":7}"#,
+        ] {
+            assert_eq!(parse_backup_line(line), None, "{line}");
+        }
+    }
+
+    #[test]
+    fn snapshots_014_recorded() {
+        let s = parse_snapshots(SNAPSHOTS_014).unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].short_id, "3311ad5f");
+        assert!(s[0].matches("3311ad5f") && s[0].matches(&s[0].id) && !s[0].matches(""));
+        assert_eq!(s[0].hostname, "shop");
+        assert_eq!(s[0].tags, ["stackshot", "project=shop", "mode=atomic"]);
+        assert_eq!(s[0].paths, ["/tmp/stackshot-rec/data"]);
+        assert_eq!(s[0].parent, None);
+        assert_eq!(s[1].parent.as_deref(), Some(s[0].id.as_str()));
+        assert_eq!(s[1].time, "2026-11-22T03:20:30.29294529Z");
+        assert!(s.iter().all(|s| s.summary.is_none()));
+        assert_eq!(parse_snapshots(SNAPSHOTS_GROUPED_014).unwrap(), s);
+        assert_eq!(parse_snapshots("[]\n").unwrap(), []);
+        assert!(parse_snapshots("Fatal: wrong password").is_err());
+    }
+
+    #[test]
+    fn snapshots_018_shape() {
+        let s = parse_snapshots(SNAPSHOTS_018).unwrap();
+        assert_eq!(s[0].short_id, "0f1e2d3c");
+        let summary = s[0].summary.as_ref().unwrap();
+        assert_eq!((summary.data_added_packed, summary.files_new), (10240, 2));
+        let no_tags = r#"[{"time":"t","tags":null,"id":"abcdef0123456789"}]"#;
+        let s = parse_snapshots(no_tags).unwrap();
+        assert_eq!((s[0].tags.len(), s[0].short_id.as_str()), (0, "abcdef01"));
+    }
+}

@@ -1,0 +1,590 @@
+//! Running restic: opening (or creating) the repository, listing snapshots,
+//! building the `backup` command line, and reading exit codes.
+//!
+//! Secrets travel only in the child's environment (never in argv), and every
+//! message built here shows the repository through [`mask_repository`] and
+//! hides secret values ([`Restic::redact`]). Works with restic 0.14 and newer:
+//! where restic's behaviour differs (exit codes 10/11/12 exist from 0.17), the
+//! version from `restic version` decides. The JSON formats are in [`json`].
+
+pub mod json;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use anyhow::{Context, anyhow, bail};
+use thiserror::Error;
+use tokio::process::Command;
+use tokio::sync::OnceCell;
+
+use crate::config::{ResticSettings, mask_repository};
+pub use json::{
+    BackupError, BackupEvent, BackupSummary, ExitError, Progress, SnapshotInfo, SnapshotSummary,
+    Version, parse_backup_line, parse_snapshots, parse_version,
+};
+
+/// How many lines of restic's stderr an error message keeps.
+const STDERR_TAIL: usize = 10;
+
+/// The first restic with distinct exit codes for "no repository" (10) and
+/// "locked" (11); wrong password (12) followed in 0.17.1.
+const EXIT_CODES_SINCE: Version = Version::new(0, 17, 0);
+
+/// A way to run restic against one repository.
+#[derive(Debug)]
+pub struct Restic {
+    binary: PathBuf,
+    settings: ResticSettings,
+    version: OnceCell<Version>,
+}
+
+/// What [`Restic::open_or_init`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepoOpened {
+    /// The repository was there and the password fits.
+    Existing,
+    /// There was no repository; `restic init` created it.
+    Initialised,
+}
+
+/// Why the repository cannot be used. `Display` is one line that says what to do.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ResticError {
+    /// The restic binary cannot be started or does not say its version.
+    #[error(
+        "cannot run restic ({binary}): {detail}; install restic 0.14 or newer and put it on PATH"
+    )]
+    NotRunnable {
+        /// The binary we tried.
+        binary: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The repository exists but the password opens no key.
+    #[error(
+        "restic repository {repository}: wrong password or no key found; check RESTIC_PASSWORD / RESTIC_PASSWORD_FILE / RESTIC_PASSWORD_COMMAND"
+    )]
+    WrongPassword {
+        /// The repository, masked.
+        repository: String,
+    },
+    /// The repository cannot be reached or read (network, permissions, …).
+    #[error(
+        "restic repository {repository} cannot be opened: {detail}; check RESTIC_REPOSITORY, the storage's credentials and that it is reachable (and mounted, for a path)"
+    )]
+    Unreachable {
+        /// The repository, masked.
+        repository: String,
+        /// The last lines of restic's stderr, on one line.
+        detail: String,
+    },
+    /// There was no repository and `restic init` failed.
+    #[error(
+        "restic repository {repository} does not exist and `restic init` failed: {detail}; check RESTIC_REPOSITORY and that stackshot may write there"
+    )]
+    InitFailed {
+        /// The repository, masked.
+        repository: String,
+        /// The last lines of restic's stderr, on one line.
+        detail: String,
+    },
+}
+
+/// How a `restic backup` ended, from its exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupExit {
+    /// 0: the snapshot holds everything.
+    Success,
+    /// 3: the snapshot was written, but some source files could not be read.
+    Partial,
+    /// Anything else: no snapshot can be relied on.
+    Failed,
+}
+
+/// Classifies `restic backup`'s exit code. A process killed by a signal has no
+/// code and counts as [`BackupExit::Failed`]; so do codes restic adds later.
+pub fn classify_backup_exit(code: i32) -> BackupExit {
+    match code {
+        0 => BackupExit::Success,
+        3 => BackupExit::Partial,
+        _ => BackupExit::Failed,
+    }
+}
+
+/// Arguments [`backup_args`] refuses.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BackupArgsError {
+    /// restic splits `--tag` values at commas and has no escape for them.
+    #[error(
+        "restic tag {0:?} contains a comma, which restic would split into two tags; use a tag without commas"
+    )]
+    CommaInTag(String),
+    /// An empty tag means nothing to restic.
+    #[error("empty restic tag; every tag needs a value such as project=shop")]
+    EmptyTag,
+    /// An empty host would make restic use the machine's hostname.
+    #[error("empty restic host; set BACKUP_HOST or name the compose project")]
+    EmptyHost,
+    /// restic would read a path starting with `-` as a flag.
+    #[error("path {0:?} starts with '-', which restic would read as a flag; use an absolute path")]
+    DashPath(String),
+}
+
+/// The arguments of `restic backup --json --host HOST --tag T … PATH…` (one
+/// `--tag` per tag; tags such as `project=shop` are fine, commas are not).
+///
+/// `paths` may be empty when the caller appends `--stdin --stdin-filename F`;
+/// no `--` ends the flags, so flags may be appended after the paths too.
+pub fn backup_args(
+    host: &str,
+    tags: &[String],
+    paths: &[&str],
+) -> Result<Vec<String>, BackupArgsError> {
+    if host.is_empty() {
+        return Err(BackupArgsError::EmptyHost);
+    }
+    let mut args = vec![
+        "backup".into(),
+        "--json".into(),
+        "--host".into(),
+        host.into(),
+    ];
+    for tag in tags {
+        check_tag(tag)?;
+        args.extend(["--tag".to_string(), tag.clone()]);
+    }
+    for path in paths {
+        if path.starts_with('-') {
+            return Err(BackupArgsError::DashPath(path.to_string()));
+        }
+        args.push(path.to_string());
+    }
+    Ok(args)
+}
+
+fn check_tag(tag: &str) -> Result<(), BackupArgsError> {
+    match tag {
+        "" => Err(BackupArgsError::EmptyTag),
+        t if t.contains(',') => Err(BackupArgsError::CommaInTag(t.to_string())),
+        _ => Ok(()),
+    }
+}
+
+/// A finished restic process.
+struct Finished {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Restic {
+    /// restic found on `PATH`, for the repository of `settings`.
+    pub fn new(settings: &ResticSettings) -> Restic {
+        Restic::with_binary("restic", settings)
+    }
+
+    /// A given restic binary (for tests), for the repository of `settings`.
+    pub fn with_binary(binary: impl Into<PathBuf>, settings: &ResticSettings) -> Restic {
+        Restic {
+            binary: binary.into(),
+            settings: settings.clone(),
+            version: OnceCell::new(),
+        }
+    }
+
+    /// The repository, masked for logs and messages.
+    pub fn repository(&self) -> String {
+        mask_repository(self.settings.repository.expose())
+    }
+
+    /// A restic command with the settings' variables in its environment, stdin
+    /// closed, stdout and stderr piped, killed when dropped.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.binary);
+        for (name, value) in &self.settings.env {
+            cmd.env(name, value.expose());
+        }
+        cmd.env("RESTIC_REPOSITORY", self.settings.repository.expose())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// restic's version (asked once, then remembered).
+    pub async fn version(&self) -> anyhow::Result<Version> {
+        let version = self
+            .version
+            .get_or_try_init(|| async {
+                let out = self.run(&["version"]).await?;
+                parse_version(&out)
+                    .ok_or_else(|| anyhow!("cannot read restic's version from {:?}", out.trim()))
+            })
+            .await?;
+        Ok(*version)
+    }
+
+    /// Checks that the repository opens with the password, and creates it with
+    /// `restic init` when it does not exist.
+    pub async fn open_or_init(&self) -> Result<RepoOpened, ResticError> {
+        let not_runnable = |detail: String| ResticError::NotRunnable {
+            binary: self.binary.display().to_string(),
+            detail,
+        };
+        let version = self
+            .version()
+            .await
+            .map_err(|e| not_runnable(format!("{e:#}")))?;
+        // --no-lock: a lock held by a running prune must not look like a failure.
+        let cat_config = ["--no-lock", "cat", "config"];
+        let check = self.finish(&cat_config).await.map_err(not_runnable)?;
+        if check.code == Some(0) {
+            return Ok(RepoOpened::Existing);
+        }
+        let repository = self.repository();
+        match classify_open_failure(version, check.code, &check.stderr) {
+            OpenFailure::Missing => {}
+            OpenFailure::WrongPassword => return Err(ResticError::WrongPassword { repository }),
+            OpenFailure::Other => {
+                let detail = self.stderr_tail(&check.stderr);
+                return Err(ResticError::Unreachable { repository, detail });
+            }
+        }
+        let init = self.finish(&["init"]).await.map_err(not_runnable)?;
+        if init.code == Some(0) {
+            tracing::info!(repository = %repository, "initialised the restic repository (it did not exist)");
+            return Ok(RepoOpened::Initialised);
+        }
+        // Someone else may have created it in the meantime.
+        let again = self.finish(&cat_config).await.map_err(not_runnable)?;
+        if again.code == Some(0) {
+            return Ok(RepoOpened::Existing);
+        }
+        let detail = self.stderr_tail(&init.stderr);
+        Err(ResticError::InitFailed { repository, detail })
+    }
+
+    /// `restic unlock`: removes stale locks only (those of dead processes).
+    pub async fn unlock(&self) -> anyhow::Result<()> {
+        self.run(&["unlock"]).await.map(drop)
+    }
+
+    /// `restic snapshots --json`, only snapshots carrying every tag in `tags`.
+    pub async fn snapshots(&self, tags: &[&str]) -> anyhow::Result<Vec<SnapshotInfo>> {
+        let mut args = vec!["snapshots", "--json"];
+        for tag in tags {
+            check_tag(tag)?;
+        }
+        let joined = tags.join(",");
+        if !tags.is_empty() {
+            args.extend(["--tag", &joined]);
+        }
+        let out = self.run(&args).await?;
+        parse_snapshots(&out).with_context(|| {
+            format!(
+                "cannot read `restic snapshots --json` output for repository {}",
+                self.repository()
+            )
+        })
+    }
+
+    /// Runs restic to completion and returns its stdout. A non-zero exit is an
+    /// error naming the masked repository, the exit code and restic's last
+    /// stderr lines (secrets hidden).
+    pub async fn run(&self, args: &[&str]) -> anyhow::Result<String> {
+        let done = self.finish(args).await.map_err(|detail| {
+            anyhow!(
+                "cannot run restic ({}): {detail}; install restic 0.14 or newer and put it on PATH",
+                self.binary.display()
+            )
+        })?;
+        if done.code != Some(0) {
+            let subcommand = args.iter().find(|a| !a.starts_with('-')).unwrap_or(&"");
+            bail!(self.failure_message(subcommand, done.code, &done.stderr));
+        }
+        Ok(done.stdout)
+    }
+
+    /// One line describing a failed restic command: `restic SUBCOMMAND failed
+    /// for repository R (exit code N: meaning): last stderr lines`. For callers
+    /// that run [`Restic::command`] themselves, such as the backup.
+    pub fn failure_message(&self, subcommand: &str, code: Option<i32>, stderr: &str) -> String {
+        let exit = match code {
+            Some(code) => format!("exit code {code}{}", exit_meaning(code)),
+            None => "killed by a signal".to_string(),
+        };
+        format!(
+            "restic {subcommand} failed for repository {} ({exit}): {}",
+            self.repository(),
+            self.stderr_tail(stderr)
+        )
+    }
+
+    /// `text` with the repository masked and the values of secret variables
+    /// (passwords, keys, tokens) replaced by `<hidden>`.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for (name, value) in &self.settings.env {
+            let value = value.expose();
+            if is_secret_name(name) && value.len() >= 4 {
+                out = out.replace(value, "<hidden>");
+            }
+        }
+        let repository = self.settings.repository.expose();
+        if !repository.is_empty() {
+            out = out.replace(repository, &self.repository());
+        }
+        out
+    }
+
+    /// The last lines of restic's stderr on one line, redacted; JSON messages
+    /// (0.18+ `exit_error`, backup errors) reduced to their text.
+    fn stderr_tail(&self, stderr: &str) -> String {
+        let lines: Vec<String> = stderr
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(|line| match parse_backup_line(line) {
+                Some(BackupEvent::ExitError(e)) => e.message.replace('\n', " "),
+                Some(BackupEvent::Error(e)) => {
+                    format!("{}: {}", e.item, e.message.as_deref().unwrap_or("error"))
+                }
+                _ => line.to_string(),
+            })
+            .collect();
+        if lines.is_empty() {
+            return "restic printed no error message".to_string();
+        }
+        let tail = lines[lines.len().saturating_sub(STDERR_TAIL)..].join(" | ");
+        self.redact(&tail)
+    }
+
+    async fn finish(&self, args: &[&str]) -> Result<Finished, String> {
+        let out = self
+            .command(args)
+            .output()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Finished {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+}
+
+/// What restic's documented exit codes mean (`""` for the generic ones).
+fn exit_meaning(code: i32) -> &'static str {
+    match code {
+        3 => ": some source files could not be read",
+        10 => ": the repository does not exist",
+        11 => {
+            ": the repository is locked; if no other restic runs, `restic unlock` removes stale locks"
+        }
+        12 => ": wrong password",
+        130 => ": interrupted",
+        _ => "",
+    }
+}
+
+fn is_secret_name(name: &str) -> bool {
+    const MARKERS: [&str; 6] = ["PASSWORD", "SECRET", "KEY", "TOKEN", "CREDENTIAL", "AUTH"];
+    !name.ends_with("_FILE") && MARKERS.iter().any(|m| name.contains(m))
+}
+
+/// Why `restic cat config` failed.
+#[derive(Debug, PartialEq, Eq)]
+enum OpenFailure {
+    Missing,
+    WrongPassword,
+    Other,
+}
+
+fn classify_open_failure(version: Version, code: Option<i32>, stderr: &str) -> OpenFailure {
+    // The message is the same in every version; exit code 12 exists from 0.17.1.
+    if code == Some(12) || stderr.contains("wrong password or no key found") {
+        return OpenFailure::WrongPassword;
+    }
+    if version >= EXIT_CODES_SINCE {
+        // 0.17+ prints "unable to open config file" for other errors too; only 10 is "missing".
+        return if code == Some(10) {
+            OpenFailure::Missing
+        } else {
+            OpenFailure::Other
+        };
+    }
+    // Older restic exits 1 for everything, with the backend's reason after
+    // "unable to open config file" (which also covers "connection refused").
+    const NOT_THERE: [&str; 3] = ["no such file or directory", "does not exist", "not found"];
+    let lower = stderr.to_lowercase();
+    if code == Some(1)
+        && lower.contains("unable to open config file")
+        && NOT_THERE.iter().any(|n| lower.contains(n))
+    {
+        OpenFailure::Missing
+    } else {
+        OpenFailure::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::Secret;
+
+    const V014: Version = Version::new(0, 14, 0);
+    const V017: Version = Version::new(0, 17, 0);
+    const V018: Version = Version::new(0, 18, 1);
+    // Recorded from restic 0.14.0, see tests/fixtures/restic/README.md.
+    const MISSING_014: &str =
+        include_str!("../../tests/fixtures/restic/cat-config-missing-0.14.stderr");
+    const WRONG_PASSWORD_014: &str =
+        include_str!("../../tests/fixtures/restic/cat-config-wrong-password-0.14.stderr");
+    const NOT_A_DIRECTORY_014: &str =
+        include_str!("../../tests/fixtures/restic/cat-config-not-a-directory-0.14.stderr");
+    const REST_REFUSED_014: &str =
+        include_str!("../../tests/fixtures/restic/cat-config-rest-refused-0.14.stderr");
+
+    fn restic(repository: &str) -> Restic {
+        Restic::new(&ResticSettings {
+            repository: Secret::new(repository),
+            env: vec![
+                (
+                    "AWS_SECRET_ACCESS_KEY".into(),
+                    Secret::new("aws-very-secret"),
+                ),
+                ("RESTIC_PASSWORD".into(), Secret::new("hunter22")),
+                (
+                    "RESTIC_PASSWORD_FILE".into(),
+                    Secret::new("/run/secrets/pw"),
+                ),
+                ("RESTIC_REPOSITORY".into(), Secret::new(repository)),
+            ],
+        })
+    }
+
+    #[test]
+    fn open_failures_014_recorded() {
+        use OpenFailure::*;
+        let c = |code, stderr| classify_open_failure(V014, Some(code), stderr);
+        assert_eq!(c(1, MISSING_014), Missing);
+        assert_eq!(c(1, WRONG_PASSWORD_014), WrongPassword);
+        assert_eq!(c(1, NOT_A_DIRECTORY_014), Other);
+        // Same "unable to open config file" message as a missing repository.
+        assert_eq!(c(1, REST_REFUSED_014), Other);
+        let rest_404 = "Fatal: unable to open config file: <config/> does not exist\nIs there a repository at the following location?\nrest:http://127.0.0.1:8000/";
+        assert_eq!(c(1, rest_404), Missing);
+        assert_eq!(classify_open_failure(V014, None, MISSING_014), Other);
+    }
+
+    #[test]
+    fn open_failures_017_exit_codes() {
+        use OpenFailure::*;
+        // 0.17+ prefixes the message and exits 10; other config errors exit 1.
+        let missing = "Fatal: repository does not exist: unable to open config file: stat /r/config: no such file or directory\nIs there a repository at the following location?\n/r";
+        assert_eq!(classify_open_failure(V017, Some(10), missing), Missing);
+        assert_eq!(classify_open_failure(V018, Some(1), MISSING_014), Other);
+        assert_eq!(classify_open_failure(V018, Some(12), ""), WrongPassword);
+        // 0.17.0 exits 1 on a wrong password; the message decides.
+        assert_eq!(
+            classify_open_failure(V017, Some(1), WRONG_PASSWORD_014),
+            WrongPassword
+        );
+        assert_eq!(classify_open_failure(V018, Some(11), "locked"), Other);
+    }
+
+    #[test]
+    fn backup_exit_codes() {
+        assert_eq!(classify_backup_exit(0), BackupExit::Success);
+        assert_eq!(classify_backup_exit(3), BackupExit::Partial);
+        for code in [1, 2, 10, 11, 12, 130, -1] {
+            assert_eq!(classify_backup_exit(code), BackupExit::Failed, "{code}");
+        }
+    }
+
+    #[test]
+    fn backup_argv() {
+        let tags = [
+            "stackshot".to_string(),
+            "project=shop".to_string(),
+            "mode=atomic".to_string(),
+        ];
+        let args = backup_args("shop", &tags, &["/volumes", "/databases"]).unwrap();
+        assert_eq!(
+            args.join(" "),
+            "backup --json --host shop --tag stackshot --tag project=shop --tag mode=atomic /volumes /databases"
+        );
+        // No paths: the caller appends --stdin --stdin-filename.
+        let args = backup_args("h", &[], &[]).unwrap();
+        assert_eq!(args, ["backup", "--json", "--host", "h"]);
+        let dash = backup_args("h", &[], &["/v", "-odd"]);
+        assert_eq!(dash, Err(BackupArgsError::DashPath("-odd".into())));
+        let comma = ["a,b".to_string()];
+        let err = backup_args("h", &comma, &["/v"]).unwrap_err();
+        assert_eq!(err, BackupArgsError::CommaInTag("a,b".into()));
+        assert!(err.to_string().contains("\"a,b\""));
+        assert_eq!(
+            backup_args("h", &[String::new()], &["/v"]),
+            Err(BackupArgsError::EmptyTag)
+        );
+        assert_eq!(
+            backup_args("", &tags, &["/v"]),
+            Err(BackupArgsError::EmptyHost)
+        );
+    }
+
+    #[test]
+    fn messages_hide_secrets() {
+        let r = restic("rest:https://user:pa55word@backup.example:8000/shop");
+        assert_eq!(
+            r.repository(),
+            "rest:https://user:***@backup.example:8000/shop"
+        );
+        let stderr = "noise\nFatal: rest:https://user:pa55word@backup.example:8000/shop: key aws-very-secret, password hunter22, file /run/secrets/pw\n";
+        let msg = r.failure_message("snapshots", Some(1), stderr);
+        assert_eq!(
+            msg,
+            "restic snapshots failed for repository rest:https://user:***@backup.example:8000/shop (exit code 1): noise | Fatal: rest:https://user:***@backup.example:8000/shop: key <hidden>, password <hidden>, file /run/secrets/pw"
+        );
+        let msg = r.failure_message("backup", None, "");
+        assert!(
+            msg.ends_with("(killed by a signal): restic printed no error message"),
+            "{msg}"
+        );
+        assert!(
+            r.failure_message("prune", Some(11), "x")
+                .contains("exit code 11: the repository is locked")
+        );
+    }
+
+    #[test]
+    fn stderr_tail_keeps_last_lines_and_reads_json() {
+        let r = restic("/repository");
+        let many: String = (1..=15).map(|i| format!("line {i}\n")).collect();
+        let tail = r.stderr_tail(&many);
+        assert!(
+            tail.starts_with("line 6 | ") && tail.ends_with("line 15"),
+            "{tail}"
+        );
+        let json = r#"{"message_type":"exit_error","code":12,"message":"Fatal: wrong password or no key found"}"#;
+        assert_eq!(r.stderr_tail(json), "Fatal: wrong password or no key found");
+    }
+
+    #[test]
+    fn errors_are_one_line() {
+        let e = ResticError::WrongPassword {
+            repository: "/repository".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "restic repository /repository: wrong password or no key found; check RESTIC_PASSWORD / RESTIC_PASSWORD_FILE / RESTIC_PASSWORD_COMMAND"
+        );
+        let e = ResticError::Unreachable {
+            repository: "/r".into(),
+            detail: "a | b".into(),
+        };
+        assert!(!e.to_string().contains('\n'));
+    }
+}

@@ -1,0 +1,294 @@
+//! One backup run, as a list of phases:
+//!
+//! 1. recover: start containers an interrupted earlier run left stopped;
+//! 2. plan: discover the stack and build the plan (refuse a plan with errors);
+//! 3. preflight: repository, credentials, tools — before any container is touched;
+//! 4. the stop window: dumps, then the snapshot(s); containers started again;
+//! 5. cleanup: dump files and stray workers removed.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
+use futures_util::future::try_join_all;
+
+use crate::config::Config;
+use crate::container::{ContainerInfo, ROLE_LABEL};
+use crate::discovery::{self, Discovery};
+use crate::dumps::{self, DATABASES_DIR, DumpResult, Prepared};
+use crate::engine::Engine;
+use crate::journal::Journal;
+use crate::plan::{self, Plan, PlanOptions};
+use crate::report::{Outcome, Phase, RunReport, SnapshotReport};
+use crate::restic::{BackupExit, RepoOpened, Restic};
+use crate::snapshot::{self, Snapshotted, Target, VOLUMES_DIR};
+use crate::window::{self, Shutdown};
+
+/// What a run needs.
+pub struct Context {
+    /// Configuration.
+    pub config: Config,
+    /// The engine.
+    pub engine: Engine,
+    /// restic, with the repository's settings.
+    pub restic: Restic,
+    /// The stop-window journal.
+    pub journal: Journal,
+}
+
+/// The plan options for what discovery found.
+pub fn plan_options(config: &Config, found: &Discovery) -> PlanOptions {
+    PlanOptions {
+        host: config
+            .backup_host
+            .clone()
+            .unwrap_or_else(|| found.project.clone()),
+        project: found.project.clone(),
+        atomic: config.atomic,
+        include_all_projects: config.include_all_projects,
+        exclude_bind_mounts: config.exclude_bind_mounts,
+        self_id: found.self_container.as_ref().map(|c| c.id.clone()),
+    }
+}
+
+/// Runs one backup. Never panics and never returns early with a container
+/// left stopped: the report says how it went.
+pub async fn backup(ctx: &Context, shutdown: &Shutdown) -> RunReport {
+    let mut report = RunReport::start();
+    tracing::info!(run = %report.run_id, "backup starting");
+    let outcome = run(ctx, shutdown, &mut report).await;
+    let report = match outcome {
+        Ok((outcome, reason)) => report.finish(outcome, reason),
+        Err(e) => report.finish(Outcome::Failed, Some(format!("{e:#}"))),
+    };
+    match report.result {
+        Outcome::Success => tracing::info!(seconds = report.seconds(), "backup succeeded"),
+        _ => {
+            tracing::error!(result = ?report.result, reason = report.reason.as_deref().unwrap_or(""), "backup did not succeed")
+        }
+    }
+    report
+}
+
+/// Results gathered inside the window, kept even when a later step fails.
+#[derive(Default)]
+struct Gathered {
+    dumps: Vec<DumpResult>,
+    snapshots: Vec<Snapshotted>,
+    phases: Vec<Phase>,
+}
+
+async fn run(
+    ctx: &Context,
+    shutdown: &Shutdown,
+    r: &mut RunReport,
+) -> Result<(Outcome, Option<String>)> {
+    let t = Instant::now();
+    r.recovered = window::recover(&ctx.engine, &ctx.journal)
+        .await
+        .context("an earlier run died inside its stop window")?;
+    r.phase("recover", t);
+
+    let t = Instant::now();
+    let found = discovery::discover(ctx.engine.docker(), &ctx.config).await?;
+    r.project = found.project.clone();
+    let sidecar = found.self_container.clone().ok_or_else(|| {
+        anyhow!("stackshot backup must run inside the sidecar container (the snapshot worker is started from its image): use `docker compose exec backup stackshot backup`")
+    })?;
+    let opts = plan_options(&ctx.config, &found);
+    let plan = plan::build(&opts, &found.containers);
+    if !plan.is_ok() {
+        bail!(
+            "the plan has errors, nothing was touched (see `stackshot plan`): {}",
+            plan.errors.join("; ")
+        );
+    }
+    if plan.volumes.is_empty() && plan.dumps.is_empty() {
+        bail!(
+            "nothing to back up: label services with stackshot.volumes=true or stackshot.postgres/mariadb/mysql=true"
+        );
+    }
+    remove_workers(&ctx.engine, &plan.project).await;
+    r.phase("plan", t);
+
+    let t = Instant::now();
+    let version = ctx.restic.version().await?;
+    tracing::info!(restic = %version, "preflight");
+    r.repository_initialised = ctx.restic.open_or_init().await? == RepoOpened::Initialised;
+    ctx.restic
+        .unlock()
+        .await
+        .context("cannot clear stale restic locks")?;
+    let prepared = try_join_all(plan.dumps.iter().map(|d| dumps::prepare(&ctx.engine, d))).await?;
+    if plan.atomic && !plan.dumps.is_empty() {
+        snapshot::check_databases_mount(&sidecar)?;
+        dumps::clear_dir(Path::new(DATABASES_DIR))?;
+    }
+    r.phase("preflight", t);
+
+    let t = Instant::now();
+    let gathered = Mutex::new(Gathered::default());
+    let (result, window) = window::with_stop_window(
+        &ctx.engine,
+        &ctx.journal,
+        &r.run_id,
+        &plan.stop,
+        ctx.config.stop_timeout,
+        shutdown,
+        || work(ctx, &plan, &sidecar, &prepared, &gathered),
+    )
+    .await;
+    r.phase("window", t);
+    let gathered = gathered.into_inner().unwrap_or_default();
+    r.phases.extend(gathered.phases);
+    r.dumps = gathered.dumps;
+    let partial: Vec<String> = gathered
+        .snapshots
+        .iter()
+        .filter(|s| s.exit == BackupExit::Partial)
+        .map(|s| {
+            format!(
+                "{} snapshot {}: some files could not be read",
+                s.report.mode,
+                s.report.id.as_deref().unwrap_or("?")
+            )
+        })
+        .collect();
+    r.snapshots = gathered
+        .snapshots
+        .into_iter()
+        .map(|s| s.report)
+        .collect::<Vec<SnapshotReport>>();
+    let restart_failed = window.restart_failed.clone();
+    r.window = Some(window);
+
+    let t = Instant::now();
+    if plan.atomic && !plan.dumps.is_empty() {
+        if let Err(e) = dumps::clear_dir(Path::new(DATABASES_DIR)) {
+            tracing::warn!(error = %format!("{e:#}"), "could not remove the dump files");
+        }
+    }
+    remove_workers(&ctx.engine, &plan.project).await;
+    r.phase("cleanup", t);
+
+    if !restart_failed.is_empty() {
+        let work = result
+            .err()
+            .map(|e| format!("; also: {e:#}"))
+            .unwrap_or_default();
+        bail!(
+            "containers are NOT running again: {}{work}",
+            restart_failed.join("; ")
+        );
+    }
+    result?;
+    if partial.is_empty() {
+        Ok((Outcome::Success, None))
+    } else {
+        Ok((Outcome::Partial, Some(partial.join("; "))))
+    }
+}
+
+/// Inside the window: dumps, then the snapshot(s).
+async fn work(
+    ctx: &Context,
+    plan: &Plan,
+    sidecar: &ContainerInfo,
+    prepared: &[Prepared],
+    gathered: &Mutex<Gathered>,
+) -> Result<()> {
+    let target = Target {
+        host: &plan.host,
+        project: &plan.project,
+        secrets: &ctx.config.restic.env,
+    };
+    let push_phase = |name: &str, t: Instant| {
+        gathered.lock().unwrap().phases.push(Phase {
+            name: name.into(),
+            seconds: t.elapsed().as_secs_f64(),
+        })
+    };
+    if plan.atomic {
+        if !prepared.is_empty() {
+            let t = Instant::now();
+            let results = dumps::dump_all(&ctx.engine, prepared, Path::new(DATABASES_DIR)).await?;
+            dumps::write_sums(Path::new(DATABASES_DIR), &results)?;
+            gathered.lock().unwrap().dumps = results;
+            push_phase("dumps", t);
+        }
+        let t = Instant::now();
+        let mut paths = Vec::new();
+        if !plan.volumes.is_empty() {
+            paths.push(VOLUMES_DIR);
+        }
+        if !prepared.is_empty() {
+            paths.push(DATABASES_DIR);
+        }
+        let snap = snapshot::in_worker(&ctx.engine, &target, plan, sidecar, "atomic", true, &paths)
+            .await?;
+        gathered.lock().unwrap().snapshots.push(snap);
+        push_phase("snapshot", t);
+    } else {
+        let t = Instant::now();
+        for p in prepared {
+            for job in &p.jobs {
+                let (dump, snap) =
+                    snapshot::database_via_stdin(&ctx.engine, &ctx.restic, &target, p, job).await?;
+                let mut g = gathered.lock().unwrap();
+                g.dumps.push(dump);
+                g.snapshots.push(snap);
+            }
+        }
+        push_phase("dumps", t);
+        if !plan.volumes.is_empty() {
+            let t = Instant::now();
+            let snap = snapshot::in_worker(
+                &ctx.engine,
+                &target,
+                plan,
+                sidecar,
+                "volumes",
+                true,
+                &[VOLUMES_DIR],
+            )
+            .await?;
+            gathered.lock().unwrap().snapshots.push(snap);
+            push_phase("snapshot", t);
+        }
+    }
+    Ok(())
+}
+
+/// Removes worker containers of `project` left by an interrupted run (or this one).
+async fn remove_workers(engine: &Engine, project: &str) {
+    let filters = std::collections::HashMap::from([(
+        "label".to_string(),
+        vec![
+            format!("{ROLE_LABEL}=worker"),
+            format!("stackshot.project={project}"),
+        ],
+    )]);
+    let listed = engine
+        .docker()
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await;
+    for id in listed.unwrap_or_default().into_iter().filter_map(|c| c.id) {
+        tracing::warn!(worker = %&id[..12.min(id.len())], "removing a leftover worker container");
+        let _ = engine
+            .docker()
+            .remove_container(
+                &id,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await;
+    }
+}

@@ -1,0 +1,376 @@
+//! Taking snapshots: the atomic one (volumes and dumps, in a worker container
+//! that has the plan's mounts), a volumes-only one, and per-database ones fed
+//! straight from the dump into `restic backup --stdin`.
+
+use std::process::Stdio;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use bollard::models::{Mount as EngineMount, MountType};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::container::{ContainerInfo, MountKind};
+use crate::dumps::{self, DATABASES_DIR, DumpResult, Prepared, command::DumpJob};
+use crate::engine::{Engine, worker};
+use crate::env::Secret;
+use crate::plan::Plan;
+use crate::report::SnapshotReport;
+use crate::restic::json::{BackupEvent, BackupSummary, parse_backup_line};
+use crate::restic::{self, BackupExit, Restic};
+use crate::worker::WorkerEvent;
+
+/// Where the plan's mounts appear in the worker (and in the snapshot).
+pub const VOLUMES_DIR: &str = "/volumes";
+
+/// Settings shared by every snapshot of a run.
+#[derive(Debug, Clone)]
+pub struct Target<'a> {
+    /// restic `--host`.
+    pub host: &'a str,
+    /// Compose project (a tag).
+    pub project: &'a str,
+    /// restic's settings, handed to a worker on its stdin.
+    pub secrets: &'a [(String, Secret)],
+}
+
+impl Target<'_> {
+    fn tags(&self, mode: &str, service: Option<&str>) -> Vec<String> {
+        let mut t = vec![
+            "stackshot".to_string(),
+            format!("project={}", self.project),
+            format!("mode={mode}"),
+        ];
+        if let Some(s) = service {
+            t.push(format!("service={s}"));
+        }
+        t
+    }
+}
+
+fn is_socket(path: &str) -> bool {
+    path.ends_with(".sock")
+}
+
+/// The worker's mounts: every mount of the plan read-only at its snapshot path,
+/// plus the sidecar's own mounts (repository, cache, `/databases`) at the same
+/// places, sockets left out. Pure.
+pub fn worker_mounts(plan: &Plan, sidecar: &ContainerInfo, with_volumes: bool) -> Vec<EngineMount> {
+    let mut mounts = Vec::new();
+    if with_volumes {
+        for v in &plan.volumes {
+            mounts.push(EngineMount {
+                target: Some(v.snapshot_path.clone()),
+                source: Some(v.source.clone()),
+                typ: Some(match v.kind {
+                    MountKind::Bind => MountType::BIND,
+                    _ => MountType::VOLUME,
+                }),
+                read_only: Some(true),
+                ..Default::default()
+            });
+        }
+    }
+    for m in &sidecar.mounts {
+        let under_volumes =
+            m.destination == VOLUMES_DIR || m.destination.starts_with(&format!("{VOLUMES_DIR}/"));
+        if m.kind == MountKind::Other
+            || is_socket(&m.source)
+            || is_socket(&m.destination)
+            || under_volumes
+        {
+            continue;
+        }
+        let (typ, source) = match (m.kind, &m.name) {
+            (MountKind::Volume, Some(name)) => (MountType::VOLUME, name.clone()),
+            _ => (MountType::BIND, m.source.clone()),
+        };
+        mounts.push(EngineMount {
+            target: Some(m.destination.clone()),
+            source: Some(source),
+            typ: Some(typ),
+            read_only: Some(!m.rw),
+            ..Default::default()
+        });
+    }
+    mounts
+}
+
+/// Checks that `/databases` is a mount of the sidecar, so the worker can see the dumps.
+pub fn check_databases_mount(sidecar: &ContainerInfo) -> Result<()> {
+    if sidecar
+        .mounts
+        .iter()
+        .any(|m| m.destination == DATABASES_DIR)
+    {
+        Ok(())
+    } else {
+        bail!(
+            "{DATABASES_DIR} is not a volume of the sidecar {}, so the snapshot worker cannot see the dumps; \
+             use the stackshot image (it declares the volume) or mount a volume at {DATABASES_DIR}",
+            sidecar.name
+        )
+    }
+}
+
+fn report_from(
+    mode: &str,
+    service: Option<&str>,
+    summary: &BackupSummary,
+    started: Instant,
+    unreadable: Vec<String>,
+) -> SnapshotReport {
+    SnapshotReport {
+        mode: mode.into(),
+        service: service.map(str::to_string),
+        id: summary.snapshot_id.clone(),
+        files_new: summary.files_new,
+        files_changed: summary.files_changed,
+        files_unmodified: summary.files_unmodified,
+        bytes_added: summary.data_added,
+        bytes_processed: summary.total_bytes_processed,
+        seconds: started.elapsed().as_secs_f64(),
+        unreadable,
+    }
+}
+
+fn log_progress(p: &restic::json::Progress) {
+    tracing::info!(
+        percent = format!("{:.1}", p.percent_done * 100.0),
+        bytes_done = p.bytes_done,
+        total_bytes = p.total_bytes,
+        files_done = p.files_done,
+        total_files = p.total_files,
+        eta_seconds = p.seconds_remaining,
+        "snapshot progress"
+    );
+}
+
+/// What a snapshot run ended with.
+pub struct Snapshotted {
+    /// The report.
+    pub report: SnapshotReport,
+    /// restic's verdict.
+    pub exit: BackupExit,
+}
+
+/// Runs restic in a worker container over `paths`; the worker sees the plan's
+/// mounts (when `with_volumes`) and the sidecar's own.
+pub async fn in_worker(
+    engine: &Engine,
+    target: &Target<'_>,
+    plan: &Plan,
+    sidecar: &ContainerInfo,
+    mode: &str,
+    with_volumes: bool,
+    paths: &[&str],
+) -> Result<Snapshotted> {
+    let started = Instant::now();
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.to_str().map(str::to_string))
+        .unwrap_or_else(|| "/usr/local/bin/stackshot".into());
+    let mut args = vec!["restic".to_string()];
+    args.extend(restic::backup_args(
+        target.host,
+        &target.tags(mode, None),
+        paths,
+    )?);
+    let spec = worker::WorkerSpec {
+        image: sidecar.image_id.clone(),
+        binary,
+        args,
+        mounts: worker_mounts(plan, sidecar, with_volumes),
+        network_mode: Some(format!("container:{}", sidecar.id)),
+        env: vec![],
+        secrets: target.secrets.to_vec(),
+        project: target.project.to_string(),
+    };
+    let mut summary = None;
+    let mut unreadable = Vec::new();
+    let mut log_tail: Vec<String> = Vec::new();
+    let code = worker::run(engine, &spec, |line| {
+        match serde_json::from_str::<WorkerEvent>(line) {
+            Ok(WorkerEvent::Progress(p)) => log_progress(&p),
+            Ok(WorkerEvent::Summary(s)) => summary = Some(s),
+            Ok(WorkerEvent::FileError { item, message }) => {
+                tracing::warn!(item = %item, error = %message, "restic could not read a file");
+                unreadable.push(format!("{item}: {message}"));
+            }
+            Ok(WorkerEvent::Log { line }) => {
+                tracing::debug!(line = %line, "restic");
+                log_tail.push(line);
+                if log_tail.len() > 8 {
+                    log_tail.remove(0);
+                }
+            }
+            Ok(WorkerEvent::Exit { .. }) => {}
+            Err(_) => tracing::debug!(line, "worker said"),
+        }
+    })
+    .await?;
+    let exit = restic::classify_backup_exit(i32::try_from(code).unwrap_or(1));
+    match (exit, summary) {
+        (BackupExit::Failed, _) | (_, None) => {
+            let why = match code {
+                137 => "the worker container was killed".to_string(),
+                _ => format!("restic exited with code {code}"),
+            };
+            Err(anyhow!(
+                "{mode} snapshot failed: {why}: {}",
+                log_tail.join(" | ")
+            ))
+        }
+        (exit, Some(s)) => Ok(Snapshotted {
+            report: report_from(mode, None, &s, started, unreadable),
+            exit,
+        }),
+    }
+}
+
+/// Streams one dump into `restic backup --stdin` in the sidecar, as
+/// `/databases/<rel_dir>/<file>` (no scratch disk needed).
+pub async fn database_via_stdin(
+    engine: &Engine,
+    restic: &Restic,
+    target: &Target<'_>,
+    p: &Prepared,
+    job: &DumpJob,
+) -> Result<(DumpResult, Snapshotted)> {
+    let started = Instant::now();
+    let service = p.plan.container.service.as_str();
+    let file = format!("{}/{}", p.rel_dir, job.file);
+    let stdin_name = format!("{}/{file}", DATABASES_DIR.trim_start_matches('/'));
+    let mut args = restic::backup_args(target.host, &target.tags("database", Some(service)), &[])?;
+    args.extend([
+        "--stdin".to_string(),
+        "--stdin-filename".to_string(),
+        stdin_name,
+    ]);
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = restic
+        .command(&argv)
+        .stdin(Stdio::piped())
+        .spawn()
+        .context("cannot run restic")?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    let out_task = tokio::spawn(async move {
+        let mut summary = None;
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(BackupEvent::Summary(s)) = parse_backup_line(&line) {
+                summary = Some(s);
+            }
+        }
+        summary
+    });
+    let err_task = tokio::spawn(async move {
+        let mut tail = crate::engine::exec::Tail::new(2048);
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            tail.push(line.as_bytes());
+            tail.push(b"\n");
+        }
+        tail.one_line()
+    });
+    let streamed = dumps::stream_into(engine, p, job, &mut stdin).await;
+    drop(stdin);
+    if streamed.is_err() {
+        // No snapshot from a broken dump: stop restic before it commits one.
+        let _ = child.start_kill();
+    }
+    let status = child.wait().await.context("waiting for restic")?;
+    let summary = out_task.await.unwrap_or(None);
+    let stderr = err_task.await.unwrap_or_default();
+    let streamed = streamed?;
+    let exit = restic::classify_backup_exit(status.code().unwrap_or(1));
+    let summary = match (exit, summary) {
+        (BackupExit::Failed, _) | (_, None) => {
+            bail!("database snapshot of {service} failed: restic exited with {status}: {stderr}")
+        }
+        (_, Some(s)) => s,
+    };
+    let dump = DumpResult {
+        service: service.to_string(),
+        engine: p.plan.engine,
+        database: job.database.clone(),
+        file,
+        bytes: streamed.bytes,
+        sha256: streamed.sha256,
+        seconds: streamed.seconds,
+        server_version: p.server_version.clone(),
+    };
+    tracing::info!(service, bytes = dump.bytes, snapshot = ?summary.snapshot_id, "database snapshot written");
+    Ok((
+        dump,
+        Snapshotted {
+            report: report_from("database", Some(service), &summary, started, vec![]),
+            exit,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::from_inspect_json;
+    use crate::plan::{PlanOptions, build};
+
+    #[test]
+    fn worker_gets_plan_mounts_read_only_and_sidecar_mounts_without_the_socket() {
+        let cs = from_inspect_json(include_str!("../tests/fixtures/stack-inspect.json")).unwrap();
+        let sidecar = cs.iter().find(|c| c.service == "backup").unwrap();
+        let plan = build(
+            &PlanOptions {
+                project: "stackshot-e2e".into(),
+                host: "h".into(),
+                atomic: true,
+                include_all_projects: false,
+                exclude_bind_mounts: false,
+                self_id: Some(sidecar.id.clone()),
+            },
+            &cs,
+        );
+        let mounts = worker_mounts(&plan, sidecar, true);
+        let find = |t: &str| {
+            mounts
+                .iter()
+                .find(|m| m.target.as_deref() == Some(t))
+                .unwrap_or_else(|| panic!("{t} missing: {mounts:?}"))
+        };
+        let data = find("/volumes/app/data");
+        assert_eq!(data.source.as_deref(), Some("stackshot-e2e_app-data"));
+        assert_eq!(data.typ, Some(MountType::VOLUME));
+        assert_eq!(data.read_only, Some(true));
+        assert_eq!(find("/volumes/app/uploads").typ, Some(MountType::BIND));
+        let repo = find("/repository");
+        assert_eq!(repo.read_only, Some(false));
+        assert!(
+            !mounts
+                .iter()
+                .any(|m| m.target.as_deref() == Some("/var/run/docker.sock"))
+        );
+        assert_eq!(
+            worker_mounts(&plan, sidecar, false)
+                .iter()
+                .filter(|m| m.target.as_deref().unwrap().starts_with("/volumes"))
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn tags_name_project_mode_and_service() {
+        let t = Target {
+            host: "h",
+            project: "shop",
+            secrets: &[],
+        };
+        assert_eq!(
+            t.tags("atomic", None),
+            ["stackshot", "project=shop", "mode=atomic"]
+        );
+        assert_eq!(t.tags("database", Some("pg"))[3], "service=pg");
+    }
+}

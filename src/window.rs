@@ -1,0 +1,331 @@
+//! The stop window: stop what must be stopped, run the work, and start again
+//! what was stopped — whatever the work returned, whether it failed, panicked
+//! or was interrupted by a signal.
+//!
+//! `Drop` cannot await in async Rust, so the restart is not a guard: it is the
+//! explicit last step of [`with_stop_window`], which owns the work as a future
+//! and cannot return before the restart ran. A process killed outright (SIGKILL)
+//! leaves its [`Journal`]; [`recover`] restarts from it on the next start-up.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow};
+use futures_util::FutureExt;
+use futures_util::future::join_all;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::journal::{self, Journal};
+use crate::plan::StopEntry;
+
+/// Stopping and starting containers: the engine, or a fake in tests.
+pub trait ContainerControl: Sync {
+    /// Stops a container, giving it `timeout` before the engine kills it.
+    fn stop(&self, id: &str, timeout: Duration) -> impl Future<Output = Result<()>> + Send;
+    /// Starts a container (a running one is left alone).
+    fn start(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
+    /// True when the container runs now.
+    fn is_running(&self, id: &str) -> impl Future<Output = Result<bool>> + Send;
+}
+
+/// A request to stop, from a signal handler (or a test).
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    rx: watch::Receiver<Option<String>>,
+}
+
+/// The sending side of a [`Shutdown`].
+#[derive(Debug)]
+pub struct ShutdownTrigger {
+    tx: watch::Sender<Option<String>>,
+}
+
+impl ShutdownTrigger {
+    /// Asks everything holding the matching [`Shutdown`] to stop, giving the reason.
+    pub fn trigger(&self, reason: &str) {
+        let _ = self.tx.send(Some(reason.to_string()));
+    }
+}
+
+impl Shutdown {
+    /// A shutdown and its trigger.
+    pub fn new() -> (ShutdownTrigger, Shutdown) {
+        let (tx, rx) = watch::channel(None);
+        (ShutdownTrigger { tx }, Shutdown { rx })
+    }
+
+    /// A shutdown triggered by SIGTERM or SIGINT. Installing it replaces the
+    /// default action (exit at once), so a signal inside the window closes it first.
+    pub fn on_signals() -> Result<Shutdown> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (trigger, shutdown) = Shutdown::new();
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::spawn(async move {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            tracing::warn!(signal = name, "stop requested");
+            trigger.trigger(name);
+            // Keep the trigger alive so receivers do not see a closed channel.
+            std::future::pending::<()>().await;
+        });
+        Ok(shutdown)
+    }
+
+    /// The reason, once a stop was requested.
+    pub fn requested(&self) -> Option<String> {
+        self.rx.borrow().clone()
+    }
+
+    /// Waits until a stop is requested; returns the reason.
+    pub async fn wait(&mut self) -> String {
+        loop {
+            if let Some(r) = self.rx.borrow_and_update().clone() {
+                return r;
+            }
+            if self.rx.changed().await.is_err() {
+                // The trigger is gone: no stop will ever come.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// How long one container took to stop or start.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Timed {
+    /// Container name.
+    pub container: String,
+    /// Seconds.
+    pub seconds: f64,
+}
+
+/// What happened in the window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct WindowReport {
+    /// Containers stopped, with their stop times.
+    pub stopped: Vec<Timed>,
+    /// Containers started again, with their start times.
+    pub started: Vec<Timed>,
+    /// Containers labelled for stopping that were not running (they stay stopped).
+    pub not_running: Vec<String>,
+    /// From the first stop to the last start, in seconds.
+    pub seconds: f64,
+    /// Why the window could not be opened fully, if it could not.
+    pub stop_failed: Option<String>,
+    /// Containers that could not be started again (the journal keeps them).
+    pub restart_failed: Vec<String>,
+}
+
+/// Starts journal entries in reverse wave order (dependencies first), each wave
+/// concurrently, retrying each start up to three times.
+async fn start_entries<C: ContainerControl>(
+    ctl: &C,
+    entries: &[journal::Entry],
+) -> (Vec<Timed>, Vec<String>) {
+    let mut waves: Vec<usize> = entries.iter().map(|e| e.wave).collect();
+    waves.sort_unstable();
+    waves.dedup();
+    let mut started = Vec::new();
+    let mut failed = Vec::new();
+    for wave in waves.into_iter().rev() {
+        let results = join_all(
+            entries
+                .iter()
+                .filter(|e| e.wave == wave)
+                .map(|e| async move {
+                    let t = Instant::now();
+                    let mut last = None;
+                    for attempt in 0..3u64 {
+                        if attempt > 0 {
+                            tokio::time::sleep(Duration::from_secs(attempt)).await;
+                        }
+                        match ctl.start(&e.id).await {
+                            Ok(()) => {
+                                last = None;
+                                break;
+                            }
+                            Err(err) => last = Some(format!("{err:#}")),
+                        }
+                    }
+                    (e, t.elapsed().as_secs_f64(), last)
+                }),
+        )
+        .await;
+        for (e, seconds, err) in results {
+            match err {
+                None => {
+                    tracing::info!(container = %e.name, seconds, "started");
+                    started.push(Timed {
+                        container: e.name.clone(),
+                        seconds,
+                    });
+                }
+                Some(err) => {
+                    tracing::error!(container = %e.name, error = %err, "could not start the container again");
+                    failed.push(format!("{}: {err}", e.name));
+                }
+            }
+        }
+    }
+    (started, failed)
+}
+
+/// Restarts the containers named by a journal that an earlier run left behind
+/// (it died inside its window). Returns the names restarted; clears the journal
+/// when every one of them runs again.
+pub async fn recover<C: ContainerControl>(ctl: &C, journal: &Journal) -> Result<Vec<String>> {
+    let Some(state) = journal.read()? else {
+        return Ok(vec![]);
+    };
+    tracing::warn!(
+        run = %state.run_id,
+        containers = state.stopped.len(),
+        "a previous run died inside its stop window; starting its containers again"
+    );
+    let (started, failed) = start_entries(ctl, &state.stopped).await;
+    if !failed.is_empty() {
+        return Err(anyhow!(
+            "could not start again containers of an interrupted run: {}; the journal {} is kept",
+            failed.join("; "),
+            journal.path().display()
+        ));
+    }
+    journal.clear()?;
+    Ok(started.into_iter().map(|t| t.container).collect())
+}
+
+/// Opens the stop window over `stops`, runs `work`, and closes the window.
+///
+/// Every container this call stopped is started again before it returns, on
+/// every path: `work` succeeded, failed, panicked, a stop failed midway, or
+/// `shutdown` fired. Containers already stopped stay stopped. The journal
+/// names each container before it is stopped and is cleared once all run again.
+pub async fn with_stop_window<C, T, Fut>(
+    ctl: &C,
+    journal: &Journal,
+    run_id: &str,
+    stops: &[StopEntry],
+    timeout: Duration,
+    shutdown: &Shutdown,
+    work: impl FnOnce() -> Fut,
+) -> (Result<T>, WindowReport)
+where
+    C: ContainerControl,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut report = WindowReport::default();
+    let mut state = journal::State {
+        run_id: run_id.to_string(),
+        stopped: vec![],
+    };
+    let opened = Instant::now();
+    let mut waves: Vec<usize> = stops.iter().map(|s| s.wave).collect();
+    waves.dedup();
+
+    let mut failure: Option<anyhow::Error> = None;
+    'waves: for wave in waves {
+        if let Some(reason) = shutdown.requested() {
+            failure = Some(anyhow!("interrupted by {reason} while stopping containers"));
+            break;
+        }
+        let mut entries = Vec::new();
+        for s in stops.iter().filter(|s| s.wave == wave) {
+            match ctl.is_running(&s.container.id).await {
+                Ok(true) => entries.push(journal::Entry {
+                    id: s.container.id.clone(),
+                    name: s.container.container.clone(),
+                    wave,
+                }),
+                Ok(false) => report.not_running.push(s.container.container.clone()),
+                Err(e) => {
+                    failure = Some(
+                        e.context(format!("cannot check container {}", s.container.container)),
+                    );
+                    break 'waves;
+                }
+            }
+        }
+        if entries.is_empty() {
+            continue;
+        }
+        state.stopped.extend(entries.iter().cloned());
+        if let Err(e) = journal.write(&state) {
+            // Nothing of this wave is stopped yet: forget it and close the window.
+            state.stopped.retain(|s| !entries.contains(s));
+            failure =
+                Some(e.context("cannot write the stop journal; no further container was stopped"));
+            break;
+        }
+        let results = join_all(entries.iter().map(|e| async move {
+            let t = Instant::now();
+            // The engine kills the container after `timeout`; the outer limit guards a hung engine.
+            let r =
+                tokio::time::timeout(timeout + Duration::from_secs(30), ctl.stop(&e.id, timeout))
+                    .await
+                    .unwrap_or_else(|_| Err(anyhow!("timed out stopping {}", e.name)));
+            (e, t.elapsed().as_secs_f64(), r)
+        }))
+        .await;
+        for (e, seconds, r) in results {
+            match r {
+                Ok(()) => {
+                    tracing::info!(container = %e.name, seconds, "stopped");
+                    report.stopped.push(Timed {
+                        container: e.name.clone(),
+                        seconds,
+                    });
+                }
+                Err(err) => {
+                    let msg = format!("could not stop {}: {err:#}", e.name);
+                    tracing::error!("{msg}");
+                    failure.get_or_insert_with(|| anyhow!(msg));
+                }
+            }
+        }
+        if failure.is_some() {
+            break;
+        }
+    }
+
+    let result = match failure {
+        Some(e) => {
+            report.stop_failed = Some(format!("{e:#}"));
+            Err(e)
+        }
+        None => {
+            let mut shutdown = shutdown.clone();
+            let work = AssertUnwindSafe(work()).catch_unwind();
+            tokio::select! {
+                r = work => r.unwrap_or_else(|panic| {
+                    let msg = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".into());
+                    Err(anyhow!("the backup work panicked: {msg}"))
+                }),
+                reason = shutdown.wait() => Err(anyhow!("interrupted by {reason} inside the stop window")),
+            }
+        }
+    };
+
+    // Close the window: always.
+    let (started, failed) = start_entries(ctl, &state.stopped).await;
+    report.started = started;
+    report.restart_failed = failed;
+    report.seconds = opened.elapsed().as_secs_f64();
+    if report.restart_failed.is_empty() {
+        if let Err(e) = journal.clear() {
+            tracing::warn!(error = %format!("{e:#}"), "could not clear the stop journal");
+        }
+    }
+    (result, report)
+}
+
+#[cfg(test)]
+mod tests;

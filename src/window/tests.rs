@@ -1,0 +1,330 @@
+//! Every exit path of the stop window, with a recording fake engine. (The real
+//! engine is exercised by the end-to-end tests.)
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use super::*;
+use crate::plan::{ContainerRef, StopEntry};
+
+#[derive(Default)]
+struct Fake {
+    running: Mutex<BTreeSet<String>>,
+    log: Mutex<Vec<String>>,
+    fail_stop: BTreeSet<String>,
+    /// Starts of this container fail this many times.
+    fail_start: Mutex<BTreeMap<String, usize>>,
+    /// The journal, checked at each stop.
+    journal: Option<Journal>,
+}
+
+impl Fake {
+    fn new(running: &[&str]) -> Fake {
+        Fake {
+            running: Mutex::new(running.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        }
+    }
+    fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+    fn running(&self) -> BTreeSet<String> {
+        self.running.lock().unwrap().clone()
+    }
+}
+
+impl ContainerControl for Fake {
+    async fn stop(&self, id: &str, _timeout: Duration) -> Result<()> {
+        if let Some(j) = &self.journal {
+            let state = j.read().unwrap().expect("journal written before the stop");
+            assert!(
+                state.stopped.iter().any(|e| e.id == id),
+                "{id} not journaled before its stop"
+            );
+        }
+        self.log.lock().unwrap().push(format!("stop {id}"));
+        if self.fail_stop.contains(id) {
+            return Err(anyhow!("engine refused"));
+        }
+        self.running.lock().unwrap().remove(id);
+        Ok(())
+    }
+    async fn start(&self, id: &str) -> Result<()> {
+        self.log.lock().unwrap().push(format!("start {id}"));
+        let mut fails = self.fail_start.lock().unwrap();
+        if let Some(n) = fails.get_mut(id) {
+            if *n > 0 {
+                *n -= 1;
+                return Err(anyhow!("engine refused"));
+            }
+        }
+        self.running.lock().unwrap().insert(id.to_string());
+        Ok(())
+    }
+    async fn is_running(&self, id: &str) -> Result<bool> {
+        Ok(self.running.lock().unwrap().contains(id))
+    }
+}
+
+fn entry(id: &str, wave: usize) -> StopEntry {
+    StopEntry {
+        container: ContainerRef {
+            project: "p".into(),
+            service: id.into(),
+            container: id.into(),
+            id: id.into(),
+        },
+        wave,
+        running: true,
+    }
+}
+
+fn stops() -> Vec<StopEntry> {
+    vec![entry("web", 0), entry("worker", 0), entry("app", 1)]
+}
+
+struct Bench {
+    _dir: tempfile::TempDir,
+    journal: Journal,
+    fake: Fake,
+}
+
+fn bench(running: &[&str]) -> Bench {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::in_dir(dir.path());
+    let mut fake = Fake::new(running);
+    fake.journal = Some(journal.clone());
+    Bench {
+        _dir: dir,
+        journal,
+        fake,
+    }
+}
+
+const ALL: &[&str] = &["web", "worker", "app", "db"];
+
+async fn window<T>(
+    b: &Bench,
+    shutdown: &Shutdown,
+    work: impl Future<Output = Result<T>>,
+) -> (Result<T>, WindowReport) {
+    with_stop_window(
+        &b.fake,
+        &b.journal,
+        "run-1",
+        &stops(),
+        Duration::from_secs(5),
+        shutdown,
+        || work,
+    )
+    .await
+}
+
+fn assert_all_back(b: &Bench) {
+    assert_eq!(
+        b.fake.running(),
+        ALL.iter().map(|s| s.to_string()).collect()
+    );
+    assert_eq!(b.journal.read().unwrap(), None, "journal cleared");
+}
+
+#[tokio::test]
+async fn success_stops_dependents_first_and_starts_in_reverse() {
+    let b = bench(ALL);
+    let (_t, never) = Shutdown::new();
+    let (r, report) = window(&b, &never, async {
+        // Inside the window: everything labelled is stopped, the database is not.
+        assert_eq!(b.fake.running(), BTreeSet::from(["db".to_string()]));
+        Ok(42)
+    })
+    .await;
+    assert_eq!(r.unwrap(), 42);
+    let log = b.fake.log();
+    let pos = |s: &str| log.iter().position(|l| l == s).unwrap();
+    assert!(
+        pos("stop web") < pos("stop app") && pos("stop worker") < pos("stop app"),
+        "{log:?}"
+    );
+    assert!(
+        pos("start app") < pos("start web") && pos("start app") < pos("start worker"),
+        "{log:?}"
+    );
+    assert_eq!(report.stopped.len(), 3);
+    assert_eq!(report.started.len(), 3);
+    assert_all_back(&b);
+}
+
+#[tokio::test]
+async fn failing_work_still_restarts() {
+    let b = bench(ALL);
+    let (_t, never) = Shutdown::new();
+    let (r, report) = window::<()>(&b, &never, async { Err(anyhow!("dump failed")) }).await;
+    assert_eq!(r.unwrap_err().to_string(), "dump failed");
+    assert_eq!(report.started.len(), 3);
+    assert_all_back(&b);
+}
+
+#[tokio::test]
+async fn panicking_work_still_restarts() {
+    let b = bench(ALL);
+    let (_t, never) = Shutdown::new();
+    let (r, _) = window::<()>(&b, &never, async { panic!("boom") }).await;
+    assert!(r.unwrap_err().to_string().contains("panicked: boom"));
+    assert_all_back(&b);
+}
+
+#[tokio::test]
+async fn signal_inside_the_window_interrupts_the_work_and_restarts() {
+    let b = bench(ALL);
+    let (trigger, shutdown) = Shutdown::new();
+    let (r, _) = window::<()>(&b, &shutdown, async {
+        trigger.trigger("SIGTERM");
+        std::future::pending::<()>().await;
+        unreachable!()
+    })
+    .await;
+    assert_eq!(
+        r.unwrap_err().to_string(),
+        "interrupted by SIGTERM inside the stop window"
+    );
+    assert_all_back(&b);
+}
+
+#[tokio::test]
+async fn signal_before_the_window_stops_nothing() {
+    let b = bench(ALL);
+    let (trigger, shutdown) = Shutdown::new();
+    trigger.trigger("SIGTERM");
+    let (r, _) = window(&b, &shutdown, async { Ok(()) }).await;
+    assert!(
+        r.unwrap_err()
+            .to_string()
+            .contains("interrupted by SIGTERM")
+    );
+    assert!(b.fake.log().is_empty(), "{:?}", b.fake.log());
+    assert_all_back(&b);
+}
+
+#[tokio::test]
+async fn failed_stop_skips_the_work_and_restarts_what_stopped() {
+    let mut b = bench(ALL);
+    b.fake.fail_stop.insert("app".into());
+    let (_t, never) = Shutdown::new();
+    let ran = Mutex::new(false);
+    let (r, report) = window(&b, &never, async {
+        *ran.lock().unwrap() = true;
+        Ok(())
+    })
+    .await;
+    assert!(r.unwrap_err().to_string().contains("could not stop app"));
+    assert!(
+        !*ran.lock().unwrap(),
+        "work must not run with a half-open window"
+    );
+    assert!(report.stop_failed.is_some());
+    assert_all_back(&b);
+}
+
+#[tokio::test]
+async fn container_already_stopped_stays_stopped() {
+    let b = bench(&["web", "app", "db"]);
+    let (_t, never) = Shutdown::new();
+    let (r, report) = window(&b, &never, async { Ok(()) }).await;
+    r.unwrap();
+    assert_eq!(report.not_running, ["worker"]);
+    assert!(
+        !b.fake.log().iter().any(|l| l.ends_with("worker")),
+        "{:?}",
+        b.fake.log()
+    );
+    assert_eq!(
+        b.fake.running(),
+        BTreeSet::from(["web".into(), "app".into(), "db".into()])
+    );
+}
+
+#[tokio::test]
+async fn flaky_start_is_retried() {
+    let b = bench(ALL);
+    b.fake.fail_start.lock().unwrap().insert("app".into(), 2);
+    let (_t, never) = Shutdown::new();
+    let (r, report) = window(&b, &never, async { Ok(()) }).await;
+    r.unwrap();
+    assert!(report.restart_failed.is_empty());
+    assert_all_back(&b);
+}
+
+#[tokio::test]
+async fn failed_restart_keeps_the_journal_and_recover_finishes_it() {
+    let b = bench(ALL);
+    b.fake.fail_start.lock().unwrap().insert("app".into(), 10);
+    let (_t, never) = Shutdown::new();
+    let (r, report) = window(&b, &never, async { Ok(()) }).await;
+    r.unwrap();
+    assert_eq!(report.restart_failed.len(), 1);
+    assert!(report.restart_failed[0].starts_with("app: "));
+    let kept = b.journal.read().unwrap().expect("journal kept");
+    assert_eq!(kept.stopped.len(), 3);
+    // The next start-up: the engine works again.
+    b.fake.fail_start.lock().unwrap().clear();
+    let mut restarted = recover(&b.fake, &b.journal).await.unwrap();
+    restarted.sort();
+    assert_eq!(restarted, ["app", "web", "worker"]);
+    assert_all_back(&b);
+}
+
+#[tokio::test]
+async fn recover_after_a_killed_run() {
+    // A run killed with SIGKILL inside its window left this journal behind.
+    let b = bench(&["db"]);
+    b.journal
+        .write(&journal::State {
+            run_id: "dead".into(),
+            stopped: vec![
+                journal::Entry {
+                    id: "web".into(),
+                    name: "web".into(),
+                    wave: 0,
+                },
+                journal::Entry {
+                    id: "app".into(),
+                    name: "app".into(),
+                    wave: 1,
+                },
+            ],
+        })
+        .unwrap();
+    let restarted = recover(&b.fake, &b.journal).await.unwrap();
+    assert_eq!(restarted, ["app", "web"], "dependencies first");
+    assert_eq!(b.journal.read().unwrap(), None);
+    assert_eq!(
+        recover(&b.fake, &b.journal).await.unwrap(),
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test]
+async fn unwritable_journal_stops_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"").unwrap();
+    let journal = Journal::in_dir(&file.join("sub"));
+    let fake = Fake::new(ALL);
+    let (_t, never) = Shutdown::new();
+    let (r, _) = with_stop_window(
+        &fake,
+        &journal,
+        "r",
+        &stops(),
+        Duration::from_secs(1),
+        &never,
+        || async { Ok(()) },
+    )
+    .await;
+    assert!(
+        r.unwrap_err()
+            .to_string()
+            .contains("cannot write the stop journal")
+    );
+    assert!(fake.log().is_empty(), "{:?}", fake.log());
+}

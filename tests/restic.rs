@@ -1,0 +1,221 @@
+//! `stackshot::restic` against the real restic binary, in temporary directories.
+//! restic must be installed: these tests fail (they do not skip) without it.
+
+use std::path::Path;
+
+use stackshot::config::ResticSettings;
+use stackshot::env::Secret;
+use stackshot::restic::{
+    BackupEvent, BackupExit, RepoOpened, Restic, ResticError, Version, backup_args,
+    classify_backup_exit, parse_backup_line,
+};
+use tempfile::TempDir;
+
+const PASSWORD: &str = "correct-horse-battery-staple";
+
+/// Fails the test with a clear message when restic is not on PATH.
+fn require_restic() {
+    match std::process::Command::new("restic").arg("version").output() {
+        Ok(out) if out.status.success() => {}
+        other => panic!(
+            "tests/restic.rs needs the restic binary (0.14 or newer) on PATH, e.g. `apt-get install restic`; running `restic version` gave {other:?}"
+        ),
+    }
+}
+
+/// A restic for `repository`, with its cache inside `dir`.
+fn restic(dir: &Path, repository: &str, password: &str) -> Restic {
+    require_restic();
+    let cache = dir.join("cache").display().to_string();
+    Restic::new(&ResticSettings {
+        repository: Secret::new(repository),
+        env: vec![
+            ("RESTIC_CACHE_DIR".into(), Secret::new(cache)),
+            ("RESTIC_PASSWORD".into(), Secret::new(password)),
+            ("RESTIC_REPOSITORY".into(), Secret::new(repository)),
+        ],
+    })
+}
+
+fn repo_path(dir: &TempDir) -> String {
+    dir.path().join("repo").display().to_string()
+}
+
+#[tokio::test]
+async fn version_is_read_and_cached() {
+    let dir = TempDir::new().unwrap();
+    let r = restic(dir.path(), &repo_path(&dir), PASSWORD);
+    let v = r.version().await.unwrap();
+    assert!(v >= Version::new(0, 14, 0), "restic {v} is older than 0.14");
+    assert_eq!(r.version().await.unwrap(), v);
+}
+
+#[tokio::test]
+async fn missing_repository_is_initialised_once() {
+    let dir = TempDir::new().unwrap();
+    let repo = repo_path(&dir);
+    let r = restic(dir.path(), &repo, PASSWORD);
+    assert_eq!(r.open_or_init().await.unwrap(), RepoOpened::Initialised);
+    assert!(Path::new(&repo).join("config").is_file());
+    assert_eq!(r.open_or_init().await.unwrap(), RepoOpened::Existing);
+    // An empty directory (a freshly mounted volume) is "missing" too.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let r = restic(dir.path(), &empty.display().to_string(), PASSWORD);
+    assert_eq!(r.open_or_init().await.unwrap(), RepoOpened::Initialised);
+}
+
+#[tokio::test]
+async fn wrong_password_is_reported_without_secrets() {
+    let dir = TempDir::new().unwrap();
+    let repo = repo_path(&dir);
+    restic(dir.path(), &repo, PASSWORD)
+        .open_or_init()
+        .await
+        .unwrap();
+    let wrong = "not-the-password-4711";
+    let r = restic(dir.path(), &repo, wrong);
+    let err = r.open_or_init().await.unwrap_err();
+    assert_eq!(
+        err,
+        ResticError::WrongPassword {
+            repository: repo.clone()
+        }
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("RESTIC_PASSWORD") && !msg.contains('\n'),
+        "{msg}"
+    );
+    assert!(!msg.contains(wrong) && !msg.contains(PASSWORD), "{msg}");
+    // The generic helper says the same, with the exit code and restic's words.
+    let msg = format!("{:#}", r.snapshots(&[]).await.unwrap_err());
+    assert!(msg.contains(&repo) && msg.contains("exit code"), "{msg}");
+    assert!(msg.contains("wrong password"), "{msg}");
+    assert!(!msg.contains(wrong) && !msg.contains(PASSWORD), "{msg}");
+}
+
+#[tokio::test]
+async fn unreachable_repository_is_not_initialised() {
+    let dir = TempDir::new().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let repo = file.join("repo").display().to_string();
+    let r = restic(dir.path(), &repo, PASSWORD);
+    match r.open_or_init().await.unwrap_err() {
+        ResticError::Unreachable { repository, detail } => {
+            assert_eq!(repository, repo);
+            assert!(detail.contains("not a directory"), "{detail}");
+        }
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+    assert!(file.is_file());
+
+    // A REST server that is not there, with credentials in the URL (loopback
+    // port 9 only). restic 0.16+ retries such errors for up to 15 minutes, so
+    // this part runs with older restic only.
+    let url = "rest:http://backup:url-secret-99@127.0.0.1:9/";
+    let r = restic(dir.path(), url, PASSWORD);
+    if r.version().await.unwrap() < Version::new(0, 16, 0) {
+        let err = r.open_or_init().await.unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, ResticError::Unreachable { .. }), "{err:?}");
+        assert!(msg.contains("rest:http://backup:***@127.0.0.1:9/"), "{msg}");
+        assert!(msg.contains("connection refused"), "{msg}");
+        assert!(
+            !msg.contains("url-secret-99") && !msg.contains('\n'),
+            "{msg}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn backup_then_snapshots_and_unlock() {
+    let dir = TempDir::new().unwrap();
+    let r = restic(dir.path(), &repo_path(&dir), PASSWORD);
+    r.open_or_init().await.unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("sub")).unwrap();
+    std::fs::write(data.join("a.txt"), "hello").unwrap();
+    std::fs::write(data.join("sub/b.txt"), "world").unwrap();
+    let data = data.display().to_string();
+
+    let tags = ["stackshot", "project=demo", "mode=atomic"].map(String::from);
+    let args = backup_args("demo-host", &tags, &[&data]).unwrap();
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = r.command(&argv).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(classify_backup_exit(0), BackupExit::Success);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let summaries: Vec<_> = stdout
+        .lines()
+        .filter_map(parse_backup_line)
+        .filter_map(|e| match e {
+            BackupEvent::Summary(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(summaries.len(), 1, "{stdout}");
+    let summary = &summaries[0];
+    assert_eq!((summary.files_new, summary.total_files_processed), (2, 2));
+    assert_eq!(summary.total_bytes_processed, 10);
+    let id = summary.snapshot_id.clone().expect("a snapshot id");
+
+    let listed = r.snapshots(&["stackshot"]).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let snap = &listed[0];
+    assert!(snap.matches(&id), "summary {id} vs snapshot {}", snap.id);
+    assert_eq!(snap.hostname, "demo-host");
+    assert_eq!(snap.tags, tags);
+    assert_eq!(snap.paths, [data]);
+    assert_eq!(snap.short_id, snap.id[..8]);
+    // Tags are ANDed, and "=" in a tag is kept.
+    assert_eq!(
+        r.snapshots(&["stackshot", "project=demo"]).await.unwrap(),
+        listed
+    );
+    assert!(r.snapshots(&["project=other"]).await.unwrap().is_empty());
+    assert!(r.snapshots(&["a,b"]).await.is_err());
+
+    r.unlock().await.unwrap();
+    let locks = std::fs::read_dir(Path::new(&repo_path(&dir)).join("locks")).unwrap();
+    assert_eq!(locks.count(), 0);
+}
+
+#[tokio::test]
+async fn secrets_travel_in_the_environment_only() {
+    let dir = TempDir::new().unwrap();
+    // A stand-in restic that records its argv and environment.
+    let fake = dir.path().join("fake-restic");
+    let record = dir.path().join("record");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\necho \"argv: $*\" > {0}\necho \"password: $RESTIC_PASSWORD\" >> {0}\necho \"repository: $RESTIC_REPOSITORY\" >> {0}\necho 'restic 0.17.3 compiled with go1.23.3 on linux/amd64'\n",
+            record.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let settings = ResticSettings {
+        repository: Secret::new("s3:https://key:s3-secret@127.0.0.1:9/bucket"),
+        env: vec![("RESTIC_PASSWORD".into(), Secret::new(PASSWORD))],
+    };
+    let r = Restic::with_binary(&fake, &settings);
+    assert_eq!(r.version().await.unwrap(), Version::new(0, 17, 3));
+    let recorded = std::fs::read_to_string(&record).unwrap();
+    assert!(recorded.contains("argv: version\n"), "{recorded}");
+    assert!(
+        recorded.contains(&format!("password: {PASSWORD}\n")),
+        "{recorded}"
+    );
+    assert!(recorded.contains("repository: s3:https://key:s3-secret@127.0.0.1:9/bucket\n"));
+
+    // A binary that does not exist: one clear line.
+    let r = Restic::with_binary(dir.path().join("no-such-restic"), &settings);
+    let err = r.open_or_init().await.unwrap_err();
+    assert!(matches!(err, ResticError::NotRunnable { .. }), "{err:?}");
+    assert!(err.to_string().contains("install restic"), "{err}");
+}
