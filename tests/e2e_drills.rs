@@ -1,0 +1,232 @@
+//! Failure drills on the real engine: every one ends with the stack running and
+//! the failure reported.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+fn stack(project: &str) -> Stack {
+    let s = Stack::up(project, &root().join("tests/stack/docker-compose.yml"));
+    s.wait_for_databases();
+    s
+}
+
+/// Starts `stackshot backup --json` in the sidecar without waiting for it.
+fn spawn_backup(stack: &Stack) -> Child {
+    Command::new("docker")
+        .args([
+            "exec",
+            &stack.container("backup"),
+            "stackshot",
+            "backup",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("docker exec")
+}
+
+fn finish(child: Child) -> (i32, Value, String) {
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let report = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (out.status.code().unwrap_or(-1), report, stderr)
+}
+
+fn assert_all_running(stack: &Stack) {
+    for svc in [
+        "app",
+        "sidekick",
+        "postgres",
+        "mariadb",
+        "bystander",
+        "legacy",
+    ] {
+        assert_eq!(stack.state(svc), "running", "{svc} is not running");
+    }
+    assert_eq!(
+        workers(),
+        Vec::<String>::new(),
+        "a worker container was left behind"
+    );
+}
+
+/// Polls every 50 ms until `f` is true; panics after `secs`.
+fn until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn preflight_failures_touch_nothing() {
+    let _serial = serial();
+    let stack = stack("stackshot-e2e-preflight");
+
+    // The database's password changed under the stack: caught before any stop.
+    stack
+        .psql("ALTER ROLE app PASSWORD 'rotated-secret'")
+        .expect("alter role");
+    let before = now();
+    let (code, report, stderr) = stack.backup(&[]);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(report["result"], "failed");
+    let reason = report["reason"].as_str().unwrap();
+    assert!(reason.contains("service postgres: cannot log in to postgres as \"app\" (password from POSTGRES_PASSWORD)"), "{reason}");
+    assert!(
+        report["window"].is_null(),
+        "the window must not open: {report}"
+    );
+    for secret in ["pg-secret-password", "rotated-secret", RESTIC_PASSWORD] {
+        assert!(
+            !report.to_string().contains(secret) && !stderr.contains(secret),
+            "{secret} leaked"
+        );
+    }
+    assert_eq!(
+        stack.events("app", before, now() + 1),
+        Vec::<String>::new(),
+        "app was touched"
+    );
+    stack
+        .psql("ALTER ROLE app PASSWORD 'pg-secret-password'")
+        .expect("restore role");
+
+    // The repository cannot be reached: caught before any stop.
+    let before = now();
+    let (code, report, _) = stack.backup(&[("RESTIC_REPOSITORY", "rest:http://127.0.0.1:9/")]);
+    assert_eq!(code, 1, "{report}");
+    let reason = report["reason"].as_str().unwrap();
+    assert!(reason.contains("rest:http://127.0.0.1:9/"), "{reason}");
+    assert!(report["window"].is_null());
+    assert_eq!(
+        stack.events("app", before, now() + 1),
+        Vec::<String>::new(),
+        "app was touched"
+    );
+    assert_all_running(&stack);
+
+    // With both fixed, the same stack backs up.
+    let (code, report, stderr) = stack.backup(&[]);
+    assert_eq!(code, 0, "{report}\n{stderr}");
+}
+
+#[test]
+fn kills_inside_the_window() {
+    let _serial = serial();
+    let stack = stack("stackshot-e2e-drills");
+    // A table large enough that dumping it keeps the window open for seconds.
+    stack
+        .psql("CREATE TABLE big AS SELECT g AS id, md5(g::text) || repeat('x', 200) AS payload FROM generate_series(1, 1000000) g")
+        .expect("create big table");
+    let snapshots = |s: &Stack| s.snapshots().len();
+
+    // 1. The dump process is killed midway: no snapshot, containers back.
+    let n = snapshots(&stack);
+    let child = spawn_backup(&stack);
+    until("pg_dump to be killed", 120, || {
+        stack
+            .exec("postgres", &[], &["pkill", "-KILL", "-x", "pg_dump"])
+            .status
+            .success()
+    });
+    let (code, report, stderr) = finish(child);
+    assert_eq!(code, 1, "{report}\n{stderr}");
+    let reason = report["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("pg_dumpall exited with code"), "{reason}");
+    assert!(report["snapshots"].as_array().unwrap().is_empty());
+    assert_eq!(snapshots(&stack), n, "no snapshot from a broken dump");
+    assert_eq!(
+        report["window"]["started"].as_array().unwrap().len(),
+        2,
+        "{report}"
+    );
+    assert_all_running(&stack);
+
+    // 2. The worker container is killed midway: failure reported, containers back.
+    let child = spawn_backup(&stack);
+    until("a worker to kill", 180, || {
+        let ids = workers();
+        ids.iter()
+            .any(|id| output(&mut docker(&["kill", id])).status.success())
+    });
+    let (code, report, stderr) = finish(child);
+    assert_eq!(code, 1, "{report}\n{stderr}");
+    let reason = report["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("atomic snapshot failed"), "{reason}");
+    assert_all_running(&stack);
+
+    // 3. SIGTERM inside the window: the window closes before the process exits.
+    let child = spawn_backup(&stack);
+    until("the window to open", 120, || stack.state("app") == "exited");
+    let term = stack.exec("backup", &[], &["pkill", "-TERM", "-f", "stackshot backup"]);
+    assert!(term.status.success());
+    let (code, report, stderr) = finish(child);
+    assert_eq!(code, 1, "{report}\n{stderr}");
+    assert_eq!(
+        report["reason"],
+        "interrupted by SIGTERM inside the stop window"
+    );
+    assert_all_running(&stack);
+
+    // 4. SIGKILL inside the window: the journal brings the containers back on the next start.
+    let child = spawn_backup(&stack);
+    until("the window to open", 120, || stack.state("app") == "exited");
+    let kill = stack.exec("backup", &[], &["pkill", "-KILL", "-f", "stackshot backup"]);
+    assert!(kill.status.success());
+    let _ = finish(child);
+    assert_eq!(
+        stack.state("app"),
+        "exited",
+        "nothing could have restarted app"
+    );
+    let journal = stack.exec(
+        "backup",
+        &[],
+        &["cat", "/cache/stackshot/window-journal.json"],
+    );
+    assert!(
+        String::from_utf8_lossy(&journal.stdout).contains(&stack.container("app")),
+        "journal names app"
+    );
+
+    let (code, report, stderr) = stack.backup(&[]);
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    let mut recovered: Vec<&str> = report["recovered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    recovered.sort();
+    assert_eq!(
+        recovered,
+        [
+            "stackshot-e2e-drills_app_1",
+            "stackshot-e2e-drills_sidekick_1"
+        ]
+    );
+    assert!(
+        !stack
+            .exec(
+                "backup",
+                &[],
+                &["test", "-e", "/cache/stackshot/window-journal.json"]
+            )
+            .status
+            .success()
+    );
+    assert_all_running(&stack);
+    assert_eq!(report["snapshots"].as_array().unwrap().len(), 1);
+}
