@@ -83,6 +83,15 @@ pub struct RunReport {
     pub recovered: Vec<String>,
     /// The repository was created by this run.
     pub repository_initialised: bool,
+    /// Peak resident memory of the stackshot process so far, in bytes (Linux).
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// Peak resident set size (`VmHWM`) from the text of `/proc/<pid>/status`, in bytes.
+pub fn parse_vmhwm(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 impl RunReport {
@@ -102,6 +111,7 @@ impl RunReport {
             snapshots: vec![],
             recovered: vec![],
             repository_initialised: false,
+            peak_rss_bytes: None,
         }
     }
 
@@ -118,6 +128,9 @@ impl RunReport {
         self.result = result;
         self.reason = reason;
         self.finished_at = Utc::now();
+        self.peak_rss_bytes = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| parse_vmhwm(&s));
         self
     }
 
@@ -214,5 +227,32 @@ impl RunReport {
             let _ = writeln!(out, "  phases: {}", phases.join(", "));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vmhwm_in_bytes() {
+        let status =
+            "Name:\tstackshot\nVmPeak:\t  20000 kB\nVmHWM:\t    8812 kB\nVmRSS:\t 8000 kB\n";
+        assert_eq!(parse_vmhwm(status), Some(8812 * 1024));
+        assert_eq!(parse_vmhwm("Name: x\n"), None);
+    }
+
+    #[test]
+    fn summary_names_the_outcome_and_reason() {
+        let r = RunReport::start().finish(
+            Outcome::Failed,
+            Some("service postgres: cannot log in".into()),
+        );
+        let text = r.render();
+        assert!(text.contains("FAILED"), "{text}");
+        assert!(
+            text.contains("reason: service postgres: cannot log in"),
+            "{text}"
+        );
     }
 }

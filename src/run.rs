@@ -114,6 +114,7 @@ async fn run(
     r.phase("plan", t);
 
     let t = Instant::now();
+    check_local_repository(ctx.config.restic.repository.expose())?;
     let version = ctx.restic.version().await?;
     tracing::info!(restic = %version, "preflight");
     r.repository_initialised = ctx.restic.open_or_init().await? == RepoOpened::Initialised;
@@ -290,5 +291,36 @@ async fn remove_workers(engine: &Engine, project: &str) {
                 }),
             )
             .await;
+    }
+}
+
+/// A local repository must be a directory that exists (a mounted volume):
+/// `restic init` would otherwise create it in the container's own file system,
+/// where it would vanish with the container.
+fn check_local_repository(repository: &str) -> Result<()> {
+    let path = repository.strip_prefix("local:").unwrap_or(repository);
+    if path.starts_with('/') && !Path::new(path).is_dir() {
+        bail!(
+            "RESTIC_REPOSITORY={path:?} does not exist in the sidecar; mount a volume there \
+             (volumes: - repository:{path}) so the repository outlives the container"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_local_repository;
+
+    #[test]
+    fn local_repository_must_be_mounted() {
+        let dir = tempfile::tempdir().unwrap();
+        check_local_repository(dir.path().to_str().unwrap()).unwrap();
+        check_local_repository(&format!("local:{}", dir.path().display())).unwrap();
+        check_local_repository("s3:https://example.invalid/bucket").unwrap();
+        let e = check_local_repository("/nonexistent/repository")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("RESTIC_REPOSITORY=\"/nonexistent/repository\" does not exist in the sidecar; mount a volume"), "{e}");
     }
 }

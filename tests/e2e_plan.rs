@@ -276,7 +276,7 @@ fn bad_configuration_is_one_line_in_the_sidecar_image() {
 }
 
 #[test]
-fn example_stack_plans() {
+fn example_stack_plans_and_backs_up() {
     // docker-compose.example.yml, with the bench's images in place of registry ones.
     common::bench();
     let file = root().join("docker-compose.example.yml");
@@ -305,7 +305,23 @@ fn example_stack_plans() {
         "plan",
         "--json",
     ]));
+    // The example backs up as it stands (its databases given time to initialise).
+    let backup = common::wait_for("the example's databases", 90, || {
+        let b = common::output(&mut compose(&[
+            "exec",
+            "-T",
+            "backup",
+            "stackshot",
+            "backup",
+        ]));
+        b.status.success().then_some(b)
+    });
     common::output(&mut compose(&["down", "-v"]));
+    let summary = String::from_utf8_lossy(&backup.stdout);
+    assert!(
+        summary.contains("succeeded") && summary.contains("(atomic)"),
+        "{summary}"
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
