@@ -13,6 +13,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod container;
 pub mod discovery;
 pub mod dumps;

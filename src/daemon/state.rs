@@ -1,0 +1,115 @@
+//! What the daemon knows about its runs: shared by the scheduler, the control
+//! socket, `/healthz` and `/metrics`.
+
+use std::collections::VecDeque;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::report::{Outcome, RunReport};
+
+/// How many finished runs `stackshot status` remembers.
+pub const HISTORY: usize = 20;
+
+/// A run in progress.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Running {
+    /// Run id.
+    pub run_id: String,
+    /// Start.
+    pub started_at: DateTime<Utc>,
+    /// `schedule` or `manual`.
+    pub trigger: String,
+}
+
+/// A finished run, in short.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunSummary {
+    /// Run id.
+    pub run_id: String,
+    /// `schedule` or `manual`.
+    pub trigger: String,
+    /// Start.
+    pub started_at: DateTime<Utc>,
+    /// End.
+    pub finished_at: DateTime<Utc>,
+    /// How it ended.
+    pub result: Outcome,
+    /// Why it did not succeed.
+    pub reason: Option<String>,
+}
+
+/// The last result of a maintenance task (`forget`, `prune`, `check`, `verify`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Maintenance {
+    /// Which task.
+    pub kind: String,
+    /// When it finished.
+    pub at: DateTime<Utc>,
+    /// It succeeded.
+    pub ok: bool,
+    /// Why it failed.
+    pub message: Option<String>,
+}
+
+/// The daemon's state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DaemonState {
+    /// When the daemon started.
+    pub started_at: DateTime<Utc>,
+    /// The run in progress.
+    pub running: Option<Running>,
+    /// The last finished run.
+    pub last_run: Option<RunSummary>,
+    /// The end of the last successful run.
+    pub last_success: Option<DateTime<Utc>>,
+    /// Finished runs, newest first.
+    pub history: VecDeque<RunSummary>,
+    /// The next scheduled run.
+    pub next_run: Option<DateTime<Utc>>,
+    /// The last result of each maintenance task.
+    pub maintenance: Vec<Maintenance>,
+    /// Containers started at start-up from an interrupted run's journal.
+    pub recovered: Vec<String>,
+}
+
+impl DaemonState {
+    /// A daemon starting at `now`.
+    pub fn new(now: DateTime<Utc>) -> Self {
+        DaemonState {
+            started_at: now,
+            running: None,
+            last_run: None,
+            last_success: None,
+            history: VecDeque::new(),
+            next_run: None,
+            maintenance: vec![],
+            recovered: vec![],
+        }
+    }
+
+    /// Records a finished run.
+    pub fn finish(&mut self, report: &RunReport, trigger: &str) {
+        let summary = RunSummary {
+            run_id: report.run_id.clone(),
+            trigger: trigger.to_string(),
+            started_at: report.started_at,
+            finished_at: report.finished_at,
+            result: report.result,
+            reason: report.reason.clone(),
+        };
+        if report.result == Outcome::Success {
+            self.last_success = Some(report.finished_at);
+        }
+        self.running = None;
+        self.history.push_front(summary.clone());
+        self.history.truncate(HISTORY);
+        self.last_run = Some(summary);
+    }
+
+    /// Records a maintenance result, replacing the previous one of its kind.
+    pub fn maintenance_done(&mut self, m: Maintenance) {
+        self.maintenance.retain(|x| x.kind != m.kind);
+        self.maintenance.push(m);
+    }
+}
