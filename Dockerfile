@@ -17,8 +17,9 @@ ENV RESTIC_CACHE_DIR=/cache
 # Dumps are written here and snapshotted by the worker container, which sees the
 # sidecar's volumes: so it must be a volume.
 VOLUME ["/databases"]
+HEALTHCHECK --interval=1m --timeout=15s --start-period=1m CMD ["/usr/local/bin/stackshot", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/stackshot"]
-CMD ["--help"]
+CMD ["daemon"]
 
 FROM rust:1.85-bookworm AS build
 WORKDIR /src
@@ -38,5 +39,6 @@ ENV RESTIC_CACHE_DIR=/cache
 # Dumps are written here and snapshotted by the worker container, which sees the
 # sidecar's volumes: so it must be a volume.
 VOLUME ["/databases"]
+HEALTHCHECK --interval=1m --timeout=15s --start-period=1m CMD ["/usr/local/bin/stackshot", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/stackshot"]
-CMD ["--help"]
+CMD ["daemon"]

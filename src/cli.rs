@@ -6,6 +6,8 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
+use crate::daemon::control::{self, Reply, Request};
+use crate::daemon::{self, http};
 use crate::engine::Engine;
 use crate::env::Env;
 use crate::journal::Journal;
@@ -34,6 +36,9 @@ pub enum Command {
         json: bool,
     },
     /// Run a backup now: stop, dump, snapshot, start again. Exits 0 only on success.
+    ///
+    /// With a daemon running in this container, asks it to run and streams its
+    /// progress; without one, runs in this process.
     Backup {
         /// Print the run's report as JSON on stdout (progress stays on stderr).
         #[arg(long)]
@@ -42,6 +47,16 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Run as the sidecar: scheduled backups, /healthz and /metrics, the control socket.
+    Daemon,
+    /// Show the daemon's current run, its last runs and the next one.
+    Status {
+        /// Print the state as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Exit 0 when /healthz answers 200 (for the compose healthcheck; the image has no curl).
+    Healthcheck,
     /// Internal: runs inside the snapshot worker container.
     #[command(hide = true)]
     Worker {
@@ -93,9 +108,174 @@ async fn print_plan(config: &Config, engine: &Engine, json: bool) -> Result<bool
     Ok(plan.is_ok())
 }
 
+fn context(config: Config, engine: Engine) -> Context {
+    Context {
+        restic: Restic::new(&config.restic),
+        journal: Journal::in_dir(&config.state_dir),
+        engine,
+        config,
+    }
+}
+
+fn exit_for(report: &crate::report::RunReport) -> ExitCode {
+    if report.result == Outcome::Success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn print_report(report: &crate::report::RunReport, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(())
+}
+
+/// Asks the daemon over its socket; `None` when no daemon listens.
+async fn backup_via_daemon(json: bool) -> Result<Option<ExitCode>> {
+    let Some(stream) = control::connect(&daemon::socket_path()).await else {
+        return Ok(None);
+    };
+    let mut code = ExitCode::FAILURE;
+    let mut answered = false;
+    control::call(stream, &Request::Backup, |reply| match reply {
+        Reply::Accepted { run_id } => eprintln!("stackshot: the daemon started run {run_id}"),
+        Reply::Log { line } => eprintln!("{line}"),
+        Reply::Report { report } => {
+            answered = true;
+            code = exit_for(&report);
+            let _ = print_report(&report, json);
+        }
+        Reply::Busy { running } => {
+            answered = true;
+            match running {
+                Some(r) => eprintln!(
+                    "stackshot: a backup is already running (run {}, {} since {}); nothing was started",
+                    r.run_id, r.trigger, r.started_at.to_rfc3339()
+                ),
+                None => eprintln!("stackshot: the daemon is busy with maintenance; nothing was started"),
+            }
+        }
+        Reply::Error { message } => eprintln!("stackshot: error: {message}"),
+        Reply::Status { .. } => {}
+    })
+    .await?;
+    if !answered {
+        eprintln!("stackshot: the daemon closed the connection without a report (did it stop?)");
+    }
+    Ok(Some(code))
+}
+
+async fn status(json: bool) -> Result<ExitCode> {
+    let Some(stream) = control::connect(&daemon::socket_path()).await else {
+        eprintln!(
+            "stackshot: no daemon is running in this container (start it with `stackshot daemon`, the image's default command)"
+        );
+        return Ok(ExitCode::FAILURE);
+    };
+    let mut state = None;
+    control::call(stream, &Request::Status, |reply| {
+        if let Reply::Status { state: s } = reply {
+            state = Some(*s);
+        }
+    })
+    .await?;
+    let state = state.ok_or_else(|| anyhow::anyhow!("the daemon sent no status"))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&state)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("daemon up since {}", state.started_at.to_rfc3339());
+    match &state.running {
+        Some(r) => println!(
+            "running: run {} ({}) since {}",
+            r.run_id,
+            r.trigger,
+            r.started_at.to_rfc3339()
+        ),
+        None => println!("running: nothing"),
+    }
+    match state.next_run {
+        Some(t) => println!("next run: {}", t.to_rfc3339()),
+        None => println!("next run: none scheduled"),
+    }
+    println!(
+        "last success: {}",
+        state
+            .last_success
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_else(|| "never".into())
+    );
+    if !state.recovered.is_empty() {
+        println!(
+            "started at daemon start-up (interrupted run): {}",
+            state.recovered.join(", ")
+        );
+    }
+    if !state.history.is_empty() {
+        println!(
+            "
+last runs:"
+        );
+        for r in &state.history {
+            println!(
+                "  {}  {:<8} {:<8} {:>6.1}s  {}",
+                r.started_at.to_rfc3339(),
+                r.trigger,
+                format!("{:?}", r.result).to_lowercase(),
+                (r.finished_at - r.started_at).num_milliseconds() as f64 / 1000.0,
+                r.reason.as_deref().unwrap_or("")
+            );
+        }
+    }
+    for m in &state.maintenance {
+        println!(
+            "{} at {}: {}",
+            m.kind,
+            m.at.to_rfc3339(),
+            if m.ok {
+                "ok".to_string()
+            } else {
+                format!("FAILED: {}", m.message.as_deref().unwrap_or(""))
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn run(cli: Cli, config: Config) -> Result<ExitCode> {
+    match cli.command {
+        Command::Status { json } => return status(json).await,
+        Command::Healthcheck => {
+            let (code, body) =
+                http::healthcheck(config.http_addr, std::time::Duration::from_secs(10)).await?;
+            println!("{body}");
+            return Ok(if code == 200 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+        Command::Backup {
+            json,
+            dry_run: false,
+        } => {
+            if let Some(code) = backup_via_daemon(json).await? {
+                return Ok(code);
+            }
+        }
+        _ => {}
+    }
     let engine = Engine::connect(config.docker_host.as_deref()).await?;
     match cli.command {
+        Command::Daemon => {
+            daemon::run(context(config, engine)).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { .. } | Command::Healthcheck => unreachable!("answered above"),
         Command::Plan { json } => {
             let ok = print_plan(&config, &engine, json).await?;
             Ok(if ok {

@@ -13,8 +13,8 @@
 
 pub mod cli;
 pub mod config;
-pub mod daemon;
 pub mod container;
+pub mod daemon;
 pub mod discovery;
 pub mod dumps;
 pub mod engine;
@@ -25,6 +25,7 @@ pub mod logging;
 pub mod plan;
 pub mod report;
 pub mod restic;
+pub mod retention;
 pub mod run;
 pub mod schedule;
 pub mod snapshot;

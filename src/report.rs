@@ -5,13 +5,13 @@ use std::fmt::Write;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::dumps::DumpResult;
 use crate::window::WindowReport;
 
 /// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// Every dump and snapshot done, every container running again.
@@ -23,7 +23,7 @@ pub enum Outcome {
 }
 
 /// One phase's duration.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Phase {
     /// Name: recover, plan, preflight, window, dumps, snapshot, cleanup.
     pub name: String,
@@ -32,7 +32,7 @@ pub struct Phase {
 }
 
 /// One snapshot written.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotReport {
     /// `atomic`, `volumes` or `database`.
     pub mode: String,
@@ -57,7 +57,7 @@ pub struct SnapshotReport {
 }
 
 /// The whole run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
     /// Run id (start time based).
     pub run_id: String,

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow};
 use futures_util::FutureExt;
 use futures_util::future::join_all;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::journal::{self, Journal};
@@ -96,7 +96,7 @@ impl Shutdown {
 }
 
 /// How long one container took to stop or start.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Timed {
     /// Container name.
     pub container: String,
@@ -105,7 +105,7 @@ pub struct Timed {
 }
 
 /// What happened in the window.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WindowReport {
     /// Containers stopped, with their stop times.
     pub stopped: Vec<Timed>,

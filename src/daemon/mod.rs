@@ -1,3 +1,343 @@
 //! `stackshot daemon`: the scheduler, the control socket and the HTTP endpoints.
+//!
+//! Start-up order matters: a journal left by a run that died inside its stop
+//! window is honoured first, so the stack runs again before `/healthz` answers.
+//! Runs never overlap: a tick or a request during a run is refused and logged.
+//! On SIGTERM an open stop window closes (containers started) before the
+//! process exits; outside a window the daemon exits at once.
 
+pub mod control;
+pub mod scheduler;
 pub mod state;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use chrono::Utc;
+use tokio::io::BufReader;
+use tokio::net::UnixStream;
+
+use crate::report::{Outcome, RunReport};
+use crate::retention;
+use crate::run::{self, Context};
+use crate::window::{self, Shutdown};
+use control::{Reply, Request};
+use state::{DaemonState, Maintenance, Running};
+
+/// The daemon's shared parts.
+pub struct Daemon {
+    ctx: Context,
+    /// The compose project.
+    project: String,
+    state: Arc<Mutex<DaemonState>>,
+    metrics: metrics::Metrics,
+    /// Held for the length of every run and maintenance task.
+    busy: tokio::sync::Mutex<()>,
+    shutdown: Shutdown,
+}
+
+impl Daemon {
+    fn running(&self) -> Option<Running> {
+        self.state.lock().unwrap().running.clone()
+    }
+
+    /// Runs a backup unless one is running; `Err(running)` when busy.
+    async fn backup(
+        &self,
+        trigger: &str,
+        on_start: impl FnOnce(&str),
+    ) -> Result<RunReport, Option<Running>> {
+        let Ok(_guard) = self.busy.try_lock() else {
+            let running = self.running();
+            tracing::warn!(trigger, running = ?running.as_ref().map(|r| &r.run_id), "a run is in progress; this one is refused");
+            return Err(running);
+        };
+        let started = Utc::now();
+        let run_id = started.format("%Y%m%dT%H%M%S%.3fZ").to_string();
+        on_start(&run_id);
+        self.state.lock().unwrap().running = Some(Running {
+            run_id,
+            started_at: started,
+            trigger: trigger.to_string(),
+        });
+        self.metrics.set_running(true);
+        let report = run::backup(&self.ctx, &self.shutdown).await;
+        self.state.lock().unwrap().finish(&report, trigger);
+        self.metrics.record_run(&report);
+        self.metrics.set_running(false);
+        if report.result == Outcome::Success && self.ctx.config.prune_cron.is_none() {
+            self.forget(true).await;
+        }
+        Ok(report)
+    }
+
+    async fn maintenance(&self, kind: &str, result: Result<()>) {
+        let (ok, message) = match result {
+            Ok(()) => (true, None),
+            Err(e) => {
+                let m = format!("{e:#}");
+                tracing::error!(task = kind, error = %m, "maintenance failed");
+                (false, Some(m))
+            }
+        };
+        self.metrics.record_maintenance(kind, ok);
+        self.state.lock().unwrap().maintenance_done(Maintenance {
+            kind: kind.into(),
+            at: Utc::now(),
+            ok,
+            message,
+        });
+    }
+
+    async fn forget(&self, prune: bool) {
+        let host = self
+            .ctx
+            .config
+            .backup_host
+            .clone()
+            .unwrap_or_else(|| self.project.clone());
+        let r = retention::forget(
+            &self.ctx.restic,
+            &self.ctx.config.retention,
+            &host,
+            &self.project,
+            prune,
+        )
+        .await;
+        self.maintenance(if prune { "prune" } else { "forget" }, r.map(|_| ()))
+            .await;
+    }
+
+    async fn serve_client(&self, stream: UnixStream) -> Result<()> {
+        let mut stream = BufReader::new(stream);
+        let request = control::read_request(&mut stream).await?;
+        let mut stream = stream.into_inner();
+        match request {
+            Request::Status => {
+                let state = self.state.lock().unwrap().clone();
+                control::send(
+                    &mut stream,
+                    &Reply::Status {
+                        state: Box::new(state),
+                    },
+                )
+                .await
+            }
+            Request::Backup => {
+                let mut logs = crate::logging::subscribe();
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Reply>();
+                let forward = async {
+                    while let Some(reply) = rx.recv().await {
+                        if control::send(&mut stream, &reply).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                let run = async {
+                    let tx2 = tx.clone();
+                    let pump = async {
+                        loop {
+                            match logs.recv().await {
+                                Ok(line) => {
+                                    let _ = tx2.send(Reply::Log { line });
+                                }
+                                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                                    continue;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                    };
+                    let result = tokio::select! {
+                        r = self.backup("manual", |id| { let _ = tx.send(Reply::Accepted { run_id: id.to_string() }); }) => r,
+                        _ = pump => unreachable!("the log channel outlives the run"),
+                    };
+                    let _ = tx.send(match result {
+                        Ok(report) => Reply::Report {
+                            report: Box::new(report),
+                        },
+                        Err(running) => Reply::Busy { running },
+                    });
+                    drop(tx);
+                };
+                tokio::join!(forward, run);
+                Ok(())
+            }
+        }
+    }
+}
+
+pub mod health;
+pub mod http;
+pub mod metrics;
+
+/// The socket path (`STACKSHOT_SOCKET`, for tests and odd setups).
+pub fn socket_path() -> PathBuf {
+    std::env::var_os("STACKSHOT_SOCKET")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(control::DEFAULT_SOCKET))
+}
+
+/// Runs the daemon until SIGTERM/SIGINT.
+pub async fn run(ctx: Context) -> Result<()> {
+    let shutdown = Shutdown::on_signals()?;
+    // 1. Before anything else: containers an interrupted run left stopped.
+    let recovered = window::recover(&ctx.engine, &ctx.journal).await.context(
+        "an earlier run died inside its stop window and its containers could not all be started",
+    )?;
+    if !recovered.is_empty() {
+        tracing::warn!(containers = ?recovered, "started containers an interrupted run had stopped");
+    }
+    let found = crate::discovery::discover(ctx.engine.docker(), &ctx.config).await?;
+    let plan = crate::plan::build(&run::plan_options(&ctx.config, &found), &found.containers);
+    tracing::info!(
+        project = %found.project,
+        stop = plan.stop.len(),
+        dumps = plan.dumps.len(),
+        volumes = plan.volumes.len(),
+        errors = plan.errors.len(),
+        schedule = %ctx.config.backup_cron,
+        tz = %ctx.config.tz,
+        "daemon starting"
+    );
+    for e in &plan.errors {
+        tracing::error!(error = %e, "the plan has an error; backups will fail until it is fixed");
+    }
+    if ctx.config.verify_cron.is_some() {
+        tracing::warn!(
+            "VERIFY_CRON is set, but `stackshot verify` is not built yet; it is ignored"
+        );
+    }
+
+    let mut state = DaemonState::new(Utc::now());
+    state.recovered = recovered;
+    let daemon = Arc::new(Daemon {
+        metrics: metrics::Metrics::new(env!("CARGO_PKG_VERSION")),
+        state: Arc::new(Mutex::new(state)),
+        busy: tokio::sync::Mutex::new(()),
+        shutdown: shutdown.clone(),
+        project: found.project.clone(),
+        ctx,
+    });
+
+    // 2. HTTP: /healthz and /metrics only.
+    let router = http::router(
+        daemon.state.clone(),
+        daemon.metrics.clone(),
+        daemon.ctx.config.health_max_age,
+    );
+    let http_shutdown = {
+        let mut s = shutdown.clone();
+        async move {
+            s.wait().await;
+        }
+    };
+    let addr = daemon.ctx.config.http_addr;
+    let http_task = tokio::spawn(async move {
+        if let Err(e) = http::serve(addr, router, http_shutdown).await {
+            tracing::error!(error = %format!("{e:#}"), "HTTP server stopped");
+        }
+    });
+
+    // 3. The control socket.
+    let listener = control::bind(&socket_path())?;
+    let control_task = {
+        let daemon = daemon.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let daemon = daemon.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = daemon.serve_client(stream).await {
+                        tracing::debug!(error = %format!("{e:#}"), "control client");
+                    }
+                });
+            }
+        })
+    };
+
+    // 4. Schedules.
+    let tz = daemon.ctx.config.tz;
+    let backups = {
+        let d = daemon.clone();
+        async move {
+            let schedule = d.ctx.config.backup_cron.clone();
+            let state = d.state.clone();
+            let metrics = d.metrics.clone();
+            scheduler::every(
+                "backup",
+                &schedule,
+                tz,
+                &d.shutdown,
+                |next| {
+                    state.lock().unwrap().next_run = next;
+                    metrics.set_next_run(next);
+                },
+                || async {
+                    let _ = d.backup("schedule", |_| {}).await;
+                },
+            )
+            .await
+        }
+    };
+    let prune = {
+        let d = daemon.clone();
+        async move {
+            if let Some(s) = d.ctx.config.prune_cron.clone() {
+                scheduler::every(
+                    "prune",
+                    &s,
+                    tz,
+                    &d.shutdown,
+                    |_| {},
+                    || async {
+                        let Ok(_g) = d.busy.try_lock() else {
+                            tracing::warn!("prune skipped: a backup is running");
+                            return;
+                        };
+                        d.forget(true).await;
+                    },
+                )
+                .await
+            }
+        }
+    };
+    let check = {
+        let d = daemon.clone();
+        async move {
+            if let Some(s) = d.ctx.config.check_cron.clone() {
+                scheduler::every(
+                    "check",
+                    &s,
+                    tz,
+                    &d.shutdown,
+                    |_| {},
+                    || async {
+                        let Ok(_g) = d.busy.try_lock() else {
+                            tracing::warn!("check skipped: a backup is running");
+                            return;
+                        };
+                        let r = retention::check(&d.ctx.restic).await;
+                        d.maintenance("check", r).await;
+                    },
+                )
+                .await
+            }
+        }
+    };
+    tokio::join!(backups, prune, check);
+
+    // 5. Stopping: a run in progress closes its window first (it saw the same signal).
+    let reason = shutdown.requested().unwrap_or_else(|| "shutdown".into());
+    tracing::info!(reason = %reason, "stopping");
+    let _last = tokio::time::timeout(Duration::from_secs(600), daemon.busy.lock()).await;
+    control_task.abort();
+    let _ = std::fs::remove_file(socket_path());
+    let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::report::{Outcome, RunReport};
 
@@ -12,7 +12,7 @@ use crate::report::{Outcome, RunReport};
 pub const HISTORY: usize = 20;
 
 /// A run in progress.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Running {
     /// Run id.
     pub run_id: String,
@@ -23,7 +23,7 @@ pub struct Running {
 }
 
 /// A finished run, in short.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
     /// Run id.
     pub run_id: String,
@@ -40,7 +40,7 @@ pub struct RunSummary {
 }
 
 /// The last result of a maintenance task (`forget`, `prune`, `check`, `verify`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Maintenance {
     /// Which task.
     pub kind: String,
@@ -53,7 +53,7 @@ pub struct Maintenance {
 }
 
 /// The daemon's state.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DaemonState {
     /// When the daemon started.
     pub started_at: DateTime<Utc>,

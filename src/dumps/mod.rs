@@ -13,7 +13,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use bollard::container::LogOutput;
 use futures_util::StreamExt;
 use futures_util::future::join_all;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 
@@ -45,7 +45,7 @@ pub struct Prepared {
 }
 
 /// One finished dump.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DumpResult {
     /// Compose service.
     pub service: String,

@@ -89,7 +89,8 @@ fn build_sidecar_image() {
 pub struct Stack {
     /// Compose project name.
     pub project: String,
-    file: PathBuf,
+    files: Vec<PathBuf>,
+    env: Vec<(String, String)>,
     /// Scratch directory handed to the compose file as `E2E_DIR`.
     pub dir: tempfile::TempDir,
 }
@@ -97,6 +98,12 @@ pub struct Stack {
 impl Stack {
     /// Brings up `file` as `project`, after removing any leftover of an earlier run.
     pub fn up(project: &str, file: &Path) -> Stack {
+        Stack::up_with(project, &[file], &[])
+    }
+
+    /// Brings up several compose files (later ones override) with extra
+    /// environment for the files' substitutions.
+    pub fn up_with(project: &str, files: &[&Path], env: &[(&str, &str)]) -> Stack {
         bench();
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("uploads")).unwrap();
@@ -113,7 +120,11 @@ impl Stack {
         .unwrap();
         let stack = Stack {
             project: project.to_string(),
-            file: file.to_path_buf(),
+            files: files.iter().map(|f| f.to_path_buf()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             dir,
         };
         stack.compose(&["down", "-v", "--remove-orphans"]);
@@ -123,10 +134,13 @@ impl Stack {
 
     fn compose_cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new("docker-compose");
-        c.args(["-p", &self.project, "-f"])
-            .arg(&self.file)
-            .args(args)
-            .env("E2E_DIR", self.dir.path());
+        c.args(["-p", &self.project]);
+        for f in &self.files {
+            c.arg("-f").arg(f);
+        }
+        c.args(args)
+            .env("E2E_DIR", self.dir.path())
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
 

@@ -1,0 +1,159 @@
+//! The control socket: a unix socket inside the sidecar's container through
+//! which `stackshot backup` and `stackshot status` talk to the daemon. JSON
+//! lines both ways. Only processes in the container (`docker exec`) reach it.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use super::state::{DaemonState, Running};
+use crate::report::RunReport;
+
+/// Where the daemon listens.
+pub const DEFAULT_SOCKET: &str = "/run/stackshot.sock";
+
+/// What a client asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// Run a backup now and stream its progress.
+    Backup,
+    /// The daemon's state.
+    Status,
+}
+
+/// What the daemon answers, one JSON line each.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reply {
+    /// The run started.
+    Accepted {
+        /// Its id.
+        run_id: String,
+    },
+    /// A run is already in progress; nothing was started.
+    Busy {
+        /// The run in progress.
+        running: Option<Running>,
+    },
+    /// A progress line.
+    Log {
+        /// The line.
+        line: String,
+    },
+    /// The finished run.
+    Report {
+        /// The report.
+        report: Box<RunReport>,
+    },
+    /// The daemon's state.
+    Status {
+        /// The state.
+        state: Box<DaemonState>,
+    },
+    /// The request could not be served.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// Binds the socket, replacing a stale one left by a dead daemon.
+pub fn bind(path: &Path) -> Result<UnixListener> {
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            anyhow::bail!(
+                "{} is in use: another stackshot daemon runs in this container",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).ok();
+    }
+    UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))
+}
+
+/// Writes one reply line.
+pub async fn send(stream: &mut (impl AsyncWriteExt + Unpin), reply: &Reply) -> Result<()> {
+    let mut line = serde_json::to_vec(reply)?;
+    line.push(b'\n');
+    stream.write_all(&line).await?;
+    stream.flush().await?;
+    Ok(())
+}
+
+/// Reads the client's request line.
+pub async fn read_request(stream: &mut BufReader<UnixStream>) -> Result<Request> {
+    let mut line = String::new();
+    stream.read_line(&mut line).await?;
+    serde_json::from_str(line.trim()).context("bad request on the control socket")
+}
+
+/// A client connection, or `None` when no daemon listens (then the caller runs
+/// in-process).
+pub async fn connect(path: &Path) -> Option<UnixStream> {
+    UnixStream::connect(path).await.ok()
+}
+
+/// Sends `request` and hands each reply to `on_reply` until the daemon closes.
+pub async fn call(
+    stream: UnixStream,
+    request: &Request,
+    mut on_reply: impl FnMut(Reply),
+) -> Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = serde_json::to_vec(request)?;
+    line.push(b'\n');
+    write.write_all(&line).await?;
+    let mut lines = BufReader::new(read).lines();
+    while let Some(line) = lines.next_line().await? {
+        on_reply(
+            serde_json::from_str(&line)
+                .with_context(|| format!("unexpected reply from the daemon: {line}"))?,
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_format() {
+        assert_eq!(
+            serde_json::to_string(&Request::Backup).unwrap(),
+            r#"{"request":"backup"}"#
+        );
+        let line = serde_json::to_string(&Reply::Log {
+            line: "INFO stopped".into(),
+        })
+        .unwrap();
+        assert_eq!(line, r#"{"kind":"log","line":"INFO stopped"}"#);
+        assert!(matches!(
+            serde_json::from_str::<Reply>(&line).unwrap(),
+            Reply::Log { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn stale_socket_is_replaced_and_a_live_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let first = bind(&path).unwrap();
+        assert!(
+            bind(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("another stackshot daemon")
+        );
+        drop(first);
+        bind(&path).unwrap();
+    }
+}

@@ -1,0 +1,606 @@
+//! `/metrics`: the design's metrics (prefix `stackshot_`), kept with the
+//! official `prometheus-client` crate.
+//!
+//! prometheus-client writes OpenMetrics text. `promtool check metrics` (the
+//! classic text parser) rejects that (`unknown metric type "info"`, and a
+//! counter's `_total` samples do not match its family name), so [`Metrics::encode`]
+//! rewrites it to the classic text format 0.0.4 ([`CONTENT_TYPE`]), which
+//! promtool accepts and every Prometheus server scrapes.
+//!
+//! "Last run" metrics describe the last finished run only: a run that failed
+//! before its dumps leaves no `stackshot_dump_*` series and zero bytes added.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+use crate::report::{Outcome, RunReport};
+
+/// The content type of [`Metrics::encode`]'s output: Prometheus' classic text format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A gauge holding seconds or a Unix timestamp.
+type Seconds = Gauge<f64, AtomicU64>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DumpLabels {
+    service: String,
+    engine: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TaskLabel {
+    task: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: String,
+}
+
+/// Handles to the registered metrics (each is a shared, cloneable cell).
+struct Handles {
+    runs: Family<ResultLabel, Counter>,
+    last_success: Seconds,
+    last_run: Seconds,
+    last_run_success: Gauge,
+    duration: Seconds,
+    stop_window: Seconds,
+    running: Gauge,
+    next_run: Seconds,
+    bytes_added: Gauge,
+    files: Family<StateLabel, Gauge>,
+    dump_bytes: Family<DumpLabels, Gauge>,
+    dump_seconds: Family<DumpLabels, Seconds>,
+    containers_stopped: Gauge,
+    maintenance: Family<TaskLabel, Gauge>,
+}
+
+struct Inner {
+    registry: Registry,
+    /// Held while a run is recorded and while encoding, so a scrape sees one whole run.
+    consistent: Mutex<()>,
+    m: Handles,
+}
+
+/// The daemon's metrics. Cloning is cheap: clones share the same values.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn unix_seconds(t: DateTime<Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
+}
+
+fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Metrics {
+    /// Registers every metric; `version` goes into `stackshot_build_info`.
+    /// `stackshot_backup_runs_total` starts at 0 for each result.
+    pub fn new(version: &str) -> Metrics {
+        let m = Handles {
+            runs: Family::default(),
+            last_success: Seconds::default(),
+            last_run: Seconds::default(),
+            last_run_success: Gauge::default(),
+            duration: Seconds::default(),
+            stop_window: Seconds::default(),
+            running: Gauge::default(),
+            next_run: Seconds::default(),
+            bytes_added: Gauge::default(),
+            files: Family::default(),
+            dump_bytes: Family::default(),
+            dump_seconds: Family::default(),
+            containers_stopped: Gauge::default(),
+            maintenance: Family::default(),
+        };
+        for result in ["success", "partial", "failed"] {
+            let _ = m.runs.get_or_create(&ResultLabel {
+                result: result.into(),
+            });
+        }
+        for state in ["new", "changed", "unmodified"] {
+            let _ = m.files.get_or_create(&StateLabel {
+                state: state.into(),
+            });
+        }
+        let mut r = Registry::with_prefix("stackshot");
+        // Counters get `_total` from the encoder.
+        r.register(
+            "backup_runs",
+            "Finished backup runs, by result",
+            m.runs.clone(),
+        );
+        r.register(
+            "backup_last_success_timestamp_seconds",
+            "End of the last successful run, Unix seconds (0: none yet)",
+            m.last_success.clone(),
+        );
+        r.register(
+            "backup_last_run_timestamp_seconds",
+            "End of the last finished run, Unix seconds (0: none yet)",
+            m.last_run.clone(),
+        );
+        r.register(
+            "backup_last_run_success",
+            "1 when the last finished run succeeded, else 0",
+            m.last_run_success.clone(),
+        );
+        r.register(
+            "backup_duration_seconds",
+            "Duration of the last finished run",
+            m.duration.clone(),
+        );
+        r.register(
+            "backup_stop_window_seconds",
+            "Stop window of the last finished run, first stop to last start (0: none opened)",
+            m.stop_window.clone(),
+        );
+        r.register(
+            "backup_running",
+            "1 while a backup runs, else 0",
+            m.running.clone(),
+        );
+        r.register(
+            "next_run_timestamp_seconds",
+            "Next scheduled run, Unix seconds (0: none scheduled)",
+            m.next_run.clone(),
+        );
+        r.register(
+            "snapshot_bytes_added",
+            "Bytes added to the repository by the last finished run, over all its snapshots",
+            m.bytes_added.clone(),
+        );
+        r.register(
+            "snapshot_files",
+            "Files in the last finished run's snapshots, by state against the parent snapshot",
+            m.files.clone(),
+        );
+        r.register(
+            "dump_bytes",
+            "Bytes dumped per database service in the last finished run",
+            m.dump_bytes.clone(),
+        );
+        r.register(
+            "dump_duration_seconds",
+            "Seconds spent dumping per database service in the last finished run",
+            m.dump_seconds.clone(),
+        );
+        r.register(
+            "containers_stopped",
+            "Containers stopped during the last finished run's stop window",
+            m.containers_stopped.clone(),
+        );
+        // An addition to the design's list.
+        r.register(
+            "maintenance_last_success",
+            "1 when the last run of a maintenance task (forget, prune, check, verify) succeeded, else 0",
+            m.maintenance.clone(),
+        );
+        // An info metric: the encoder adds `_info`.
+        r.register(
+            "build",
+            "stackshot's version",
+            Info::new(VersionLabel {
+                version: version.into(),
+            }),
+        );
+        Metrics {
+            inner: Arc::new(Inner {
+                registry: r,
+                consistent: Mutex::new(()),
+                m,
+            }),
+        }
+    }
+
+    /// Records a finished run: counts it and replaces every "last run" metric.
+    /// `stackshot_backup_last_success_timestamp_seconds` moves only on success;
+    /// a partial run counts as not successful.
+    pub fn record_run(&self, report: &RunReport) {
+        let m = &self.inner.m;
+        let _consistent = self
+            .inner
+            .consistent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let result = match report.result {
+            Outcome::Success => "success",
+            Outcome::Partial => "partial",
+            Outcome::Failed => "failed",
+        };
+        m.runs
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc();
+        let end = unix_seconds(report.finished_at);
+        let success = report.result == Outcome::Success;
+        m.last_run.set(end);
+        if success {
+            m.last_success.set(end);
+        }
+        m.last_run_success.set(i64::from(success));
+        m.duration.set(report.seconds());
+        let window = report.window.as_ref();
+        m.stop_window.set(window.map_or(0.0, |w| w.seconds));
+        m.containers_stopped
+            .set(window.map_or(0, |w| int(w.stopped.len() as u64)));
+
+        let sum = |f: fn(&crate::report::SnapshotReport) -> u64| {
+            int(report.snapshots.iter().map(f).sum())
+        };
+        m.bytes_added.set(sum(|s| s.bytes_added));
+        for (state, n) in [
+            ("new", sum(|s| s.files_new)),
+            ("changed", sum(|s| s.files_changed)),
+            ("unmodified", sum(|s| s.files_unmodified)),
+        ] {
+            m.files
+                .get_or_create(&StateLabel {
+                    state: state.into(),
+                })
+                .set(n);
+        }
+
+        m.dump_bytes.clear();
+        m.dump_seconds.clear();
+        for d in &report.dumps {
+            let labels = DumpLabels {
+                service: d.service.clone(),
+                engine: d.engine.as_str().into(),
+            };
+            m.dump_bytes.get_or_create(&labels).inc_by(int(d.bytes));
+            m.dump_seconds.get_or_create(&labels).inc_by(d.seconds);
+        }
+    }
+
+    /// Sets `stackshot_backup_running`.
+    pub fn set_running(&self, running: bool) {
+        self.inner.m.running.set(i64::from(running));
+    }
+
+    /// Sets `stackshot_next_run_timestamp_seconds`; `None` (nothing scheduled) is 0.
+    pub fn set_next_run(&self, at: Option<DateTime<Utc>>) {
+        self.inner.m.next_run.set(at.map_or(0.0, unix_seconds));
+    }
+
+    /// Records the result of a maintenance task (`forget`, `prune`, `check`,
+    /// `verify`). A task's series appears once it has run.
+    pub fn record_maintenance(&self, kind: &str, ok: bool) {
+        self.inner
+            .m
+            .maintenance
+            .get_or_create(&TaskLabel { task: kind.into() })
+            .set(i64::from(ok));
+    }
+
+    /// The text exposition, in the classic text format ([`CONTENT_TYPE`]).
+    pub fn encode(&self) -> String {
+        let _consistent = self
+            .inner
+            .consistent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut openmetrics = String::new();
+        prometheus_client::encoding::text::encode(&mut openmetrics, &self.inner.registry)
+            .expect("writing to a String cannot fail");
+        to_classic(&openmetrics)
+    }
+}
+
+/// Rewrites prometheus-client's OpenMetrics text to the classic text format:
+/// no `# EOF` and `# UNIT` lines; a counter family is named like its `_total`
+/// samples; an info family becomes a gauge named like its `_info` sample.
+/// Sample lines never start with `#` (label values escape newlines), so a
+/// line-by-line rewrite is exact.
+fn to_classic(openmetrics: &str) -> String {
+    let mut suffix_of = std::collections::HashMap::new();
+    for line in openmetrics.lines() {
+        let Some((name, kind)) = line.strip_prefix("# TYPE ").and_then(|t| t.split_once(' '))
+        else {
+            continue;
+        };
+        match kind {
+            "counter" => suffix_of.insert(name, ("_total", "counter")),
+            "info" => suffix_of.insert(name, ("_info", "gauge")),
+            _ => None,
+        };
+    }
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let header = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find(|p| line.starts_with(p));
+        match header {
+            Some(prefix) => {
+                let rest = &line[prefix.len()..];
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                match suffix_of.get(name) {
+                    Some((suffix, kind)) if prefix == "# TYPE " => {
+                        out.push_str(&format!("{prefix}{name}{suffix} {kind}"))
+                    }
+                    Some((suffix, _)) => out.push_str(&format!("{prefix}{name}{suffix} {tail}")),
+                    None => out.push_str(line),
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dumps::DumpResult;
+    use crate::labels::Engine;
+    use crate::report::SnapshotReport;
+    use crate::window::{Timed, WindowReport};
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn dump(service: &str, engine: Engine, bytes: u64, seconds: f64) -> DumpResult {
+        DumpResult {
+            service: service.into(),
+            engine,
+            database: None,
+            file: format!("{service}/{}-all.sql", engine.as_str()),
+            bytes,
+            sha256: "0".repeat(64),
+            seconds,
+            server_version: "16".into(),
+        }
+    }
+
+    fn success() -> RunReport {
+        let mut r = RunReport::start();
+        r.project = "shop".into();
+        r.started_at = at("2024-06-01T02:00:00Z");
+        r.finished_at = at("2024-06-01T02:00:05.5Z");
+        r.result = Outcome::Success;
+        let timed = |c: &str| Timed {
+            container: c.into(),
+            seconds: 0.5,
+        };
+        r.window = Some(WindowReport {
+            stopped: vec![timed("shop_worker_1"), timed("shop_app_1")],
+            started: vec![timed("shop_app_1"), timed("shop_worker_1")],
+            seconds: 1.25,
+            ..Default::default()
+        });
+        r.dumps = vec![
+            dump("postgres", Engine::Postgres, 28838, 0.25),
+            dump("mariadb", Engine::Mariadb, 2000, 0.5),
+            dump("mariadb", Engine::Mariadb, 336, 0.25),
+        ];
+        r.snapshots = vec![SnapshotReport {
+            mode: "atomic".into(),
+            id: Some("ac9b0775".into()),
+            files_new: 7,
+            files_changed: 2,
+            files_unmodified: 40,
+            bytes_added: 39280,
+            ..Default::default()
+        }];
+        r
+    }
+
+    fn failed() -> RunReport {
+        let mut r = RunReport::start();
+        r.started_at = at("2024-06-02T02:00:00Z");
+        r.finished_at = at("2024-06-02T02:00:02Z");
+        r.result = Outcome::Failed;
+        r.reason = Some("service postgres: cannot log in to postgres".into());
+        r
+    }
+
+    fn lines(m: &Metrics) -> Vec<String> {
+        m.encode().lines().map(String::from).collect()
+    }
+
+    fn assert_has(text: &[String], expected: &[&str]) {
+        for e in expected {
+            assert!(
+                text.iter().any(|l| l == e),
+                "missing line {e:?} in:\n{}",
+                text.join("\n")
+            );
+        }
+    }
+
+    #[test]
+    fn before_any_run() {
+        let m = Metrics::new("1.2.3");
+        let text = lines(&m);
+        assert_has(
+            &text,
+            &[
+                "# TYPE stackshot_backup_runs_total counter",
+                r#"stackshot_backup_runs_total{result="success"} 0"#,
+                r#"stackshot_backup_runs_total{result="partial"} 0"#,
+                r#"stackshot_backup_runs_total{result="failed"} 0"#,
+                "stackshot_backup_running 0",
+                "# TYPE stackshot_build_info gauge",
+                r#"stackshot_build_info{version="1.2.3"} 1"#,
+            ],
+        );
+        assert!(!text.iter().any(|l| l.starts_with("stackshot_dump_")));
+        assert!(!text.iter().any(|l| l == "# EOF" || l.starts_with("# UNIT")));
+    }
+
+    #[test]
+    fn a_successful_run() {
+        let m = Metrics::new("1.2.3");
+        m.set_running(true);
+        m.record_run(&success());
+        m.set_next_run(Some(at("2024-06-02T02:00:00Z")));
+        m.record_maintenance("prune", true);
+        m.record_maintenance("check", false);
+        assert_has(
+            &lines(&m),
+            &[
+                r#"stackshot_backup_runs_total{result="success"} 1"#,
+                r#"stackshot_backup_runs_total{result="failed"} 0"#,
+                "stackshot_backup_last_success_timestamp_seconds 1717207205.5",
+                "stackshot_backup_last_run_timestamp_seconds 1717207205.5",
+                "stackshot_backup_last_run_success 1",
+                "stackshot_backup_duration_seconds 5.5",
+                "stackshot_backup_stop_window_seconds 1.25",
+                "stackshot_backup_running 1",
+                "stackshot_next_run_timestamp_seconds 1717293600.0",
+                "stackshot_snapshot_bytes_added 39280",
+                r#"stackshot_snapshot_files{state="new"} 7"#,
+                r#"stackshot_snapshot_files{state="changed"} 2"#,
+                r#"stackshot_snapshot_files{state="unmodified"} 40"#,
+                r#"stackshot_dump_bytes{service="postgres",engine="postgres"} 28838"#,
+                r#"stackshot_dump_bytes{service="mariadb",engine="mariadb"} 2336"#,
+                r#"stackshot_dump_duration_seconds{service="postgres",engine="postgres"} 0.25"#,
+                r#"stackshot_dump_duration_seconds{service="mariadb",engine="mariadb"} 0.75"#,
+                "stackshot_containers_stopped 2",
+                r#"stackshot_maintenance_last_success{task="prune"} 1"#,
+                r#"stackshot_maintenance_last_success{task="check"} 0"#,
+            ],
+        );
+    }
+
+    #[test]
+    fn a_failed_run_after_a_success() {
+        let m = Metrics::new("1.2.3");
+        m.record_run(&success());
+        m.record_run(&failed());
+        m.set_running(false);
+        m.set_next_run(None);
+        let text = lines(&m);
+        assert_has(
+            &text,
+            &[
+                r#"stackshot_backup_runs_total{result="success"} 1"#,
+                r#"stackshot_backup_runs_total{result="partial"} 0"#,
+                r#"stackshot_backup_runs_total{result="failed"} 1"#,
+                "stackshot_backup_last_success_timestamp_seconds 1717207205.5",
+                "stackshot_backup_last_run_timestamp_seconds 1717293602.0",
+                "stackshot_backup_last_run_success 0",
+                "stackshot_backup_duration_seconds 2.0",
+                "stackshot_backup_stop_window_seconds 0.0",
+                "stackshot_backup_running 0",
+                "stackshot_next_run_timestamp_seconds 0.0",
+                "stackshot_snapshot_bytes_added 0",
+                r#"stackshot_snapshot_files{state="new"} 0"#,
+                "stackshot_containers_stopped 0",
+            ],
+        );
+        // The failed run wrote no dumps: the last run's dump series are gone.
+        assert!(
+            !text.iter().any(|l| l.starts_with("stackshot_dump_")),
+            "{text:#?}"
+        );
+    }
+
+    #[test]
+    fn a_partial_run_is_not_a_success() {
+        let m = Metrics::new("1.2.3");
+        let mut r = success();
+        r.result = Outcome::Partial;
+        m.record_run(&r);
+        assert_has(
+            &lines(&m),
+            &[
+                r#"stackshot_backup_runs_total{result="partial"} 1"#,
+                "stackshot_backup_last_run_success 0",
+                "stackshot_backup_last_success_timestamp_seconds 0.0",
+            ],
+        );
+    }
+
+    #[test]
+    fn openmetrics_to_classic() {
+        let om = "# HELP x_runs Runs.\n# TYPE x_runs counter\nx_runs_total{a=\"#b\"} 1\n\
+                  # HELP x_up Up.\n# TYPE x_up_seconds gauge\n# UNIT x_up_seconds seconds\nx_up_seconds 2.5\n\
+                  # HELP x_build Build.\n# TYPE x_build info\nx_build_info{version=\"1\"} 1\n# EOF\n";
+        assert_eq!(
+            to_classic(om),
+            "# HELP x_runs_total Runs.\n# TYPE x_runs_total counter\nx_runs_total{a=\"#b\"} 1\n\
+             # HELP x_up Up.\n# TYPE x_up_seconds gauge\nx_up_seconds 2.5\n\
+             # HELP x_build_info Build.\n# TYPE x_build_info gauge\nx_build_info{version=\"1\"} 1\n"
+        );
+    }
+
+    #[test]
+    fn clones_share_values() {
+        let m = Metrics::new("1.2.3");
+        m.clone().set_running(true);
+        assert!(m.encode().contains("\nstackshot_backup_running 1\n"));
+    }
+
+    #[test]
+    fn promtool_accepts_the_exposition() {
+        let m = Metrics::new("1.2.3");
+        m.record_run(&success());
+        m.record_run(&failed());
+        m.record_run(&success());
+        m.set_next_run(Some(at("2024-06-02T02:00:00Z")));
+        m.record_maintenance("prune", true);
+        let text = m.encode();
+        let child = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn();
+        let mut child = match child {
+            Ok(c) => c,
+            Err(e) => panic!(
+                "this test needs promtool ({e}); install it with `apt-get install prometheus` (Debian) \
+                 or put Prometheus' promtool on PATH"
+            ),
+        };
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool check metrics refused the exposition ({}):\n{}{}\n--- exposition:\n{text}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

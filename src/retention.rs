@@ -1,0 +1,132 @@
+//! Retention and repository maintenance: `restic forget` with the `KEEP_*`
+//! policy (grouped by host and tags, limited to this project's snapshots),
+//! `prune` and `check`.
+
+use anyhow::Result;
+
+use crate::config::Retention;
+use crate::restic::Restic;
+
+/// The `restic forget` arguments for `policy`, or `None` when the policy keeps
+/// everything (every rule off). Pure.
+pub fn forget_args(
+    policy: &Retention,
+    host: &str,
+    project: &str,
+    prune: bool,
+) -> Option<Vec<String>> {
+    let mut args: Vec<String> = ["forget", "--host", host, "--tag"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    // One --tag with a comma: snapshots carrying both tags.
+    args.push(format!("stackshot,project={project}"));
+    args.extend(["--group-by".to_string(), "host,tags".to_string()]);
+    let mut rules = 0;
+    for (flag, value) in [
+        ("--keep-last", policy.last),
+        ("--keep-hourly", policy.hourly),
+        ("--keep-daily", policy.daily),
+        ("--keep-weekly", policy.weekly),
+        ("--keep-monthly", policy.monthly),
+        ("--keep-yearly", policy.yearly),
+    ] {
+        if let Some(n) = value {
+            args.extend([flag.to_string(), n.to_string()]);
+            rules += 1;
+        }
+    }
+    if let Some(within) = &policy.within {
+        args.extend(["--keep-within".to_string(), within.clone()]);
+        rules += 1;
+    }
+    if rules == 0 {
+        return None;
+    }
+    if prune {
+        args.push("--prune".into());
+    }
+    Some(args)
+}
+
+/// Applies the policy (and prunes when `prune`); returns restic's output's last line.
+pub async fn forget(
+    restic: &Restic,
+    policy: &Retention,
+    host: &str,
+    project: &str,
+    prune: bool,
+) -> Result<String> {
+    let Some(args) = forget_args(policy, host, project, prune) else {
+        tracing::info!("retention: every KEEP_* rule is off; keeping all snapshots");
+        return Ok("kept everything".into());
+    };
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = restic.run(&argv).await?;
+    let last = out
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .to_string();
+    tracing::info!(prune, result = %last, "retention applied");
+    Ok(last)
+}
+
+/// `restic prune`.
+pub async fn prune(restic: &Restic) -> Result<()> {
+    restic.run(&["prune"]).await?;
+    tracing::info!("repository pruned");
+    Ok(())
+}
+
+/// `restic check`.
+pub async fn check(restic: &Restic) -> Result<()> {
+    restic.run(&["check"]).await?;
+    tracing::info!("repository check passed");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_policy() {
+        let p = Retention {
+            daily: Some(7),
+            weekly: Some(4),
+            monthly: Some(12),
+            yearly: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(
+            forget_args(&p, "shop", "shop", true).unwrap().join(" "),
+            "forget --host shop --tag stackshot,project=shop --group-by host,tags --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --keep-yearly 3 --prune"
+        );
+    }
+
+    #[test]
+    fn last_and_within_without_prune() {
+        let p = Retention {
+            last: Some(2),
+            within: Some("1y6m".into()),
+            ..Default::default()
+        };
+        let a = forget_args(&p, "h", "p", false).unwrap();
+        assert!(
+            a.ends_with(&[
+                "--keep-last".into(),
+                "2".into(),
+                "--keep-within".into(),
+                "1y6m".into()
+            ]),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn no_rules_keeps_everything() {
+        assert_eq!(forget_args(&Retention::default(), "h", "p", true), None);
+    }
+}

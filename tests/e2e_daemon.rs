@@ -1,0 +1,358 @@
+//! End to end: the sidecar as `stackshot daemon` — schedule, /healthz,
+//! /metrics scraped by a real Prometheus, on-demand runs through
+//! `docker exec`, and `docker kill`/`docker stop` inside a stop window.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+fn daemon_stack(project: &str, cron: &str) -> Stack {
+    let base = root().join("tests/stack/docker-compose.yml");
+    let daemon = root().join("tests/stack/daemon.override.yml");
+    let s = Stack::up_with(project, &[&base, &daemon], &[("E2E_BACKUP_CRON", cron)]);
+    s.wait_for_databases();
+    s
+}
+
+/// The loopback port the sidecar's 8080 is published on.
+fn http_port(stack: &Stack) -> u16 {
+    let out = run(&mut docker(&[
+        "port",
+        &stack.container("backup"),
+        "8080/tcp",
+    ]));
+    out.lines()
+        .next()
+        .and_then(|l| l.rsplit(':').next())
+        .and_then(|p| p.trim().parse().ok())
+        .expect("published port")
+}
+
+/// A plain HTTP/1.0 GET on loopback: (status, body).
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    let status = raw.split_whitespace().nth(1)?.parse().ok()?;
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+/// The value of one sample line `name{labels} value` in a text exposition.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn status(stack: &Stack) -> Value {
+    let out = stack.exec("backup", &[], &["stackshot", "status", "--json"]);
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+fn spawn_backup(stack: &Stack) -> Child {
+    Command::new("docker")
+        .args(["exec", &stack.container("backup"), "stackshot", "backup"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn schedule_metrics_and_a_real_prometheus() {
+    let _serial = serial();
+    let start = now();
+    let stack = daemon_stack("stackshot-e2e-daemon", "*/20 * * * * *");
+    let port = http_port(&stack);
+
+    // Two scheduled runs succeed.
+    let metrics = wait_for("two scheduled successful runs", 180, || {
+        let (_, body) = http_get(port, "/metrics")?;
+        (sample(&body, "stackshot_backup_runs_total{result=\"success\"}")? >= 2.0).then_some(body)
+    });
+    let end = now() + 1;
+    let last_success = sample(&metrics, "stackshot_backup_last_success_timestamp_seconds").unwrap();
+    let last_run = sample(&metrics, "stackshot_backup_last_run_timestamp_seconds").unwrap();
+    assert!(
+        (start as f64) < last_success && last_success <= end as f64,
+        "{last_success} not in [{start}, {end}]"
+    );
+    assert!(last_run >= last_success);
+    assert_eq!(
+        sample(&metrics, "stackshot_backup_last_run_success"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&metrics, "stackshot_backup_runs_total{result=\"failed\"}"),
+        Some(0.0)
+    );
+    let next = sample(&metrics, "stackshot_next_run_timestamp_seconds").unwrap();
+    assert!(next > last_run, "next run {next} after the last {last_run}");
+    assert!(sample(&metrics, "stackshot_backup_stop_window_seconds").unwrap() > 0.0);
+    assert_eq!(sample(&metrics, "stackshot_containers_stopped"), Some(2.0));
+    assert!(
+        sample(
+            &metrics,
+            "stackshot_dump_bytes{service=\"postgres\",engine=\"postgres\"}"
+        )
+        .unwrap()
+            > 10_000.0,
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("stackshot_build_info{version=\""),
+        "{metrics}"
+    );
+    let status = status(&stack);
+    assert!(
+        status["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["trigger"] == "schedule"),
+        "{status}"
+    );
+    assert!(stack.snapshots().len() >= 2);
+
+    // promtool accepts the exposition.
+    let file = stack.dir.path().join("metrics.txt");
+    std::fs::write(&file, &metrics).unwrap();
+    let check = output(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("promtool check metrics < {}", file.display())),
+    );
+    assert!(
+        check.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    // A real Prometheus scrapes it, and its query API answers.
+    let prom_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = stack.dir.path().join("prometheus");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: stackshot\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"),
+    )
+    .unwrap();
+    let mut prom = Command::new("prometheus")
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the prometheus server (Debian's prometheus package)");
+    let answer = std::panic::catch_unwind(|| {
+        wait_for("Prometheus to scrape stackshot", 60, || {
+            let (code, body) = http_get(
+                prom_port,
+                "/api/v1/query?query=stackshot_backup_last_run_success",
+            )?;
+            let v: Value = serde_json::from_str(&body).ok()?;
+            (code == 200
+                && v["data"]["result"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty()))
+            .then_some(v)
+        })
+    });
+    let _ = prom.kill();
+    let _ = prom.wait();
+    let answer = answer.unwrap();
+    assert_eq!(answer["data"]["result"][0]["value"][1], "1", "{answer}");
+}
+
+#[test]
+fn on_demand_runs_busy_refusal_and_health() {
+    let _serial = serial();
+    let stack = daemon_stack("stackshot-e2e-ondemand", "0 0 1 1 *");
+    // Give the daemon time to bind its socket and HTTP port.
+    wait_for("the daemon", 60, || {
+        stack
+            .exec("backup", &[], &["stackshot", "status"])
+            .status
+            .success()
+            .then_some(())
+    });
+
+    // A run through docker exec: exit 0, progress visible.
+    let out = stack.exec("backup", &[], &["stackshot", "backup"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{stderr}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(stderr.contains("the daemon started run"), "{stderr}");
+    for progress in ["stopped", "dumped", "snapshot progress", "started"] {
+        assert!(
+            stderr.contains(progress),
+            "{progress:?} missing from the streamed progress:\n{stderr}"
+        );
+    }
+    assert!(String::from_utf8_lossy(&out.stdout).contains("succeeded"));
+
+    // A second trigger during a run is refused.
+    stack.psql("CREATE TABLE big AS SELECT g AS id, repeat('x', 250) AS payload FROM generate_series(1, 600000) g").unwrap();
+    let first = spawn_backup(&stack);
+    wait_for("the run to start", 60, || {
+        (!status(&stack)["running"].is_null()).then_some(())
+    });
+    let second = stack.exec("backup", &[], &["stackshot", "backup"]);
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("a backup is already running"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let first = first.wait_with_output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+
+    // Healthy now; a failed run (database password changed) makes /healthz 503 with the reason.
+    let health = stack.exec("backup", &[], &["stackshot", "healthcheck"]);
+    assert!(
+        health.status.success(),
+        "{}",
+        String::from_utf8_lossy(&health.stdout)
+    );
+    stack.psql("ALTER ROLE app PASSWORD 'rotated'").unwrap();
+    assert_eq!(
+        stack
+            .exec("backup", &[], &["stackshot", "backup"])
+            .status
+            .code(),
+        Some(1)
+    );
+    let health = stack.exec("backup", &[], &["stackshot", "healthcheck"]);
+    assert_eq!(health.status.code(), Some(1));
+    let body: Value = serde_json::from_slice(&health.stdout).unwrap();
+    assert_eq!(body["healthy"], false);
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cannot log in to postgres"),
+        "{body}"
+    );
+    let (code, _) = http_get(http_port(&stack), "/healthz").unwrap();
+    assert_eq!(code, 503);
+
+    // The next good run makes it 200 again.
+    stack
+        .psql("ALTER ROLE app PASSWORD 'pg-secret-password'")
+        .unwrap();
+    assert!(
+        stack
+            .exec("backup", &[], &["stackshot", "backup"])
+            .status
+            .success()
+    );
+    let (code, body) = http_get(http_port(&stack), "/healthz").unwrap();
+    assert_eq!(code, 200, "{body}");
+    let s = status(&stack);
+    let results: Vec<&str> = s["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["result"].as_str().unwrap())
+        .collect();
+    assert_eq!(results, ["success", "failed", "success", "success"], "{s}");
+    // Retention ran after each success (KEEP_LAST=3).
+    assert!(stack.snapshots().len() <= 3);
+    assert!(
+        s["maintenance"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["kind"] == "prune" && m["ok"] == true),
+        "{s}"
+    );
+}
+
+#[test]
+fn kill_or_stop_the_sidecar_inside_a_window() {
+    let _serial = serial();
+    let stack = daemon_stack("stackshot-e2e-lifecycle", "0 0 1 1 *");
+    wait_for("the daemon", 60, || {
+        stack
+            .exec("backup", &[], &["stackshot", "status"])
+            .status
+            .success()
+            .then_some(())
+    });
+    stack.psql("CREATE TABLE big AS SELECT g AS id, repeat('x', 250) AS payload FROM generate_series(1, 1000000) g").unwrap();
+    let sidecar = stack.container("backup");
+
+    // docker kill inside the window, then docker start: the app runs again
+    // before the first /healthz answer.
+    let child = spawn_backup(&stack);
+    wait_for("the window to open", 120, || {
+        (stack.state("app") == "exited").then_some(())
+    });
+    run(&mut docker(&["kill", &sidecar]));
+    let _ = child.wait_with_output();
+    assert_eq!(
+        stack.state("app"),
+        "exited",
+        "nothing could have started app yet"
+    );
+    run(&mut docker(&["start", &sidecar]));
+    let port = http_port(&stack);
+    wait_for("the first /healthz answer", 60, || {
+        http_get(port, "/healthz").map(|_| ())
+    });
+    assert_eq!(
+        stack.state("app"),
+        "running",
+        "app must run before /healthz answers"
+    );
+    assert_eq!(stack.state("sidekick"), "running");
+    let s = status(&stack);
+    assert_eq!(s["recovered"].as_array().unwrap().len(), 2, "{s}");
+
+    // docker stop inside the window: the window closes before the daemon exits.
+    let child = spawn_backup(&stack);
+    wait_for("the window to open", 120, || {
+        (stack.state("app") == "exited").then_some(())
+    });
+    run(&mut docker(&["stop", "-t", "120", &sidecar]));
+    let _ = child.wait_with_output();
+    assert_eq!(
+        stack.state("app"),
+        "running",
+        "docker stop must leave the app running"
+    );
+    assert_eq!(stack.state("sidekick"), "running");
+    assert_eq!(workers(), Vec::<String>::new());
+}
