@@ -57,12 +57,83 @@ pub enum Command {
     },
     /// Exit 0 when /healthz answers 200 (for the compose healthcheck; the image has no curl).
     Healthcheck,
+    /// List the backup runs in the repository, newest first.
+    Snapshots {
+        /// Print them as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring volumes and databases back from a snapshot.
+    #[command(subcommand)]
+    Restore(RestoreCommand),
+    /// Check the repository (`restic check`) and a run's dumps against their SHA256SUMS.
+    Verify {
+        /// `latest`, a run id or a snapshot id.
+        #[arg(long, default_value = "latest")]
+        snapshot: String,
+        /// Also read this part of the pack data, e.g. `10%` or `1/5` (restic --read-data-subset).
+        #[arg(long)]
+        read_data_subset: Option<String>,
+    },
     /// Internal: runs inside the snapshot worker container.
     #[command(hide = true)]
     Worker {
         /// The command (`restic`) and its arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         args: Vec<String>,
+    },
+}
+
+/// What `stackshot restore` brings back.
+#[derive(Debug, Subcommand)]
+pub enum RestoreCommand {
+    /// Put the files of services' mounts back (their containers are stopped meanwhile).
+    Volumes {
+        /// `latest`, a run id or a snapshot id.
+        #[arg(long, default_value = "latest")]
+        snapshot: String,
+        /// Only this service (repeatable); default: every backed-up mount.
+        #[arg(long = "service")]
+        services: Vec<String>,
+        /// Restore into this volume instead (inspection, migration); one mount only.
+        #[arg(long)]
+        to_volume: Option<String>,
+        /// Show what would be overwritten and stop.
+        #[arg(long)]
+        dry_run: bool,
+        /// Overwrite; without it, stackshot shows what it would overwrite and stops.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Load a dump back into its database container, after checking its SHA-256.
+    Database {
+        /// The database service whose dump to restore.
+        #[arg(long)]
+        service: String,
+        /// `latest`, a run id or a snapshot id.
+        #[arg(long, default_value = "latest")]
+        snapshot: String,
+        /// One database (a dump made with stackshot.databases).
+        #[arg(long)]
+        database: Option<String>,
+        /// Load into this container instead of the service's.
+        #[arg(long)]
+        target_container: Option<String>,
+        /// Overwrite a target that already has data.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Volumes, then databases, for the whole stack.
+    All {
+        /// `latest`, a run id or a snapshot id.
+        #[arg(long, default_value = "latest")]
+        snapshot: String,
+        /// Overwrite; without it, stackshot shows what it would do and stops.
+        #[arg(long)]
+        yes: bool,
+        /// Overwrite databases that already have data.
+        #[arg(long)]
+        replace: bool,
     },
 }
 
@@ -73,11 +144,21 @@ pub const EXIT_CONFIG: u8 = 2;
 pub async fn main(cli: Cli) -> ExitCode {
     if let Command::Worker { args } = &cli.command {
         // The worker gets its settings on stdin, not from the environment.
-        let Some(("restic", rest)) = args.split_first().map(|(a, b)| (a.as_str(), b)) else {
-            eprintln!("stackshot worker: expected `restic ARGS…`");
+        // Form: [--clear PATH]… restic ARGS…
+        let mut clear = Vec::new();
+        let mut rest = args.as_slice();
+        while let [flag, path, tail @ ..] = rest {
+            if flag != "--clear" {
+                break;
+            }
+            clear.push(path.clone());
+            rest = tail;
+        }
+        let Some(("restic", restic_args)) = rest.split_first().map(|(a, b)| (a.as_str(), b)) else {
+            eprintln!("stackshot worker: expected `[--clear PATH]… restic ARGS…`");
             return ExitCode::from(EXIT_CONFIG);
         };
-        return worker::main(rest).await;
+        return worker::main(&clear, restic_args).await;
     }
     let config = match Config::from_env(&Env::from_process()) {
         Ok(c) => c,
@@ -276,6 +357,87 @@ async fn run(cli: Cli, config: Config) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { .. } | Command::Healthcheck => unreachable!("answered above"),
+        Command::Snapshots { json } => {
+            let ctx = context(config, engine);
+            let found = discovery::discover(ctx.engine.docker(), &ctx.config).await?;
+            let runs = crate::catalog::list(&ctx.restic, &found.project).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+            } else if runs.is_empty() {
+                println!(
+                    "No stackshot snapshots of project {:?} in the repository yet.",
+                    found.project
+                );
+            } else {
+                print!("{}", crate::catalog::render(&runs));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify {
+            snapshot,
+            read_data_subset,
+        } => {
+            let ctx = context(config, engine);
+            let problems =
+                crate::restore::verify(&ctx, &snapshot, read_data_subset.as_deref()).await?;
+            for p in &problems {
+                eprintln!("stackshot: verify: {p}");
+            }
+            Ok(if problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Restore(what) => {
+            let ctx = context(config, engine);
+            let shutdown = Shutdown::on_signals()?;
+            let done = match what {
+                RestoreCommand::Volumes {
+                    snapshot,
+                    services,
+                    to_volume,
+                    dry_run,
+                    yes,
+                } => {
+                    let opts = crate::restore::VolumeOptions {
+                        snapshot,
+                        services,
+                        to_volume,
+                        dry_run,
+                        yes,
+                    };
+                    crate::restore::volumes(&ctx, &opts, &shutdown).await? || dry_run
+                }
+                RestoreCommand::Database {
+                    service,
+                    snapshot,
+                    database,
+                    target_container,
+                    replace,
+                } => {
+                    let opts = crate::restore::DatabaseOptions {
+                        snapshot,
+                        service,
+                        database,
+                        target_container,
+                        replace,
+                    };
+                    crate::restore::database(&ctx, &opts).await?;
+                    true
+                }
+                RestoreCommand::All {
+                    snapshot,
+                    yes,
+                    replace,
+                } => crate::restore::all(&ctx, &snapshot, yes, replace, &shutdown).await?,
+            };
+            Ok(if done {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Plan { json } => {
             let ok = print_plan(&config, &engine, json).await?;
             Ok(if ok {

@@ -11,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod container;
@@ -25,6 +26,7 @@ pub mod logging;
 pub mod plan;
 pub mod report;
 pub mod restic;
+pub mod restore;
 pub mod retention;
 pub mod run;
 pub mod schedule;

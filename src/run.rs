@@ -138,7 +138,7 @@ async fn run(
         &plan.stop,
         ctx.config.stop_timeout,
         shutdown,
-        || work(ctx, &plan, &sidecar, &prepared, &gathered),
+        || work(ctx, &plan, &sidecar, &prepared, &gathered, &r.run_id),
     )
     .await;
     r.phase("window", t);
@@ -199,11 +199,13 @@ async fn work(
     sidecar: &ContainerInfo,
     prepared: &[Prepared],
     gathered: &Mutex<Gathered>,
+    run_id: &str,
 ) -> Result<()> {
     let target = Target {
         host: &plan.host,
         project: &plan.project,
         secrets: &ctx.config.restic.env,
+        run_id,
     };
     let push_phase = |name: &str, t: Instant| {
         gathered.lock().unwrap().phases.push(Phase {

@@ -13,7 +13,7 @@ use crate::container::{ContainerInfo, MountKind};
 use crate::dumps::{self, DATABASES_DIR, DumpResult, Prepared, command::DumpJob};
 use crate::engine::{Engine, worker};
 use crate::env::Secret;
-use crate::plan::Plan;
+use crate::plan::{Plan, VolumePlan};
 use crate::report::SnapshotReport;
 use crate::restic::json::{BackupEvent, BackupSummary, parse_backup_line};
 use crate::restic::{self, BackupExit, Restic};
@@ -31,18 +31,24 @@ pub struct Target<'a> {
     pub project: &'a str,
     /// restic's settings, handed to a worker on its stdin.
     pub secrets: &'a [(String, Secret)],
+    /// The run, tagged `run=<id>` on each of its snapshots.
+    pub run_id: &'a str,
 }
 
 impl Target<'_> {
-    fn tags(&self, mode: &str, service: Option<&str>) -> Vec<String> {
+    /// The tags of a snapshot: `stackshot`, `project=`, `mode=`, `run=` and one
+    /// `service=` per service it holds.
+    fn tags(&self, mode: &str, services: &[&str]) -> Vec<String> {
         let mut t = vec![
             "stackshot".to_string(),
             format!("project={}", self.project),
             format!("mode={mode}"),
+            format!("run={}", self.run_id),
         ];
-        if let Some(s) = service {
-            t.push(format!("service={s}"));
-        }
+        let mut services: Vec<&str> = services.to_vec();
+        services.sort_unstable();
+        services.dedup();
+        t.extend(services.iter().map(|s| format!("service={s}")));
         t
     }
 }
@@ -55,9 +61,20 @@ fn is_socket(path: &str) -> bool {
 /// plus the sidecar's own mounts (repository, cache, `/databases`) at the same
 /// places, sockets left out. Pure.
 pub fn worker_mounts(plan: &Plan, sidecar: &ContainerInfo, with_volumes: bool) -> Vec<EngineMount> {
+    let volumes: &[VolumePlan] = if with_volumes { &plan.volumes } else { &[] };
+    mounts_for(volumes, sidecar, true)
+}
+
+/// The worker's mounts for `volumes` (read-only for a backup, read-write for a
+/// restore) plus the sidecar's own. Pure.
+pub fn mounts_for(
+    volumes: &[VolumePlan],
+    sidecar: &ContainerInfo,
+    read_only: bool,
+) -> Vec<EngineMount> {
     let mut mounts = Vec::new();
-    if with_volumes {
-        for v in &plan.volumes {
+    {
+        for v in volumes {
             mounts.push(EngineMount {
                 target: Some(v.snapshot_path.clone()),
                 source: Some(v.source.clone()),
@@ -65,7 +82,7 @@ pub fn worker_mounts(plan: &Plan, sidecar: &ContainerInfo, with_volumes: bool) -
                     MountKind::Bind => MountType::BIND,
                     _ => MountType::VOLUME,
                 }),
-                read_only: Some(true),
+                read_only: Some(read_only),
                 ..Default::default()
             });
         }
@@ -170,9 +187,16 @@ pub async fn in_worker(
         .and_then(|p| p.to_str().map(str::to_string))
         .unwrap_or_else(|| "/usr/local/bin/stackshot".into());
     let mut args = vec!["restic".to_string()];
+    let mut services: Vec<&str> = Vec::new();
+    if paths.contains(&VOLUMES_DIR) {
+        services.extend(plan.volumes.iter().map(|v| v.container.service.as_str()));
+    }
+    if paths.contains(&DATABASES_DIR) {
+        services.extend(plan.dumps.iter().map(|d| d.container.service.as_str()));
+    }
     args.extend(restic::backup_args(
         target.host,
-        &target.tags(mode, None),
+        &target.tags(mode, &services),
         paths,
     )?);
     let spec = worker::WorkerSpec {
@@ -240,7 +264,7 @@ pub async fn database_via_stdin(
     let service = p.plan.container.service.as_str();
     let file = format!("{}/{}", p.rel_dir, job.file);
     let stdin_name = format!("{}/{file}", DATABASES_DIR.trim_start_matches('/'));
-    let mut args = restic::backup_args(target.host, &target.tags("database", Some(service)), &[])?;
+    let mut args = restic::backup_args(target.host, &target.tags("database", &[service]), &[])?;
     args.extend([
         "--stdin".to_string(),
         "--stdin-filename".to_string(),
@@ -361,16 +385,24 @@ mod tests {
     }
 
     #[test]
-    fn tags_name_project_mode_and_service() {
+    fn tags_name_project_mode_run_and_services() {
         let t = Target {
             host: "h",
             project: "shop",
             secrets: &[],
+            run_id: "r1",
         };
         assert_eq!(
-            t.tags("atomic", None),
-            ["stackshot", "project=shop", "mode=atomic"]
+            t.tags("atomic", &["pg", "app", "app"]),
+            [
+                "stackshot",
+                "project=shop",
+                "mode=atomic",
+                "run=r1",
+                "service=app",
+                "service=pg"
+            ]
         );
-        assert_eq!(t.tags("database", Some("pg"))[3], "service=pg");
+        assert_eq!(t.tags("database", &["pg"])[4], "service=pg");
     }
 }

@@ -64,9 +64,33 @@ async fn read_payload() -> Result<Payload> {
         .context("the worker expects its settings as one JSON line on stdin")
 }
 
-/// Runs `restic <args>` with the settings from stdin, reporting as JSON lines.
-pub async fn run(args: &[String]) -> Result<i32> {
+/// Empties `dir` (a restore target under `/volumes`), keeping the directory.
+fn clear(dir: &str) -> Result<()> {
+    if !dir.starts_with("/volumes/") || dir.contains("/../") {
+        bail!("refusing to clear {dir:?}: only restore targets under /volumes/ are cleared");
+    }
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {dir}"))? {
+        let path = entry?.path();
+        if path.is_dir() && !path.is_symlink() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        }
+        .with_context(|| format!("cannot remove {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Runs `restic <args>` with the settings from stdin, reporting as JSON lines;
+/// first empties each directory of `clear_dirs` (restore targets).
+pub async fn run(clear_dirs: &[String], args: &[String]) -> Result<i32> {
     let payload = read_payload().await?;
+    for dir in clear_dirs {
+        clear(dir)?;
+        emit(&WorkerEvent::Log {
+            line: format!("emptied {dir} for the restore"),
+        });
+    }
     let mut child = tokio::process::Command::new("restic")
         .args(args)
         .envs(payload.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -119,8 +143,8 @@ pub async fn run(args: &[String]) -> Result<i32> {
 }
 
 /// The `stackshot worker` entry point.
-pub async fn main(args: &[String]) -> ExitCode {
-    match run(args).await {
+pub async fn main(clear_dirs: &[String], args: &[String]) -> ExitCode {
+    match run(clear_dirs, args).await {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
             emit(&WorkerEvent::Log {

@@ -329,7 +329,38 @@ pub async fn run(ctx: Context) -> Result<()> {
             }
         }
     };
-    tokio::join!(backups, prune, check);
+    let verify = {
+        let d = daemon.clone();
+        async move {
+            if let Some(s) = d.ctx.config.verify_cron.clone() {
+                scheduler::every(
+                    "verify",
+                    &s,
+                    tz,
+                    &d.shutdown,
+                    |_| {},
+                    || async {
+                        let Ok(_g) = d.busy.try_lock() else {
+                            tracing::warn!("verify skipped: a backup is running");
+                            return;
+                        };
+                        let r = crate::restore::verify(&d.ctx, "latest", None)
+                            .await
+                            .and_then(|problems| {
+                                if problems.is_empty() {
+                                    Ok(())
+                                } else {
+                                    Err(anyhow::anyhow!("{}", problems.join("; ")))
+                                }
+                            });
+                        d.maintenance("verify", r).await;
+                    },
+                )
+                .await
+            }
+        }
+    };
+    tokio::join!(backups, prune, check, verify);
 
     // 5. Stopping: a run in progress closes its window first (it saw the same signal).
     let reason = shutdown.requested().unwrap_or_else(|| "shutdown".into());

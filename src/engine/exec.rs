@@ -22,6 +22,8 @@ pub struct Exec {
     pub id: String,
     /// Its output stream.
     pub output: Output,
+    /// Its stdin, when started with [`start_with_stdin`].
+    pub input: Option<Pin<Box<dyn tokio::io::AsyncWrite + Send>>>,
 }
 
 /// Starts `cmd` in `container` with `env` (credentials travel here, never in argv).
@@ -30,6 +32,26 @@ pub async fn start(
     container: &str,
     cmd: &[String],
     env: &[(String, Secret)],
+) -> Result<Exec> {
+    start_inner(engine, container, cmd, env, false).await
+}
+
+/// Like [`start`], with the exec's stdin open for writing (`Exec::input`).
+pub async fn start_with_stdin(
+    engine: &Engine,
+    container: &str,
+    cmd: &[String],
+    env: &[(String, Secret)],
+) -> Result<Exec> {
+    start_inner(engine, container, cmd, env, true).await
+}
+
+async fn start_inner(
+    engine: &Engine,
+    container: &str,
+    cmd: &[String],
+    env: &[(String, Secret)],
+    stdin: bool,
 ) -> Result<Exec> {
     let env: Vec<String> = env
         .iter()
@@ -42,6 +64,7 @@ pub async fn start(
             CreateExecOptions {
                 cmd: Some(cmd.to_vec()),
                 env: Some(env),
+                attach_stdin: Some(stdin),
                 attach_stdout: Some(true),
                 attach_stderr: Some(true),
                 ..Default::default()
@@ -50,9 +73,10 @@ pub async fn start(
         .await
         .with_context(|| format!("cannot create exec of {} in container {container}", cmd[0]))?;
     match engine.docker().start_exec(&created.id, None).await {
-        Ok(StartExecResults::Attached { output, .. }) => Ok(Exec {
+        Ok(StartExecResults::Attached { output, input }) => Ok(Exec {
             id: created.id,
             output,
+            input: stdin.then_some(input),
         }),
         Ok(StartExecResults::Detached) => {
             bail!("exec of {} in {container} started detached", cmd[0])

@@ -15,6 +15,11 @@ use crate::labels::{self, BackupLabels, Engine};
 
 pub use render::render_table;
 
+/// Stop waves for `stop` (a subset of `scope`): dependents first.
+pub fn stop_order(scope: &[&ContainerInfo], stop: &[&ContainerInfo]) -> Vec<StopEntry> {
+    order::stop_waves(scope, stop).0
+}
+
 /// The options that shape a plan (from the configuration).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanOptions {
@@ -246,7 +251,8 @@ fn overlaps(a: &str, b: &str) -> bool {
         || b.is_empty()
 }
 
-fn credentials(engine: Engine, env: &[String]) -> Credentials {
+/// Where a database container's credentials come from, given its variables' names.
+pub fn credentials(engine: Engine, env: &[String]) -> Credentials {
     let has = |v: &str| env.iter().any(|e| e == v);
     let pick = |vars: &[&str]| -> Option<CredentialSource> {
         vars.iter().find_map(|v| {

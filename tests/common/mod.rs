@@ -149,6 +149,12 @@ impl Stack {
         output(&mut self.compose_cmd(args))
     }
 
+    /// Sets a variable for the compose file's substitutions from now on.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
     /// The id of the (first) container of `service`.
     pub fn container(&self, service: &str) -> String {
         let id = run(&mut self.compose_cmd(&["ps", "-q", service]));
@@ -254,7 +260,10 @@ impl Stack {
     /// Plain restic (the bench's base image, not stackshot) against the stack's
     /// repository volume, with `extra` mounted as `-v` arguments.
     pub fn restic(&self, extra: &[&str], args: &[&str]) -> Output {
-        let volume = format!("{}_repository:/repository", self.project);
+        let volume = match self.env.iter().find(|(k, _)| k == "E2E_REPOSITORY") {
+            Some((_, path)) => format!("{path}:/repository"),
+            None => format!("{}_repository:/repository", self.project),
+        };
         let mut c = docker(&["run", "--rm", "-v", &volume]);
         for e in extra {
             c.args(["-v", e]);

@@ -1,0 +1,271 @@
+//! End to end: restore and verify. A disaster drill (the stack and its volumes
+//! destroyed, `stackshot restore all --yes` brings files and databases back),
+//! a tampered dump refused, and a database with data left alone without --replace.
+
+mod common;
+
+use std::process::Output;
+
+use common::*;
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn disaster_drill_and_refusals() {
+    let _serial = serial();
+    let repo = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let compose = root().join("tests/stack/docker-compose.yml");
+    let repo_path = repo.path().to_str().unwrap().to_string();
+    let mut stack = Stack::up_with(
+        "stackshot-e2e-restore",
+        &[&compose],
+        &[("E2E_REPOSITORY", &repo_path)],
+    );
+    stack.wait_for_databases();
+    let (blob_sha, photo_sha) = seed_app_files(&stack);
+    let legacy = stack.exec(
+        "legacy",
+        &[],
+        &["sh", "-c", "echo legacy-data > /srv/legacy/keep.txt"],
+    );
+    assert!(legacy.status.success());
+    let pg_rows = stack.psql(PG_QUERY).unwrap();
+    let maria_rows = stack.mariadb(MARIA_QUERY).unwrap();
+    let (code, report, stderr) = stack.backup(&[]);
+    assert_eq!(code, 0, "{report}\n{stderr}");
+
+    // `snapshots` lists the run with its services.
+    let out = stack.exec("backup", &[], &["stackshot", "snapshots", "--json"]);
+    let runs: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+    assert_eq!(runs[0]["mode"], "atomic");
+    assert_eq!(
+        runs[0]["services"],
+        serde_json::json!(["app", "legacy", "mariadb", "postgres"])
+    );
+    let table = stack.exec("backup", &[], &["stackshot", "snapshots"]);
+    assert!(text(&table).contains("atomic"), "{}", text(&table));
+
+    // The disaster: containers and volumes gone, the bind mount emptied; the
+    // stack comes back with empty databases.
+    let down = stack.compose(&["down", "-v"]);
+    assert!(down.status.success(), "{}", text(&down));
+    std::fs::remove_file(stack.dir.path().join("uploads/photo.bin")).unwrap();
+    stack.set_env("E2E_PG_INITDB", empty.path().to_str().unwrap());
+    stack.set_env("E2E_MARIA_INITDB", empty.path().to_str().unwrap());
+    let up = stack.compose(&["up", "-d", "--no-build"]);
+    assert!(up.status.success(), "{}", text(&up));
+    wait_for("empty PostgreSQL", 90, || stack.psql("select 1"));
+    wait_for("empty MariaDB", 90, || stack.mariadb("select 1"));
+    assert!(
+        stack.psql("select count(*) from customers").is_none(),
+        "the database must start empty"
+    );
+    assert!(
+        !stack
+            .exec("app", &[], &["test", "-e", "/data/blob.bin"])
+            .status
+            .success()
+    );
+
+    // Without --yes, restore shows what it would overwrite and changes nothing.
+    let show = stack.exec("backup", &[], &["stackshot", "restore", "volumes"]);
+    assert_eq!(show.status.code(), Some(1), "{}", text(&show));
+    assert!(
+        text(&show).contains("/volumes/app/data") && text(&show).contains("add --yes"),
+        "{}",
+        text(&show)
+    );
+    assert!(
+        !stack
+            .exec("app", &[], &["test", "-e", "/data/blob.bin"])
+            .status
+            .success()
+    );
+
+    // One command brings it all back.
+    let all = stack.exec("backup", &[], &["stackshot", "restore", "all", "--yes"]);
+    assert!(all.status.success(), "{}", text(&all));
+    let out = stack.exec("app", &[], &["sha256sum", "/data/blob.bin"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with(&blob_sha),
+        "{}",
+        text(&out)
+    );
+    let nested = stack.exec("app", &[], &["cat", "/data/tree/a/b/c.txt"]);
+    assert_eq!(String::from_utf8_lossy(&nested.stdout), "nested\n");
+    assert_eq!(
+        sha256_file(&stack.dir.path().join("uploads/photo.bin")),
+        photo_sha
+    );
+    assert_eq!(stack.psql(PG_QUERY).as_deref(), Some(pg_rows.as_str()));
+    assert_eq!(
+        stack.mariadb(MARIA_QUERY).as_deref(),
+        Some(maria_rows.as_str())
+    );
+    assert_eq!(
+        stack
+            .psql("select rolname from pg_roles where rolname = 'reporting'")
+            .as_deref(),
+        Some("reporting")
+    );
+    for svc in ["app", "sidekick", "postgres", "mariadb", "bystander"] {
+        assert_eq!(stack.state(svc), "running", "{svc}");
+    }
+
+    // A database that has data is left alone without --replace.
+    stack
+        .psql("INSERT INTO customers (name, balance) VALUES ('marker', 1)")
+        .unwrap();
+    let refused = stack.exec(
+        "backup",
+        &[],
+        &["stackshot", "restore", "database", "--service", "postgres"],
+    );
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("already has data"),
+        "{}",
+        text(&refused)
+    );
+    assert_eq!(
+        stack
+            .psql("select count(*) from customers where name = 'marker'")
+            .as_deref(),
+        Some("1"),
+        "nothing changed"
+    );
+    // With --replace it is overwritten by the dump.
+    let replaced = stack.exec(
+        "backup",
+        &[],
+        &[
+            "stackshot",
+            "restore",
+            "database",
+            "--service",
+            "postgres",
+            "--replace",
+        ],
+    );
+    assert!(replaced.status.success(), "{}", text(&replaced));
+    assert_eq!(stack.psql(PG_QUERY).as_deref(), Some(pg_rows.as_str()));
+
+    // verify: the run's dumps match, restic check passes.
+    let verify = stack.exec("backup", &[], &["stackshot", "verify"]);
+    assert!(verify.status.success(), "{}", text(&verify));
+    assert!(
+        text(&verify).contains("2 dump(s) match"),
+        "{}",
+        text(&verify)
+    );
+
+    // A dump altered in a copy of the snapshot, backed up again as a run of its own.
+    let copy = stack.restore("latest");
+    let dump = copy.path().join("databases/postgres/postgres-all.sql");
+    let mut bytes = std::fs::read(&dump).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x20;
+    std::fs::write(&dump, bytes).unwrap();
+    let volumes = format!("{}:/volumes:ro", copy.path().join("volumes").display());
+    let databases = format!("{}:/databases:ro", copy.path().join("databases").display());
+    let tags = "stackshot,project=stackshot-e2e-restore,mode=atomic,run=tampered,service=postgres,service=mariadb";
+    let out = stack.restic(
+        &[&volumes, &databases],
+        &[
+            "backup",
+            "-q",
+            "--host",
+            "stackshot-e2e-restore",
+            "--tag",
+            tags,
+            "/volumes",
+            "/databases",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let verify = stack.exec(
+        "backup",
+        &[],
+        &["stackshot", "verify", "--snapshot", "tampered"],
+    );
+    assert_eq!(verify.status.code(), Some(1), "{}", text(&verify));
+    assert!(
+        text(&verify).contains("postgres/postgres-all.sql: SHA-256"),
+        "{}",
+        text(&verify)
+    );
+    stack
+        .psql("INSERT INTO customers (name, balance) VALUES ('marker2', 2)")
+        .unwrap();
+    let refused = stack.exec(
+        "backup",
+        &[],
+        &[
+            "stackshot",
+            "restore",
+            "database",
+            "--service",
+            "postgres",
+            "--snapshot",
+            "tampered",
+            "--replace",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("the dump is damaged"),
+        "{}",
+        text(&refused)
+    );
+    assert_eq!(
+        stack
+            .psql("select count(*) from customers where name = 'marker2'")
+            .as_deref(),
+        Some("1"),
+        "nothing changed"
+    );
+
+    // --to-volume restores one mount elsewhere, for inspection.
+    let inspect = "stackshot-e2e-restore-inspect";
+    let _ = output(&mut docker(&["volume", "rm", "-f", inspect]));
+    let to = stack.exec(
+        "backup",
+        &[],
+        &[
+            "stackshot",
+            "restore",
+            "volumes",
+            "--service",
+            "legacy",
+            "--to-volume",
+            inspect,
+            "--yes",
+        ],
+    );
+    assert!(to.status.success(), "{}", text(&to));
+    let cat = output(&mut docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{inspect}:/v"),
+        "stackshot-test/base:local",
+        "cat",
+        "/v/keep.txt",
+    ]));
+    let _ = output(&mut docker(&["volume", "rm", "-f", inspect]));
+    assert_eq!(
+        String::from_utf8_lossy(&cat.stdout),
+        "legacy-data\n",
+        "{}",
+        text(&cat)
+    );
+}
