@@ -38,7 +38,74 @@ pub struct Daemon {
     shutdown: Shutdown,
 }
 
+/// A maintenance task with a schedule of its own.
+#[derive(Debug, Clone, Copy)]
+enum Task {
+    /// `restic forget --prune` (`PRUNE_CRON`).
+    Prune,
+    /// `restic check` (`CHECK_CRON`).
+    Check,
+    /// `stackshot verify` of the latest run (`VERIFY_CRON`).
+    Verify,
+}
+
+impl Task {
+    fn name(self) -> &'static str {
+        match self {
+            Task::Prune => "prune",
+            Task::Check => "check",
+            Task::Verify => "verify",
+        }
+    }
+}
+
+/// Runs `task` on `schedule` (when set) until shutdown.
+async fn maintenance_schedule(
+    d: &Arc<Daemon>,
+    task: Task,
+    schedule: Option<crate::schedule::Schedule>,
+) {
+    let Some(schedule) = schedule else { return };
+    let tz = d.ctx.config.tz;
+    scheduler::every(
+        task.name(),
+        &schedule,
+        tz,
+        &d.shutdown,
+        |_| {},
+        || d.task(task),
+    )
+    .await
+}
+
 impl Daemon {
+    /// Runs a maintenance task unless a backup is running (then it is skipped and logged).
+    async fn task(&self, task: Task) {
+        let Ok(_guard) = self.busy.try_lock() else {
+            tracing::warn!(task = task.name(), "skipped: a backup is running");
+            return;
+        };
+        match task {
+            Task::Prune => self.forget(true).await,
+            Task::Check => {
+                let r = retention::check(&self.ctx.restic).await;
+                self.maintenance("check", r).await;
+            }
+            Task::Verify => {
+                let r = crate::restore::verify(&self.ctx, "latest", None)
+                    .await
+                    .and_then(|problems| {
+                        if problems.is_empty() {
+                            Ok(())
+                        } else {
+                            Err(anyhow::anyhow!("{}", problems.join("; ")))
+                        }
+                    });
+                self.maintenance("verify", r).await;
+            }
+        }
+    }
+
     fn running(&self) -> Option<Running> {
         self.state.lock().unwrap().running.clone()
     }
@@ -284,82 +351,10 @@ pub async fn run(ctx: Context) -> Result<()> {
             .await
         }
     };
-    let prune = {
-        let d = daemon.clone();
-        async move {
-            if let Some(s) = d.ctx.config.prune_cron.clone() {
-                scheduler::every(
-                    "prune",
-                    &s,
-                    tz,
-                    &d.shutdown,
-                    |_| {},
-                    || async {
-                        let Ok(_g) = d.busy.try_lock() else {
-                            tracing::warn!("prune skipped: a backup is running");
-                            return;
-                        };
-                        d.forget(true).await;
-                    },
-                )
-                .await
-            }
-        }
-    };
-    let check = {
-        let d = daemon.clone();
-        async move {
-            if let Some(s) = d.ctx.config.check_cron.clone() {
-                scheduler::every(
-                    "check",
-                    &s,
-                    tz,
-                    &d.shutdown,
-                    |_| {},
-                    || async {
-                        let Ok(_g) = d.busy.try_lock() else {
-                            tracing::warn!("check skipped: a backup is running");
-                            return;
-                        };
-                        let r = retention::check(&d.ctx.restic).await;
-                        d.maintenance("check", r).await;
-                    },
-                )
-                .await
-            }
-        }
-    };
-    let verify = {
-        let d = daemon.clone();
-        async move {
-            if let Some(s) = d.ctx.config.verify_cron.clone() {
-                scheduler::every(
-                    "verify",
-                    &s,
-                    tz,
-                    &d.shutdown,
-                    |_| {},
-                    || async {
-                        let Ok(_g) = d.busy.try_lock() else {
-                            tracing::warn!("verify skipped: a backup is running");
-                            return;
-                        };
-                        let r = crate::restore::verify(&d.ctx, "latest", None)
-                            .await
-                            .and_then(|problems| {
-                                if problems.is_empty() {
-                                    Ok(())
-                                } else {
-                                    Err(anyhow::anyhow!("{}", problems.join("; ")))
-                                }
-                            });
-                        d.maintenance("verify", r).await;
-                    },
-                )
-                .await
-            }
-        }
-    };
+    let config = &daemon.ctx.config;
+    let prune = maintenance_schedule(&daemon, Task::Prune, config.prune_cron.clone());
+    let check = maintenance_schedule(&daemon, Task::Check, config.check_cron.clone());
+    let verify = maintenance_schedule(&daemon, Task::Verify, config.verify_cron.clone());
     tokio::join!(backups, prune, check, verify);
 
     // 5. Stopping: a run in progress closes its window first (it saw the same signal).
