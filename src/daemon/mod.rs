@@ -250,6 +250,9 @@ pub fn socket_path() -> PathBuf {
 /// Runs the daemon until SIGTERM/SIGINT.
 pub async fn run(ctx: Context) -> Result<()> {
     let shutdown = Shutdown::on_signals()?;
+    // Bound first, so a `stackshot backup` arriving during start-up waits in the
+    // backlog for this daemon instead of running a backup of its own beside it.
+    let listener = control::bind(&socket_path())?;
     // 1. Before anything else: containers an interrupted run left stopped.
     let recovered = window::recover(&ctx.engine, &ctx.journal).await.context(
         "an earlier run died inside its stop window and its containers could not all be started",
@@ -308,8 +311,7 @@ pub async fn run(ctx: Context) -> Result<()> {
         }
     });
 
-    // 3. The control socket.
-    let listener = control::bind(&socket_path())?;
+    // 3. The control socket (bound at start-up; served from here on).
     let control_task = {
         let daemon = daemon.clone();
         tokio::spawn(async move {
