@@ -21,7 +21,7 @@ HEALTHCHECK --interval=1m --timeout=15s --start-period=1m CMD ["/usr/local/bin/s
 ENTRYPOINT ["/usr/local/bin/stackshot"]
 CMD ["daemon"]
 
-FROM rust:1.85-bookworm AS build
+FROM rust:1.89-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src

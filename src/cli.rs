@@ -391,7 +391,24 @@ async fn run(cli: Cli, config: Config) -> Result<ExitCode> {
         }
         Command::Restore(what) => {
             let ctx = context(config, engine);
-            let shutdown = Shutdown::on_signals()?;
+            let mutates = match &what {
+                RestoreCommand::Volumes { dry_run, yes, .. } => *yes && !*dry_run,
+                RestoreCommand::Database { .. } => true,
+                RestoreCommand::All { yes, .. } => *yes,
+            };
+            // One backup or restore at a time in this container; and once a
+            // restore has begun, SIGINT/SIGTERM no longer cut it short (its
+            // stop window closes when it ends).
+            let _lock = if mutates {
+                Some(ctx.journal.lock()?)
+            } else {
+                None
+            };
+            let _signals = if mutates {
+                Some(Shutdown::on_signals()?)
+            } else {
+                None
+            };
             let done = match what {
                 RestoreCommand::Volumes {
                     snapshot,
@@ -407,7 +424,7 @@ async fn run(cli: Cli, config: Config) -> Result<ExitCode> {
                         dry_run,
                         yes,
                     };
-                    crate::restore::volumes(&ctx, &opts, &shutdown).await? || dry_run
+                    crate::restore::volumes(&ctx, &opts).await? || dry_run
                 }
                 RestoreCommand::Database {
                     service,
@@ -430,7 +447,7 @@ async fn run(cli: Cli, config: Config) -> Result<ExitCode> {
                     snapshot,
                     yes,
                     replace,
-                } => crate::restore::all(&ctx, &snapshot, yes, replace, &shutdown).await?,
+                } => crate::restore::all(&ctx, &snapshot, yes, replace).await?,
             };
             Ok(if done {
                 ExitCode::SUCCESS

@@ -193,10 +193,10 @@ pub fn mask_repository(repo: &str) -> String {
     // Only URLs carry a password (`scheme://user:password@host`).
     if let (Some(scheme_end), Some(at)) = (repo.find("://"), repo.rfind('@')) {
         let userinfo = scheme_end + 3;
-        if at > userinfo {
-            if let Some(colon) = repo[userinfo..at].find(':') {
-                return format!("{}:***{}", &repo[..userinfo + colon], &repo[at..]);
-            }
+        if at > userinfo
+            && let Some(colon) = repo[userinfo..at].find(':')
+        {
+            return format!("{}:***{}", &repo[..userinfo + colon], &repo[at..]);
         }
     }
     repo.to_string()

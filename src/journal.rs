@@ -30,6 +30,14 @@ pub struct State {
     pub stopped: Vec<Entry>,
 }
 
+/// Held while a backup or restore may stop containers: one at a time per state
+/// directory, across processes (the daemon and any `docker exec`). Released
+/// when dropped, or when the process dies.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+}
+
 /// The journal file.
 #[derive(Debug, Clone)]
 pub struct Journal {
@@ -47,6 +55,29 @@ impl Journal {
     /// Where it lives.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Takes the run lock, or says who holds it.
+    pub fn lock(&self) -> Result<RunLock> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = dir.join("run.lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(RunLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+                "another stackshot backup or restore is running in this container (it holds {}); wait for it to finish",
+                path.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
     }
 
     /// The journal left by an earlier run, if any.
@@ -114,6 +145,20 @@ mod tests {
         j.clear().unwrap();
         assert_eq!(j.read().unwrap(), None);
         j.clear().unwrap();
+    }
+
+    #[test]
+    fn one_lock_holder_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::in_dir(dir.path());
+        let held = j.lock().unwrap();
+        let e = j.lock().unwrap_err().to_string();
+        assert!(
+            e.starts_with("another stackshot backup or restore is running"),
+            "{e}"
+        );
+        drop(held);
+        j.lock().unwrap();
     }
 
     #[test]

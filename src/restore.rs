@@ -31,16 +31,20 @@ struct Scene {
     runs: Vec<Run>,
 }
 
-async fn scene(ctx: &Context) -> Result<Scene> {
-    let recovered = window::recover(&ctx.engine, &ctx.journal).await?;
-    if !recovered.is_empty() {
-        tracing::warn!(containers = ?recovered, "started containers an interrupted run had stopped");
-    }
+/// `mutate`: the caller holds the run lock and will change things; only then are
+/// an interrupted run's worker removed and its containers started.
+async fn scene(ctx: &Context, mutate: bool) -> Result<Scene> {
     let found = discovery::discover(ctx.engine.docker(), &ctx.config).await?;
-    let sidecar = found
-        .self_container
-        .clone()
-        .ok_or_else(|| anyhow!("restore must run inside the sidecar container: use `docker compose exec backup stackshot restore …`"))?;
+    let sidecar = found.self_container.clone().ok_or_else(|| {
+        anyhow!("restore must run inside the sidecar container: use `docker compose exec backup stackshot restore …`")
+    })?;
+    if mutate {
+        crate::run::remove_workers(&ctx.engine, &found.project).await;
+        let recovered = window::recover(&ctx.engine, &ctx.journal).await?;
+        if !recovered.is_empty() {
+            tracing::warn!(containers = ?recovered, "started containers an interrupted run had stopped");
+        }
+    }
     let plan = plan::build(&plan_options(&ctx.config, &found), &found.containers);
     let runs = catalog::list(&ctx.restic, &found.project).await?;
     Ok(Scene {
@@ -92,9 +96,15 @@ async fn stream_file(
     let status = child.wait().await?;
     let stderr = err_task.await.unwrap_or_default();
     if !status.success() {
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim();
         bail!(
             "restic dump {path} from snapshot {id} failed: {}",
-            ctx.restic.redact(stderr.trim())
+            ctx.restic.redact(last)
         );
     }
     Ok((
@@ -179,8 +189,10 @@ fn print_targets(run: &Run, snap: &SnapshotInfo, targets: &[VolumePlan], to_volu
 
 /// Puts the files of the chosen services' mounts back. Returns false when it
 /// only showed what it would do (`--dry-run`, or no `--yes`).
-pub async fn volumes(ctx: &Context, opts: &VolumeOptions, shutdown: &Shutdown) -> Result<bool> {
-    let sc = scene(ctx).await?;
+/// Once started, a volume restore runs to its end (a signal does not cut it
+/// short: the app must not start on a half-written volume), then the window closes.
+pub async fn volumes(ctx: &Context, opts: &VolumeOptions) -> Result<bool> {
+    let sc = scene(ctx, opts.yes && !opts.dry_run).await?;
     let run = catalog::resolve(&sc.runs, &opts.snapshot)?;
     let snap = run.volumes_snapshot().ok_or_else(|| {
         anyhow!(
@@ -264,8 +276,13 @@ pub async fn volumes(ctx: &Context, opts: &VolumeOptions, shutdown: &Shutdown) -
     let restore = || async {
         let mut tail = Vec::new();
         let code = worker::run(&ctx.engine, &spec, |line| {
-            tracing::info!(line, "restore");
-            tail.push(line.to_string());
+            let line = match serde_json::from_str::<crate::worker::WorkerEvent>(line) {
+                Ok(crate::worker::WorkerEvent::Log { line }) => line,
+                Ok(crate::worker::WorkerEvent::Exit { .. }) => return,
+                _ => line.to_string(),
+            };
+            tracing::info!(line = %line, "restore");
+            tail.push(line);
             if tail.len() > 6 {
                 tail.remove(0);
             }
@@ -301,13 +318,14 @@ pub async fn volumes(ctx: &Context, opts: &VolumeOptions, shutdown: &Shutdown) -
             .collect();
         let stops = plan::stop_order(&scope, &users);
         let run_id = format!("restore-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S"));
+        let (_never_fires, never) = Shutdown::new();
         let (result, report) = window::with_stop_window(
             &ctx.engine,
             &ctx.journal,
             &run_id,
             &stops,
             ctx.config.stop_timeout,
-            shutdown,
+            &never,
             restore,
         )
         .await;
@@ -472,61 +490,123 @@ async fn user_tables(ctx: &Context, p: &Prepared, database: Option<&str>) -> Res
     }
 }
 
-/// Verifies a dump against `SHA256SUMS`, then streams it into a database container.
-pub async fn database(ctx: &Context, opts: &DatabaseOptions) -> Result<()> {
-    let sc = scene(ctx).await?;
-    let run = catalog::resolve(&sc.runs, &opts.snapshot)?;
-    let snap = run.database_snapshot(&opts.service).ok_or_else(|| {
-        anyhow!(
-            "run {} has no dump of service {:?}; it holds {}",
-            run.run_id.as_deref().unwrap_or(&run.time),
-            opts.service,
-            run.services.join(", ")
-        )
-    })?;
-    let dir = dump_dir(&sc.plan, &opts.service);
-    let listing = ctx.restic.run(&["ls", &snap.id, &dir]).await?;
-    let files: Vec<&str> = listing
-        .lines()
-        .filter(|l| l.starts_with(&format!("{dir}/")) && l.ends_with(".sql"))
-        .collect();
-    let path = match &opts.database {
+/// One dump in a run: the snapshot holding it and its path.
+#[derive(Debug, Clone)]
+struct DumpFile {
+    snap: SnapshotInfo,
+    /// `/databases/<service>/<file>.sql`
+    path: String,
+    /// The path relative to `/databases` (as in `SHA256SUMS`).
+    rel: String,
+    /// The database of a per-database dump; `None` for an all-databases dump.
+    database: Option<String>,
+}
+
+/// Every dump of `service` in `run`, whether atomic (listed from the snapshot)
+/// or split (one snapshot per dump).
+async fn dump_files(ctx: &Context, run: &Run, plan: &Plan, service: &str) -> Result<Vec<DumpFile>> {
+    let dir = dump_dir(plan, service);
+    let mut out = Vec::new();
+    for snap in run
+        .snapshots
+        .iter()
+        .filter(|s| catalog::tag_values(s, "service").contains(&service))
+    {
+        let paths: Vec<String> = match catalog::tag_values(snap, "mode").first().copied() {
+            Some("database") => snap.paths.clone(),
+            Some("atomic") | None if snap.paths.iter().any(|p| p == DATABASES_DIR) => ctx
+                .restic
+                .run(&["ls", &snap.id, &dir])
+                .await?
+                .lines()
+                .map(str::to_string)
+                .collect(),
+            _ => continue,
+        };
+        for path in paths
+            .into_iter()
+            .filter(|p| p.starts_with(&format!("{dir}/")) && p.ends_with(".sql"))
+        {
+            let stem = path
+                .rsplit('/')
+                .next()
+                .unwrap_or("")
+                .trim_end_matches(".sql")
+                .to_string();
+            out.push(DumpFile {
+                snap: snap.clone(),
+                rel: path
+                    .strip_prefix(&format!("{DATABASES_DIR}/"))
+                    .unwrap_or(&path)
+                    .to_string(),
+                database: (!stem.ends_with("-all")).then_some(stem),
+                path,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn choose<'a>(
+    files: &'a [DumpFile],
+    database: Option<&str>,
+    service: &str,
+) -> Result<&'a DumpFile> {
+    let names = || {
+        files
+            .iter()
+            .map(|f| f.rel.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match database {
         Some(db) => files
             .iter()
-            .find(|f| f.ends_with(&format!("/{db}.sql")))
+            .find(|f| f.database.as_deref() == Some(db))
             .ok_or_else(|| {
                 anyhow!(
-                    "no dump of database {db:?} for {:?}; the snapshot has {files:?}",
-                    opts.service
+                    "no dump of database {db:?} for service {service:?}; the run has: {}",
+                    names()
                 )
-            })?
-            .to_string(),
-        None => match files.as_slice() {
-            [one] => one.to_string(),
-            [] => bail!("snapshot {} has no dump under {dir}", snap.short_id),
-            many => many
-                .iter()
-                .find(|f| f.ends_with("-all.sql"))
-                .ok_or_else(|| {
-                    anyhow!(
-                        "several dumps for {:?} ({many:?}): choose one with --database",
-                        opts.service
-                    )
-                })?
-                .to_string(),
+            }),
+        None => match files {
+            [] => bail!("the run has no dump of service {service:?}"),
+            [one] => Ok(one),
+            many => many.iter().find(|f| f.database.is_none()).ok_or_else(|| {
+                anyhow!(
+                    "several dumps for service {service:?} ({}): choose one with --database",
+                    names()
+                )
+            }),
         },
-    };
-    let rel = path
-        .strip_prefix(&format!("{DATABASES_DIR}/"))
-        .unwrap_or(&path)
-        .to_string();
+    }
+}
 
-    // 1. The dump must match SHA256SUMS before it goes anywhere.
-    let sums = small_file(ctx, &snap.id, &format!("{DATABASES_DIR}/SHA256SUMS"))
+/// A dump that passed every check and may be loaded.
+struct Checked {
+    file: DumpFile,
+    sha: String,
+    bytes: u64,
+    target: Prepared,
+    tables: u64,
+    databases_created: Vec<String>,
+}
+
+/// Everything before the first byte is loaded: the checksum, the target's
+/// credentials and tools, its version, and whether it already has data.
+async fn check_dump(
+    ctx: &Context,
+    sc: &Scene,
+    opts: &DatabaseOptions,
+    file: &DumpFile,
+) -> Result<Checked> {
+    let id = &file.snap.id;
+    let rel = &file.rel;
+    let sums = small_file(ctx, id, &format!("{DATABASES_DIR}/SHA256SUMS"))
         .await
         .map(|t| parse_sums(&t));
     let manifest: Option<serde_json::Value> =
-        small_file(ctx, &snap.id, &format!("{DATABASES_DIR}/manifest.json"))
+        small_file(ctx, id, &format!("{DATABASES_DIR}/manifest.json"))
             .await
             .and_then(|t| serde_json::from_str(&t).ok());
     let entry = manifest
@@ -535,25 +615,25 @@ pub async fn database(ctx: &Context, opts: &DatabaseOptions) -> Result<()> {
         .and_then(|d| d.iter().find(|e| e["file"] == rel.as_str()).cloned());
     let mut databases_created: Vec<String> = Vec::new();
     let mut pending = Vec::new();
-    let (bytes, sha) = stream_file(ctx, &snap.id, &path, None, |chunk| {
-        // Collect `CREATE DATABASE name` lines (pg_dumpall) for --replace.
+    let (bytes, sha) = stream_file(ctx, id, &file.path, None, |chunk| {
+        // `CREATE DATABASE name` lines (pg_dumpall), for --replace.
         pending.extend_from_slice(chunk);
         while let Some(nl) = pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = pending.drain(..=nl).collect();
             if let Some(rest) = line.strip_prefix(b"CREATE DATABASE ") {
                 let name = String::from_utf8_lossy(rest);
-                let name = name
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("")
-                    .trim_matches('"')
-                    .to_string();
-                databases_created.push(name);
+                databases_created.push(
+                    name.split_whitespace()
+                        .next()
+                        .unwrap_or("")
+                        .trim_matches('"')
+                        .to_string(),
+                );
             }
         }
     })
     .await?;
-    match sums.as_ref().and_then(|s| s.get(&rel)) {
+    match sums.as_ref().and_then(|s| s.get(rel.as_str())) {
         Some(want) if *want == sha => tracing::info!(file = %rel, bytes, "dump matches SHA256SUMS"),
         Some(want) => bail!(
             "refusing to restore {rel}: its SHA-256 is {sha}, SHA256SUMS says {want}; the dump is damaged — nothing was changed; try an older snapshot"
@@ -562,112 +642,153 @@ pub async fn database(ctx: &Context, opts: &DatabaseOptions) -> Result<()> {
             tracing::warn!(file = %rel, "no SHA256SUMS entry (a split-mode snapshot): relying on restic's own integrity checks")
         }
     }
-
-    // 2. The target: credentials, tools, version, emptiness.
     let hint = entry
         .as_ref()
         .and_then(|e| serde_json::from_value::<DbEngine>(e["engine"].clone()).ok())
         .or_else(|| {
-            let file = rel.rsplit('/').next().unwrap_or("");
+            let name = rel.rsplit('/').next().unwrap_or("");
             [DbEngine::Postgres, DbEngine::Mariadb, DbEngine::Mysql]
                 .into_iter()
-                .find(|e| file == format!("{}-all.sql", e.as_str()))
+                .find(|e| name == format!("{}-all.sql", e.as_str()))
         });
-    let p = target(ctx, &sc, opts, hint).await?;
+    let target = target(ctx, sc, opts, hint).await?;
     if let Some(dump_version) = entry.as_ref().and_then(|e| e["server_version"].as_str()) {
+        let engine = target.plan.engine;
         if let (Some(from), Some(to)) = (
-            major(p.plan.engine, dump_version),
-            major(p.plan.engine, &p.server_version),
-        ) {
-            if from > to {
-                bail!(
-                    "refusing to restore a dump of {} {dump_version:?} into the older server {:?} of {}; restore into a server of the same or a newer major version",
-                    p.plan.engine.as_str(),
-                    p.server_version,
-                    p.plan.container.container
-                );
-            }
+            major(engine, dump_version),
+            major(engine, &target.server_version),
+        ) && from > to
+        {
+            bail!(
+                "refusing to restore a dump of {} {dump_version:?} into the older server {:?} of {}; restore into a server of the same or a newer major version",
+                engine.as_str(),
+                target.server_version,
+                target.plan.container.container
+            );
         }
     }
-    let database = opts.database.as_deref();
-    let tables = user_tables(ctx, &p, database).await?;
+    let tables = user_tables(ctx, &target, file.database.as_deref()).await?;
     if tables > 0 && !opts.replace {
         bail!(
             "refusing to restore into {}: it already has data ({tables} tables{}); nothing was changed; add --replace to overwrite",
-            p.plan.container.container,
-            database.map(|d| format!(" in {d}")).unwrap_or_default()
+            target.plan.container.container,
+            file.database
+                .as_deref()
+                .map(|d| format!(" in {d}"))
+                .unwrap_or_default()
         );
     }
+    Ok(Checked {
+        file: file.clone(),
+        sha,
+        bytes,
+        target,
+        tables,
+        databases_created,
+    })
+}
 
-    // 3. Replace: drop what the dump will create.
-    let login_env = dumps::command::login_env(p.plan.engine, &p.login);
-    let mut client = dumps::command::version_query(p.plan.engine, &p.tools, &p.login);
-    let n = client.len();
-    client.truncate(n - 2); // drop "-c SQL" / "-e SQL"
+/// Runs one SQL statement with the target's client, as its user.
+async fn sql(
+    ctx: &Context,
+    p: &Prepared,
+    client: &[String],
+    db: &str,
+    statement: String,
+) -> Result<()> {
+    let mut cmd = client.to_vec();
     if p.plan.engine == DbEngine::Postgres {
-        client.truncate(client.len() - 2); // drop "-d postgres"
+        cmd.extend(["-d".into(), db.into(), "-c".into(), statement]);
+    } else {
+        cmd.extend(["-e".into(), statement]);
+    }
+    let out = exec::capture(
+        &ctx.engine,
+        &p.plan.container.id,
+        &cmd,
+        &dumps::command::login_env(p.plan.engine, &p.login),
+    )
+    .await?;
+    if out.code != 0 {
+        bail!("{}", out.stderr);
+    }
+    Ok(())
+}
+
+/// Loads a checked dump: with `--replace`, first drops what it will create.
+async fn load_dump(ctx: &Context, c: &Checked, replace: bool) -> Result<()> {
+    let p = &c.target;
+    let rel = &c.file.rel;
+    let database = c.file.database.as_deref();
+    let login_env = dumps::command::login_env(p.plan.engine, &p.login);
+    // The client, from the version query less its database and statement.
+    let mut client = dumps::command::version_query(p.plan.engine, &p.tools, &p.login);
+    client.truncate(client.len() - 2);
+    if p.plan.engine == DbEngine::Postgres {
+        client.truncate(client.len() - 2);
         client.retain(|a| a != "-A" && a != "-t");
     } else {
         client.retain(|a| a != "-N" && a != "-B");
     }
-    if opts.replace && tables > 0 && p.plan.engine == DbEngine::Postgres {
-        let targets: Vec<String> = match database {
-            Some(d) => vec![d.to_string()],
-            None => databases_created.clone(),
-        };
-        for db in targets
-            .iter()
-            .filter(|d| !["postgres", "template0", "template1"].contains(&d.as_str()))
-        {
-            let mut cmd = client.clone();
-            cmd.extend([
-                "-d".into(),
-                "postgres".into(),
-                "-c".into(),
-                format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"),
-            ]);
-            let out = exec::capture(&ctx.engine, &p.plan.container.id, &cmd, &login_env).await?;
-            if out.code != 0 {
-                bail!("cannot drop database {db} for --replace: {}", out.stderr);
+    if p.plan.engine == DbEngine::Postgres {
+        if replace && c.tables > 0 {
+            let drop: Vec<String> = match database {
+                Some(d) => vec![d.to_string()],
+                None => c.databases_created.clone(),
+            };
+            for db in drop
+                .iter()
+                .filter(|d| !["postgres", "template0", "template1"].contains(&d.as_str()))
+            {
+                sql(
+                    ctx,
+                    p,
+                    &client,
+                    "postgres",
+                    format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"),
+                )
+                .await
+                .with_context(|| format!("cannot drop database {db} for --replace"))?;
+                tracing::warn!(database = %db, "dropped for --replace");
             }
-            if database.is_some() {
-                let mut cmd = client.clone();
-                cmd.extend([
-                    "-d".into(),
-                    "postgres".into(),
-                    "-c".into(),
-                    format!("CREATE DATABASE \"{db}\" OWNER \"{}\"", p.login.user),
-                ]);
-                exec::capture(&ctx.engine, &p.plan.container.id, &cmd, &login_env).await?;
+            if database.is_none() {
+                // pg_dumpall fills `postgres` without creating it: empty it too.
+                sql(
+                    ctx,
+                    p,
+                    &client,
+                    "postgres",
+                    "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public".into(),
+                )
+                .await
+                .context("cannot empty database postgres for --replace")?;
             }
-            tracing::warn!(database = %db, "dropped for --replace");
         }
-    } else if p.plan.engine == DbEngine::Postgres && database.is_some() {
-        // A per-database dump needs its database to exist.
-        let mut cmd = client.clone();
-        cmd.extend([
-            "-d".into(),
-            "postgres".into(),
-            "-c".into(),
-            format!(
-                "CREATE DATABASE \"{}\" OWNER \"{}\"",
-                database.unwrap(),
-                p.login.user
-            ),
-        ]);
-        let _ = exec::capture(&ctx.engine, &p.plan.container.id, &cmd, &login_env).await;
+        if let Some(db) = database {
+            // A per-database dump (pg_dump) needs its database; "already exists" is fine.
+            let _ = sql(
+                ctx,
+                p,
+                &client,
+                "postgres",
+                format!("CREATE DATABASE \"{db}\" OWNER \"{}\"", p.login.user),
+            )
+            .await;
+        }
     }
 
-    // 4. Load: stream from the repository straight into the client's stdin.
     let mut load = client.clone();
     if p.plan.engine == DbEngine::Postgres {
-        load.extend([
-            "-q".into(),
-            "-v".into(),
-            "ON_ERROR_STOP=0".into(),
-            "-d".into(),
-            database.unwrap_or("postgres").to_string(),
-        ]);
+        load.extend(
+            [
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=0",
+                "-d",
+                database.unwrap_or("postgres"),
+            ]
+            .map(String::from),
+        );
     }
     let mut ex =
         exec::start_with_stdin(&ctx.engine, &p.plan.container.id, &load, &login_env).await?;
@@ -688,7 +809,7 @@ pub async fn database(ctx: &Context, opts: &DatabaseOptions) -> Result<()> {
         (errors, tail.one_line())
     };
     let writer = async {
-        let r = stream_file(ctx, &snap.id, &path, Some(&mut input), |_| {}).await;
+        let r = stream_file(ctx, &c.file.snap.id, &c.file.path, Some(&mut input), |_| {}).await;
         let _ = input.shutdown().await;
         drop(input);
         r
@@ -696,8 +817,11 @@ pub async fn database(ctx: &Context, opts: &DatabaseOptions) -> Result<()> {
     let (written, (errors, tail)) = tokio::join!(writer, reader);
     let (_, loaded_sha) = written?;
     let code = exec::exit_code(&ctx.engine, &ex.id).await?;
-    if loaded_sha != sha {
-        bail!("the dump changed between verification and loading ({sha} then {loaded_sha})");
+    if loaded_sha != c.sha {
+        bail!(
+            "the dump changed between verification and loading ({} then {loaded_sha})",
+            c.sha
+        );
     }
     if code != 0 || !errors.is_empty() {
         bail!(
@@ -711,8 +835,9 @@ pub async fn database(ctx: &Context, opts: &DatabaseOptions) -> Result<()> {
         );
     }
     println!(
-        "Restored {rel} ({bytes} bytes, sha256 {}) into {} ({} {})",
-        &sha[..16],
+        "Restored {rel} ({} bytes, sha256 {}) into {} ({} {})",
+        c.bytes,
+        &c.sha[..16],
         p.plan.container.container,
         p.plan.engine.as_str(),
         p.server_version
@@ -720,54 +845,82 @@ pub async fn database(ctx: &Context, opts: &DatabaseOptions) -> Result<()> {
     Ok(())
 }
 
-/// `restore all`: every mount (inside a stop window), then every database dump.
-pub async fn all(
-    ctx: &Context,
-    snapshot: &str,
-    yes: bool,
-    replace: bool,
-    shutdown: &Shutdown,
-) -> Result<bool> {
-    let sc = scene(ctx).await?;
+/// Verifies a dump against `SHA256SUMS`, checks the target, then streams the
+/// dump into the database container.
+pub async fn database(ctx: &Context, opts: &DatabaseOptions) -> Result<()> {
+    let sc = scene(ctx, true).await?;
+    let run = catalog::resolve(&sc.runs, &opts.snapshot)?;
+    let files = dump_files(ctx, run, &sc.plan, &opts.service).await?;
+    let file = choose(&files, opts.database.as_deref(), &opts.service)?;
+    let checked = check_dump(ctx, &sc, opts, file).await?;
+    load_dump(ctx, &checked, opts.replace).await
+}
+
+/// `restore all`: every database dump is checked first (checksum, version,
+/// emptiness); then every mount is restored (inside a stop window); then the
+/// dumps are loaded.
+pub async fn all(ctx: &Context, snapshot: &str, yes: bool, replace: bool) -> Result<bool> {
+    let sc = scene(ctx, yes).await?;
     let run = catalog::resolve(&sc.runs, snapshot)?.clone();
-    let run_sel = run.snapshots[0].id.clone();
-    let restored = volumes(
-        ctx,
-        &VolumeOptions {
-            snapshot: run_sel.clone(),
-            services: vec![],
-            to_volume: None,
-            dry_run: !yes,
-            yes,
-        },
-        shutdown,
-    )
-    .await?;
-    let services: Vec<String> = sc
-        .plan
-        .dumps
-        .iter()
-        .map(|d| d.container.service.clone())
-        .filter(|s| run.database_snapshot(s).is_some())
-        .collect();
-    if !yes {
-        println!("Databases that would be restored: {}", services.join(", "));
-        return Ok(false);
+    let selector = run.snapshots[0].id.clone();
+    let mut files = Vec::new();
+    for d in &sc.plan.dumps {
+        files.extend(
+            dump_files(ctx, &run, &sc.plan, &d.container.service)
+                .await?
+                .into_iter()
+                .map(|f| (d.container.service.clone(), f)),
+        );
     }
-    for service in services {
-        database(
+    if !yes {
+        volumes(
             ctx,
-            &DatabaseOptions {
-                snapshot: run_sel.clone(),
-                service,
-                database: None,
-                target_container: None,
-                replace,
+            &VolumeOptions {
+                snapshot: selector,
+                services: vec![],
+                to_volume: None,
+                dry_run: true,
+                yes: false,
             },
         )
         .await?;
+        println!(
+            "Databases that would be restored: {}",
+            files
+                .iter()
+                .map(|(_, f)| f.rel.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        println!("Nothing was changed: add --yes to restore.");
+        return Ok(false);
     }
-    Ok(restored)
+    let mut checked = Vec::new();
+    for (service, file) in &files {
+        let opts = DatabaseOptions {
+            snapshot: selector.clone(),
+            service: service.clone(),
+            database: file.database.clone(),
+            target_container: None,
+            replace,
+        };
+        checked.push(check_dump(ctx, &sc, &opts, file).await?);
+    }
+    volumes(
+        ctx,
+        &VolumeOptions {
+            snapshot: selector,
+            services: vec![],
+            to_volume: None,
+            dry_run: false,
+            yes: true,
+        },
+    )
+    .await?;
+    for c in &checked {
+        load_dump(ctx, c, replace).await?;
+    }
+    Ok(true)
 }
 
 // ---------------------------------------------------------------- verify

@@ -1,5 +1,5 @@
 //! Retention and repository maintenance: `restic forget` with the `KEEP_*`
-//! policy (grouped by host and tags, limited to this project's snapshots),
+//! policy (grouped by host and paths, limited to this project's snapshots),
 //! `prune` and `check`.
 
 use anyhow::Result;
@@ -21,7 +21,10 @@ pub fn forget_args(
         .collect();
     // One --tag with a comma: snapshots carrying both tags.
     args.push(format!("stackshot,project={project}"));
-    args.extend(["--group-by".to_string(), "host,tags".to_string()]);
+    // Grouped by paths, not tags: every snapshot carries its own `run=` tag, so
+    // grouping by tags would put each in a group of its own and keep them all.
+    // Paths keep atomic, volumes-only and each database's snapshots apart.
+    args.extend(["--group-by".to_string(), "host,paths".to_string()]);
     let mut rules = 0;
     for (flag, value) in [
         ("--keep-last", policy.last),
@@ -102,7 +105,7 @@ mod tests {
         };
         assert_eq!(
             forget_args(&p, "shop", "shop", true).unwrap().join(" "),
-            "forget --host shop --tag stackshot,project=shop --group-by host,tags --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --keep-yearly 3 --prune"
+            "forget --host shop --tag stackshot,project=shop --group-by host,paths --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --keep-yearly 3 --prune"
         );
     }
 

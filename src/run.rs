@@ -1,6 +1,7 @@
 //! One backup run, as a list of phases:
 //!
-//! 1. recover: start containers an interrupted earlier run left stopped;
+//! 1. recover: under the run lock, remove an interrupted run's worker and start
+//!    the containers it left stopped;
 //! 2. plan: discover the stack and build the plan (refuse a plan with errors);
 //! 3. preflight: repository, credentials, tools — before any container is touched;
 //! 4. the stop window: dumps, then the snapshot(s); containers started again;
@@ -85,18 +86,22 @@ async fn run(
     shutdown: &Shutdown,
     r: &mut RunReport,
 ) -> Result<(Outcome, Option<String>)> {
-    let t = Instant::now();
-    r.recovered = window::recover(&ctx.engine, &ctx.journal)
-        .await
-        .context("an earlier run died inside its stop window")?;
-    r.phase("recover", t);
-
+    // One backup or restore at a time in this container, across processes.
+    let _lock = ctx.journal.lock()?;
     let t = Instant::now();
     let found = discovery::discover(ctx.engine.docker(), &ctx.config).await?;
     r.project = found.project.clone();
     let sidecar = found.self_container.clone().ok_or_else(|| {
         anyhow!("stackshot backup must run inside the sidecar container (the snapshot worker is started from its image): use `docker compose exec backup stackshot backup`")
     })?;
+    // Leftovers of a run that died: its worker first, then its stopped containers.
+    remove_workers(&ctx.engine, &found.project).await;
+    r.recovered = window::recover(&ctx.engine, &ctx.journal)
+        .await
+        .context("an earlier run died inside its stop window")?;
+    r.phase("recover", t);
+
+    let t = Instant::now();
     let opts = plan_options(&ctx.config, &found);
     let plan = plan::build(&opts, &found.containers);
     if !plan.is_ok() {
@@ -110,7 +115,6 @@ async fn run(
             "nothing to back up: label services with stackshot.volumes=true or stackshot.postgres/mariadb/mysql=true"
         );
     }
-    remove_workers(&ctx.engine, &plan.project).await;
     r.phase("plan", t);
 
     let t = Instant::now();
@@ -166,10 +170,11 @@ async fn run(
     r.window = Some(window);
 
     let t = Instant::now();
-    if plan.atomic && !plan.dumps.is_empty() {
-        if let Err(e) = dumps::clear_dir(Path::new(DATABASES_DIR)) {
-            tracing::warn!(error = %format!("{e:#}"), "could not remove the dump files");
-        }
+    if plan.atomic
+        && !plan.dumps.is_empty()
+        && let Err(e) = dumps::clear_dir(Path::new(DATABASES_DIR))
+    {
+        tracing::warn!(error = %format!("{e:#}"), "could not remove the dump files");
     }
     remove_workers(&ctx.engine, &plan.project).await;
     r.phase("cleanup", t);
@@ -264,8 +269,9 @@ async fn work(
     Ok(())
 }
 
-/// Removes worker containers of `project` left by an interrupted run (or this one).
-async fn remove_workers(engine: &Engine, project: &str) {
+/// Removes worker containers of `project` left by an interrupted run (or this
+/// one). Only the holder of the run lock may call it.
+pub async fn remove_workers(engine: &Engine, project: &str) {
     let filters = std::collections::HashMap::from([(
         "label".to_string(),
         vec![

@@ -53,6 +53,21 @@ impl Target<'_> {
     }
 }
 
+/// Hides every secret value (and a masked repository URL) in text that came
+/// from restic, before it becomes part of a report.
+pub fn redact(text: &str, secrets: &[(String, Secret)]) -> String {
+    let mut out = text.to_string();
+    for (name, value) in secrets {
+        let v = value.expose();
+        if name == "RESTIC_REPOSITORY" {
+            out = out.replace(v, &crate::config::mask_repository(v));
+        } else if v.len() >= 4 {
+            out = out.replace(v, "<hidden>");
+        }
+    }
+    out
+}
+
 fn is_socket(path: &str) -> bool {
     path.ends_with(".sock")
 }
@@ -241,7 +256,7 @@ pub async fn in_worker(
             };
             Err(anyhow!(
                 "{mode} snapshot failed: {why}: {}",
-                log_tail.join(" | ")
+                redact(&log_tail.join(" | "), target.secrets)
             ))
         }
         (exit, Some(s)) => Ok(Snapshotted {
@@ -299,11 +314,12 @@ pub async fn database_via_stdin(
         tail.one_line()
     });
     let streamed = dumps::stream_into(engine, p, job, &mut stdin).await;
-    drop(stdin);
     if streamed.is_err() {
-        // No snapshot from a broken dump: stop restic before it commits one.
+        // No snapshot from a broken dump: kill restic before closing its stdin,
+        // which it would take for the end of a good stream and commit.
         let _ = child.start_kill();
     }
+    drop(stdin);
     let status = child.wait().await.context("waiting for restic")?;
     let summary = out_task.await.unwrap_or(None);
     let stderr = err_task.await.unwrap_or_default();
@@ -381,6 +397,21 @@ mod tests {
                 .filter(|m| m.target.as_deref().unwrap().starts_with("/volumes"))
                 .count(),
             0
+        );
+    }
+
+    #[test]
+    fn redacts_secret_values_and_repository_passwords() {
+        let secrets = vec![
+            ("RESTIC_PASSWORD".to_string(), Secret::new("hunter22")),
+            (
+                "RESTIC_REPOSITORY".to_string(),
+                Secret::new("rest:https://u:pw@host/r"),
+            ),
+        ];
+        assert_eq!(
+            redact("Fatal: hunter22 at rest:https://u:pw@host/r", &secrets),
+            "Fatal: <hidden> at rest:https://u:***@host/r"
         );
     }
 

@@ -190,7 +190,7 @@ pub async fn recover<C: ContainerControl>(ctl: &C, journal: &Journal) -> Result<
     let (started, failed) = start_entries(ctl, &state.stopped).await;
     if !failed.is_empty() {
         return Err(anyhow!(
-            "could not start again containers of an interrupted run: {}; the journal {} is kept",
+            "could not start again containers of an interrupted run: {}; start them by hand (docker start …), then delete {}",
             failed.join("; "),
             journal.path().display()
         ));
@@ -319,10 +319,10 @@ where
     report.started = started;
     report.restart_failed = failed;
     report.seconds = opened.elapsed().as_secs_f64();
-    if report.restart_failed.is_empty() {
-        if let Err(e) = journal.clear() {
-            tracing::warn!(error = %format!("{e:#}"), "could not clear the stop journal");
-        }
+    if report.restart_failed.is_empty()
+        && let Err(e) = journal.clear()
+    {
+        tracing::warn!(error = %format!("{e:#}"), "could not clear the stop journal");
     }
     (result, report)
 }

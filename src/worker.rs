@@ -69,9 +69,18 @@ fn clear(dir: &str) -> Result<()> {
     if !dir.starts_with("/volumes/") || dir.contains("/../") {
         bail!("refusing to clear {dir:?}: only restore targets under /volumes/ are cleared");
     }
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(dir)
+        .with_context(|| format!("cannot read {dir}"))?
+        .dev();
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {dir}"))? {
         let path = entry?.path();
-        if path.is_dir() && !path.is_symlink() {
+        let meta = std::fs::symlink_metadata(&path)?;
+        if meta.is_dir() && meta.dev() != dev {
+            // Another target mounted inside this one: it is cleared on its own.
+            continue;
+        }
+        if meta.is_dir() {
             std::fs::remove_dir_all(&path)
         } else {
             std::fs::remove_file(&path)

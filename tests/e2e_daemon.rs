@@ -288,8 +288,12 @@ fn on_demand_runs_busy_refusal_and_health() {
         .map(|r| r["result"].as_str().unwrap())
         .collect();
     assert_eq!(results, ["success", "failed", "success", "success"], "{s}");
-    // Retention ran after each success (KEEP_LAST=3).
-    assert!(stack.snapshots().len() <= 3);
+    // Retention ran after each success: three successful runs, KEEP_LAST=2.
+    assert_eq!(
+        stack.snapshots().len(),
+        2,
+        "retention must forget the oldest snapshot"
+    );
     assert!(
         s["maintenance"]
             .as_array()

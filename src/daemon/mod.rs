@@ -253,14 +253,25 @@ pub async fn run(ctx: Context) -> Result<()> {
     // Bound first, so a `stackshot backup` arriving during start-up waits in the
     // backlog for this daemon instead of running a backup of its own beside it.
     let listener = control::bind(&socket_path())?;
-    // 1. Before anything else: containers an interrupted run left stopped.
-    let recovered = window::recover(&ctx.engine, &ctx.journal).await.context(
-        "an earlier run died inside its stop window and its containers could not all be started",
-    )?;
+    // 1. Before anything else: containers an interrupted run left stopped —
+    // unless another process (a `docker exec … backup` or restore) holds the
+    // run lock: then that window is open and its owner will close it.
+    let found = crate::discovery::discover(ctx.engine.docker(), &ctx.config).await?;
+    let recovered = match ctx.journal.lock() {
+        Ok(_lock) => {
+            run::remove_workers(&ctx.engine, &found.project).await;
+            window::recover(&ctx.engine, &ctx.journal).await.context(
+                "an earlier run died inside its stop window and its containers could not all be started",
+            )?
+        }
+        Err(e) => {
+            tracing::warn!(reason = %format!("{e:#}"), "not recovering at start-up");
+            vec![]
+        }
+    };
     if !recovered.is_empty() {
         tracing::warn!(containers = ?recovered, "started containers an interrupted run had stopped");
     }
-    let found = crate::discovery::discover(ctx.engine.docker(), &ctx.config).await?;
     let plan = crate::plan::build(&run::plan_options(&ctx.config, &found), &found.containers);
     tracing::info!(
         project = %found.project,
@@ -274,11 +285,6 @@ pub async fn run(ctx: Context) -> Result<()> {
     );
     for e in &plan.errors {
         tracing::error!(error = %e, "the plan has an error; backups will fail until it is fixed");
-    }
-    if ctx.config.verify_cron.is_some() {
-        tracing::warn!(
-            "VERIFY_CRON is set, but `stackshot verify` is not built yet; it is ignored"
-        );
     }
 
     let mut state = DaemonState::new(Utc::now());

@@ -95,10 +95,10 @@ pub async fn exit_code(engine: &Engine, exec_id: &str) -> Result<i64> {
             .inspect_exec(exec_id)
             .await
             .with_context(|| format!("cannot inspect exec {exec_id}"))?;
-        if info.running != Some(true) {
-            if let Some(code) = info.exit_code {
-                return Ok(code);
-            }
+        if info.running != Some(true)
+            && let Some(code) = info.exit_code
+        {
+            return Ok(code);
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }

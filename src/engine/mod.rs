@@ -116,6 +116,15 @@ impl ContainerControl for Engine {
         match self.docker.start_container(id, None).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_modified(&e) => Ok(()),
+            Err(e) if is_not_found(&e) => {
+                // Removed or recreated (say, by `docker compose up`) meanwhile:
+                // there is nothing left to start, and keeping it would block recovery.
+                tracing::warn!(
+                    container = id,
+                    "the container no longer exists; nothing to start"
+                );
+                Ok(())
+            }
             Err(e) => Err(e).with_context(|| format!("cannot start container {id}")),
         }
     }

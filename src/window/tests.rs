@@ -52,11 +52,11 @@ impl ContainerControl for Fake {
     async fn start(&self, id: &str) -> Result<()> {
         self.log.lock().unwrap().push(format!("start {id}"));
         let mut fails = self.fail_start.lock().unwrap();
-        if let Some(n) = fails.get_mut(id) {
-            if *n > 0 {
-                *n -= 1;
-                return Err(anyhow!("engine refused"));
-            }
+        if let Some(n) = fails.get_mut(id)
+            && *n > 0
+        {
+            *n -= 1;
+            return Err(anyhow!("engine refused"));
         }
         self.running.lock().unwrap().insert(id.to_string());
         Ok(())

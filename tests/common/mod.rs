@@ -71,6 +71,22 @@ fn build_sidecar_image() {
     std::fs::copy(env!("CARGO_BIN_EXE_stackshot"), bin_dir.join("stackshot"))
         .expect("copy the stackshot binary into the build context");
     std::fs::copy(root().join("Dockerfile"), ctx.path().join("Dockerfile")).unwrap();
+    let image_id = || {
+        output(&mut docker(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{.Id}}",
+            "stackshot-test/sidecar:local",
+        ]))
+        .stdout
+        .iter()
+        .map(|&b| b as char)
+        .collect::<String>()
+        .trim()
+        .to_string()
+    };
+    let previous = image_id();
     run(docker(&[
         "build",
         "-q",
@@ -82,6 +98,10 @@ fn build_sidecar_image() {
         "stackshot-test/sidecar:local",
     ])
     .arg(ctx.path()));
+    // The image this build replaced would linger untagged: remove it (only it).
+    if !previous.is_empty() && previous != image_id() {
+        let _ = output(&mut docker(&["rmi", &previous]));
+    }
 }
 
 /// A compose project brought up for one test and removed (with its volumes)
