@@ -715,9 +715,32 @@ async fn sql(
     Ok(())
 }
 
+/// Waits (up to two minutes) until the target database answers: a volume
+/// restore may just have restarted its container.
+async fn wait_ready(ctx: &Context, p: &Prepared) -> Result<()> {
+    let query = dumps::command::version_query(p.plan.engine, &p.tools, &p.login);
+    let env = dumps::command::login_env(p.plan.engine, &p.login);
+    let mut last = String::new();
+    for attempt in 0..120 {
+        if attempt > 0 {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+        match exec::capture(&ctx.engine, &p.plan.container.id, &query, &env).await {
+            Ok(out) if out.code == 0 => return Ok(()),
+            Ok(out) => last = out.stderr,
+            Err(e) => last = format!("{e:#}"),
+        }
+    }
+    bail!(
+        "{} does not accept connections after two minutes: {last}",
+        p.plan.container.container
+    )
+}
+
 /// Loads a checked dump: with `--replace`, first drops what it will create.
 async fn load_dump(ctx: &Context, c: &Checked, replace: bool) -> Result<()> {
     let p = &c.target;
+    wait_ready(ctx, p).await?;
     let rel = &c.file.rel;
     let database = c.file.database.as_deref();
     let login_env = dumps::command::login_env(p.plan.engine, &p.login);
