@@ -193,6 +193,10 @@ fn print_targets(run: &Run, snap: &SnapshotInfo, targets: &[VolumePlan], to_volu
 /// short: the app must not start on a half-written volume), then the window closes.
 pub async fn volumes(ctx: &Context, opts: &VolumeOptions) -> Result<bool> {
     let sc = scene(ctx, opts.yes && !opts.dry_run).await?;
+    volumes_in(ctx, &sc, opts).await
+}
+
+async fn volumes_in(ctx: &Context, sc: &Scene, opts: &VolumeOptions) -> Result<bool> {
     let run = catalog::resolve(&sc.runs, &opts.snapshot)?;
     let snap = run.volumes_snapshot().ok_or_else(|| {
         anyhow!(
@@ -423,20 +427,8 @@ async fn target(
 async fn user_tables(ctx: &Context, p: &Prepared, database: Option<&str>) -> Result<u64> {
     let login_env = dumps::command::login_env(p.plan.engine, &p.login);
     let q = |sql: String, db: &str| -> Vec<String> {
-        let mut v = dumps::command::version_query(p.plan.engine, &p.tools, &p.login);
-        match p.plan.engine {
-            DbEngine::Postgres => {
-                // psql … -d postgres -c SHOW…: replace the database and the query.
-                let n = v.len();
-                v[n - 3] = db.to_string();
-                v[n - 1] = sql;
-            }
-            _ => {
-                let n = v.len();
-                v[n - 1] = sql;
-            }
-        }
-        v
+        let db = (!db.is_empty()).then_some(db);
+        dumps::command::query(p.plan.engine, &p.tools, &p.login, db, &sql)
     };
     let login_env = &login_env;
     let run = |cmd: Vec<String>| async move {
@@ -744,15 +736,7 @@ async fn load_dump(ctx: &Context, c: &Checked, replace: bool) -> Result<()> {
     let rel = &c.file.rel;
     let database = c.file.database.as_deref();
     let login_env = dumps::command::login_env(p.plan.engine, &p.login);
-    // The client, from the version query less its database and statement.
-    let mut client = dumps::command::version_query(p.plan.engine, &p.tools, &p.login);
-    client.truncate(client.len() - 2);
-    if p.plan.engine == DbEngine::Postgres {
-        client.truncate(client.len() - 2);
-        client.retain(|a| a != "-A" && a != "-t");
-    } else {
-        client.retain(|a| a != "-N" && a != "-B");
-    }
+    let client = dumps::command::client(p.plan.engine, &p.tools, &p.login);
     if p.plan.engine == DbEngine::Postgres {
         if replace && c.tables > 0 {
             let drop: Vec<String> = match database {
@@ -895,18 +879,15 @@ pub async fn all(ctx: &Context, snapshot: &str, yes: bool, replace: bool) -> Res
                 .map(|f| (d.container.service.clone(), f)),
         );
     }
+    let every_mount = |dry_run: bool| VolumeOptions {
+        snapshot: selector.clone(),
+        services: vec![],
+        to_volume: None,
+        dry_run,
+        yes: !dry_run,
+    };
     if !yes {
-        volumes(
-            ctx,
-            &VolumeOptions {
-                snapshot: selector,
-                services: vec![],
-                to_volume: None,
-                dry_run: true,
-                yes: false,
-            },
-        )
-        .await?;
+        volumes_in(ctx, &sc, &every_mount(true)).await?;
         println!(
             "Databases that would be restored: {}",
             files
@@ -929,17 +910,7 @@ pub async fn all(ctx: &Context, snapshot: &str, yes: bool, replace: bool) -> Res
         };
         checked.push(check_dump(ctx, &sc, &opts, file).await?);
     }
-    volumes(
-        ctx,
-        &VolumeOptions {
-            snapshot: selector,
-            services: vec![],
-            to_volume: None,
-            dry_run: false,
-            yes: true,
-        },
-    )
-    .await?;
+    volumes_in(ctx, &sc, &every_mount(false)).await?;
     for c in &checked {
         load_dump(ctx, c, replace).await?;
     }

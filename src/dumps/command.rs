@@ -114,36 +114,52 @@ pub fn login_env(engine: Engine, login: &Login) -> Vec<(String, Secret)> {
         .collect()
 }
 
-/// A query printing the server version: checks the credentials too.
-pub fn version_query(engine: Engine, tools: &Tools, login: &Login) -> Vec<String> {
+/// The interactive client, connected as `login` (no database, no statement):
+/// `psql -U user -w [-h 127.0.0.1] -X` or `mariadb -u user`. Reads SQL on stdin.
+pub fn client(engine: Engine, tools: &Tools, login: &Login) -> Vec<String> {
+    let mut v = vec![tools.client.clone()];
     match engine {
         Engine::Postgres => {
-            let mut v = vec![tools.client.clone()];
             v.extend(pg_conn(login));
-            v.extend(
-                [
-                    "-X",
-                    "-A",
-                    "-t",
-                    "-d",
-                    "postgres",
-                    "-c",
-                    "SHOW server_version",
-                ]
-                .map(String::from),
-            );
-            v
+            v.push("-X".into());
         }
-        Engine::Mariadb | Engine::Mysql => vec![
-            tools.client.clone(),
-            "-u".into(),
-            login.user.clone(),
-            "-N".into(),
-            "-B".into(),
-            "-e".into(),
-            "SELECT VERSION()".into(),
-        ],
+        Engine::Mariadb | Engine::Mysql => v.extend(["-u".to_string(), login.user.clone()]),
     }
+    v
+}
+
+/// A query whose rows come back bare (no headers, tab-separated), in
+/// `database` (PostgreSQL: default `postgres`).
+pub fn query(
+    engine: Engine,
+    tools: &Tools,
+    login: &Login,
+    database: Option<&str>,
+    sql: &str,
+) -> Vec<String> {
+    let mut v = client(engine, tools, login);
+    match engine {
+        Engine::Postgres => {
+            v.extend(["-A", "-t", "-d"].map(String::from));
+            v.push(database.unwrap_or("postgres").to_string());
+            v.extend(["-c".to_string(), sql.to_string()]);
+        }
+        Engine::Mariadb | Engine::Mysql => {
+            v.extend(["-N".to_string(), "-B".to_string()]);
+            v.extend(database.map(str::to_string));
+            v.extend(["-e".to_string(), sql.to_string()]);
+        }
+    }
+    v
+}
+
+/// A query printing the server version: checks the credentials too.
+pub fn version_query(engine: Engine, tools: &Tools, login: &Login) -> Vec<String> {
+    let sql = match engine {
+        Engine::Postgres => "SHOW server_version",
+        Engine::Mariadb | Engine::Mysql => "SELECT VERSION()",
+    };
+    query(engine, tools, login, None, sql)
 }
 
 /// One dump: the file it writes (relative to the service's dump directory) and its argv.
@@ -302,6 +318,54 @@ mod tests {
         assert!(all[0].argv.contains(&"--all-databases".to_string()));
         assert_eq!(login_env(Engine::Mariadb, &login(true))[0].0, "MYSQL_PWD");
         let q = version_query(Engine::Mariadb, &tools, &login(true));
-        assert_eq!(q.last().unwrap(), "SELECT VERSION()");
+        assert_eq!(
+            q,
+            [
+                "/usr/bin/mariadb",
+                "-u",
+                "app",
+                "-N",
+                "-B",
+                "-e",
+                "SELECT VERSION()"
+            ]
+        );
+        let pg = pick_tools(
+            Engine::Postgres,
+            "/bin/pg_dumpall\n/bin/pg_dump\n/bin/psql\n",
+        )
+        .unwrap();
+        assert_eq!(
+            version_query(Engine::Postgres, &pg, &login(true)),
+            [
+                "/bin/psql",
+                "-U",
+                "app",
+                "-w",
+                "-h",
+                "127.0.0.1",
+                "-X",
+                "-A",
+                "-t",
+                "-d",
+                "postgres",
+                "-c",
+                "SHOW server_version"
+            ]
+        );
+        assert_eq!(
+            client(Engine::Postgres, &pg, &login(false)),
+            ["/bin/psql", "-U", "app", "-w", "-X"]
+        );
+        assert_eq!(
+            query(
+                Engine::Mariadb,
+                &tools,
+                &login(true),
+                Some("shop"),
+                "SELECT 1"
+            )[5],
+            "shop"
+        );
     }
 }
