@@ -57,8 +57,12 @@ pub struct BackupLabels {
     pub engine: Option<Engine>,
     /// Only these databases; empty: all (plus roles/users).
     pub databases: Vec<String>,
-    /// Predecessor-tool labels that were honoured (`label=value`).
+    /// Predecessor-tool labels that were honoured (`label=value`): no
+    /// stackshot label sets the same thing.
     pub legacy: Vec<String>,
+    /// Predecessor-tool labels ignored because a stackshot label for the same
+    /// setting disagrees (`label=value (stackshot's label=value wins)`).
+    pub ignored: Vec<String>,
     /// Labels whose values could not be understood, each a one-line message.
     pub errors: Vec<String>,
 }
@@ -92,73 +96,176 @@ fn list(value: &str) -> Vec<String> {
         .collect()
 }
 
+/// What one label sets; a stackshot label and its predecessor equivalents
+/// set the same thing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Setting {
+    Volumes,
+    Include,
+    Exclude,
+    Stop,
+    Dump(Engine),
+    Databases,
+}
+
+impl Setting {
+    fn is_list(self) -> bool {
+        matches!(
+            self,
+            Setting::Include | Setting::Exclude | Setting::Databases
+        )
+    }
+}
+
+/// A label's value, read as its setting expects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Value {
+    Bool(bool),
+    List(Vec<String>),
+}
+
+impl Value {
+    /// True when the value asks for something (a predecessor label worth reporting).
+    fn active(&self) -> bool {
+        match self {
+            Value::Bool(b) => *b,
+            Value::List(l) => !l.is_empty(),
+        }
+    }
+}
+
+/// One label that sets something.
+struct Read {
+    key: String,
+    raw: String,
+    setting: Setting,
+    value: Value,
+}
+
+/// The setting of a label after its prefix (`volumes`, `postgres`, …).
+fn setting_of(rest: &str) -> Option<Setting> {
+    Some(match rest {
+        "volumes" => Setting::Volumes,
+        "volumes.include" => Setting::Include,
+        "volumes.exclude" => Setting::Exclude,
+        "stop-during-backup" | "volumes.stop-during-backup" => Setting::Stop,
+        "postgres" => Setting::Dump(Engine::Postgres),
+        "mariadb" => Setting::Dump(Engine::Mariadb),
+        "mysql" => Setting::Dump(Engine::Mysql),
+        "databases" => Setting::Databases,
+        _ => return None,
+    })
+}
+
 /// Reads the labels of one container.
+///
+/// A stackshot label wins over a predecessor's label for the same setting:
+/// when both are there and agree, nothing is reported (a stack switching
+/// over carries both for a while); when they disagree, the predecessor's is
+/// ignored and named in [`BackupLabels::ignored`]. Predecessor labels alone
+/// are honoured and named in [`BackupLabels::legacy`].
 pub fn parse(labels: &BTreeMap<String, String>) -> BackupLabels {
     let mut out = BackupLabels::default();
-    let mut engines: Vec<(Engine, String)> = Vec::new();
+    let mut ours: BTreeMap<Setting, Read> = BTreeMap::new();
+    let mut theirs: Vec<Read> = Vec::new();
     for (key, value) in labels {
-        let Some((prefix, rest)) = PREFIXES.iter().find_map(|p| {
+        let (ours_label, rest) = match PREFIXES.iter().find_map(|p| {
             key.strip_prefix(p)
                 .and_then(|r| r.strip_prefix('.'))
                 .map(|r| (*p, r))
-        }) else {
-            if key == DVB_STOP {
-                match value.trim() {
-                    "true" => {
-                        out.stop = true;
-                        out.legacy.push(format!("{key}={value}"));
-                    }
-                    "false" | "" => {}
-                    other => out.errors.push(format!(
-                        "label {key}={other:?} names a docker-volume-backup stop group; stackshot has no groups: accepted: true or false"
-                    )),
+        }) {
+            Some((prefix, rest)) => (prefix == "stackshot", rest),
+            None if key == DVB_STOP => {
+                if !matches!(value.trim(), "true" | "false" | "") {
+                    out.errors.push(format!(
+                        "label {key}={:?} names a docker-volume-backup stop group; stackshot has no groups: accepted: true or false",
+                        value.trim()
+                    ));
+                    continue;
                 }
+                (false, "stop-during-backup")
+            }
+            None => continue,
+        };
+        let Some(setting) = setting_of(rest) else {
+            if ours_label && !rest.starts_with("role") && rest != "project" {
+                out.errors.push(format!(
+                    "unknown label {key}; accepted: stackshot.volumes, stackshot.volumes.include, stackshot.volumes.exclude, stackshot.stop-during-backup, stackshot.postgres, stackshot.mariadb, stackshot.mysql, stackshot.databases"
+                ));
             }
             continue;
         };
-        let legacy = prefix != "stackshot";
-        let before = (
-            out.volumes,
-            out.stop,
-            out.include.len(),
-            out.exclude.len(),
-            engines.len(),
-            out.databases.len(),
-        );
-        match rest {
-            "volumes" => out.volumes |= parse_bool(key, value, &mut out.errors),
-            "volumes.include" => out.include.extend(list(value)),
-            "volumes.exclude" => out.exclude.extend(list(value)),
-            "stop-during-backup" | "volumes.stop-during-backup" => {
-                out.stop |= parse_bool(key, value, &mut out.errors)
-            }
-            "postgres" | "mariadb" | "mysql" => {
-                let engine = match rest {
-                    "postgres" => Engine::Postgres,
-                    "mariadb" => Engine::Mariadb,
-                    _ => Engine::Mysql,
-                };
-                let on = parse_bool(key, value, &mut out.errors);
-                if on && !engines.iter().any(|(e, _)| *e == engine) {
-                    engines.push((engine, key.clone()));
+        let value_read = if setting.is_list() {
+            Value::List(list(value))
+        } else {
+            Value::Bool(parse_bool(key, value, &mut out.errors))
+        };
+        let read = Read {
+            key: key.clone(),
+            raw: value.clone(),
+            setting,
+            value: value_read,
+        };
+        if ours_label {
+            // `stop-during-backup` and `volumes.stop-during-backup` both set Stop: either asks.
+            match ours.get_mut(&setting) {
+                Some(prev) if prev.value.active() => {}
+                Some(prev) => *prev = read,
+                None => {
+                    ours.insert(setting, read);
                 }
             }
-            "databases" => out.databases.extend(list(value)),
-            _ if prefix == "stackshot" && !rest.starts_with("role") => out.errors.push(format!(
-                "unknown label {key}; accepted: stackshot.volumes, stackshot.volumes.include, stackshot.volumes.exclude, stackshot.stop-during-backup, stackshot.postgres, stackshot.mariadb, stackshot.mysql, stackshot.databases"
-            )),
-            _ => {}
+        } else {
+            theirs.push(read);
         }
-        let after = (
-            out.volumes,
-            out.stop,
-            out.include.len(),
-            out.exclude.len(),
-            engines.len(),
-            out.databases.len(),
-        );
-        if legacy && before != after {
-            out.legacy.push(format!("{key}={value}"));
+    }
+
+    let mut chosen: Vec<&Read> = ours.values().collect();
+    for t in &theirs {
+        // The stackshot label for the same setting; for an engine label, the
+        // stackshot label naming an engine (a container runs one).
+        let counterpart = ours.get(&t.setting).or_else(|| match t.setting {
+            Setting::Dump(_) => ours
+                .values()
+                .find(|o| matches!(o.setting, Setting::Dump(_)) && o.value.active()),
+            _ => None,
+        });
+        let agrees = |o: &Read| {
+            if o.setting == t.setting {
+                o.value == t.value
+            } else {
+                !t.value.active()
+            }
+        };
+        match counterpart {
+            Some(o) if agrees(o) => {}
+            Some(o) => out.ignored.push(format!(
+                "{}={} (stackshot's {}={} wins)",
+                t.key, t.raw, o.key, o.raw
+            )),
+            None => {
+                if t.value.active() {
+                    out.legacy.push(format!("{}={}", t.key, t.raw));
+                }
+                chosen.push(t);
+            }
+        }
+    }
+
+    let mut engines: Vec<(Engine, String)> = Vec::new();
+    for r in chosen {
+        match (&r.setting, &r.value) {
+            (Setting::Volumes, Value::Bool(b)) => out.volumes |= b,
+            (Setting::Stop, Value::Bool(b)) => out.stop |= b,
+            (Setting::Include, Value::List(l)) => out.include.extend(l.iter().cloned()),
+            (Setting::Exclude, Value::List(l)) => out.exclude.extend(l.iter().cloned()),
+            (Setting::Databases, Value::List(l)) => out.databases.extend(l.iter().cloned()),
+            (Setting::Dump(e), Value::Bool(true)) => {
+                if !engines.iter().any(|(x, _)| x == e) {
+                    engines.push((*e, r.key.clone()));
+                }
+            }
+            _ => {}
         }
     }
     match engines.as_slice() {
@@ -231,6 +338,62 @@ mod tests {
         let l = labels(&[(DVB_STOP, "true")]);
         assert!(l.stop);
         assert_eq!(l.legacy, [format!("{DVB_STOP}=true")]);
+    }
+
+    #[test]
+    fn both_labels_agreeing_say_nothing() {
+        let l = labels(&[
+            ("stack-back.volumes", "true"),
+            ("stackshot.volumes", "true"),
+            ("stack-back.volumes.stop-during-backup", "true"),
+            ("stackshot.stop-during-backup", "yes"),
+            (DVB_STOP, "true"),
+            ("restic-compose-backup.postgres", "true"),
+            ("stackshot.postgres", "true"),
+            ("stack-back.databases", "app, wiki"),
+            ("stackshot.databases", "app,wiki"),
+        ]);
+        assert!(l.volumes && l.stop);
+        assert_eq!(l.engine, Some(Engine::Postgres));
+        assert_eq!(l.databases, ["app", "wiki"]);
+        assert_eq!(l.legacy, Vec::<String>::new());
+        assert_eq!(l.ignored, Vec::<String>::new());
+        assert!(l.errors.is_empty(), "{:?}", l.errors);
+    }
+
+    #[test]
+    fn both_labels_disagreeing_stackshot_wins_and_the_other_is_named() {
+        let l = labels(&[
+            ("stack-back.volumes", "true"),
+            ("stackshot.volumes", "false"),
+            (DVB_STOP, "true"),
+            ("stackshot.stop-during-backup", "false"),
+            ("stack-back.databases", "app"),
+            ("stackshot.databases", "wiki"),
+        ]);
+        assert!(!l.volumes, "stackshot.volumes=false wins");
+        assert!(!l.stop, "stackshot.stop-during-backup=false wins");
+        assert_eq!(l.databases, ["wiki"]);
+        assert_eq!(
+            l.ignored,
+            [
+                "docker-volume-backup.stop-during-backup=true (stackshot's stackshot.stop-during-backup=false wins)",
+                "stack-back.databases=app (stackshot's stackshot.databases=wiki wins)",
+                "stack-back.volumes=true (stackshot's stackshot.volumes=false wins)",
+            ]
+        );
+        assert!(l.legacy.is_empty(), "{:?}", l.legacy);
+        // A stackshot engine label and a predecessor's other engine: only ours counts.
+        let l = labels(&[
+            ("stackshot.postgres", "true"),
+            ("stack-back.mariadb", "true"),
+        ]);
+        assert_eq!(l.engine, Some(Engine::Postgres));
+        assert!(l.errors.is_empty(), "{:?}", l.errors);
+        assert_eq!(
+            l.ignored,
+            ["stack-back.mariadb=true (stackshot's stackshot.postgres=true wins)"]
+        );
     }
 
     #[test]

@@ -360,6 +360,10 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
                 "{who}: read predecessor label {l}; it works, and the stackshot.* form is preferred"
             ));
         }
+        for l in &labels.ignored {
+            plan.warnings
+                .push(format!("{who}: ignored predecessor label {l}"));
+        }
         let cref = ContainerRef::of(c);
 
         if let Some(engine) = labels.engine {
