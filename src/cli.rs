@@ -13,8 +13,8 @@ use crate::env::Env;
 use crate::journal::Journal;
 use crate::report::Outcome;
 use crate::restic::Restic;
-use crate::run::{self, Context};
-use crate::window::Shutdown;
+use crate::backup::{self as run, Context};
+use crate::backup::window::Shutdown;
 use crate::{discovery, logging, plan, worker};
 
 /// stackshot: one consistent restic snapshot of a compose stack's volumes and databases.

@@ -6,11 +6,13 @@
 //!
 //! Pure logic ([`config`], [`env`], [`schedule`], [`labels`], [`container`],
 //! [`plan`], [`dumps::command`]) is separate from engine I/O ([`engine`],
-//! [`discovery`]). A backup ([`run`]) goes through [`window`] (the stop window
-//! that always closes), [`dumps`] and [`snapshot`], and yields a [`report`].
+//! [`discovery`]). A backup ([`backup`], a folder whose files are its phases) goes through the
+//! stop window that always closes ([`backup::window`]), [`dumps`] and
+//! [`backup::snapshot`], and yields a [`report`].
 
 #![warn(missing_docs)]
 
+pub mod backup;
 pub mod catalog;
 pub mod cli;
 pub mod config;
@@ -28,8 +30,5 @@ pub mod report;
 pub mod restic;
 pub mod restore;
 pub mod retention;
-pub mod run;
 pub mod schedule;
-pub mod snapshot;
-pub mod window;
 pub mod worker;

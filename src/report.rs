@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::dumps::DumpResult;
-use crate::window::WindowReport;
+use crate::backup::window::WindowReport;
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +85,9 @@ pub struct RunReport {
     pub repository_initialised: bool,
     /// Peak resident memory of the stackshot process so far, in bytes (Linux).
     pub peak_rss_bytes: Option<u64>,
+    /// What retention did after the run (the daemon applies it after a success).
+    #[serde(default)]
+    pub retention: Option<crate::retention::RetentionReport>,
 }
 
 /// Peak resident set size (`VmHWM`) from the text of `/proc/<pid>/status`, in bytes.
@@ -112,6 +115,7 @@ impl RunReport {
             recovered: vec![],
             repository_initialised: false,
             peak_rss_bytes: None,
+            retention: None,
         }
     }
 
@@ -217,6 +221,9 @@ impl RunReport {
             for u in &s.unreadable {
                 let _ = writeln!(out, "    unreadable: {u}");
             }
+        }
+        if let Some(r) = &self.retention {
+            let _ = writeln!(out, "  {}", r.line());
         }
         let phases: Vec<String> = self
             .phases

@@ -19,9 +19,9 @@ use crate::engine::{exec, worker};
 use crate::labels::Engine as DbEngine;
 use crate::plan::{self, ContainerRef, DumpPlan, Plan, VolumePlan};
 use crate::restic::SnapshotInfo;
-use crate::run::{Context, plan_options};
-use crate::snapshot;
-use crate::window::{self, Shutdown};
+use crate::backup::{Context, plan_options};
+use crate::backup::snapshot;
+use crate::backup::window::{self, Shutdown};
 
 /// Discovery, plan and the repository's runs: what every restore starts from.
 struct Scene {
@@ -39,7 +39,7 @@ async fn scene(ctx: &Context, mutate: bool) -> Result<Scene> {
         anyhow!("restore must run inside the sidecar container: use `docker compose exec backup stackshot restore …`")
     })?;
     if mutate {
-        crate::run::remove_workers(&ctx.engine, &found.project).await;
+        crate::backup::remove_workers(&ctx.engine, &found.project).await;
         let recovered = window::recover(&ctx.engine, &ctx.journal).await?;
         if !recovered.is_empty() {
             tracing::warn!(containers = ?recovered, "started containers an interrupted run had stopped");

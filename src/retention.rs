@@ -2,10 +2,12 @@
 //! policy (grouped by host and paths, limited to this project's snapshots),
 //! `prune` and `check`.
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
 
 use crate::config::Retention;
 use crate::restic::Restic;
+use crate::restic::json::parse_forget;
 
 /// The `restic forget` arguments for `policy`, or `None` when the policy keeps
 /// everything (every rule off). Pure.
@@ -52,28 +54,121 @@ pub fn forget_args(
     Some(args)
 }
 
-/// Applies the policy (and prunes when `prune`); returns restic's output's last line.
+/// What retention did after a run: shown in the run's summary and JSON report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetentionReport {
+    /// `applied`, `off` (every `KEEP_*` rule is off), `scheduled` (on
+    /// `PRUNE_CRON`, not after each run) or `failed`.
+    pub outcome: String,
+    /// Snapshots the policy keeps.
+    pub kept: usize,
+    /// Short ids of the snapshots removed.
+    pub removed: Vec<String>,
+    /// The repository was pruned (only when something was removed).
+    pub pruned: bool,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+impl RetentionReport {
+    /// Retention is not run after each backup: it runs on `PRUNE_CRON`.
+    pub fn scheduled() -> RetentionReport {
+        RetentionReport {
+            outcome: "scheduled".into(),
+            kept: 0,
+            removed: vec![],
+            pruned: false,
+            error: None,
+        }
+    }
+
+    /// A failed retention, with the reason.
+    pub fn failed(error: String) -> RetentionReport {
+        RetentionReport {
+            outcome: "failed".into(),
+            kept: 0,
+            removed: vec![],
+            pruned: false,
+            error: Some(error),
+        }
+    }
+
+    /// One line for the summary (`retention: …`).
+    pub fn line(&self) -> String {
+        match self.outcome.as_str() {
+            "applied" => {
+                let removed = if self.removed.is_empty() {
+                    "removed none".to_string()
+                } else {
+                    format!(
+                        "removed {} ({})",
+                        self.removed.len(),
+                        self.removed.join(", ")
+                    )
+                };
+                format!(
+                    "retention: kept {}, {removed}{}",
+                    self.kept,
+                    if self.pruned { ", pruned" } else { "" }
+                )
+            }
+            "off" => "retention: off (every KEEP_* rule is off); kept everything".into(),
+            "scheduled" => "retention: runs on PRUNE_CRON, not after each backup".into(),
+            _ => format!(
+                "retention: FAILED: {}",
+                self.error.as_deref().unwrap_or("unknown reason")
+            ),
+        }
+    }
+}
+
+/// Applies the policy with `restic forget --json` and, when `prune` and
+/// something was removed, `restic prune` (as `forget --prune` would).
 pub async fn forget(
     restic: &Restic,
     policy: &Retention,
     host: &str,
     project: &str,
     prune: bool,
-) -> Result<String> {
-    let Some(args) = forget_args(policy, host, project, prune) else {
+) -> Result<RetentionReport> {
+    let Some(mut args) = forget_args(policy, host, project, false) else {
         tracing::info!("retention: every KEEP_* rule is off; keeping all snapshots");
-        return Ok("kept everything".into());
+        return Ok(RetentionReport {
+            outcome: "off".into(),
+            kept: 0,
+            removed: vec![],
+            pruned: false,
+            error: None,
+        });
     };
+    args.insert(1, "--json".into());
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = restic.run(&argv).await?;
-    let last = out
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .to_string();
-    tracing::info!(prune, result = %last, "retention applied");
-    Ok(last)
+    let groups = parse_forget(&out).context("cannot read restic forget's JSON output")?;
+    let kept = groups.iter().map(|g| g.keep.len()).sum();
+    let removed: Vec<String> = groups
+        .iter()
+        .flat_map(|g| g.remove.iter().map(|s| s.short_id.clone()))
+        .collect();
+    let pruned = prune && !removed.is_empty();
+    if pruned {
+        restic.run(&["prune"]).await?;
+    }
+    let report = RetentionReport {
+        outcome: "applied".into(),
+        kept,
+        removed,
+        pruned,
+        error: None,
+    };
+    tracing::info!(
+        kept,
+        removed = report.removed.len(),
+        pruned,
+        "{}",
+        report.line()
+    );
+    Ok(report)
 }
 
 /// `restic prune`.
@@ -125,6 +220,25 @@ mod tests {
                 "1y6m".into()
             ]),
             "{a:?}"
+        );
+    }
+
+    #[test]
+    fn retention_lines() {
+        let mut r = RetentionReport {
+            outcome: "applied".into(),
+            kept: 3,
+            removed: vec!["2aab1f0b".into()],
+            pruned: true,
+            error: None,
+        };
+        assert_eq!(r.line(), "retention: kept 3, removed 1 (2aab1f0b), pruned");
+        r.removed.clear();
+        r.pruned = false;
+        assert_eq!(r.line(), "retention: kept 3, removed none");
+        assert_eq!(
+            RetentionReport::failed("restic forget failed: locked".into()).line(),
+            "retention: FAILED: restic forget failed: locked"
         );
     }
 

@@ -29,13 +29,11 @@ fn atomic_backup_restores_byte_for_byte() {
     let _serial = serial();
     let stack = stack("stackshot-e2e-backup");
     let (blob_sha, photo_sha) = seed_app_files(&stack);
-    let before = now();
-    std::thread::sleep(std::time::Duration::from_secs(1));
-
+    let watch = stack.watch();
     let (code, report, stderr) = stack.backup(&[]);
+    let events = watch.finish();
     assert_eq!(code, 0, "backup failed: {report}\n{stderr}");
     assert_eq!(report["result"], "success", "{report}");
-    let until = now() + 1;
 
     // Exactly one snapshot, holding both trees, tagged and hosted as designed.
     let snaps = stack.snapshots();
@@ -61,28 +59,10 @@ fn atomic_backup_restores_byte_for_byte() {
         "report names {reported}, repository has {id}"
     );
 
-    // The engine saw the app stop and start again; never the bystander or the databases.
-    let app_events = stack.events("app", before, until);
-    let stop = app_events
-        .iter()
-        .position(|e| e == "stop")
-        .unwrap_or_else(|| panic!("app never stopped: {app_events:?}"));
-    assert!(
-        app_events[stop..].iter().any(|e| e == "start"),
-        "app not started after its stop: {app_events:?}"
-    );
-    assert!(
-        stack
-            .events("sidekick", before, until)
-            .contains(&"stop".to_string())
-    );
-    for untouched in ["bystander", "postgres", "mariadb", "legacy"] {
-        assert_eq!(
-            stack.events(untouched, before, until),
-            Vec::<String>::new(),
-            "{untouched} was touched"
-        );
-    }
+    // The engine saw the app stop and start again (sidekick first, app last);
+    // never the bystander or the databases.
+    let down = assert_window_events(&stack, &events);
+    assert!(down > 0.0, "{down}");
     for svc in ["app", "sidekick", "bystander", "postgres", "mariadb"] {
         assert_eq!(stack.state(svc), "running", "{svc}");
     }
@@ -178,8 +158,17 @@ fn separate_snapshots_when_not_atomic() {
     let _serial = serial();
     let stack = stack("stackshot-e2e-split");
     let (blob_sha, _) = seed_app_files(&stack);
+    let watch = stack.watch();
     let (code, report, stderr) = stack.backup(&[("ATOMIC_BACKUP", "false")]);
+    let events = watch.finish();
     assert_eq!(code, 0, "{report}\n{stderr}");
+    // The same window as in atomic mode: sidekick first, app last, the rest untouched.
+    assert_window_events(&stack, &events);
+    assert_eq!(
+        report["window"]["stopped"].as_array().unwrap().len(),
+        2,
+        "{report}"
+    );
 
     let snaps = stack.snapshots();
     assert_eq!(

@@ -211,13 +211,25 @@ fn on_demand_runs_busy_refusal_and_health() {
         String::from_utf8_lossy(&out.stdout)
     );
     assert!(stderr.contains("the daemon started run"), "{stderr}");
-    for progress in ["stopped", "dumped", "snapshot progress", "started"] {
+    for progress in [
+        " INFO stopped container=",
+        " INFO dumped ",
+        " INFO snapshot progress ",
+        " INFO started container=",
+        // Retention runs after the run (KEEP_LAST=2), before the command returns.
+        " INFO retention: kept 1, removed none kept=1 removed=0 pruned=false",
+    ] {
         assert!(
             stderr.contains(progress),
             "{progress:?} missing from the streamed progress:\n{stderr}"
         );
     }
-    assert!(String::from_utf8_lossy(&out.stdout).contains("succeeded"));
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("succeeded"), "{summary}");
+    assert!(
+        summary.contains("\n  retention: kept 1, removed none\n"),
+        "the summary has no retention line:\n{summary}"
+    );
 
     // A second trigger during a run is refused.
     stack.psql("CREATE TABLE big AS SELECT g AS id, repeat('x', 250) AS payload FROM generate_series(1, 600000) g").unwrap();
@@ -238,6 +250,25 @@ fn on_demand_runs_busy_refusal_and_health() {
         "{}",
         String::from_utf8_lossy(&first.stderr)
     );
+
+    // A third run: KEEP_LAST=2 removes the first snapshot and prunes, and the
+    // JSON report says so.
+    let out = stack.exec("backup", &[], &["stackshot", "backup", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let retention = &report["retention"];
+    assert_eq!(retention["outcome"], "applied", "{report}");
+    assert_eq!(retention["kept"], 2, "{retention}");
+    assert_eq!(
+        retention["removed"].as_array().unwrap().len(),
+        1,
+        "{retention}"
+    );
+    assert_eq!(retention["pruned"], true, "{retention}");
 
     // Healthy now; a failed run (database password changed) makes /healthz 503 with the reason.
     let health = stack.exec("backup", &[], &["stackshot", "healthcheck"]);

@@ -57,6 +57,26 @@ fn assert_all_running(stack: &Stack) {
     );
 }
 
+/// No container of the stack stopped or started, and the stream was live: it
+/// saw the test's own `docker exec … stackshot backup`.
+fn assert_untouched(stack: &Stack, events: &Events) {
+    events.assert_saw_exec(&stack.container("backup"), "stackshot backup");
+    for svc in [
+        "app",
+        "sidekick",
+        "postgres",
+        "mariadb",
+        "bystander",
+        "legacy",
+    ] {
+        assert_eq!(
+            events.actions(&stack.container(svc)),
+            Vec::<String>::new(),
+            "{svc} was touched"
+        );
+    }
+}
+
 /// Polls every 50 ms until `f` is true; panics after `secs`.
 fn until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(secs);
@@ -78,8 +98,9 @@ fn preflight_failures_touch_nothing() {
     stack
         .psql("ALTER ROLE app PASSWORD 'rotated-secret'")
         .expect("alter role");
-    let before = now();
+    let watch = stack.watch();
     let (code, report, stderr) = stack.backup(&[]);
+    let events = watch.finish();
     assert_eq!(code, 1, "{report}");
     assert_eq!(report["result"], "failed");
     let reason = report["reason"].as_str().unwrap();
@@ -94,32 +115,28 @@ fn preflight_failures_touch_nothing() {
             "{secret} leaked"
         );
     }
-    assert_eq!(
-        stack.events("app", before, now() + 1),
-        Vec::<String>::new(),
-        "app was touched"
-    );
+    assert_untouched(&stack, &events);
     stack
         .psql("ALTER ROLE app PASSWORD 'pg-secret-password'")
         .expect("restore role");
 
     // The repository cannot be reached: caught before any stop.
-    let before = now();
+    let watch = stack.watch();
     let (code, report, _) = stack.backup(&[("RESTIC_REPOSITORY", "rest:http://127.0.0.1:9/")]);
+    let events = watch.finish();
     assert_eq!(code, 1, "{report}");
     let reason = report["reason"].as_str().unwrap();
     assert!(reason.contains("rest:http://127.0.0.1:9/"), "{reason}");
     assert!(report["window"].is_null());
-    assert_eq!(
-        stack.events("app", before, now() + 1),
-        Vec::<String>::new(),
-        "app was touched"
-    );
+    assert_untouched(&stack, &events);
     assert_all_running(&stack);
 
-    // With both fixed, the same stack backs up.
+    // With both fixed, the same stack backs up, and the same stream shows it.
+    let watch = stack.watch();
     let (code, report, stderr) = stack.backup(&[]);
+    let events = watch.finish();
     assert_eq!(code, 0, "{report}\n{stderr}");
+    assert_window_events(&stack, &events);
 }
 
 #[test]

@@ -366,7 +366,7 @@ mod tests {
     use crate::dumps::DumpResult;
     use crate::labels::Engine;
     use crate::report::SnapshotReport;
-    use crate::window::{Timed, WindowReport};
+    use crate::backup::window::{Timed, WindowReport};
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

@@ -20,9 +20,9 @@ use tokio::io::BufReader;
 use tokio::net::UnixStream;
 
 use crate::report::{Outcome, RunReport};
-use crate::retention;
-use crate::run::{self, Context};
-use crate::window::{self, Shutdown};
+use crate::retention::{self, RetentionReport};
+use crate::backup::{self as run, Context};
+use crate::backup::window::{self, Shutdown};
 use control::{Reply, Request};
 use state::{DaemonState, Maintenance, Running};
 
@@ -86,7 +86,9 @@ impl Daemon {
             return;
         };
         match task {
-            Task::Prune => self.forget(true).await,
+            Task::Prune => {
+                self.forget(true).await;
+            }
             Task::Check => {
                 let r = retention::check(&self.ctx.restic).await;
                 self.maintenance("check", r).await;
@@ -130,12 +132,16 @@ impl Daemon {
             trigger: trigger.to_string(),
         });
         self.metrics.set_running(true);
-        let report = run::backup(&self.ctx, &self.shutdown).await;
+        let mut report = run::backup(&self.ctx, &self.shutdown).await;
         self.state.lock().unwrap().finish(&report, trigger);
         self.metrics.record_run(&report);
         self.metrics.set_running(false);
-        if report.result == Outcome::Success && self.ctx.config.prune_cron.is_none() {
-            self.forget(true).await;
+        if report.result == Outcome::Success {
+            report.retention = Some(if self.ctx.config.prune_cron.is_none() {
+                self.forget(true).await
+            } else {
+                RetentionReport::scheduled()
+            });
         }
         Ok(report)
     }
@@ -158,7 +164,7 @@ impl Daemon {
         });
     }
 
-    async fn forget(&self, prune: bool) {
+    async fn forget(&self, prune: bool) -> RetentionReport {
         let host = self
             .ctx
             .config
@@ -173,8 +179,13 @@ impl Daemon {
             prune,
         )
         .await;
+        let report = match &r {
+            Ok(report) => report.clone(),
+            Err(e) => RetentionReport::failed(format!("{e:#}")),
+        };
         self.maintenance(if prune { "prune" } else { "forget" }, r.map(|_| ()))
             .await;
+        report
     }
 
     async fn serve_client(&self, stream: UnixStream) -> Result<()> {
@@ -221,6 +232,11 @@ impl Daemon {
                         r = self.backup("manual", |id| { let _ = tx.send(Reply::Accepted { run_id: id.to_string() }); }) => r,
                         _ = pump => unreachable!("the log channel outlives the run"),
                     };
+                    // Lines logged in the run's last step (retention) may still
+                    // wait in the channel: send them before the report.
+                    while let Ok(line) = logs.try_recv() {
+                        let _ = tx.send(Reply::Log { line });
+                    }
                     let _ = tx.send(match result {
                         Ok(report) => Reply::Report {
                             report: Box::new(report),

@@ -21,7 +21,7 @@ use crate::engine::{Engine, exec};
 use crate::env::Secret;
 use crate::labels::Engine as DbEngine;
 use crate::plan::{CredentialSource, DumpPlan};
-use crate::window::ContainerControl;
+use crate::backup::window::ContainerControl;
 use command::{DumpJob, Login, Tools};
 
 /// Where dumps are written in atomic mode (and where they sit in the snapshot).

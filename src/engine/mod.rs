@@ -14,7 +14,7 @@ use bollard::query_parameters::StopContainerOptions;
 use bollard::{API_DEFAULT_VERSION, Docker};
 
 use crate::env::Secret;
-use crate::window::ContainerControl;
+use crate::backup::window::ContainerControl;
 
 const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
 const TIMEOUT_SECS: u64 = 600;

@@ -304,6 +304,27 @@ pub fn parse_snapshots(json: &str) -> Result<Vec<SnapshotInfo>, serde_json::Erro
     Ok(snapshots)
 }
 
+/// One group of `restic forget --json`: what the policy keeps and removes.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct ForgetGroup {
+    /// Snapshots kept.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub keep: Vec<SnapshotInfo>,
+    /// Snapshots removed.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub remove: Vec<SnapshotInfo>,
+}
+
+/// Parses `restic forget --json` (an array of groups; empty output when no
+/// snapshot matched). Lines that are not JSON (restic may print some) are skipped.
+pub fn parse_forget(out: &str) -> Result<Vec<ForgetGroup>, serde_json::Error> {
+    let mut groups = Vec::new();
+    for line in out.lines().map(str::trim).filter(|l| l.starts_with('[')) {
+        groups.extend(serde_json::from_str::<Vec<ForgetGroup>>(line)?);
+    }
+    Ok(groups)
+}
+
 /// `null` (Go's nil slice) reads as the default.
 fn null_as_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(
     d: D,
@@ -319,6 +340,24 @@ fn non_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forget_groups_from_014() {
+        let groups = parse_forget(include_str!(
+            "../../tests/fixtures/restic/forget-keep-last-0.14.json"
+        ))
+        .unwrap();
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].keep.len(), 1);
+        let removed: Vec<&str> = groups[0]
+            .remove
+            .iter()
+            .map(|s| s.short_id.as_str())
+            .collect();
+        assert_eq!(removed, ["2aab1f0b", "d6814fc3"]);
+        assert_eq!(parse_forget("").unwrap(), vec![]);
+        assert!(parse_forget("[{\"keep\": 3}]").is_err());
+    }
 
     /// Recorded from restic 0.14.0 (Debian bookworm), see tests/fixtures/restic/README.md.
     const V014: &str = include_str!("../../tests/fixtures/restic/version-0.14.txt");

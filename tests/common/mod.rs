@@ -6,6 +6,9 @@
 
 #![allow(dead_code)]
 
+pub mod events;
+pub use events::{EventWatch, Events};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -346,26 +349,50 @@ impl Stack {
         .to_string()
     }
 
-    /// Lifecycle events (`stop`, `die`, `kill`, `start`) the engine recorded for
-    /// `service` between two unix timestamps.
-    pub fn events(&self, service: &str, since: i64, until: i64) -> Vec<String> {
-        let id = self.container(service);
-        let out = run(&mut docker(&[
-            "events",
-            "--since",
-            &since.to_string(),
-            "--until",
-            &until.to_string(),
-            "--filter",
-            &format!("container={id}"),
-            "--format",
-            "{{.Action}}",
-        ]));
-        out.lines()
-            .map(str::to_string)
-            .filter(|a| ["stop", "die", "kill", "start"].contains(&a.as_str()))
-            .collect()
+    /// Starts recording the engine's events live (see [`events`]).
+    pub fn watch(&self) -> EventWatch {
+        EventWatch::start()
     }
+}
+
+/// What the engine's events must show of a backup of the test stack: the app
+/// and its sidekick stopped and started again (the sanity check that the
+/// stream saw the run), the sidekick (it shares the app's network) stopped
+/// before the app and started after it, and the bystander, the databases and
+/// the legacy service never touched. Returns the app's down time in seconds
+/// (its `die` to its `start`).
+pub fn assert_window_events(stack: &Stack, events: &Events) -> f64 {
+    let app = stack.container("app");
+    let sidekick = stack.container("sidekick");
+    events.assert_saw(&app, &["stop", "die", "start"]);
+    events.assert_saw(&sidekick, &["stop", "die", "start"]);
+    let app_actions = events.actions(&app);
+    let stop = app_actions.iter().position(|e| e == "stop").unwrap();
+    assert!(
+        app_actions[stop..].iter().any(|e| e == "start"),
+        "app not started after its stop: {app_actions:?}"
+    );
+    let (app_die, side_die) = (events.first(&app, "die"), events.first(&sidekick, "die"));
+    let (app_start, side_start) = (
+        events.first(&app, "start"),
+        events.first(&sidekick, "start"),
+    );
+    assert!(
+        side_die < app_die,
+        "the sidekick depends on the app: it must be stopped first (sidekick die {side_die}, app die {app_die})"
+    );
+    assert!(
+        app_start < side_start,
+        "the app must be started before its sidekick (app start {app_start}, sidekick start {side_start})"
+    );
+    for untouched in ["bystander", "postgres", "mariadb", "legacy"] {
+        assert_eq!(
+            events.actions(&stack.container(untouched)),
+            Vec::<String>::new(),
+            "{untouched} was touched"
+        );
+    }
+    (app_start - app_die) as f64 / 1e9
 }
 
 /// Now, in unix seconds.

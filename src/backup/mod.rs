@@ -7,6 +7,9 @@
 //! 4. the stop window: dumps, then the snapshot(s); containers started again;
 //! 5. cleanup: dump files and stray workers removed.
 
+pub mod snapshot;
+pub mod window;
+
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -24,8 +27,8 @@ use crate::journal::Journal;
 use crate::plan::{self, Plan, PlanOptions};
 use crate::report::{Outcome, Phase, RunReport, SnapshotReport};
 use crate::restic::{BackupExit, RepoOpened, Restic};
-use crate::snapshot::{self, Snapshotted, Target, VOLUMES_DIR};
-use crate::window::{self, Shutdown};
+use snapshot::{Snapshotted, Target, VOLUMES_DIR};
+use window::Shutdown;
 
 /// What a run needs.
 pub struct Context {

@@ -1,0 +1,247 @@
+//! The engine's events, recorded live: a `docker events` stream started before
+//! the action a test makes and stopped after it.
+//!
+//! Asking the engine afterwards (`docker events --since/--until`) replays only
+//! its most recent events (256 on Docker 20–28), so on a busy engine a replay
+//! can silently miss the very `die`/`stop` a test looks for, and a check that
+//! something was *not* touched passes on an empty list. A live stream misses
+//! nothing, and two marker events the watch causes itself (a volume created
+//! and removed at the start and at the end) prove that the stream was live
+//! for the whole action: [`EventWatch::finish`] fails when it did not see both.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{docker, output};
+
+/// One event from the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// `container`, `volume`, `network`, …
+    pub kind: String,
+    /// `start`, `die`, `stop`, `kill`, `create`, …
+    pub action: String,
+    /// The actor: a container id, a volume name, …
+    pub id: String,
+    /// The actor's `name` attribute (a container's name), if any.
+    pub name: String,
+    /// When, in nanoseconds since the epoch (the engine's clock).
+    pub time_nano: i64,
+}
+
+impl Event {
+    fn parse(line: &str) -> Option<Event> {
+        let v: Value = serde_json::from_str(line).ok()?;
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        Some(Event {
+            kind: text(&v["Type"]),
+            action: text(&v["Action"]),
+            id: text(&v["Actor"]["ID"]),
+            name: text(&v["Actor"]["Attributes"]["name"]),
+            time_nano: v["timeNano"].as_i64().unwrap_or_default(),
+        })
+    }
+}
+
+/// A live event stream; [`EventWatch::finish`] stops it and returns what it saw.
+pub struct EventWatch {
+    child: Child,
+    seen: Arc<Mutex<Vec<Event>>>,
+    begin: String,
+}
+
+fn marker_name(what: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "stackshot-e2e-mark-{}-{}-{what}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Creates and removes a volume named `name`: an event the watch waits for.
+fn mark(name: &str) {
+    let out = output(&mut docker(&["volume", "create", name]));
+    assert!(
+        out.status.success(),
+        "cannot create the marker volume {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = output(&mut docker(&["volume", "rm", name]));
+}
+
+impl EventWatch {
+    /// Starts the stream and returns once it is live (its first marker seen).
+    pub fn start() -> EventWatch {
+        let mut child = Command::new("docker")
+            .args(["events", "--format", "{{json .}}"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot run docker events");
+        let stdout = child.stdout.take().expect("piped");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(e) = Event::parse(&line) {
+                    sink.lock().unwrap().push(e);
+                }
+            }
+        });
+        let mut watch = EventWatch {
+            child,
+            seen,
+            begin: marker_name("begin"),
+        };
+        // Until the stream is subscribed, a marker may go unseen: mark again.
+        let begin = watch.begin.clone();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            mark(&begin);
+            if watch.wait_for(&begin, Duration::from_secs(2)) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "docker events showed none of its marker events within 30 s"
+            );
+        }
+        watch
+    }
+
+    fn position(&self, volume: &str) -> Option<usize> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .position(|e| e.kind == "volume" && e.action == "create" && e.id == volume)
+    }
+
+    fn wait_for(&mut self, volume: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.position(volume).is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Stops the stream once it has caught up with now (its end marker seen),
+    /// and returns the events between the two markers. Panics when the stream
+    /// did not see both markers: then it proves nothing.
+    pub fn finish(mut self) -> Events {
+        let end = marker_name("end");
+        mark(&end);
+        let caught_up = self.wait_for(&end, Duration::from_secs(30));
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        assert!(
+            caught_up,
+            "the event stream never saw its end marker: it was not live to the end, so it proves nothing"
+        );
+        let from = self.position(&self.begin).expect("begin marker");
+        let to = self.position(&end).expect("end marker");
+        let all = self.seen.lock().unwrap();
+        Events(
+            all[from + 1..to]
+                .iter()
+                .filter(|e| !e.id.starts_with("stackshot-e2e-mark-"))
+                .cloned()
+                .collect(),
+        )
+    }
+}
+
+impl Drop for EventWatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The lifecycle actions the tests reason about.
+pub const LIFECYCLE: [&str; 4] = ["kill", "die", "stop", "start"];
+
+/// Events recorded by an [`EventWatch`], in the order the engine sent them.
+#[derive(Debug, Clone)]
+pub struct Events(pub Vec<Event>);
+
+impl Events {
+    /// The lifecycle actions (`kill`, `die`, `stop`, `start`) of one container.
+    pub fn actions(&self, container_id: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|e| e.kind == "container" && e.id == container_id)
+            .filter(|e| LIFECYCLE.contains(&e.action.as_str()))
+            .map(|e| e.action.clone())
+            .collect()
+    }
+
+    /// The times (ns) of every `action` of one container.
+    pub fn times(&self, container_id: &str, action: &str) -> Vec<i64> {
+        self.0
+            .iter()
+            .filter(|e| e.kind == "container" && e.id == container_id && e.action == action)
+            .map(|e| e.time_nano)
+            .collect()
+    }
+
+    /// The first `action` of a container, in ns; panics naming what was seen when absent.
+    pub fn first(&self, container_id: &str, action: &str) -> i64 {
+        *self.times(container_id, action).first().unwrap_or_else(|| {
+            panic!(
+                "no {action} event for {container_id}; saw {:?}",
+                self.actions(container_id)
+            )
+        })
+    }
+
+    /// Sanity: the stream saw events the test itself caused (say, the app's
+    /// `die` and `start`). Panics otherwise, so an empty stream fails a test
+    /// instead of passing it.
+    pub fn assert_saw(&self, container_id: &str, actions: &[&str]) {
+        let seen = self.actions(container_id);
+        for a in actions {
+            assert!(
+                seen.iter().any(|s| s == a),
+                "the event stream saw no {a} of {container_id} (saw {seen:?}): it cannot prove anything"
+            );
+        }
+    }
+
+    /// Sanity for a test in which nothing may stop: the stream saw the test's
+    /// own `docker exec` in `container_id` (an `exec_start: …` event whose
+    /// command contains `command`).
+    pub fn assert_saw_exec(&self, container_id: &str, command: &str) {
+        assert!(
+            self.0.iter().any(|e| e.kind == "container"
+                && e.id == container_id
+                && e.action.starts_with("exec_start")
+                && e.action.contains(command)),
+            "the event stream saw no exec of {command:?} in {container_id}: it cannot prove anything (saw {:?})",
+            self.0.iter().map(|e| &e.action).collect::<Vec<_>>()
+        );
+    }
+
+    /// Containers with any lifecycle event, by name.
+    pub fn touched(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .0
+            .iter()
+            .filter(|e| e.kind == "container" && LIFECYCLE.contains(&e.action.as_str()))
+            .map(|e| e.name.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
