@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+use crate::backup::window::Shutdown;
+use crate::backup::{self as run, Context};
 use crate::config::Config;
 use crate::daemon::control::{self, Reply, Request};
 use crate::daemon::{self, http};
@@ -13,8 +15,6 @@ use crate::env::Env;
 use crate::journal::Journal;
 use crate::report::Outcome;
 use crate::restic::Restic;
-use crate::backup::{self as run, Context};
-use crate::backup::window::Shutdown;
 use crate::{discovery, logging, plan, worker};
 
 /// stackshot: one consistent restic snapshot of a compose stack's volumes and databases.

@@ -7,8 +7,8 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::dumps::DumpResult;
 use crate::backup::window::WindowReport;
+use crate::dumps::DumpResult;
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -219,3 +219,151 @@ async fn secrets_travel_in_the_environment_only() {
     assert!(matches!(err, ResticError::NotRunnable { .. }), "{err:?}");
     assert!(err.to_string().contains("install restic"), "{err}");
 }
+
+/// `restic backup --json` of `paths` (relative to `cwd`) with tags; returns the snapshot id.
+fn plain_backup(dir: &Path, repo: &str, cwd: &Path, paths: &[&str], tags: &str) -> String {
+    let out = std::process::Command::new("restic")
+        .args(["backup", "--json", "--host", "h", "--tag", tags])
+        .args(paths)
+        .current_dir(cwd)
+        .env("RESTIC_REPOSITORY", repo)
+        .env("RESTIC_PASSWORD", PASSWORD)
+        .env("RESTIC_CACHE_DIR", dir.join("cache"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    match text.lines().rev().find_map(parse_backup_line) {
+        Some(BackupEvent::Summary(s)) => s.snapshot_id.unwrap(),
+        other => panic!("no summary: {other:?}"),
+    }
+}
+
+fn plain(dir: &Path, repo: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("restic")
+        .args(args)
+        .env("RESTIC_REPOSITORY", repo)
+        .env("RESTIC_PASSWORD", PASSWORD)
+        .env("RESTIC_CACHE_DIR", dir.join("cache"))
+        .output()
+        .unwrap()
+}
+
+/// Two restic snapshots (one of `volumes`, one of `databases`) merged by
+/// rustic_core into one that plain restic lists, restores byte for byte and
+/// checks with --read-data, also after the parts are forgotten and pruned.
+#[tokio::test]
+async fn merged_snapshot_reads_with_plain_restic() {
+    use stackshot::backup::merge::{MergeInto, merge_blocking, refuse_if_exclusively_locked};
+    let dir = TempDir::new().unwrap();
+    let repo = repo_path(&dir);
+    let r = restic(dir.path(), &repo, PASSWORD);
+    r.open_or_init().await.unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("volumes/app/data")).unwrap();
+    std::fs::create_dir_all(src.join("databases/pg")).unwrap();
+    let blob: Vec<u8> = (0..300_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    std::fs::write(src.join("volumes/app/data/blob.bin"), &blob).unwrap();
+    std::fs::write(src.join("databases/pg/all.sql"), b"select 1;\n").unwrap();
+    let a = plain_backup(dir.path(), &repo, &src, &["volumes"], "part");
+    let b = plain_backup(dir.path(), &repo, &src, &["databases"], "part");
+
+    refuse_if_exclusively_locked(&r, Path::new(&repo))
+        .await
+        .unwrap();
+    let stop = chrono::DateTime::parse_from_rfc3339("2026-11-22T02:00:01.5Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let tags = vec!["stackshot".to_string(), "mode=atomic".to_string()];
+    let merged = merge_blocking(
+        &repo,
+        PASSWORD,
+        &[a.clone(), b.clone()],
+        &MergeInto {
+            host: "shop",
+            tags: &tags,
+            time: stop,
+        },
+    )
+    .unwrap();
+    let out = plain(dir.path(), &repo, &["forget", &a, &b, "--prune"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = plain(dir.path(), &repo, &["snapshots", "--json"]);
+    let snaps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let snaps = snaps.as_array().unwrap();
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    assert_eq!(snaps[0]["id"], merged);
+    assert_eq!(snaps[0]["hostname"], "shop");
+    assert_eq!(snaps[0]["time"], "2026-11-22T02:00:01.5Z");
+    let mut t: Vec<&str> = snaps[0]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    t.sort();
+    assert_eq!(t, ["mode=atomic", "stackshot"]);
+
+    let target = dir.path().join("restored");
+    let out = plain(
+        dir.path(),
+        &repo,
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // restic stores relative paths under the absolute working directory.
+    let base = target.clone();
+    assert_eq!(
+        std::fs::read(base.join("volumes/app/data/blob.bin")).unwrap(),
+        blob
+    );
+    assert_eq!(
+        std::fs::read(base.join("databases/pg/all.sql")).unwrap(),
+        b"select 1;\n"
+    );
+    let out = plain(dir.path(), &repo, &["check", "--read-data"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // An exclusive lock held elsewhere (`restic key passwd` holds one while it
+    // waits for the new password on stdin): refused, naming the holder.
+    let mut holder = std::process::Command::new("restic")
+        .args(["key", "passwd"])
+        .env("RESTIC_REPOSITORY", &repo)
+        .env("RESTIC_PASSWORD", PASSWORD)
+        .env("RESTIC_CACHE_DIR", dir.path().join("cache"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let locks = Path::new(&repo).join("locks");
+    for _ in 0..200 {
+        if std::fs::read_dir(&locks).unwrap().next().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let refused = refuse_if_exclusively_locked(&r, Path::new(&repo)).await;
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let e = format!("{:#}", refused.unwrap_err());
+    assert!(e.contains("locked exclusively by root@"), "{e}");
+    assert!(e.contains(&format!("(pid {}", holder.id())), "{e}");
+}

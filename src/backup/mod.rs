@@ -7,6 +7,7 @@
 //! 4. the stop window: dumps, then the snapshot(s); containers started again;
 //! 5. cleanup: dump files and stray workers removed.
 
+pub mod merge;
 pub mod snapshot;
 pub mod window;
 

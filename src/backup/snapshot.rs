@@ -359,7 +359,8 @@ mod tests {
 
     #[test]
     fn worker_gets_plan_mounts_read_only_and_sidecar_mounts_without_the_socket() {
-        let cs = from_inspect_json(include_str!("../../tests/fixtures/stack-inspect.json")).unwrap();
+        let cs =
+            from_inspect_json(include_str!("../../tests/fixtures/stack-inspect.json")).unwrap();
         let sidecar = cs.iter().find(|c| c.service == "backup").unwrap();
         let plan = build(
             &PlanOptions {

@@ -19,10 +19,10 @@ use chrono::Utc;
 use tokio::io::BufReader;
 use tokio::net::UnixStream;
 
+use crate::backup::window::{self, Shutdown};
+use crate::backup::{self as run, Context};
 use crate::report::{Outcome, RunReport};
 use crate::retention::{self, RetentionReport};
-use crate::backup::{self as run, Context};
-use crate::backup::window::{self, Shutdown};
 use control::{Reply, Request};
 use state::{DaemonState, Maintenance, Running};
 

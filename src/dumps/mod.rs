@@ -17,11 +17,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 
+use crate::backup::window::ContainerControl;
 use crate::engine::{Engine, exec};
 use crate::env::Secret;
 use crate::labels::Engine as DbEngine;
 use crate::plan::{CredentialSource, DumpPlan};
-use crate::backup::window::ContainerControl;
 use command::{DumpJob, Login, Tools};
 
 /// Where dumps are written in atomic mode (and where they sit in the snapshot).

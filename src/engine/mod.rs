@@ -13,8 +13,8 @@ use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::StopContainerOptions;
 use bollard::{API_DEFAULT_VERSION, Docker};
 
-use crate::env::Secret;
 use crate::backup::window::ContainerControl;
+use crate::env::Secret;
 
 const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
 const TIMEOUT_SECS: u64 = 600;
