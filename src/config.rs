@@ -55,6 +55,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// How long the stop window lasts (`STOP_WINDOW`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StopWindow {
+    /// Pre-pass before the window; databases pinned and the incremental file
+    /// snapshot inside it; the dumps stream after it.
+    Short,
+    /// Every dump and the whole file snapshot inside the window (the older tools' way).
+    Full,
+}
+
 /// restic's own settings, passed to restic unchanged.
 #[derive(Debug, Clone)]
 pub struct ResticSettings {
@@ -99,6 +110,8 @@ pub struct Config {
     pub log_level: LogLevel,
     /// Log format.
     pub log_format: LogFormat,
+    /// `STOP_WINDOW`: short (default) or full.
+    pub stop_window: StopWindow,
     /// Engine address; `None`: the local socket.
     pub docker_host: Option<String>,
     /// Our own container, when it cannot be found from `/proc/self/mountinfo`.
@@ -175,6 +188,7 @@ impl Config {
             exclude_bind_mounts: opt(env, "EXCLUDE_BIND_MOUNTS", boolean)?.unwrap_or(false),
             log_level: opt(env, "LOG_LEVEL", log_level)?.unwrap_or(LogLevel::Info),
             log_format: opt(env, "LOG_FORMAT", log_format)?.unwrap_or(LogFormat::Text),
+            stop_window: opt(env, "STOP_WINDOW", stop_window)?.unwrap_or(StopWindow::Short),
             docker_host: opt(env, "DOCKER_HOST", docker_host)?,
             self_container: opt(env, "STACKSHOT_CONTAINER", |s| {
                 Ok(s.value.trim().to_string())
@@ -358,6 +372,14 @@ fn log_format(s: &Sourced) -> Result<LogFormat, ConfigError> {
     }
 }
 
+fn stop_window(s: &Sourced) -> Result<StopWindow, ConfigError> {
+    match s.value.trim().to_ascii_lowercase().as_str() {
+        "short" => Ok(StopWindow::Short),
+        "full" => Ok(StopWindow::Full),
+        _ => Err(invalid(s, "unknown stop window", "short or full")),
+    }
+}
+
 fn docker_host(s: &Sourced) -> Result<String, ConfigError> {
     let v = s.value.trim();
     if ["unix://", "tcp://", "http://"]
@@ -533,6 +555,10 @@ mod tests {
         );
         assert!(
             err(&[("LOG_FORMAT", "xml")]).starts_with("LOG_FORMAT=\"xml\": unknown log format")
+        );
+        assert!(
+            err(&[("STOP_WINDOW", "tiny")])
+                .starts_with("STOP_WINDOW=\"tiny\": unknown stop window")
         );
     }
 

@@ -63,6 +63,9 @@ pub struct BackupLabels {
     /// Predecessor-tool labels ignored because a stackshot label for the same
     /// setting disagrees (`label=value (stackshot's label=value wins)`).
     pub ignored: Vec<String>,
+    /// `stackshot.window=full`: dump this database inside the stop window
+    /// (not pinned), whatever `STOP_WINDOW` says.
+    pub window_full: bool,
     /// Labels whose values could not be understood, each a one-line message.
     pub errors: Vec<String>,
 }
@@ -187,10 +190,20 @@ pub fn parse(labels: &BTreeMap<String, String>) -> BackupLabels {
             }
             None => continue,
         };
+        if ours_label && rest == "window" {
+            match value.trim().to_ascii_lowercase().as_str() {
+                "full" => out.window_full = true,
+                "short" | "" => {}
+                other => out.errors.push(format!(
+                    "label {key}={other:?} is not a stop window; accepted: full or short"
+                )),
+            }
+            continue;
+        }
         let Some(setting) = setting_of(rest) else {
             if ours_label && !rest.starts_with("role") && rest != "project" {
                 out.errors.push(format!(
-                    "unknown label {key}; accepted: stackshot.volumes, stackshot.volumes.include, stackshot.volumes.exclude, stackshot.stop-during-backup, stackshot.postgres, stackshot.mariadb, stackshot.mysql, stackshot.databases"
+                    "unknown label {key}; accepted: stackshot.volumes, stackshot.volumes.include, stackshot.volumes.exclude, stackshot.stop-during-backup, stackshot.postgres, stackshot.mariadb, stackshot.mysql, stackshot.databases, stackshot.window"
                 ));
             }
             continue;
@@ -393,6 +406,17 @@ mod tests {
         assert_eq!(
             l.ignored,
             ["stack-back.mariadb=true (stackshot's stackshot.postgres=true wins)"]
+        );
+    }
+
+    #[test]
+    fn window_label() {
+        let l = labels(&[("stackshot.postgres", "true"), ("stackshot.window", "Full")]);
+        assert!(l.window_full && l.errors.is_empty());
+        let l = labels(&[("stackshot.window", "sometimes")]);
+        assert_eq!(
+            l.errors,
+            ["label stackshot.window=\"sometimes\" is not a stop window; accepted: full or short"]
         );
     }
 

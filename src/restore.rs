@@ -417,6 +417,8 @@ async fn target(
         },
         engine,
         databases: vec![],
+        pinned: false,
+        window_reason: None,
         credentials: plan::credentials(engine, &info.env_names),
         outputs: vec![format!("{DATABASES_DIR}/{}/restore.sql", info.service)],
     };

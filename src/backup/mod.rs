@@ -19,7 +19,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
 use futures_util::future::try_join_all;
 
-use crate::config::Config;
+use crate::config::{Config, StopWindow};
 use crate::container::{ContainerInfo, ROLE_LABEL};
 use crate::discovery::{self, Discovery};
 use crate::dumps::{self, DATABASES_DIR, DumpResult, Prepared};
@@ -55,7 +55,26 @@ pub fn plan_options(config: &Config, found: &Discovery) -> PlanOptions {
         include_all_projects: config.include_all_projects,
         exclude_bind_mounts: config.exclude_bind_mounts,
         self_id: found.self_container.as_ref().map(|c| c.id.clone()),
+        full_window: full_window_reason(config),
     }
+}
+
+/// Why a run must use the full stop window, or `None` when the short one works. Pure.
+pub fn full_window_reason(config: &Config) -> Option<String> {
+    if config.stop_window == StopWindow::Full {
+        return Some("STOP_WINDOW=full".into());
+    }
+    if !config.atomic {
+        return Some(
+            "ATOMIC_BACKUP=false: each dump streams into its own snapshot inside the window".into(),
+        );
+    }
+    if merge::local_path(config.restic.repository.expose()).is_none() {
+        return Some(
+            "the repository is not a local directory: the window's snapshots are merged with rustic's local backend only".into(),
+        );
+    }
+    None
 }
 
 /// Runs one backup. Never panics and never returns early with a container

@@ -370,6 +370,7 @@ mod tests {
                 include_all_projects: false,
                 exclude_bind_mounts: false,
                 self_id: Some(sidecar.id.clone()),
+                full_window: None,
             },
             &cs,
         );

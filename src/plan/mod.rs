@@ -35,6 +35,9 @@ pub struct PlanOptions {
     pub exclude_bind_mounts: bool,
     /// Our own container's id, never part of a plan.
     pub self_id: Option<String>,
+    /// Why the whole run uses the full stop window (`STOP_WINDOW=full`,
+    /// split snapshots, a repository that cannot be merged); `None`: short.
+    pub full_window: Option<String>,
 }
 
 /// A container named in the plan.
@@ -120,6 +123,11 @@ pub struct DumpPlan {
     pub credentials: Credentials,
     /// Files written, as paths in the snapshot.
     pub outputs: Vec<String>,
+    /// Pinned at the stop and dumped after the window (short window); false:
+    /// dumped inside the window.
+    pub pinned: bool,
+    /// Why it is dumped inside the window, when it is.
+    pub window_reason: Option<String>,
 }
 
 /// One mount to back up.
@@ -183,6 +191,10 @@ pub struct Plan {
     pub host: String,
     /// One snapshot for volumes and dumps.
     pub atomic: bool,
+    /// The stop window: `short` or `full`.
+    pub window: String,
+    /// Why the window is full, when it is.
+    pub window_reason: Option<String>,
     /// Containers stopped for the window, in stop order.
     pub stop: Vec<StopEntry>,
     /// Database dumps.
@@ -317,6 +329,13 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
         project: opts.project.clone(),
         host: opts.host.clone(),
         atomic: opts.atomic,
+        window: if opts.full_window.is_some() {
+            "full"
+        } else {
+            "short"
+        }
+        .into(),
+        window_reason: opts.full_window.clone(),
         stop: vec![],
         dumps: vec![],
         volumes: vec![],
@@ -404,12 +423,19 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
                     "{who}: no MARIADB_ROOT_PASSWORD/MYSQL_ROOT_PASSWORD (or _FILE) in the container's environment; the dump will connect as root without a password"
                 ));
             }
+            let window_reason = match &opts.full_window {
+                Some(why) => Some(why.clone()),
+                None if labels.window_full => Some("label stackshot.window=full".into()),
+                None => None,
+            };
             plan.dumps.push(DumpPlan {
                 container: cref.clone(),
                 engine,
                 databases: labels.databases.clone(),
                 credentials,
                 outputs,
+                pinned: window_reason.is_none(),
+                window_reason,
             });
         } else if labels.stop {
             stop_set.push(c);

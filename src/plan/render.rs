@@ -65,6 +65,14 @@ pub fn render_table(plan: &Plan) -> String {
         "Plan for compose project {:?} (restic host {:?}, {mode})",
         plan.project, plan.host
     );
+    match &plan.window_reason {
+        None => out.push_str(
+            "Stop window: short (files pre-passed while the stack runs; databases pinned at the stop, dumped after it)\n",
+        ),
+        Some(why) => {
+            let _ = writeln!(out, "Stop window: full (dumps and files inside it): {why}");
+        }
+    }
 
     out.push_str(
         "\nStopped during the backup (dependents first, started again in reverse order):\n",
@@ -112,6 +120,14 @@ pub fn render_table(plan: &Plan) -> String {
                         source(&d.credentials.user),
                         source(&d.credentials.password)
                     ),
+                    if d.pinned {
+                        "pinned at the stop, dumped after the window (MariaDB/MySQL: unless a table is not InnoDB)".into()
+                    } else {
+                        format!(
+                            "inside the window: {}",
+                            d.window_reason.as_deref().unwrap_or("")
+                        )
+                    },
                     d.outputs.join(" "),
                 ]
             })
@@ -123,6 +139,7 @@ pub fn render_table(plan: &Plan) -> String {
                 "ENGINE",
                 "DATABASES",
                 "CREDENTIALS FROM",
+                "DUMPED",
                 "SNAPSHOT PATH",
             ],
             &rows,

@@ -27,6 +27,7 @@ fn opts(cs: &[ContainerInfo]) -> PlanOptions {
             .iter()
             .find(|c| c.service == "backup")
             .map(|c| c.id.clone()),
+        full_window: None,
     }
 }
 
@@ -454,4 +455,52 @@ fn table_names_every_section() {
     ] {
         assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
     }
+}
+
+#[test]
+fn dumps_are_pinned_unless_the_window_is_full() {
+    let mut cs = fixture();
+    let plan = build(&opts(&cs), &cs);
+    assert_eq!(plan.window, "short");
+    assert!(
+        plan.dumps
+            .iter()
+            .all(|d| d.pinned && d.window_reason.is_none())
+    );
+    assert!(render_table(&plan).contains("pinned at the stop, dumped after the window"));
+
+    // One database labelled stackshot.window=full is dumped inside the window.
+    svc(&mut cs, "mariadb")
+        .labels
+        .insert("stackshot.window".into(), "full".into());
+    let plan = build(&opts(&cs), &cs);
+    let maria = plan
+        .dumps
+        .iter()
+        .find(|d| d.container.service == "mariadb")
+        .unwrap();
+    assert!(!maria.pinned);
+    assert_eq!(
+        maria.window_reason.as_deref(),
+        Some("label stackshot.window=full")
+    );
+    assert!(
+        plan.dumps
+            .iter()
+            .find(|d| d.container.service == "postgres")
+            .unwrap()
+            .pinned
+    );
+    assert!(render_table(&plan).contains("inside the window: label stackshot.window=full"));
+
+    // STOP_WINDOW=full: everything inside, and the plan says why.
+    let mut o = opts(&cs);
+    o.full_window = Some("STOP_WINDOW=full".into());
+    let plan = build(&o, &cs);
+    assert_eq!(plan.window, "full");
+    assert!(plan.dumps.iter().all(|d| !d.pinned));
+    assert!(
+        render_table(&plan)
+            .contains("Stop window: full (dumps and files inside it): STOP_WINDOW=full")
+    );
 }
