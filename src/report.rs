@@ -85,6 +85,13 @@ pub struct RunReport {
     pub repository_initialised: bool,
     /// Peak resident memory of the stackshot process so far, in bytes (Linux).
     pub peak_rss_bytes: Option<u64>,
+    /// The stop window used: `short` or `full` (empty when none opened).
+    #[serde(default)]
+    pub window_mode: String,
+    /// What went differently from the plan, and why (a database dumped inside
+    /// the window, a fallback to the full window).
+    #[serde(default)]
+    pub notes: Vec<String>,
     /// What retention did after the run (the daemon applies it after a success).
     #[serde(default)]
     pub retention: Option<crate::retention::RetentionReport>,
@@ -116,6 +123,8 @@ impl RunReport {
             repository_initialised: false,
             peak_rss_bytes: None,
             retention: None,
+            window_mode: String::new(),
+            notes: vec![],
         }
     }
 
@@ -178,7 +187,12 @@ impl RunReport {
         if let Some(w) = &self.window {
             let _ = writeln!(
                 out,
-                "  stop window: {:.1}s, stopped {} ({}), started {}",
+                "  stop window ({}): {:.1}s, stopped {} ({}), started {}",
+                if self.window_mode.is_empty() {
+                    "full"
+                } else {
+                    &self.window_mode
+                },
                 w.seconds,
                 w.stopped.len(),
                 w.stopped
@@ -191,6 +205,9 @@ impl RunReport {
             if !w.restart_failed.is_empty() {
                 let _ = writeln!(out, "  NOT RUNNING AGAIN: {}", w.restart_failed.join("; "));
             }
+        }
+        for n in &self.notes {
+            let _ = writeln!(out, "  note: {n}");
         }
         for d in &self.dumps {
             let _ = writeln!(

@@ -318,8 +318,12 @@ fn on_demand_runs_busy_refusal_and_health() {
         .iter()
         .map(|r| r["result"].as_str().unwrap())
         .collect();
-    assert_eq!(results, ["success", "failed", "success", "success"], "{s}");
-    // Retention ran after each success: three successful runs, KEEP_LAST=2.
+    assert_eq!(
+        results,
+        ["success", "failed", "success", "success", "success"],
+        "{s}"
+    );
+    // Retention ran after each success: four successful runs, KEEP_LAST=2.
     assert_eq!(
         stack.snapshots().len(),
         2,

@@ -4,10 +4,15 @@
 //!    the containers it left stopped;
 //! 2. plan: discover the stack and build the plan (refuse a plan with errors);
 //! 3. preflight: repository, credentials, tools — before any container is touched;
-//! 4. the stop window: dumps, then the snapshot(s); containers started again;
+//! 4. the stop window ([`short`] by default: pre-pass, pin ∥ files, dumps
+//!    after the window, one merged snapshot; or full, and as the fallback:
+//!    dumps, then the snapshot(s), inside the window); containers started again;
 //! 5. cleanup: dump files and stray workers removed.
 
 pub mod merge;
+pub mod pin;
+pub mod prepass;
+pub mod short;
 pub mod snapshot;
 pub mod window;
 
@@ -28,6 +33,7 @@ use crate::journal::Journal;
 use crate::plan::{self, Plan, PlanOptions};
 use crate::report::{Outcome, Phase, RunReport, SnapshotReport};
 use crate::restic::{BackupExit, RepoOpened, Restic};
+use short::Short;
 use snapshot::{Snapshotted, Target, VOLUMES_DIR};
 use window::Shutdown;
 
@@ -154,7 +160,71 @@ async fn run(
         snapshot::check_databases_mount(&sidecar)?;
         dumps::clear_dir(Path::new(DATABASES_DIR))?;
     }
+    // Which databases are dumped inside the short window, and why.
+    let mut in_window = Vec::new();
+    if plan.window_reason.is_none() {
+        prepass::forget_leftovers(&ctx.restic, &plan.project).await?;
+        for (i, p) in prepared.iter().enumerate() {
+            let why = match &p.plan.window_reason {
+                Some(why) => Some(why.clone()),
+                None => pin::unpinnable_reason(&ctx.engine, p).await?,
+            };
+            if let Some(why) = why {
+                let note = format!(
+                    "{}: dumped inside the window: {why}",
+                    p.plan.container.service
+                );
+                tracing::info!("{note}");
+                r.notes.push(note);
+                in_window.push(i);
+            }
+        }
+    }
     r.phase("preflight", t);
+
+    if plan.window_reason.is_none() {
+        r.window_mode = "short".into();
+        let outcome = short::run(ctx, shutdown, r, &plan, &sidecar, &prepared, &in_window).await;
+        let t = Instant::now();
+        if let Err(e) = dumps::clear_dir(Path::new(DATABASES_DIR)) {
+            tracing::warn!(error = %format!("{e:#}"), "could not remove the dump files");
+        }
+        remove_workers(&ctx.engine, &plan.project).await;
+        r.phase("cleanup", t);
+        match outcome? {
+            Short::Done(snapshots, dumps) => {
+                r.snapshots = snapshots;
+                r.dumps = dumps;
+                let unreadable: Vec<String> = r
+                    .snapshots
+                    .iter()
+                    .flat_map(|s| s.unreadable.iter().cloned())
+                    .collect();
+                return Ok(if unreadable.is_empty() {
+                    (Outcome::Success, None)
+                } else {
+                    (
+                        Outcome::Partial,
+                        Some(format!(
+                            "some files could not be read: {}",
+                            unreadable.join("; ")
+                        )),
+                    )
+                });
+            }
+            Short::Fallback(why) => {
+                let note = format!(
+                    "a pinned dump could not be trusted ({why}); the backup was repeated once in the full window"
+                );
+                tracing::warn!("{note}");
+                r.notes.push(note);
+                r.window_mode = "full".into();
+                dumps::clear_dir(Path::new(DATABASES_DIR))?;
+            }
+        }
+    } else {
+        r.window_mode = "full".into();
+    }
 
     let t = Instant::now();
     let gathered = Mutex::new(Gathered::default());

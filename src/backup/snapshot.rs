@@ -22,6 +22,9 @@ use crate::worker::WorkerEvent;
 /// Where the plan's mounts appear in the worker (and in the snapshot).
 pub const VOLUMES_DIR: &str = "/volumes";
 
+/// The tag of a run's parts (pre-pass and the snapshots merged into one).
+pub const PART_TAG: &str = "stackshot-part";
+
 /// Settings shared by every snapshot of a run.
 #[derive(Debug, Clone)]
 pub struct Target<'a> {
@@ -36,9 +39,21 @@ pub struct Target<'a> {
 }
 
 impl Target<'_> {
+    /// The tags of a part of a run (the pre-pass, the window's files, the
+    /// dumps): not `stackshot`, so that no listing, retention or restore
+    /// mistakes a part for a backup. Parts are forgotten by the run.
+    pub fn part_tags(&self, part: &str) -> Vec<String> {
+        vec![
+            PART_TAG.to_string(),
+            format!("project={}", self.project),
+            format!("run={}", self.run_id),
+            format!("part={part}"),
+        ]
+    }
+
     /// The tags of a snapshot: `stackshot`, `project=`, `mode=`, `run=` and one
     /// `service=` per service it holds.
-    fn tags(&self, mode: &str, services: &[&str]) -> Vec<String> {
+    pub fn tags(&self, mode: &str, services: &[&str]) -> Vec<String> {
         let mut t = vec![
             "stackshot".to_string(),
             format!("project={}", self.project),
@@ -185,6 +200,124 @@ pub struct Snapshotted {
     pub exit: BackupExit,
 }
 
+/// One `restic backup` in a worker container.
+#[derive(Debug, Clone)]
+pub struct SnapshotJob<'a> {
+    /// What it is, for reports and messages (`atomic`, `volumes`, `prepass`, …).
+    pub mode: &'a str,
+    /// The plan's mounts attached (read-only) under `/volumes`.
+    pub with_volumes: bool,
+    /// Paths to back up.
+    pub paths: &'a [&'a str],
+    /// Tags; `None`: the run's tags for `mode` and the services of `paths`.
+    pub tags: Option<Vec<String>>,
+    /// `--parent` snapshot (the pre-pass), if any.
+    pub parent: Option<String>,
+}
+
+/// A snapshot worker started and waiting: [`StartedSnapshot::finish`] runs it.
+pub struct StartedSnapshot {
+    worker: worker::Started,
+    mode: String,
+    secrets: Vec<(String, Secret)>,
+}
+
+/// Starts the worker of `job` (created, attached, started); restic runs only
+/// once [`StartedSnapshot::finish`] hands it its settings.
+pub async fn start_in_worker(
+    engine: &Engine,
+    target: &Target<'_>,
+    plan: &Plan,
+    sidecar: &ContainerInfo,
+    job: &SnapshotJob<'_>,
+) -> Result<StartedSnapshot> {
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.to_str().map(str::to_string))
+        .unwrap_or_else(|| "/usr/local/bin/stackshot".into());
+    let mut args = vec!["restic".to_string()];
+    let tags = match &job.tags {
+        Some(t) => t.clone(),
+        None => {
+            let mut services: Vec<&str> = Vec::new();
+            if job.paths.contains(&VOLUMES_DIR) {
+                services.extend(plan.volumes.iter().map(|v| v.container.service.as_str()));
+            }
+            if job.paths.contains(&DATABASES_DIR) {
+                services.extend(plan.dumps.iter().map(|d| d.container.service.as_str()));
+            }
+            target.tags(job.mode, &services)
+        }
+    };
+    args.extend(restic::backup_args(target.host, &tags, job.paths)?);
+    if let Some(parent) = &job.parent {
+        args.extend(["--parent".to_string(), parent.clone()]);
+    }
+    let spec = worker::WorkerSpec {
+        image: sidecar.image_id.clone(),
+        binary,
+        args,
+        mounts: worker_mounts(plan, sidecar, job.with_volumes),
+        network_mode: Some(format!("container:{}", sidecar.id)),
+        env: vec![],
+        secrets: target.secrets.to_vec(),
+        project: target.project.to_string(),
+    };
+    Ok(StartedSnapshot {
+        worker: worker::start(engine, &spec).await?,
+        mode: job.mode.to_string(),
+        secrets: target.secrets.to_vec(),
+    })
+}
+
+impl StartedSnapshot {
+    /// Runs restic in the waiting worker, to the end.
+    pub async fn finish(self, engine: &Engine) -> Result<Snapshotted> {
+        let started = Instant::now();
+        let mode = self.mode;
+        let mut summary = None;
+        let mut unreadable = Vec::new();
+        let mut log_tail: Vec<String> = Vec::new();
+        let code = self
+            .worker
+            .finish(engine, |line| match serde_json::from_str::<WorkerEvent>(line) {
+                Ok(WorkerEvent::Progress(p)) => log_progress(&p),
+                Ok(WorkerEvent::Summary(s)) => summary = Some(s),
+                Ok(WorkerEvent::FileError { item, message }) => {
+                    tracing::warn!(item = %item, error = %message, "restic could not read a file");
+                    unreadable.push(format!("{item}: {message}"));
+                }
+                Ok(WorkerEvent::Log { line }) => {
+                    tracing::debug!(line = %line, "restic");
+                    log_tail.push(line);
+                    if log_tail.len() > 8 {
+                        log_tail.remove(0);
+                    }
+                }
+                Ok(WorkerEvent::Exit { .. }) => {}
+                Err(_) => tracing::debug!(line, "worker said"),
+            })
+            .await?;
+        let exit = restic::classify_backup_exit(i32::try_from(code).unwrap_or(1));
+        match (exit, summary) {
+            (BackupExit::Failed, _) | (_, None) => {
+                let why = match code {
+                    137 => "the worker container was killed".to_string(),
+                    _ => format!("restic exited with code {code}"),
+                };
+                Err(anyhow!(
+                    "{mode} snapshot failed: {why}: {}",
+                    redact(&log_tail.join(" | "), &self.secrets)
+                ))
+            }
+            (exit, Some(s)) => Ok(Snapshotted {
+                report: report_from(&mode, None, &s, started, unreadable),
+                exit,
+            }),
+        }
+    }
+}
+
 /// Runs restic in a worker container over `paths`; the worker sees the plan's
 /// mounts (when `with_volumes`) and the sidecar's own.
 pub async fn in_worker(
@@ -196,74 +329,17 @@ pub async fn in_worker(
     with_volumes: bool,
     paths: &[&str],
 ) -> Result<Snapshotted> {
-    let started = Instant::now();
-    let binary = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.to_str().map(str::to_string))
-        .unwrap_or_else(|| "/usr/local/bin/stackshot".into());
-    let mut args = vec!["restic".to_string()];
-    let mut services: Vec<&str> = Vec::new();
-    if paths.contains(&VOLUMES_DIR) {
-        services.extend(plan.volumes.iter().map(|v| v.container.service.as_str()));
-    }
-    if paths.contains(&DATABASES_DIR) {
-        services.extend(plan.dumps.iter().map(|d| d.container.service.as_str()));
-    }
-    args.extend(restic::backup_args(
-        target.host,
-        &target.tags(mode, &services),
+    let job = SnapshotJob {
+        mode,
+        with_volumes,
         paths,
-    )?);
-    let spec = worker::WorkerSpec {
-        image: sidecar.image_id.clone(),
-        binary,
-        args,
-        mounts: worker_mounts(plan, sidecar, with_volumes),
-        network_mode: Some(format!("container:{}", sidecar.id)),
-        env: vec![],
-        secrets: target.secrets.to_vec(),
-        project: target.project.to_string(),
+        tags: None,
+        parent: None,
     };
-    let mut summary = None;
-    let mut unreadable = Vec::new();
-    let mut log_tail: Vec<String> = Vec::new();
-    let code = worker::run(engine, &spec, |line| {
-        match serde_json::from_str::<WorkerEvent>(line) {
-            Ok(WorkerEvent::Progress(p)) => log_progress(&p),
-            Ok(WorkerEvent::Summary(s)) => summary = Some(s),
-            Ok(WorkerEvent::FileError { item, message }) => {
-                tracing::warn!(item = %item, error = %message, "restic could not read a file");
-                unreadable.push(format!("{item}: {message}"));
-            }
-            Ok(WorkerEvent::Log { line }) => {
-                tracing::debug!(line = %line, "restic");
-                log_tail.push(line);
-                if log_tail.len() > 8 {
-                    log_tail.remove(0);
-                }
-            }
-            Ok(WorkerEvent::Exit { .. }) => {}
-            Err(_) => tracing::debug!(line, "worker said"),
-        }
-    })
-    .await?;
-    let exit = restic::classify_backup_exit(i32::try_from(code).unwrap_or(1));
-    match (exit, summary) {
-        (BackupExit::Failed, _) | (_, None) => {
-            let why = match code {
-                137 => "the worker container was killed".to_string(),
-                _ => format!("restic exited with code {code}"),
-            };
-            Err(anyhow!(
-                "{mode} snapshot failed: {why}: {}",
-                redact(&log_tail.join(" | "), target.secrets)
-            ))
-        }
-        (exit, Some(s)) => Ok(Snapshotted {
-            report: report_from(mode, None, &s, started, unreadable),
-            exit,
-        }),
-    }
+    start_in_worker(engine, target, plan, sidecar, &job)
+        .await?
+        .finish(engine)
+        .await
 }
 
 /// Streams one dump into `restic backup --stdin` in the sidecar, as

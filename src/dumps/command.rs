@@ -235,6 +235,75 @@ pub fn dump_jobs(
         .collect()
 }
 
+/// The databases of a PostgreSQL server that `pg_dumpall` would dump.
+pub const PG_DATABASES_SQL: &str = "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname <> 'postgres', datname";
+
+/// A fingerprint of one PostgreSQL database's schema: its tables and columns
+/// (by oid, so a table dropped and created again differs).
+pub const PG_FINGERPRINT_SQL: &str = "SELECT 'fp:' || md5(coalesce(string_agg(c.oid::text || ':' || n.nspname || '.' || c.relname || ':' || a.attname || ':' || a.atttypid::text, ',' ORDER BY c.oid, a.attnum), '')) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_attribute a ON a.attrelid = c.oid WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'";
+
+/// A fingerprint of a MariaDB/MySQL server's schema: tables with their
+/// creation times, and columns.
+pub const MARIA_FINGERPRINT_SQL: &str = "SET SESSION group_concat_max_len = 67108864; SELECT MD5(IFNULL(GROUP_CONCAT(CONCAT_WS(':', c.table_schema, c.table_name, t.create_time, c.column_name, c.column_type) ORDER BY c.table_schema, c.table_name, c.ordinal_position SEPARATOR ','), '')) FROM information_schema.columns c JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name WHERE c.table_schema NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')";
+
+/// Tables that `--single-transaction` does not cover (not InnoDB), outside the
+/// system schemas, as `schema.table (ENGINE)`.
+pub const MARIA_NON_INNODB_SQL: &str = "SELECT CONCAT(table_schema, '.', table_name, ' (', engine, ')') FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND engine <> 'InnoDB' AND table_schema NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') ORDER BY 1 LIMIT 5";
+
+/// A `psql` session in `db` that reads SQL on stdin and prints bare rows.
+pub fn pg_session(tools: &Tools, login: &Login, db: &str) -> Vec<String> {
+    let mut v = client(Engine::Postgres, tools, login);
+    v.extend(["-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d"].map(String::from));
+    v.push(db.to_string());
+    v
+}
+
+/// What the pinning session sends: a repeatable-read transaction, its
+/// exported snapshot (`snap:<id>`), and the schema fingerprint as of that
+/// snapshot (`fp:<md5>`). The transaction stays open until the dump is done.
+pub fn pg_pin_sql() -> String {
+    format!(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ;\nSELECT 'snap:' || pg_export_snapshot();\n{PG_FINGERPRINT_SQL};\n"
+    )
+}
+
+/// `pg_dumpall --globals-only` (roles, tablespaces): it has no `--snapshot`.
+pub fn pg_globals(tools: &Tools, login: &Login) -> Vec<String> {
+    let mut v = vec![tools.dump_all.clone()];
+    v.extend(pg_conn(login));
+    v.push("--globals-only".into());
+    v
+}
+
+/// `pg_dump` of `db` as of an exported snapshot; `create` adds `CREATE
+/// DATABASE` and `\connect` (as `pg_dumpall` does for each database but `postgres`).
+pub fn pg_dump_pinned(
+    tools: &Tools,
+    login: &Login,
+    db: &str,
+    snapshot: &str,
+    create: bool,
+) -> Vec<String> {
+    let mut v = vec![tools.dump_one.clone()];
+    v.extend(pg_conn(login));
+    v.push(format!("--snapshot={snapshot}"));
+    if create {
+        v.push("--create".into());
+    }
+    v.extend(["-d".to_string(), db.to_string()]);
+    v
+}
+
+/// A MariaDB/MySQL dump made pinnable: `--verbose`, so that its stderr says
+/// when its consistent-snapshot transaction has started.
+pub fn maria_pinnable(job: &DumpJob) -> DumpJob {
+    let mut j = job.clone();
+    if !j.argv.iter().any(|a| a == "--verbose") {
+        j.argv.insert(1, "--verbose".into());
+    }
+    j
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,6 +361,61 @@ mod tests {
         }
         assert_eq!(login_env(Engine::Postgres, &login(true))[0].0, "PGPASSWORD");
         assert!(login_env(Engine::Postgres, &login(false)).is_empty());
+    }
+
+    #[test]
+    fn pinned_commands_never_carry_the_password() {
+        let tools = pick_tools(
+            Engine::Postgres,
+            "/bin/pg_dumpall\n/bin/pg_dump\n/bin/psql\n",
+        )
+        .unwrap();
+        let l = login(true);
+        assert_eq!(
+            pg_dump_pinned(&tools, &l, "appdb", "00000003-0000001B-1", true),
+            [
+                "/bin/pg_dump",
+                "-U",
+                "app",
+                "-w",
+                "-h",
+                "127.0.0.1",
+                "--snapshot=00000003-0000001B-1",
+                "--create",
+                "-d",
+                "appdb"
+            ]
+        );
+        assert_eq!(
+            pg_globals(&tools, &l),
+            [
+                "/bin/pg_dumpall",
+                "-U",
+                "app",
+                "-w",
+                "-h",
+                "127.0.0.1",
+                "--globals-only"
+            ]
+        );
+        let s = pg_session(&tools, &l, "appdb");
+        assert_eq!(s[s.len() - 2..], ["-d".to_string(), "appdb".to_string()]);
+        assert!(pg_pin_sql().starts_with(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ;\nSELECT 'snap:' || pg_export_snapshot();"
+        ));
+        let mt = pick_tools(Engine::Mariadb, "/usr/bin/mariadb-dump\n/usr/bin/mariadb\n").unwrap();
+        let jobs = dump_jobs(Engine::Mariadb, &mt, &l, &[]);
+        let pinned = maria_pinnable(&jobs[0]);
+        assert_eq!(pinned.argv[1], "--verbose");
+        assert!(pinned.argv.contains(&"--single-transaction".to_string()));
+        for argv in [
+            pg_dump_pinned(&tools, &l, "a", "s", false),
+            pg_globals(&tools, &l),
+            s,
+            pinned.argv,
+        ] {
+            assert!(!argv.join(" ").contains("s3cret"), "{argv:?}");
+        }
     }
 
     #[test]

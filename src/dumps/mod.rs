@@ -187,6 +187,54 @@ pub async fn stream_into<W: AsyncWrite + Unpin>(
     job: &DumpJob,
     sink: &mut W,
 ) -> Result<Streamed> {
+    stream_into_watching(engine, p, job, sink, None).await
+}
+
+/// Sent once `mariadb-dump --single-transaction --verbose` has started its
+/// consistent-snapshot transaction: the dump's read view is pinned.
+pub type PinSignal = tokio::sync::oneshot::Sender<()>;
+
+/// The stderr line `mariadb-dump --verbose` prints just before `START
+/// TRANSACTION WITH CONSISTENT SNAPSHOT`; the line after it comes once that
+/// statement has run.
+pub const STARTING_TRANSACTION: &str = "-- Starting transaction...";
+
+/// Watches stderr lines for the pin: the first complete line after
+/// [`STARTING_TRANSACTION`]. Pure.
+#[derive(Debug, Default)]
+pub struct PinWatch {
+    pending: Vec<u8>,
+    starting_seen: bool,
+}
+
+impl PinWatch {
+    /// Feeds stderr bytes; true once the pin happened.
+    pub fn feed(&mut self, bytes: &[u8]) -> bool {
+        self.pending.extend_from_slice(bytes);
+        let mut pinned = false;
+        while let Some(nl) = self.pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=nl).collect();
+            let line = String::from_utf8_lossy(&line);
+            if self.starting_seen {
+                pinned = true;
+            } else if line.trim() == STARTING_TRANSACTION {
+                self.starting_seen = true;
+            }
+        }
+        pinned
+    }
+}
+
+/// [`stream_into`], firing `signal` when the dump's stderr shows its
+/// transaction pinned (see [`PinWatch`]).
+pub async fn stream_into_watching<W: AsyncWrite + Unpin>(
+    engine: &Engine,
+    p: &Prepared,
+    job: &DumpJob,
+    sink: &mut W,
+    mut signal: Option<PinSignal>,
+) -> Result<Streamed> {
+    let mut watch = PinWatch::default();
     let started = Instant::now();
     let service = &p.plan.container.service;
     let tool = job.argv[0]
@@ -213,7 +261,12 @@ pub async fn stream_into<W: AsyncWrite + Unpin>(
                     .await
                     .with_context(|| format!("service {service}: writing the dump"))?;
             }
-            LogOutput::StdErr { message } => stderr.push(&message),
+            LogOutput::StdErr { message } => {
+                stderr.push(&message);
+                if signal.is_some() && watch.feed(&message) {
+                    let _ = signal.take().map(|s| s.send(()));
+                }
+            }
             _ => {}
         }
     }
@@ -247,6 +300,17 @@ pub async fn dump_to_file(
     job: &DumpJob,
     root: &Path,
 ) -> Result<DumpResult> {
+    dump_to_file_watching(engine, p, job, root, None).await
+}
+
+/// [`dump_to_file`], firing `signal` when the dump's transaction is pinned.
+pub async fn dump_to_file_watching(
+    engine: &Engine,
+    p: &Prepared,
+    job: &DumpJob,
+    root: &Path,
+    signal: Option<PinSignal>,
+) -> Result<DumpResult> {
     let dir = root.join(&p.rel_dir);
     tokio::fs::create_dir_all(&dir)
         .await
@@ -257,7 +321,7 @@ pub async fn dump_to_file(
         .await
         .with_context(|| format!("cannot create {}", partial.display()))?;
     let mut sink = BufWriter::with_capacity(1 << 20, file);
-    let streamed = stream_into(engine, p, job, &mut sink).await;
+    let streamed = stream_into_watching(engine, p, job, &mut sink, signal).await;
     let file = sink.into_inner();
     let streamed = match streamed {
         Ok(s) => s,
@@ -397,6 +461,19 @@ mod tests {
             serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap())
                 .unwrap();
         assert_eq!(manifest["dumps"][0]["sha256"], sha);
+    }
+
+    #[test]
+    fn pin_is_the_line_after_starting_transaction() {
+        let mut w = PinWatch::default();
+        assert!(!w.feed(b"-- Connecting to localhost...\n-- Starting trans"));
+        assert!(!w.feed(b"action...\n"), "not before the statement has run");
+        assert!(!w.feed(b"-- Setting save"));
+        assert!(w.feed(b"point...\n"));
+        let mut w = PinWatch::default();
+        assert!(
+            w.feed(b"-- Starting transaction...\n-- Retrieving table structure for table t...\n")
+        );
     }
 
     #[test]

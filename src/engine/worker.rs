@@ -50,9 +50,20 @@ pub struct Payload {
     pub env: Vec<(String, String)>,
 }
 
-/// Runs the worker to completion, handing each stdout line to `on_line`.
-/// Returns the worker's exit code; the container is removed in every case.
-pub async fn run(engine: &Engine, spec: &WorkerSpec, on_line: impl FnMut(&str)) -> Result<i64> {
+/// A worker container created, attached and started, waiting for its
+/// settings on stdin before it runs anything: started ahead of the stop
+/// window, so its start-up is not inside it.
+pub struct Started {
+    id: String,
+    output:
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<LogOutput, BollardError>> + Send>>,
+    input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    secrets: Vec<(String, Secret)>,
+}
+
+/// Creates, attaches and starts the worker; it waits for its settings.
+/// A worker never finished is removed by the run's clean-up (its label).
+pub async fn start(engine: &Engine, spec: &WorkerSpec) -> Result<Started> {
     let labels = HashMap::from([
         (ROLE_LABEL.to_string(), "worker".to_string()),
         ("stackshot.project".to_string(), spec.project.clone()),
@@ -87,11 +98,59 @@ pub async fn run(engine: &Engine, spec: &WorkerSpec, on_line: impl FnMut(&str)) 
         .context("cannot create the worker container")?;
     let id = created.id;
     tracing::debug!(worker = %&id[..12], "worker container created");
-    let result = drive(engine, &id, spec, on_line).await;
+    let attached = async {
+        let docker = engine.docker();
+        let attached = docker
+            .attach_container(
+                &id,
+                Some(AttachContainerOptions {
+                    stdin: true,
+                    stdout: true,
+                    stderr: true,
+                    stream: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .context("cannot attach to the worker container")?;
+        docker
+            .start_container(&id, None)
+            .await
+            .context("cannot start the worker container")?;
+        Ok::<_, anyhow::Error>(attached)
+    }
+    .await;
+    match attached {
+        Ok(a) => Ok(Started {
+            id,
+            output: a.output,
+            input: a.input,
+            secrets: spec.secrets.clone(),
+        }),
+        Err(e) => {
+            remove(engine, &id).await;
+            Err(e)
+        }
+    }
+}
+
+impl Started {
+    /// Hands the worker its settings (it starts restic now), drives it to the
+    /// end, handing each stdout line to `on_line`, and removes it. Returns
+    /// its exit code.
+    pub async fn finish(self, engine: &Engine, on_line: impl FnMut(&str)) -> Result<i64> {
+        let id = self.id.clone();
+        let result = drive(engine, self, on_line).await;
+        remove(engine, &id).await;
+        result
+    }
+}
+
+async fn remove(engine: &Engine, id: &str) {
     let removed = engine
         .docker()
         .remove_container(
-            &id,
+            id,
             Some(RemoveContainerOptions {
                 force: true,
                 v: true,
@@ -106,38 +165,25 @@ pub async fn run(engine: &Engine, spec: &WorkerSpec, on_line: impl FnMut(&str)) 
             tracing::warn!(worker = %&id[..12], error = %e, "could not remove the worker container")
         }
     }
-    result
 }
 
-async fn drive(
-    engine: &Engine,
-    id: &str,
-    spec: &WorkerSpec,
-    mut on_line: impl FnMut(&str),
-) -> Result<i64> {
-    let docker = engine.docker();
-    let attached = docker
-        .attach_container(
-            id,
-            Some(AttachContainerOptions {
-                stdin: true,
-                stdout: true,
-                stderr: true,
-                stream: true,
-                ..Default::default()
-            }),
-        )
-        .await
-        .context("cannot attach to the worker container")?;
-    let (mut output, mut input) = (attached.output, attached.input);
-    docker
-        .start_container(id, None)
-        .await
-        .context("cannot start the worker container")?;
+/// Runs the worker to completion, handing each stdout line to `on_line`.
+/// Returns the worker's exit code; the container is removed in every case.
+pub async fn run(engine: &Engine, spec: &WorkerSpec, on_line: impl FnMut(&str)) -> Result<i64> {
+    start(engine, spec).await?.finish(engine, on_line).await
+}
 
+async fn drive(engine: &Engine, started: Started, mut on_line: impl FnMut(&str)) -> Result<i64> {
+    let docker = engine.docker();
+    let Started {
+        id,
+        mut output,
+        mut input,
+        secrets,
+    } = started;
+    let id = id.as_str();
     let payload = Payload {
-        env: spec
-            .secrets
+        env: secrets
             .iter()
             .map(|(k, v)| (k.clone(), v.expose().to_string()))
             .collect(),

@@ -1,0 +1,504 @@
+//! Pin: inside the stop window, fix every pinnable database at the moment of
+//! the stop; after the window, stream the dumps of that moment.
+//!
+//! - PostgreSQL: one session per database holds a repeatable-read transaction
+//!   and exports its snapshot (`pg_export_snapshot()`); `pg_dump --snapshot`
+//!   run later sees exactly that moment. A snapshot cannot be used in another
+//!   database, hence one session each, kept open until its dump exits. Roles
+//!   (`pg_dumpall --globals-only`, no `--snapshot`) are dumped in the window.
+//! - MariaDB/MySQL: `mariadb-dump --single-transaction --verbose` is started in
+//!   the window; the stderr line after `-- Starting transaction...` says its
+//!   read view is pinned (never a fixed sleep). It then streams after the window.
+//!
+//! Each server's schema fingerprint is taken at the pin and again after its
+//! dump: a migration that ran meanwhile (an app restarted after the window)
+//! fails the pinned dump, and the run falls back to the full window.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::pin::Pin as StdPin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use bollard::container::LogOutput;
+use futures_util::StreamExt;
+use futures_util::future::try_join_all;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::task::JoinHandle;
+
+use crate::dumps::command::{self, DumpJob};
+use crate::dumps::{self, DumpResult, Prepared};
+use crate::engine::{Engine, exec};
+use crate::labels::Engine as DbEngine;
+
+/// How long a pin may take before the run falls back to the full window.
+const PIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a prepared database cannot be pinned (dumped inside the window
+/// instead), or `None`. Checked before the window: MariaDB/MySQL tables that
+/// are not InnoDB are not covered by `--single-transaction`.
+pub async fn unpinnable_reason(engine: &Engine, p: &Prepared) -> Result<Option<String>> {
+    if p.plan.engine == DbEngine::Postgres {
+        return Ok(None);
+    }
+    let q = command::query(
+        p.plan.engine,
+        &p.tools,
+        &p.login,
+        None,
+        command::MARIA_NON_INNODB_SQL,
+    );
+    let out = exec::capture(
+        engine,
+        &p.plan.container.id,
+        &q,
+        &command::login_env(p.plan.engine, &p.login),
+    )
+    .await?;
+    if out.code != 0 {
+        bail!(
+            "service {}: cannot list its table engines: {}",
+            p.plan.container.service,
+            out.stderr
+        );
+    }
+    let tables: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    Ok((!tables.is_empty()).then(|| {
+        format!(
+            "tables that are not InnoDB are not covered by a consistent-snapshot transaction: {}",
+            tables.join(", ")
+        )
+    }))
+}
+
+/// One PostgreSQL session holding an exported snapshot open.
+struct PgSession {
+    db: String,
+    snapshot: String,
+    fingerprint: String,
+    /// Behind a mutex only so that the session may be shared across awaits
+    /// (the exec's streams are not `Sync`); it is locked once, to close it.
+    exec: std::sync::Mutex<exec::Exec>,
+}
+
+/// One database server pinned at the stop.
+pub enum Pinned {
+    /// PostgreSQL: sessions per database, roles dumped in the window.
+    Postgres {
+        /// The server.
+        prepared: Prepared,
+        /// One session per database to dump.
+        sessions: Vec<PgSessionHandle>,
+        /// `pg_dumpall --globals-only`, for an all-databases dump.
+        globals: Option<Vec<u8>>,
+    },
+    /// MariaDB/MySQL: dumps running, their transactions started.
+    Maria {
+        /// The server.
+        prepared: Prepared,
+        /// The running dumps.
+        running: Vec<JoinHandle<Result<DumpResult>>>,
+        /// Schema fingerprint at the pin.
+        fingerprint: String,
+    },
+}
+
+/// An opaque PostgreSQL session (kept open until its dump is done).
+pub struct PgSessionHandle(PgSession);
+
+impl Pinned {
+    /// The service pinned.
+    pub fn service(&self) -> &str {
+        match self {
+            Pinned::Postgres { prepared, .. } | Pinned::Maria { prepared, .. } => {
+                &prepared.plan.container.service
+            }
+        }
+    }
+}
+
+async fn fingerprint(engine: &Engine, p: &Prepared, db: Option<&str>) -> Result<String> {
+    let sql = match p.plan.engine {
+        DbEngine::Postgres => command::PG_FINGERPRINT_SQL,
+        _ => command::MARIA_FINGERPRINT_SQL,
+    };
+    let q = command::query(p.plan.engine, &p.tools, &p.login, db, sql);
+    let out = exec::capture(
+        engine,
+        &p.plan.container.id,
+        &q,
+        &command::login_env(p.plan.engine, &p.login),
+    )
+    .await?;
+    if out.code != 0 {
+        bail!(
+            "service {}: cannot read its schema: {}",
+            p.plan.container.service,
+            out.stderr
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_start_matches("fp:")
+        .to_string())
+}
+
+async fn pg_databases(engine: &Engine, p: &Prepared) -> Result<Vec<String>> {
+    if !p.plan.databases.is_empty() {
+        return Ok(p.plan.databases.clone());
+    }
+    let q = command::query(
+        p.plan.engine,
+        &p.tools,
+        &p.login,
+        None,
+        command::PG_DATABASES_SQL,
+    );
+    let out = exec::capture(
+        engine,
+        &p.plan.container.id,
+        &q,
+        &command::login_env(p.plan.engine, &p.login),
+    )
+    .await?;
+    if out.code != 0 {
+        bail!(
+            "service {}: cannot list its databases: {}",
+            p.plan.container.service,
+            out.stderr
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
+async fn pg_open_session(engine: &Engine, p: &Prepared, db: &str) -> Result<PgSession> {
+    let service = &p.plan.container.service;
+    let argv = command::pg_session(&p.tools, &p.login, db);
+    let mut ex = exec::start_with_stdin(
+        engine,
+        &p.plan.container.id,
+        &argv,
+        &command::login_env(p.plan.engine, &p.login),
+    )
+    .await?;
+    let input = ex.input.as_mut().expect("started with stdin");
+    input
+        .write_all(command::pg_pin_sql().as_bytes())
+        .await
+        .with_context(|| format!("service {service}: cannot pin database {db}"))?;
+    input.flush().await.ok();
+    let (mut snapshot, mut fp) = (None, None);
+    let mut pending = Vec::new();
+    let mut stderr = exec::Tail::new(2048);
+    let read = async {
+        while snapshot.is_none() || fp.is_none() {
+            match ex.output.next().await {
+                Some(Ok(LogOutput::StdOut { message })) => {
+                    pending.extend_from_slice(&message);
+                    while let Some(nl) = pending.iter().position(|&b| b == b'\n') {
+                        let line: Vec<u8> = pending.drain(..=nl).collect();
+                        let line = String::from_utf8_lossy(&line).trim().to_string();
+                        if let Some(s) = line.strip_prefix("snap:") {
+                            snapshot = Some(s.to_string());
+                        } else if let Some(f) = line.strip_prefix("fp:") {
+                            fp = Some(f.to_string());
+                        }
+                    }
+                }
+                Some(Ok(LogOutput::StdErr { message })) => stderr.push(&message),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(anyhow!("{e}")),
+                None => bail!("psql ended: {}", stderr.one_line()),
+            }
+        }
+        Ok(())
+    };
+    tokio::time::timeout(PIN_TIMEOUT, read)
+        .await
+        .map_err(|_| anyhow!("timed out"))
+        .and_then(|r| r)
+        .with_context(|| format!("service {service}: cannot pin database {db}"))?;
+    Ok(PgSession {
+        db: db.to_string(),
+        snapshot: snapshot.expect("read"),
+        fingerprint: fp.expect("read"),
+        exec: std::sync::Mutex::new(ex),
+    })
+}
+
+/// Pins one server, inside the window. Returns once its state is fixed.
+pub async fn pin(engine: &Engine, p: &Prepared, root: &Path) -> Result<Pinned> {
+    let t = Instant::now();
+    let service = p.plan.container.service.clone();
+    let pinned = match p.plan.engine {
+        DbEngine::Postgres => {
+            let dbs = pg_databases(engine, p).await?;
+            let sessions =
+                try_join_all(dbs.iter().map(|db| pg_open_session(engine, p, db))).await?;
+            let globals = if p.plan.databases.is_empty() {
+                let job = DumpJob {
+                    database: None,
+                    file: String::new(),
+                    argv: command::pg_globals(&p.tools, &p.login),
+                };
+                let mut buf: Vec<u8> = Vec::new();
+                dumps::stream_into(engine, p, &job, &mut buf).await?;
+                Some(buf)
+            } else {
+                None
+            };
+            Pinned::Postgres {
+                prepared: p.clone(),
+                sessions: sessions.into_iter().map(PgSessionHandle).collect(),
+                globals,
+            }
+        }
+        DbEngine::Mariadb | DbEngine::Mysql => {
+            let mut running = Vec::new();
+            let mut signals = Vec::new();
+            for job in &p.jobs {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let (engine, p2, job, root) = (
+                    engine.clone(),
+                    p.clone(),
+                    command::maria_pinnable(job),
+                    root.to_path_buf(),
+                );
+                running.push(tokio::spawn(async move {
+                    dumps::dump_to_file_watching(&engine, &p2, &job, &root, Some(tx)).await
+                }));
+                signals.push(rx);
+            }
+            for rx in signals {
+                let waited = tokio::time::timeout(PIN_TIMEOUT, rx).await;
+                if !matches!(waited, Ok(Ok(()))) {
+                    for r in &running {
+                        r.abort();
+                    }
+                    bail!(
+                        "service {service}: the dump did not report its consistent-snapshot transaction started{}",
+                        if waited.is_err() {
+                            " in time"
+                        } else {
+                            " (it ended first)"
+                        }
+                    );
+                }
+            }
+            let fingerprint = fingerprint(engine, p, None).await?;
+            Pinned::Maria {
+                prepared: p.clone(),
+                running,
+                fingerprint,
+            }
+        }
+    };
+    tracing::info!(service = %service, seconds = t.elapsed().as_secs_f64(), "database pinned");
+    Ok(pinned)
+}
+
+/// Hashes and counts what passes through to the inner writer.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Hashing<W> {
+    fn poll_write(
+        mut self: StdPin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let n = match StdPin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Ready(Ok(n)) => n,
+            other => return other,
+        };
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Poll::Ready(Ok(n))
+    }
+    fn poll_flush(mut self: StdPin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        StdPin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: StdPin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        StdPin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The pg_dumpall-shaped file of a pinned server: roles, then `postgres`
+/// (after `\connect postgres`), then every other database with `--create`.
+async fn pg_all_to_file(
+    engine: &Engine,
+    p: &Prepared,
+    sessions: &[PgSessionHandle],
+    globals: &[u8],
+    root: &Path,
+) -> Result<DumpResult> {
+    let started = Instant::now();
+    let job = p.jobs.first().ok_or_else(|| anyhow!("no dump job"))?;
+    let dir = root.join(&p.rel_dir);
+    tokio::fs::create_dir_all(&dir).await?;
+    let path = dir.join(&job.file);
+    let partial = PathBuf::from(format!("{}.partial", path.display()));
+    let file = tokio::fs::File::create(&partial)
+        .await
+        .with_context(|| format!("cannot create {}", partial.display()))?;
+    let mut sink = Hashing {
+        inner: BufWriter::with_capacity(1 << 20, file),
+        hasher: Sha256::new(),
+        bytes: 0,
+    };
+    let written = async {
+        sink.write_all(b"--\n-- stackshot: roles (pg_dumpall --globals-only), then each database as of one moment (pg_dump --snapshot)\n--\n\n").await?;
+        sink.write_all(globals).await?;
+        for PgSessionHandle(s) in sessions {
+            let create = s.db != "postgres";
+            if !create {
+                sink.write_all(b"\n\\connect postgres\n\n").await?;
+            }
+            let job = DumpJob {
+                database: Some(s.db.clone()),
+                file: job.file.clone(),
+                argv: command::pg_dump_pinned(&p.tools, &p.login, &s.db, &s.snapshot, create),
+            };
+            dumps::stream_into(engine, p, &job, &mut sink).await?;
+        }
+        sink.flush().await?;
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    if let Err(e) = written {
+        let _ = tokio::fs::remove_file(&partial).await;
+        return Err(e);
+    }
+    let Hashing {
+        inner,
+        hasher,
+        bytes,
+    } = sink;
+    let file = inner.into_inner();
+    file.sync_all().await?;
+    tokio::fs::rename(&partial, &path).await?;
+    Ok(DumpResult {
+        service: p.plan.container.service.clone(),
+        engine: p.plan.engine,
+        database: None,
+        file: format!("{}/{}", p.rel_dir, job.file),
+        bytes,
+        sha256: hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        seconds: started.elapsed().as_secs_f64(),
+        server_version: p.server_version.clone(),
+    })
+}
+
+async fn close_session(s: PgSession) {
+    let mut ex = s.exec.into_inner().unwrap_or_else(|e| e.into_inner());
+    if let Some(input) = ex.input.as_mut() {
+        let _ = input.write_all(b"COMMIT;\n").await;
+        let _ = input.shutdown().await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while ex.output.next().await.is_some() {}
+    })
+    .await;
+}
+
+/// After the window: streams a pinned server's dumps into `root`, closes its
+/// sessions, and checks that its schema did not change meanwhile.
+pub async fn finish(engine: &Engine, pinned: Pinned, root: &Path) -> Result<Vec<DumpResult>> {
+    match pinned {
+        Pinned::Postgres {
+            prepared: p,
+            sessions,
+            globals,
+        } => {
+            let result = async {
+                let results = match &globals {
+                    Some(g) => vec![pg_all_to_file(engine, &p, &sessions, g, root).await?],
+                    None => {
+                        let mut out = Vec::new();
+                        for PgSessionHandle(s) in &sessions {
+                            let job = p
+                                .jobs
+                                .iter()
+                                .find(|j| j.database.as_deref() == Some(s.db.as_str()))
+                                .ok_or_else(|| anyhow!("no dump job for {}", s.db))?;
+                            let pinned_job = DumpJob {
+                                argv: command::pg_dump_pinned(&p.tools, &p.login, &s.db, &s.snapshot, false),
+                                ..job.clone()
+                            };
+                            out.push(dumps::dump_to_file(engine, &p, &pinned_job, root).await?);
+                        }
+                        out
+                    }
+                };
+                let mut drift = BTreeMap::new();
+                for PgSessionHandle(s) in &sessions {
+                    let now = fingerprint(engine, &p, Some(&s.db)).await?;
+                    if now != s.fingerprint {
+                        drift.insert(s.db.clone(), ());
+                    }
+                }
+                if !drift.is_empty() {
+                    bail!(
+                        "service {}: the schema of {} changed while its pinned dump ran (a migration?)",
+                        p.plan.container.service,
+                        drift.keys().cloned().collect::<Vec<_>>().join(", ")
+                    );
+                }
+                Ok(results)
+            }
+            .await;
+            for PgSessionHandle(s) in sessions {
+                close_session(s).await;
+            }
+            result
+        }
+        Pinned::Maria {
+            prepared: p,
+            running,
+            fingerprint: before,
+        } => {
+            let mut results = Vec::new();
+            let mut errors = Vec::new();
+            for r in running {
+                match r.await {
+                    Ok(Ok(d)) => results.push(d),
+                    Ok(Err(e)) => errors.push(format!("{e:#}")),
+                    Err(e) => errors.push(format!("the dump task failed: {e}")),
+                }
+            }
+            if !errors.is_empty() {
+                bail!("{}", errors.join("; "));
+            }
+            let now = fingerprint(engine, &p, None).await?;
+            if now != before {
+                bail!(
+                    "service {}: its schema changed while its pinned dump ran (a migration?)",
+                    p.plan.container.service
+                );
+            }
+            Ok(results)
+        }
+    }
+}

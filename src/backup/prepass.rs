@@ -1,0 +1,77 @@
+//! Pre-pass: a `restic backup` of the plan's mounts while the stack still
+//! runs. It is only a parent: the pass inside the window reads just what
+//! changed since, and almost every blob is uploaded ahead of time.
+//!
+//! The pre-pass and the other parts of a run (the window's file snapshot, the
+//! dumps' snapshot) carry the tag `stackshot-part`, never `stackshot`, so no
+//! listing, retention or restore takes them for a backup. The run forgets them
+//! when it ends; parts left by a run that died are forgotten by the next one.
+
+use anyhow::Result;
+
+use super::snapshot::{self, PART_TAG, SnapshotJob, Snapshotted, Target, VOLUMES_DIR};
+use crate::container::ContainerInfo;
+use crate::engine::Engine;
+use crate::plan::Plan;
+use crate::restic::Restic;
+
+/// Takes the pre-pass of `/volumes` (the stack running), or `None` when the
+/// plan has no mounts.
+pub async fn run(
+    engine: &Engine,
+    target: &Target<'_>,
+    plan: &Plan,
+    sidecar: &ContainerInfo,
+) -> Result<Option<Snapshotted>> {
+    if plan.volumes.is_empty() {
+        return Ok(None);
+    }
+    let job = SnapshotJob {
+        mode: "pre-pass",
+        with_volumes: true,
+        paths: &[VOLUMES_DIR],
+        tags: Some(target.part_tags("prepass")),
+        parent: None,
+    };
+    let snap = snapshot::start_in_worker(engine, target, plan, sidecar, &job)
+        .await?
+        .finish(engine)
+        .await?;
+    tracing::info!(
+        snapshot = snap.report.id.as_deref().unwrap_or("?"),
+        bytes_added = snap.report.bytes_added,
+        seconds = snap.report.seconds,
+        "pre-pass done (the stack kept running)"
+    );
+    Ok(Some(snap))
+}
+
+/// Forgets the parts named (best effort: a part left behind is forgotten by
+/// the next run). Prunes nothing: retention does.
+pub async fn forget(restic: &Restic, ids: &[String]) {
+    if ids.is_empty() {
+        return;
+    }
+    let mut args = vec!["forget"];
+    args.extend(ids.iter().map(String::as_str));
+    match restic.run(&args).await {
+        Ok(_) => tracing::info!(parts = ids.len(), "run parts forgotten"),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "could not forget the run's parts; the next run will")
+        }
+    }
+}
+
+/// Forgets parts that runs which died left behind, for this project.
+pub async fn forget_leftovers(restic: &Restic, project: &str) -> Result<()> {
+    let project_tag = format!("project={project}");
+    let left = restic.snapshots(&[PART_TAG, &project_tag]).await?;
+    if !left.is_empty() {
+        tracing::warn!(
+            parts = left.len(),
+            "forgetting parts (pre-pass, window snapshots) left by an interrupted run"
+        );
+        forget(restic, &left.into_iter().map(|s| s.id).collect::<Vec<_>>()).await;
+    }
+    Ok(())
+}

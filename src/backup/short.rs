@@ -1,0 +1,295 @@
+//! The short stop window, as a list of phases:
+//!
+//! 1. pre-pass of the files while the stack runs, and the window's file worker
+//!    started (waiting), so neither costs window time;
+//! 2. the window: stop; pin every pinnable database ∥ the incremental file
+//!    snapshot (parent: the pre-pass) ∥ the dumps that cannot be pinned; start;
+//! 3. the pinned dumps stream into `/databases` (schema checked afterwards);
+//! 4. a snapshot of `/databases`;
+//! 5. the two snapshots merged into one, timed at the stop; the parts forgotten.
+//!
+//! A pinned dump that fails or sees its schema change is [`Short::Fallback`]:
+//! the caller repeats the run once in the full window. Anything else fails the
+//! run as the full window would.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, anyhow};
+use chrono::{DateTime, Utc};
+use futures_util::future::join_all;
+
+use super::merge::{self, MergeInto};
+use super::pin::{self, Pinned};
+use super::snapshot::{self, SnapshotJob, Snapshotted, Target, VOLUMES_DIR};
+use super::window::{self, Shutdown};
+use super::{Context, prepass};
+use crate::container::ContainerInfo;
+use crate::dumps::{self, DATABASES_DIR, DumpResult, Prepared};
+use crate::plan::Plan;
+use crate::report::{Phase, RunReport, SnapshotReport};
+
+/// How a short-window run ended.
+pub enum Short {
+    /// Done: the merged snapshot is written.
+    Done(Vec<SnapshotReport>, Vec<DumpResult>),
+    /// A pinned dump failed or its schema drifted: repeat in the full window.
+    Fallback(String),
+}
+
+/// What the window's work hands back.
+struct InWindow {
+    stop_time: DateTime<Utc>,
+    pinned: Vec<Pinned>,
+    files: Option<Snapshotted>,
+    dumps: Vec<DumpResult>,
+}
+
+fn phase(r: &mut RunReport, name: &str, t: Instant) {
+    r.phases.push(Phase {
+        name: name.into(),
+        seconds: t.elapsed().as_secs_f64(),
+    });
+}
+
+/// Runs the short window. `prepared` are the checked databases, `unpinnable`
+/// the indexes among them (with the reason) that are dumped inside the window.
+pub async fn run(
+    ctx: &Context,
+    shutdown: &Shutdown,
+    r: &mut RunReport,
+    plan: &Plan,
+    sidecar: &ContainerInfo,
+    prepared: &[Prepared],
+    in_window: &[usize],
+) -> Result<Short> {
+    let run_id = r.run_id.clone();
+    let target = Target {
+        host: &plan.host,
+        project: &plan.project,
+        secrets: &ctx.config.restic.env,
+        run_id: &run_id,
+    };
+    let password = ctx
+        .config
+        .restic
+        .env
+        .iter()
+        .find(|(k, _)| k == "RESTIC_PASSWORD")
+        .map(|(_, v)| v.clone())
+        .ok_or_else(|| anyhow!("no repository password to merge with"))?;
+    let repo_dir = merge::local_path(ctx.config.restic.repository.expose())
+        .ok_or_else(|| anyhow!("the repository is not local"))?
+        .to_string();
+
+    // 1. Pre-pass, and the window's file worker started ahead.
+    let t = Instant::now();
+    let pre = prepass::run(&ctx.engine, &target, plan, sidecar).await?;
+    let pre_id = pre.as_ref().and_then(|s| s.report.id.clone());
+    let mut parts: Vec<String> = pre_id.iter().cloned().collect();
+    phase(r, "pre-pass", t);
+    let files_worker = if plan.volumes.is_empty() {
+        None
+    } else {
+        let job = SnapshotJob {
+            mode: "window files",
+            with_volumes: true,
+            paths: &[VOLUMES_DIR],
+            tags: Some(target.part_tags("files")),
+            parent: pre_id.clone(),
+        };
+        Some(snapshot::start_in_worker(&ctx.engine, &target, plan, sidecar, &job).await?)
+    };
+
+    // 2. The window.
+    let pinnable: Vec<&Prepared> = prepared
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !in_window.contains(i))
+        .map(|(_, p)| p)
+        .collect();
+    let inside: Vec<Prepared> = in_window.iter().map(|&i| prepared[i].clone()).collect();
+    let root = Path::new(DATABASES_DIR);
+    let t = Instant::now();
+    let (result, report) = window::with_stop_window(
+        &ctx.engine,
+        &ctx.journal,
+        &run_id,
+        &plan.stop,
+        ctx.config.stop_timeout,
+        shutdown,
+        || async {
+            let stop_time = Utc::now();
+            let files = async {
+                match files_worker {
+                    Some(w) => w.finish(&ctx.engine).await.map(Some),
+                    None => Ok(None),
+                }
+            };
+            let (pins, files, dumps) = tokio::join!(
+                join_all(pinnable.iter().map(|p| pin::pin(&ctx.engine, p, root))),
+                files,
+                dumps::dump_all(&ctx.engine, &inside, root),
+            );
+            let mut pinned = Vec::new();
+            let mut pin_errors = Vec::new();
+            for p in pins {
+                match p {
+                    Ok(p) => pinned.push(p),
+                    Err(e) => pin_errors.push(format!("{e:#}")),
+                }
+            }
+            Ok::<_, anyhow::Error>((
+                InWindow {
+                    stop_time,
+                    pinned,
+                    files: files?,
+                    dumps: dumps?,
+                },
+                pin_errors,
+            ))
+        },
+    )
+    .await;
+    phase(r, "window", t);
+    let restart_failed = report.restart_failed.clone();
+    r.window = Some(report);
+    let (w, pin_errors) = match result {
+        Ok(v) => v,
+        Err(e) => {
+            prepass::forget(&ctx.restic, &parts).await;
+            return Err(e);
+        }
+    };
+    if let Some(f) = &w.files {
+        parts.extend(f.report.id.clone());
+    }
+    if !restart_failed.is_empty() {
+        prepass::forget(&ctx.restic, &parts).await;
+        return Err(anyhow!(
+            "containers are NOT running again: {}",
+            restart_failed.join("; ")
+        ));
+    }
+    let services: Vec<String> = w.pinned.iter().map(|p| p.service().to_string()).collect();
+    tracing::info!(pinned = ?services, "stop window closed; streaming the pinned dumps");
+
+    // 3. The pinned dumps.
+    let t = Instant::now();
+    let finished = join_all(
+        w.pinned
+            .into_iter()
+            .map(|p| pin::finish(&ctx.engine, p, root)),
+    )
+    .await;
+    phase(r, "dumps", t);
+    let mut all_dumps = w.dumps;
+    let mut problems = pin_errors;
+    for f in finished {
+        match f {
+            Ok(mut d) => all_dumps.append(&mut d),
+            Err(e) => problems.push(format!("{e:#}")),
+        }
+    }
+    if !problems.is_empty() {
+        prepass::forget(&ctx.restic, &parts).await;
+        return Ok(Short::Fallback(problems.join("; ")));
+    }
+
+    // 4. The dumps' snapshot.
+    let t = Instant::now();
+    let dumps_snap = if all_dumps.is_empty() {
+        None
+    } else {
+        dumps::write_sums(root, &all_dumps)?;
+        let job = SnapshotJob {
+            mode: "dumps",
+            with_volumes: false,
+            paths: &[DATABASES_DIR],
+            tags: Some(target.part_tags("dumps")),
+            parent: None,
+        };
+        let s = snapshot::start_in_worker(&ctx.engine, &target, plan, sidecar, &job)
+            .await?
+            .finish(&ctx.engine)
+            .await;
+        match s {
+            Ok(s) => Some(s),
+            Err(e) => {
+                prepass::forget(&ctx.restic, &parts).await;
+                return Err(e);
+            }
+        }
+    };
+    if let Some(d) = &dumps_snap {
+        parts.extend(d.report.id.clone());
+    }
+    phase(r, "dumps snapshot", t);
+
+    // 5. Merge into one snapshot, timed at the stop; forget the parts.
+    let t = Instant::now();
+    let mut merged_parts: Vec<String> = Vec::new();
+    merged_parts.extend(w.files.as_ref().and_then(|f| f.report.id.clone()));
+    merged_parts.extend(dumps_snap.as_ref().and_then(|d| d.report.id.clone()));
+    let mut svc: Vec<&str> = Vec::new();
+    if w.files.is_some() {
+        svc.extend(plan.volumes.iter().map(|v| v.container.service.as_str()));
+    }
+    if dumps_snap.is_some() {
+        svc.extend(plan.dumps.iter().map(|d| d.container.service.as_str()));
+    }
+    let tags = target.tags("atomic", &svc);
+    merge::refuse_if_exclusively_locked(&ctx.restic, Path::new(&repo_dir)).await?;
+    let into_host = plan.host.clone();
+    let stop_time = w.stop_time;
+    let to_merge = merged_parts.clone();
+    let merged = tokio::task::spawn_blocking(move || {
+        merge::merge_blocking(
+            &repo_dir,
+            password.expose(),
+            &to_merge,
+            &MergeInto {
+                host: &into_host,
+                tags: &tags,
+                time: stop_time,
+            },
+        )
+    })
+    .await
+    .context("the merge task failed")?
+    .with_context(|| {
+        format!(
+            "cannot merge the window's snapshots {} into one; they are kept",
+            merged_parts.join(", ")
+        )
+    });
+    let merged = match merged {
+        Ok(id) => id,
+        Err(e) => {
+            // Keep the parts (nothing lost); only the pre-pass goes.
+            prepass::forget(&ctx.restic, &pre_id.into_iter().collect::<Vec<_>>()).await;
+            return Err(e);
+        }
+    };
+    prepass::forget(&ctx.restic, &parts).await;
+    phase(r, "merge", t);
+    tracing::info!(snapshot = %&merged[..8], "one snapshot of the stop's moment written");
+
+    let mut report = SnapshotReport {
+        mode: "atomic".into(),
+        id: Some(merged[..8].to_string()),
+        ..Default::default()
+    };
+    for s in w.files.iter().chain(dumps_snap.iter()) {
+        report.files_new += s.report.files_new;
+        report.files_changed += s.report.files_changed;
+        report.files_unmodified += s.report.files_unmodified;
+        report.bytes_added += s.report.bytes_added;
+        report.bytes_processed += s.report.bytes_processed;
+        report.seconds += s.report.seconds;
+        report
+            .unreadable
+            .extend(s.report.unreadable.iter().cloned());
+    }
+    Ok(Short::Done(vec![report], all_dumps))
+}

@@ -1,0 +1,290 @@
+//! End to end: the short stop window. A writer keeps writing to PostgreSQL,
+//! MariaDB and its volume through the whole backup (it is stopped only for
+//! the window); the one snapshot must hold the moment of the stop: its counter
+//! file equals the last row of each database's dump. Then the fallbacks to the
+//! full window: a table that is not InnoDB, and a schema change during a
+//! pinned dump.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+fn stack(project: &str) -> Stack {
+    let s = Stack::up_with(
+        project,
+        &[
+            &root().join("tests/stack/docker-compose.yml"),
+            &root().join("tests/stack/writer.override.yml"),
+        ],
+        &[],
+    );
+    s.wait_for_databases();
+    s.psql("CREATE TABLE IF NOT EXISTS writes (id int primary key)")
+        .expect("pg writes table");
+    s.mariadb("CREATE TABLE IF NOT EXISTS writes (id int primary key) ENGINE=InnoDB")
+        .expect("mariadb writes table");
+    s
+}
+
+/// The writer's counter, read live.
+fn counter(stack: &Stack) -> u64 {
+    let out = stack.exec("writer", &[], &["cat", "/data/counter"]);
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// The ids of table `writes` in a pg_dump/pg_dumpall file (its COPY block).
+fn pg_dump_ids(dump: &str) -> BTreeSet<u64> {
+    let mut ids = BTreeSet::new();
+    let mut inside = false;
+    for line in dump.lines() {
+        if line.starts_with("COPY public.writes ") {
+            inside = true;
+        } else if inside && line == "\\." {
+            inside = false;
+        } else if inside {
+            ids.insert(line.trim().parse().expect("an id"));
+        }
+    }
+    ids
+}
+
+/// The ids of table `writes` in a mariadb-dump file (its INSERT statements,
+/// on one line or several).
+fn maria_dump_ids(dump: &str) -> BTreeSet<u64> {
+    let mut ids = BTreeSet::new();
+    let mut rest = dump;
+    while let Some(at) = rest.find("INSERT INTO `writes` VALUES") {
+        let stmt = &rest[at + "INSERT INTO `writes` VALUES".len()..];
+        let end = stmt.find(";\n").unwrap_or(stmt.len());
+        for v in stmt[..end].split(',') {
+            let v = v.trim().trim_matches(|c| c == '(' || c == ')');
+            ids.insert(v.parse().unwrap_or_else(|_| panic!("an id: {v:?}")));
+        }
+        rest = &stmt[end..];
+    }
+    assert!(
+        !ids.is_empty() || !dump.contains("`writes`"),
+        "no rows of writes found in the MariaDB dump: {}",
+        dump.lines()
+            .filter(|l| l.contains("`writes`"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    ids
+}
+
+fn snapshots_or_fail(stack: &Stack) -> Vec<Value> {
+    let out = stack.restic(&[], &["snapshots", "--json"]);
+    assert!(
+        out.status.success(),
+        "restic snapshots failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("snapshots JSON")
+}
+
+/// Big enough that each dump still streams for a while after the window.
+fn make_dumps_slow(stack: &Stack) {
+    stack
+        .psql("CREATE TABLE IF NOT EXISTS aaa_big AS SELECT g AS id, repeat('x', 200) AS payload FROM generate_series(1, 300000) g")
+        .expect("pg big table");
+    stack
+        .mariadb("CREATE TABLE IF NOT EXISTS aaa_big ENGINE=InnoDB AS SELECT seq AS id, REPEAT('x', 200) AS payload FROM seq_1_to_300000")
+        .expect("mariadb big table");
+}
+
+#[test]
+fn short_window_is_one_moment_with_writers_running_through_the_dumps() {
+    let _serial = serial();
+    let stack = stack("stackshot-e2e-window");
+    make_dumps_slow(&stack);
+    wait_for("the writer to write", 60, || {
+        (counter(&stack) >= 10).then_some(())
+    });
+
+    let watch = stack.watch();
+    let (code, report, stderr) = stack.backup(&[]);
+    let events = watch.finish();
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    assert_eq!(report["result"], "success", "{report}");
+    assert_eq!(report["window_mode"], "short", "{report}");
+    assert_eq!(report["notes"], serde_json::json!([]), "{report}");
+    let down = assert_window_events(&stack, &events);
+    let writer = stack.container("writer");
+    events.assert_saw(&writer, &["stop", "die", "start"]);
+    let writer_down = (events.first(&writer, "start") - events.first(&writer, "die")) as f64 / 1e9;
+    let phases: Vec<(String, f64)> = report["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["seconds"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let dumps_after = phases
+        .iter()
+        .find(|(n, _)| n == "dumps")
+        .expect("dumps phase")
+        .1;
+    eprintln!(
+        "short window: app down {down:.2}s, writer down {writer_down:.2}s, reported {:.2}s; dumps after the window {dumps_after:.2}s; run {:.2}s",
+        report["window"]["seconds"].as_f64().unwrap(),
+        phases.iter().map(|(_, s)| s).sum::<f64>()
+    );
+
+    // One snapshot: no pre-pass or part left, the stackshot tags, plain restic reads it.
+    let snaps = snapshots_or_fail(&stack);
+    assert_eq!(snaps.len(), 1, "pre-pass or parts left behind: {snaps:?}");
+    let tags: Vec<&str> = snaps[0]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    for want in ["stackshot", "project=stackshot-e2e-window", "mode=atomic"] {
+        assert!(tags.contains(&want), "{tags:?}");
+    }
+    let check = stack.restic(&[], &["check", "--read-data"]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let restored = stack.restore("latest");
+    let r = restored.path();
+    run(std::process::Command::new("sha256sum")
+        .args(["-c", "SHA256SUMS"])
+        .current_dir(r.join("databases")));
+
+    // The moment of the stop: the counter equals the last row of each database.
+    let n: u64 = std::fs::read_to_string(r.join("volumes/writer/data/counter"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(n >= 10, "{n}");
+    let pg = std::fs::read_to_string(r.join("databases/postgres/postgres-all.sql")).unwrap();
+    let maria = std::fs::read_to_string(r.join("databases/mariadb/shop.sql")).unwrap();
+    let want: BTreeSet<u64> = (1..=n).collect();
+    assert_eq!(
+        pg_dump_ids(&pg),
+        want,
+        "PostgreSQL dump is not of the stop's moment (counter {n})"
+    );
+    assert_eq!(
+        maria_dump_ids(&maria),
+        want,
+        "MariaDB dump is not of the stop's moment (counter {n})"
+    );
+    // … while the writer kept writing after the window, during the dumps.
+    let live: u64 = stack
+        .psql("select max(id) from writes")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        live > n,
+        "the writer did not write after the window: {live} <= {n}"
+    );
+    // The pg_dumpall-shaped file loads into a fresh server with its rows and roles.
+    assert_pg_dump_restores(
+        &stack,
+        &r.join("databases/postgres/postgres-all.sql"),
+        "stackshot-e2e-window-pg",
+    );
+}
+
+/// Waits until the app container was stopped and runs again: the window closed.
+fn wait_window_closed(stack: &Stack) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut stopped = false;
+    while Instant::now() < deadline {
+        let s = stack.state("app");
+        if s != "running" {
+            stopped = true;
+        } else if stopped {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the window never closed");
+}
+
+#[test]
+fn falls_back_to_the_full_window_on_myisam_and_on_a_schema_change() {
+    let _serial = serial();
+    let stack = stack("stackshot-e2e-fallback");
+
+    // A MyISAM table: --single-transaction does not cover it; dumped in the window.
+    stack
+        .mariadb("CREATE TABLE legacy_counts (id int) ENGINE=MyISAM")
+        .expect("myisam table");
+    let (code, report, stderr) = stack.backup(&[]);
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    let notes = report["notes"].to_string();
+    assert!(
+        notes.contains("mariadb: dumped inside the window: tables that are not InnoDB")
+            && notes.contains("shop.legacy_counts (MyISAM)"),
+        "{report}"
+    );
+    assert_eq!(
+        report["window_mode"], "short",
+        "PostgreSQL is still pinned: {report}"
+    );
+    stack.mariadb("DROP TABLE legacy_counts").unwrap();
+
+    // A migration right after the window, while the pinned MariaDB dump still
+    // streams: the run does not pretend; it repeats in the full window.
+    make_dumps_slow(&stack);
+    let child = std::process::Command::new("docker")
+        .args([
+            "exec",
+            &stack.container("backup"),
+            "stackshot",
+            "backup",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_window_closed(&stack);
+    stack
+        .mariadb("ALTER TABLE orders ADD COLUMN migrated int DEFAULT 7")
+        .expect("migration");
+    let out = child.wait_with_output().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let notes = report["notes"].to_string();
+    assert!(
+        notes.contains("repeated once in the full window"),
+        "no fallback: {report}"
+    );
+    assert_eq!(report["window_mode"], "full", "{report}");
+    // The snapshot holds the schema after the migration (taken in the full window).
+    let snaps = snapshots_or_fail(&stack);
+    assert_eq!(snaps.len(), 2, "one snapshot per run, no parts: {snaps:?}");
+    let restored = stack.restore("latest");
+    let dump = std::fs::read_to_string(restored.path().join("databases/mariadb/shop.sql")).unwrap();
+    assert!(
+        dump.contains("`migrated` int"),
+        "the full-window dump misses the migration"
+    );
+    assert!(Path::new(&restored.path().join("volumes/writer/data/counter")).exists());
+}
