@@ -273,10 +273,8 @@ pub fn parse(labels: &BTreeMap<String, String>) -> BackupLabels {
             (Setting::Include, Value::List(l)) => out.include.extend(l.iter().cloned()),
             (Setting::Exclude, Value::List(l)) => out.exclude.extend(l.iter().cloned()),
             (Setting::Databases, Value::List(l)) => out.databases.extend(l.iter().cloned()),
-            (Setting::Dump(e), Value::Bool(true)) => {
-                if !engines.iter().any(|(x, _)| x == e) {
-                    engines.push((*e, r.key.clone()));
-                }
+            (Setting::Dump(e), Value::Bool(true)) if !engines.iter().any(|(x, _)| x == e) => {
+                engines.push((*e, r.key.clone()));
             }
             _ => {}
         }

@@ -75,6 +75,16 @@ pub fn full_window_reason(config: &Config) -> Option<String> {
             "ATOMIC_BACKUP=false: each dump streams into its own snapshot inside the window".into(),
         );
     }
+    if !config
+        .restic
+        .env
+        .iter()
+        .any(|(k, _)| k == "RESTIC_PASSWORD")
+    {
+        return Some(
+            "the repository password comes from RESTIC_PASSWORD_COMMAND: the merge of the window's snapshots needs RESTIC_PASSWORD or RESTIC_PASSWORD_FILE".into(),
+        );
+    }
     if merge::local_path(config.restic.repository.expose()).is_none() {
         return Some(
             "the repository is not a local directory: the window's snapshots are merged with rustic's local backend only".into(),

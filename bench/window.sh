@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# The stop window, measured from the engine's own events (the app's `die` to
+# its `start`), on the test bench (real engine, PostgreSQL, MariaDB, restic):
+#
+#   full      STOP_WINDOW=full (dumps and the whole file snapshot inside the window)
+#   short     STOP_WINDOW=short (the default), same stack, same invocation
+#   short 4xDB    the databases four times larger
+#   short 4xfiles the files four times larger, the same churn
+#
+# Between runs 1 % of the files change. Prints each window, the ratios the
+# short-window issue asks for, and the whole run's wall time. Sizes:
+#
+#   BENCH_FILES_MB=1024 BENCH_FILES=10000 BENCH_PG_MB=500 BENCH_MARIA_MB=250 bench/window.sh
+#
+# (the defaults are a quarter of that, for a 2-core machine). Needs what
+# scripts/test needs. Nothing here is asserted: it measures.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+files_mb=${BENCH_FILES_MB:-256}
+files=${BENCH_FILES:-2500}
+pg_mb=${BENCH_PG_MB:-125}
+maria_mb=${BENCH_MARIA_MB:-64}
+project=stackshot-bench-window
+export SIDECAR_IMAGE=stackshot-test/sidecar:bench
+log() { printf 'bench: %s\n' "$*" >&2; }
+
+bash tests/bench/build-images.sh
+cargo build --release --locked -q
+docker build -q -f Dockerfile --target runtime-prebuilt --build-arg RUNTIME_IMAGE=stackshot-test/base:local \
+  -t "$SIDECAR_IMAGE" . >/dev/null
+
+work=$(mktemp -d)
+export E2E_DIR=$work/stack
+mkdir -p "$E2E_DIR/uploads" "$E2E_DIR/secrets"
+echo maria-root-secret >"$E2E_DIR/secrets/mariadb-root"
+echo bench-password >"$E2E_DIR/secrets/restic-password"
+compose() { docker-compose -p "$project" -f tests/stack/docker-compose.yml "$@"; }
+cleanup() { compose down -v >/dev/null 2>&1 || true; rm -rf "$work"; }
+trap cleanup EXIT
+compose down -v >/dev/null 2>&1 || true
+compose up -d --no-build >/dev/null 2>&1
+c() { compose ps -q "$1"; }
+psql_() { docker exec "$(c postgres)" psql -X -q -U app -d appdb -Atc "$1"; }
+maria_() { docker exec -e MYSQL_PWD=maria-root-secret "$(c mariadb)" mariadb -uroot shop -Ne "$1"; }
+for _ in $(seq 90); do psql_ 'select 1' >/dev/null 2>&1 && maria_ 'select 1' >/dev/null 2>&1 && break; sleep 1; done
+
+# Databases of about N MB of dump (rows of about 250 bytes).
+pg_to() { psql_ "CREATE TABLE IF NOT EXISTS big (id bigint, payload text)"
+  local have; have=$(psql_ "select coalesce(max(id), 0) from big")
+  psql_ "INSERT INTO big SELECT g, md5(g::text) || repeat('x', 200) FROM generate_series($((have + 1)), $(( $1 * 4096 ))) g"; }
+maria_to() { maria_ "CREATE TABLE IF NOT EXISTS big (id bigint primary key, payload text) ENGINE=InnoDB"
+  local have; have=$(maria_ "select coalesce(max(id), 0) from big")
+  maria_ "INSERT INTO big SELECT seq, CONCAT(MD5(seq), REPEAT('x', 200)) FROM seq_$((have + 1))_to_$(( $1 * 4096 ))"; }
+# Files: N files of (MB*1024/N) KB in the app's volume, under /data/bench/<set>.
+files_to() { docker exec "$(c app)" sh -c "mkdir -p /data/bench/$3 && cd /data/bench/$3 && for i in \$(seq $1); do head -c $(( $2 * 1024 / $1 ))K /dev/urandom > f\$i; done"; }
+churn() { docker exec "$(c app)" sh -c "cd /data/bench && for f in \$(find . -type f | head -n $(( files / 100 ))); do head -c 4K /dev/urandom >> \$f; done"; }
+
+# run MODE: one backup; prints "window_seconds run_seconds" (window from engine events).
+run() {
+  local app; app=$(c app)
+  docker events --filter "container=$app" --format '{{.TimeNano}} {{.Action}}' >"$work/events" &
+  local ev=$!; sleep 1
+  local t0; t0=$(date +%s.%N)
+  docker exec -e STOP_WINDOW="$1" "$(c backup)" stackshot backup --json >"$work/report.json"
+  local t1; t1=$(date +%s.%N)
+  sleep 1; kill $ev; wait $ev 2>/dev/null || true
+  python3 - "$work/events" "$t0" "$t1" <<'PY'
+import sys
+ev=[l.split() for l in open(sys.argv[1]) if l.strip()]
+die=min(int(t) for t,a in ev if a=="die"); start=max(int(t) for t,a in ev if a=="start")
+print(f"{(start-die)/1e9:.2f} {float(sys.argv[3])-float(sys.argv[2]):.2f}")
+PY
+}
+
+log "stack: $files files, $files_mb MB; PostgreSQL ~$pg_mb MB; MariaDB ~$maria_mb MB"
+files_to "$files" "$files_mb" base
+pg_to "$pg_mb"; maria_to "$maria_mb"
+run short >/dev/null   # a first backup: the repository and the parents exist
+churn; read -r full_w full_t < <(run full)
+churn; read -r short_w short_t < <(run short)
+log "databases x4"
+pg_to $((pg_mb * 4)); maria_to $((maria_mb * 4))
+churn; read -r db4_w db4_t < <(run short)
+psql_ "TRUNCATE big"; maria_ "TRUNCATE big"; pg_to "$pg_mb"; maria_to "$maria_mb"
+log "files x4"
+files_to $((files * 3)) $((files_mb * 3)) more
+run short >/dev/null
+churn; read -r f4_w f4_t < <(run short)
+
+ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+printf '\n| run | stop window (app die → start) | whole run |\n|---|---|---|\n'
+printf '| full | %s s | %s s |\n| short | %s s | %s s |\n| short, databases x4 | %s s | %s s |\n| short, files x4 | %s s | %s s |\n' \
+  "$full_w" "$full_t" "$short_w" "$short_t" "$db4_w" "$db4_t" "$f4_w" "$f4_t"
+printf '\nshort / full window: %s (asked: <= 0.1)\n' "$(ratio "$short_w" "$full_w")"
+printf 'short, databases x4 / short: %s (asked: <= 1.2)\n' "$(ratio "$db4_w" "$short_w")"
+printf 'short, files x4 / short: %s (asked: <= 1.5)\n' "$(ratio "$f4_w" "$short_w")"
+printf 'whole run, short / full: %s\n' "$(ratio "$short_t" "$full_t")"
