@@ -31,6 +31,56 @@ fn stack(project: &str) -> Stack {
     s
 }
 
+/// Records the health-check configuration and state of every worker
+/// container of `project` seen while it runs.
+struct WorkerHealth {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<std::collections::BTreeMap<String, String>>,
+}
+
+impl WorkerHealth {
+    fn watch(project: &str) -> WorkerHealth {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let filter = format!("label=stackshot.project={project}");
+        let thread = std::thread::spawn(move || {
+            let mut seen = std::collections::BTreeMap::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let ids = output(&mut docker(&[
+                    "ps",
+                    "-q",
+                    "--filter",
+                    "label=stackshot.role=worker",
+                    "--filter",
+                    &filter,
+                ]));
+                for id in String::from_utf8_lossy(&ids.stdout).lines() {
+                    let out = output(&mut docker(&[
+                        "inspect",
+                        "-f",
+                        "{{json .Config.Healthcheck}} {{json .State.Health}}",
+                        id,
+                    ]));
+                    if out.status.success() {
+                        seen.insert(
+                            id.to_string(),
+                            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+                        );
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            seen
+        });
+        WorkerHealth { stop, thread }
+    }
+
+    fn finish(self) -> std::collections::BTreeMap<String, String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
 /// The writer's counter, read live.
 fn counter(stack: &Stack) -> u64 {
     let out = stack.exec("writer", &[], &["cat", "/data/counter"]);
@@ -111,11 +161,28 @@ fn short_window_is_one_moment_with_writers_running_through_the_dumps() {
     });
 
     let watch = stack.watch();
+    let workers = WorkerHealth::watch(&stack.project);
     let (code, report, stderr) = stack.backup(&[]);
     let events = watch.finish();
+    let seen = workers.finish();
     assert_eq!(code, 0, "{report}\n{stderr}");
     assert_eq!(report["result"], "success", "{report}");
     assert_eq!(report["window_mode"], "short", "{report}");
+    // Workers carry no health check (the image's would fail in them: no daemon there).
+    assert!(
+        !seen.is_empty(),
+        "no worker container was seen during the run"
+    );
+    for (id, health) in &seen {
+        let (config, state) = health.split_once(' ').unwrap();
+        let config: Value = serde_json::from_str(config).unwrap();
+        assert_eq!(
+            config["Test"],
+            serde_json::json!(["NONE"]),
+            "worker {id}: {health}"
+        );
+        assert_eq!(state, "null", "worker {id} has a health state: {health}");
+    }
     assert_eq!(report["notes"], serde_json::json!([]), "{report}");
     let down = assert_window_events(&stack, &events);
     let writer = stack.container("writer");
@@ -244,9 +311,27 @@ fn falls_back_to_the_full_window_on_myisam_and_on_a_schema_change() {
     );
     stack.mariadb("DROP TABLE legacy_counts").unwrap();
 
-    // A migration right after the window, while the pinned MariaDB dump still
-    // streams: the run does not pretend; it repeats in the full window.
-    make_dumps_slow(&stack);
+    // A migration right after the window, while the pinned dumps still stream:
+    // the `postgres` database (dumped first) is made slow, and appdb's schema
+    // changes meanwhile. The run does not pretend: it repeats in the full window.
+    let slow = stack.exec(
+        "postgres",
+        &[],
+        &[
+            "psql",
+            "-U",
+            "app",
+            "-d",
+            "postgres",
+            "-c",
+            "CREATE TABLE aaa_big AS SELECT g AS id, repeat('x', 200) AS payload FROM generate_series(1, 600000) g",
+        ],
+    );
+    assert!(
+        slow.status.success(),
+        "{}",
+        String::from_utf8_lossy(&slow.stderr)
+    );
     let child = std::process::Command::new("docker")
         .args([
             "exec",
@@ -260,9 +345,14 @@ fn falls_back_to_the_full_window_on_myisam_and_on_a_schema_change() {
         .spawn()
         .unwrap();
     wait_window_closed(&stack);
+    let t = Instant::now();
     stack
-        .mariadb("ALTER TABLE orders ADD COLUMN migrated int DEFAULT 7")
+        .psql("ALTER TABLE customers ADD COLUMN migrated int DEFAULT 7")
         .expect("migration");
+    eprintln!(
+        "migration done {:.2}s after the window closed",
+        t.elapsed().as_secs_f64()
+    );
     let out = child.wait_with_output().unwrap();
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     assert_eq!(
@@ -281,9 +371,10 @@ fn falls_back_to_the_full_window_on_myisam_and_on_a_schema_change() {
     let snaps = snapshots_or_fail(&stack);
     assert_eq!(snaps.len(), 2, "one snapshot per run, no parts: {snaps:?}");
     let restored = stack.restore("latest");
-    let dump = std::fs::read_to_string(restored.path().join("databases/mariadb/shop.sql")).unwrap();
+    let dump = std::fs::read_to_string(restored.path().join("databases/postgres/postgres-all.sql"))
+        .unwrap();
     assert!(
-        dump.contains("`migrated` int"),
+        dump.contains("migrated integer"),
         "the full-window dump misses the migration"
     );
     assert!(Path::new(&restored.path().join("volumes/writer/data/counter")).exists());

@@ -36,20 +36,16 @@ use crate::labels::Engine as DbEngine;
 /// How long a pin may take before the run falls back to the full window.
 const PIN_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Why a prepared database cannot be pinned (dumped inside the window
-/// instead), or `None`. Checked before the window: MariaDB/MySQL tables that
-/// are not InnoDB are not covered by `--single-transaction`.
-pub async fn unpinnable_reason(engine: &Engine, p: &Prepared) -> Result<Option<String>> {
-    if p.plan.engine == DbEngine::Postgres {
-        return Ok(None);
-    }
-    let q = command::query(
-        p.plan.engine,
-        &p.tools,
-        &p.login,
-        None,
-        command::MARIA_NON_INNODB_SQL,
-    );
+/// Runs `sql` on the server (in `db`) and returns its output lines; `what`
+/// names the query in an error.
+async fn query_lines(
+    engine: &Engine,
+    p: &Prepared,
+    db: Option<&str>,
+    sql: &str,
+    what: &str,
+) -> Result<Vec<String>> {
+    let q = command::query(p.plan.engine, &p.tools, &p.login, db, sql);
     let out = exec::capture(
         engine,
         &p.plan.container.id,
@@ -59,17 +55,34 @@ pub async fn unpinnable_reason(engine: &Engine, p: &Prepared) -> Result<Option<S
     .await?;
     if out.code != 0 {
         bail!(
-            "service {}: cannot list its table engines: {}",
+            "service {}: cannot {what}: {}",
             p.plan.container.service,
             out.stderr
         );
     }
-    let tables: Vec<String> = String::from_utf8_lossy(&out.stdout)
+    Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .map(str::to_string)
-        .collect();
+        .collect())
+}
+
+/// Why a prepared database cannot be pinned (dumped inside the window
+/// instead), or `None`. Checked before the window: MariaDB/MySQL tables that
+/// are not InnoDB are not covered by `--single-transaction`.
+pub async fn unpinnable_reason(engine: &Engine, p: &Prepared) -> Result<Option<String>> {
+    if p.plan.engine == DbEngine::Postgres {
+        return Ok(None);
+    }
+    let tables = query_lines(
+        engine,
+        p,
+        None,
+        command::MARIA_NON_INNODB_SQL,
+        "list its table engines",
+    )
+    .await?;
     Ok((!tables.is_empty()).then(|| {
         format!(
             "tables that are not InnoDB are not covered by a consistent-snapshot transaction: {}",
@@ -129,58 +142,25 @@ async fn fingerprint(engine: &Engine, p: &Prepared, db: Option<&str>) -> Result<
         DbEngine::Postgres => command::PG_FINGERPRINT_SQL,
         _ => command::MARIA_FINGERPRINT_SQL,
     };
-    let q = command::query(p.plan.engine, &p.tools, &p.login, db, sql);
-    let out = exec::capture(
-        engine,
-        &p.plan.container.id,
-        &q,
-        &command::login_env(p.plan.engine, &p.login),
-    )
-    .await?;
-    if out.code != 0 {
-        bail!(
-            "service {}: cannot read its schema: {}",
-            p.plan.container.service,
-            out.stderr
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .trim_start_matches("fp:")
-        .to_string())
+    let lines = query_lines(engine, p, db, sql, "read its schema").await?;
+    Ok(lines
+        .first()
+        .map(|l| l.trim_start_matches("fp:").to_string())
+        .unwrap_or_default())
 }
 
 async fn pg_databases(engine: &Engine, p: &Prepared) -> Result<Vec<String>> {
     if !p.plan.databases.is_empty() {
         return Ok(p.plan.databases.clone());
     }
-    let q = command::query(
-        p.plan.engine,
-        &p.tools,
-        &p.login,
+    query_lines(
+        engine,
+        p,
         None,
         command::PG_DATABASES_SQL,
-    );
-    let out = exec::capture(
-        engine,
-        &p.plan.container.id,
-        &q,
-        &command::login_env(p.plan.engine, &p.login),
+        "list its databases",
     )
-    .await?;
-    if out.code != 0 {
-        bail!(
-            "service {}: cannot list its databases: {}",
-            p.plan.container.service,
-            out.stderr
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect())
+    .await
 }
 
 async fn pg_open_session(engine: &Engine, p: &Prepared, db: &str) -> Result<PgSession> {
@@ -395,6 +375,7 @@ async fn pg_all_to_file(
     let file = inner.into_inner();
     file.sync_all().await?;
     tokio::fs::rename(&partial, &path).await?;
+    tracing::info!(service = %p.plan.container.service, file = %path.display(), bytes, seconds = started.elapsed().as_secs_f64(), "dumped (pinned)");
     Ok(DumpResult {
         service: p.plan.container.service.clone(),
         engine: p.plan.engine,

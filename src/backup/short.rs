@@ -273,6 +273,10 @@ pub async fn run(
     };
     prepass::forget(&ctx.restic, &parts).await;
     phase(r, "merge", t);
+    tracing::info!(
+        seconds = t.elapsed().as_secs_f64(),
+        "merged and parts forgotten"
+    );
     tracing::info!(snapshot = %&merged[..8], "one snapshot of the stop's moment written");
 
     let mut report = SnapshotReport {
