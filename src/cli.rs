@@ -74,6 +74,10 @@ pub enum Command {
         /// Also read this part of the pack data, e.g. `10%` or `1/5` (restic --read-data-subset).
         #[arg(long)]
         read_data_subset: Option<String>,
+        /// Structure and dump checksums only: skip reading the run's other
+        /// file data (verify says what it did not read).
+        #[arg(long)]
+        quick: bool,
     },
     /// Internal: runs inside the snapshot worker container.
     #[command(hide = true)]
@@ -159,6 +163,31 @@ pub async fn main(cli: Cli) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         };
         return worker::main(&clear, restic_args).await;
+    }
+    if let Command::Healthcheck = &cli.command {
+        // Only HTTP_ADDR: the health check must not depend on the rest of the
+        // configuration (the image's HEALTHCHECK runs it wherever the image runs).
+        let addr = match Config::http_addr_from_env(&Env::from_process()) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("stackshot: configuration error: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
+        return match http::healthcheck(addr, std::time::Duration::from_secs(10)).await {
+            Ok((code, body)) => {
+                println!("{body}");
+                if code == 200 {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("stackshot: error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let config = match Config::from_env(&Env::from_process()) {
         Ok(c) => c,
@@ -330,16 +359,6 @@ last runs:"
 async fn run(cli: Cli, config: Config) -> Result<ExitCode> {
     match cli.command {
         Command::Status { json } => return status(json).await,
-        Command::Healthcheck => {
-            let (code, body) =
-                http::healthcheck(config.http_addr, std::time::Duration::from_secs(10)).await?;
-            println!("{body}");
-            return Ok(if code == 200 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            });
-        }
         Command::Backup {
             json,
             dry_run: false,
@@ -356,7 +375,7 @@ async fn run(cli: Cli, config: Config) -> Result<ExitCode> {
             daemon::run(context(config, engine)).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Status { .. } | Command::Healthcheck => unreachable!("answered above"),
+        Command::Status { .. } => unreachable!("answered above"),
         Command::Snapshots { json } => {
             let ctx = context(config, engine);
             let found = discovery::discover(ctx.engine.docker(), &ctx.config).await?;
@@ -376,10 +395,11 @@ async fn run(cli: Cli, config: Config) -> Result<ExitCode> {
         Command::Verify {
             snapshot,
             read_data_subset,
+            quick,
         } => {
             let ctx = context(config, engine);
             let problems =
-                crate::restore::verify(&ctx, &snapshot, read_data_subset.as_deref()).await?;
+                crate::restore::verify(&ctx, &snapshot, read_data_subset.as_deref(), quick).await?;
             for p in &problems {
                 eprintln!("stackshot: verify: {p}");
             }
@@ -494,6 +514,8 @@ async fn run(cli: Cli, config: Config) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Worker { .. } => unreachable!("handled before the configuration is read"),
+        Command::Worker { .. } | Command::Healthcheck => {
+            unreachable!("handled before the configuration is read")
+        }
     }
 }

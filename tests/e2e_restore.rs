@@ -268,4 +268,57 @@ fn disaster_drill_and_refusals() {
         "{}",
         text(&cat)
     );
+
+    // verify reads what it verifies: one byte damaged in the largest data pack
+    // (the app's 5 MB of random data; the dumps are far smaller), which
+    // `restic check` without --read-data never reads.
+    let good = stack
+        .snapshots()
+        .into_iter()
+        .rev()
+        .find(|s| !s["tags"].to_string().contains("run=tampered"))
+        .expect("the drill's own backup");
+    let good = good["id"].as_str().unwrap().to_string();
+    let verify_good = |quick: bool| {
+        let mut cmd = vec!["stackshot", "verify", "--snapshot", good.as_str()];
+        if quick {
+            cmd.push("--quick");
+        }
+        stack.exec("backup", &[], &cmd)
+    };
+    let verify = verify_good(false);
+    assert!(verify.status.success(), "{}", text(&verify));
+    assert!(
+        text(&verify).contains("bytes of file data: every blob authenticated"),
+        "{}",
+        text(&verify)
+    );
+    let repo = format!("{repo_path}:/repository");
+    let damage = output(&mut docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &repo,
+        "stackshot-test/base:local",
+        "sh",
+        "-c",
+        "f=$(find /repository/data -type f -printf '%s %p\\n' | sort -n | tail -1 | cut -d' ' -f2) && \
+         s=$(stat -c %s \"$f\") && chmod u+w \"$f\" && \
+         printf '\\377\\000' | dd of=\"$f\" bs=1 seek=$((s / 2)) conv=notrunc 2>/dev/null && echo \"$f\"",
+    ]));
+    assert!(damage.status.success(), "{}", text(&damage));
+    let verify = verify_good(false);
+    assert_eq!(verify.status.code(), Some(1), "{}", text(&verify));
+    assert!(
+        text(&verify).contains("reading /volumes: restic dump /volumes from snapshot"),
+        "the damage is not named: {}",
+        text(&verify)
+    );
+    let quick = verify_good(true);
+    assert!(quick.status.success(), "{}", text(&quick));
+    assert!(
+        text(&quick).contains("--quick: did not read the file data of /volumes in snapshot"),
+        "{}",
+        text(&quick)
+    );
 }

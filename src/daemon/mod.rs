@@ -94,7 +94,7 @@ impl Daemon {
                 self.maintenance("check", r).await;
             }
             Task::Verify => {
-                let r = crate::restore::verify(&self.ctx, "latest", None)
+                let r = crate::restore::verify(&self.ctx, "latest", None, false)
                     .await
                     .and_then(|problems| {
                         if problems.is_empty() {

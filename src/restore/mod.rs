@@ -57,7 +57,7 @@ async fn scene(ctx: &Context, mutate: bool) -> Result<Scene> {
 
 /// Streams `path` of snapshot `id` out of the repository into `sink` (or just
 /// hashes it when `sink` is `None`); returns (bytes, sha256 hex).
-async fn stream_file(
+pub(crate) async fn stream_file(
     ctx: &Context,
     id: &str,
     path: &str,
@@ -117,7 +117,7 @@ async fn stream_file(
     ))
 }
 
-async fn small_file(ctx: &Context, id: &str, path: &str) -> Option<String> {
+pub(crate) async fn small_file(ctx: &Context, id: &str, path: &str) -> Option<String> {
     let out = ctx.restic.run(&["dump", id, path]).await.ok()?;
     Some(out)
 }
@@ -921,64 +921,8 @@ pub async fn all(ctx: &Context, snapshot: &str, yes: bool, replace: bool) -> Res
 
 // ---------------------------------------------------------------- verify
 
-/// `stackshot verify`: `restic check` (optionally reading a subset of the data)
-/// and every dump of the run against its `SHA256SUMS`. Returns the problems found.
-pub async fn verify(
-    ctx: &Context,
-    snapshot: &str,
-    read_data_subset: Option<&str>,
-) -> Result<Vec<String>> {
-    let found = discovery::discover(ctx.engine.docker(), &ctx.config).await?;
-    let runs = catalog::list(&ctx.restic, &found.project).await?;
-    let run = catalog::resolve(&runs, snapshot)?;
-    let mut problems = Vec::new();
-    let subset_arg = read_data_subset.map(|s| format!("--read-data-subset={s}"));
-    let mut args = vec!["check"];
-    if let Some(a) = &subset_arg {
-        args.push(a);
-    }
-    match ctx.restic.run(&args).await {
-        Ok(_) => println!(
-            "restic check{}: ok",
-            subset_arg.map(|a| format!(" {a}")).unwrap_or_default()
-        ),
-        Err(e) => problems.push(format!("restic check: {e:#}")),
-    }
-    let mut checked = 0;
-    for snap in run
-        .snapshots
-        .iter()
-        .filter(|s| s.paths.iter().any(|p| p == DATABASES_DIR))
-    {
-        let Some(sums) = small_file(ctx, &snap.id, &format!("{DATABASES_DIR}/SHA256SUMS")).await
-        else {
-            problems.push(format!(
-                "snapshot {} has /databases but no SHA256SUMS",
-                snap.short_id
-            ));
-            continue;
-        };
-        for (rel, want) in parse_sums(&sums) {
-            let path = format!("{DATABASES_DIR}/{rel}");
-            match stream_file(ctx, &snap.id, &path, None, |_| {}).await {
-                Ok((_, got)) if got == want => {
-                    checked += 1;
-                    println!("{rel}: OK");
-                }
-                Ok((_, got)) => problems.push(format!(
-                    "{rel}: SHA-256 {got} does not match SHA256SUMS {want}"
-                )),
-                Err(e) => problems.push(format!("{rel}: {e:#}")),
-            }
-        }
-    }
-    println!(
-        "verified run {}: {checked} dump(s) match their checksums, {} problem(s)",
-        run.run_id.as_deref().unwrap_or(&run.time),
-        problems.len()
-    );
-    Ok(problems)
-}
+pub mod verify;
+pub use verify::verify;
 
 #[cfg(test)]
 mod tests {
