@@ -1,38 +1,32 @@
-# stackshot's image.
+# stackshot's image: `docker build -t stackshot .` (the legacy builder and
+# BuildKit alike) builds stackshot in a Rust stage, takes restic from the
+# official restic image, and puts both on Debian slim.
 #
-#   docker build -t stackshot .          full build: Rust build stage, restic from
-#                                         the official restic image, slim runtime
-#
-# The first stage, `runtime-prebuilt`, is for machines without a registry (and
-# for stackshot's own tests): it copies a binary built on the host onto a local
-# image, and is the only stage built when targeted, with any builder:
-#
-#   cargo build --release
-#   docker build --target runtime-prebuilt --build-arg RUNTIME_IMAGE=<local image> -t stackshot .
+# The base images are build arguments, so a machine without a registry can
+# point them at local images (stackshot's CI does: .ci/build-image).
+# Without a registry at all, tests/bench/Dockerfile.prebuilt copies a binary
+# built on the host instead (scripts/example uses it).
+ARG RUST_IMAGE=rust:1.91-bookworm
+ARG RESTIC_IMAGE=restic/restic:0.17.3
 ARG RUNTIME_IMAGE=debian:bookworm-slim
 
-FROM ${RUNTIME_IMAGE} AS runtime-prebuilt
-COPY target/release/stackshot /usr/local/bin/stackshot
-ENV RESTIC_CACHE_DIR=/cache
-# Dumps are written here and snapshotted by the worker container, which sees the
-# sidecar's volumes: so it must be a volume.
-VOLUME ["/databases"]
-HEALTHCHECK --interval=1m --timeout=15s --start-period=1m CMD ["/usr/local/bin/stackshot", "healthcheck"]
-ENTRYPOINT ["/usr/local/bin/stackshot"]
-CMD ["daemon"]
-
-FROM rust:1.89-bookworm AS build
+FROM ${RUST_IMAGE} AS build
 WORKDIR /src
+# The dependencies in a layer of their own: a change under src/ rebuilds only
+# stackshot, not its ~250 dependencies.
 COPY Cargo.toml Cargo.lock ./
+RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+ && cargo build --release --locked \
+ && rm -rf src target/release/stackshot* target/release/deps/stackshot-* \
+      target/release/deps/libstackshot-* target/release/.fingerprint/stackshot-*
 COPY src ./src
 RUN cargo build --release --locked
 
-FROM restic/restic:0.17.3 AS restic
+FROM ${RESTIC_IMAGE} AS restic
 
-FROM debian:bookworm-slim AS runtime
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates tzdata \
- && rm -rf /var/lib/apt/lists/*
+FROM ${RUNTIME_IMAGE} AS runtime
+# CA certificates for https repositories (the Rust image has them; slim has none).
+COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY --from=restic /usr/bin/restic /usr/local/bin/restic
 COPY --from=build /src/target/release/stackshot /usr/local/bin/stackshot
 ENV RESTIC_CACHE_DIR=/cache

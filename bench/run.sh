@@ -21,7 +21,7 @@ now() { date +%s.%N; }
 
 bash tests/bench/build-images.sh
 cargo build --release --locked -q
-docker build -q --target runtime-prebuilt --build-arg RUNTIME_IMAGE=stackshot-test/base:local \
+docker build -q -f tests/bench/Dockerfile.prebuilt --build-arg RUNTIME_IMAGE=stackshot-test/base:local \
   -t "$SIDECAR_IMAGE" . >/dev/null
 
 work=$(mktemp -d)

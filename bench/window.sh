@@ -27,7 +27,7 @@ log() { printf 'bench: %s\n' "$*" >&2; }
 
 bash tests/bench/build-images.sh
 cargo build --release --locked -q
-docker build -q -f Dockerfile --target runtime-prebuilt --build-arg RUNTIME_IMAGE=stackshot-test/base:local \
+docker build -q -f tests/bench/Dockerfile.prebuilt --build-arg RUNTIME_IMAGE=stackshot-test/base:local \
   -t "$SIDECAR_IMAGE" . >/dev/null
 
 work=$(mktemp -d)

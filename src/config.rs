@@ -148,6 +148,15 @@ const RESTIC_KEEP_ALIASES: &[&str] = &[
 
 impl Config {
     /// Parses the configuration; the first bad value is returned as one line.
+    /// Only `HTTP_ADDR` (default `0.0.0.0:8080`): all `stackshot healthcheck`
+    /// needs, so that it works in any container of the image, whatever else
+    /// is (not) configured there.
+    pub fn http_addr_from_env(env: &Env) -> Result<SocketAddr, ConfigError> {
+        Ok(opt(env, "HTTP_ADDR", socket_addr)?
+            .unwrap_or_else(|| "0.0.0.0:8080".parse().expect("default address parses")))
+    }
+
+    /// Reads every variable; the first bad or missing one is the error.
     pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
         let tz = match env.get("TZ")? {
             None => Tz::UTC,
@@ -179,8 +188,7 @@ impl Config {
             verify_cron: opt(env, "VERIFY_CRON", cron)?,
             stop_timeout: opt(env, "STOP_TIMEOUT", duration)?.unwrap_or(Duration::from_secs(30)),
             backup_host: opt(env, "BACKUP_HOST", hostname)?,
-            http_addr: opt(env, "HTTP_ADDR", socket_addr)?
-                .unwrap_or_else(|| "0.0.0.0:8080".parse().expect("default address parses")),
+            http_addr: Config::http_addr_from_env(env)?,
             health_max_age: opt(env, "HEALTH_MAX_AGE", duration)?
                 .unwrap_or(Duration::from_secs(26 * 3600)),
             include_all_projects: opt(env, "INCLUDE_ALL_COMPOSE_PROJECTS", boolean)?

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use anyhow::{Context, Result, bail};
 use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
-use bollard::models::{ContainerCreateBody, HostConfig, Mount};
+use bollard::models::{ContainerCreateBody, HealthConfig, HostConfig, Mount};
 use bollard::query_parameters::{
     AttachContainerOptions, RemoveContainerOptions, WaitContainerOptions,
 };
@@ -84,6 +84,13 @@ pub async fn start(engine: &Engine, spec: &WorkerSpec) -> Result<Started> {
         attach_stdout: Some(true),
         attach_stderr: Some(true),
         tty: Some(false),
+        // The image's HEALTHCHECK asks the daemon's HTTP port, which a
+        // worker does not serve: without this a long worker turns
+        // "unhealthy", and autoheal-style tools kill it.
+        healthcheck: Some(HealthConfig {
+            test: Some(vec!["NONE".to_string()]),
+            ..Default::default()
+        }),
         host_config: Some(HostConfig {
             mounts: Some(spec.mounts.clone()),
             network_mode: spec.network_mode.clone(),

@@ -6,6 +6,8 @@
 #   stackshot-test/base:local      ca-certificates, tzdata, restic (runtime for the sidecar and app)
 #   stackshot-test/postgres:local  + PostgreSQL, entrypoint honouring the official image's variables
 #   stackshot-test/mariadb:local   + MariaDB, likewise
+#   stackshot-test/rust-base:local  (only with --rust) gcc and libc headers, the
+#                                   base of CI's stand-in for the Rust image
 #
 # Every image is also tagged with a hash of its inputs; when that tag exists the
 # build is skipped, so a second run costs a few seconds.
@@ -15,6 +17,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 suite=bookworm
 base_pkgs=ca-certificates,tzdata,restic,procps
 db_pkgs=$base_pkgs,postgresql,postgresql-client,mariadb-server,mariadb-client
+rust_pkgs=ca-certificates,gcc,libc6-dev
+with_rust=false; [ "${1:-}" = --rust ] && with_rust=true
 
 log() { printf 'build-images: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -97,15 +101,22 @@ if ! have "$pg" || ! have "$maria"; then
 else
   log "reusing $pg and $maria"
 fi
+rust_hash=$(inputs_hash rust "$rust_pkgs")
+rust=stackshot-test/rust-base:$rust_hash
+if $with_rust && ! have "$rust"; then
+  ( rootfs "$work/rust" "$rust_pkgs" && import "$work/rust" "$rust" "$env_path" "$lang" 'CMD ["/bin/bash"]' ) &
+  pids+=($!)
+fi
 for p in "${pids[@]}"; do wait "$p" || die "an image build failed (see above)"; done
-rm -rf "$work/base" "$work/db"
+rm -rf "$work/base" "$work/db" "$work/rust"
+if $with_rust; then docker tag "$rust" stackshot-test/rust-base:local; fi
 
 docker tag "$base" stackshot-test/base:local
 docker tag "$pg" stackshot-test/postgres:local
 docker tag "$maria" stackshot-test/mariadb:local
 # Drop images of earlier inputs so the cache does not grow without bound.
-for repo in base postgres mariadb; do
-  keep=$base_hash; [ "$repo" = base ] || keep=$db_hash
+for repo in base postgres mariadb rust-base; do
+  case $repo in base) keep=$base_hash ;; rust-base) keep=$rust_hash ;; *) keep=$db_hash ;; esac
   docker image ls --format '{{.Repository}}:{{.Tag}}' "stackshot-test/$repo" \
     | grep -v -e ":$keep\$" -e ':local$' | xargs -r docker rmi >/dev/null 2>&1 || true
 done

@@ -65,15 +65,30 @@ pub fn bench() {
     });
 }
 
-/// The sidecar image: the project's Dockerfile, stage `runtime-prebuilt`, on the
-/// bench's base image, with the stackshot binary cargo built for these tests.
+/// The sidecar image: `tests/bench/Dockerfile.prebuilt` on the bench's base
+/// image, with the stackshot binary cargo built for these tests. With
+/// `STACKSHOT_E2E_IMAGE` set (CI sets it to the image the real `Dockerfile`
+/// built), that image is tagged as the sidecar instead.
 fn build_sidecar_image() {
+    if let Some(image) = std::env::var_os("STACKSHOT_E2E_IMAGE") {
+        let image = image.to_string_lossy().to_string();
+        run(&mut docker(&[
+            "tag",
+            &image,
+            "stackshot-test/sidecar:local",
+        ]));
+        return;
+    }
     let ctx = tempfile::tempdir().expect("temp dir");
     let bin_dir = ctx.path().join("target/release");
     std::fs::create_dir_all(&bin_dir).unwrap();
     std::fs::copy(env!("CARGO_BIN_EXE_stackshot"), bin_dir.join("stackshot"))
         .expect("copy the stackshot binary into the build context");
-    std::fs::copy(root().join("Dockerfile"), ctx.path().join("Dockerfile")).unwrap();
+    std::fs::copy(
+        root().join("tests/bench/Dockerfile.prebuilt"),
+        ctx.path().join("Dockerfile"),
+    )
+    .unwrap();
     let image_id = || {
         output(&mut docker(&[
             "image",
@@ -93,8 +108,6 @@ fn build_sidecar_image() {
     run(docker(&[
         "build",
         "-q",
-        "--target",
-        "runtime-prebuilt",
         "--build-arg",
         "RUNTIME_IMAGE=stackshot-test/base:local",
         "-t",

@@ -1,0 +1,55 @@
+//! The stackshot binary's command line, without an engine.
+
+use std::process::Command;
+
+fn stackshot(env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_stackshot"))
+        .env_clear()
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .expect("run stackshot")
+}
+
+/// `stackshot healthcheck` needs only HTTP_ADDR: in a container with no
+/// RESTIC_* at all (a worker, say) it asks the port and reports what it
+/// found, instead of failing on the missing configuration (exit 2).
+#[test]
+fn healthcheck_needs_only_http_addr() {
+    // A port nothing listens on: unhealthy (1), not "configuration error" (2).
+    let out = stackshot(&[("HTTP_ADDR", "127.0.0.1:9")], &["healthcheck"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("RESTIC_REPOSITORY"), "{stderr}");
+
+    // A port that answers 200, as the daemon's /healthz would.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = conn.read(&mut buf).unwrap();
+        let body = r#"{"healthy":true}"#;
+        write!(
+            conn,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+    });
+    let out = stackshot(&[("HTTP_ADDR", &addr)], &["healthcheck"]);
+    server.join().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("healthy"));
+
+    // A bad HTTP_ADDR is still one clear line and exit 2.
+    let out = stackshot(&[("HTTP_ADDR", "nowhere")], &["healthcheck"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP_ADDR=\"nowhere\""));
+}
