@@ -91,9 +91,32 @@ fn disaster_drill_and_refusals() {
             .success()
     );
 
-    // One command brings it all back.
+    // One command brings it all back; no app starts before the last dump is loaded.
+    let watch = stack.watch();
     let all = stack.exec("backup", &[], &["stackshot", "restore", "all", "--yes"]);
+    let events = watch.finish();
     assert!(all.status.success(), "{}", text(&all));
+    let app = stack.container("app");
+    events.assert_saw(&app, &["die", "start"]);
+    let app_start = events.first(&app, "start");
+    let dbs = [stack.container("postgres"), stack.container("mariadb")];
+    let loads: Vec<i64> = events
+        .0
+        .iter()
+        .filter(|e| {
+            dbs.contains(&e.id)
+                && (e.action.starts_with("exec_start") || e.action.starts_with("exec_die"))
+        })
+        .map(|e| e.time_nano)
+        .collect();
+    assert!(!loads.is_empty(), "no database load seen: {:?}", events.0);
+    let last_load = *loads.iter().max().unwrap();
+    assert!(
+        last_load < app_start,
+        "the app started {:.2}s before the last database exec (a load) ended",
+        (last_load - app_start) as f64 / 1e9
+    );
+
     let out = stack.exec("app", &[], &["sha256sum", "/data/blob.bin"]);
     assert!(
         String::from_utf8_lossy(&out.stdout).starts_with(&blob_sha),

@@ -193,10 +193,23 @@ fn print_targets(run: &Run, snap: &SnapshotInfo, targets: &[VolumePlan], to_volu
 /// short: the app must not start on a half-written volume), then the window closes.
 pub async fn volumes(ctx: &Context, opts: &VolumeOptions) -> Result<bool> {
     let sc = scene(ctx, opts.yes && !opts.dry_run).await?;
-    volumes_in(ctx, &sc, opts).await
+    volumes_in(ctx, &sc, opts, || async { Ok(()) }).await
 }
 
-async fn volumes_in(ctx: &Context, sc: &Scene, opts: &VolumeOptions) -> Result<bool> {
+/// Restores the mounts of `opts` inside a stop window of the containers that
+/// use them; `then` runs inside the same window, after the files are back and
+/// the database containers among the stopped ones are started again (so
+/// `restore all` loads the dumps before any app starts).
+async fn volumes_in<F, Fut>(
+    ctx: &Context,
+    sc: &Scene,
+    opts: &VolumeOptions,
+    then: F,
+) -> Result<bool>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
     let run = catalog::resolve(&sc.runs, &opts.snapshot)?;
     let snap = run.volumes_snapshot().ok_or_else(|| {
         anyhow!(
@@ -302,6 +315,7 @@ async fn volumes_in(ctx: &Context, sc: &Scene, opts: &VolumeOptions) -> Result<b
     };
     if opts.to_volume.is_some() {
         restore().await?;
+        then().await?;
     } else {
         // Stop every container using a restored mount, for the time of the restore.
         let sources: Vec<&str> = targets.iter().map(|t| t.source.as_str()).collect();
@@ -323,6 +337,13 @@ async fn volumes_in(ctx: &Context, sc: &Scene, opts: &VolumeOptions) -> Result<b
         let stops = plan::stop_order(&scope, &users);
         let run_id = format!("restore-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S"));
         let (_never_fires, never) = Shutdown::new();
+        let databases: Vec<String> = sc
+            .plan
+            .dumps
+            .iter()
+            .filter(|d| stops.iter().any(|s| s.container.id == d.container.id))
+            .map(|d| d.container.id.clone())
+            .collect();
         let (result, report) = window::with_stop_window(
             &ctx.engine,
             &ctx.journal,
@@ -330,7 +351,15 @@ async fn volumes_in(ctx: &Context, sc: &Scene, opts: &VolumeOptions) -> Result<b
             &stops,
             ctx.config.stop_timeout,
             &never,
-            restore,
+            || async {
+                restore().await?;
+                // Databases first (the loads need them); the apps stay down
+                // until `then` is done, and the window starts them last.
+                for id in &databases {
+                    window::ContainerControl::start(&ctx.engine, id).await?;
+                }
+                then().await
+            },
         )
         .await;
         if !report.restart_failed.is_empty() {
@@ -889,7 +918,7 @@ pub async fn all(ctx: &Context, snapshot: &str, yes: bool, replace: bool) -> Res
         yes: !dry_run,
     };
     if !yes {
-        volumes_in(ctx, &sc, &every_mount(true)).await?;
+        volumes_in(ctx, &sc, &every_mount(true), || async { Ok(()) }).await?;
         println!(
             "Databases that would be restored: {}",
             files
@@ -912,10 +941,15 @@ pub async fn all(ctx: &Context, snapshot: &str, yes: bool, replace: bool) -> Res
         };
         checked.push(check_dump(ctx, &sc, &opts, file).await?);
     }
-    volumes_in(ctx, &sc, &every_mount(false)).await?;
-    for c in &checked {
-        load_dump(ctx, c, replace).await?;
-    }
+    // The dumps are loaded inside the volume restore's window: no app starts
+    // between the first restored file and the last loaded row.
+    volumes_in(ctx, &sc, &every_mount(false), || async {
+        for c in &checked {
+            load_dump(ctx, c, replace).await?;
+        }
+        Ok(())
+    })
+    .await?;
     Ok(true)
 }
 
