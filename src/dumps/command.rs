@@ -363,6 +363,50 @@ mod tests {
         assert!(login_env(Engine::Postgres, &login(false)).is_empty());
     }
 
+    /// Every argv built here, for every engine, login and database choice,
+    /// is free of the password (it travels in the exec's environment).
+    #[test]
+    fn no_argv_of_any_job_carries_the_secret() {
+        for engine in [Engine::Postgres, Engine::Mariadb, Engine::Mysql] {
+            let probe = match engine {
+                Engine::Postgres => "/bin/pg_dumpall\n/bin/pg_dump\n/bin/psql\n",
+                _ => "/usr/bin/mariadb-dump\n/usr/bin/mariadb\n",
+            };
+            let tools = pick_tools(engine, probe).unwrap();
+            for l in [login(true), login(false)] {
+                let mut argvs = vec![
+                    client(engine, &tools, &l),
+                    version_query(engine, &tools, &l),
+                    query(engine, &tools, &l, Some("app"), "select 1"),
+                ];
+                for dbs in [
+                    vec![],
+                    vec!["app".to_string()],
+                    vec!["a".into(), "b".into()],
+                ] {
+                    for job in dump_jobs(engine, &tools, &l, &dbs) {
+                        argvs.push(maria_pinnable(&job).argv);
+                        argvs.push(job.argv);
+                    }
+                }
+                if engine == Engine::Postgres {
+                    argvs.push(pg_session(&tools, &l, "app"));
+                    argvs.push(pg_globals(&tools, &l));
+                    argvs.push(pg_dump_pinned(&tools, &l, "app", "0000-1", true));
+                }
+                for argv in argvs {
+                    assert!(
+                        !argv.iter().any(|a| a.contains("s3cret")),
+                        "{engine:?}: the password is in {argv:?}"
+                    );
+                }
+                if l.password.is_some() {
+                    assert_eq!(login_env(engine, &l)[0].1.expose(), "s3cret");
+                }
+            }
+        }
+    }
+
     #[test]
     fn pinned_commands_never_carry_the_password() {
         let tools = pick_tools(

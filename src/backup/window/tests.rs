@@ -16,6 +16,10 @@ struct Fake {
     fail_start: Mutex<BTreeMap<String, usize>>,
     /// The journal, checked at each stop.
     journal: Option<Journal>,
+    /// How long each stop and start takes (zero: they never await).
+    delay: Duration,
+    /// (`stop`/`start`, id, began, ended) of every call.
+    spans: Mutex<Vec<(&'static str, String, Instant, Instant)>>,
 }
 
 impl Fake {
@@ -35,6 +39,14 @@ impl Fake {
 
 impl ContainerControl for Fake {
     async fn stop(&self, id: &str, _timeout: Duration) -> Result<()> {
+        let began = Instant::now();
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+            self.spans
+                .lock()
+                .unwrap()
+                .push(("stop", id.to_string(), began, Instant::now()));
+        }
         if let Some(j) = &self.journal {
             let state = j.read().unwrap().expect("journal written before the stop");
             assert!(
@@ -50,6 +62,14 @@ impl ContainerControl for Fake {
         Ok(())
     }
     async fn start(&self, id: &str) -> Result<()> {
+        let began = Instant::now();
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+            self.spans
+                .lock()
+                .unwrap()
+                .push(("start", id.to_string(), began, Instant::now()));
+        }
         self.log.lock().unwrap().push(format!("start {id}"));
         let mut fails = self.fail_start.lock().unwrap();
         if let Some(n) = fails.get_mut(id)
@@ -152,6 +172,52 @@ async fn success_stops_dependents_first_and_starts_in_reverse() {
     assert_eq!(report.stopped.len(), 3);
     assert_eq!(report.started.len(), 3);
     assert_all_back(&b);
+}
+
+/// Stops and starts that take time: a wave begins only after every stop (or
+/// start) of the wave before it has ended, and the containers of one wave are
+/// stopped (and started) concurrently.
+#[tokio::test]
+async fn waves_wait_for_each_other_and_run_concurrently_inside() {
+    let mut b = bench(ALL);
+    b.fake.delay = Duration::from_millis(60);
+    let (_t, never) = Shutdown::new();
+    let (r, _) = window(&b, &never, async { Ok(()) }).await;
+    r.unwrap();
+    let spans = b.fake.spans.lock().unwrap().clone();
+    let span = |kind: &str, id: &str| {
+        spans
+            .iter()
+            .find(|(k, i, _, _)| *k == kind && i == id)
+            .map(|(_, _, a, b)| (*a, *b))
+            .unwrap_or_else(|| panic!("no {kind} of {id}: {spans:?}"))
+    };
+    let (web, worker, app) = (
+        span("stop", "web"),
+        span("stop", "worker"),
+        span("stop", "app"),
+    );
+    assert!(
+        app.0 >= web.1 && app.0 >= worker.1,
+        "app (wave 1) stopped before wave 0 had stopped: {spans:?}"
+    );
+    assert!(
+        web.0 < worker.1 && worker.0 < web.1,
+        "the stops of one wave did not overlap: {spans:?}"
+    );
+    let (web, worker, app) = (
+        span("start", "web"),
+        span("start", "worker"),
+        span("start", "app"),
+    );
+    assert!(
+        web.0 >= app.1 && worker.0 >= app.1,
+        "wave 0 started before app (its dependency) had started: {spans:?}"
+    );
+    assert!(
+        web.0 < worker.1 && worker.0 < web.1,
+        "the starts of one wave did not overlap: {spans:?}"
+    );
 }
 
 #[tokio::test]
