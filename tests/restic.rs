@@ -178,9 +178,51 @@ async fn backup_then_snapshots_and_unlock() {
     assert!(r.snapshots(&["project=other"]).await.unwrap().is_empty());
     assert!(r.snapshots(&["a,b"]).await.is_err());
 
+    // unlock removes a stale lock (its holder was killed) and leaves a live one.
+    // (restic does not take a lock over an exclusive stale one, so both are
+    // shared: `restic backup --stdin` holds one while it waits for data.)
+    let locks_dir = Path::new(&repo_path(&dir)).join("locks");
+    let count = || std::fs::read_dir(&locks_dir).unwrap().count();
+    let mut stale = hold_shared_lock(dir.path(), &repo_path(&dir));
+    wait_locks(&count, 1);
+    stale.kill().unwrap(); // SIGKILL: restic cannot remove its lock
+    stale.wait().unwrap();
+    assert_eq!(count(), 1, "the killed holder's lock stays behind");
+    let mut live = hold_shared_lock(dir.path(), &repo_path(&dir));
+    wait_locks(&count, 2);
     r.unlock().await.unwrap();
-    let locks = std::fs::read_dir(Path::new(&repo_path(&dir)).join("locks")).unwrap();
-    assert_eq!(locks.count(), 0);
+    let left = count();
+    let _ = live.kill();
+    let _ = live.wait();
+    assert_eq!(
+        left, 1,
+        "unlock must remove the stale lock and keep the live one"
+    );
+}
+
+/// `restic backup --stdin` holds a shared lock while it waits for data (it is
+/// killed before its stdin closes, so it never writes a snapshot).
+fn hold_shared_lock(dir: &Path, repo: &str) -> std::process::Child {
+    std::process::Command::new("restic")
+        .args(["backup", "--stdin", "--host", "h"])
+        .env("RESTIC_REPOSITORY", repo)
+        .env("RESTIC_PASSWORD", PASSWORD)
+        .env("RESTIC_CACHE_DIR", dir.join("cache"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_locks(count: &dyn Fn() -> usize, n: usize) {
+    for _ in 0..300 {
+        if count() >= n {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("no lock appeared");
 }
 
 #[tokio::test]
@@ -212,6 +254,76 @@ async fn secrets_travel_in_the_environment_only() {
         "{recorded}"
     );
     assert!(recorded.contains("repository: s3:https://key:s3-secret@127.0.0.1:9/bucket\n"));
+
+    // Every call stackshot makes: the secrets in the environment, never in argv.
+    let every = dir.path().join("every-call");
+    let log = dir.path().join("calls");
+    std::fs::write(
+        &every,
+        format!(
+            "#!/bin/sh\n{{ echo \"argv: $*\"; echo \"password: $RESTIC_PASSWORD\"; }} >> {0}\n\
+             case \" $* \" in\n\
+             *' version '*) echo 'restic 0.14.0 compiled with go1.19.8 on linux/amd64' ;;\n\
+             *' cat config '*) [ -e {1} ] && exit 0; touch {1}; echo 'Fatal: unable to open config file: stat /r/config: no such file or directory' >&2; exit 1 ;;\n\
+             *' snapshots '*|*' forget '*) echo '[]' ;;\n\
+             esac\n",
+            log.display(),
+            dir.path().join("initialised").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&every, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let r = Restic::with_binary(&every, &settings);
+    assert_eq!(r.open_or_init().await.unwrap(), RepoOpened::Initialised);
+    r.unlock().await.unwrap();
+    r.snapshots(&["stackshot"]).await.unwrap();
+    let policy = stackshot::config::Retention {
+        last: Some(2),
+        ..Default::default()
+    };
+    stackshot::retention::forget(&r, &policy, "h", "p", true)
+        .await
+        .unwrap();
+    stackshot::retention::check(&r).await.unwrap();
+    r.run(&["dump", "latest", "/databases/SHA256SUMS"])
+        .await
+        .unwrap();
+    r.run(&["restore", "latest", "--target", "/restore"])
+        .await
+        .unwrap();
+    let args = backup_args("h", &["stackshot".to_string()], &["/volumes"]).unwrap();
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let status = r.command(&argv).status().await.unwrap();
+    assert!(status.success());
+    let calls = std::fs::read_to_string(&log).unwrap();
+    for sub in [
+        "cat config",
+        "init",
+        "unlock",
+        "snapshots",
+        "forget",
+        "check",
+        "dump",
+        "restore",
+        "backup",
+    ] {
+        assert!(
+            calls
+                .lines()
+                .any(|l| l.starts_with("argv: ") && l.contains(sub)),
+            "restic {sub} was not called: {calls}"
+        );
+    }
+    for line in calls.lines() {
+        if let Some(argv) = line.strip_prefix("argv: ") {
+            assert!(
+                !argv.contains(PASSWORD) && !argv.contains("s3-secret"),
+                "a secret in argv: {argv}"
+            );
+        } else {
+            assert_eq!(line, format!("password: {PASSWORD}"), "{calls}");
+        }
+    }
 
     // A binary that does not exist: one clear line.
     let r = Restic::with_binary(dir.path().join("no-such-restic"), &settings);
