@@ -421,7 +421,39 @@ fn check_local_repository(repository: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::check_local_repository;
+    use super::{check_local_repository, full_window_reason};
+    use crate::config::Config;
+    use crate::env::Env;
+
+    fn reason(pairs: &[(&str, &str)]) -> Option<String> {
+        let mut all = vec![
+            ("RESTIC_REPOSITORY", "/repository"),
+            ("RESTIC_PASSWORD", "pw"),
+        ];
+        all.retain(|(k, _)| !pairs.iter().any(|(p, _)| p == k));
+        all.extend_from_slice(pairs);
+        full_window_reason(&Config::from_env(&Env::from_pairs(all.iter().copied())).unwrap())
+    }
+
+    #[test]
+    fn the_short_window_is_the_default_and_says_why_when_it_is_not() {
+        assert_eq!(reason(&[]), None);
+        assert_eq!(reason(&[("RESTIC_REPOSITORY", "local:/srv/r")]), None);
+        assert_eq!(
+            reason(&[("STOP_WINDOW", "full")]).as_deref(),
+            Some("STOP_WINDOW=full")
+        );
+        assert!(
+            reason(&[("ATOMIC_BACKUP", "false")])
+                .unwrap()
+                .starts_with("ATOMIC_BACKUP=false")
+        );
+        assert!(
+            reason(&[("RESTIC_REPOSITORY", "s3:https://h/b")])
+                .unwrap()
+                .starts_with("the repository is not a local directory")
+        );
+    }
 
     #[test]
     fn local_repository_must_be_mounted() {
