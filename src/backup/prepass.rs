@@ -5,7 +5,8 @@
 //! The pre-pass and the other parts of a run (the window's file snapshot, the
 //! dumps' snapshot) carry the tag `stackshot-part`, never `stackshot`, so no
 //! listing, retention or restore takes them for a backup. The run forgets them
-//! when it ends; parts left by a run that died are forgotten by the next one.
+//! when it ends; a pre-pass left by a run that died is forgotten by the next
+//! one. The window and dumps parts of a run whose merge failed are kept.
 
 use anyhow::Result;
 
@@ -62,14 +63,19 @@ pub async fn forget(restic: &Restic, ids: &[String]) {
     }
 }
 
-/// Forgets parts that runs which died left behind, for this project.
+/// Forgets pre-passes that runs which died left behind, for this project.
+/// Only pre-passes: they are parents, never a backup. A run whose merge failed
+/// keeps its window and dumps parts on purpose (nothing lost); they stay,
+/// tagged `stackshot-part` with their run, until someone forgets them.
 pub async fn forget_leftovers(restic: &Restic, project: &str) -> Result<()> {
     let project_tag = format!("project={project}");
-    let left = restic.snapshots(&[PART_TAG, &project_tag]).await?;
+    let left = restic
+        .snapshots(&[PART_TAG, &project_tag, "part=prepass"])
+        .await?;
     if !left.is_empty() {
         tracing::warn!(
             parts = left.len(),
-            "forgetting parts (pre-pass, window snapshots) left by an interrupted run"
+            "forgetting pre-passes left by an interrupted run"
         );
         forget(restic, &left.into_iter().map(|s| s.id).collect::<Vec<_>>()).await;
     }
