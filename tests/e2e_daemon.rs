@@ -12,9 +12,18 @@ use common::*;
 use serde_json::Value;
 
 fn daemon_stack(project: &str, cron: &str) -> Stack {
+    daemon_stack_with(project, cron, "short")
+}
+
+/// The daemon with `STOP_WINDOW=window`.
+fn daemon_stack_with(project: &str, cron: &str, window: &str) -> Stack {
     let base = root().join("tests/stack/docker-compose.yml");
     let daemon = root().join("tests/stack/daemon.override.yml");
-    let s = Stack::up_with(project, &[&base, &daemon], &[("E2E_BACKUP_CRON", cron)]);
+    let s = Stack::up_with(
+        project,
+        &[&base, &daemon],
+        &[("E2E_BACKUP_CRON", cron), ("E2E_STOP_WINDOW", window)],
+    );
     s.wait_for_databases();
     s
 }
@@ -342,7 +351,8 @@ fn on_demand_runs_busy_refusal_and_health() {
 #[test]
 fn kill_or_stop_the_sidecar_inside_a_window() {
     let _serial = serial();
-    let stack = daemon_stack("stackshot-e2e-lifecycle", "0 0 1 1 *");
+    // The full window stays open through the big dump, long enough to hit.
+    let stack = daemon_stack_with("stackshot-e2e-lifecycle", "0 0 1 1 *", "full");
     wait_for("the daemon", 60, || {
         stack
             .exec("backup", &[], &["stackshot", "status"])

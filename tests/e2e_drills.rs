@@ -15,11 +15,19 @@ fn stack(project: &str) -> Stack {
     s
 }
 
-/// Starts `stackshot backup --json` in the sidecar without waiting for it.
+/// Starts `stackshot backup --json` in the sidecar without waiting for it,
+/// with the full stop window: these drills hit the window's exit paths, and
+/// the full window stays open through the dumps long enough to hit.
 fn spawn_backup(stack: &Stack) -> Child {
+    spawn_backup_with(stack, "full")
+}
+
+fn spawn_backup_with(stack: &Stack, window: &str) -> Child {
     Command::new("docker")
         .args([
             "exec",
+            "-e",
+            &format!("STOP_WINDOW={window}"),
             &stack.container("backup"),
             "stackshot",
             "backup",
@@ -168,6 +176,30 @@ fn kills_inside_the_window() {
         report["window"]["started"].as_array().unwrap().len(),
         2,
         "{report}"
+    );
+    assert_all_running(&stack);
+
+    // 1b. Short window: the pinned pg_dump (after the window) is killed. The
+    // run does not pretend: it repeats in the full window and succeeds.
+    let child = spawn_backup_with(&stack, "short");
+    until("the pinned pg_dump to be killed", 120, || {
+        stack
+            .exec("postgres", &[], &["pkill", "-KILL", "-x", "pg_dump"])
+            .status
+            .success()
+    });
+    let (code, report, stderr) = finish(child);
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    assert_eq!(report["window_mode"], "full", "{report}");
+    let notes = report["notes"].to_string();
+    assert!(
+        notes.contains("repeated once in the full window") && notes.contains("pg_dump"),
+        "{report}"
+    );
+    assert_eq!(
+        snapshots(&stack),
+        n + 1,
+        "one snapshot from the repeated run"
     );
     assert_all_running(&stack);
 
