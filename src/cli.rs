@@ -79,6 +79,18 @@ pub enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// Prove a run's dumps load: each into a throwaway container of its
+    /// database service (same image and environment, fresh volumes), then
+    /// every table counted against the estimates recorded at backup time.
+    /// The throwaways are removed afterwards. Exit code 1 when a dump fails.
+    Drill {
+        /// `latest`, a run id or a snapshot id.
+        #[arg(long, default_value = "latest")]
+        snapshot: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Internal: runs inside the snapshot worker container.
     #[command(hide = true)]
     Worker {
@@ -148,21 +160,21 @@ pub const EXIT_CONFIG: u8 = 2;
 pub async fn main(cli: Cli) -> ExitCode {
     if let Command::Worker { args } = &cli.command {
         // The worker gets its settings on stdin, not from the environment.
-        // Form: [--clear PATH]… restic ARGS…
-        let mut clear = Vec::new();
+        // Form: [--swap PATH]… restic ARGS…
+        let mut swap = Vec::new();
         let mut rest = args.as_slice();
         while let [flag, path, tail @ ..] = rest {
-            if flag != "--clear" {
+            if flag != "--swap" {
                 break;
             }
-            clear.push(path.clone());
+            swap.push(path.clone());
             rest = tail;
         }
         let Some(("restic", restic_args)) = rest.split_first().map(|(a, b)| (a.as_str(), b)) else {
-            eprintln!("stackshot worker: expected `[--clear PATH]… restic ARGS…`");
+            eprintln!("stackshot worker: expected `[--swap PATH]… restic ARGS…`");
             return ExitCode::from(EXIT_CONFIG);
         };
-        return worker::main(&clear, restic_args).await;
+        return worker::main(&swap, restic_args).await;
     }
     if let Command::Healthcheck = &cli.command {
         // Only HTTP_ADDR: the health check must not depend on the rest of the
@@ -391,6 +403,20 @@ async fn run(cli: Cli, config: Config) -> Result<ExitCode> {
                 print!("{}", crate::catalog::render(&runs));
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Drill { snapshot, json } => {
+            let ctx = context(config, engine);
+            let report = crate::restore::drill(&ctx, &snapshot).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.render());
+            }
+            Ok(if report.problems().is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Verify {
             snapshot,

@@ -94,6 +94,8 @@ pub struct Config {
     pub check_cron: Option<Schedule>,
     /// When to verify the latest snapshot; `None`: never.
     pub verify_cron: Option<Schedule>,
+    /// When to run the restore drill on the latest run; `None`: never.
+    pub drill_cron: Option<Schedule>,
     /// How long each container gets to stop.
     pub stop_timeout: Duration,
     /// restic `--host`; `None`: the compose project's name.
@@ -186,6 +188,7 @@ impl Config {
             prune_cron: opt(env, "PRUNE_CRON", cron)?,
             check_cron: opt(env, "CHECK_CRON", cron)?,
             verify_cron: opt(env, "VERIFY_CRON", cron)?,
+            drill_cron: opt(env, "DRILL_CRON", cron)?,
             stop_timeout: opt(env, "STOP_TIMEOUT", duration)?.unwrap_or(Duration::from_secs(30)),
             backup_host: opt(env, "BACKUP_HOST", hostname)?,
             http_addr: Config::http_addr_from_env(env)?,
@@ -495,7 +498,12 @@ mod tests {
             (c.log_level, c.log_format),
             (LogLevel::Info, LogFormat::Text)
         );
-        assert!(c.prune_cron.is_none() && c.check_cron.is_none() && c.verify_cron.is_none());
+        assert!(
+            c.prune_cron.is_none()
+                && c.check_cron.is_none()
+                && c.verify_cron.is_none()
+                && c.drill_cron.is_none()
+        );
     }
 
     #[test]

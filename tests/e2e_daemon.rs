@@ -126,14 +126,19 @@ fn schedule_metrics_and_a_real_prometheus() {
         "{metrics}"
     );
     let status = status(&stack);
-    assert!(
-        status["history"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["trigger"] == "schedule"),
-        "{status}"
-    );
+    let history = status["history"].as_array().unwrap();
+    assert!(history.len() >= 2, "{status}");
+    for r in history {
+        assert_eq!(r["trigger"], "schedule", "{status}");
+        // Scheduled runs start on the */20 ticks (within the scheduler's slack).
+        let started: chrono::DateTime<chrono::Utc> =
+            r["started_at"].as_str().unwrap().parse().unwrap();
+        let into_tick = started.timestamp_millis().rem_euclid(20_000);
+        assert!(
+            into_tick < 2_000,
+            "a run started {into_tick} ms after a */20 tick: {status}"
+        );
+    }
     assert!(stack.snapshots().len() >= 2);
 
     // promtool accepts the exposition.
@@ -404,4 +409,60 @@ fn kill_or_stop_the_sidecar_inside_a_window() {
     );
     assert_eq!(stack.state("sidekick"), "running");
     assert_eq!(workers(), Vec::<String>::new());
+}
+
+/// `DRILL_CRON`: the daemon drills the latest run on its schedule and the
+/// metrics show a failed drill (before any backup there is no run to drill,
+/// and the daemon's status says why) and then a passing one.
+#[test]
+fn drill_cron_failure_then_success_in_the_metrics() {
+    let _serial = serial();
+    let base = root().join("tests/stack/docker-compose.yml");
+    let daemon = root().join("tests/stack/daemon.override.yml");
+    let stack = Stack::up_with(
+        "stackshot-e2e-drill",
+        &[&base, &daemon],
+        &[("E2E_DRILL_CRON", "*/30 * * * * *")],
+    );
+    stack.wait_for_databases();
+    let port = http_port(&stack);
+    let drill = |after: f64, what: &str| {
+        wait_for(what, 150, || {
+            let (_, body) = http_get(port, "/metrics")?;
+            let at = sample(&body, "stackshot_drill_last_timestamp_seconds")?;
+            (at > after).then(|| (at, sample(&body, "stackshot_drill_last_success")))
+        })
+    };
+
+    let (failed_at, ok) = drill(0.0, "a first drill");
+    assert_eq!(ok, Some(0.0), "a drill with no run to drill fails");
+    let st = status(&stack);
+    let m = st["maintenance"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["kind"] == "drill").cloned())
+        .unwrap_or_else(|| panic!("no drill in the status: {st}"));
+    assert_eq!(m["ok"], false, "{m}");
+    assert!(
+        m["message"].as_str().is_some_and(|s| !s.is_empty()),
+        "the failure says why: {m}"
+    );
+
+    let (code, report, stderr) = stack.backup(&[]);
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    let backed_up = now() as f64;
+    assert!(backed_up > failed_at);
+    let (_, ok) = drill(backed_up, "a drill after the backup");
+    assert_eq!(
+        ok,
+        Some(1.0),
+        "the drill of a good run passes: {}",
+        status(&stack)
+    );
+    let left = run(&mut docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        "label=stackshot.role=drill",
+    ]));
+    assert_eq!(left.trim(), "", "no throwaway left");
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::Output;
+use std::process::{Command, Output};
 
 use common::*;
 
@@ -143,6 +143,13 @@ fn disaster_drill_and_refusals() {
     for svc in ["app", "sidekick", "postgres", "mariadb", "bystander"] {
         assert_eq!(stack.state(svc), "running", "{svc}");
     }
+    assert!(
+        !stack
+            .exec("app", &[], &["test", "-e", "/data/.stackshot-restore"])
+            .status
+            .success(),
+        "the staging directory is gone after the swap"
+    );
 
     // A database that has data is left alone without --replace.
     stack
@@ -257,6 +264,10 @@ fn disaster_drill_and_refusals() {
         "nothing changed"
     );
 
+    // The restore drill: the latest run (the tampered one) fails and says why;
+    // the good run passes. No throwaway container or volume is left either way.
+    drills(&stack);
+
     // --to-volume restores one mount elsewhere, for inspection.
     let inspect = "stackshot-e2e-restore-inspect";
     let _ = output(&mut docker(&["volume", "rm", "-f", inspect]));
@@ -291,6 +302,9 @@ fn disaster_drill_and_refusals() {
         "{}",
         text(&cat)
     );
+
+    // A volume restore killed halfway leaves the volume exactly as it was.
+    killed_restore_changes_nothing(&stack);
 
     // verify reads what it verifies: one byte damaged in the largest data pack
     // (the app's 5 MB of random data; the dumps are far smaller), which
@@ -343,5 +357,205 @@ fn disaster_drill_and_refusals() {
         text(&quick).contains("--quick: did not read the file data of /volumes in snapshot"),
         "{}",
         text(&quick)
+    );
+}
+
+/// Pids of `restic restore` processes on this machine (the worker's, seen from the host).
+fn restic_restores() -> Vec<String> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if cmd.starts_with(b"restic\0restore\0") {
+            pids.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    pids
+}
+
+/// Bytes of regular files under `dir` (0 when it does not exist).
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Backs up 240 MB in the app's volume, changes the volume, then kills the
+/// restic of `restore volumes --service app` once part of the data is written:
+/// the volume holds exactly the files it held before, and the app runs again.
+fn killed_restore_changes_nothing(stack: &Stack) {
+    let big = stack.exec(
+        "app",
+        &[],
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /data/big && for i in 1 2 3 4 5 6; do head -c 40000000 /dev/urandom > /data/big/f$i; done",
+        ],
+    );
+    assert!(big.status.success(), "{}", text(&big));
+    let (code, report, stderr) = stack.backup(&[]);
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    let changed = stack.exec(
+        "app",
+        &[],
+        &[
+            "sh",
+            "-c",
+            "rm /data/big/f6 && echo after > /data/after.txt",
+        ],
+    );
+    assert!(changed.status.success(), "{}", text(&changed));
+    // Every name, and every file's hash but log.txt's: the running app
+    // appends to it every second.
+    let listing = || {
+        let out = stack.exec(
+            "app",
+            &[],
+            &[
+                "sh",
+                "-c",
+                "cd /data && find . | sort && find . -type f ! -name log.txt | sort | xargs sha256sum",
+            ],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let before = listing();
+    assert!(before.contains("./after.txt"), "{before}");
+    let volume = run(&mut docker(&[
+        "inspect",
+        "-f",
+        "{{range .Mounts}}{{if eq .Destination \"/data\"}}{{.Source}}{{end}}{{end}}",
+        &stack.container("app"),
+    ]));
+    let staging = std::path::Path::new(volume.trim()).join(".stackshot-restore");
+
+    let restore = Command::new("docker")
+        .args(["exec", &stack.container("backup")])
+        .args([
+            "stackshot",
+            "restore",
+            "volumes",
+            "--service",
+            "app",
+            "--yes",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Stop restic once 60 MB of the 240 are staged, then kill it.
+    let start = std::time::Instant::now();
+    let (pid, staged) = loop {
+        assert!(
+            start.elapsed().as_secs() < 120,
+            "the restore's restic never wrote 60 MB into {}",
+            staging.display()
+        );
+        let pids = restic_restores();
+        let staged = dir_bytes(&staging);
+        if pids.len() == 1 && staged > 60_000_000 {
+            let stop = output(Command::new("sh").args(["-c", &format!("kill -STOP {}", pids[0])]));
+            assert!(stop.status.success(), "{}", text(&stop));
+            break (pids[0].clone(), dir_bytes(&staging));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    assert!(
+        staged < 240_000_000,
+        "the restore had already written {staged} bytes: not halfway"
+    );
+    let kill = output(Command::new("sh").args(["-c", &format!("kill -KILL {pid}")]));
+    assert!(kill.status.success(), "{}", text(&kill));
+    let out = restore.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("nothing was swapped"),
+        "the failure says the mounts were left alone: {}",
+        text(&out)
+    );
+    assert_eq!(stack.state("app"), "running");
+    assert!(!staging.exists(), "the staging directory was removed");
+    assert_eq!(listing(), before, "the volume changed");
+    assert!(workers().is_empty(), "a worker was left: {:?}", workers());
+    // The killed restic's lock was removed (else `check` and `prune` would
+    // find the repository locked for half an hour).
+    let locks = stack.restic(&[], &["list", "locks", "--no-lock"]);
+    assert!(locks.status.success(), "{}", text(&locks));
+    assert_eq!(
+        String::from_utf8_lossy(&locks.stdout).trim(),
+        "",
+        "a lock was left"
+    );
+}
+
+/// Drill containers and volumes left on the engine.
+fn drill_leftovers() -> String {
+    let containers = run(&mut docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        "label=stackshot.role=drill",
+    ]));
+    let volumes = run(&mut docker(&[
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        "label=stackshot.role=drill",
+    ]));
+    format!("{containers}{volumes}").trim().to_string()
+}
+
+fn drills(stack: &Stack) {
+    let bad = stack.exec("backup", &[], &["stackshot", "drill"]);
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
+    let said = text(&bad);
+    assert!(
+        said.contains("drill of run tampered")
+            && said.contains("postgres: postgres/postgres-all.sql")
+            && said.contains("the dump is damaged")
+            && said.contains("drill FAILED: 1 problem(s)"),
+        "{said}"
+    );
+    assert_eq!(
+        drill_leftovers(),
+        "",
+        "the throwaways are gone after a failed drill"
+    );
+
+    let good = stack
+        .snapshots()
+        .into_iter()
+        .find(|s| !s["tags"].to_string().contains("run=tampered"))
+        .expect("the drill's own backup");
+    let good = good["id"].as_str().unwrap();
+    let out = stack.exec(
+        "backup",
+        &[],
+        &["stackshot", "drill", "--snapshot", good, "--json"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let services = report["services"].as_array().unwrap();
+    assert_eq!(services.len(), 2, "{report}");
+    for s in services {
+        assert_eq!(s["problems"], serde_json::json!([]), "{report}");
+        assert!(s["tables"].as_u64().unwrap() >= 1, "{report}");
+        assert!(s["rows"].as_u64().unwrap() >= 3, "{report}");
+    }
+    assert_eq!(
+        drill_leftovers(),
+        "",
+        "the throwaways are gone after a drill"
     );
 }

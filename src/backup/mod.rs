@@ -325,7 +325,7 @@ async fn work(
         if !prepared.is_empty() {
             let t = Instant::now();
             let results = dumps::dump_all(&ctx.engine, prepared, Path::new(DATABASES_DIR)).await?;
-            dumps::write_sums(Path::new(DATABASES_DIR), &results)?;
+            dumps::write_sums(Path::new(DATABASES_DIR), &results, prepared)?;
             gathered.lock().unwrap().dumps = results;
             push_phase("dumps", t);
         }

@@ -29,44 +29,13 @@ use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::task::JoinHandle;
 
 use crate::dumps::command::{self, DumpJob};
+use crate::dumps::query_lines;
 use crate::dumps::{self, DumpResult, Prepared};
 use crate::engine::{Engine, exec};
 use crate::labels::Engine as DbEngine;
 
 /// How long a pin may take before the run falls back to the full window.
 const PIN_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Runs `sql` on the server (in `db`) and returns its output lines; `what`
-/// names the query in an error.
-async fn query_lines(
-    engine: &Engine,
-    p: &Prepared,
-    db: Option<&str>,
-    sql: &str,
-    what: &str,
-) -> Result<Vec<String>> {
-    let q = command::query(p.plan.engine, &p.tools, &p.login, db, sql);
-    let out = exec::capture(
-        engine,
-        &p.plan.container.id,
-        &q,
-        &command::login_env(p.plan.engine, &p.login),
-    )
-    .await?;
-    if out.code != 0 {
-        bail!(
-            "service {}: cannot {what}: {}",
-            p.plan.container.service,
-            out.stderr
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect())
-}
 
 /// Why a prepared database cannot be pinned (dumped inside the window
 /// instead), or `None`. Checked before the window: MariaDB/MySQL tables that

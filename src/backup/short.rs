@@ -201,7 +201,7 @@ pub async fn run(
     let dumps_snap = if all_dumps.is_empty() {
         None
     } else {
-        dumps::write_sums(root, &all_dumps)?;
+        dumps::write_sums(root, &all_dumps, prepared)?;
         let job = SnapshotJob {
             mode: "dumps",
             with_volumes: false,

@@ -71,6 +71,8 @@ struct Handles {
     dump_seconds: Family<DumpLabels, Seconds>,
     containers_stopped: Gauge,
     maintenance: Family<TaskLabel, Gauge>,
+    drill_last_success: Gauge,
+    drill_last: Seconds,
 }
 
 struct Inner {
@@ -119,6 +121,8 @@ impl Metrics {
             dump_seconds: Family::default(),
             containers_stopped: Gauge::default(),
             maintenance: Family::default(),
+            drill_last_success: Gauge::default(),
+            drill_last: Seconds::default(),
         };
         for result in ["success", "partial", "failed"] {
             let _ = m.runs.get_or_create(&ResultLabel {
@@ -202,6 +206,16 @@ impl Metrics {
             "maintenance_last_success",
             "1 when the last run of a maintenance task (forget, prune, check, verify) succeeded, else 0",
             m.maintenance.clone(),
+        );
+        r.register(
+            "drill_last_success",
+            "1 when the last restore drill (DRILL_CRON) loaded every dump of the latest run, else 0",
+            m.drill_last_success.clone(),
+        );
+        r.register(
+            "drill_last_timestamp_seconds",
+            "Unix time the last restore drill finished (0: none yet)",
+            m.drill_last.clone(),
         );
         // An info metric: the encoder adds `_info`.
         r.register(
@@ -299,6 +313,17 @@ impl Metrics {
             .maintenance
             .get_or_create(&TaskLabel { task: kind.into() })
             .set(i64::from(ok));
+    }
+
+    /// Records a finished restore drill.
+    pub fn record_drill(&self, ok: bool, at: DateTime<Utc>) {
+        let _consistent = self
+            .inner
+            .consistent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        self.inner.m.drill_last_success.set(i64::from(ok));
+        self.inner.m.drill_last.set(unix_seconds(at));
     }
 
     /// The text exposition, in the classic text format ([`CONTENT_TYPE`]).
@@ -469,9 +494,12 @@ mod tests {
         m.set_next_run(Some(at("2024-06-02T02:00:00Z")));
         m.record_maintenance("prune", true);
         m.record_maintenance("check", false);
+        m.record_drill(false, at("2024-06-02T03:00:00Z"));
         assert_has(
             &lines(&m),
             &[
+                "stackshot_drill_last_success 0",
+                "stackshot_drill_last_timestamp_seconds 1717297200.0",
                 r#"stackshot_backup_runs_total{result="success"} 1"#,
                 r#"stackshot_backup_runs_total{result="failed"} 0"#,
                 "stackshot_backup_last_success_timestamp_seconds 1717207205.5",

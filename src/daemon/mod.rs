@@ -47,6 +47,8 @@ enum Task {
     Check,
     /// `stackshot verify` of the latest run (`VERIFY_CRON`).
     Verify,
+    /// `stackshot drill` of the latest run (`DRILL_CRON`).
+    Drill,
 }
 
 impl Task {
@@ -55,6 +57,7 @@ impl Task {
             Task::Prune => "prune",
             Task::Check => "check",
             Task::Verify => "verify",
+            Task::Drill => "drill",
         }
     }
 }
@@ -104,6 +107,21 @@ impl Daemon {
                         }
                     });
                 self.maintenance("verify", r).await;
+            }
+            Task::Drill => {
+                let r = crate::restore::drill(&self.ctx, "latest")
+                    .await
+                    .and_then(|report| {
+                        tracing::info!(report = %report.render(), "drill");
+                        let problems = report.problems();
+                        if problems.is_empty() {
+                            Ok(())
+                        } else {
+                            Err(anyhow::anyhow!("{}", problems.join("; ")))
+                        }
+                    });
+                self.metrics.record_drill(r.is_ok(), Utc::now());
+                self.maintenance("drill", r).await;
             }
         }
     }
@@ -379,7 +397,8 @@ pub async fn run(ctx: Context) -> Result<()> {
     let prune = maintenance_schedule(&daemon, Task::Prune, config.prune_cron.clone());
     let check = maintenance_schedule(&daemon, Task::Check, config.check_cron.clone());
     let verify = maintenance_schedule(&daemon, Task::Verify, config.verify_cron.clone());
-    tokio::join!(backups, prune, check, verify);
+    let drill = maintenance_schedule(&daemon, Task::Drill, config.drill_cron.clone());
+    tokio::join!(backups, prune, check, verify, drill);
 
     // 5. Stopping: a run in progress closes its window first (it saw the same signal).
     let reason = shutdown.requested().unwrap_or_else(|| "shutdown".into());

@@ -4,6 +4,7 @@
 //! place only when the dump tool exited 0 ([`dump_to_file`]).
 
 pub mod command;
+pub mod stats;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,10 @@ pub struct Prepared {
     pub server_version: String,
     /// The dumps to run.
     pub jobs: Vec<DumpJob>,
+    /// Row estimates of the dumped databases' tables, read when the database
+    /// was checked (`None` when the server would not say): `manifest.json`
+    /// records them for the restore drill.
+    pub estimates: Option<stats::TableRows>,
 }
 
 /// One finished dump.
@@ -154,14 +159,54 @@ pub async fn prepare(engine: &Engine, dump: &DumpPlan) -> Result<Prepared> {
         .ok_or_else(|| anyhow!("service {service}: the plan has no dump output"))?;
     let jobs = command::dump_jobs(dump.engine, &tools, &login, &dump.databases);
     tracing::info!(service = %service, engine = dump.engine.as_str(), version = %server_version, tool = %tools.dump_all, "database ready to dump");
-    Ok(Prepared {
+    let mut p = Prepared {
         plan: dump.clone(),
         rel_dir,
         login,
         tools,
         server_version,
         jobs,
-    })
+        estimates: None,
+    };
+    match stats::estimates(engine, &p).await {
+        Ok(e) => p.estimates = Some(e),
+        Err(e) => {
+            tracing::warn!(service = %service, error = %format!("{e:#}"), "no row estimates for manifest.json: a restore drill will compare table names only")
+        }
+    }
+    Ok(p)
+}
+
+/// Runs `sql` on the server (in `db`) and returns its output lines; `what`
+/// names the query in an error.
+pub async fn query_lines(
+    engine: &Engine,
+    p: &Prepared,
+    db: Option<&str>,
+    sql: &str,
+    what: &str,
+) -> Result<Vec<String>> {
+    let q = command::query(p.plan.engine, &p.tools, &p.login, db, sql);
+    let out = exec::capture(
+        engine,
+        &p.plan.container.id,
+        &q,
+        &command::login_env(p.plan.engine, &p.login),
+    )
+    .await?;
+    if out.code != 0 {
+        bail!(
+            "service {}: cannot {what}: {}",
+            p.plan.container.service,
+            out.stderr
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect())
 }
 
 /// What streaming one dump produced.
@@ -384,11 +429,14 @@ pub async fn dump_all(
 struct Manifest<'a> {
     created: String,
     dumps: &'a [DumpResult],
+    /// Service → table → rows (estimates) when the databases were checked.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    tables: BTreeMap<&'a str, &'a stats::TableRows>,
 }
 
 /// Writes `SHA256SUMS` (checkable with `sha256sum -c` from `/databases`) and
-/// `manifest.json` into `root`.
-pub fn write_sums(root: &Path, results: &[DumpResult]) -> Result<()> {
+/// `manifest.json` (with the row estimates of `prepared`) into `root`.
+pub fn write_sums(root: &Path, results: &[DumpResult], prepared: &[Prepared]) -> Result<()> {
     let mut sorted: Vec<&DumpResult> = results.iter().collect();
     sorted.sort_by(|a, b| a.file.cmp(&b.file));
     let sums: String = sorted
@@ -399,6 +447,10 @@ pub fn write_sums(root: &Path, results: &[DumpResult]) -> Result<()> {
     let manifest = Manifest {
         created: chrono::Utc::now().to_rfc3339(),
         dumps: results,
+        tables: prepared
+            .iter()
+            .filter_map(|p| Some((p.plan.container.service.as_str(), p.estimates.as_ref()?)))
+            .collect(),
     };
     std::fs::write(
         root.join("manifest.json"),
@@ -448,7 +500,7 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("pg")).unwrap();
         std::fs::write(dir.path().join("pg/postgres-all.sql"), b"abc").unwrap();
         let sha = hex(&Sha256::digest(b"abc"));
-        write_sums(dir.path(), &[result("pg/postgres-all.sql", &sha)]).unwrap();
+        write_sums(dir.path(), &[result("pg/postgres-all.sql", &sha)], &[]).unwrap();
         let sums = std::fs::read_to_string(dir.path().join("SHA256SUMS")).unwrap();
         assert_eq!(sums, format!("{sha}  pg/postgres-all.sql\n"));
         let status = std::process::Command::new("sha256sum")

@@ -2,6 +2,7 @@
 //! needs. Streamed exec is in [`exec`], the worker container in [`worker`].
 
 pub mod exec;
+pub mod throwaway;
 pub mod worker;
 
 use std::collections::BTreeMap;

@@ -269,14 +269,13 @@ where
         return Ok(false);
     }
 
+    // Each mount is restored into a staging directory on itself and swapped
+    // in only when every mount is restored (the worker's `--swap`).
     let mut args = Vec::new();
     for t in &targets {
-        args.extend(["--clear".to_string(), t.snapshot_path.clone()]);
+        args.extend(["--swap".to_string(), t.snapshot_path.clone()]);
     }
-    args.extend(["restic", "restore", &snap.id, "--target", "/"].map(String::from));
-    for t in &targets {
-        args.extend(["--include".to_string(), t.snapshot_path.clone()]);
-    }
+    args.extend(["restic", "restore", &snap.id].map(String::from));
     let spec = worker::WorkerSpec {
         image: sc.sidecar.image_id.clone(),
         binary: std::env::current_exe()
@@ -761,7 +760,9 @@ async fn wait_ready(ctx: &Context, p: &Prepared) -> Result<()> {
 }
 
 /// Loads a checked dump: with `--replace`, first drops what it will create.
-async fn load_dump(ctx: &Context, c: &Checked, replace: bool) -> Result<()> {
+/// `announce`: print the "Restored …" line (the drill logs it instead, so
+/// that its `--json` output stays JSON).
+async fn load_dump(ctx: &Context, c: &Checked, replace: bool, announce: bool) -> Result<()> {
     let p = &c.target;
     wait_ready(ctx, p).await?;
     let rel = &c.file.rel;
@@ -872,7 +873,7 @@ async fn load_dump(ctx: &Context, c: &Checked, replace: bool) -> Result<()> {
             }
         );
     }
-    println!(
+    let line = format!(
         "Restored {rel} ({} bytes, sha256 {}) into {} ({} {})",
         c.bytes,
         &c.sha[..16],
@@ -880,6 +881,11 @@ async fn load_dump(ctx: &Context, c: &Checked, replace: bool) -> Result<()> {
         p.plan.engine.as_str(),
         p.server_version
     );
+    if announce {
+        println!("{line}");
+    } else {
+        tracing::info!("{line}");
+    }
     Ok(())
 }
 
@@ -891,7 +897,7 @@ pub async fn database(ctx: &Context, opts: &DatabaseOptions) -> Result<()> {
     let files = dump_files(ctx, run, &sc.plan, &opts.service).await?;
     let file = choose(&files, opts.database.as_deref(), &opts.service)?;
     let checked = check_dump(ctx, &sc, opts, file).await?;
-    load_dump(ctx, &checked, opts.replace).await
+    load_dump(ctx, &checked, opts.replace, true).await
 }
 
 /// `restore all`: every database dump is checked first (checksum, version,
@@ -945,7 +951,7 @@ pub async fn all(ctx: &Context, snapshot: &str, yes: bool, replace: bool) -> Res
     // between the first restored file and the last loaded row.
     volumes_in(ctx, &sc, &every_mount(false), || async {
         for c in &checked {
-            load_dump(ctx, c, replace).await?;
+            load_dump(ctx, c, replace, true).await?;
         }
         Ok(())
     })
@@ -955,7 +961,9 @@ pub async fn all(ctx: &Context, snapshot: &str, yes: bool, replace: bool) -> Res
 
 // ---------------------------------------------------------------- verify
 
+pub mod drill;
 pub mod verify;
+pub use drill::drill;
 pub use verify::verify;
 
 #[cfg(test)]

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use crate::engine::worker::Payload;
+
+pub mod swap;
 use crate::restic::json::{BackupEvent, BackupSummary, Progress, parse_backup_line};
 
 /// One line the worker prints.
@@ -64,42 +66,89 @@ async fn read_payload() -> Result<Payload> {
         .context("the worker expects its settings as one JSON line on stdin")
 }
 
-/// Empties `dir` (a restore target under `/volumes`), keeping the directory.
-fn clear(dir: &str) -> Result<()> {
-    if !dir.starts_with("/volumes/") || dir.contains("/../") {
-        bail!("refusing to clear {dir:?}: only restore targets under /volumes/ are cleared");
-    }
-    use std::os::unix::fs::MetadataExt;
-    let dev = std::fs::metadata(dir)
-        .with_context(|| format!("cannot read {dir}"))?
-        .dev();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {dir}"))? {
-        let path = entry?.path();
-        let meta = std::fs::symlink_metadata(&path)?;
-        if meta.is_dir() && meta.dev() != dev {
-            // Another target mounted inside this one: it is cleared on its own.
-            continue;
+/// Runs `restic <args>` with the settings from stdin, reporting as JSON lines.
+///
+/// With `swap_dirs` (the mounts of a restore), restic runs once per mount with
+/// `--target <mount>/.stackshot-restore --include <mount>`, and the restored
+/// files are swapped in only when every mount was restored: a failure before
+/// that leaves every mount as it was (see [`swap`]).
+pub async fn run(swap_dirs: &[String], args: &[String]) -> Result<i32> {
+    let payload = read_payload().await?;
+    let code = if swap_dirs.is_empty() {
+        restic(&payload, args).await?
+    } else {
+        let targets = swap_dirs
+            .iter()
+            .map(|d| swap::Target::new(d))
+            .collect::<Result<Vec<_>>>()?;
+        let code = restore_all(&payload, &targets, args).await;
+        for t in &targets {
+            if let Err(e) = t.discard() {
+                emit(&WorkerEvent::Log {
+                    line: format!("{e:#}"),
+                });
+            }
         }
-        if meta.is_dir() {
-            std::fs::remove_dir_all(&path)
-        } else {
-            std::fs::remove_file(&path)
-        }
-        .with_context(|| format!("cannot remove {}", path.display()))?;
-    }
-    Ok(())
+        code?
+    };
+    emit(&WorkerEvent::Exit { code });
+    Ok(code)
 }
 
-/// Runs `restic <args>` with the settings from stdin, reporting as JSON lines;
-/// first empties each directory of `clear_dirs` (restore targets).
-pub async fn run(clear_dirs: &[String], args: &[String]) -> Result<i32> {
-    let payload = read_payload().await?;
-    for dir in clear_dirs {
-        clear(dir)?;
+/// Restores every target into its staging directory, then swaps them all in
+/// (or none: a failed swap undoes the ones before it).
+async fn restore_all(payload: &Payload, targets: &[swap::Target], args: &[String]) -> Result<i32> {
+    for t in targets {
+        if let Some(line) = t.prepare()? {
+            emit(&WorkerEvent::Log { line });
+        }
+    }
+    for t in targets {
+        let mut a = args.to_vec();
+        a.extend(["--target".into(), t.stage().display().to_string()]);
+        a.extend(["--include".into(), t.dir.display().to_string()]);
+        // A mount nested in this one is restored (and swapped) on its own.
+        for other in targets {
+            if other.dir != t.dir && other.dir.starts_with(&t.dir) {
+                a.extend(["--exclude".into(), other.dir.display().to_string()]);
+            }
+        }
+        let code = restic(payload, &a).await?;
+        if code != 0 {
+            emit(&WorkerEvent::Log {
+                line: format!(
+                    "restic restore of {} failed (exit code {code}); nothing was swapped: every mount holds its old files",
+                    t.dir.display()
+                ),
+            });
+            return Ok(code);
+        }
+    }
+    let mut done: Vec<swap::Swapped> = Vec::new();
+    for t in targets {
+        match swap::swap(t) {
+            Ok(s) => done.push(s),
+            Err(e) => {
+                for mut s in done.into_iter().rev() {
+                    s.undo()?;
+                }
+                return Err(e.context("swapping the restored files in"));
+            }
+        }
+    }
+    for s in done {
+        s.commit()?;
+    }
+    for t in targets {
         emit(&WorkerEvent::Log {
-            line: format!("emptied {dir} for the restore"),
+            line: format!("swapped the restored files into {}", t.dir.display()),
         });
     }
+    Ok(0)
+}
+
+/// Runs one `restic` with the payload's environment; streams its output as events.
+async fn restic(payload: &Payload, args: &[String]) -> Result<i32> {
     let mut child = tokio::process::Command::new("restic")
         .args(args)
         .envs(payload.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -146,14 +195,40 @@ pub async fn run(clear_dirs: &[String], args: &[String]) -> Result<i32> {
     }
     let status = child.wait().await.context("waiting for restic")?;
     let _ = err_task.await;
-    let code = status.code().unwrap_or(1);
-    emit(&WorkerEvent::Exit { code });
-    Ok(code)
+    if let Some(signal) = std::os::unix::process::ExitStatusExt::signal(&status) {
+        remove_stale_lock(payload, signal).await;
+    }
+    Ok(status.code().unwrap_or(1))
+}
+
+/// A restic killed by a signal leaves its lock in the repository, where
+/// `check` and `prune` would find it "locked" for the next 30 minutes (other
+/// hosts cannot tell it is stale). Here, in the same container (same host
+/// name), `restic unlock` sees that its process is gone and removes it, and
+/// only it: live locks are left alone.
+async fn remove_stale_lock(payload: &Payload, signal: i32) {
+    let out = tokio::process::Command::new("restic")
+        .args(["unlock", "-q"])
+        .envs(payload.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .output()
+        .await;
+    let line = match out {
+        Ok(o) if o.status.success() => {
+            format!("restic was killed by signal {signal}; its stale lock was removed")
+        }
+        Ok(o) => format!(
+            "restic was killed by signal {signal}; removing its lock failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => format!("restic was killed by signal {signal}; cannot run restic unlock: {e}"),
+    };
+    emit(&WorkerEvent::Log { line });
 }
 
 /// The `stackshot worker` entry point.
-pub async fn main(clear_dirs: &[String], args: &[String]) -> ExitCode {
-    match run(clear_dirs, args).await {
+pub async fn main(swap_dirs: &[String], args: &[String]) -> ExitCode {
+    match run(swap_dirs, args).await {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
             emit(&WorkerEvent::Log {

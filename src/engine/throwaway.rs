@@ -1,0 +1,242 @@
+//! Throwaway database containers for the restore drill: the database
+//! service's own image, entrypoint, command and environment, on no network,
+//! with fresh anonymous volumes where the service keeps its data. Removed
+//! with their volumes on every path; a drill that died leaves containers and
+//! volumes labelled `stackshot.role=drill`, which the next drill removes.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result};
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, MountVolumeOptions};
+use bollard::query_parameters::{
+    CreateContainerOptions, ListContainersOptions, ListVolumesOptions, RemoveContainerOptions,
+    RemoveVolumeOptions,
+};
+
+use super::Engine;
+use crate::container::{self, MountKind, ROLE_LABEL};
+
+/// The role label's value on drill containers and their volumes.
+pub const ROLE: &str = "drill";
+/// Where the project's name is recorded on them.
+pub const PROJECT_LABEL: &str = "stackshot.project";
+/// Mounts of the service that must not follow it into the throwaway: init
+/// scripts would seed data the dump then collides with.
+const SKIPPED: &[&str] = &["/docker-entrypoint-initdb.d"];
+
+fn labels(project: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (ROLE_LABEL.to_string(), ROLE.to_string()),
+        (PROJECT_LABEL.to_string(), project.to_string()),
+    ])
+}
+
+/// The throwaway's mounts, from the service's: every volume and every
+/// read-write bind becomes a fresh anonymous volume (the service's data is
+/// never mounted: the throwaway must not touch it); read-only binds
+/// (secrets, configuration) are mounted read-only as they are; init scripts
+/// are left out.
+pub fn mounts(service: &[container::Mount], project: &str) -> Vec<Mount> {
+    let mut out = Vec::new();
+    for m in service {
+        if SKIPPED
+            .iter()
+            .any(|s| m.destination == *s || m.destination.starts_with(&format!("{s}/")))
+        {
+            continue;
+        }
+        match m.kind {
+            MountKind::Volume | MountKind::Bind if m.rw || m.kind == MountKind::Volume => {
+                out.push(Mount {
+                    target: Some(m.destination.clone()),
+                    typ: Some(MountType::VOLUME),
+                    volume_options: Some(MountVolumeOptions {
+                        labels: Some(labels(project)),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+            }
+            MountKind::Bind => out.push(Mount {
+                target: Some(m.destination.clone()),
+                source: Some(m.source.clone()),
+                typ: Some(MountType::BIND),
+                read_only: Some(true),
+                ..Default::default()
+            }),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Creates and starts a throwaway copy of the database container `of`
+/// (inspected); returns its id.
+pub async fn start(engine: &Engine, of: &str, name: &str, project: &str) -> Result<String> {
+    let c = engine.inspect(of).await?;
+    let info = container::ContainerInfo::from_inspect(&c);
+    let config = c.config.unwrap_or_default();
+    let body = ContainerCreateBody {
+        image: c.image.clone(),
+        entrypoint: config.entrypoint,
+        cmd: config.cmd,
+        env: config.env,
+        user: config.user,
+        working_dir: config.working_dir,
+        labels: Some(labels(project)),
+        host_config: Some(HostConfig {
+            mounts: Some(mounts(&info.mounts, project)),
+            network_mode: Some("none".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let created = engine
+        .docker()
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(name.to_string()),
+                ..Default::default()
+            }),
+            body,
+        )
+        .await
+        .with_context(|| format!("cannot create the drill container {name}"))?;
+    if let Err(e) = engine.docker().start_container(&created.id, None).await {
+        remove(engine, &created.id).await;
+        return Err(e).with_context(|| format!("cannot start the drill container {name}"));
+    }
+    tracing::info!(container = %name, image = %info.image, "drill container started");
+    Ok(created.id)
+}
+
+/// Removes a throwaway container and its anonymous volumes.
+pub async fn remove(engine: &Engine, id: &str) {
+    let r = engine
+        .docker()
+        .remove_container(
+            id,
+            Some(RemoveContainerOptions {
+                force: true,
+                v: true,
+                ..Default::default()
+            }),
+        )
+        .await;
+    match r {
+        Ok(()) => {
+            tracing::info!(container = %&id[..12.min(id.len())], "drill container removed with its volumes")
+        }
+        Err(e) if super::is_not_found(&e) => {}
+        Err(e) => {
+            tracing::warn!(container = %id, error = %e, "could not remove the drill container")
+        }
+    }
+}
+
+/// Removes drill containers and volumes of `project` left by a drill that died.
+pub async fn remove_leftovers(engine: &Engine, project: &str) -> Result<usize> {
+    let filter = HashMap::from([(
+        "label".to_string(),
+        vec![
+            format!("{ROLE_LABEL}={ROLE}"),
+            format!("{PROJECT_LABEL}={project}"),
+        ],
+    )]);
+    let containers = engine
+        .docker()
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filter.clone()),
+            ..Default::default()
+        }))
+        .await
+        .context("cannot list drill containers")?;
+    let mut n = 0;
+    for c in containers {
+        if let Some(id) = c.id {
+            remove(engine, &id).await;
+            n += 1;
+        }
+    }
+    let volumes = engine
+        .docker()
+        .list_volumes(Some(ListVolumesOptions {
+            filters: Some(filter),
+        }))
+        .await
+        .context("cannot list drill volumes")?;
+    for v in volumes.volumes.unwrap_or_default() {
+        match engine
+            .docker()
+            .remove_volume(&v.name, Some(RemoveVolumeOptions { force: true }))
+            .await
+        {
+            Ok(()) => n += 1,
+            Err(e) => {
+                tracing::warn!(volume = %v.name, error = %e, "could not remove a drill volume")
+            }
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(kind: MountKind, dest: &str, rw: bool) -> container::Mount {
+        container::Mount {
+            kind,
+            name: None,
+            source: format!("/host{dest}"),
+            destination: dest.into(),
+            rw,
+        }
+    }
+
+    #[test]
+    fn the_service_data_is_never_mounted_into_the_throwaway() {
+        let service = [
+            m(MountKind::Volume, "/var/lib/postgresql/data", true),
+            m(MountKind::Bind, "/srv/pgdata", true),
+            m(MountKind::Bind, "/docker-entrypoint-initdb.d", false),
+            m(MountKind::Bind, "/run/secrets/mariadb-root", false),
+            m(MountKind::Other, "/tmp", true),
+        ];
+        let got = mounts(&service, "shop");
+        let summary: Vec<(String, Option<String>, Option<bool>)> = got
+            .iter()
+            .map(|m| {
+                (
+                    format!("{:?}:{}", m.typ.unwrap(), m.target.clone().unwrap()),
+                    m.source.clone(),
+                    m.read_only,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("VOLUME:/var/lib/postgresql/data".to_string(), None, None),
+                ("VOLUME:/srv/pgdata".to_string(), None, None),
+                (
+                    "BIND:/run/secrets/mariadb-root".to_string(),
+                    Some("/host/run/secrets/mariadb-root".to_string()),
+                    Some(true)
+                ),
+            ]
+        );
+        let labels = got[0]
+            .volume_options
+            .as_ref()
+            .unwrap()
+            .labels
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            labels.get("stackshot.role").map(String::as_str),
+            Some("drill")
+        );
+    }
+}

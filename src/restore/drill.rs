@@ -1,0 +1,327 @@
+//! `stackshot drill`: proves that a run's dumps load. For each database
+//! service, a throwaway container from the service's own image and
+//! environment (on no network, with fresh volumes) gets the run's dump,
+//! checked against `SHA256SUMS` and loaded exactly as `restore database`
+//! would; then every user table is counted and compared with the row
+//! estimates `manifest.json` recorded at backup time. The throwaway and its
+//! volumes are removed on every path.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use serde::Serialize;
+
+use super::{
+    DatabaseOptions, DumpFile, Scene, check_dump, dump_files, load_dump, scene, small_file, target,
+};
+use crate::backup::Context;
+use crate::backup::window::ContainerControl;
+use crate::catalog::{self, Run};
+use crate::dumps::stats::{self, TableRows};
+use crate::dumps::{self, DATABASES_DIR, Prepared, query_lines};
+use crate::engine::throwaway;
+use crate::labels::Engine as DbEngine;
+use crate::plan::DumpPlan;
+
+/// How long a throwaway server may take to initialise and serve.
+const START_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// What the drill found for one database service.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceDrill {
+    /// Compose service.
+    pub service: String,
+    /// Dumps loaded (relative to `/databases`).
+    pub files: Vec<String>,
+    /// User tables in the throwaway after the load.
+    pub tables: usize,
+    /// Their rows, counted.
+    pub rows: i64,
+    /// What is wrong; empty when the drill passed.
+    pub problems: Vec<String>,
+    /// What is worth knowing but not wrong.
+    pub notes: Vec<String>,
+    /// Seconds, from the throwaway's creation to its removal.
+    pub seconds: f64,
+}
+
+/// A drill of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct DrillReport {
+    /// The run (its id, or its time for runs without one).
+    pub run: String,
+    /// One entry per database service.
+    pub services: Vec<ServiceDrill>,
+}
+
+impl DrillReport {
+    /// Every problem, prefixed with its service.
+    pub fn problems(&self) -> Vec<String> {
+        self.services
+            .iter()
+            .flat_map(|s| {
+                s.problems
+                    .iter()
+                    .map(move |p| format!("{}: {p}", s.service))
+            })
+            .collect()
+    }
+
+    /// The lines `stackshot drill` prints.
+    pub fn render(&self) -> String {
+        let mut out = format!("drill of run {}\n", self.run);
+        for s in &self.services {
+            let verdict = if s.problems.is_empty() {
+                "every table as recorded at backup time".to_string()
+            } else {
+                format!("FAILED: {}", s.problems.join("; "))
+            };
+            out += &format!(
+                "  {}: {} → {} tables, {} rows: {verdict} ({:.1} s)\n",
+                s.service,
+                if s.files.is_empty() {
+                    "-".to_string()
+                } else {
+                    s.files.join(", ")
+                },
+                s.tables,
+                s.rows,
+                s.seconds
+            );
+            for n in &s.notes {
+                out += &format!("    note: {n}\n");
+            }
+        }
+        let problems = self.problems().len();
+        out += &if problems == 0 {
+            "drill passed: every dump loads into a fresh server of its service\n".to_string()
+        } else {
+            format!("drill FAILED: {problems} problem(s)\n")
+        };
+        out
+    }
+}
+
+/// Drills the run `snapshot` (`latest`, a run id or a snapshot id).
+pub async fn drill(ctx: &Context, snapshot: &str) -> Result<DrillReport> {
+    let sc = scene(ctx, false).await?;
+    if sc.plan.dumps.is_empty() {
+        bail!(
+            "nothing to drill: no service of this stack is a labelled database (stackshot.postgres=true, stackshot.mariadb=true, …)"
+        );
+    }
+    let run = catalog::resolve(&sc.runs, snapshot)?.clone();
+    let removed = throwaway::remove_leftovers(&ctx.engine, &sc.found.project).await?;
+    if removed > 0 {
+        tracing::warn!(
+            removed,
+            "removed drill containers and volumes an interrupted drill left"
+        );
+    }
+    let mut services = Vec::new();
+    for d in &sc.plan.dumps {
+        let t = Instant::now();
+        let mut s = ServiceDrill {
+            service: d.container.service.clone(),
+            files: vec![],
+            tables: 0,
+            rows: 0,
+            problems: vec![],
+            notes: vec![],
+            seconds: 0.0,
+        };
+        if let Err(e) = one(ctx, &sc, &run, d, &mut s).await {
+            s.problems.push(format!("{e:#}"));
+        }
+        s.seconds = t.elapsed().as_secs_f64();
+        tracing::info!(service = %s.service, tables = s.tables, rows = s.rows, problems = s.problems.len(), seconds = s.seconds, "drilled");
+        services.push(s);
+    }
+    Ok(DrillReport {
+        run: run.run_id.clone().unwrap_or_else(|| run.time.clone()),
+        services,
+    })
+}
+
+/// One service: its throwaway is removed whatever happened inside.
+async fn one(
+    ctx: &Context,
+    sc: &Scene,
+    run: &Run,
+    d: &DumpPlan,
+    s: &mut ServiceDrill,
+) -> Result<()> {
+    let service = &d.container.service;
+    let files = dump_files(ctx, run, &sc.plan, service).await?;
+    if files.is_empty() {
+        bail!("the run holds no dump of {service}");
+    }
+    s.files = files.iter().map(|f| f.rel.clone()).collect();
+    let name = format!(
+        "{}-stackshot-drill-{}",
+        sc.found.project,
+        service.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "-")
+    );
+    let id = throwaway::start(&ctx.engine, &d.container.id, &name, &sc.found.project).await?;
+    let result = load_and_count(ctx, sc, run, d, &files, &id, s).await;
+    throwaway::remove(&ctx.engine, &id).await;
+    result
+}
+
+async fn load_and_count(
+    ctx: &Context,
+    sc: &Scene,
+    run: &Run,
+    d: &DumpPlan,
+    files: &[DumpFile],
+    id: &str,
+    s: &mut ServiceDrill,
+) -> Result<()> {
+    let opts = |f: &DumpFile| DatabaseOptions {
+        snapshot: run.snapshots[0].id.clone(),
+        service: d.container.service.clone(),
+        database: f.database.clone(),
+        target_container: Some(id.to_string()),
+        replace: false,
+    };
+    let mut p = serving(ctx, sc, &opts(&files[0]), d.engine, id).await?;
+    for f in files {
+        let checked = check_dump(ctx, sc, &opts(f), f).await?;
+        load_dump(ctx, &checked, false, false).await?;
+    }
+    // Count what the run's dumps cover, as the backup estimated it.
+    p.jobs = dumps::command::dump_jobs(p.plan.engine, &p.tools, &p.login, &d.databases);
+    let loaded = stats::counts(&ctx.engine, &p).await?;
+    let expected = estimates(ctx, &files[0], &d.container.service).await;
+    match expected {
+        Some(expected) => {
+            let c = stats::compare(&expected, &loaded);
+            s.problems.extend(c.problems);
+            s.notes.extend(c.notes);
+        }
+        None => s.notes.push(
+            "manifest.json has no row estimates (a run from before drills, or split mode): only the load itself was checked"
+                .into(),
+        ),
+    }
+    s.tables = loaded.len();
+    s.rows = loaded.values().sum();
+    if loaded.is_empty() {
+        s.problems.push("the load left no user table".into());
+    }
+    Ok(())
+}
+
+/// The row estimates recorded for `service` in the run's `manifest.json`.
+async fn estimates(ctx: &Context, file: &DumpFile, service: &str) -> Option<TableRows> {
+    let text = small_file(
+        ctx,
+        &file.snap.id,
+        &format!("{DATABASES_DIR}/manifest.json"),
+    )
+    .await?;
+    let manifest: serde_json::Value = serde_json::from_str(&text).ok()?;
+    serde_json::from_value(manifest["tables"][service].clone()).ok()
+}
+
+/// Waits until the throwaway's server is the real one, not the temporary
+/// server an image's entrypoint runs while it initialises (PostgreSQL's
+/// listens on no address, MariaDB's skips networking).
+async fn serving(
+    ctx: &Context,
+    sc: &Scene,
+    opts: &DatabaseOptions,
+    engine: DbEngine,
+    id: &str,
+) -> Result<Prepared> {
+    let started = Instant::now();
+    let mut last = String::from("no answer yet");
+    while started.elapsed() < START_TIMEOUT {
+        if !ctx.engine.is_running(id).await? {
+            bail!(
+                "the drill container stopped while it initialised (see `docker logs` of a drill run by hand)"
+            );
+        }
+        match target(ctx, sc, opts, Some(engine)).await {
+            Ok(p) => {
+                let sql = match engine {
+                    DbEngine::Postgres => "SHOW listen_addresses",
+                    _ => "SELECT @@skip_networking",
+                };
+                match query_lines(&ctx.engine, &p, None, sql, "ask whether it serves").await {
+                    Ok(lines) if serves(engine, &lines) => return Ok(p),
+                    Ok(lines) => last = format!("still initialising ({sql}: {lines:?})"),
+                    Err(e) => last = format!("{e:#}"),
+                }
+            }
+            Err(e) => last = format!("{e:#}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    bail!(
+        "the drill container did not serve within {} s: {last}",
+        START_TIMEOUT.as_secs()
+    )
+}
+
+fn serves(engine: DbEngine, lines: &[String]) -> bool {
+    match engine {
+        DbEngine::Postgres => lines.first().is_some_and(|l| !l.trim().is_empty()),
+        _ => lines.first().is_some_and(|l| l.trim() == "0"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_temporary_init_server_is_not_serving() {
+        let l = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert!(!serves(DbEngine::Postgres, &l(&[])));
+        assert!(serves(DbEngine::Postgres, &l(&["*"])));
+        assert!(!serves(DbEngine::Mariadb, &l(&["1"])));
+        assert!(serves(DbEngine::Mariadb, &l(&["0"])));
+    }
+
+    #[test]
+    fn the_report_names_each_problem_and_its_service() {
+        let r = DrillReport {
+            run: "20261123T010000Z".into(),
+            services: vec![
+                ServiceDrill {
+                    service: "postgres".into(),
+                    files: vec!["postgres/postgres-all.sql".into()],
+                    tables: 3,
+                    rows: 10,
+                    problems: vec![],
+                    notes: vec![],
+                    seconds: 1.0,
+                },
+                ServiceDrill {
+                    service: "mariadb".into(),
+                    files: vec!["mariadb/shop.sql".into()],
+                    tables: 0,
+                    rows: 0,
+                    problems: vec![
+                        "refusing to restore mariadb/shop.sql: the dump is damaged".into(),
+                    ],
+                    notes: vec![],
+                    seconds: 1.0,
+                },
+            ],
+        };
+        assert_eq!(
+            r.problems(),
+            ["mariadb: refusing to restore mariadb/shop.sql: the dump is damaged"]
+        );
+        let text = r.render();
+        assert!(
+            text.contains(
+                "postgres: postgres/postgres-all.sql → 3 tables, 10 rows: every table as recorded"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("drill FAILED: 1 problem(s)"), "{text}");
+    }
+}
