@@ -103,12 +103,27 @@ fn atomic_backup_restores_byte_for_byte() {
     assert_eq!(sums.lines().count(), 2, "{sums}");
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(r.join("databases/manifest.json")).unwrap()).unwrap();
+    let dumps = manifest["dumps"].as_array().unwrap();
+    assert_eq!(dumps.len(), 2, "{manifest}");
     assert!(
-        manifest["dumps"]
-            .as_array()
-            .unwrap()
+        dumps
             .iter()
-            .all(|d| !d["server_version"].as_str().unwrap().is_empty())
+            .all(|d| !d["server_version"].as_str().unwrap().is_empty()),
+        "{manifest}"
+    );
+    // The row estimates the restore drill compares with: PostgreSQL's seeded
+    // 1000 customers, and MariaDB's tables.
+    assert!(
+        manifest["tables"]["postgres"]["appdb.public.customers"]
+            .as_i64()
+            .is_some_and(|n| n >= 1000),
+        "{manifest}"
+    );
+    assert!(
+        manifest["tables"]["mariadb"]
+            .as_object()
+            .is_some_and(|t| !t.is_empty()),
+        "{manifest}"
     );
     assert_pg_dump_restores(
         &stack,

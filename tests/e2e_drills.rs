@@ -155,6 +155,14 @@ fn kills_inside_the_window() {
     stack
         .psql("CREATE TABLE big AS SELECT g AS id, md5(g::text) || repeat('x', 200) AS payload FROM generate_series(1, 1000000) g")
         .expect("create big table");
+    // The repository exists before the first count, so that "no snapshot
+    // from a broken dump" compares two real listings.
+    let init = stack.restic(&[], &["init"]);
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
     let snapshots = |s: &Stack| s.snapshots().len();
 
     // 1. The dump process is killed midway: no snapshot, containers back.

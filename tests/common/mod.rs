@@ -316,13 +316,28 @@ impl Stack {
         output(&mut c)
     }
 
-    /// The repository's snapshots, from plain restic.
-    pub fn snapshots(&self) -> Vec<serde_json::Value> {
+    /// The repository's snapshots, from plain restic; `Err` with restic's
+    /// words when they cannot be listed (no repository, a lock, bad JSON).
+    pub fn try_snapshots(&self) -> Result<Vec<serde_json::Value>, String> {
         let out = self.restic(&[], &["snapshots", "--json"]);
         if !out.status.success() {
-            return vec![];
+            return Err(format!(
+                "restic snapshots failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
-        serde_json::from_slice(&out.stdout).unwrap_or_default()
+        serde_json::from_slice(&out.stdout).map_err(|e| {
+            format!(
+                "restic snapshots printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// The repository's snapshots; fails the test when they cannot be listed
+    /// (an empty list never stands in for an error).
+    pub fn snapshots(&self) -> Vec<serde_json::Value> {
+        self.try_snapshots().unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Restores snapshot `id` with plain restic into a new host directory.
