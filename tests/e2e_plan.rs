@@ -305,22 +305,37 @@ fn example_stack_plans_and_backs_up() {
         "plan",
         "--json",
     ]));
-    // The example backs up as it stands (its databases given time to initialise).
-    let backup = common::wait_for("the example's databases", 90, || {
-        let b = common::output(&mut compose(&[
-            "exec",
-            "-T",
-            "backup",
-            "stackshot",
-            "backup",
-        ]));
-        b.status.success().then_some(b)
-    });
+    // The example backs up as it stands, once its databases serve on TCP
+    // (not the entrypoints' temporary init servers, which listen on no port):
+    // one backup, which must succeed.
+    for (service, ping) in [
+        (
+            "postgres",
+            "PGPASSWORD=$POSTGRES_PASSWORD psql -h 127.0.0.1 -U $POSTGRES_USER -d $POSTGRES_DB -Atc 'select 1'",
+        ),
+        (
+            "mariadb",
+            "MYSQL_PWD=$MARIADB_ROOT_PASSWORD mariadb -h 127.0.0.1 -uroot -Ne 'select 1'",
+        ),
+    ] {
+        common::wait_for(&format!("the example's {service} to serve"), 90, || {
+            let p = common::output(&mut compose(&["exec", "-T", service, "sh", "-c", ping]));
+            (p.status.success() && String::from_utf8_lossy(&p.stdout).trim() == "1").then_some(())
+        });
+    }
+    let backup = common::output(&mut compose(&[
+        "exec",
+        "-T",
+        "backup",
+        "stackshot",
+        "backup",
+    ]));
     common::output(&mut compose(&["down", "-v"]));
     let summary = String::from_utf8_lossy(&backup.stdout);
     assert!(
-        summary.contains("succeeded") && summary.contains("(atomic)"),
-        "{summary}"
+        backup.status.success() && summary.contains("succeeded") && summary.contains("(atomic)"),
+        "{summary}\n{}",
+        String::from_utf8_lossy(&backup.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
