@@ -373,14 +373,18 @@ mod tests {
     const SNAPSHOTS_GROUPED_014: &str =
         include_str!("../../tests/fixtures/restic/snapshots-grouped-0.14.json");
 
-    // Hand-written in the shape of restic 0.17/0.18 (doc/075_scripting.rst and
-    // internal/ui/backup/json.go of those versions), with one unknown field.
-    const SUMMARY_018: &str = r#"{"message_type":"summary","files_new":2,"files_changed":1,"files_unmodified":5,"dirs_new":1,"dirs_changed":2,"dirs_unmodified":3,"data_blobs":3,"tree_blobs":4,"data_added":20480,"data_added_packed":10240,"total_files_processed":8,"total_bytes_processed":123456,"total_duration":1.5,"backup_start":"2025-01-02T03:04:05.123456789Z","backup_end":"2025-01-02T03:04:06.623456789Z","snapshot_id":"0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0","future_field":{"x":1}}"#;
-    const SUMMARY_017_SKIPPED: &str = r#"{"message_type":"summary","files_new":0,"files_changed":0,"files_unmodified":3,"dirs_new":0,"dirs_changed":0,"dirs_unmodified":2,"data_blobs":0,"tree_blobs":0,"data_added":0,"data_added_packed":0,"total_files_processed":3,"total_bytes_processed":42,"total_duration":0.2}"#;
-    const ERROR_017: &str = r#"{"message_type":"error","error":{"message":"open /volumes/app/x: permission denied"},"during":"archival","item":"/volumes/app/x"}"#;
-    const EXIT_ERROR_018: &str = r#"{"message_type":"exit_error","code":12,"message":"Fatal: wrong password or no key found"}"#;
-    const SCAN_FINISHED_017: &str = r#"{"message_type":"verbose_status","action":"scan_finished","item":"","duration":0.2,"data_size":100017,"data_size_in_repo":0,"metadata_size":0,"metadata_size_in_repo":0,"total_files":3}"#;
-    const SNAPSHOTS_018: &str = r#"[{"time":"2025-01-02T03:04:05.123456789Z","tree":"aa","paths":["/volumes","/databases"],"hostname":"shop","username":"root","tags":["stackshot","project=shop"],"program_version":"restic 0.18.0","summary":{"backup_start":"2025-01-02T03:04:05.123456789Z","backup_end":"2025-01-02T03:04:06.623456789Z","files_new":2,"files_changed":1,"files_unmodified":5,"dirs_new":1,"dirs_changed":2,"dirs_unmodified":3,"data_blobs":3,"tree_blobs":4,"data_added":20480,"data_added_packed":10240,"total_files_processed":8,"total_bytes_processed":123456},"id":"0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"}]"#;
+    // Newer versions, which cannot run here: written from the documented shapes
+    // (restic's doc/075_scripting.rst and internal/ui/backup/json.go of those
+    // versions), with one unknown field; see tests/fixtures/restic/README.md.
+    const SUMMARY_018: &str = include_str!("../../tests/fixtures/restic/backup-summary-0.18.json");
+    const SUMMARY_017_SKIPPED: &str =
+        include_str!("../../tests/fixtures/restic/backup-summary-skipped-0.17.json");
+    const ERROR_017: &str = include_str!("../../tests/fixtures/restic/backup-error-0.17.1.json");
+    const EXIT_ERROR_018: &str =
+        include_str!("../../tests/fixtures/restic/exit-error-wrong-password-0.18.json");
+    const SCAN_FINISHED_017: &str =
+        include_str!("../../tests/fixtures/restic/backup-scan-finished-0.17.json");
+    const SNAPSHOTS_018: &str = include_str!("../../tests/fixtures/restic/snapshots-0.18.json");
 
     fn events(text: &str) -> Vec<BackupEvent> {
         text.lines().filter_map(parse_backup_line).collect()
