@@ -216,13 +216,39 @@ fn on_demand_runs_busy_refusal_and_health() {
             .then_some(())
     });
 
-    // A run through docker exec: exit 0, progress visible.
-    let out = stack.exec("backup", &[], &["stackshot", "backup"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    // A run through docker exec: exit 0, progress streamed while it runs
+    // (each stderr line timed as it arrives), not printed at the end.
+    let mut child = spawn_backup(&stack);
+    let err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(err)
+            .lines()
+            .map_while(Result::ok)
+            .map(|l| (std::time::Instant::now(), l))
+            .collect::<Vec<_>>()
+    });
+    let out = child.wait_with_output().unwrap();
+    let exited = std::time::Instant::now();
+    let timed = reader.join().unwrap();
+    let stderr = timed
+        .iter()
+        .map(|(_, l)| format!("{l}\n"))
+        .collect::<String>();
     assert!(
         out.status.success(),
         "{stderr}\n{}",
         String::from_utf8_lossy(&out.stdout)
+    );
+    let first_stop = timed
+        .iter()
+        .find(|(_, l)| l.contains(" INFO stopped container="))
+        .unwrap_or_else(|| panic!("no stop in the progress:\n{stderr}"))
+        .0;
+    assert!(
+        exited.duration_since(first_stop) > Duration::from_millis(500),
+        "the stop line arrived only {:?} before the command exited: progress is not streamed",
+        exited.duration_since(first_stop)
     );
     assert!(stderr.contains("the daemon started run"), "{stderr}");
     for progress in [
@@ -383,13 +409,36 @@ fn kill_or_stop_the_sidecar_inside_a_window() {
     );
     run(&mut docker(&["start", &sidecar]));
     let port = http_port(&stack);
-    wait_for("the first /healthz answer", 60, || {
-        http_get(port, "/healthz").map(|_| ())
-    });
+    // The first /healthz answer, timed on this host's clock (every 20 ms)...
+    let polling = std::time::Instant::now();
+    let first_answer = loop {
+        if http_get(port, "/healthz").is_some() {
+            break chrono::Utc::now();
+        }
+        assert!(
+            polling.elapsed() < Duration::from_secs(60),
+            "no /healthz answer"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // ...comes after the engine started the app again (same machine, same clock).
     assert_eq!(
         stack.state("app"),
         "running",
         "app must run before /healthz answers"
+    );
+    let app_started: chrono::DateTime<chrono::Utc> = run(&mut docker(&[
+        "inspect",
+        "-f",
+        "{{.State.StartedAt}}",
+        &stack.container("app"),
+    ]))
+    .trim()
+    .parse()
+    .unwrap();
+    assert!(
+        app_started < first_answer,
+        "the app started at {app_started}, after the first /healthz answer at {first_answer}"
     );
     assert_eq!(stack.state("sidekick"), "running");
     let s = status(&stack);
@@ -400,7 +449,10 @@ fn kill_or_stop_the_sidecar_inside_a_window() {
     wait_for("the window to open", 120, || {
         (stack.state("app") == "exited").then_some(())
     });
+    let since = now().to_string();
+    let asked = std::time::Instant::now();
     run(&mut docker(&["stop", "-t", "120", &sidecar]));
+    let took = asked.elapsed();
     let _ = child.wait_with_output();
     assert_eq!(
         stack.state("app"),
@@ -409,6 +461,34 @@ fn kill_or_stop_the_sidecar_inside_a_window() {
     );
     assert_eq!(stack.state("sidekick"), "running");
     assert_eq!(workers(), Vec::<String>::new());
+    // The daemon acted on SIGTERM itself: a daemon without a handler would
+    // be killed at the end of the 120 s grace period, with nothing logged.
+    assert!(
+        took < Duration::from_secs(60),
+        "docker stop took {took:?}: the daemon did not stop on SIGTERM"
+    );
+    let logs = output(&mut docker(&["logs", "--since", &since, &sidecar]));
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&logs.stdout),
+        String::from_utf8_lossy(&logs.stderr)
+    );
+    let find = |needle: &str, from: usize| {
+        logs[from..]
+            .find(needle)
+            .map(|i| i + from)
+            .unwrap_or_else(|| panic!("{needle:?} not logged (after byte {from}):\n{logs}"))
+    };
+    let requested = find("stop requested signal=\"SIGTERM\"", 0);
+    let app = format!("started container={}", stack.container_name("app"));
+    let window_closed = find(&app, requested);
+    let exited = logs
+        .rfind("stackshot::daemon: stopped")
+        .unwrap_or_else(|| panic!("the daemon did not log its exit:\n{logs}"));
+    assert!(
+        window_closed < exited,
+        "the window closed after the daemon said it stopped:\n{logs}"
+    );
 }
 
 /// `DRILL_CRON`: the daemon drills the latest run on its schedule and the

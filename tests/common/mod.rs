@@ -203,6 +203,19 @@ impl Stack {
         id
     }
 
+    /// The name of `service`'s (first) container, as the engine reports it.
+    pub fn container_name(&self, service: &str) -> String {
+        run(&mut docker(&[
+            "inspect",
+            "-f",
+            "{{.Name}}",
+            &self.container(service),
+        ]))
+        .trim()
+        .trim_start_matches('/')
+        .to_string()
+    }
+
     /// `docker exec` in `service`'s container with extra environment; returns the output.
     pub fn exec(&self, service: &str, env: &[(&str, &str)], cmd: &[&str]) -> Output {
         let id = self.container(service);
