@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use crate::engine::worker::Payload;
+use crate::restic::json::{BackupEvent, BackupSummary, Progress, parse_backup_line};
 
 pub mod swap;
-use crate::restic::json::{BackupEvent, BackupSummary, Progress, parse_backup_line};
 
 /// One line the worker prints.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
