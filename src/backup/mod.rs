@@ -165,7 +165,11 @@ async fn run(
         .unlock()
         .await
         .context("cannot clear stale restic locks")?;
-    let prepared = try_join_all(plan.dumps.iter().map(|d| dumps::prepare(&ctx.engine, d))).await?;
+    let mut prepared =
+        try_join_all(plan.dumps.iter().map(|d| dumps::prepare(&ctx.engine, d))).await?;
+    for p in &mut prepared {
+        dumps::read_estimates(&ctx.engine, p).await;
+    }
     if plan.atomic && !plan.dumps.is_empty() {
         snapshot::check_databases_mount(&sidecar)?;
         dumps::clear_dir(Path::new(DATABASES_DIR))?;

@@ -43,9 +43,9 @@ pub struct Prepared {
     pub server_version: String,
     /// The dumps to run.
     pub jobs: Vec<DumpJob>,
-    /// Row estimates of the dumped databases' tables, read when the database
-    /// was checked (`None` when the server would not say): `manifest.json`
-    /// records them for the restore drill.
+    /// Row estimates of the dumped databases' tables, read by a backup's
+    /// preflight ([`read_estimates`]; `None` elsewhere, or when the server
+    /// would not say): `manifest.json` records them for the restore drill.
     pub estimates: Option<stats::TableRows>,
 }
 
@@ -159,7 +159,7 @@ pub async fn prepare(engine: &Engine, dump: &DumpPlan) -> Result<Prepared> {
         .ok_or_else(|| anyhow!("service {service}: the plan has no dump output"))?;
     let jobs = command::dump_jobs(dump.engine, &tools, &login, &dump.databases);
     tracing::info!(service = %service, engine = dump.engine.as_str(), version = %server_version, tool = %tools.dump_all, "database ready to dump");
-    let mut p = Prepared {
+    Ok(Prepared {
         plan: dump.clone(),
         rel_dir,
         login,
@@ -167,14 +167,18 @@ pub async fn prepare(engine: &Engine, dump: &DumpPlan) -> Result<Prepared> {
         server_version,
         jobs,
         estimates: None,
-    };
-    match stats::estimates(engine, &p).await {
+    })
+}
+
+/// Reads the row estimates a backup records in `manifest.json` (a failure is
+/// logged and leaves them out: the drill then checks the load alone).
+pub async fn read_estimates(engine: &Engine, p: &mut Prepared) {
+    match stats::estimates(engine, p).await {
         Ok(e) => p.estimates = Some(e),
         Err(e) => {
-            tracing::warn!(service = %service, error = %format!("{e:#}"), "no row estimates for manifest.json: a restore drill will compare table names only")
+            tracing::warn!(service = %p.plan.container.service, error = %format!("{e:#}"), "no row estimates for manifest.json: a restore drill will check the load alone")
         }
     }
-    Ok(p)
 }
 
 /// Runs `sql` on the server (in `db`) and returns its output lines; `what`

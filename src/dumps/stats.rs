@@ -35,6 +35,31 @@ async fn databases(engine: &Engine, p: &Prepared) -> Result<Vec<String>> {
     query_lines(engine, p, None, &sql, "list its databases").await
 }
 
+/// Runs `sql` in each PostgreSQL database of `dbs` and gathers its `table|rows` lines.
+async fn per_pg_database(
+    engine: &Engine,
+    p: &Prepared,
+    dbs: &[String],
+    sql: &str,
+    what: &str,
+) -> Result<TableRows> {
+    let mut out = TableRows::new();
+    for db in dbs {
+        out.extend(parse(&query_lines(engine, p, Some(db), sql, what).await?)?);
+    }
+    Ok(out)
+}
+
+/// `'a', 'b'` for an SQL `IN (…)` of MariaDB schemas; `None` when there are none.
+fn schema_list(dbs: &[String]) -> Option<String> {
+    (!dbs.is_empty()).then(|| {
+        dbs.iter()
+            .map(|d| quote_literal(d))
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+}
+
 fn parse(lines: &[String]) -> Result<TableRows> {
     let mut out = TableRows::new();
     for l in lines {
@@ -53,29 +78,19 @@ pub async fn estimates(engine: &Engine, p: &Prepared) -> Result<TableRows> {
     let dbs = databases(engine, p).await?;
     match p.plan.engine {
         DbEngine::Postgres => {
-            let mut out = TableRows::new();
-            for db in &dbs {
-                let lines = query_lines(
-                    engine,
-                    p,
-                    Some(db),
-                    "SELECT current_database() || '.' || schemaname || '.' || relname, n_live_tup FROM pg_stat_user_tables",
-                    "read its row estimates",
-                )
-                .await?;
-                out.extend(parse(&lines)?);
-            }
-            Ok(out)
+            per_pg_database(
+                engine,
+                p,
+                &dbs,
+                "SELECT current_database() || '.' || schemaname || '.' || relname, n_live_tup FROM pg_stat_user_tables",
+                "read its row estimates",
+            )
+            .await
         }
         _ => {
-            let list = dbs
-                .iter()
-                .map(|d| quote_literal(d))
-                .collect::<Vec<_>>()
-                .join(", ");
-            if list.is_empty() {
+            let Some(list) = schema_list(&dbs) else {
                 return Ok(TableRows::new());
-            }
+            };
             let sql = format!(
                 "SELECT CONCAT(table_schema, '.', table_name), COALESCE(table_rows, 0) FROM information_schema.tables \
                  WHERE table_type = 'BASE TABLE' AND table_schema IN ({list})"
@@ -91,32 +106,22 @@ pub async fn counts(engine: &Engine, p: &Prepared) -> Result<TableRows> {
     let dbs = databases(engine, p).await?;
     match p.plan.engine {
         DbEngine::Postgres => {
-            let mut out = TableRows::new();
-            for db in &dbs {
-                let lines = query_lines(
-                    engine,
-                    p,
-                    Some(db),
-                    "SELECT current_database() || '.' || table_schema || '.' || table_name, \
-                     (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', table_schema, table_name), false, true, '')))[1]::text::bigint \
-                     FROM information_schema.tables WHERE table_type = 'BASE TABLE' \
-                     AND table_schema NOT IN ('pg_catalog', 'information_schema')",
-                    "count its rows",
-                )
-                .await?;
-                out.extend(parse(&lines)?);
-            }
-            Ok(out)
+            per_pg_database(
+                engine,
+                p,
+                &dbs,
+                "SELECT current_database() || '.' || table_schema || '.' || table_name, \
+                 (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', table_schema, table_name), false, true, '')))[1]::text::bigint \
+                 FROM information_schema.tables WHERE table_type = 'BASE TABLE' \
+                 AND table_schema NOT IN ('pg_catalog', 'information_schema')",
+                "count its rows",
+            )
+            .await
         }
         _ => {
-            let list = dbs
-                .iter()
-                .map(|d| quote_literal(d))
-                .collect::<Vec<_>>()
-                .join(", ");
-            if list.is_empty() {
+            let Some(list) = schema_list(&dbs) else {
                 return Ok(TableRows::new());
-            }
+            };
             let tables = query_lines(
                 engine,
                 p,

@@ -76,6 +76,27 @@ impl Engine {
         &self.docker
     }
 
+    /// Removes a container (running or not) with its anonymous volumes.
+    /// `Ok(false)`: it was already gone.
+    pub async fn remove_with_volumes(&self, id: &str) -> Result<bool, BollardError> {
+        let removed = self
+            .docker
+            .remove_container(
+                id,
+                Some(bollard::query_parameters::RemoveContainerOptions {
+                    force: true,
+                    v: true,
+                    ..Default::default()
+                }),
+            )
+            .await;
+        match removed {
+            Ok(()) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Inspects a container.
     pub async fn inspect(&self, id: &str) -> Result<ContainerInspectResponse> {
         self.docker

@@ -9,8 +9,7 @@ use std::collections::HashMap;
 use anyhow::{Context, Result};
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, MountVolumeOptions};
 use bollard::query_parameters::{
-    CreateContainerOptions, ListContainersOptions, ListVolumesOptions, RemoveContainerOptions,
-    RemoveVolumeOptions,
+    CreateContainerOptions, ListContainersOptions, ListVolumesOptions, RemoveVolumeOptions,
 };
 
 use super::Engine;
@@ -112,22 +111,11 @@ pub async fn start(engine: &Engine, of: &str, name: &str, project: &str) -> Resu
 
 /// Removes a throwaway container and its anonymous volumes.
 pub async fn remove(engine: &Engine, id: &str) {
-    let r = engine
-        .docker()
-        .remove_container(
-            id,
-            Some(RemoveContainerOptions {
-                force: true,
-                v: true,
-                ..Default::default()
-            }),
-        )
-        .await;
-    match r {
-        Ok(()) => {
+    match engine.remove_with_volumes(id).await {
+        Ok(true) => {
             tracing::info!(container = %&id[..12.min(id.len())], "drill container removed with its volumes")
         }
-        Err(e) if super::is_not_found(&e) => {}
+        Ok(false) => {}
         Err(e) => {
             tracing::warn!(container = %id, error = %e, "could not remove the drill container")
         }

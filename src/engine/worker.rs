@@ -10,9 +10,7 @@ use anyhow::{Context, Result, bail};
 use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, HealthConfig, HostConfig, Mount};
-use bollard::query_parameters::{
-    AttachContainerOptions, RemoveContainerOptions, WaitContainerOptions,
-};
+use bollard::query_parameters::{AttachContainerOptions, WaitContainerOptions};
 use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
@@ -154,20 +152,9 @@ impl Started {
 }
 
 async fn remove(engine: &Engine, id: &str) {
-    let removed = engine
-        .docker()
-        .remove_container(
-            id,
-            Some(RemoveContainerOptions {
-                force: true,
-                v: true,
-                ..Default::default()
-            }),
-        )
-        .await;
-    match removed {
-        Ok(()) => tracing::debug!(worker = %&id[..12], "worker container removed"),
-        Err(e) if super::is_not_found(&e) => {}
+    match engine.remove_with_volumes(id).await {
+        Ok(true) => tracing::debug!(worker = %&id[..12], "worker container removed"),
+        Ok(false) => {}
         Err(e) => {
             tracing::warn!(worker = %&id[..12], error = %e, "could not remove the worker container")
         }

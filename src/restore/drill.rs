@@ -236,25 +236,31 @@ async fn serving(
 ) -> Result<Prepared> {
     let started = Instant::now();
     let mut last = String::from("no answer yet");
+    let mut prepared: Option<Prepared> = None;
     while started.elapsed() < START_TIMEOUT {
         if !ctx.engine.is_running(id).await? {
             bail!(
                 "the drill container stopped while it initialised (see `docker logs` of a drill run by hand)"
             );
         }
-        match target(ctx, sc, opts, Some(engine)).await {
-            Ok(p) => {
-                let sql = match engine {
-                    DbEngine::Postgres => "SHOW listen_addresses",
-                    _ => "SELECT @@skip_networking",
-                };
-                match query_lines(&ctx.engine, &p, None, sql, "ask whether it serves").await {
-                    Ok(lines) if serves(engine, &lines) => return Ok(p),
-                    Ok(lines) => last = format!("still initialising ({sql}: {lines:?})"),
-                    Err(e) => last = format!("{e:#}"),
-                }
+        // The container, its credentials and tools are checked once; then
+        // only the question whether the real server serves is repeated.
+        if prepared.is_none() {
+            match target(ctx, sc, opts, Some(engine)).await {
+                Ok(p) => prepared = Some(p),
+                Err(e) => last = format!("{e:#}"),
             }
-            Err(e) => last = format!("{e:#}"),
+        }
+        if let Some(p) = &prepared {
+            let sql = match engine {
+                DbEngine::Postgres => "SHOW listen_addresses",
+                _ => "SELECT @@skip_networking",
+            };
+            match query_lines(&ctx.engine, p, None, sql, "ask whether it serves").await {
+                Ok(lines) if serves(engine, &lines) => return Ok(p.clone()),
+                Ok(lines) => last = format!("still initialising ({sql}: {lines:?})"),
+                Err(e) => last = format!("{e:#}"),
+            }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
