@@ -232,3 +232,88 @@ fn separate_snapshots_when_not_atomic() {
     }
     assert_eq!(stack.state("app"), "running");
 }
+
+/// `stackshot.databases=appdb` on the stack's password-protected PostgreSQL
+/// (its `pg_hba` asks for the password on TCP): `pg_dump` of that database
+/// alone, in the full window and in the short one (pinned with `--snapshot`).
+/// The password reaches `pg_dump` (the dump exists and loads) but no command
+/// the engine ran, no engine event, no log line and no report carries it.
+#[test]
+fn per_database_postgres_dump_with_a_password() {
+    const SECRET: &str = "pg-secret-password";
+    let _serial = serial();
+    let stack = Stack::up_with(
+        "stackshot-e2e-pgdb",
+        &[
+            &root().join("tests/stack/docker-compose.yml"),
+            &root().join("tests/stack/pgdatabases.override.yml"),
+        ],
+        &[],
+    );
+    stack.wait_for_databases();
+    let pg = stack.container("postgres");
+    for window in ["full", "short"] {
+        let watch = stack.watch();
+        let (code, report, stderr) = stack.backup(&[("STOP_WINDOW", window)]);
+        let events = watch.finish();
+        assert_eq!(code, 0, "{window}: {report}\n{stderr}");
+        assert_eq!(report["result"], "success", "{window}: {report}");
+        assert_window_events(&stack, &events);
+
+        // The per-database tool ran, for appdb, and the all-databases one did not.
+        let execs = events.execs(&pg);
+        assert!(
+            execs
+                .iter()
+                .any(|c| c.starts_with("/usr/bin/pg_dump ") && c.contains("appdb")),
+            "{window}: no pg_dump of appdb among {execs:?}"
+        );
+        assert!(
+            !execs
+                .iter()
+                .any(|c| c.starts_with("/usr/bin/pg_dumpall") && !c.contains("--globals-only")),
+            "{window}: a whole-cluster dump ran: {execs:?}"
+        );
+        // Nowhere a secret may leak to: argv (the engine's exec events), any
+        // event attribute, the log, the report.
+        for e in &events.0 {
+            assert!(
+                !e.raw.contains(SECRET),
+                "{window}: an event carries the password: {}",
+                e.raw
+            );
+        }
+        assert!(
+            !stderr.contains(SECRET),
+            "{window}: the log carries the password"
+        );
+        assert!(
+            !report.to_string().contains(SECRET),
+            "{window}: the report carries the password"
+        );
+
+        // The dump is the database's alone, and loads into a fresh server
+        // with the same rows.
+        let dumps = report["dumps"].as_array().unwrap();
+        assert!(
+            dumps.iter().any(|d| d["file"] == "postgres/appdb.sql"),
+            "{window}: {report}"
+        );
+        let id = report["snapshots"][0]["id"].as_str().unwrap();
+        let restored = stack.restore(id);
+        let r = restored.path().join("databases/postgres");
+        assert!(!r.join("postgres-all.sql").exists(), "{window}");
+        let dump = r.join("appdb.sql");
+        assert_eq!(
+            sha256_file(&dump),
+            dumps
+                .iter()
+                .find(|d| d["file"] == "postgres/appdb.sql")
+                .unwrap()["sha256"]
+                .as_str()
+                .unwrap(),
+            "{window}"
+        );
+        assert_pg_database_dump_restores(&stack, &dump, "stackshot-e2e-pgdb-fresh");
+    }
+}

@@ -32,6 +32,9 @@ pub struct Event {
     pub name: String,
     /// When, in nanoseconds since the epoch (the engine's clock).
     pub time_nano: i64,
+    /// The event as the engine sent it (JSON): every attribute, for checks
+    /// that nothing in it carries a secret.
+    pub raw: String,
 }
 
 impl Event {
@@ -44,6 +47,7 @@ impl Event {
             id: text(&v["Actor"]["ID"]),
             name: text(&v["Actor"]["Attributes"]["name"]),
             time_nano: v["timeNano"].as_i64().unwrap_or_default(),
+            raw: line.to_string(),
         })
     }
 }
@@ -230,6 +234,17 @@ impl Events {
             "the event stream saw no exec of {command:?} in {container_id}: it cannot prove anything (saw {:?})",
             self.0.iter().map(|e| &e.action).collect::<Vec<_>>()
         );
+    }
+
+    /// The commands run by `docker exec` in one container, in order (from
+    /// its `exec_start: …` events).
+    pub fn execs(&self, container_id: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|e| e.kind == "container" && e.id == container_id)
+            .filter_map(|e| e.action.strip_prefix("exec_start: "))
+            .map(str::to_string)
+            .collect()
     }
 
     /// Containers with any lifecycle event, by name.

@@ -555,6 +555,76 @@ pub fn assert_pg_dump_restores(stack: &Stack, dump: &Path, name: &str) {
     );
 }
 
+/// Loads a `pg_dump` of `appdb` (one database, no roles) into a fresh server
+/// whose `appdb` and `app` exist (the `reporting` role its grants name is
+/// made first), stopping at the first error, and checks it returns the
+/// same rows as the stack's database.
+pub fn assert_pg_database_dump_restores(stack: &Stack, dump: &Path, name: &str) {
+    let want = stack.psql(PG_QUERY).expect("source query");
+    assert_eq!(want.lines().count(), 1000, "source has its seed data");
+    let db = FreshDb::start(
+        name,
+        "stackshot-test/postgres:local",
+        &[
+            "POSTGRES_USER=app",
+            "POSTGRES_DB=appdb",
+            "POSTGRES_PASSWORD=fresh",
+        ],
+        // Over TCP: the entrypoint's init-time server listens on the socket only.
+        &[
+            "env",
+            "PGPASSWORD=fresh",
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "app",
+            "-d",
+            "appdb",
+            "-c",
+            "select 1",
+        ],
+    );
+    let role = db.exec(
+        &[],
+        &[
+            "psql",
+            "-U",
+            "app",
+            "-d",
+            "appdb",
+            "-c",
+            "CREATE ROLE reporting",
+        ],
+    );
+    assert!(
+        role.status.success(),
+        "{}",
+        String::from_utf8_lossy(&role.stderr)
+    );
+    db.load(
+        &[],
+        &[
+            "psql",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-U",
+            "app",
+            "-d",
+            "appdb",
+        ],
+        dump,
+    );
+    let got = db.exec(&[], &["psql", "-U", "app", "-d", "appdb", "-Atc", PG_QUERY]);
+    assert_eq!(
+        String::from_utf8_lossy(&got.stdout).trim(),
+        want,
+        "restored rows differ: {}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+}
+
 /// Loads a MariaDB dump of `shop` into a fresh server and checks its rows.
 pub fn assert_maria_dump_restores(stack: &Stack, dump: &Path, name: &str) {
     let want = stack.mariadb(MARIA_QUERY).expect("source query");
