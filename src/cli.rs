@@ -219,6 +219,40 @@ pub async fn main(cli: Cli) -> ExitCode {
     }
 }
 
+/// The running daemon's current plan, printed; `None` when no daemon listens
+/// or it has none yet.
+async fn print_daemon_plan(json: bool) -> Result<Option<bool>> {
+    let Some(stream) = control::connect(&daemon::socket_path()).await else {
+        return Ok(None);
+    };
+    let mut answer = None;
+    control::call(stream, &Request::Plan, |reply| {
+        if let Reply::Plan {
+            plan,
+            table,
+            ok,
+            checked_at,
+        } = reply
+        {
+            answer = Some((plan, table, ok, checked_at));
+        }
+    })
+    .await?;
+    let Some((plan, table, ok, checked_at)) = answer else {
+        return Ok(None);
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        eprintln!(
+            "stackshot: the running daemon's plan, as of {} (kept current from the engine's events)",
+            checked_at.to_rfc3339()
+        );
+        print!("{table}");
+    }
+    Ok(Some(ok))
+}
+
 async fn print_plan(config: &Config, engine: &Engine, json: bool) -> Result<bool> {
     let found = discovery::discover(engine.docker(), config).await?;
     let plan = plan::build(&run::plan_options(config, &found), &found.containers);
@@ -282,7 +316,7 @@ async fn backup_via_daemon(json: bool) -> Result<Option<ExitCode>> {
             }
         }
         Reply::Error { message } => eprintln!("stackshot: error: {message}"),
-        Reply::Status { .. } => {}
+        Reply::Status { .. } | Reply::Plan { .. } => {}
     })
     .await?;
     if !answered {
@@ -331,6 +365,16 @@ async fn status(json: bool) -> Result<ExitCode> {
             .map(|t| t.to_rfc3339())
             .unwrap_or_else(|| "never".into())
     );
+    if let Some(p) = &state.plan {
+        println!(
+            "plan: {} (changed {})",
+            p.summary.line(),
+            p.changed_at.to_rfc3339()
+        );
+        for e in &p.summary.errors {
+            println!("  plan error: {e}");
+        }
+    }
     if !state.recovered.is_empty() {
         println!(
             "started at daemon start-up (interrupted run): {}",
@@ -502,7 +546,10 @@ async fn run(cli: Cli, config: Config) -> Result<ExitCode> {
             })
         }
         Command::Plan { json } => {
-            let ok = print_plan(&config, &engine, json).await?;
+            let ok = match print_daemon_plan(json).await? {
+                Some(ok) => ok,
+                None => print_plan(&config, &engine, json).await?,
+            };
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {

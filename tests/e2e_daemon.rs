@@ -546,3 +546,148 @@ fn drill_cron_failure_then_success_in_the_metrics() {
     ]));
     assert_eq!(left.trim(), "", "no throwaway left");
 }
+
+/// The daemon's plan follows the engine: a new labelled service, then the
+/// same service recreated with a mistyped label and fixed again, each seen in
+/// `/metrics`, `/healthz`, `stackshot status`, `stackshot plan` and the log
+/// within 5 s, with no backup run in between. Then the daemon's connection to
+/// the engine is cut (a proxy socket stands in for the engine) while the fix
+/// is made: those events are lost, and the plan is right again only because
+/// the daemon reconnects and reads everything anew.
+#[test]
+fn the_plan_follows_labels_live_and_survives_a_lost_event_stream() {
+    let _serial = serial();
+    let engine_dir = tempfile::tempdir().unwrap();
+    let proxy = proxy::EngineProxy::start(&engine_dir.path().join("docker.sock"));
+    let file = |name: &str| root().join("tests/stack").join(name);
+    let (live, typo) = (file("live.override.yml"), file("live-typo.override.yml"));
+    let mut stack = Stack::up_with(
+        "stackshot-e2e-live",
+        &[
+            &file("docker-compose.yml"),
+            &file("daemon.override.yml"),
+            &file("engine-proxy.override.yml"),
+        ],
+        &[("E2E_ENGINE_DIR", engine_dir.path().to_str().unwrap())],
+    );
+    stack.wait_for_databases();
+    let port = http_port(&stack);
+    let metric = |series: &str| -> Option<f64> {
+        let (_, body) = http_get(port, "/metrics")?;
+        sample(&body, series)
+    };
+    let logs = |stack: &Stack| -> String {
+        let out = output(&mut docker(&["logs", &stack.container("backup")]));
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+    };
+    // Within 5 s of `since`, `check` holds (polled every 100 ms).
+    let within_5s = |what: &str, since: std::time::Instant, check: &dyn Fn() -> bool| {
+        loop {
+            if check() {
+                eprintln!("{what}: seen after {:.2}s", since.elapsed().as_secs_f64());
+                return;
+            }
+            assert!(
+                since.elapsed() < Duration::from_secs(5),
+                "{what}: not seen within 5 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+
+    // The whole stack's plan (the daemon may have started before compose
+    // created the rest): sidekick and app stopped, the bystander unlabelled.
+    wait_for("the daemon's plan of the whole stack", 60, || {
+        (metric("stackshot_plan_ok") == Some(1.0)
+            && metric("stackshot_plan_containers_to_stop") == Some(2.0))
+        .then_some(())
+    });
+    assert_eq!(metric("stackshot_plan_unlabelled_containers"), Some(1.0));
+    assert_eq!(metric("stackshot_plan_dumps"), Some(2.0));
+    let mounts = metric("stackshot_plan_mounts").unwrap();
+
+    // 1. A new labelled service.
+    stack.add_file(&live);
+    stack.compose_ok(&["up", "-d", "--no-deps", "cache"]);
+    let since = std::time::Instant::now();
+    within_5s("the new service in /metrics", since, &|| {
+        metric("stackshot_plan_containers_to_stop") == Some(3.0)
+            && metric("stackshot_plan_mounts") == Some(mounts + 1.0)
+    });
+    within_5s("the new service in `stackshot status`", since, &|| {
+        status(&stack)["plan"]["summary"]["stop"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|x| x == "cache"))
+    });
+    let st = status(&stack);
+    assert_eq!(
+        st["history"],
+        serde_json::json!([]),
+        "no run in between: {st}"
+    );
+    let text = run(&mut docker(&[
+        "exec",
+        &stack.container("backup"),
+        "stackshot",
+        "status",
+    ]));
+    assert!(text.contains("plan: ok: stops "), "{text}");
+    assert!(text.contains("cache"), "{text}");
+    // `stackshot plan` in the sidecar prints the daemon's plan.
+    let plan = stack.exec("backup", &[], &["stackshot", "plan"]);
+    let (out, err) = (
+        String::from_utf8_lossy(&plan.stdout),
+        String::from_utf8_lossy(&plan.stderr),
+    );
+    assert!(plan.status.success(), "{out}{err}");
+    assert!(err.contains("the running daemon's plan"), "{err}");
+    assert!(out.contains("cache"), "{out}");
+    assert!(
+        logs(&stack).contains("new service cache: stopped during backup, backs up /srv/cache"),
+        "{}",
+        logs(&stack)
+    );
+
+    // 2. Recreated with a mistyped label: the plan turns bad at once.
+    stack.add_file(&typo);
+    stack.compose_ok(&["up", "-d", "--no-deps", "cache"]);
+    let since = std::time::Instant::now();
+    within_5s("the typo in stackshot_plan_ok", since, &|| {
+        metric("stackshot_plan_ok") == Some(0.0)
+    });
+    within_5s("the typo in the log", since, &|| {
+        logs(&stack).contains("plan error: service cache (")
+    });
+    let (code, body) = http_get(port, "/healthz").unwrap();
+    assert_eq!(code, 200, "{body}");
+    let health: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["plan"]["ok"], false, "{health}");
+    assert!(
+        health["plan"]["errors"][0]
+            .as_str()
+            .is_some_and(|e| e.contains("unknown label stackshot.stop-during-backups")),
+        "{health}"
+    );
+
+    // 3. The engine goes away; the fix is made while the daemon cannot see it.
+    proxy.cut();
+    stack.remove_file(&typo);
+    stack.compose_ok(&["up", "-d", "--no-deps", "cache"]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        metric("stackshot_plan_ok"),
+        Some(0.0),
+        "the daemon saw the fix through a cut connection: the cut proves nothing"
+    );
+    proxy.restore();
+    let since = std::time::Instant::now();
+    within_5s("the fix after the reconnect", since, &|| {
+        metric("stackshot_plan_ok") == Some(1.0)
+    });
+    let log = logs(&stack);
+    assert!(log.contains("engine events: stream lost"), "{log}");
+    assert!(log.contains("engine events: reconnected"), "{log}");
+    assert!(log.contains("fixed: service cache ("), "{log}");
+    assert_eq!(metric("stackshot_plan_containers_to_stop"), Some(3.0));
+    assert_eq!(status(&stack)["history"], serde_json::json!([]));
+}

@@ -23,6 +23,8 @@ pub enum Request {
     Backup,
     /// The daemon's state.
     Status,
+    /// The daemon's current plan (no second discovery).
+    Plan,
 }
 
 /// What the daemon answers, one JSON line each.
@@ -53,6 +55,17 @@ pub enum Reply {
     Status {
         /// The state.
         state: Box<DaemonState>,
+    },
+    /// The daemon's current plan.
+    Plan {
+        /// The plan as `stackshot plan --json` prints it.
+        plan: serde_json::Value,
+        /// The plan as `stackshot plan` prints it.
+        table: String,
+        /// It has no errors.
+        ok: bool,
+        /// When the daemon last read the engine for it.
+        checked_at: chrono::DateTime<chrono::Utc>,
     },
     /// The request could not be served.
     Error {

@@ -130,6 +130,13 @@ pub fn healthz_body(state: &DaemonState, health: &Health) -> Value {
         "running": state.running.is_some(),
         "running_run_id": state.running.as_ref().map(|r| &r.run_id),
         "maintenance": state.maintenance,
+        // The current plan: still 200 when it has errors, but they show here
+        // (and in `stackshot_plan_ok`) long before the next run refuses it.
+        "plan": state.plan.as_ref().map(|p| json!({
+            "ok": p.summary.ok,
+            "errors": p.summary.errors,
+            "changed_at": p.changed_at,
+        })),
     })
 }
 
@@ -307,6 +314,20 @@ mod tests {
             ok: true,
             message: None,
         });
+        s.plan = Some(crate::daemon::state::PlanStatus {
+            summary: crate::plan::PlanSummary {
+                ok: false,
+                errors: vec![
+                    "service app (x_app_1): unknown label stackshot.volume; accepted: …".into(),
+                ],
+                stop: vec![],
+                dumps: vec![],
+                mounts: 0,
+                unlabelled: vec![],
+            },
+            changed_at: t0() + TimeDelta::hours(2),
+            checked_at: t0() + TimeDelta::hours(3),
+        });
         let h = evaluate(&s, t0() + TimeDelta::hours(3), MAX);
         let body = healthz_body(&s, &h);
         assert_eq!(
@@ -329,6 +350,12 @@ mod tests {
                 "maintenance": [
                     {"kind": "prune", "at": "2024-06-01T01:00:00Z", "ok": true, "message": null}
                 ],
+                // A bad plan shows here; the judgement stays the runs'.
+                "plan": {
+                    "ok": false,
+                    "errors": ["service app (x_app_1): unknown label stackshot.volume; accepted: …"],
+                    "changed_at": "2024-06-01T02:00:00Z",
+                },
             })
         );
 
@@ -338,5 +365,6 @@ mod tests {
         assert_eq!(body["last_run"], Value::Null);
         assert_eq!(body["running"], false);
         assert_eq!(body["running_run_id"], Value::Null);
+        assert_eq!(body["plan"], Value::Null);
     }
 }

@@ -73,6 +73,11 @@ struct Handles {
     maintenance: Family<TaskLabel, Gauge>,
     drill_last_success: Gauge,
     drill_last: Seconds,
+    plan_ok: Gauge,
+    plan_stop: Gauge,
+    plan_dumps: Gauge,
+    plan_mounts: Gauge,
+    plan_unlabelled: Gauge,
 }
 
 struct Inner {
@@ -123,6 +128,11 @@ impl Metrics {
             maintenance: Family::default(),
             drill_last_success: Gauge::default(),
             drill_last: Seconds::default(),
+            plan_ok: Gauge::default(),
+            plan_stop: Gauge::default(),
+            plan_dumps: Gauge::default(),
+            plan_mounts: Gauge::default(),
+            plan_unlabelled: Gauge::default(),
         };
         for result in ["success", "partial", "failed"] {
             let _ = m.runs.get_or_create(&ResultLabel {
@@ -216,6 +226,32 @@ impl Metrics {
             "drill_last_timestamp_seconds",
             "Unix time the last restore drill finished (0: none yet)",
             m.drill_last.clone(),
+        );
+        // The current plan (issue 17), kept up to date from the engine's events.
+        r.register(
+            "plan_ok",
+            "1 when the current plan has no errors (tonight's run may proceed), else 0",
+            m.plan_ok.clone(),
+        );
+        r.register(
+            "plan_containers_to_stop",
+            "Containers the current plan stops during a backup",
+            m.plan_stop.clone(),
+        );
+        r.register(
+            "plan_dumps",
+            "Database containers the current plan dumps",
+            m.plan_dumps.clone(),
+        );
+        r.register(
+            "plan_mounts",
+            "Mounts the current plan backs up",
+            m.plan_mounts.clone(),
+        );
+        r.register(
+            "plan_unlabelled_containers",
+            "Containers in scope with no stackshot label: nothing backs them up",
+            m.plan_unlabelled.clone(),
         );
         // An info metric: the encoder adds `_info`.
         r.register(
@@ -313,6 +349,22 @@ impl Metrics {
             .maintenance
             .get_or_create(&TaskLabel { task: kind.into() })
             .set(i64::from(ok));
+    }
+
+    /// Records the current plan (from the plan itself, not its summary: the
+    /// counts are containers, where the summary names services).
+    pub fn set_plan(&self, plan: &crate::plan::Plan) {
+        let m = &self.inner.m;
+        let unlabelled = plan
+            .excluded
+            .iter()
+            .filter(|e| e.mount.is_none() && e.reason == crate::plan::ExcludeReason::NoLabel)
+            .count();
+        m.plan_ok.set(i64::from(plan.is_ok()));
+        m.plan_stop.set(plan.stop.len() as i64);
+        m.plan_dumps.set(plan.dumps.len() as i64);
+        m.plan_mounts.set(plan.volumes.len() as i64);
+        m.plan_unlabelled.set(unlabelled as i64);
     }
 
     /// Records a finished restore drill.

@@ -9,6 +9,7 @@
 pub mod control;
 pub mod scheduler;
 pub mod state;
+pub mod watch;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -21,10 +22,11 @@ use tokio::net::UnixStream;
 
 use crate::backup::window::{self, Shutdown};
 use crate::backup::{self as run, Context};
+use crate::plan::{Plan, PlanSummary};
 use crate::report::{Outcome, RunReport};
 use crate::retention::{self, RetentionReport};
 use control::{Reply, Request};
-use state::{DaemonState, Maintenance, Running};
+use state::{DaemonState, Maintenance, PlanStatus, Running};
 
 /// The daemon's shared parts.
 pub struct Daemon {
@@ -36,6 +38,8 @@ pub struct Daemon {
     /// Held for the length of every run and maintenance task.
     busy: tokio::sync::Mutex<()>,
     shutdown: Shutdown,
+    /// The current plan, kept up to date by [`watch::follow`].
+    plan: Mutex<Option<Plan>>,
 }
 
 /// A maintenance task with a schedule of its own.
@@ -124,6 +128,48 @@ impl Daemon {
                 self.maintenance("drill", r).await;
             }
         }
+    }
+
+    /// Reads the engine again and installs the plan it gives.
+    async fn replan(&self) -> Result<()> {
+        let found = crate::discovery::discover(self.ctx.engine.docker(), &self.ctx.config).await?;
+        let plan = crate::plan::build(
+            &run::plan_options(&self.ctx.config, &found),
+            &found.containers,
+        );
+        self.set_plan(plan);
+        Ok(())
+    }
+
+    /// Installs `plan` as the current one: logs each change since the last
+    /// one (a new error at error level), and updates `stackshot status`,
+    /// `/healthz` and the `stackshot_plan_*` gauges.
+    fn set_plan(&self, plan: Plan) {
+        let now = Utc::now();
+        let mut current = self.plan.lock().unwrap();
+        let changes = current.as_ref().map(|old| crate::plan::changes(old, &plan));
+        for line in changes.iter().flatten() {
+            if line.starts_with("plan error: ") {
+                tracing::error!(change = %line, "plan changed; backups will fail until it is fixed");
+            } else {
+                tracing::info!(change = %line, "plan changed");
+            }
+        }
+        let changed = changes.is_none_or(|c| !c.is_empty());
+        {
+            let mut state = self.state.lock().unwrap();
+            let changed_at = match &state.plan {
+                Some(p) if !changed => p.changed_at,
+                _ => now,
+            };
+            state.plan = Some(PlanStatus {
+                summary: PlanSummary::of(&plan),
+                changed_at,
+                checked_at: now,
+            });
+        }
+        self.metrics.set_plan(&plan);
+        *current = Some(plan);
     }
 
     fn running(&self) -> Option<Running> {
@@ -220,6 +266,28 @@ impl Daemon {
                     },
                 )
                 .await
+            }
+            Request::Plan => {
+                let plan = self.plan.lock().unwrap().clone();
+                let checked = self
+                    .state
+                    .lock()
+                    .unwrap()
+                    .plan
+                    .as_ref()
+                    .map(|p| p.checked_at);
+                let reply = match (plan, checked) {
+                    (Some(plan), Some(checked_at)) => Reply::Plan {
+                        plan: serde_json::to_value(&plan)?,
+                        table: crate::plan::render_table(&plan),
+                        ok: plan.is_ok(),
+                        checked_at,
+                    },
+                    _ => Reply::Error {
+                        message: "the daemon has no plan yet".into(),
+                    },
+                };
+                control::send(&mut stream, &reply).await
             }
             Request::Backup => {
                 let mut logs = crate::logging::subscribe();
@@ -330,7 +398,9 @@ pub async fn run(ctx: Context) -> Result<()> {
         shutdown: shutdown.clone(),
         project: found.project.clone(),
         ctx,
+        plan: Mutex::new(None),
     });
+    daemon.set_plan(plan);
 
     // 2. HTTP: /healthz and /metrics only.
     let router = http::router(
@@ -398,7 +468,8 @@ pub async fn run(ctx: Context) -> Result<()> {
     let check = maintenance_schedule(&daemon, Task::Check, config.check_cron.clone());
     let verify = maintenance_schedule(&daemon, Task::Verify, config.verify_cron.clone());
     let drill = maintenance_schedule(&daemon, Task::Drill, config.drill_cron.clone());
-    tokio::join!(backups, prune, check, verify, drill);
+    let watch = watch::follow(daemon.clone());
+    tokio::join!(backups, prune, check, verify, drill, watch);
 
     // 5. Stopping: a run in progress closes its window first (it saw the same signal).
     let reason = shutdown.requested().unwrap_or_else(|| "shutdown".into());

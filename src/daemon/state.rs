@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::plan::PlanSummary;
 use crate::report::{Outcome, RunReport};
 
 /// How many finished runs `stackshot status` remembers.
@@ -52,6 +53,17 @@ pub struct Maintenance {
     pub message: Option<String>,
 }
 
+/// The current plan, as the daemon last computed it from the engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanStatus {
+    /// The plan in short.
+    pub summary: PlanSummary,
+    /// When it last changed (or was first computed).
+    pub changed_at: DateTime<Utc>,
+    /// When the engine was last read for it.
+    pub checked_at: DateTime<Utc>,
+}
+
 /// The daemon's state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DaemonState {
@@ -71,6 +83,9 @@ pub struct DaemonState {
     pub maintenance: Vec<Maintenance>,
     /// Containers started at start-up from an interrupted run's journal.
     pub recovered: Vec<String>,
+    /// The current plan, kept up to date from the engine's events.
+    #[serde(default)]
+    pub plan: Option<PlanStatus>,
 }
 
 impl DaemonState {
@@ -85,6 +100,7 @@ impl DaemonState {
             next_run: None,
             maintenance: vec![],
             recovered: vec![],
+            plan: None,
         }
     }
 

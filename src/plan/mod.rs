@@ -2,6 +2,7 @@
 //! and why. Built by a pure function from inspected containers and options, so
 //! every rule is tested on recorded fixtures without an engine.
 
+mod diff;
 mod order;
 mod render;
 
@@ -13,6 +14,7 @@ use serde::Serialize;
 use crate::container::{ContainerInfo, MountKind, ROLE_LABEL};
 use crate::labels::{self, BackupLabels, Engine};
 
+pub use diff::{PlanSummary, changes};
 pub use render::render_table;
 
 /// Stop waves for `stop` (a subset of `scope`): dependents first.

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod events;
+pub mod proxy;
 pub use events::{EventWatch, Events};
 
 use std::path::{Path, PathBuf};
@@ -183,6 +184,21 @@ impl Stack {
     /// Runs a compose command, returning its output whatever the exit code.
     pub fn compose(&self, args: &[&str]) -> Output {
         output(&mut self.compose_cmd(args))
+    }
+
+    /// Adds a compose file (it overrides the others) from now on.
+    pub fn add_file(&mut self, file: &Path) {
+        self.files.push(file.to_path_buf());
+    }
+
+    /// Leaves a compose file out from now on.
+    pub fn remove_file(&mut self, file: &Path) {
+        self.files.retain(|f| f != file);
+    }
+
+    /// Runs a compose command that must succeed.
+    pub fn compose_ok(&self, args: &[&str]) {
+        run(&mut self.compose_cmd(args));
     }
 
     /// Sets a variable for the compose file's substitutions from now on.
