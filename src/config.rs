@@ -96,6 +96,8 @@ pub struct Config {
     pub verify_cron: Option<Schedule>,
     /// When to run the restore drill on the latest run; `None`: never.
     pub drill_cron: Option<Schedule>,
+    /// `NOTIFY_URLS`, `NOTIFY_ON` and `PING_URL*`.
+    pub notify: crate::notify::Notifier,
     /// How long each container gets to stop.
     pub stop_timeout: Duration,
     /// restic `--host`; `None`: the compose project's name.
@@ -189,6 +191,7 @@ impl Config {
             check_cron: opt(env, "CHECK_CRON", cron)?,
             verify_cron: opt(env, "VERIFY_CRON", cron)?,
             drill_cron: opt(env, "DRILL_CRON", cron)?,
+            notify: notifier(env)?,
             stop_timeout: opt(env, "STOP_TIMEOUT", duration)?.unwrap_or(Duration::from_secs(30)),
             backup_host: opt(env, "BACKUP_HOST", hostname)?,
             http_addr: Config::http_addr_from_env(env)?,
@@ -242,6 +245,60 @@ fn opt<T>(
     parse: impl Fn(&Sourced) -> Result<T, ConfigError>,
 ) -> Result<Option<T>, ConfigError> {
     env.get(name)?.map(|s| parse(&s)).transpose()
+}
+
+/// `NOTIFY_URLS`, `NOTIFY_ON`, `PING_URL`, `PING_URL_SUCCESS`, `PING_URL_FAILURE`.
+fn notifier(env: &Env) -> Result<crate::notify::Notifier, ConfigError> {
+    use crate::notify::{NotifyOn, Pings, target};
+    let targets = opt(env, "NOTIFY_URLS", |s| {
+        target::parse_list(&s.value).map_err(|e| ConfigError::Invalid {
+            var: s.var.clone(),
+            value: format!("{:?}", e.item),
+            problem: e.why,
+            accepted: target::ACCEPTED.into(),
+        })
+    })?
+    .unwrap_or_default();
+    let on = opt(env, "NOTIFY_ON", |s| {
+        match s.value.trim().to_ascii_lowercase().as_str() {
+            "failure" => Ok(NotifyOn::Failure),
+            "always" => Ok(NotifyOn::Always),
+            _ => Err(invalid(
+                s,
+                "not a notification policy",
+                "failure (failed and partial runs) or always",
+            )),
+        }
+    })?
+    .unwrap_or(NotifyOn::Failure);
+    let ping_url = |name: &str| {
+        opt(env, name, |s| {
+            let u = url::Url::parse(s.value.trim())
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+            u.ok_or_else(|| ConfigError::Invalid {
+                var: s.var.clone(),
+                // The path is the check's secret: show the scheme and host only.
+                value: format!(
+                    "{:?}",
+                    url::Url::parse(s.value.trim())
+                        .map(|u| format!("{}://{}/…", u.scheme(), u.host_str().unwrap_or("")))
+                        .unwrap_or_else(|_| "…".into())
+                ),
+                problem: "not an http(s) URL".into(),
+                accepted: "the check's ping URL, such as https://hc-ping.com/<uuid> (healthchecks.io) or an Uptime Kuma push URL".into(),
+            })
+        })
+    };
+    Ok(crate::notify::Notifier {
+        targets,
+        on,
+        pings: Pings {
+            base: ping_url("PING_URL")?,
+            success: ping_url("PING_URL_SUCCESS")?,
+            failure: ping_url("PING_URL_FAILURE")?,
+        },
+    })
 }
 
 fn boolean(s: &Sourced) -> Result<bool, ConfigError> {

@@ -25,6 +25,7 @@ pub mod env;
 pub mod journal;
 pub mod labels;
 pub mod logging;
+pub mod notify;
 pub mod plan;
 pub mod report;
 pub mod restic;

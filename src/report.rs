@@ -95,6 +95,10 @@ pub struct RunReport {
     /// What retention did after the run (the daemon applies it after a success).
     #[serde(default)]
     pub retention: Option<crate::retention::RetentionReport>,
+    /// Receivers (`NOTIFY_URLS`, `PING_URL`) that could not be told; they
+    /// never change `result`.
+    #[serde(default)]
+    pub notify_failures: Vec<crate::notify::NotifyFailure>,
 }
 
 /// Peak resident set size (`VmHWM`) from the text of `/proc/<pid>/status`, in bytes.
@@ -125,6 +129,7 @@ impl RunReport {
             retention: None,
             window_mode: String::new(),
             notes: vec![],
+            notify_failures: vec![],
         }
     }
 

@@ -98,17 +98,25 @@ pub fn full_window_reason(config: &Config) -> Option<String> {
 pub async fn backup(ctx: &Context, shutdown: &Shutdown) -> RunReport {
     let mut report = RunReport::start();
     tracing::info!(run = %report.run_id, "backup starting");
+    let notifier = &ctx.config.notify;
+    let mut unnotified = notifier.started().await;
     let outcome = run(ctx, shutdown, &mut report).await;
-    let report = match outcome {
+    let mut report = match outcome {
         Ok((outcome, reason)) => report.finish(outcome, reason),
         Err(e) => report.finish(Outcome::Failed, Some(format!("{e:#}"))),
     };
+    if report.project.is_empty() {
+        report.project = ctx.config.project.clone().unwrap_or_default();
+    }
     match report.result {
         Outcome::Success => tracing::info!(seconds = report.seconds(), "backup succeeded"),
         _ => {
             tracing::error!(result = ?report.result, reason = report.reason.as_deref().unwrap_or(""), "backup did not succeed")
         }
     }
+    // The stack runs again by now: telling people never holds it down.
+    unnotified.extend(notifier.finished(&report).await);
+    report.notify_failures = unnotified;
     report
 }
 

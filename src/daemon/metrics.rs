@@ -30,6 +30,11 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 type Seconds = Gauge<f64, AtomicU64>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SchemeLabel {
+    scheme: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: String,
 }
@@ -78,6 +83,7 @@ struct Handles {
     plan_dumps: Gauge,
     plan_mounts: Gauge,
     plan_unlabelled: Gauge,
+    notify_failures: Family<SchemeLabel, Counter>,
 }
 
 struct Inner {
@@ -133,6 +139,7 @@ impl Metrics {
             plan_dumps: Gauge::default(),
             plan_mounts: Gauge::default(),
             plan_unlabelled: Gauge::default(),
+            notify_failures: Family::default(),
         };
         for result in ["success", "partial", "failed"] {
             let _ = m.runs.get_or_create(&ResultLabel {
@@ -253,6 +260,11 @@ impl Metrics {
             "Containers in scope with no stackshot label: nothing backs them up",
             m.plan_unlabelled.clone(),
         );
+        r.register(
+            "notify_failures",
+            "Notifications (NOTIFY_URLS) and pings (PING_URL, scheme=\"ping\") that failed, by scheme",
+            m.notify_failures.clone(),
+        );
         // An info metric: the encoder adds `_info`.
         r.register(
             "build",
@@ -290,6 +302,13 @@ impl Metrics {
                 result: result.into(),
             })
             .inc();
+        for f in &report.notify_failures {
+            m.notify_failures
+                .get_or_create(&SchemeLabel {
+                    scheme: f.scheme.clone(),
+                })
+                .inc();
+        }
         let end = unix_seconds(report.finished_at);
         let success = report.result == Outcome::Success;
         m.last_run.set(end);

@@ -1,0 +1,159 @@
+//! What a notification says (pure): a title and a few lines a person reads
+//! on a phone at 02:00, and the JSON a webhook receives.
+
+use serde_json::Value;
+
+use crate::report::{Outcome, RunReport};
+
+/// When notifications go out (`NOTIFY_ON`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyOn {
+    /// Failed and partial runs only (the default).
+    Failure,
+    /// Every run.
+    Always,
+}
+
+impl NotifyOn {
+    /// Whether a run ending in `result` is told.
+    pub fn wants(self, result: Outcome) -> bool {
+        self == NotifyOn::Always || result != Outcome::Success
+    }
+}
+
+fn word(result: Outcome) -> &'static str {
+    match result {
+        Outcome::Success => "succeeded",
+        Outcome::Partial => "PARTIAL",
+        Outcome::Failed => "FAILED",
+    }
+}
+
+fn project(report: &RunReport) -> &str {
+    if report.project.is_empty() {
+        "(unknown project)"
+    } else {
+        &report.project
+    }
+}
+
+/// `12.3 MB`.
+fn size(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= 1e9 {
+        format!("{:.1} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.1} MB", b / 1e6)
+    } else if b >= 1e3 {
+        format!("{:.1} kB", b / 1e3)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+/// The title: `stackshot: shop backup FAILED`.
+pub fn title(report: &RunReport) -> String {
+    format!(
+        "stackshot: {} backup {}",
+        project(report),
+        word(report.result)
+    )
+}
+
+/// The body: result, reason, stop window, dumps, and what to run next.
+pub fn text(report: &RunReport) -> String {
+    let mut lines = vec![format!(
+        "The backup of {} {} (run {}, {:.1} s).",
+        project(report),
+        word(report.result),
+        report.run_id,
+        report.seconds()
+    )];
+    if let Some(reason) = &report.reason {
+        lines.push(format!("Reason: {reason}"));
+    }
+    match &report.window {
+        Some(w) => lines.push(format!(
+            "Stop window: {:.1} s ({} container(s) stopped){}",
+            w.seconds,
+            w.stopped.len(),
+            if w.restart_failed.is_empty() {
+                String::new()
+            } else {
+                format!("; NOT STARTED AGAIN: {}", w.restart_failed.join(", "))
+            }
+        )),
+        None => lines.push("Stop window: not opened (nothing was stopped)".into()),
+    }
+    if !report.dumps.is_empty() {
+        lines.push(format!(
+            "Dumps: {}",
+            report
+                .dumps
+                .iter()
+                .map(|d| format!("{} {}", d.file, size(d.bytes)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    lines.push(
+        "Next: docker compose exec backup stackshot status (and `stackshot plan` when the plan is at fault)"
+            .into(),
+    );
+    lines.join("\n")
+}
+
+/// The webhook's JSON: the run report, with `title` and `text` added.
+pub fn webhook_body(report: &RunReport) -> Value {
+    let mut v = serde_json::to_value(report).unwrap_or_else(|_| Value::Object(Default::default()));
+    if let Some(o) = v.as_object_mut() {
+        o.insert("title".into(), title(report).into());
+        o.insert("text".into(), text(report).into());
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed() -> RunReport {
+        let mut r = RunReport::start();
+        r.project = "shop".into();
+        r.finish(
+            Outcome::Failed,
+            Some("service postgres: cannot log in".into()),
+        )
+    }
+
+    #[test]
+    fn says_project_result_reason_window_and_next_step() {
+        let r = failed();
+        assert_eq!(title(&r), "stackshot: shop backup FAILED");
+        let t = text(&r);
+        assert!(t.contains("The backup of shop FAILED"), "{t}");
+        assert!(t.contains("Reason: service postgres: cannot log in"), "{t}");
+        assert!(t.contains("Stop window: not opened"), "{t}");
+        assert!(t.contains("stackshot status"), "{t}");
+        let body = webhook_body(&r);
+        assert_eq!(body["result"], "failed");
+        assert_eq!(body["reason"], "service postgres: cannot log in");
+        assert_eq!(body["project"], "shop");
+        assert_eq!(body["title"], "stackshot: shop backup FAILED");
+    }
+
+    #[test]
+    fn failure_only_by_default() {
+        assert!(!NotifyOn::Failure.wants(Outcome::Success));
+        assert!(NotifyOn::Failure.wants(Outcome::Partial));
+        assert!(NotifyOn::Failure.wants(Outcome::Failed));
+        assert!(NotifyOn::Always.wants(Outcome::Success));
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(size(999), "999 B");
+        assert_eq!(size(14_200_000), "14.2 MB");
+        assert_eq!(size(2_500_000_000), "2.5 GB");
+    }
+}

@@ -1,0 +1,489 @@
+//! `NOTIFY_URLS` items: one URL per receiver, its scheme naming the service.
+//! Pure parsing; a bad item is one line with its password masked.
+
+use std::fmt;
+
+use url::Url;
+
+use crate::env::Secret;
+
+/// What `NOTIFY_URLS` accepts, for error lines.
+pub const ACCEPTED: &str = "comma-separated URLs: https://… or http://… (a JSON webhook), ntfy://[user:pass@]host/topic (ntfys:// for HTTPS), gotify://host/token, discord://token@webhookid, slack://T…/B…/secret, smtp://[user:pass@]host:port/?from=…&to=…[&starttls=yes] (smtps:// for TLS)";
+
+/// One receiver.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Target {
+    /// POST the run report as JSON.
+    Webhook {
+        /// Where.
+        url: Url,
+    },
+    /// ntfy: POST the message to `base/topic`.
+    Ntfy {
+        /// `http(s)://host[:port]/topic`.
+        url: Url,
+        /// Basic auth.
+        auth: Option<(String, Secret)>,
+    },
+    /// Gotify: POST `{title, message, priority}` to `base/message`.
+    Gotify {
+        /// `http(s)://host[:port][/path]/message`.
+        url: Url,
+        /// The application token (sent as `X-Gotify-Key`).
+        token: Secret,
+    },
+    /// Discord: a webhook.
+    Discord {
+        /// Webhook id.
+        id: String,
+        /// Webhook token.
+        token: Secret,
+    },
+    /// Slack: an incoming webhook.
+    Slack {
+        /// The `T…/B…/…` part of `https://hooks.slack.com/services/…`.
+        path: Secret,
+    },
+    /// Email over SMTP.
+    Smtp {
+        /// Server.
+        host: String,
+        /// Port.
+        port: u16,
+        /// `plain`, `starttls` or `tls`.
+        security: SmtpSecurity,
+        /// Login.
+        auth: Option<(String, Secret)>,
+        /// Sender.
+        from: String,
+        /// Recipients.
+        to: Vec<String>,
+    },
+}
+
+/// How an SMTP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// None (a relay on the local network).
+    Plain,
+    /// STARTTLS, required.
+    StartTls,
+    /// TLS from the first byte (`smtps://`, usually port 465).
+    Tls,
+}
+
+impl Target {
+    /// The scheme, as `stackshot_notify_failures_total{scheme}` labels it.
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            Target::Webhook { url } if url.scheme() == "http" => "http",
+            Target::Webhook { .. } => "https",
+            Target::Ntfy { .. } => "ntfy",
+            Target::Gotify { .. } => "gotify",
+            Target::Discord { .. } => "discord",
+            Target::Slack { .. } => "slack",
+            Target::Smtp { .. } => "smtp",
+        }
+    }
+}
+
+/// The receiver with every secret masked: for logs and errors.
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Webhook { url } => write!(f, "{}", masked(url)),
+            Target::Ntfy { url, .. } => write!(f, "ntfy {}", masked(url)),
+            Target::Gotify { url, .. } => write!(f, "gotify {}", masked(url)),
+            Target::Discord { id, .. } => write!(f, "discord webhook {id}"),
+            Target::Slack { .. } => write!(f, "slack webhook"),
+            Target::Smtp { host, port, to, .. } => {
+                write!(f, "smtp {host}:{port} to {}", to.join(", "))
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Target({self})")
+    }
+}
+
+/// `url` with its password and query (tokens often live there) masked.
+pub fn masked(url: &Url) -> String {
+    let mut u = url.clone();
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    if u.query().is_some() {
+        u.set_query(Some("***"));
+    }
+    u.to_string()
+}
+
+/// The item as it may be shown: `user:***@`, the rest as written.
+fn mask_raw(raw: &str) -> String {
+    match Url::parse(raw) {
+        Ok(u) => {
+            let mut u = u;
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        // Unparseable: show only the scheme, in case a secret sits in the rest.
+        Err(_) => match raw.split_once("://") {
+            Some((scheme, _)) => format!("{scheme}://…"),
+            None => "…".into(),
+        },
+    }
+}
+
+fn decoded(s: &str) -> String {
+    percent_decode(s)
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+fn auth(u: &Url) -> Option<(String, Secret)> {
+    if u.username().is_empty() {
+        return None;
+    }
+    Some((
+        decoded(u.username()),
+        Secret::new(decoded(u.password().unwrap_or(""))),
+    ))
+}
+
+fn query(u: &Url, key: &str) -> Vec<String> {
+    u.query_pairs()
+        .filter(|(k, _)| k == key)
+        .flat_map(|(_, v)| {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn yes(u: &Url, key: &str) -> bool {
+    query(u, key)
+        .first()
+        .is_some_and(|v| matches!(v.as_str(), "yes" | "true" | "1"))
+}
+
+/// An item that does not parse: the item (password masked) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadTarget {
+    /// The item, its password masked.
+    pub item: String,
+    /// What is wrong with it.
+    pub why: String,
+}
+
+impl fmt::Display for BadTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.item, self.why)
+    }
+}
+
+/// Parses one `NOTIFY_URLS` item; the error names the item (masked).
+pub fn parse(raw: &str) -> Result<Target, BadTarget> {
+    let raw = raw.trim();
+    let bad = |why: &str| BadTarget {
+        item: mask_raw(raw),
+        why: why.to_string(),
+    };
+    let u = Url::parse(raw).map_err(|e| bad(&format!("not a URL ({e})")))?;
+    let host = || {
+        u.host_str()
+            .filter(|h| !h.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| bad("no host"))
+    };
+    let with_port = |scheme: &str, path: &str| -> Result<Url, BadTarget> {
+        let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+        Url::parse(&format!("{scheme}://{}{port}{path}", host()?)).map_err(|e| bad(&e.to_string()))
+    };
+    let segments: Vec<String> = u
+        .path_segments()
+        .map(|s| s.filter(|x| !x.is_empty()).map(decoded).collect())
+        .unwrap_or_default();
+    match u.scheme() {
+        "http" | "https" => {
+            host()?;
+            Ok(Target::Webhook { url: u.clone() })
+        }
+        "ntfy" | "ntfys" => {
+            let [topic] = segments.as_slice() else {
+                return Err(bad("expected one topic: ntfy://host/topic"));
+            };
+            let scheme = if u.scheme() == "ntfys" {
+                "https"
+            } else {
+                "http"
+            };
+            Ok(Target::Ntfy {
+                url: with_port(scheme, &format!("/{topic}"))?,
+                auth: auth(&u),
+            })
+        }
+        "gotify" => {
+            let Some((token, base)) = segments.split_last() else {
+                return Err(bad("no application token: gotify://host/token"));
+            };
+            let scheme = if yes(&u, "disabletls") {
+                "http"
+            } else {
+                "https"
+            };
+            let mut path = String::new();
+            for s in base {
+                path.push('/');
+                path.push_str(s);
+            }
+            path.push_str("/message");
+            Ok(Target::Gotify {
+                url: with_port(scheme, &path)?,
+                token: Secret::new(token.clone()),
+            })
+        }
+        "discord" => {
+            let id = host()?;
+            if u.username().is_empty() {
+                return Err(bad("no webhook token: discord://token@webhookid"));
+            }
+            Ok(Target::Discord {
+                id,
+                token: Secret::new(decoded(u.username())),
+            })
+        }
+        "slack" => {
+            let mut parts = vec![host()?];
+            parts.extend(segments);
+            if parts.len() != 3 {
+                return Err(bad(
+                    "expected slack://T…/B…/secret (the path of the incoming webhook's URL)",
+                ));
+            }
+            Ok(Target::Slack {
+                path: Secret::new(parts.join("/")),
+            })
+        }
+        "smtp" | "smtps" => {
+            let tls = u.scheme() == "smtps";
+            let starttls = yes(&u, "starttls");
+            if tls && starttls {
+                return Err(bad("smtps:// is TLS already; starttls=yes is for smtp://"));
+            }
+            let from = query(&u, "from");
+            let to = query(&u, "to");
+            let [from] = from.as_slice() else {
+                return Err(bad("needs exactly one from=address"));
+            };
+            if to.is_empty() {
+                return Err(bad("needs to=address (several: to=a@x,b@y)"));
+            }
+            for a in to.iter().chain([from]) {
+                if a.parse::<lettre::Address>().is_err() {
+                    return Err(bad(&format!("{a:?} is not an email address")));
+                }
+            }
+            Ok(Target::Smtp {
+                host: host()?,
+                port: u.port().unwrap_or(if tls {
+                    465
+                } else if starttls {
+                    587
+                } else {
+                    25
+                }),
+                security: if tls {
+                    SmtpSecurity::Tls
+                } else if starttls {
+                    SmtpSecurity::StartTls
+                } else {
+                    SmtpSecurity::Plain
+                },
+                auth: auth(&u),
+                from: from.clone(),
+                to,
+            })
+        }
+        other => Err(bad(&format!("unknown scheme {other:?}"))),
+    }
+}
+
+/// Splits `NOTIFY_URLS` on the commas that start a new URL (`scheme://`):
+/// a comma inside an item (`to=a@x,b@y`) stays in it.
+fn split_items(value: &str) -> Vec<String> {
+    let starts_url = |p: &str| {
+        p.trim_start().split_once("://").is_some_and(|(scheme, _)| {
+            !scheme.is_empty()
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        })
+    };
+    let mut items: Vec<String> = vec![];
+    for piece in value.split(',') {
+        match items.last_mut() {
+            Some(last) if !starts_url(piece) => {
+                last.push(',');
+                last.push_str(piece);
+            }
+            _ => items.push(piece.to_string()),
+        }
+    }
+    items
+        .into_iter()
+        .map(|i| i.trim().trim_end_matches(',').trim().to_string())
+        .filter(|i| !i.is_empty())
+        .collect()
+}
+
+/// Parses the whole `NOTIFY_URLS` value (empty items ignored).
+pub fn parse_list(value: &str) -> Result<Vec<Target>, BadTarget> {
+    split_items(value).iter().map(|i| parse(i)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_scheme() {
+        let t = parse_list(
+            "https://hooks.example/x?key=abc, ntfy://me:pw@ntfy.lan:8080/backups,ntfys://ntfy.example/b,\
+             gotify://gotify.example/sub/AppTok,discord://tok@123456,slack://T1/B2/sec,\
+             smtp://u:p%40ss@mail.example:2525/?from=bk@example.org&to=a@example.org,b@example.org&starttls=yes",
+        )
+        .unwrap();
+        assert_eq!(
+            t.iter().map(Target::scheme).collect::<Vec<_>>(),
+            [
+                "https", "ntfy", "ntfy", "gotify", "discord", "slack", "smtp"
+            ]
+        );
+        let Target::Ntfy { url, auth } = &t[1] else {
+            panic!()
+        };
+        assert_eq!(url.as_str(), "http://ntfy.lan:8080/backups");
+        let (user, pw) = auth.as_ref().unwrap();
+        assert_eq!((user.as_str(), pw.expose()), ("me", "pw"));
+        let Target::Ntfy { url, auth } = &t[2] else {
+            panic!()
+        };
+        assert_eq!(
+            (url.as_str(), auth.is_none()),
+            ("https://ntfy.example/b", true)
+        );
+        let Target::Gotify { url, token } = &t[3] else {
+            panic!()
+        };
+        assert_eq!(
+            (url.as_str(), token.expose()),
+            ("https://gotify.example/sub/message", "AppTok")
+        );
+        let Target::Discord { id, token } = &t[4] else {
+            panic!()
+        };
+        assert_eq!((id.as_str(), token.expose()), ("123456", "tok"));
+        let Target::Slack { path } = &t[5] else {
+            panic!()
+        };
+        assert_eq!(path.expose(), "T1/B2/sec");
+        let Target::Smtp {
+            host,
+            port,
+            security,
+            auth,
+            from,
+            to,
+        } = &t[6]
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (host.as_str(), *port, *security),
+            ("mail.example", 2525, SmtpSecurity::StartTls)
+        );
+        assert_eq!(auth.as_ref().unwrap().1.expose(), "p@ss");
+        assert_eq!(from, "bk@example.org");
+        assert_eq!(to, &["a@example.org", "b@example.org"]);
+    }
+
+    #[test]
+    fn defaults_and_plain_http_gotify() {
+        let Target::Smtp { port, security, .. } =
+            parse("smtps://mail.example/?from=a@b.c&to=d@e.f").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((port, security), (465, SmtpSecurity::Tls));
+        let Target::Smtp { port, security, .. } =
+            parse("smtp://127.0.0.1/?from=a@b.c&to=d@e.f").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((port, security), (25, SmtpSecurity::Plain));
+        let Target::Gotify { url, .. } = parse("gotify://g.lan:8000/T?disabletls=yes").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(url.as_str(), "http://g.lan:8000/message");
+    }
+
+    #[test]
+    fn bad_items_are_one_line_with_the_password_masked() {
+        for (raw, want) in [
+            (
+                "ftp://me:hunter2@x/y",
+                "ftp://me:***@x/y: unknown scheme \"ftp\"",
+            ),
+            ("ntfy://me:hunter2@x", "ntfy://me:***@x: expected one topic"),
+            (
+                "smtp://me:hunter2@mail/?to=a@b.c",
+                "smtp://me:***@mail/?to=a@b.c: needs exactly one from=address",
+            ),
+            (
+                "smtp://mail/?from=a@b.c",
+                "smtp://mail/?from=a@b.c: needs to=address",
+            ),
+            (
+                "smtp://mail/?from=nope&to=a@b.c",
+                "\"nope\" is not an email address",
+            ),
+            ("discord://123456", "no webhook token"),
+            ("slack://T1/B2", "expected slack://"),
+            ("gotify://host", "no application token"),
+            ("hunter2", "…: not a URL"),
+        ] {
+            let e = parse_list(raw).unwrap_err().to_string();
+            assert!(e.contains(want), "{raw}: {e}");
+            assert!(!e.contains("hunter2"), "{e}");
+            assert!(!e.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn display_and_debug_hide_secrets() {
+        for raw in [
+            "https://h.example/x?token=hunter2",
+            "ntfy://me:hunter2@h/t",
+            "gotify://h/hunter2",
+            "discord://hunter2@1",
+            "slack://T/B/hunter2",
+            "smtp://u:hunter2@h/?from=a@b.c&to=d@e.f",
+        ] {
+            let t = parse(raw).unwrap();
+            assert!(!format!("{t} {t:?}").contains("hunter2"), "{t}");
+        }
+    }
+}
