@@ -763,6 +763,44 @@ mod tests {
     }
 
     #[test]
+    fn notification_settings() {
+        let c = parse(&[
+            (
+                "NOTIFY_URLS",
+                "https://h.example/hook, smtp://mail:2525/?from=a@b.c&to=d@e.f,g@h.i",
+            ),
+            ("NOTIFY_ON", "always"),
+            ("PING_URL", "https://hc.example/ping/uuid"),
+        ])
+        .unwrap();
+        assert_eq!(c.notify.targets.len(), 2);
+        assert_eq!(c.notify.on, crate::notify::NotifyOn::Always);
+        assert!(c.notify.pings.base.is_some());
+        assert_eq!(
+            parse(&[]).unwrap().notify.on,
+            crate::notify::NotifyOn::Failure
+        );
+        // One line, the password masked, what is accepted.
+        let e = err(&[(
+            "NOTIFY_URLS",
+            "https://ok.example/x,ftp://me:hunter2@files/x",
+        )]);
+        assert!(
+            e.starts_with("NOTIFY_URLS=\"ftp://me:***@files/x\": unknown scheme \"ftp\"; accepted: comma-separated URLs"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"));
+        let e = err(&[("NOTIFY_ON", "sometimes")]);
+        assert!(
+            e.contains("accepted: failure (failed and partial runs) or always"),
+            "{e}"
+        );
+        let e = err(&[("PING_URL", "hc-ping.com/secret-uuid")]);
+        assert!(e.starts_with("PING_URL=\"…\": not an http(s) URL"), "{e}");
+        assert!(!e.contains("secret-uuid"), "{e}");
+    }
+
+    #[test]
     fn repository_credentials_are_masked() {
         assert_eq!(
             mask_repository("rest:https://user:pass@host:8000/repo"),

@@ -247,6 +247,13 @@ impl RunReport {
         if let Some(r) = &self.retention {
             let _ = writeln!(out, "  {}", r.line());
         }
+        for f in &self.notify_failures {
+            let _ = writeln!(
+                out,
+                "  notification FAILED ({}): {}: {}",
+                f.scheme, f.target, f.error
+            );
+        }
         let phases: Vec<String> = self
             .phases
             .iter()
