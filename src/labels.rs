@@ -41,6 +41,33 @@ pub const PREFIXES: [&str; 3] = ["stackshot", "stack-back", "restic-compose-back
 
 /// offen/docker-volume-backup's stop label.
 pub const DVB_STOP: &str = "docker-volume-backup.stop-during-backup";
+/// offen/docker-volume-backup's hook labels: run before and after its backup.
+pub const DVB_PRE: &str = "docker-volume-backup.archive-pre";
+/// See [`DVB_PRE`].
+pub const DVB_POST: &str = "docker-volume-backup.archive-post";
+
+/// A hook's time limit when `stackshot.exec.timeout` does not say.
+pub const HOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Commands run with `docker exec` in the labelled container around a backup.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Hooks {
+    /// `stackshot.exec.pre-backup`: before the stop window (a failure stops nothing).
+    pub pre_backup: Option<String>,
+    /// `stackshot.exec.pre-stop`: just before this container is stopped.
+    pub pre_stop: Option<String>,
+    /// `stackshot.exec.post-backup`: after the window, on every path.
+    pub post_backup: Option<String>,
+    /// `stackshot.exec.timeout` (default [`HOOK_TIMEOUT`]).
+    pub timeout: Option<std::time::Duration>,
+}
+
+impl Hooks {
+    /// True when any hook is set.
+    pub fn any(&self) -> bool {
+        self.pre_backup.is_some() || self.pre_stop.is_some() || self.post_backup.is_some()
+    }
+}
 
 /// What a container's labels ask of stackshot.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -66,6 +93,8 @@ pub struct BackupLabels {
     /// `stackshot.window=full`: dump this database inside the stop window
     /// (not pinned), whatever `STOP_WINDOW` says.
     pub window_full: bool,
+    /// Exec hooks.
+    pub hooks: Hooks,
     /// Labels whose values could not be understood, each a one-line message.
     pub errors: Vec<String>,
 }
@@ -73,7 +102,7 @@ pub struct BackupLabels {
 impl BackupLabels {
     /// True when any label asks stackshot to do something with this container.
     pub fn wanted(&self) -> bool {
-        self.volumes || self.stop || self.engine.is_some()
+        self.volumes || self.stop || self.engine.is_some() || self.hooks.any()
     }
 }
 
@@ -171,7 +200,32 @@ pub fn parse(labels: &BTreeMap<String, String>) -> BackupLabels {
     let mut out = BackupLabels::default();
     let mut ours: BTreeMap<Setting, Read> = BTreeMap::new();
     let mut theirs: Vec<Read> = Vec::new();
+    let mut dvb_hooks: Vec<(&str, &String)> = Vec::new();
     for (key, value) in labels {
+        if key == DVB_PRE || key == DVB_POST {
+            if !value.trim().is_empty() {
+                dvb_hooks.push((key.as_str(), value));
+            }
+            continue;
+        }
+        if let Some(hook) = key.strip_prefix("stackshot.exec.") {
+            let command = Some(value.trim().to_string()).filter(|v| !v.is_empty());
+            match hook {
+                "pre-backup" => out.hooks.pre_backup = command,
+                "pre-stop" => out.hooks.pre_stop = command,
+                "post-backup" => out.hooks.post_backup = command,
+                "timeout" => match humantime::parse_duration(value.trim()) {
+                    Ok(d) if !d.is_zero() => out.hooks.timeout = Some(d),
+                    _ => out.errors.push(format!(
+                        "label {key}={value:?} is not a duration; accepted: 30s, 5m, 1h"
+                    )),
+                },
+                _ => out.errors.push(format!(
+                    "unknown label {key}; accepted: stackshot.exec.pre-backup, stackshot.exec.pre-stop, stackshot.exec.post-backup, stackshot.exec.timeout"
+                )),
+            }
+            continue;
+        }
         let (ours_label, rest) = match PREFIXES.iter().find_map(|p| {
             key.strip_prefix(p)
                 .and_then(|r| r.strip_prefix('.'))
@@ -203,7 +257,7 @@ pub fn parse(labels: &BTreeMap<String, String>) -> BackupLabels {
         let Some(setting) = setting_of(rest) else {
             if ours_label && !rest.starts_with("role") && rest != "project" {
                 out.errors.push(format!(
-                    "unknown label {key}; accepted: stackshot.volumes, stackshot.volumes.include, stackshot.volumes.exclude, stackshot.stop-during-backup, stackshot.postgres, stackshot.mariadb, stackshot.mysql, stackshot.databases, stackshot.window"
+                    "unknown label {key}; accepted: stackshot.volumes, stackshot.volumes.include, stackshot.volumes.exclude, stackshot.stop-during-backup, stackshot.postgres, stackshot.mariadb, stackshot.mysql, stackshot.databases, stackshot.window, stackshot.exec.*"
                 ));
             }
             continue;
@@ -289,6 +343,24 @@ pub fn parse(labels: &BTreeMap<String, String>) -> BackupLabels {
                 .collect::<Vec<_>>()
                 .join(", ")
         )),
+    }
+    // offen's hooks: honoured unless the stackshot label for the same moment is set.
+    for (key, value) in dvb_hooks {
+        let (slot, ours_key) = if key == DVB_PRE {
+            (&mut out.hooks.pre_backup, "stackshot.exec.pre-backup")
+        } else {
+            (&mut out.hooks.post_backup, "stackshot.exec.post-backup")
+        };
+        match slot {
+            Some(o) if o.trim() == value.trim() => {}
+            Some(o) => out
+                .ignored
+                .push(format!("{key}={value} (stackshot's {ours_key}={o} wins)")),
+            None => {
+                *slot = Some(value.trim().to_string());
+                out.legacy.push(format!("{key}={value}"));
+            }
+        }
     }
     out.include.dedup();
     out.exclude.dedup();
@@ -446,6 +518,61 @@ mod tests {
             l.errors[0].starts_with("unknown label stackshot.volume;"),
             "{:?}",
             l.errors
+        );
+    }
+
+    #[test]
+    fn exec_hooks_ours_and_offens() {
+        let l = labels(&[
+            ("stackshot.exec.pre-backup", "php occ maintenance:mode --on"),
+            (
+                "stackshot.exec.post-backup",
+                "php occ maintenance:mode --off",
+            ),
+            ("stackshot.exec.pre-stop", "sync"),
+            ("stackshot.exec.timeout", "90s"),
+        ]);
+        assert!(l.errors.is_empty(), "{:?}", l.errors);
+        assert_eq!(
+            l.hooks.pre_backup.as_deref(),
+            Some("php occ maintenance:mode --on")
+        );
+        assert_eq!(
+            l.hooks.post_backup.as_deref(),
+            Some("php occ maintenance:mode --off")
+        );
+        assert_eq!(l.hooks.pre_stop.as_deref(), Some("sync"));
+        assert_eq!(l.hooks.timeout, Some(std::time::Duration::from_secs(90)));
+        assert!(l.wanted(), "a container with hooks is labelled");
+
+        let l = labels(&[
+            ("docker-volume-backup.archive-pre", "redis-cli save"),
+            ("docker-volume-backup.archive-post", "true"),
+            ("stackshot.exec.post-backup", "echo done"),
+        ]);
+        assert_eq!(l.hooks.pre_backup.as_deref(), Some("redis-cli save"));
+        assert_eq!(l.hooks.post_backup.as_deref(), Some("echo done"));
+        assert_eq!(
+            l.legacy,
+            ["docker-volume-backup.archive-pre=redis-cli save"]
+        );
+        assert_eq!(
+            l.ignored,
+            [
+                "docker-volume-backup.archive-post=true (stackshot's stackshot.exec.post-backup=echo done wins)"
+            ]
+        );
+
+        let l = labels(&[
+            ("stackshot.exec.timeout", "soon"),
+            ("stackshot.exec.pre-start", "x"),
+        ]);
+        assert_eq!(
+            l.errors,
+            [
+                "unknown label stackshot.exec.pre-start; accepted: stackshot.exec.pre-backup, stackshot.exec.pre-stop, stackshot.exec.post-backup, stackshot.exec.timeout",
+                "label stackshot.exec.timeout=\"soon\" is not a duration; accepted: 30s, 5m, 1h",
+            ]
         );
     }
 }

@@ -9,6 +9,7 @@
 //!    dumps, then the snapshot(s), inside the window); containers started again;
 //! 5. cleanup: dump files and stray workers removed.
 
+pub mod hooks;
 pub mod merge;
 pub mod pin;
 pub mod prepass;
@@ -30,7 +31,7 @@ use crate::discovery::{self, Discovery};
 use crate::dumps::{self, DATABASES_DIR, DumpResult, Prepared};
 use crate::engine::Engine;
 use crate::journal::Journal;
-use crate::plan::{self, Plan, PlanOptions};
+use crate::plan::{self, HookPhase, Plan, PlanOptions};
 use crate::report::{Outcome, Phase, RunReport, SnapshotReport};
 use crate::restic::{BackupExit, RepoOpened, Restic};
 use short::Short;
@@ -100,7 +101,13 @@ pub async fn backup(ctx: &Context, shutdown: &Shutdown) -> RunReport {
     tracing::info!(run = %report.run_id, "backup starting");
     let notifier = &ctx.config.notify;
     let mut unnotified = notifier.started().await;
-    let outcome = run(ctx, shutdown, &mut report).await;
+    let mut planned = None;
+    let outcome = run(ctx, shutdown, &mut report, &mut planned).await;
+    // Post-backup hooks: on every path once the pre-backup hooks were reached.
+    let outcome = match &planned {
+        Some(plan) => post_backup(ctx, plan, outcome).await,
+        None => outcome,
+    };
     let mut report = match outcome {
         Ok((outcome, reason)) => report.finish(outcome, reason),
         Err(e) => report.finish(Outcome::Failed, Some(format!("{e:#}"))),
@@ -128,10 +135,44 @@ struct Gathered {
     phases: Vec<Phase>,
 }
 
+/// Runs the post-backup hooks and folds their failure into the run's outcome:
+/// a stack left in maintenance mode needs someone, so a failing post-backup
+/// hook fails an otherwise good run (its snapshot stays: it is sound).
+async fn post_backup(
+    ctx: &Context,
+    plan: &Plan,
+    outcome: Result<(Outcome, Option<String>)>,
+) -> Result<(Outcome, Option<String>)> {
+    if !plan.hooks.iter().any(|h| h.phase == HookPhase::PostBackup) {
+        return outcome;
+    }
+    match (
+        outcome,
+        hooks::run_phase(&ctx.engine, plan, HookPhase::PostBackup).await,
+    ) {
+        (o, Ok(())) => o,
+        (Ok((Outcome::Failed, reason)), Err(e)) => Ok((
+            Outcome::Failed,
+            Some(format!(
+                "{}; also, a post-backup hook failed: {e:#}",
+                reason.unwrap_or_default()
+            )),
+        )),
+        (Ok(_), Err(e)) => Ok((
+            Outcome::Failed,
+            Some(format!(
+                "a post-backup hook failed (the snapshot was written): {e:#}"
+            )),
+        )),
+        (Err(run), Err(e)) => Err(anyhow!("{run:#}; also, a post-backup hook failed: {e:#}")),
+    }
+}
+
 async fn run(
     ctx: &Context,
     shutdown: &Shutdown,
     r: &mut RunReport,
+    planned: &mut Option<Plan>,
 ) -> Result<(Outcome, Option<String>)> {
     // One backup or restore at a time in this container, across processes.
     let _lock = ctx.journal.lock()?;
@@ -163,6 +204,17 @@ async fn run(
         );
     }
     r.phase("plan", t);
+
+    // Pre-backup hooks, before anything is stopped; from here on the
+    // post-backup hooks run on every path.
+    *planned = Some(plan.clone());
+    if plan.hooks.iter().any(|h| h.phase == HookPhase::PreBackup) {
+        let t = Instant::now();
+        hooks::run_phase(&ctx.engine, &plan, HookPhase::PreBackup)
+            .await
+            .context("a pre-backup hook failed; nothing was stopped")?;
+        r.phase("pre-backup hooks", t);
+    }
 
     let t = Instant::now();
     check_local_repository(ctx.config.restic.repository.expose())?;

@@ -28,6 +28,12 @@ pub trait ContainerControl: Sync {
     fn start(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
     /// True when the container runs now.
     fn is_running(&self, id: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// Runs the container's pre-stop hook (`stackshot.exec.pre-stop`), when
+    /// it has one, just before it is stopped. The default has none to run.
+    fn before_stop(&self, entry: &StopEntry) -> impl Future<Output = Result<()>> + Send {
+        let _ = entry;
+        async { Ok(()) }
+    }
 }
 
 /// A request to stop, from a signal handler (or a test).
@@ -252,6 +258,18 @@ where
         }
         if entries.is_empty() {
             continue;
+        }
+        // Pre-stop hooks of this wave's running containers, before any of them stops.
+        let hooked = join_all(
+            stops
+                .iter()
+                .filter(|s| s.wave == wave && entries.iter().any(|e| e.id == s.container.id))
+                .map(|s| ctl.before_stop(s)),
+        )
+        .await;
+        if let Some(e) = hooked.into_iter().find_map(Result::err) {
+            failure = Some(e.context("a pre-stop hook failed; its wave was not stopped"));
+            break;
         }
         state.stopped.extend(entries.iter().cloned());
         if let Err(e) = journal.write(&state) {

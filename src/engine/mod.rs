@@ -134,6 +134,22 @@ impl ContainerControl for Engine {
         }
     }
 
+    async fn before_stop(&self, entry: &crate::plan::StopEntry) -> Result<()> {
+        match &entry.pre_stop {
+            Some(hook) => {
+                crate::backup::hooks::run(
+                    self,
+                    &entry.container.id,
+                    &entry.container.container,
+                    crate::plan::HookPhase::PreStop,
+                    hook,
+                )
+                .await
+            }
+            None => Ok(()),
+        }
+    }
+
     async fn start(&self, id: &str) -> Result<()> {
         match self.docker.start_container(id, None).await {
             Ok(()) => Ok(()),

@@ -77,6 +77,54 @@ pub struct StopEntry {
     pub wave: usize,
     /// Running when the plan was made (a stopped container stays stopped).
     pub running: bool,
+    /// `stackshot.exec.pre-stop`: run in it just before it is stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pre_stop: Option<Hook>,
+}
+
+/// When a hook runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HookPhase {
+    /// Before the stop window; a failure fails the run before anything is stopped.
+    PreBackup,
+    /// Just before its container is stopped, inside the window.
+    PreStop,
+    /// After the window, on every path.
+    PostBackup,
+}
+
+impl HookPhase {
+    /// `pre-backup`, `pre-stop`, `post-backup`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookPhase::PreBackup => "pre-backup",
+            HookPhase::PreStop => "pre-stop",
+            HookPhase::PostBackup => "post-backup",
+        }
+    }
+}
+
+/// A command run with `docker exec` (`sh -c`) in a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hook {
+    /// The command.
+    pub command: String,
+    /// Its time limit.
+    pub timeout_seconds: u64,
+}
+
+/// One hook of the run, in the order hooks run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HookPlan {
+    /// The container it runs in.
+    #[serde(flatten)]
+    pub container: ContainerRef,
+    /// When.
+    pub phase: HookPhase,
+    /// What.
+    #[serde(flatten)]
+    pub hook: Hook,
 }
 
 /// Where a credential comes from. Never holds a secret value.
@@ -203,6 +251,9 @@ pub struct Plan {
     pub dumps: Vec<DumpPlan>,
     /// Mounts backed up.
     pub volumes: Vec<VolumePlan>,
+    /// Exec hooks, in the order they run: pre-backup, pre-stop (in stop
+    /// order), post-backup.
+    pub hooks: Vec<HookPlan>,
     /// What is left out, and why.
     pub excluded: Vec<Exclusion>,
     /// Things worth knowing that do not stop a backup.
@@ -341,6 +392,7 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
         stop: vec![],
         dumps: vec![],
         volumes: vec![],
+        hooks: vec![],
         excluded: vec![],
         warnings: vec![],
         errors: vec![],
@@ -608,6 +660,59 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
         ));
     }
     plan.stop = stop;
+
+    // Hooks: pre-backup (scope order), pre-stop (stop order), post-backup (scope order).
+    let hooks_of = |c: &ContainerInfo| labels::parse(&c.labels).hooks;
+    let hook = |h: &labels::Hooks, command: &Option<String>| {
+        command.as_ref().map(|command| Hook {
+            command: command.clone(),
+            timeout_seconds: h.timeout.unwrap_or(labels::HOOK_TIMEOUT).as_secs(),
+        })
+    };
+    for entry in &mut plan.stop {
+        if let Some(c) = scope.iter().find(|c| c.id == entry.container.id) {
+            let h = hooks_of(c);
+            entry.pre_stop = hook(&h, &h.pre_stop);
+        }
+    }
+    let mut pre = vec![];
+    let mut post = vec![];
+    for c in &scope {
+        let h = hooks_of(c);
+        let cref = ContainerRef::of(c);
+        if h.pre_stop.is_some() && !plan.stop.iter().any(|e| e.container.id == c.id) {
+            plan.warnings.push(format!(
+                "service {}: stackshot.exec.pre-stop is set but the container is not stopped during backups; it never runs",
+                c.service
+            ));
+        }
+        if let Some(hook) = hook(&h, &h.pre_backup) {
+            pre.push(HookPlan {
+                container: cref.clone(),
+                phase: HookPhase::PreBackup,
+                hook,
+            });
+        }
+        if let Some(hook) = hook(&h, &h.post_backup) {
+            post.push(HookPlan {
+                container: cref,
+                phase: HookPhase::PostBackup,
+                hook,
+            });
+        }
+    }
+    let pre_stop = plan.stop.iter().filter_map(|e| {
+        e.pre_stop.clone().map(|hook| HookPlan {
+            container: e.container.clone(),
+            phase: HookPhase::PreStop,
+            hook,
+        })
+    });
+    plan.hooks = pre
+        .into_iter()
+        .chain(pre_stop.collect::<Vec<_>>())
+        .chain(post)
+        .collect();
     if plan.volumes.is_empty() && plan.dumps.is_empty() && plan.errors.is_empty() {
         plan.warnings.push(
             "nothing to back up: label services with stackshot.volumes=true or stackshot.postgres/mariadb/mysql=true".into(),

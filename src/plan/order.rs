@@ -97,6 +97,7 @@ pub(super) fn stop_waves(
             container: ContainerRef::of(scope[i]),
             wave: wave[&i],
             running: scope[i].running,
+            pre_stop: None,
         })
         .collect();
     entries.sort_by(|a, b| {

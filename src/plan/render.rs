@@ -146,6 +146,23 @@ pub fn render_table(plan: &Plan) -> String {
         );
     }
 
+    if !plan.hooks.is_empty() {
+        out.push_str("\nHooks (docker exec, in this order):\n");
+        let rows: Vec<Vec<String>> = plan
+            .hooks
+            .iter()
+            .map(|h| {
+                vec![
+                    h.phase.as_str().into(),
+                    h.container.service.clone(),
+                    format!("{}s", h.hook.timeout_seconds),
+                    h.hook.command.clone(),
+                ]
+            })
+            .collect();
+        table(&mut out, &["WHEN", "SERVICE", "LIMIT", "COMMAND"], &rows);
+    }
+
     out.push_str("\nFiles backed up:\n");
     if plan.volumes.is_empty() {
         out.push_str("  none\n");

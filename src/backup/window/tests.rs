@@ -20,6 +20,8 @@ struct Fake {
     delay: Duration,
     /// (`stop`/`start`, id, began, ended) of every call.
     spans: Mutex<Vec<(&'static str, String, Instant, Instant)>>,
+    /// Pre-stop hooks of these containers fail.
+    fail_hook: BTreeSet<String>,
 }
 
 impl Fake {
@@ -84,6 +86,14 @@ impl ContainerControl for Fake {
     async fn is_running(&self, id: &str) -> Result<bool> {
         Ok(self.running.lock().unwrap().contains(id))
     }
+    async fn before_stop(&self, entry: &StopEntry) -> Result<()> {
+        let id = &entry.container.id;
+        self.log.lock().unwrap().push(format!("hook {id}"));
+        if self.fail_hook.contains(id) {
+            return Err(anyhow!("hook exited with 1"));
+        }
+        Ok(())
+    }
 }
 
 fn entry(id: &str, wave: usize) -> StopEntry {
@@ -96,6 +106,7 @@ fn entry(id: &str, wave: usize) -> StopEntry {
         },
         wave,
         running: true,
+        pre_stop: None,
     }
 }
 
@@ -392,5 +403,35 @@ async fn unwritable_journal_stops_nothing() {
             .to_string()
             .contains("cannot write the stop journal")
     );
-    assert!(fake.log().is_empty(), "{:?}", fake.log());
+    // The first wave's pre-stop hooks ran; no container was stopped or started.
+    assert!(
+        fake.log().iter().all(|l| l.starts_with("hook ")),
+        "{:?}",
+        fake.log()
+    );
+}
+
+#[tokio::test]
+async fn pre_stop_hooks_run_before_their_wave_and_a_failing_one_stops_it() {
+    let mut b = bench(ALL);
+    b.fake.fail_hook = BTreeSet::from(["app".to_string()]);
+    let (_t, never) = Shutdown::new();
+    let (r, report) = window(&b, &never, async { Ok(()) }).await;
+    let e = format!("{:#}", r.unwrap_err());
+    assert!(
+        e.starts_with("a pre-stop hook failed; its wave was not stopped"),
+        "{e}"
+    );
+    let log = b.fake.log();
+    let pos = |s: &str| log.iter().position(|l| l == s);
+    // Wave 0: both hooks, then both stops; wave 1: the hook fails, app is never stopped.
+    assert!(
+        pos("hook web") < pos("stop web") && pos("hook worker") < pos("stop web"),
+        "{log:?}"
+    );
+    assert!(pos("stop worker") < pos("hook app"), "{log:?}");
+    assert_eq!(pos("stop app"), None, "{log:?}");
+    assert_eq!(report.stopped.len(), 2);
+    assert!(report.stop_failed.is_some());
+    assert_all_back(&b);
 }
