@@ -382,6 +382,7 @@ fn kill_or_stop_the_sidecar_inside_a_window() {
         "exited",
         "nothing could have started app yet"
     );
+    let restarted = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     run(&mut docker(&["start", &sidecar]));
     let port = http_port(&stack);
     // The first /healthz answer, timed on this host's clock (every 20 ms)...
@@ -414,6 +415,23 @@ fn kill_or_stop_the_sidecar_inside_a_window() {
     assert!(
         app_started < first_answer,
         "the app started at {app_started}, after the first /healthz answer at {first_answer}"
+    );
+    // The timing above holds only when recovery outlasts the CLI calls before
+    // the first poll; the daemon's own log order holds always: it started the
+    // app before it served HTTP at all.
+    let logs = output(&mut docker(&["logs", "--since", &restarted, &sidecar]));
+    let logs =
+        String::from_utf8_lossy(&logs.stderr).to_string() + &String::from_utf8_lossy(&logs.stdout);
+    let at = |needle: &str| {
+        logs.find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} not logged since the restart:\n{logs}"))
+    };
+    assert!(
+        at(&format!(
+            "started container={}",
+            stack.container_name("app")
+        )) < at("HTTP: /healthz and /metrics"),
+        "the daemon served HTTP before it started the app again:\n{logs}"
     );
     assert_eq!(stack.state("sidekick"), "running");
     let s = status(&stack);

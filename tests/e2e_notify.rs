@@ -23,8 +23,10 @@ fn a_good_run_and_a_failed_run_reach_webhook_pings_and_email() {
     let smtp = SmtpServer::start();
     let (http_port, closed) = (free_port(), free_port());
     let urls = format!(
-        "http://127.0.0.1:{}/hook,smtp://127.0.0.1:{}/?from=stackshot@example.test&to=ops@example.test,oncall@example.test,http://127.0.0.1:{closed}/nobody",
-        hook.port, smtp.port
+        "http://127.0.0.1:{p}/hook,smtp://127.0.0.1:{}/?from=stackshot@example.test&to=ops@example.test,oncall@example.test,http://127.0.0.1:{closed}/nobody,\
+         ntfy://ntfy-user:ntfy-pass@127.0.0.1:{p}/backups,gotify://127.0.0.1:{p}/GotifyAppToken?disabletls=yes",
+        smtp.port,
+        p = hook.port,
     );
     let ping = format!("http://127.0.0.1:{}/ping/check-1", hook.port);
     let file = |name: &str| root().join("tests/stack").join(name);
@@ -85,6 +87,39 @@ fn a_good_run_and_a_failed_run_reach_webhook_pings_and_email() {
     );
     // Quoted-printable soft line breaks joined again.
     let unfold = |m: &String| m.replace("=\r\n", "").replace("=\n", "");
+    // ntfy: the text as the body, the title and basic auth in headers.
+    let header = |r: &Request, name: &str| {
+        r.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let ntfy = &reqs[position(&reqs, "POST", "/backups")];
+    assert_eq!(
+        header(ntfy, "title"),
+        "stackshot: stackshot-e2e-notify backup succeeded"
+    );
+    // base64("ntfy-user:ntfy-pass")
+    assert_eq!(
+        header(ntfy, "authorization"),
+        "Basic bnRmeS11c2VyOm50ZnktcGFzcw=="
+    );
+    assert!(
+        ntfy.body
+            .starts_with("The backup of stackshot-e2e-notify succeeded"),
+        "{}",
+        ntfy.body
+    );
+    // Gotify: the token in X-Gotify-Key, JSON with title, message, priority.
+    let gotify = &reqs[position(&reqs, "POST", "/message")];
+    assert_eq!(header(gotify, "x-gotify-key"), "GotifyAppToken");
+    let g: Value = serde_json::from_str(&gotify.body).unwrap();
+    assert_eq!(
+        g["title"],
+        "stackshot: stackshot-e2e-notify backup succeeded"
+    );
+    assert_eq!(g["priority"], 3);
     let mail: Vec<String> = smtp.messages().iter().map(unfold).collect();
     assert_eq!(mail.len(), 1, "{mail:#?}");
     assert!(
