@@ -103,6 +103,46 @@ pub fn text(report: &RunReport) -> String {
     lines.join("\n")
 }
 
+/// What every receiver but the webhook sends: a title, the text, and how
+/// urgent it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Told {
+    /// [`title`].
+    pub title: String,
+    /// [`text`].
+    pub text: String,
+    /// The run succeeded.
+    pub ok: bool,
+    /// 3 for a success, 5 otherwise (ntfy's and Gotify's scales).
+    pub priority: u8,
+}
+
+impl Told {
+    /// The message about `report`.
+    pub fn of(report: &RunReport) -> Told {
+        let ok = report.result == Outcome::Success;
+        Told {
+            title: title(report),
+            text: text(report),
+            ok,
+            priority: if ok { 3 } else { 5 },
+        }
+    }
+
+    /// A message for receivers' unit tests.
+    #[cfg(test)]
+    pub fn sample(ok: bool) -> Told {
+        let mut r = RunReport::start();
+        r.project = "shop".into();
+        let result = if ok {
+            Outcome::Success
+        } else {
+            Outcome::Failed
+        };
+        Told::of(&r.finish(result, (!ok).then(|| "disk full".into())))
+    }
+}
+
 /// The webhook's JSON: the run report, with `title` and `text` added.
 pub fn webhook_body(report: &RunReport) -> Value {
     let mut v = serde_json::to_value(report).unwrap_or_else(|_| Value::Object(Default::default()));

@@ -1,14 +1,22 @@
 //! Telling people how a run went: `NOTIFY_URLS` (webhook, ntfy, Gotify,
-//! Discord, Slack, email) after the run, and `PING_URL` (a dead-man's switch:
-//! healthchecks.io's protocol) at its start and end.
+//! Discord, Slack, email: a file per kind of receiver; `target` parses the
+//! URLs, `message` writes what they say, `send` dispatches) after the run,
+//! and `PING_URL` (a dead-man's switch: healthchecks.io's protocol) at its
+//! start and end.
 //!
 //! Everything here happens outside the stop window, and nothing here changes
 //! a run's result: a receiver that fails is logged, recorded in the report
 //! (`notify_failures`) and counted in `stackshot_notify_failures_total{scheme}`.
 
+mod discord;
+mod email;
+mod gotify;
 pub mod message;
+mod ntfy;
 mod send;
+mod slack;
 pub mod target;
+mod webhook;
 
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
