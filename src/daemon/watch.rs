@@ -60,6 +60,16 @@ pub fn due(first: Instant, last: Instant) -> Instant {
     (last + QUIET).min(first + LONGEST)
 }
 
+/// A pending re-plan (first event, last event) that [`due`] puts `after` from now.
+fn due_in(after: Duration) -> (Instant, Instant) {
+    let at = Instant::now() + after;
+    // `due` is the earlier of last + QUIET and first + LONGEST: both at `at`.
+    (
+        at.checked_sub(LONGEST).unwrap_or(at),
+        at.checked_sub(QUIET).unwrap_or(at),
+    )
+}
+
 /// Follows the engine's events until shutdown, keeping the daemon's plan current.
 pub async fn follow(d: Arc<Daemon>) {
     let mut shutdown = d.shutdown.clone();
@@ -69,12 +79,8 @@ pub async fn follow(d: Arc<Daemon>) {
         let mut events = Box::pin(d.ctx.engine.docker().events(Some(opts.clone())));
         // A pending re-plan: (first event, last event). After a reconnect,
         // one is due at once (after the stream is subscribed: polled first).
-        let mut pending: Option<(Instant, Instant)> = if lost {
-            let now = Instant::now();
-            Some((now - LONGEST + Duration::from_millis(200), now))
-        } else {
-            None
-        };
+        let mut pending: Option<(Instant, Instant)> =
+            lost.then(|| due_in(Duration::from_millis(200)));
         let broke = loop {
             let deadline = pending.map(|(f, l)| due(f, l));
             tokio::select! {
@@ -98,8 +104,7 @@ pub async fn follow(d: Arc<Daemon>) {
                 },
                 _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                     if d.running().is_some() {
-                        let later = Instant::now() + RUN_POLL;
-                        pending = Some((later - LONGEST, later - QUIET));
+                        pending = Some(due_in(RUN_POLL));
                         continue;
                     }
                     match d.replan().await {
@@ -116,7 +121,7 @@ pub async fn follow(d: Arc<Daemon>) {
             }
         };
         if !lost {
-            tracing::warn!(reason = %broke, retry_seconds = RETRY.as_secs(), "engine events: stream lost; reconnecting");
+            tracing::warn!(reason = %broke, retry_seconds = RETRY.as_secs(), "engine events: stream lost (or the engine could not be read); reconnecting");
             lost = true;
         } else {
             tracing::debug!(reason = %broke, "engine events: still unreachable");
@@ -141,6 +146,14 @@ mod tests {
         // Events every half second for ever: still re-planned after LONGEST.
         let last = t0 + Duration::from_secs(10);
         assert_eq!(due(t0, last), t0 + LONGEST);
+    }
+
+    #[test]
+    fn a_re_plan_put_off_is_due_then() {
+        let before = Instant::now();
+        let (f, l) = due_in(RUN_POLL);
+        let at = due(f, l);
+        assert!(at >= before + RUN_POLL && at <= Instant::now() + RUN_POLL);
     }
 
     #[test]
