@@ -130,7 +130,10 @@ impl Notifier {
 
     /// At the start of a run: the start ping. A failure is logged and returned.
     pub async fn started(&self) -> Vec<NotifyFailure> {
-        let (Some(ping), Some(sender)) = (self.pings.start(), self.sender()) else {
+        let Some(ping) = self.pings.start() else {
+            return vec![];
+        };
+        let Some(sender) = self.sender() else {
             return vec![];
         };
         match sender.ping(&ping.url, ping.body).await {
