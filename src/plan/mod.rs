@@ -3,6 +3,7 @@
 //! every rule is tested on recorded fixtures without an engine.
 
 mod diff;
+pub mod names;
 mod order;
 mod render;
 
@@ -369,7 +370,8 @@ fn valid_database_name(name: &str) -> bool {
         && name != "."
         && name != ".."
         && !name.starts_with('-')
-        && !name.contains(['/', '\\', '\0'])
+        && !name.contains(['/', '\\'])
+        && !name.chars().any(char::is_control)
 }
 
 fn snapshot_segment(s: &str) -> String {
@@ -420,8 +422,27 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
     let mut stop_set: Vec<&ContainerInfo> = Vec::new();
 
     for c in &scope {
+        // Names that become paths: a crafted one stops the plan here.
+        let problems = names::container_problems(c, opts.include_all_projects);
+        if !problems.is_empty() {
+            plan.errors.extend(problems);
+            continue;
+        }
         let who = format!("service {}", c.service);
         let labels: BackupLabels = labels::parse(&c.labels);
+        for (label, globs) in [
+            ("stackshot.volumes.include", &labels.include),
+            ("stackshot.volumes.exclude", &labels.exclude),
+        ] {
+            for g in globs {
+                if let Some(p) = names::glob_problem(g) {
+                    plan.errors.push(format!(
+                        "{who} ({}): label {label} glob {g:?} cannot be used: {p}; accepted: comma-separated globs such as /data, /var/www/*, uploads-*",
+                        c.name
+                    ));
+                }
+            }
+        }
         plan.errors.extend(
             labels
                 .errors

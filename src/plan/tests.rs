@@ -504,3 +504,66 @@ fn dumps_are_pinned_unless_the_window_is_full() {
             .contains("Stop window: full (dumps and files inside it): STOP_WINDOW=full")
     );
 }
+
+#[test]
+fn crafted_names_are_refused_before_anything_is_planned() {
+    let mut cs = fixture();
+    svc(&mut cs, "app").service = "../../etc".into();
+    let plan = build(&opts(&cs), &cs);
+    assert!(!plan.is_ok());
+    assert!(
+        plan.errors.iter().any(|e| e.starts_with("container \"stackshot-e2e_app_1\": compose service label \"../../etc\" cannot be used: it contains '/'; accepted: ")),
+        "{:?}",
+        plan.errors
+    );
+    assert!(
+        plan.volumes.iter().all(|v| !v.snapshot_path.contains("..")),
+        "{:?}",
+        paths(&plan)
+    );
+    assert!(plan.stop.iter().all(|s| s.container.service != "../../etc"));
+
+    let mut cs = fixture();
+    svc(&mut cs, "app").mounts[0].destination = "/data/../../srv".into();
+    let plan = build(&opts(&cs), &cs);
+    assert!(
+        plan.errors.iter().any(|e| e.contains(
+            "mount destination \"/data/../../srv\" cannot be used: it has a '.' or '..' component"
+        )),
+        "{:?}",
+        plan.errors
+    );
+
+    let mut cs = fixture();
+    svc(&mut cs, "app")
+        .labels
+        .insert("stackshot.volumes.exclude".into(), "../*,/data\nx".into());
+    let plan = build(&opts(&cs), &cs);
+    let globs: Vec<&String> = plan.errors.iter().filter(|e| e.contains("glob")).collect();
+    assert_eq!(globs.len(), 2, "{:?}", plan.errors);
+    assert!(
+        globs.iter().all(|e| !e.contains('\n')),
+        "one line each: {globs:?}"
+    );
+}
+
+#[test]
+fn database_names_with_quotes_and_spaces_are_planned_control_characters_are_not() {
+    let mut cs = fixture();
+    svc(&mut cs, "postgres")
+        .labels
+        .insert("stackshot.databases".into(), "my shop,o'brien".into());
+    let plan = build(&opts(&cs), &cs);
+    assert!(plan.is_ok(), "{:?}", plan.errors);
+    let pg = plan
+        .dumps
+        .iter()
+        .find(|d| d.container.service == "postgres")
+        .unwrap();
+    assert_eq!(pg.databases, ["my shop", "o'brien"]);
+    let mut cs = fixture();
+    svc(&mut cs, "postgres")
+        .labels
+        .insert("stackshot.databases".into(), "shop\u{7}".into());
+    assert!(!build(&opts(&cs), &cs).is_ok());
+}
