@@ -251,6 +251,28 @@ fn per_database_postgres_dump_with_a_password() {
         &[],
     );
     stack.wait_for_databases();
+    // The second database named by the label: a quote and a space in its name.
+    stack
+        .psql("CREATE DATABASE \"o'brien shop\"")
+        .expect("create database");
+    let made = stack.exec(
+        "postgres",
+        &[],
+        &[
+            "psql",
+            "-U",
+            "app",
+            "-d",
+            "o'brien shop",
+            "-c",
+            "CREATE TABLE notes (t text); INSERT INTO notes VALUES ('kept across the quote')",
+        ],
+    );
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let pg = stack.container("postgres");
     for window in ["full", "short"] {
         let watch = stack.watch();
@@ -315,5 +337,17 @@ fn per_database_postgres_dump_with_a_password() {
             "{window}"
         );
         assert_pg_database_dump_restores(&stack, &dump, "stackshot-e2e-pgdb-fresh");
+        // The quoted name is dumped under its own name, whole.
+        assert!(
+            dumps
+                .iter()
+                .any(|d| d["file"] == "postgres/o'brien shop.sql"),
+            "{window}: {report}"
+        );
+        let quoted = std::fs::read_to_string(r.join("o'brien shop.sql")).unwrap();
+        assert!(
+            quoted.contains("kept across the quote"),
+            "{window}: {quoted}"
+        );
     }
 }

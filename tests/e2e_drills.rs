@@ -139,6 +139,50 @@ fn preflight_failures_touch_nothing() {
     assert_untouched(&stack, &events);
     assert_all_running(&stack);
 
+    // A container of the project crafted to climb out of /volumes (its
+    // compose service label is `../../etc`): the plan refuses it with one
+    // line, and nothing is touched, the crafted container included.
+    let crafted = "stackshot-e2e-preflight-crafted";
+    let _ = output(&mut docker(&["rm", "-f", "-v", crafted]));
+    let project = format!("com.docker.compose.project={}", stack.project);
+    let crafted_id = run(&mut docker(&[
+        "run",
+        "-d",
+        "--name",
+        crafted,
+        "--label",
+        &project,
+        "--label",
+        "com.docker.compose.service=../../etc",
+        "--label",
+        "stackshot.volumes=true",
+        "--label",
+        "stackshot.stop-during-backup=true",
+        "-v",
+        "/srv",
+        "stackshot-test/base:local",
+        "sleep",
+        "infinity",
+    ]))
+    .trim()
+    .to_string();
+    let watch = stack.watch();
+    let (code, report, _) = stack.backup(&[]);
+    let events = watch.finish();
+    let _ = output(&mut docker(&["rm", "-f", "-v", crafted]));
+    assert_eq!(code, 1, "{report}");
+    let reason = report["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!(
+            "container \"{crafted}\": compose service label \"../../etc\" cannot be used: it contains '/'"
+        )),
+        "{reason}"
+    );
+    assert!(!reason.contains('\n'), "one line: {reason}");
+    assert!(report["window"].is_null());
+    assert_untouched(&stack, &events);
+    assert_eq!(events.actions(&crafted_id), Vec::<String>::new());
+
     // With both fixed, the same stack backs up, and the same stream shows it.
     let watch = stack.watch();
     let (code, report, stderr) = stack.backup(&[]);
