@@ -54,7 +54,8 @@ fn hooks_run_in_order_around_the_window_and_a_failing_pre_hook_stops_nothing() {
             "pre-backup app",
             "pre-backup legacy",
             "pre-stop app",
-            "post-backup app"
+            "post-backup app",
+            "post-backup bystander"
         ],
         "{text}"
     );
@@ -139,4 +140,38 @@ fn hooks_run_in_order_around_the_window_and_a_failing_pre_hook_stops_nothing() {
         snapshots,
         "no snapshot from a refused run"
     );
+
+    // 3. A post-backup hook that outlives its limit (2 s): the run fails and
+    // says so, its snapshot stays, and the stack runs.
+    assert!(
+        stack
+            .exec("app", &[], &["rm", "/data/fail-pre"])
+            .status
+            .success()
+    );
+    assert!(
+        stack
+            .exec("bystander", &[], &["touch", "/srv/slow"])
+            .status
+            .success()
+    );
+    // (Waited for, the 30 s hook would end with 0 and the run succeed.)
+    let out = stack.exec("backup", &[], &["stackshot", "backup", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reason = report["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(
+            "a post-backup hook failed (the snapshot was written): the post-backup hook in "
+        ) && reason.ends_with("did not finish within its limit of 2s (stackshot.exec.timeout)"),
+        "{reason}"
+    );
+    assert_eq!(
+        stack.snapshots().len(),
+        snapshots + 1,
+        "the run's snapshot stays"
+    );
+    for svc in ["app", "sidekick", "bystander"] {
+        assert_eq!(stack.state(svc), "running", "{svc}");
+    }
 }
