@@ -374,11 +374,7 @@ impl Metrics {
     /// counts are containers, where the summary names services).
     pub fn set_plan(&self, plan: &crate::plan::Plan) {
         let m = &self.inner.m;
-        let unlabelled = plan
-            .excluded
-            .iter()
-            .filter(|e| e.mount.is_none() && e.reason == crate::plan::ExcludeReason::NoLabel)
-            .count();
+        let unlabelled = plan.unlabelled().count();
         m.plan_ok.set(i64::from(plan.is_ok()));
         m.plan_stop.set(plan.stop.len() as i64);
         m.plan_dumps.set(plan.dumps.len() as i64);

@@ -25,11 +25,19 @@ pub struct PlanSummary {
     pub unlabelled: Vec<String>,
 }
 
-/// Services with no stackshot label: excluded whole for [`ExcludeReason::NoLabel`].
+impl Plan {
+    /// Containers in scope with no stackshot label: excluded whole for
+    /// [`ExcludeReason::NoLabel`].
+    pub fn unlabelled(&self) -> impl Iterator<Item = &super::Exclusion> {
+        self.excluded
+            .iter()
+            .filter(|e| e.mount.is_none() && e.reason == ExcludeReason::NoLabel)
+    }
+}
+
+/// Services with no stackshot label.
 fn unlabelled(plan: &Plan) -> BTreeSet<String> {
-    plan.excluded
-        .iter()
-        .filter(|e| e.mount.is_none() && e.reason == ExcludeReason::NoLabel)
+    plan.unlabelled()
         .map(|e| e.container.service.clone())
         .collect()
 }
@@ -115,10 +123,10 @@ fn roles(plan: &Plan) -> BTreeMap<String, Role> {
             .insert(v.destination.clone());
     }
     for e in &plan.excluded {
-        let r = m.entry(e.container.service.clone()).or_default();
-        if e.mount.is_none() && e.reason == ExcludeReason::NoLabel {
-            r.unlabelled = true;
-        }
+        m.entry(e.container.service.clone()).or_default();
+    }
+    for e in plan.unlabelled() {
+        m.entry(e.container.service.clone()).or_default().unlabelled = true;
     }
     m
 }
@@ -199,32 +207,12 @@ pub fn changes(old: &Plan, new: &Plan) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::container::{ContainerInfo, from_inspect_json};
-    use crate::plan::{PlanOptions, build};
-
-    fn fixture() -> Vec<ContainerInfo> {
-        from_inspect_json(include_str!("../../tests/fixtures/stack-inspect.json"))
-            .expect("fixture parses")
-    }
+    use crate::container::ContainerInfo;
+    use crate::plan::build;
+    use crate::plan::tests::{fixture, opts, svc};
 
     fn plan(cs: &[ContainerInfo]) -> Plan {
-        let opts = PlanOptions {
-            project: "stackshot-e2e".into(),
-            host: "stackshot-e2e".into(),
-            atomic: true,
-            include_all_projects: false,
-            exclude_bind_mounts: false,
-            self_id: cs
-                .iter()
-                .find(|c| c.service == "backup")
-                .map(|c| c.id.clone()),
-            full_window: None,
-        };
-        build(&opts, cs)
-    }
-
-    fn svc<'a>(cs: &'a mut [ContainerInfo], service: &str) -> &'a mut ContainerInfo {
-        cs.iter_mut().find(|c| c.service == service).unwrap()
+        build(&opts(cs), cs)
     }
 
     #[test]

@@ -421,6 +421,8 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
     let mut seen_sources: BTreeMap<String, String> = BTreeMap::new();
     let mut stop_set: Vec<&ContainerInfo> = Vec::new();
 
+    // Containers with exec hooks, in scope order, with their hooks.
+    let mut hooked: Vec<(&ContainerInfo, labels::Hooks)> = Vec::new();
     for c in &scope {
         // Names that become paths: a crafted one stops the plan here.
         let problems = names::container_problems(c, opts.include_all_projects);
@@ -430,6 +432,9 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
         }
         let who = format!("service {}", c.service);
         let labels: BackupLabels = labels::parse(&c.labels);
+        if labels.hooks.any() {
+            hooked.push((*c, labels.hooks.clone()));
+        }
         for (label, globs) in [
             ("stackshot.volumes.include", &labels.include),
             ("stackshot.volumes.exclude", &labels.exclude),
@@ -683,7 +688,6 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
     plan.stop = stop;
 
     // Hooks: pre-backup (scope order), pre-stop (stop order), post-backup (scope order).
-    let hooks_of = |c: &ContainerInfo| labels::parse(&c.labels).hooks;
     let hook = |h: &labels::Hooks, command: &Option<String>| {
         command.as_ref().map(|command| Hook {
             command: command.clone(),
@@ -691,15 +695,13 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
         })
     };
     for entry in &mut plan.stop {
-        if let Some(c) = scope.iter().find(|c| c.id == entry.container.id) {
-            let h = hooks_of(c);
-            entry.pre_stop = hook(&h, &h.pre_stop);
+        if let Some((_, h)) = hooked.iter().find(|(c, _)| c.id == entry.container.id) {
+            entry.pre_stop = hook(h, &h.pre_stop);
         }
     }
     let mut pre = vec![];
     let mut post = vec![];
-    for c in &scope {
-        let h = hooks_of(c);
+    for (c, h) in &hooked {
         let cref = ContainerRef::of(c);
         if h.pre_stop.is_some() && !plan.stop.iter().any(|e| e.container.id == c.id) {
             plan.warnings.push(format!(
@@ -707,14 +709,14 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
                 c.service
             ));
         }
-        if let Some(hook) = hook(&h, &h.pre_backup) {
+        if let Some(hook) = hook(h, &h.pre_backup) {
             pre.push(HookPlan {
                 container: cref.clone(),
                 phase: HookPhase::PreBackup,
                 hook,
             });
         }
-        if let Some(hook) = hook(&h, &h.post_backup) {
+        if let Some(hook) = hook(h, &h.post_backup) {
             post.push(HookPlan {
                 container: cref,
                 phase: HookPhase::PostBackup,

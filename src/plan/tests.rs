@@ -5,18 +5,18 @@
 use super::*;
 use crate::container::{Mount, from_inspect_json};
 
-fn fixture() -> Vec<ContainerInfo> {
+pub(super) fn fixture() -> Vec<ContainerInfo> {
     from_inspect_json(include_str!("../../tests/fixtures/stack-inspect.json"))
         .expect("fixture parses")
 }
 
-fn svc<'a>(cs: &'a mut [ContainerInfo], service: &str) -> &'a mut ContainerInfo {
+pub(super) fn svc<'a>(cs: &'a mut [ContainerInfo], service: &str) -> &'a mut ContainerInfo {
     cs.iter_mut()
         .find(|c| c.service == service)
         .unwrap_or_else(|| panic!("no {service} in fixture"))
 }
 
-fn opts(cs: &[ContainerInfo]) -> PlanOptions {
+pub(super) fn opts(cs: &[ContainerInfo]) -> PlanOptions {
     PlanOptions {
         project: "stackshot-e2e".into(),
         host: "stackshot-e2e".into(),

@@ -518,15 +518,15 @@ pub const PG_QUERY: &str = "select id, name, balance from customers order by id"
 /// Likewise for MariaDB.
 pub const MARIA_QUERY: &str = "select id, item, qty from orders order by id";
 
-/// Loads a PostgreSQL dump (pg_dumpall) into a fresh server and checks it
-/// returns the same rows and roles as the stack's database.
-pub fn assert_pg_dump_restores(stack: &Stack, dump: &Path, name: &str) {
-    let want = stack.psql(PG_QUERY).expect("source query");
-    assert_eq!(want.lines().count(), 1000, "source has its seed data");
-    let db = FreshDb::start(
+/// A fresh PostgreSQL from the bench image whose superuser is `user` (with
+/// `POSTGRES_DB=db`), ready once it answers over TCP (the entrypoint's
+/// init-time server listens on the socket only).
+fn fresh_postgres(name: &str, user: &str, db: &str) -> FreshDb {
+    let (user_env, db_env) = (format!("POSTGRES_USER={user}"), format!("POSTGRES_DB={db}"));
+    FreshDb::start(
         name,
         "stackshot-test/postgres:local",
-        &["POSTGRES_PASSWORD=fresh"],
+        &[&user_env, &db_env, "POSTGRES_PASSWORD=fresh"],
         &[
             "env",
             "PGPASSWORD=fresh",
@@ -534,11 +534,21 @@ pub fn assert_pg_dump_restores(stack: &Stack, dump: &Path, name: &str) {
             "-h",
             "127.0.0.1",
             "-U",
-            "postgres",
+            user,
+            "-d",
+            db,
             "-c",
             "select 1",
         ],
-    );
+    )
+}
+
+/// Loads a PostgreSQL dump (pg_dumpall) into a fresh server and checks it
+/// returns the same rows and roles as the stack's database.
+pub fn assert_pg_dump_restores(stack: &Stack, dump: &Path, name: &str) {
+    let want = stack.psql(PG_QUERY).expect("source query");
+    assert_eq!(want.lines().count(), 1000, "source has its seed data");
+    let db = fresh_postgres(name, "postgres", "postgres");
     db.load(
         &[],
         &["psql", "-q", "-U", "postgres", "-d", "postgres"],
@@ -579,29 +589,7 @@ pub fn assert_pg_dump_restores(stack: &Stack, dump: &Path, name: &str) {
 pub fn assert_pg_database_dump_restores(stack: &Stack, dump: &Path, name: &str) {
     let want = stack.psql(PG_QUERY).expect("source query");
     assert_eq!(want.lines().count(), 1000, "source has its seed data");
-    let db = FreshDb::start(
-        name,
-        "stackshot-test/postgres:local",
-        &[
-            "POSTGRES_USER=app",
-            "POSTGRES_DB=appdb",
-            "POSTGRES_PASSWORD=fresh",
-        ],
-        // Over TCP: the entrypoint's init-time server listens on the socket only.
-        &[
-            "env",
-            "PGPASSWORD=fresh",
-            "psql",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "app",
-            "-d",
-            "appdb",
-            "-c",
-            "select 1",
-        ],
-    );
+    let db = fresh_postgres(name, "app", "appdb");
     let role = db.exec(
         &[],
         &[
