@@ -160,7 +160,10 @@ pub const EXIT_CONFIG: u8 = 2;
 pub async fn main(cli: Cli) -> ExitCode {
     if let Command::Worker { args } = &cli.command {
         // The worker gets its settings on stdin, not from the environment.
-        // Form: [--swap PATH]… restic ARGS…
+        // Form: [--swap PATH]… restic ARGS…, or rustic ARGS… (the armed file pass)
+        if let Some(("rustic", backup_args)) = args.split_first().map(|(a, b)| (a.as_str(), b)) {
+            return worker::main_rustic(backup_args).await;
+        }
         let mut swap = Vec::new();
         let mut rest = args.as_slice();
         while let [flag, path, tail @ ..] = rest {

@@ -66,6 +66,16 @@ pub enum StopWindow {
     Full,
 }
 
+/// What takes the short window's file pass (`WINDOW_FILE_PASS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FilePass {
+    /// rustic_core in a worker that opened the repository before the window.
+    Rustic,
+    /// `restic backup` started inside the window (it opens the repository there).
+    Restic,
+}
+
 /// restic's own settings, passed to restic unchanged.
 #[derive(Debug, Clone)]
 pub struct ResticSettings {
@@ -116,6 +126,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `STOP_WINDOW`: short (default) or full.
     pub stop_window: StopWindow,
+    /// `WINDOW_FILE_PASS`: rustic (default) or restic.
+    pub file_pass: FilePass,
     /// Engine address; `None`: the local socket.
     pub docker_host: Option<String>,
     /// Our own container, when it cannot be found from `/proc/self/mountinfo`.
@@ -203,6 +215,7 @@ impl Config {
             log_level: opt(env, "LOG_LEVEL", log_level)?.unwrap_or(LogLevel::Info),
             log_format: opt(env, "LOG_FORMAT", log_format)?.unwrap_or(LogFormat::Text),
             stop_window: opt(env, "STOP_WINDOW", stop_window)?.unwrap_or(StopWindow::Short),
+            file_pass: opt(env, "WINDOW_FILE_PASS", file_pass)?.unwrap_or(FilePass::Rustic),
             docker_host: opt(env, "DOCKER_HOST", docker_host)?,
             self_container: opt(env, "STACKSHOT_CONTAINER", |s| {
                 Ok(s.value.trim().to_string())
@@ -448,6 +461,14 @@ fn stop_window(s: &Sourced) -> Result<StopWindow, ConfigError> {
     }
 }
 
+fn file_pass(s: &Sourced) -> Result<FilePass, ConfigError> {
+    match s.value.trim().to_ascii_lowercase().as_str() {
+        "rustic" => Ok(FilePass::Rustic),
+        "restic" => Ok(FilePass::Restic),
+        _ => Err(invalid(s, "unknown file pass", "rustic or restic")),
+    }
+}
+
 fn docker_host(s: &Sourced) -> Result<String, ConfigError> {
     let v = s.value.trim();
     if ["unix://", "tcp://", "http://"]
@@ -551,6 +572,7 @@ mod tests {
         assert_eq!(c.http_addr.to_string(), "0.0.0.0:8080");
         assert_eq!(c.health_max_age, Duration::from_secs(26 * 3600));
         assert!(!c.include_all_projects && !c.exclude_bind_mounts);
+        assert_eq!(c.file_pass, FilePass::Rustic);
         assert_eq!(
             (c.log_level, c.log_format),
             (LogLevel::Info, LogFormat::Text)
@@ -632,6 +654,10 @@ mod tests {
         assert!(
             err(&[("STOP_WINDOW", "tiny")])
                 .starts_with("STOP_WINDOW=\"tiny\": unknown stop window")
+        );
+        assert_eq!(
+            err(&[("WINDOW_FILE_PASS", "rsync")]),
+            "WINDOW_FILE_PASS=\"rsync\": unknown file pass; accepted: rustic or restic"
         );
     }
 

@@ -81,7 +81,9 @@ fn schedule_metrics_and_a_real_prometheus() {
     );
     assert_eq!(
         sample(&metrics, "stackshot_backup_runs_total{result=\"failed\"}"),
-        Some(0.0)
+        Some(0.0),
+        "a scheduled run failed; the daemon's status: {}",
+        status(&stack)
     );
     let next = sample(&metrics, "stackshot_next_run_timestamp_seconds").unwrap();
     assert!(next > last_run, "next run {next} after the last {last_run}");

@@ -272,20 +272,19 @@ fn short_window_is_one_moment_with_writers_running_through_the_dumps() {
     );
 }
 
-/// Waits until the app container was stopped and runs again: the window closed.
-fn wait_window_closed(stack: &Stack) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut stopped = false;
-    while Instant::now() < deadline {
-        let s = stack.state("app");
-        if s != "running" {
-            stopped = true;
-        } else if stopped {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("the window never closed");
+/// Waits until the engine's events show the app stopped (`die`) and started
+/// again: the window closed. (Polling the container's state missed windows
+/// shorter than one `docker inspect`.)
+fn wait_window_closed(stack: &Stack, watch: &EventWatch) {
+    assert!(
+        watch.wait_for_pair(
+            &stack.container("app"),
+            "die",
+            "start",
+            Duration::from_secs(120)
+        ),
+        "the window never closed"
+    );
 }
 
 #[test]
@@ -332,6 +331,7 @@ fn falls_back_to_the_full_window_on_myisam_and_on_a_schema_change() {
         "{}",
         String::from_utf8_lossy(&slow.stderr)
     );
+    let watch = stack.watch();
     let child = std::process::Command::new("docker")
         .args([
             "exec",
@@ -344,7 +344,7 @@ fn falls_back_to_the_full_window_on_myisam_and_on_a_schema_change() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    wait_window_closed(&stack);
+    wait_window_closed(&stack, &watch);
     let t = Instant::now();
     stack
         .psql("ALTER TABLE customers ADD COLUMN migrated int DEFAULT 7")

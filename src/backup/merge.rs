@@ -16,17 +16,11 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use chrono::{DateTime, Utc};
-use rustic_backend::BackendOptions;
 use rustic_core::repofile::SnapshotFile;
-use rustic_core::{Credentials, Repository, RepositoryOptions, StringList, last_modified_node};
+use rustic_core::{StringList, last_modified_node};
 
 use crate::restic::Restic;
-
-/// The local directory of a repository that can be merged, or `None`.
-pub fn local_path(repository: &str) -> Option<&str> {
-    let path = repository.strip_prefix("local:").unwrap_or(repository);
-    path.starts_with('/').then_some(path)
-}
+use crate::restic::rustic::{Indexed, open_indexed};
 
 /// What the merged snapshot carries.
 #[derive(Debug, Clone)]
@@ -66,22 +60,8 @@ pub async fn refuse_if_exclusively_locked(restic: &Restic, repo_dir: &Path) -> R
     Ok(())
 }
 
-type Indexed = Repository<rustic_core::IndexedIdsStatus>;
-
 fn open(repo_dir: &str, password: &str) -> Result<Indexed> {
-    let backends = BackendOptions::default()
-        .repository(repo_dir)
-        .to_backends()
-        .map_err(|e| anyhow!("{e}"))
-        .context("cannot open the repository for the merge")?;
-    Repository::new(&RepositoryOptions::default(), &backends)
-        .map_err(|e| anyhow!("{e}"))?
-        .open(&Credentials::password(password))
-        .map_err(|e| anyhow!("{e}"))
-        .context("cannot open the repository for the merge")?
-        .to_indexed_ids()
-        .map_err(|e| anyhow!("{e}"))
-        .context("cannot read the repository's index for the merge")
+    open_indexed(repo_dir, password, "the merge")
 }
 
 /// Merges `parts` (snapshot ids) into one new snapshot and loads its trees
@@ -163,17 +143,4 @@ pub fn merge_blocking(
     }
     tracing::debug!(snapshot = %id, trees, "merged snapshot read back");
     Ok(id)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::local_path;
-
-    #[test]
-    fn only_local_repositories_merge() {
-        assert_eq!(local_path("/repository"), Some("/repository"));
-        assert_eq!(local_path("local:/srv/r"), Some("/srv/r"));
-        assert_eq!(local_path("s3:https://h/b"), None);
-        assert_eq!(local_path("rest:http://h/"), None);
-    }
 }

@@ -9,6 +9,7 @@
 //!    dumps, then the snapshot(s), inside the window); containers started again;
 //! 5. cleanup: dump files and stray workers removed.
 
+pub mod files;
 pub mod hooks;
 pub mod merge;
 pub mod pin;
@@ -86,7 +87,7 @@ pub fn full_window_reason(config: &Config) -> Option<String> {
             "the repository password comes from RESTIC_PASSWORD_COMMAND: the merge of the window's snapshots needs RESTIC_PASSWORD or RESTIC_PASSWORD_FILE".into(),
         );
     }
-    if merge::local_path(config.restic.repository.expose()).is_none() {
+    if crate::restic::rustic::local_path(config.restic.repository.expose()).is_none() {
         return Some(
             "the repository is not a local directory: the window's snapshots are merged with rustic's local backend only".into(),
         );

@@ -132,37 +132,24 @@ async fn pg_databases(engine: &Engine, p: &Prepared) -> Result<Vec<String>> {
     .await
 }
 
-async fn pg_open_session(engine: &Engine, p: &Prepared, db: &str) -> Result<PgSession> {
-    let service = &p.plan.container.service;
-    let argv = command::pg_session(&p.tools, &p.login, db);
-    let mut ex = exec::start_with_stdin(
-        engine,
-        &p.plan.container.id,
-        &argv,
-        &command::login_env(p.plan.engine, &p.login),
-    )
-    .await?;
-    let input = ex.input.as_mut().expect("started with stdin");
-    input
-        .write_all(command::pg_pin_sql().as_bytes())
-        .await
-        .with_context(|| format!("service {service}: cannot pin database {db}"))?;
-    input.flush().await.ok();
-    let (mut snapshot, mut fp) = (None, None);
+/// Reads a session's stdout lines until every prefix in `want` was seen;
+/// returns their values in that order.
+async fn read_tagged(ex: &mut exec::Exec, want: &[&str]) -> Result<Vec<String>> {
+    let mut found: Vec<Option<String>> = vec![None; want.len()];
     let mut pending = Vec::new();
     let mut stderr = exec::Tail::new(2048);
     let read = async {
-        while snapshot.is_none() || fp.is_none() {
+        while found.iter().any(Option::is_none) {
             match ex.output.next().await {
                 Some(Ok(LogOutput::StdOut { message })) => {
                     pending.extend_from_slice(&message);
                     while let Some(nl) = pending.iter().position(|&b| b == b'\n') {
                         let line: Vec<u8> = pending.drain(..=nl).collect();
                         let line = String::from_utf8_lossy(&line).trim().to_string();
-                        if let Some(s) = line.strip_prefix("snap:") {
-                            snapshot = Some(s.to_string());
-                        } else if let Some(f) = line.strip_prefix("fp:") {
-                            fp = Some(f.to_string());
+                        for (i, w) in want.iter().enumerate() {
+                            if let Some(v) = line.strip_prefix(w) {
+                                found[i] = Some(v.to_string());
+                            }
                         }
                     }
                 }
@@ -177,56 +164,177 @@ async fn pg_open_session(engine: &Engine, p: &Prepared, db: &str) -> Result<PgSe
     tokio::time::timeout(PIN_TIMEOUT, read)
         .await
         .map_err(|_| anyhow!("timed out"))
-        .and_then(|r| r)
+        .and_then(|r| r)?;
+    Ok(found.into_iter().map(Option::unwrap_or_default).collect())
+}
+
+/// Opens a `psql` session in `db`, connected (it answered), holding nothing
+/// yet: before the window.
+async fn pg_open_session(engine: &Engine, p: &Prepared, db: &str) -> Result<exec::Exec> {
+    let service = &p.plan.container.service;
+    let argv = command::pg_session(&p.tools, &p.login, db);
+    let mut ex = exec::start_with_stdin(
+        engine,
+        &p.plan.container.id,
+        &argv,
+        &command::login_env(p.plan.engine, &p.login),
+    )
+    .await?;
+    let input = ex.input.as_mut().expect("started with stdin");
+    input
+        .write_all(b"SELECT 'ready:' || current_database();\n")
+        .await
+        .with_context(|| format!("service {service}: cannot open a session in database {db}"))?;
+    input.flush().await.ok();
+    read_tagged(&mut ex, &["ready:"])
+        .await
+        .with_context(|| format!("service {service}: cannot open a session in database {db}"))?;
+    Ok(ex)
+}
+
+/// Pins one open session: its repeatable-read transaction and exported snapshot.
+async fn pg_pin_session(p: &Prepared, db: String, mut ex: exec::Exec) -> Result<PgSession> {
+    let service = &p.plan.container.service;
+    let input = ex.input.as_mut().expect("started with stdin");
+    input
+        .write_all(command::pg_pin_sql().as_bytes())
+        .await
+        .with_context(|| format!("service {service}: cannot pin database {db}"))?;
+    input.flush().await.ok();
+    let got = read_tagged(&mut ex, &["snap:", "fp:"])
+        .await
         .with_context(|| format!("service {service}: cannot pin database {db}"))?;
     Ok(PgSession {
-        db: db.to_string(),
-        snapshot: snapshot.expect("read"),
-        fingerprint: fp.expect("read"),
+        db,
+        snapshot: got[0].clone(),
+        fingerprint: got[1].clone(),
         exec: std::sync::Mutex::new(ex),
     })
 }
 
-/// Pins one server, inside the window. Returns once its state is fixed.
-pub async fn pin(engine: &Engine, p: &Prepared, root: &Path) -> Result<Pinned> {
+/// A database server made ready to pin, before the window: everything slow
+/// (execs started, connections open) is done, the moment itself is not.
+pub enum Armed {
+    /// PostgreSQL: a connected session per database to dump.
+    Postgres {
+        /// The server.
+        prepared: Prepared,
+        /// (database, its session).
+        sessions: Vec<(String, exec::Exec)>,
+    },
+    /// MariaDB/MySQL: each dump and the schema query started, waiting to be fired.
+    Maria {
+        /// The server.
+        prepared: Prepared,
+        /// (job, its armed `mariadb-dump`).
+        dumps: Vec<(DumpJob, exec::Exec)>,
+        /// The armed schema fingerprint query.
+        fingerprint: exec::Exec,
+    },
+}
+
+/// Arms one server, before the window (see [`Armed`]).
+pub async fn arm(engine: &Engine, p: &Prepared) -> Result<Armed> {
     let t = Instant::now();
-    let service = p.plan.container.service.clone();
-    let pinned = match p.plan.engine {
+    let env = command::login_env(p.plan.engine, &p.login);
+    let armed = match p.plan.engine {
         DbEngine::Postgres => {
             let dbs = pg_databases(engine, p).await?;
             let sessions =
                 try_join_all(dbs.iter().map(|db| pg_open_session(engine, p, db))).await?;
-            let globals = if p.plan.databases.is_empty() {
+            Armed::Postgres {
+                prepared: p.clone(),
+                sessions: dbs.into_iter().zip(sessions).collect(),
+            }
+        }
+        DbEngine::Mariadb | DbEngine::Mysql => {
+            let mut dumps = Vec::new();
+            for job in &p.jobs {
+                let job = command::maria_pinnable(job);
+                let ex = exec::start_armed(engine, &p.plan.container.id, &job.argv, &env).await?;
+                dumps.push((job, ex));
+            }
+            let q = command::query(
+                p.plan.engine,
+                &p.tools,
+                &p.login,
+                None,
+                command::MARIA_FINGERPRINT_SQL,
+            );
+            let fingerprint = exec::start_armed(engine, &p.plan.container.id, &q, &env).await?;
+            Armed::Maria {
+                prepared: p.clone(),
+                dumps,
+                fingerprint,
+            }
+        }
+    };
+    tracing::info!(service = %p.plan.container.service, seconds = t.elapsed().as_secs_f64(), "database armed (sessions open, nothing pinned yet)");
+    Ok(armed)
+}
+
+/// Pins one armed server, inside the window. Returns once its state is
+/// fixed. A MariaDB dump's output waits for `hold` to turn true.
+pub async fn pin(
+    engine: &Engine,
+    armed: Armed,
+    root: &Path,
+    hold: tokio::sync::watch::Receiver<bool>,
+) -> Result<Pinned> {
+    let t = Instant::now();
+    let pinned = match armed {
+        Armed::Postgres {
+            prepared: p,
+            sessions,
+        } => {
+            let globals = async {
+                if !p.plan.databases.is_empty() {
+                    return Ok(None);
+                }
                 let job = DumpJob {
                     database: None,
                     file: String::new(),
                     argv: command::pg_globals(&p.tools, &p.login),
                 };
                 let mut buf: Vec<u8> = Vec::new();
-                dumps::stream_into(engine, p, &job, &mut buf).await?;
-                Some(buf)
-            } else {
-                None
+                dumps::stream_into(engine, &p, &job, &mut buf).await?;
+                Ok::<_, anyhow::Error>(Some(buf))
             };
+            let (sessions, globals) = tokio::join!(
+                try_join_all(
+                    sessions
+                        .into_iter()
+                        .map(|(db, ex)| pg_pin_session(&p, db, ex))
+                ),
+                globals
+            );
+            let (sessions, globals) = (sessions?, globals?);
             Pinned::Postgres {
-                prepared: p.clone(),
+                prepared: p,
                 sessions: sessions.into_iter().map(PgSessionHandle).collect(),
                 globals,
             }
         }
-        DbEngine::Mariadb | DbEngine::Mysql => {
+        Armed::Maria {
+            prepared: p,
+            dumps,
+            mut fingerprint,
+        } => {
+            let service = p.plan.container.service.clone();
             let mut running = Vec::new();
             let mut signals = Vec::new();
-            for job in &p.jobs {
+            for (job, mut ex) in dumps {
+                ex.fire().await?;
                 let (tx, rx) = tokio::sync::oneshot::channel();
-                let (engine, p2, job, root) = (
-                    engine.clone(),
-                    p.clone(),
-                    command::maria_pinnable(job),
-                    root.to_path_buf(),
-                );
+                let (engine, p2, root, hold) =
+                    (engine.clone(), p.clone(), root.to_path_buf(), hold.clone());
                 running.push(tokio::spawn(async move {
-                    dumps::dump_to_file_watching(&engine, &p2, &job, &root, Some(tx)).await
+                    let w = dumps::Watching {
+                        signal: Some(tx),
+                        started: Some(ex),
+                        hold: Some(hold),
+                    };
+                    dumps::dump_to_file_watching(&engine, &p2, &job, &root, w).await
                 }));
                 signals.push(rx);
             }
@@ -246,15 +354,29 @@ pub async fn pin(engine: &Engine, p: &Prepared, root: &Path) -> Result<Pinned> {
                     );
                 }
             }
-            let fingerprint = fingerprint(engine, p, None).await?;
+            fingerprint.fire().await?;
+            let out = fingerprint.collect(engine, "the schema query").await?;
+            if out.code != 0 {
+                for r in &running {
+                    r.abort();
+                }
+                bail!("service {service}: cannot read its schema: {}", out.stderr);
+            }
+            let fingerprint = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or_default()
+                .trim_start_matches("fp:")
+                .to_string();
             Pinned::Maria {
-                prepared: p.clone(),
+                prepared: p,
                 running,
                 fingerprint,
             }
         }
     };
-    tracing::info!(service = %service, seconds = t.elapsed().as_secs_f64(), "database pinned");
+    tracing::info!(service = %pinned.service(), seconds = t.elapsed().as_secs_f64(), "database pinned");
     Ok(pinned)
 }
 

@@ -33,6 +33,7 @@ pub async fn run(
         paths: &[VOLUMES_DIR],
         tags: Some(target.part_tags("prepass")),
         parent: None,
+        pass: snapshot::Pass::Restic,
     };
     let snap = snapshot::start_in_worker(engine, target, plan, sidecar, &job)
         .await?

@@ -1,7 +1,8 @@
 //! The short stop window, as a list of phases:
 //!
-//! 1. pre-pass of the files while the stack runs, and the window's file worker
-//!    started (waiting), so neither costs window time;
+//! 1. pre-pass of the files while the stack runs, and the window's file pass
+//!    armed ([`files`]: the repository opened, the index loaded), so neither
+//!    costs window time;
 //! 2. the window: stop; pin every pinnable database ∥ the incremental file
 //!    snapshot (parent: the pre-pass) ∥ the dumps that cannot be pinned; start;
 //! 3. the pinned dumps stream into `/databases` (schema checked afterwards);
@@ -21,9 +22,9 @@ use futures_util::future::join_all;
 
 use super::merge::{self, MergeInto};
 use super::pin::{self, Pinned};
-use super::snapshot::{self, SnapshotJob, Snapshotted, Target, VOLUMES_DIR};
+use super::snapshot::{self, SnapshotJob, Snapshotted, Target};
 use super::window::{self, Shutdown};
-use super::{Context, prepass};
+use super::{Context, files, prepass};
 use crate::container::ContainerInfo;
 use crate::dumps::{self, DATABASES_DIR, DumpResult, Prepared};
 use crate::plan::Plan;
@@ -42,6 +43,8 @@ struct InWindow {
     stop_time: DateTime<Utc>,
     pinned: Vec<Pinned>,
     files: Option<Snapshotted>,
+    /// Why the file pass was not the armed one it was meant to be.
+    files_note: Option<String>,
     dumps: Vec<DumpResult>,
 }
 
@@ -78,36 +81,50 @@ pub async fn run(
         .find(|(k, _)| k == "RESTIC_PASSWORD")
         .map(|(_, v)| v.clone())
         .ok_or_else(|| anyhow!("no repository password to merge with"))?;
-    let repo_dir = merge::local_path(ctx.config.restic.repository.expose())
+    let repo_dir = crate::restic::rustic::local_path(ctx.config.restic.repository.expose())
         .ok_or_else(|| anyhow!("the repository is not local"))?
         .to_string();
 
-    // 1. Pre-pass, and the window's file worker started ahead.
+    // 1. Pre-pass.
     let t = Instant::now();
     let pre = prepass::run(&ctx.engine, &target, plan, sidecar).await?;
     let pre_id = pre.as_ref().and_then(|s| s.report.id.clone());
     let mut parts: Vec<String> = pre_id.iter().cloned().collect();
     phase(r, "pre-pass", t);
-    let files_worker = if plan.volumes.is_empty() {
-        None
-    } else {
-        let job = SnapshotJob {
-            mode: "window files",
-            with_volumes: true,
-            paths: &[VOLUMES_DIR],
-            tags: Some(target.part_tags("files")),
-            parent: pre_id.clone(),
-        };
-        Some(snapshot::start_in_worker(&ctx.engine, &target, plan, sidecar, &job).await?)
-    };
-
-    // 2. The window.
+    // The file pass and the databases armed: everything slow about them done
+    // before the window, nothing pinned yet.
     let pinnable: Vec<&Prepared> = prepared
         .iter()
         .enumerate()
         .filter(|(i, _)| !in_window.contains(i))
         .map(|(_, p)| p)
         .collect();
+    let t = Instant::now();
+    let files_ready = async {
+        if plan.volumes.is_empty() {
+            return Ok((None, None));
+        }
+        files::prepare(
+            &ctx.engine,
+            ctx.config.file_pass,
+            &target,
+            plan,
+            sidecar,
+            &pre_id,
+        )
+        .await
+        .map(|(pass, note)| (Some(pass), note))
+    };
+    let (files_ready, armed) = tokio::join!(
+        files_ready,
+        join_all(pinnable.iter().map(|p| pin::arm(&ctx.engine, p)))
+    );
+    let (files_pass, note) = files_ready?;
+    r.notes.extend(note);
+    phase(r, "armed", t);
+
+    // 2. The window. A pinned MariaDB dump's output is held until it closes.
+    let (closed, hold) = tokio::sync::watch::channel(false);
     let inside: Vec<Prepared> = in_window.iter().map(|&i| prepared[i].clone()).collect();
     let root = Path::new(DATABASES_DIR);
     let t = Instant::now();
@@ -121,13 +138,19 @@ pub async fn run(
         || async {
             let stop_time = Utc::now();
             let files = async {
-                match files_worker {
-                    Some(w) => w.finish(&ctx.engine).await.map(Some),
+                match files_pass {
+                    Some(f) => f
+                        .run(&ctx.engine, &target, plan, sidecar, &pre_id)
+                        .await
+                        .map(Some),
                     None => Ok(None),
                 }
             };
             let (pins, files, dumps) = tokio::join!(
-                join_all(pinnable.iter().map(|p| pin::pin(&ctx.engine, p, root))),
+                join_all(armed.into_iter().map(|a| {
+                    let hold = hold.clone();
+                    async move { pin::pin(&ctx.engine, a?, root, hold).await }
+                })),
                 files,
                 dumps::dump_all(&ctx.engine, &inside, root),
             );
@@ -139,11 +162,13 @@ pub async fn run(
                     Err(e) => pin_errors.push(format!("{e:#}")),
                 }
             }
+            let (files, files_note) = files?.unzip();
             Ok::<_, anyhow::Error>((
                 InWindow {
                     stop_time,
                     pinned,
-                    files: files?,
+                    files,
+                    files_note: files_note.flatten(),
                     dumps: dumps?,
                 },
                 pin_errors,
@@ -151,6 +176,9 @@ pub async fn run(
         },
     )
     .await;
+    // The stack runs again: the held dumps may stream now.
+    let _ = closed.send(true);
+    drop(hold);
     phase(r, "window", t);
     let restart_failed = report.restart_failed.clone();
     r.window = Some(report);
@@ -164,6 +192,7 @@ pub async fn run(
     if let Some(f) = &w.files {
         parts.extend(f.report.id.clone());
     }
+    r.notes.extend(w.files_note.clone());
     if !restart_failed.is_empty() {
         prepass::forget(&ctx.restic, &parts).await;
         return Err(anyhow!(
@@ -208,6 +237,7 @@ pub async fn run(
             paths: &[DATABASES_DIR],
             tags: Some(target.part_tags("dumps")),
             parent: None,
+            pass: snapshot::Pass::Restic,
         };
         let s = snapshot::start_in_worker(&ctx.engine, &target, plan, sidecar, &job)
             .await?

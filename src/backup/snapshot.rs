@@ -213,6 +213,18 @@ pub struct SnapshotJob<'a> {
     pub tags: Option<Vec<String>>,
     /// `--parent` snapshot (the pre-pass), if any.
     pub parent: Option<String>,
+    /// Which pass runs in the worker.
+    pub pass: Pass,
+}
+
+/// Which program takes a snapshot in the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// `restic backup`, started when the worker gets its settings.
+    Restic,
+    /// rustic_core, the repository opened as soon as the worker gets its
+    /// settings ([`StartedSnapshot::arm`]), the backup on `go`.
+    Armed,
 }
 
 /// A snapshot worker started and waiting: [`StartedSnapshot::finish`] runs it.
@@ -235,7 +247,10 @@ pub async fn start_in_worker(
         .ok()
         .and_then(|p| p.to_str().map(str::to_string))
         .unwrap_or_else(|| "/usr/local/bin/stackshot".into());
-    let mut args = vec!["restic".to_string()];
+    let mut args = vec![match job.pass {
+        Pass::Restic => "restic".to_string(),
+        Pass::Armed => "rustic".to_string(),
+    }];
     let tags = match &job.tags {
         Some(t) => t.clone(),
         None => {
@@ -270,51 +285,135 @@ pub async fn start_in_worker(
     })
 }
 
-impl StartedSnapshot {
-    /// Runs restic in the waiting worker, to the end.
-    pub async fn finish(self, engine: &Engine) -> Result<Snapshotted> {
-        let started = Instant::now();
-        let mode = self.mode;
-        let mut summary = None;
-        let mut unreadable = Vec::new();
-        let mut log_tail: Vec<String> = Vec::new();
-        let code = self
-            .worker
-            .finish(engine, |line| match serde_json::from_str::<WorkerEvent>(line) {
-                Ok(WorkerEvent::Progress(p)) => log_progress(&p),
-                Ok(WorkerEvent::Summary(s)) => summary = Some(s),
-                Ok(WorkerEvent::FileError { item, message }) => {
-                    tracing::warn!(item = %item, error = %message, "restic could not read a file");
-                    unreadable.push(format!("{item}: {message}"));
+/// What a snapshot worker said, gathered line by line.
+struct Collector {
+    mode: String,
+    secrets: Vec<(String, Secret)>,
+    started: Instant,
+    summary: Option<BackupSummary>,
+    unreadable: Vec<String>,
+    log_tail: Vec<String>,
+}
+
+impl Collector {
+    fn new(mode: String, secrets: Vec<(String, Secret)>) -> Self {
+        Collector {
+            mode,
+            secrets,
+            started: Instant::now(),
+            summary: None,
+            unreadable: Vec::new(),
+            log_tail: Vec::new(),
+        }
+    }
+
+    /// Takes one line; true when it is the armed worker's `ready`.
+    fn line(&mut self, line: &str) -> bool {
+        match serde_json::from_str::<WorkerEvent>(line) {
+            Ok(WorkerEvent::Progress(p)) => log_progress(&p),
+            Ok(WorkerEvent::Summary(s)) => self.summary = Some(s),
+            Ok(WorkerEvent::FileError { item, message }) => {
+                tracing::warn!(item = %item, error = %message, "a file could not be read");
+                self.unreadable.push(format!("{item}: {message}"));
+            }
+            Ok(WorkerEvent::Log { line }) => {
+                tracing::debug!(line = %line, "worker");
+                self.log_tail.push(line);
+                if self.log_tail.len() > 8 {
+                    self.log_tail.remove(0);
                 }
-                Ok(WorkerEvent::Log { line }) => {
-                    tracing::debug!(line = %line, "restic");
-                    log_tail.push(line);
-                    if log_tail.len() > 8 {
-                        log_tail.remove(0);
-                    }
-                }
-                Ok(WorkerEvent::Exit { .. }) => {}
-                Err(_) => tracing::debug!(line, "worker said"),
-            })
-            .await?;
+            }
+            Ok(WorkerEvent::Ready { seconds }) => {
+                tracing::info!(
+                    mode = %self.mode,
+                    seconds,
+                    "file pass armed: repository opened and index loaded ahead"
+                );
+                return true;
+            }
+            Ok(WorkerEvent::Exit { .. }) => {}
+            Err(_) => tracing::debug!(line, "worker said"),
+        }
+        false
+    }
+
+    fn why(&self) -> String {
+        redact(&self.log_tail.join(" | "), &self.secrets)
+    }
+
+    fn finish(self, code: i64) -> Result<Snapshotted> {
         let exit = restic::classify_backup_exit(i32::try_from(code).unwrap_or(1));
-        match (exit, summary) {
+        let mode = &self.mode;
+        match (exit, &self.summary) {
             (BackupExit::Failed, _) | (_, None) => {
                 let why = match code {
                     137 => "the worker container was killed".to_string(),
                     _ => format!("restic exited with code {code}"),
                 };
-                Err(anyhow!(
-                    "{mode} snapshot failed: {why}: {}",
-                    redact(&log_tail.join(" | "), &self.secrets)
-                ))
+                Err(anyhow!("{mode} snapshot failed: {why}: {}", self.why()))
             }
             (exit, Some(s)) => Ok(Snapshotted {
-                report: report_from(&mode, None, &s, started, unreadable),
+                report: report_from(mode, None, s, self.started, self.unreadable),
                 exit,
             }),
         }
+    }
+}
+
+impl StartedSnapshot {
+    /// Runs restic in the waiting worker, to the end.
+    pub async fn finish(self, engine: &Engine) -> Result<Snapshotted> {
+        let mut c = Collector::new(self.mode, self.secrets);
+        let code = self
+            .worker
+            .finish(engine, |line| {
+                c.line(line);
+            })
+            .await?;
+        c.finish(code)
+    }
+
+    /// For a worker started with [`Pass::Armed`]: hands it its settings and
+    /// waits until it opened the repository and loaded the index. It then
+    /// waits for [`ArmedSnapshot::finish`].
+    pub async fn arm(self, engine: &Engine) -> Result<ArmedSnapshot> {
+        let mut c = Collector::new(self.mode.clone(), self.secrets.clone());
+        let worker = self
+            .worker
+            .arm(engine, |line| c.line(line))
+            .await
+            .map_err(|e| anyhow!("{e:#}: {}", c.why()))?;
+        Ok(ArmedSnapshot {
+            worker,
+            mode: self.mode,
+            secrets: self.secrets,
+        })
+    }
+}
+
+/// A worker with the repository opened, waiting for `go`.
+pub struct ArmedSnapshot {
+    worker: worker::Armed,
+    mode: String,
+    secrets: Vec<(String, Secret)>,
+}
+
+impl ArmedSnapshot {
+    /// Says go and runs the pass to the end.
+    pub async fn finish(self, engine: &Engine) -> Result<Snapshotted> {
+        let mut c = Collector::new(self.mode, self.secrets);
+        let code = self
+            .worker
+            .fire(engine, |line| {
+                c.line(line);
+            })
+            .await?;
+        c.finish(code)
+    }
+
+    /// Removes the worker unfired.
+    pub async fn discard(self, engine: &Engine) {
+        self.worker.discard(engine).await;
     }
 }
 
@@ -335,6 +434,7 @@ pub async fn in_worker(
         paths,
         tags: None,
         parent: None,
+        pass: Pass::Restic,
     };
     start_in_worker(engine, target, plan, sidecar, &job)
         .await?

@@ -236,7 +236,7 @@ pub async fn stream_into<W: AsyncWrite + Unpin>(
     job: &DumpJob,
     sink: &mut W,
 ) -> Result<Streamed> {
-    stream_into_watching(engine, p, job, sink, None).await
+    stream_into_watching(engine, p, job, sink, Watching::default()).await
 }
 
 /// Sent once `mariadb-dump --single-transaction --verbose` has started its
@@ -274,15 +274,33 @@ impl PinWatch {
     }
 }
 
-/// [`stream_into`], firing `signal` when the dump's stderr shows its
-/// transaction pinned (see [`PinWatch`]).
+/// How a pinned dump is watched (all empty for a plain dump).
+#[derive(Default)]
+pub struct Watching {
+    /// Fired when the dump's stderr shows its transaction pinned (see [`PinWatch`]).
+    pub signal: Option<PinSignal>,
+    /// The dump's exec, started armed and fired by the caller ([`exec::start_armed`]);
+    /// `None`: started here.
+    pub started: Option<exec::Exec>,
+    /// Once pinned, the dump's output is not read until this turns true (the
+    /// stop window closed): a dump streaming hundreds of MB would compete
+    /// with the window's file pass for the CPU and the disk. Dropped: read on.
+    pub hold: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+/// [`stream_into`], watched as `w` says.
 pub async fn stream_into_watching<W: AsyncWrite + Unpin>(
     engine: &Engine,
     p: &Prepared,
     job: &DumpJob,
     sink: &mut W,
-    mut signal: Option<PinSignal>,
+    w: Watching,
 ) -> Result<Streamed> {
+    let Watching {
+        mut signal,
+        started: pre,
+        mut hold,
+    } = w;
     let mut watch = PinWatch::default();
     let started = Instant::now();
     let service = &p.plan.container.service;
@@ -291,13 +309,18 @@ pub async fn stream_into_watching<W: AsyncWrite + Unpin>(
         .next()
         .unwrap_or(&job.argv[0])
         .to_string();
-    let mut exec = exec::start(
-        engine,
-        &p.plan.container.id,
-        &job.argv,
-        &command::login_env(p.plan.engine, &p.login),
-    )
-    .await?;
+    let mut exec = match pre {
+        Some(e) => e,
+        None => {
+            exec::start(
+                engine,
+                &p.plan.container.id,
+                &job.argv,
+                &command::login_env(p.plan.engine, &p.login),
+            )
+            .await?
+        }
+    };
     let mut hasher = Sha256::new();
     let mut bytes = 0u64;
     let mut stderr = exec::Tail::new(4096);
@@ -317,6 +340,12 @@ pub async fn stream_into_watching<W: AsyncWrite + Unpin>(
                 }
             }
             _ => {}
+        }
+        if signal.is_none()
+            && let Some(mut h) = hold.take()
+        {
+            // Pinned: wait for the window to close (or the gate to go away).
+            let _ = h.wait_for(|closed| *closed).await;
         }
     }
     sink.flush()
@@ -349,16 +378,16 @@ pub async fn dump_to_file(
     job: &DumpJob,
     root: &Path,
 ) -> Result<DumpResult> {
-    dump_to_file_watching(engine, p, job, root, None).await
+    dump_to_file_watching(engine, p, job, root, Watching::default()).await
 }
 
-/// [`dump_to_file`], firing `signal` when the dump's transaction is pinned.
+/// [`dump_to_file`], watched as `w` says.
 pub async fn dump_to_file_watching(
     engine: &Engine,
     p: &Prepared,
     job: &DumpJob,
     root: &Path,
-    signal: Option<PinSignal>,
+    w: Watching,
 ) -> Result<DumpResult> {
     let dir = root.join(&p.rel_dir);
     tokio::fs::create_dir_all(&dir)
@@ -370,7 +399,7 @@ pub async fn dump_to_file_watching(
         .await
         .with_context(|| format!("cannot create {}", partial.display()))?;
     let mut sink = BufWriter::with_capacity(1 << 20, file);
-    let streamed = stream_into_watching(engine, p, job, &mut sink, signal).await;
+    let streamed = stream_into_watching(engine, p, job, &mut sink, w).await;
     let file = sink.into_inner();
     let streamed = match streamed {
         Ok(s) => s,

@@ -159,28 +159,88 @@ pub async fn capture(
     cmd: &[String],
     env: &[(String, Secret)],
 ) -> Result<Captured> {
-    let mut exec = start(engine, container, cmd, env).await?;
-    let mut stdout = Vec::new();
-    let mut stderr = Tail::new(2048);
-    while let Some(chunk) = exec.output.next().await {
-        match chunk.with_context(|| format!("reading the output of {} in {container}", cmd[0]))? {
-            LogOutput::StdOut { message } if stdout.len() < (1 << 20) => {
-                stdout.extend_from_slice(&message)
-            }
-            LogOutput::StdErr { message } => stderr.push(&message),
-            _ => {}
-        }
+    let exec = start(engine, container, cmd, env).await?;
+    exec.collect(engine, &format!("{} in {container}", cmd[0]))
+        .await
+}
+
+/// `cmd` behind a shell that first waits for one line on stdin: started
+/// ahead (the exec's own latency spent), it runs only when fired. `sh` is
+/// there: the tool probe needs it already. Pure.
+pub fn armed_argv(cmd: &[String]) -> Vec<String> {
+    let mut v = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        r#"read -r go && exec "$0" "$@""#.to_string(),
+    ];
+    v.extend(cmd.iter().cloned());
+    v
+}
+
+/// Starts `cmd` armed ([`armed_argv`]); [`Exec::fire`] runs it.
+pub async fn start_armed(
+    engine: &Engine,
+    container: &str,
+    cmd: &[String],
+    env: &[(String, Secret)],
+) -> Result<Exec> {
+    start_with_stdin(engine, container, &armed_argv(cmd), env).await
+}
+
+impl Exec {
+    /// Runs an armed exec now: one line on its stdin, then stdin closed.
+    pub async fn fire(&mut self) -> Result<()> {
+        use tokio::io::AsyncWriteExt as _;
+        let input = self
+            .input
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("the exec was not started armed"))?;
+        input
+            .write_all(b"go\n")
+            .await
+            .context("cannot fire the exec")?;
+        input.flush().await.ok();
+        input.shutdown().await.ok();
+        Ok(())
     }
-    Ok(Captured {
-        code: exit_code(engine, &exec.id).await?,
-        stdout,
-        stderr: stderr.one_line(),
-    })
+
+    /// Reads the exec to its end, keeping at most 1 MiB of stdout; `what`
+    /// names it in errors.
+    pub async fn collect(mut self, engine: &Engine, what: &str) -> Result<Captured> {
+        let mut stdout = Vec::new();
+        let mut stderr = Tail::new(2048);
+        while let Some(chunk) = self.output.next().await {
+            match chunk.with_context(|| format!("reading the output of {what}"))? {
+                LogOutput::StdOut { message } if stdout.len() < (1 << 20) => {
+                    stdout.extend_from_slice(&message)
+                }
+                LogOutput::StdErr { message } => stderr.push(&message),
+                _ => {}
+            }
+        }
+        Ok(Captured {
+            code: exit_code(engine, &self.id).await?,
+            stdout,
+            stderr: stderr.one_line(),
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Tail;
+    use super::{Tail, armed_argv};
+
+    #[test]
+    fn an_armed_command_waits_for_a_line_then_is_exactly_the_command() {
+        let cmd: Vec<String> = ["mariadb-dump", "--verbose", "it's $HOME"]
+            .map(String::from)
+            .to_vec();
+        let argv = armed_argv(&cmd);
+        assert_eq!(&argv[..2], ["sh", "-c"]);
+        assert!(argv[2].starts_with("read -r go && exec "));
+        // "$0" "$@": the command's words pass as they are, never re-parsed.
+        assert_eq!(&argv[3..], &cmd[..]);
+    }
 
     #[test]
     fn tail_keeps_the_end_as_one_line() {

@@ -167,15 +167,105 @@ pub async fn run(engine: &Engine, spec: &WorkerSpec, on_line: impl FnMut(&str)) 
     start(engine, spec).await?.finish(engine, on_line).await
 }
 
-async fn drive(engine: &Engine, started: Started, mut on_line: impl FnMut(&str)) -> Result<i64> {
-    let docker = engine.docker();
-    let Started {
-        id,
-        mut output,
-        mut input,
-        secrets,
-    } = started;
-    let id = id.as_str();
+/// A worker that took its settings, keeping its stdin open, and said it is
+/// ready: it waits for `go` ([`Armed::fire`]).
+pub struct Armed {
+    id: String,
+    output:
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<LogOutput, BollardError>> + Send>>,
+    input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    lines: Lines,
+}
+
+impl Started {
+    /// Hands the worker its settings, keeping its stdin open, and reads its
+    /// lines until `on_line` says one is the ready line. A worker that ends
+    /// first is removed, and its exit code is the error.
+    pub async fn arm(
+        self,
+        engine: &Engine,
+        mut on_line: impl FnMut(&str) -> bool,
+    ) -> Result<Armed> {
+        let Started {
+            id,
+            mut output,
+            mut input,
+            secrets,
+        } = self;
+        let armed = async {
+            send_payload(&mut input, &secrets).await?;
+            let mut lines = Lines::default();
+            let ready = lines.read(&mut output, &mut on_line).await;
+            Ok::<_, anyhow::Error>((ready, lines))
+        }
+        .await;
+        match armed {
+            Ok((true, lines)) => Ok(Armed {
+                id,
+                output,
+                input,
+                lines,
+            }),
+            Ok((false, lines)) => {
+                let code = wait_exit(engine, &id, &lines).await;
+                remove(engine, &id).await;
+                bail!(
+                    "the worker ended before it was ready ({})",
+                    match code {
+                        Ok(c) => format!("exit code {c}"),
+                        Err(e) => format!("{e:#}"),
+                    }
+                )
+            }
+            Err(e) => {
+                remove(engine, &id).await;
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Armed {
+    /// Says `go`, drives the worker to the end, handing each stdout line to
+    /// `on_line`, and removes it. Returns its exit code.
+    pub async fn fire(self, engine: &Engine, mut on_line: impl FnMut(&str)) -> Result<i64> {
+        let Armed {
+            id,
+            mut output,
+            mut input,
+            mut lines,
+        } = self;
+        let result = async {
+            input
+                .write_all(b"go\n")
+                .await
+                .context("cannot tell the worker to go")?;
+            input.flush().await.ok();
+            input.shutdown().await.ok();
+            drop(input);
+            lines
+                .read(&mut output, &mut |l| {
+                    on_line(l);
+                    false
+                })
+                .await;
+            wait_exit(engine, &id, &lines).await
+        }
+        .await;
+        remove(engine, &id).await;
+        result
+    }
+
+    /// Removes the worker unfired (its run will not happen).
+    pub async fn discard(self, engine: &Engine) {
+        remove(engine, &self.id).await;
+    }
+}
+
+async fn send_payload(
+    input: &mut std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    secrets: &[(String, Secret)],
+) -> Result<()> {
     let payload = Payload {
         env: secrets
             .iter()
@@ -189,33 +279,65 @@ async fn drive(engine: &Engine, started: Started, mut on_line: impl FnMut(&str))
         .await
         .context("cannot hand the worker its settings")?;
     input.flush().await.ok();
-    input.shutdown().await.ok();
-    drop(input);
+    Ok(())
+}
 
-    let mut pending: Vec<u8> = Vec::new();
-    let mut stderr = Tail::new(4096);
-    while let Some(chunk) = output.next().await {
-        match chunk {
-            Ok(LogOutput::StdOut { message }) => {
-                pending.extend_from_slice(&message);
-                while let Some(nl) = pending.iter().position(|&b| b == b'\n') {
-                    let l: Vec<u8> = pending.drain(..=nl).collect();
-                    on_line(String::from_utf8_lossy(&l).trim_end());
-                }
-            }
-            Ok(LogOutput::StdErr { message }) => stderr.push(&message),
-            Ok(_) => {}
-            Err(e) => {
-                tracing::debug!(error = %e, "worker output ended with an error");
-                break;
-            }
+/// A worker's output split into stdout lines, with a tail of its stderr.
+struct Lines {
+    pending: Vec<u8>,
+    stderr: Tail,
+}
+
+impl Default for Lines {
+    fn default() -> Self {
+        Lines {
+            pending: Vec::new(),
+            stderr: Tail::new(4096),
         }
     }
-    if !pending.is_empty() {
-        on_line(String::from_utf8_lossy(&pending).trim_end());
-    }
+}
 
-    let mut wait = docker.wait_container(id, None::<WaitContainerOptions>);
+impl Lines {
+    /// Reads until `on_line` returns true (then `true`) or the output ends
+    /// (`false`, with a last unterminated line handed over).
+    async fn read(
+        &mut self,
+        output: &mut std::pin::Pin<
+            Box<dyn futures_util::Stream<Item = Result<LogOutput, BollardError>> + Send>,
+        >,
+        on_line: &mut impl FnMut(&str) -> bool,
+    ) -> bool {
+        while let Some(chunk) = output.next().await {
+            match chunk {
+                Ok(LogOutput::StdOut { message }) => {
+                    self.pending.extend_from_slice(&message);
+                    while let Some(nl) = self.pending.iter().position(|&b| b == b'\n') {
+                        let l: Vec<u8> = self.pending.drain(..=nl).collect();
+                        if on_line(String::from_utf8_lossy(&l).trim_end()) {
+                            return true;
+                        }
+                    }
+                }
+                Ok(LogOutput::StdErr { message }) => self.stderr.push(&message),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "worker output ended with an error");
+                    break;
+                }
+            }
+        }
+        if !self.pending.is_empty() {
+            let l = std::mem::take(&mut self.pending);
+            on_line(String::from_utf8_lossy(&l).trim_end());
+        }
+        false
+    }
+}
+
+async fn wait_exit(engine: &Engine, id: &str, lines: &Lines) -> Result<i64> {
+    let mut wait = engine
+        .docker()
+        .wait_container(id, None::<WaitContainerOptions>);
     let code = match wait.next().await {
         Some(Ok(r)) => r.status_code,
         Some(Err(BollardError::DockerContainerWaitError { code, .. })) => code,
@@ -223,10 +345,30 @@ async fn drive(engine: &Engine, started: Started, mut on_line: impl FnMut(&str))
         None => bail!("the worker container vanished before reporting an exit code"),
     };
     if code != 0 {
-        let tail = stderr.one_line();
+        let tail = lines.stderr.one_line();
         if !tail.is_empty() {
             tracing::warn!(code, stderr = %tail, "worker exited with an error");
         }
     }
     Ok(code)
+}
+
+async fn drive(engine: &Engine, started: Started, mut on_line: impl FnMut(&str)) -> Result<i64> {
+    let Started {
+        id,
+        mut output,
+        mut input,
+        secrets,
+    } = started;
+    send_payload(&mut input, &secrets).await?;
+    input.shutdown().await.ok();
+    drop(input);
+    let mut lines = Lines::default();
+    lines
+        .read(&mut output, &mut |l| {
+            on_line(l);
+            false
+        })
+        .await;
+    wait_exit(engine, &id, &lines).await
 }

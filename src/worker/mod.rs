@@ -14,6 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use crate::engine::worker::Payload;
 use crate::restic::json::{BackupEvent, BackupSummary, Progress, parse_backup_line};
 
+pub mod rustic;
 pub mod swap;
 
 /// One line the worker prints.
@@ -35,6 +36,11 @@ pub enum WorkerEvent {
     Log {
         /// The line.
         line: String,
+    },
+    /// The armed file pass opened the repository and waits for `go`.
+    Ready {
+        /// How long opening took (key derivation and index).
+        seconds: f64,
     },
     /// restic's exit code.
     Exit {
@@ -91,7 +97,6 @@ pub async fn run(swap_dirs: &[String], args: &[String]) -> Result<i32> {
         }
         code?
     };
-    emit(&WorkerEvent::Exit { code });
     Ok(code)
 }
 
@@ -226,10 +231,22 @@ async fn remove_stale_lock(payload: &Payload, signal: i32) {
     emit(&WorkerEvent::Log { line });
 }
 
+/// The `stackshot worker rustic …` entry point: the armed file pass.
+pub async fn main_rustic(args: &[String]) -> ExitCode {
+    finish(rustic::run(args).await)
+}
+
 /// The `stackshot worker` entry point.
 pub async fn main(swap_dirs: &[String], args: &[String]) -> ExitCode {
-    match run(swap_dirs, args).await {
-        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+    finish(run(swap_dirs, args).await)
+}
+
+fn finish(result: Result<i32>) -> ExitCode {
+    match result {
+        Ok(code) => {
+            emit(&WorkerEvent::Exit { code });
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
         Err(e) => {
             emit(&WorkerEvent::Log {
                 line: format!("stackshot worker: {e:#}"),

@@ -139,6 +139,37 @@ impl EventWatch {
         false
     }
 
+    /// Waits up to `limit` until the stream saw `container_id` do `first` and,
+    /// later, `then` (a stop window closing: `die`, then `start`), however
+    /// short the time between them.
+    pub fn wait_for_pair(
+        &self,
+        container_id: &str,
+        first: &str,
+        then: &str,
+        limit: Duration,
+    ) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            {
+                let seen = self.seen.lock().unwrap();
+                let mine = seen
+                    .iter()
+                    .filter(|e| e.kind == "container" && e.id == container_id);
+                let mut saw_first = false;
+                for e in mine {
+                    if e.action == first {
+                        saw_first = true;
+                    } else if saw_first && e.action == then {
+                        return true;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
     /// Stops the stream once it has caught up with now (its end marker seen),
     /// and returns the events between the two markers. Panics when the stream
     /// did not see both markers: then it proves nothing.

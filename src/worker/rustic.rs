@@ -1,0 +1,275 @@
+//! `stackshot worker rustic ARGS…`: the stop window's file pass, with the
+//! repository opened before the window.
+//!
+//! A `restic backup` started inside the window first derives the key (scrypt)
+//! and loads the index: most of a second on a small repository, before a
+//! single file is read. This worker does both ahead, with rustic_core, while
+//! the stack still runs, then says `ready` and waits. Inside the window the
+//! sidecar writes `go`, and only the walk (against the pre-pass as parent) and
+//! the changed bytes remain.
+//!
+//! ARGS are the same `backup …` arguments a restic worker gets
+//! ([`crate::restic::backup_args`] plus `--parent`). rustic skips a file it
+//! cannot read with a log warning and goes on; every warning is reported as a
+//! file error, so such a pass is never taken for a complete one (restic's exit
+//! code 3: partial).
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use rustic_core::repofile::{PathList, SnapshotFile, SnapshotSummary};
+use rustic_core::{BackupOptions, ParentOptions, StringList};
+use tokio::io::AsyncReadExt;
+
+use super::{WorkerEvent, emit, read_payload};
+use crate::restic::json::BackupSummary;
+use crate::restic::rustic::{Indexed, local_path, open_indexed};
+
+/// What to back up, read from restic-style `backup` arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupSpec {
+    /// `--host`.
+    pub host: String,
+    /// `--tag`s.
+    pub tags: Vec<String>,
+    /// `--parent`, if any.
+    pub parent: Option<String>,
+    /// The paths.
+    pub paths: Vec<String>,
+}
+
+/// Reads `backup [--json] --host H [--tag T]… [--parent P] PATH…`. Pure.
+pub fn parse_args(args: &[String]) -> Result<BackupSpec> {
+    let mut it = args.iter();
+    if it.next().map(String::as_str) != Some("backup") {
+        bail!("expected `backup` arguments");
+    }
+    let mut spec = BackupSpec {
+        host: String::new(),
+        tags: Vec::new(),
+        parent: None,
+        paths: Vec::new(),
+    };
+    while let Some(a) = it.next() {
+        let mut value = |flag: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| anyhow!("{flag} needs a value"))
+        };
+        match a.as_str() {
+            "--json" => {}
+            "--host" => spec.host = value("--host")?,
+            "--tag" => spec.tags.push(value("--tag")?),
+            "--parent" => spec.parent = Some(value("--parent")?),
+            p if p.starts_with('-') => bail!("unsupported backup option {p}"),
+            p => spec.paths.push(p.to_string()),
+        }
+    }
+    if spec.host.is_empty() || spec.paths.is_empty() {
+        bail!("a backup needs --host and at least one path");
+    }
+    Ok(spec)
+}
+
+/// Every warning rustic logs while it backs up (a file it skipped, a parent
+/// it could not read), to be reported.
+struct Warnings(Mutex<Vec<String>>);
+
+impl log::Log for Warnings {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Warn
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata())
+            && let Ok(mut w) = self.0.lock()
+        {
+            w.push(record.args().to_string());
+        }
+    }
+    fn flush(&self) {}
+}
+
+static WARNINGS: Warnings = Warnings(Mutex::new(Vec::new()));
+
+fn env<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// Reads one line from stdin (without its newline); `None` at end of input.
+async fn read_line() -> Result<Option<String>> {
+    let mut stdin = tokio::io::stdin();
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        if stdin.read(&mut byte).await? == 0 {
+            return Ok((!buf.is_empty()).then(|| String::from_utf8_lossy(&buf).to_string()));
+        }
+        if byte[0] == b'\n' {
+            return Ok(Some(String::from_utf8_lossy(&buf).to_string()));
+        }
+        buf.push(byte[0]);
+        if buf.len() > 1024 {
+            bail!("the go line is too long");
+        }
+    }
+}
+
+fn backup(repo: &Indexed, spec: &BackupSpec) -> Result<SnapshotFile> {
+    let mut tags = StringList::default();
+    for t in &spec.tags {
+        tags.add(t.clone());
+    }
+    let snap = SnapshotFile {
+        hostname: spec.host.clone(),
+        tags,
+        summary: Some(SnapshotSummary::default()),
+        ..Default::default()
+    };
+    let parent = ParentOptions::default().parents(spec.parent.iter().cloned().collect::<Vec<_>>());
+    let opts = BackupOptions::default().no_scan(true).parent_opts(parent);
+    let source = PathList::from_iter(spec.paths.iter())
+        .sanitize()
+        .map_err(|e| anyhow!("{e}"))
+        .context("cannot read the paths to back up")?;
+    repo.backup(&opts, &source, snap)
+        .map_err(|e| anyhow!("{e}"))
+        .context("rustic backup failed")
+}
+
+/// The restic-shaped summary of a snapshot rustic wrote. Pure.
+pub fn summary_of(snap: &SnapshotFile) -> BackupSummary {
+    let s = snap.summary.clone().unwrap_or_default();
+    BackupSummary {
+        files_new: s.files_new,
+        files_changed: s.files_changed,
+        files_unmodified: s.files_unmodified,
+        dirs_new: s.dirs_new,
+        dirs_changed: s.dirs_changed,
+        dirs_unmodified: s.dirs_unmodified,
+        data_blobs: s.data_blobs,
+        tree_blobs: s.tree_blobs,
+        data_added: s.data_added,
+        data_added_packed: Some(s.data_added_packed),
+        total_files_processed: s.total_files_processed,
+        total_bytes_processed: s.total_bytes_processed,
+        total_duration: s.total_duration,
+        backup_start: Some(s.backup_start.timestamp().to_string()),
+        backup_end: Some(s.backup_end.timestamp().to_string()),
+        snapshot_id: Some(snap.id.to_hex().as_str().to_string()),
+        dry_run: false,
+    }
+}
+
+/// Runs the armed pass: open, `ready`, wait for `go`, back up. Returns the
+/// exit code in restic's terms (0 done, 3 some files unreadable).
+pub async fn run(args: &[String]) -> Result<i32> {
+    let spec = parse_args(args)?;
+    let payload = read_payload().await?;
+    let repo_dir = env(&payload.env, "RESTIC_REPOSITORY")
+        .and_then(local_path)
+        .ok_or_else(|| anyhow!("the armed file pass needs a local repository"))?
+        .to_string();
+    let password = env(&payload.env, "RESTIC_PASSWORD")
+        .ok_or_else(|| anyhow!("the armed file pass needs RESTIC_PASSWORD"))?
+        .to_string();
+    let t = Instant::now();
+    let repo = tokio::task::spawn_blocking(move || {
+        open_indexed(&repo_dir, &password, "the window's file pass")
+    })
+    .await
+    .context("the open task failed")??;
+    emit(&WorkerEvent::Ready {
+        seconds: t.elapsed().as_secs_f64(),
+    });
+    match read_line().await?.as_deref() {
+        Some("go") => {}
+        other => bail!("told {other:?} instead of go: nothing was backed up"),
+    }
+    if log::set_logger(&WARNINGS).is_ok() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
+    let spec2 = spec.clone();
+    let snap = tokio::task::spawn_blocking(move || backup(&repo, &spec2))
+        .await
+        .context("the backup task failed")??;
+    let warnings = std::mem::take(&mut *WARNINGS.0.lock().unwrap_or_else(|e| e.into_inner()));
+    for w in &warnings {
+        emit(&WorkerEvent::FileError {
+            item: spec.paths.join(" "),
+            message: format!("rustic: {w}"),
+        });
+    }
+    if spec.parent.is_some() && snap.parent.is_none() {
+        emit(&WorkerEvent::Log {
+            line: "rustic did not find the parent snapshot: every file was read".into(),
+        });
+    }
+    emit(&WorkerEvent::Summary(summary_of(&snap)));
+    Ok(if warnings.is_empty() { 0 } else { 3 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split(' ').map(str::to_string).collect()
+    }
+
+    #[test]
+    fn reads_the_restic_backup_arguments() {
+        let spec = parse_args(&args(
+            "backup --json --host h --tag stackshot-part --tag run=1 /volumes --parent abc",
+        ))
+        .unwrap();
+        assert_eq!(
+            spec,
+            BackupSpec {
+                host: "h".into(),
+                tags: vec!["stackshot-part".into(), "run=1".into()],
+                parent: Some("abc".into()),
+                paths: vec!["/volumes".into()],
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_honour() {
+        for bad in [
+            "restore --host h /volumes",
+            "backup --host h",
+            "backup /volumes",
+            "backup --host h --exclude x /volumes",
+            "backup --host",
+        ] {
+            assert!(parse_args(&args(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_summary_carries_the_counts_and_the_full_id() {
+        let mut summary = SnapshotSummary::default();
+        summary.files_new = 2;
+        summary.files_changed = 3;
+        summary.files_unmodified = 95;
+        summary.data_added = 4096;
+        summary.total_bytes_processed = 1 << 20;
+        let snap = SnapshotFile {
+            summary: Some(summary),
+            ..Default::default()
+        };
+        let s = summary_of(&snap);
+        assert_eq!(
+            (
+                s.files_new,
+                s.files_changed,
+                s.files_unmodified,
+                s.data_added
+            ),
+            (2, 3, 95, 4096)
+        );
+        assert_eq!(s.total_bytes_processed, 1 << 20);
+        assert_eq!(s.snapshot_id.as_deref().map(str::len), Some(64));
+    }
+}
