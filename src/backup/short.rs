@@ -1,8 +1,9 @@
 //! The short stop window, as a list of phases:
 //!
-//! 1. pre-pass of the files while the stack runs, and the window's file pass
-//!    armed ([`files`]: the repository opened, the index loaded), so neither
-//!    costs window time;
+//! 1. pre-pass of the files while the stack runs; then the window's file pass
+//!    ([`files`]: the repository opened, the index loaded) and the databases
+//!    ([`pin::arm`]: sessions open, dumps started waiting) armed, so none of
+//!    that costs window time (a database that cannot be armed: full window);
 //! 2. the window: stop; pin every pinnable database ∥ the incremental file
 //!    snapshot (parent: the pre-pass) ∥ the dumps that cannot be pinned; start;
 //! 3. the pinned dumps stream into `/databases` (schema checked afterwards);
@@ -122,6 +123,18 @@ pub async fn run(
     let (files_pass, note) = files_ready?;
     r.notes.extend(note);
     phase(r, "armed", t);
+    let armed = match armed.into_iter().collect::<Result<Vec<_>>>() {
+        Ok(a) => a,
+        Err(e) => {
+            // Nothing was stopped: the full window takes the run (the
+            // unstarted file worker goes with the run's clean-up).
+            drop(files_pass);
+            prepass::forget(&ctx.restic, &parts).await;
+            return Ok(Short::Fallback(format!(
+                "a database could not be made ready to pin: {e:#}"
+            )));
+        }
+    };
 
     // 2. The window. A pinned MariaDB dump's output is held until it closes.
     let (closed, hold) = tokio::sync::watch::channel(false);
@@ -147,10 +160,11 @@ pub async fn run(
                 }
             };
             let (pins, files, dumps) = tokio::join!(
-                join_all(armed.into_iter().map(|a| {
-                    let hold = hold.clone();
-                    async move { pin::pin(&ctx.engine, a?, root, hold).await }
-                })),
+                join_all(
+                    armed
+                        .into_iter()
+                        .map(|a| pin::pin(&ctx.engine, a, root, hold.clone()))
+                ),
                 files,
                 dumps::dump_all(&ctx.engine, &inside, root),
             );

@@ -92,6 +92,21 @@ impl log::Log for Warnings {
 
 static WARNINGS: Warnings = Warnings(Mutex::new(Vec::new()));
 
+/// Whether a rustic warning costs only time, not data: a parent tree it
+/// could not load or a parent's blob missing from the index make it read
+/// those files again; a parent node that is not a directory is not used.
+/// Every other warning (an entry it could not read or archive, and dropped)
+/// counts as an unreadable file. Pure.
+pub fn is_benign(warning: &str) -> bool {
+    [
+        "ignoring error when loading parent tree",
+        "missing blobs in index for unchanged file",
+        "ignoring parent node",
+    ]
+    .iter()
+    .any(|p| warning.starts_with(p))
+}
+
 fn env<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
     env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
@@ -193,7 +208,15 @@ pub async fn run(args: &[String]) -> Result<i32> {
     let snap = tokio::task::spawn_blocking(move || backup(&repo, &spec2))
         .await
         .context("the backup task failed")??;
-    let warnings = std::mem::take(&mut *WARNINGS.0.lock().unwrap_or_else(|e| e.into_inner()));
+    let (benign, warnings): (Vec<String>, Vec<String>) =
+        std::mem::take(&mut *WARNINGS.0.lock().unwrap_or_else(|e| e.into_inner()))
+            .into_iter()
+            .partition(|w| is_benign(w));
+    for w in benign {
+        emit(&WorkerEvent::Log {
+            line: format!("rustic: {w}"),
+        });
+    }
     for w in &warnings {
         emit(&WorkerEvent::FileError {
             item: spec.paths.join(" "),
@@ -245,6 +268,23 @@ mod tests {
         ] {
             assert!(parse_args(&args(bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn only_warnings_that_cost_time_are_benign() {
+        assert!(is_benign(
+            "missing blobs in index for unchanged file /volumes/a; re-reading file"
+        ));
+        assert!(is_benign(
+            "ignoring error when loading parent tree 1234: not found"
+        ));
+        assert!(is_benign("ignoring parent node x: is no tree!"));
+        // An entry dropped from the snapshot is never benign.
+        assert!(!is_benign("ignoring error: permission denied: /volumes/a"));
+        assert!(!is_benign(
+            "ignoring error reading parent snapshot: Io(...)"
+        ));
+        assert!(!is_benign("ignoring error No such file or directory"));
     }
 
     #[test]
