@@ -59,6 +59,11 @@ maria_to() { maria_ "CREATE TABLE IF NOT EXISTS big (id bigint primary key, payl
 files_to() { docker exec "$(c app)" sh -c "mkdir -p /data/bench/$3 && cd /data/bench/$3 && for i in \$(seq $1); do head -c $(( $2 * 1024 / $1 ))K /dev/urandom > f\$i; done"; }
 churn() { docker exec "$(c app)" sh -c "cd /data/bench && for f in \$(find . -type f | head -n $(( files / 100 ))); do head -c 4K /dev/urandom >> \$f; done"; }
 
+# After a bulk load the servers flush and vacuum for a while (the disk busy,
+# every engine operation slower): let them settle, so that a run measures the
+# window, not the load's aftermath.
+settle() { psql_ "VACUUM ANALYZE" >/dev/null; psql_ "CHECKPOINT" >/dev/null || log "CHECKPOINT refused"; maria_ "FLUSH TABLES" >/dev/null; sync; sleep 5; }
+
 # run MODE: one backup; prints "window_seconds run_seconds" (window from engine events).
 run() {
   local app; app=$(c app)
@@ -78,17 +83,17 @@ PY
 
 log "stack: $files files, $files_mb MB; PostgreSQL ~$pg_mb MB; MariaDB ~$maria_mb MB"
 files_to "$files" "$files_mb" base
-pg_to "$pg_mb"; maria_to "$maria_mb"
+pg_to "$pg_mb"; maria_to "$maria_mb"; settle
 run short >/dev/null   # a first backup: the repository and the parents exist
 churn; read -r full_w full_t < <(run full)
 churn; read -r short_w short_t < <(run short)
 churn; read -r restic_w restic_t < <(run short restic)
 log "databases x4"
-pg_to $((pg_mb * 4)); maria_to $((maria_mb * 4))
+pg_to $((pg_mb * 4)); maria_to $((maria_mb * 4)); settle
 churn; read -r db4_w db4_t < <(run short)
-psql_ "TRUNCATE big"; maria_ "TRUNCATE big"; pg_to "$pg_mb"; maria_to "$maria_mb"
+psql_ "TRUNCATE big"; maria_ "TRUNCATE big"; pg_to "$pg_mb"; maria_to "$maria_mb"; settle
 log "files x4"
-files_to $((files * 3)) $((files_mb * 3)) more
+files_to $((files * 3)) $((files_mb * 3)) more; settle
 run short >/dev/null
 churn; read -r f4_w f4_t < <(run short)
 
