@@ -31,15 +31,24 @@ pub enum FilesPass {
     Restic(StartedSnapshot),
 }
 
-fn job<'a>(target: &Target<'_>, parent: &Option<String>, pass: Pass) -> SnapshotJob<'a> {
-    SnapshotJob {
+/// Starts the pass's worker (created, attached, started; waiting for its settings).
+async fn start(
+    engine: &Engine,
+    target: &Target<'_>,
+    plan: &Plan,
+    sidecar: &ContainerInfo,
+    parent: &Option<String>,
+    pass: Pass,
+) -> Result<StartedSnapshot> {
+    let job = SnapshotJob {
         mode: "window files",
         with_volumes: true,
         paths: &[VOLUMES_DIR],
         tags: Some(target.part_tags("files")),
         parent: parent.clone(),
         pass,
-    }
+    };
+    snapshot::start_in_worker(engine, target, plan, sidecar, &job).await
 }
 
 /// Gets the file pass ready, before the window. Returns it and, when it is
@@ -55,14 +64,7 @@ pub async fn prepare(
     let mut note = None;
     if wanted == FilePass::Rustic {
         let armed = async {
-            let started = snapshot::start_in_worker(
-                engine,
-                target,
-                plan,
-                sidecar,
-                &job(target, parent, Pass::Armed),
-            )
-            .await?;
+            let started = start(engine, target, plan, sidecar, parent, Pass::Armed).await?;
             tokio::time::timeout(ARM_TIMEOUT, started.arm(engine))
                 .await
                 .map_err(|_| anyhow!("opening the repository took over {ARM_TIMEOUT:?}"))?
@@ -79,14 +81,7 @@ pub async fn prepare(
             }
         }
     }
-    let started = snapshot::start_in_worker(
-        engine,
-        target,
-        plan,
-        sidecar,
-        &job(target, parent, Pass::Restic),
-    )
-    .await?;
+    let started = start(engine, target, plan, sidecar, parent, Pass::Restic).await?;
     Ok((FilesPass::Restic(started), note))
 }
 
@@ -110,16 +105,10 @@ impl FilesPass {
                         "the armed rustic file pass failed inside the window ({e:#}); restic took the pass again there"
                     );
                     tracing::warn!("{why}");
-                    let s = snapshot::start_in_worker(
-                        engine,
-                        target,
-                        plan,
-                        sidecar,
-                        &job(target, parent, Pass::Restic),
-                    )
-                    .await?
-                    .finish(engine)
-                    .await?;
+                    let s = start(engine, target, plan, sidecar, parent, Pass::Restic)
+                        .await?
+                        .finish(engine)
+                        .await?;
                     Ok((s, Some(why)))
                 }
             },

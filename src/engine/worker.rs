@@ -228,12 +228,12 @@ impl Started {
 impl Armed {
     /// Says `go`, drives the worker to the end, handing each stdout line to
     /// `on_line`, and removes it. Returns its exit code.
-    pub async fn fire(self, engine: &Engine, mut on_line: impl FnMut(&str)) -> Result<i64> {
+    pub async fn fire(self, engine: &Engine, on_line: impl FnMut(&str)) -> Result<i64> {
         let Armed {
             id,
             mut output,
             mut input,
-            mut lines,
+            lines,
         } = self;
         let result = async {
             input
@@ -241,15 +241,7 @@ impl Armed {
                 .await
                 .context("cannot tell the worker to go")?;
             input.flush().await.ok();
-            input.shutdown().await.ok();
-            drop(input);
-            lines
-                .read(&mut output, &mut |l| {
-                    on_line(l);
-                    false
-                })
-                .await;
-            wait_exit(engine, &id, &lines).await
+            to_the_end(engine, &id, input, &mut output, lines, on_line).await
         }
         .await;
         remove(engine, &id).await;
@@ -353,7 +345,7 @@ async fn wait_exit(engine: &Engine, id: &str, lines: &Lines) -> Result<i64> {
     Ok(code)
 }
 
-async fn drive(engine: &Engine, started: Started, mut on_line: impl FnMut(&str)) -> Result<i64> {
+async fn drive(engine: &Engine, started: Started, on_line: impl FnMut(&str)) -> Result<i64> {
     let Started {
         id,
         mut output,
@@ -361,14 +353,28 @@ async fn drive(engine: &Engine, started: Started, mut on_line: impl FnMut(&str))
         secrets,
     } = started;
     send_payload(&mut input, &secrets).await?;
+    to_the_end(engine, &id, input, &mut output, Lines::default(), on_line).await
+}
+
+/// Closes the worker's stdin, hands every further line to `on_line`, and
+/// returns its exit code.
+async fn to_the_end(
+    engine: &Engine,
+    id: &str,
+    mut input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    output: &mut std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<LogOutput, BollardError>> + Send>,
+    >,
+    mut lines: Lines,
+    mut on_line: impl FnMut(&str),
+) -> Result<i64> {
     input.shutdown().await.ok();
     drop(input);
-    let mut lines = Lines::default();
     lines
-        .read(&mut output, &mut |l| {
+        .read(output, &mut |l| {
             on_line(l);
             false
         })
         .await;
-    wait_exit(engine, &id, &lines).await
+    wait_exit(engine, id, &lines).await
 }
