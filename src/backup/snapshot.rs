@@ -410,11 +410,6 @@ impl ArmedSnapshot {
             .await?;
         c.finish(code)
     }
-
-    /// Removes the worker unfired.
-    pub async fn discard(self, engine: &Engine) {
-        self.worker.discard(engine).await;
-    }
 }
 
 /// Runs restic in a worker container over `paths`; the worker sees the plan's

@@ -16,9 +16,12 @@ use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
 use super::Engine;
-use super::exec::Tail;
+use super::exec::{Output, Tail};
 use crate::container::ROLE_LABEL;
 use crate::env::Secret;
+
+/// A worker's stdin.
+type Input = std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -53,9 +56,8 @@ pub struct Payload {
 /// window, so its start-up is not inside it.
 pub struct Started {
     id: String,
-    output:
-        std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<LogOutput, BollardError>> + Send>>,
-    input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    output: Output,
+    input: Input,
     secrets: Vec<(String, Secret)>,
 }
 
@@ -171,9 +173,8 @@ pub async fn run(engine: &Engine, spec: &WorkerSpec, on_line: impl FnMut(&str)) 
 /// ready: it waits for `go` ([`Armed::fire`]).
 pub struct Armed {
     id: String,
-    output:
-        std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<LogOutput, BollardError>> + Send>>,
-    input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    output: Output,
+    input: Input,
     lines: Lines,
 }
 
@@ -247,17 +248,9 @@ impl Armed {
         remove(engine, &id).await;
         result
     }
-
-    /// Removes the worker unfired (its run will not happen).
-    pub async fn discard(self, engine: &Engine) {
-        remove(engine, &self.id).await;
-    }
 }
 
-async fn send_payload(
-    input: &mut std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
-    secrets: &[(String, Secret)],
-) -> Result<()> {
+async fn send_payload(input: &mut Input, secrets: &[(String, Secret)]) -> Result<()> {
     let payload = Payload {
         env: secrets
             .iter()
@@ -292,13 +285,7 @@ impl Default for Lines {
 impl Lines {
     /// Reads until `on_line` returns true (then `true`) or the output ends
     /// (`false`, with a last unterminated line handed over).
-    async fn read(
-        &mut self,
-        output: &mut std::pin::Pin<
-            Box<dyn futures_util::Stream<Item = Result<LogOutput, BollardError>> + Send>,
-        >,
-        on_line: &mut impl FnMut(&str) -> bool,
-    ) -> bool {
+    async fn read(&mut self, output: &mut Output, on_line: &mut impl FnMut(&str) -> bool) -> bool {
         while let Some(chunk) = output.next().await {
             match chunk {
                 Ok(LogOutput::StdOut { message }) => {
@@ -361,10 +348,8 @@ async fn drive(engine: &Engine, started: Started, on_line: impl FnMut(&str)) -> 
 async fn to_the_end(
     engine: &Engine,
     id: &str,
-    mut input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
-    output: &mut std::pin::Pin<
-        Box<dyn futures_util::Stream<Item = Result<LogOutput, BollardError>> + Send>,
-    >,
+    mut input: Input,
+    output: &mut Output,
     mut lines: Lines,
     mut on_line: impl FnMut(&str),
 ) -> Result<i64> {
