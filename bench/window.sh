@@ -10,8 +10,12 @@
 #   short 4xDB    the databases four times larger
 #   short 4xfiles the files four times larger, the same churn
 #
-# Between runs 1 % of the files change. Prints each window, the ratios the
-# short-window issue asks for, and the whole run's wall time. Sizes:
+# Before each run 1 % of the files change. Each measured run is repeated
+# BENCH_REPEAT times (3 by default): the table shows the median and every
+# sample, the ratios use the medians. The files x4 ratio is taken against a
+# short run measured just before the files grew, with the databases in the
+# same state. Prints each window, the ratios the short-window issue asks for,
+# and the whole run's wall time. Sizes:
 #
 #   BENCH_FILES_MB=1024 BENCH_FILES=10000 BENCH_PG_MB=500 BENCH_MARIA_MB=250 bench/window.sh
 #
@@ -24,6 +28,7 @@ files_mb=${BENCH_FILES_MB:-256}
 files=${BENCH_FILES:-2500}
 pg_mb=${BENCH_PG_MB:-125}
 maria_mb=${BENCH_MARIA_MB:-64}
+reps=${BENCH_REPEAT:-3}
 project=stackshot-bench-window
 export SIDECAR_IMAGE=stackshot-test/sidecar:bench
 log() { printf 'bench: %s\n' "$*" >&2; }
@@ -81,28 +86,46 @@ print(f"{(start-die)/1e9:.2f} {float(sys.argv[3])-float(sys.argv[2]):.2f}")
 PY
 }
 
-log "stack: $files files, $files_mb MB; PostgreSQL ~$pg_mb MB; MariaDB ~$maria_mb MB"
+# runs MODE [PASS] $reps times, 1 % churn before each; prints
+# "median_window median_run samples" (samples: the windows, comma-separated).
+measure() {
+  local out=()
+  for _ in $(seq "$reps"); do churn; out+=("$(run "$@")"); done
+  printf '%s\n' "${out[@]}" | python3 -c '
+import statistics, sys
+rows = [tuple(map(float, l.split())) for l in sys.stdin if l.strip()]
+w = statistics.median(r[0] for r in rows); t = statistics.median(r[1] for r in rows)
+print(f"{w:.2f} {t:.2f} " + ",".join(f"{r[0]:.2f}" for r in rows))'
+}
+
+log "stack: $files files, $files_mb MB; PostgreSQL ~$pg_mb MB; MariaDB ~$maria_mb MB; $reps runs each"
 files_to "$files" "$files_mb" base
 pg_to "$pg_mb"; maria_to "$maria_mb"; settle
 run short >/dev/null   # a first backup: the repository and the parents exist
-churn; read -r full_w full_t < <(run full)
-churn; read -r short_w short_t < <(run short)
-churn; read -r restic_w restic_t < <(run short restic)
+read -r full_w full_t full_s < <(measure full)
+read -r short_w short_t short_s < <(measure short)
+read -r restic_w restic_t restic_s < <(measure short restic)
 log "databases x4"
 pg_to $((pg_mb * 4)); maria_to $((maria_mb * 4)); settle
-churn; read -r db4_w db4_t < <(run short)
+read -r db4_w db4_t db4_s < <(measure short)
 psql_ "TRUNCATE big"; maria_ "TRUNCATE big"; pg_to "$pg_mb"; maria_to "$maria_mb"; settle
+read -r base_w base_t base_s < <(measure short)
 log "files x4"
 files_to $((files * 3)) $((files_mb * 3)) more; settle
 run short >/dev/null
-churn; read -r f4_w f4_t < <(run short)
+read -r f4_w f4_t f4_s < <(measure short)
 
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
-printf '\n| run | stop window (app die → start) | whole run |\n|---|---|---|\n'
-printf '| full | %s s | %s s |\n| short | %s s | %s s |\n| short, restic file pass | %s s | %s s |\n| short, databases x4 | %s s | %s s |\n| short, files x4 | %s s | %s s |\n' \
-  "$full_w" "$full_t" "$short_w" "$short_t" "$restic_w" "$restic_t" "$db4_w" "$db4_t" "$f4_w" "$f4_t"
+row() { printf '| %s | %s s | %s | %s s |\n' "$1" "$2" "${4//,/ · }" "$3"; }
+printf '\n| run (median of %s) | stop window (app die → start) | samples | whole run |\n|---|---|---|---|\n' "$reps"
+row full "$full_w" "$full_t" "$full_s"
+row short "$short_w" "$short_t" "$short_s"
+row "short, restic file pass" "$restic_w" "$restic_t" "$restic_s"
+row "short, databases x4" "$db4_w" "$db4_t" "$db4_s"
+row "short, before the files grow" "$base_w" "$base_t" "$base_s"
+row "short, files x4" "$f4_w" "$f4_t" "$f4_s"
 printf '\nshort / full window: %s (asked: <= 0.1)\n' "$(ratio "$short_w" "$full_w")"
 printf 'short, armed rustic pass / restic pass: %s\n' "$(ratio "$short_w" "$restic_w")"
 printf 'short, databases x4 / short: %s (asked: <= 1.2)\n' "$(ratio "$db4_w" "$short_w")"
-printf 'short, files x4 / short: %s (asked: <= 1.5)\n' "$(ratio "$f4_w" "$short_w")"
+printf 'short, files x4 / short before the files grew: %s (asked: <= 1.5)\n' "$(ratio "$f4_w" "$base_w")"
 printf 'whole run, short / full: %s\n' "$(ratio "$short_t" "$full_t")"
