@@ -28,6 +28,12 @@ pub trait ContainerControl: Sync {
     fn start(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
     /// True when the container runs now.
     fn is_running(&self, id: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// How long a started container must keep running to count as running
+    /// again: one whose command exits at once (a broken configuration, a
+    /// mount gone) is reported, not taken for running.
+    fn stay_up(&self) -> Duration {
+        STAY_UP
+    }
     /// Runs the container's pre-stop hook (`stackshot.exec.pre-stop`), when
     /// it has one, just before it is stopped. The default has none to run.
     fn before_stop(&self, entry: &StopEntry) -> impl Future<Output = Result<()>> + Send {
@@ -35,6 +41,10 @@ pub trait ContainerControl: Sync {
         async { Ok(()) }
     }
 }
+
+/// The default of [`ContainerControl::stay_up`]. A second: the window is
+/// measured before it, so it lengthens the run, not the stack's downtime.
+pub const STAY_UP: Duration = Duration::from_secs(1);
 
 /// A request to stop, from a signal handler (or a test).
 #[derive(Debug, Clone)]
@@ -123,7 +133,8 @@ pub struct WindowReport {
     pub seconds: f64,
     /// Why the window could not be opened fully, if it could not.
     pub stop_failed: Option<String>,
-    /// Containers that could not be started again (the journal keeps them).
+    /// Containers that could not be started again, or did not stay up after
+    /// their start (the journal keeps them).
     pub restart_failed: Vec<String>,
 }
 
@@ -179,6 +190,47 @@ async fn start_entries<C: ContainerControl>(
         }
     }
     (started, failed)
+}
+
+/// Of the `entries` that `started` names, those not running
+/// [`ContainerControl::stay_up`] after their start, each as `name: why`. They
+/// keep the journal, like a failed start: the next run or daemon start
+/// starts them once more.
+async fn exited_after_start<C: ContainerControl>(
+    ctl: &C,
+    entries: &[journal::Entry],
+    started: &[Timed],
+) -> Vec<String> {
+    let started: Vec<&journal::Entry> = entries
+        .iter()
+        .filter(|e| started.iter().any(|t| t.container == e.name))
+        .collect();
+    if started.is_empty() {
+        return vec![];
+    }
+    let wait = ctl.stay_up();
+    tokio::time::sleep(wait).await;
+    let checked = join_all(
+        started
+            .iter()
+            .map(|e| async move { (e, ctl.is_running(&e.id).await) }),
+    )
+    .await;
+    let mut exited = Vec::new();
+    for (e, running) in checked {
+        let why = match running {
+            Ok(true) => continue,
+            Ok(false) => format!(
+                "exited within {:.1} s of its start (`docker logs {}` says why)",
+                wait.as_secs_f64(),
+                e.name
+            ),
+            Err(err) => format!("cannot check that it runs: {err:#}"),
+        };
+        tracing::error!(container = %e.name, reason = %why, "a container did not stay up after its start");
+        exited.push(format!("{}: {why}", e.name));
+    }
+    exited
 }
 
 /// Restarts the containers named by a journal that an earlier run left behind
@@ -333,10 +385,11 @@ where
     };
 
     // Close the window: always.
-    let (started, failed) = start_entries(ctl, &state.stopped).await;
+    let (started, mut failed) = start_entries(ctl, &state.stopped).await;
+    report.seconds = opened.elapsed().as_secs_f64();
+    failed.extend(exited_after_start(ctl, &state.stopped, &started).await);
     report.started = started;
     report.restart_failed = failed;
-    report.seconds = opened.elapsed().as_secs_f64();
     if report.restart_failed.is_empty()
         && let Err(e) = journal.clear()
     {

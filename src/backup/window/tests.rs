@@ -22,6 +22,10 @@ struct Fake {
     spans: Mutex<Vec<(&'static str, String, Instant, Instant)>>,
     /// Pre-stop hooks of these containers fail.
     fail_hook: BTreeSet<String>,
+    /// These containers start, then exit at once (their command fails).
+    exit_after_start: BTreeSet<String>,
+    /// (id, how many `log` lines there were) at each `is_running`.
+    checks: Mutex<Vec<(String, usize)>>,
 }
 
 impl Fake {
@@ -80,11 +84,18 @@ impl ContainerControl for Fake {
             *n -= 1;
             return Err(anyhow!("engine refused"));
         }
-        self.running.lock().unwrap().insert(id.to_string());
+        if !self.exit_after_start.contains(id) {
+            self.running.lock().unwrap().insert(id.to_string());
+        }
         Ok(())
     }
     async fn is_running(&self, id: &str) -> Result<bool> {
+        let at = self.log.lock().unwrap().len();
+        self.checks.lock().unwrap().push((id.to_string(), at));
         Ok(self.running.lock().unwrap().contains(id))
+    }
+    fn stay_up(&self) -> Duration {
+        Duration::from_millis(10)
     }
     async fn before_stop(&self, entry: &StopEntry) -> Result<()> {
         let id = &entry.container.id;
@@ -434,4 +445,40 @@ async fn pre_stop_hooks_run_before_their_wave_and_a_failing_one_stops_it() {
     assert_eq!(report.stopped.len(), 2);
     assert!(report.stop_failed.is_some());
     assert_all_back(&b);
+}
+
+#[tokio::test]
+async fn a_container_that_exits_after_its_start_is_reported() {
+    let mut b = bench(ALL);
+    b.fake.exit_after_start.insert("app".into());
+    let (_t, never) = Shutdown::new();
+    let (r, report) = window(&b, &never, async { Ok(()) }).await;
+    r.unwrap();
+    assert_eq!(report.restart_failed.len(), 1, "{report:?}");
+    assert!(
+        report.restart_failed[0].starts_with("app: exited within 0.0 s of its start"),
+        "{report:?}"
+    );
+    // The others run, each was checked after every start, and the journal
+    // keeps the one that did not stay up.
+    assert_eq!(
+        b.fake.running(),
+        BTreeSet::from(["web".into(), "worker".into(), "db".into()])
+    );
+    let log = b.fake.log();
+    let starts = log.iter().filter(|l| l.starts_with("start ")).count();
+    assert_eq!(starts, 3, "{log:?}");
+    let after: Vec<String> = b
+        .fake
+        .checks
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, at)| *at == log.len())
+        .map(|(id, _)| id.clone())
+        .collect();
+    let mut after = after;
+    after.sort();
+    assert_eq!(after, ["app", "web", "worker"], "checked after every start");
+    assert!(b.journal.read().unwrap().is_some(), "journal cleared");
 }
