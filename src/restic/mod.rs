@@ -343,10 +343,13 @@ impl Restic {
     /// The last lines of restic's stderr on one line, redacted; JSON messages
     /// (0.18+ `exit_error`, backup errors) reduced to their text.
     fn stderr_tail(&self, stderr: &str) -> String {
-        let lines: Vec<String> = stderr
+        let lines: Vec<&str> = stderr
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty())
+            .collect();
+        let lines: Vec<String> = without_noise(&lines)
+            .into_iter()
             .map(|line| match parse_backup_line(line) {
                 Some(BackupEvent::ExitError(e)) => e.message.replace('\n', " "),
                 Some(BackupEvent::Error(e)) => {
@@ -428,6 +431,36 @@ fn classify_open_failure(version: Version, code: Option<i32>, stderr: &str) -> O
     } else {
         OpenFailure::Other
     }
+}
+
+/// restic's stderr without what would push the error out of a short tail:
+/// the Go stack trace some fatal errors carry (a function line, then its
+/// `file.go:N` line), and the "retrying after" lines of a backend retried
+/// before it gave up, when an error follows them.
+fn without_noise<'a>(lines: &[&'a str]) -> Vec<&'a str> {
+    fn is_file_line(l: &str) -> bool {
+        !l.contains(' ')
+            && l.rsplit_once(':').is_some_and(|(file, n)| {
+                (file.ends_with(".go") || file.ends_with(".s"))
+                    && !n.is_empty()
+                    && n.bytes().all(|b| b.is_ascii_digit())
+            })
+    }
+    let retrying = |l: &str| l.contains(" returned error, retrying after ");
+    let mut kept: Vec<&str> = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, l)| {
+            let frame = is_file_line(l)
+                || (!l.contains(' ') && lines.get(i + 1).is_some_and(|n| is_file_line(n)));
+            !frame
+        })
+        .map(|(_, l)| *l)
+        .collect();
+    if kept.iter().any(|l| !retrying(l)) {
+        kept.retain(|l| !retrying(l));
+    }
+    kept
 }
 
 #[cfg(test)]
@@ -573,6 +606,21 @@ mod tests {
         );
         let json = r#"{"message_type":"exit_error","code":12,"message":"Fatal: wrong password or no key found"}"#;
         assert_eq!(r.stderr_tail(json), "Fatal: wrong password or no key found");
+    }
+
+    #[test]
+    fn stderr_tail_drops_go_frames_and_retries() {
+        let r = restic("/repository");
+        let stderr = include_str!("../../tests/fixtures/restic/snapshots-read-only-0.14.stderr");
+        let tail = r.stderr_tail(stderr);
+        assert!(
+            tail.starts_with("open /tmp/rorepo/locks/")
+                && tail.ends_with(": read-only file system | unable to create lock in backend"),
+            "{tail}"
+        );
+        // Retries alone are kept: they are the only clue.
+        let only = "Save(<lock/1>) returned error, retrying after 1s: timeout";
+        assert_eq!(r.stderr_tail(only), only);
     }
 
     #[test]
