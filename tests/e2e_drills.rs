@@ -331,3 +331,186 @@ fn kills_inside_the_window() {
     assert_all_running(&stack);
     assert_eq!(report["snapshots"].as_array().unwrap().len(), 1);
 }
+
+/// The repository read-only (the stack's own, mounted `:ro`) or full (an
+/// 8 MB tmpfs, a backup bigger than it): the run fails with one line naming
+/// the cause, every container runs afterwards, and the stack's repository
+/// still backs up and restores. A read-only one is caught before anything
+/// stops, in both windows. A full one is caught before anything stops in the
+/// short window (the pre-pass fills it); the full window finds out only in
+/// its snapshot, and closes.
+#[test]
+fn read_only_or_full_repository() {
+    let _serial = serial();
+    let stack = Stack::up_with(
+        "stackshot-e2e-repofaults",
+        &[
+            &root().join("tests/stack/docker-compose.yml"),
+            &root().join("tests/stack/repository-faults.override.yml"),
+        ],
+        &[],
+    );
+    stack.wait_for_databases();
+    // 20 MB that does not compress: more than the small repository holds.
+    let big = stack.exec(
+        "app",
+        &[],
+        &[
+            "sh",
+            "-c",
+            "head -c 20M /dev/urandom > /data/incompressible.bin",
+        ],
+    );
+    assert!(big.status.success());
+    let (code, report, stderr) = stack.backup(&[]);
+    assert_eq!(code, 0, "the stack's repository first: {report}\n{stderr}");
+    let first = report["snapshots"][0]["id"].as_str().unwrap().to_string();
+
+    let one_line = |report: &Value, needles: &[&str]| -> String {
+        let reason = report["reason"].as_str().unwrap_or_default().to_string();
+        assert!(!reason.contains('\n'), "one line: {reason}");
+        for n in needles {
+            assert!(reason.contains(n), "{n:?} not in the reason: {reason}");
+        }
+        reason
+    };
+    for window in ["short", "full"] {
+        let watch = stack.watch();
+        let (code, report, stderr) = stack.backup(&[
+            ("RESTIC_REPOSITORY", "/repository-ro"),
+            ("STOP_WINDOW", window),
+        ]);
+        let events = watch.finish();
+        assert_eq!(code, 1, "{window}, read-only: {report}\n{stderr}");
+        one_line(&report, &["/repository-ro", "read-only"]);
+        assert!(
+            report["window"].is_null(),
+            "{window}, read-only: the window must not open: {report}"
+        );
+        assert_untouched(&stack, &events);
+        assert_all_running(&stack);
+    }
+
+    let watch = stack.watch();
+    let (code, report, stderr) = stack.backup(&[
+        ("RESTIC_REPOSITORY", "/repository-small"),
+        ("STOP_WINDOW", "short"),
+    ]);
+    let events = watch.finish();
+    assert_eq!(code, 1, "short, full: {report}\n{stderr}");
+    one_line(&report, &["/repository-small", "no space left on device"]);
+    assert!(report["window"].is_null(), "short, full: {report}");
+    assert_untouched(&stack, &events);
+    assert_all_running(&stack);
+
+    let watch = stack.watch();
+    let (code, report, stderr) = stack.backup(&[
+        ("RESTIC_REPOSITORY", "/repository-small"),
+        ("STOP_WINDOW", "full"),
+    ]);
+    let events = watch.finish();
+    assert_eq!(code, 1, "full, full: {report}\n{stderr}");
+    one_line(&report, &["no space left on device"]);
+    // The window opened, and closed: both stopped containers started again.
+    let names = |key: &str| -> Vec<String> {
+        let mut v: Vec<String> = report["window"][key]
+            .as_array()
+            .unwrap_or_else(|| panic!("full, full: no window.{key}: {report}"))
+            .iter()
+            .map(|t| t["container"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names("stopped").len(), 2, "{report}");
+    assert_eq!(names("started"), names("stopped"), "{report}");
+    assert_eq!(
+        report["window"]["restart_failed"],
+        serde_json::json!([]),
+        "{report}"
+    );
+    assert_window_events(&stack, &events);
+    assert_all_running(&stack);
+
+    // Nothing lost: the stack's repository backs up again, and the first
+    // backup still restores byte for byte.
+    let (code, report, stderr) = stack.backup(&[]);
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    let restored = stack.restore(&first);
+    let file = restored.path().join("volumes/app/data/incompressible.bin");
+    let live = stack.exec("app", &[], &["sha256sum", "/data/incompressible.bin"]);
+    assert_eq!(
+        sha256_file(&file),
+        String::from_utf8_lossy(&live.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+    );
+}
+
+/// A stopped container that exits at once when started again: the run fails
+/// naming exactly that container, every other one runs again, and the
+/// journal keeps it for the next start.
+#[test]
+fn a_container_that_does_not_come_back_is_reported() {
+    let _serial = serial();
+    let stack = Stack::up_with(
+        "stackshot-e2e-fragile",
+        &[
+            &root().join("tests/stack/docker-compose.yml"),
+            &root().join("tests/stack/fragile.override.yml"),
+        ],
+        &[],
+    );
+    stack.wait_for_databases();
+    assert_eq!(stack.state("fragile"), "running");
+    let fragile = stack.container_name("fragile");
+    let watch = stack.watch();
+    let (code, report, stderr) = stack.backup(&[]);
+    let events = watch.finish();
+    assert_eq!(code, 1, "{report}\n{stderr}");
+    assert_eq!(report["result"], "failed", "{report}");
+    let not_running: Vec<&str> = report["window"]["restart_failed"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{report}"))
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(not_running.len(), 1, "{report}");
+    assert!(
+        not_running[0].starts_with(&format!("{fragile}: exited within 1.0 s of its start")),
+        "{report}"
+    );
+    let reason = report["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("containers are NOT running again: ") && reason.contains(&fragile),
+        "{reason}"
+    );
+    assert!(!reason.contains('\n'), "one line: {reason}");
+    assert!(
+        stderr.contains("a container did not stay up after its start"),
+        "{stderr}"
+    );
+    // The engine started it (and saw it die), and every other one runs.
+    let acts = events.actions(&stack.container("fragile"));
+    let start = acts
+        .iter()
+        .rposition(|a| a == "start")
+        .unwrap_or_else(|| panic!("fragile never started again: {acts:?}"));
+    assert!(
+        acts[..start].iter().any(|a| a == "stop") && acts[start..].iter().any(|a| a == "die"),
+        "fragile: stopped, started, then died: {acts:?}"
+    );
+    assert_window_events(&stack, &events);
+    assert_eq!(stack.state("fragile"), "exited");
+    assert_all_running(&stack);
+    let journal = stack.exec(
+        "backup",
+        &[],
+        &["cat", "/cache/stackshot/window-journal.json"],
+    );
+    assert!(
+        String::from_utf8_lossy(&journal.stdout).contains(&stack.container("fragile")),
+        "the journal keeps the container that did not stay up"
+    );
+}

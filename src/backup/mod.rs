@@ -472,16 +472,35 @@ pub async fn remove_workers(engine: &Engine, project: &str) {
 
 /// A local repository must be a directory that exists (a mounted volume):
 /// `restic init` would otherwise create it in the container's own file system,
-/// where it would vanish with the container.
+/// where it would vanish with the container. It must also take a file: a
+/// repository mounted read-only opens, but every backup fails to lock it, and
+/// in the full window that would be found out only with the stack stopped.
 fn check_local_repository(repository: &str) -> Result<()> {
     let path = repository.strip_prefix("local:").unwrap_or(repository);
-    if path.starts_with('/') && !Path::new(path).is_dir() {
+    if !path.starts_with('/') {
+        return Ok(());
+    }
+    if !Path::new(path).is_dir() {
         bail!(
             "RESTIC_REPOSITORY={path:?} does not exist in the sidecar; mount a volume there \
              (volumes: - repository:{path}) so the repository outlives the container"
         );
     }
-    Ok(())
+    let probe = Path::new(path).join(format!(".stackshot-write-test-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem => bail!(
+            "RESTIC_REPOSITORY={path:?} is read-only in the sidecar; a backup writes there: \
+             mount it read-write (drop :ro from the volume)"
+        ),
+        Err(e) => bail!(
+            "RESTIC_REPOSITORY={path:?} cannot be written in the sidecar ({e}); a backup writes \
+             there: give the sidecar's user write access"
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -530,5 +549,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("RESTIC_REPOSITORY=\"/nonexistent/repository\" does not exist in the sidecar; mount a volume"), "{e}");
+        // The write probe leaves nothing behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }
