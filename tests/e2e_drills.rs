@@ -15,6 +15,20 @@ fn stack(project: &str) -> Stack {
     s
 }
 
+/// The test stack with `tests/stack/<name>.override.yml` over it, databases up.
+fn stack_with(project: &str, name: &str) -> Stack {
+    let s = Stack::up_with(
+        project,
+        &[
+            &root().join("tests/stack/docker-compose.yml"),
+            &root().join(format!("tests/stack/{name}.override.yml")),
+        ],
+        &[],
+    );
+    s.wait_for_databases();
+    s
+}
+
 /// Starts `stackshot backup --json` in the sidecar without waiting for it,
 /// with the full stop window: these drills hit the window's exit paths, and
 /// the full window stays open through the dumps long enough to hit.
@@ -342,15 +356,7 @@ fn kills_inside_the_window() {
 #[test]
 fn read_only_or_full_repository() {
     let _serial = serial();
-    let stack = Stack::up_with(
-        "stackshot-e2e-repofaults",
-        &[
-            &root().join("tests/stack/docker-compose.yml"),
-            &root().join("tests/stack/repository-faults.override.yml"),
-        ],
-        &[],
-    );
-    stack.wait_for_databases();
+    let stack = stack_with("stackshot-e2e-repofaults", "repository-faults");
     // 20 MB that does not compress: more than the small repository holds.
     let big = stack.exec(
         "app",
@@ -454,15 +460,7 @@ fn read_only_or_full_repository() {
 #[test]
 fn a_container_that_does_not_come_back_is_reported() {
     let _serial = serial();
-    let stack = Stack::up_with(
-        "stackshot-e2e-fragile",
-        &[
-            &root().join("tests/stack/docker-compose.yml"),
-            &root().join("tests/stack/fragile.override.yml"),
-        ],
-        &[],
-    );
-    stack.wait_for_databases();
+    let stack = stack_with("stackshot-e2e-fragile", "fragile");
     assert_eq!(stack.state("fragile"), "running");
     let fragile = stack.container_name("fragile");
     let watch = stack.watch();
