@@ -51,12 +51,27 @@ impl FromStr for Schedule {
             if !(5..=6).contains(&fields) {
                 return Err(format!("{fields} fields"));
             }
+            // croner reads "," or "1,,2" as a list with nothing in it: a field
+            // that matches nothing, and a search for the next run that takes
+            // minutes (found by the cron fuzz target).
+            if let Some(field) = expr
+                .split_whitespace()
+                .find(|f| f.split(',').any(str::is_empty))
+            {
+                return Err(format!("an empty item in the list {field:?}"));
+            }
         }
         let parser = CronParser::builder()
             .seconds(Seconds::Optional)
             .year(Year::Disallowed)
             .build();
         let cron = parser.parse(expr).map_err(|e| e.to_string())?;
+        // One that never matches ("0 0 31 2 *") would leave the daemon with no
+        // next run: refused here, with no clock read (from a fixed date).
+        let from = DateTime::<Utc>::UNIX_EPOCH;
+        if cron.find_next_occurrence(&from, false).is_err() {
+            return Err("it matches no date (like 31 February)".into());
+        }
         Ok(Schedule {
             expr: expr.to_string(),
             cron,
@@ -174,5 +189,23 @@ mod tests {
                 "{bad:?} should be rejected"
             );
         }
+    }
+
+    #[test]
+    fn empty_list_items_and_impossible_dates_are_refused() {
+        for (expr, why) in [
+            (", * * * *", "an empty item in the list \",\""),
+            ("0 3 , * * *", "an empty item in the list \",\""),
+            ("0 3 1,,2 * *", "an empty item in the list \"1,,2\""),
+            ("0 3 1, * *", "an empty item in the list \"1,\""),
+            ("0 0 31 2 *", "it matches no date (like 31 February)"),
+        ] {
+            assert_eq!(expr.parse::<Schedule>().unwrap_err(), why, "{expr}");
+        }
+        // A leap day matches, every fourth year.
+        assert_eq!(
+            next("0 0 29 2 *", "2026-03-01T00:00:00Z", Tz::UTC),
+            "2028-02-29T00:00:00+00:00"
+        );
     }
 }
