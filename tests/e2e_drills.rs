@@ -29,6 +29,16 @@ fn stack_with(project: &str, name: &str) -> Stack {
     s
 }
 
+/// The stop-window journal in the sidecar, as text (empty when there is none).
+fn journal_text(stack: &Stack) -> String {
+    let out = stack.exec(
+        "backup",
+        &[],
+        &["cat", "/cache/stackshot/window-journal.json"],
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Starts `stackshot backup --json` in the sidecar without waiting for it,
 /// with the full stop window: these drills hit the window's exit paths, and
 /// the full window stays open through the dumps long enough to hit.
@@ -306,13 +316,8 @@ fn kills_inside_the_window() {
         "exited",
         "nothing could have restarted app"
     );
-    let journal = stack.exec(
-        "backup",
-        &[],
-        &["cat", "/cache/stackshot/window-journal.json"],
-    );
     assert!(
-        String::from_utf8_lossy(&journal.stdout).contains(&stack.container("app")),
+        journal_text(&stack).contains(&stack.container("app")),
         "journal names app"
     );
 
@@ -459,13 +464,8 @@ fn a_container_that_does_not_come_back_is_reported() {
     assert_window_events(&stack, &events);
     assert_eq!(stack.state("fragile"), "exited");
     assert_all_running(&stack);
-    let journal = stack.exec(
-        "backup",
-        &[],
-        &["cat", "/cache/stackshot/window-journal.json"],
-    );
     assert!(
-        String::from_utf8_lossy(&journal.stdout).contains(&stack.container("fragile")),
+        journal_text(&stack).contains(&stack.container("fragile")),
         "the journal keeps the container that did not stay up"
     );
 }
