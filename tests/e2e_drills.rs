@@ -375,13 +375,12 @@ fn read_only_repository() {
     assert_eq!(code, 0, "the stack's repository first: {report}\n{stderr}");
     let first = report["snapshots"][0]["id"].as_str().unwrap().to_string();
 
-    let one_line = |report: &Value, needles: &[&str]| -> String {
-        let reason = report["reason"].as_str().unwrap_or_default().to_string();
+    let one_line = |report: &Value, needles: &[&str]| {
+        let reason = report["reason"].as_str().unwrap_or_default();
         assert!(!reason.contains('\n'), "one line: {reason}");
         for n in needles {
             assert!(reason.contains(n), "{n:?} not in the reason: {reason}");
         }
-        reason
     };
     for window in ["short", "full"] {
         let watch = stack.watch();
