@@ -110,6 +110,9 @@ pub struct Config {
     pub notify: crate::notify::Notifier,
     /// How long each container gets to stop.
     pub stop_timeout: Duration,
+    /// `SNAPSHOT_STALL_TIMEOUT`: a `restic backup` whose progress has not
+    /// moved for this long is stopped and its run fails.
+    pub snapshot_stall_timeout: Duration,
     /// restic `--host`; `None`: the compose project's name.
     pub backup_host: Option<String>,
     /// Where `/healthz` and `/metrics` listen.
@@ -205,6 +208,8 @@ impl Config {
             drill_cron: opt(env, "DRILL_CRON", cron)?,
             notify: notifier(env)?,
             stop_timeout: opt(env, "STOP_TIMEOUT", duration)?.unwrap_or(Duration::from_secs(30)),
+            snapshot_stall_timeout: opt(env, "SNAPSHOT_STALL_TIMEOUT", duration)?
+                .unwrap_or(Duration::from_secs(600)),
             backup_host: opt(env, "BACKUP_HOST", hostname)?,
             http_addr: Config::http_addr_from_env(env)?,
             health_max_age: opt(env, "HEALTH_MAX_AGE", duration)?
@@ -569,6 +574,7 @@ mod tests {
             }
         );
         assert_eq!(c.stop_timeout, Duration::from_secs(30));
+        assert_eq!(c.snapshot_stall_timeout, Duration::from_secs(600));
         assert_eq!(c.http_addr.to_string(), "0.0.0.0:8080");
         assert_eq!(c.health_max_age, Duration::from_secs(26 * 3600));
         assert!(!c.include_all_projects && !c.exclude_bind_mounts);

@@ -354,8 +354,7 @@ fn kills_inside_the_window() {
 /// The repository read-only (the stack's own, mounted `:ro`): the run fails
 /// with one line naming the cause before anything stops, in both windows,
 /// every container runs afterwards, and the stack's repository still backs
-/// up and restores. (A full repository is not drilled: restic 0.14's backup
-/// can hang on a full disk, with every file done; see the README.)
+/// up and restores.
 #[test]
 fn read_only_repository() {
     let _serial = serial();
@@ -412,6 +411,187 @@ fn read_only_repository() {
             .split_whitespace()
             .next()
             .unwrap()
+    );
+}
+
+/// The repository full (an empty 8 MB tmpfs, a backup of 20 MB that does
+/// not compress): the run fails with one line, every container runs
+/// afterwards, and the stack's repository still backs up and restores. The
+/// short window finds out in its pre-pass, before anything stops; the full
+/// window only in its snapshot, and closes. restic 0.14 either fails with
+/// "no space left on device" or hangs with every file read, retrying; the
+/// snapshot watchdog (`SNAPSHOT_STALL_TIMEOUT`, 20 s here) stops the hang.
+#[test]
+fn full_repository() {
+    let _serial = serial();
+    let stack = stack_with("stackshot-e2e-repofull", "repository-faults");
+    let big = stack.exec(
+        "app",
+        &[],
+        &[
+            "sh",
+            "-c",
+            "head -c 20M /dev/urandom > /data/incompressible.bin",
+        ],
+    );
+    assert!(big.status.success());
+    let full_or_stalled = |window: &str, report: &Value| {
+        let reason = report["reason"].as_str().unwrap_or_default();
+        assert!(!reason.contains('\n'), "{window}: one line: {reason}");
+        let stalled = reason.contains("SNAPSHOT_STALL_TIMEOUT");
+        assert!(
+            reason.contains("no space left on device") || stalled,
+            "{window}: the reason names neither the full disk nor the stall: {reason}"
+        );
+        eprintln!("{window} window, full repository: {reason}");
+    };
+    let small = [
+        ("RESTIC_REPOSITORY", "/repository-small"),
+        ("SNAPSHOT_STALL_TIMEOUT", "20s"),
+    ];
+
+    let watch = stack.watch();
+    let (code, report, stderr) = stack.backup(&[small[0], small[1], ("STOP_WINDOW", "short")]);
+    let events = watch.finish();
+    assert_eq!(code, 1, "short, full: {report}\n{stderr}");
+    full_or_stalled("short", &report);
+    assert!(report["window"].is_null(), "short, full: {report}");
+    assert_untouched(&stack, &events);
+    assert_all_running(&stack);
+
+    let watch = stack.watch();
+    let (code, report, stderr) = stack.backup(&[small[0], small[1], ("STOP_WINDOW", "full")]);
+    let events = watch.finish();
+    assert_eq!(code, 1, "full, full: {report}\n{stderr}");
+    full_or_stalled("full", &report);
+    // The window opened, and closed: both stopped containers started again.
+    let names = |key: &str| -> Vec<String> {
+        let mut v: Vec<String> = report["window"][key]
+            .as_array()
+            .unwrap_or_else(|| panic!("full, full: no window.{key}: {report}"))
+            .iter()
+            .map(|t| t["container"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names("stopped").len(), 2, "{report}");
+    assert_eq!(names("started"), names("stopped"), "{report}");
+    assert_eq!(
+        report["window"]["restart_failed"],
+        serde_json::json!([]),
+        "{report}"
+    );
+    assert_window_events(&stack, &events);
+    assert_all_running(&stack);
+
+    // Nothing lost: the stack's repository takes a backup that restores the
+    // big file byte for byte.
+    let (code, report, stderr) = stack.backup(&[]);
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    let id = report["snapshots"][0]["id"].as_str().unwrap().to_string();
+    let restored = stack.restore(&id);
+    let file = restored.path().join("volumes/app/data/incompressible.bin");
+    let live = stack.exec("app", &[], &["sha256sum", "/data/incompressible.bin"]);
+    assert_eq!(
+        sha256_file(&file),
+        String::from_utf8_lossy(&live.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+    );
+}
+
+/// An exclusive lock held by another process: a `restic prune` in a
+/// container of its own, paused with SIGSTOP once its lock is written. Both
+/// windows refuse at preflight with one line naming the lock's holder (its PID
+/// and host), nothing is stopped, and the live lock is still there afterwards:
+/// stackshot's `restic unlock` removes stale locks only. Once the prune goes
+/// on and ends, the stack backs up and restores.
+#[test]
+fn exclusive_lock_held_by_a_paused_prune() {
+    let _serial = serial();
+    let stack = stack("stackshot-e2e-locked");
+    let (code, report, stderr) = stack.backup(&[]);
+    assert_eq!(code, 0, "a first backup, for prune to work on: {report}\n{stderr}");
+
+    let holder = format!("{}-prune", stack.project);
+    let _ = output(&mut docker(&["rm", "-f", &holder]));
+    let script = "restic prune >/tmp/prune.log 2>&1 & pid=$!; \
+                  until ls /repository/locks | grep -qE '^[0-9a-f]{64}$'; do :; done; \
+                  kill -STOP $pid; echo $pid > /tmp/pid; exec sleep 100000";
+    let password = format!("RESTIC_PASSWORD={RESTIC_PASSWORD}");
+    run(&mut docker(&[
+        "run",
+        "-d",
+        "--name",
+        &holder,
+        "--hostname",
+        "prune-host",
+        "-v",
+        &stack.repository_mount(),
+        "-e",
+        &password,
+        "-e",
+        "RESTIC_REPOSITORY=/repository",
+        "stackshot-test/base:local",
+        "sh",
+        "-c",
+        script,
+    ]));
+    let pid = wait_for("the prune to take its lock and stop", 60, || {
+        let out = output(&mut docker(&["exec", &holder, "cat", "/tmp/pid"]));
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    });
+    let locks = || {
+        run(&mut docker(&["exec", &holder, "ls", "/repository/locks"]))
+            .split_whitespace()
+            .filter(|n| n.len() == 64)
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let held = locks();
+    assert_eq!(held.len(), 1, "one lock, the prune's: {held:?}");
+
+    for window in ["short", "full"] {
+        let watch = stack.watch();
+        let (code, report, stderr) = stack.backup(&[("STOP_WINDOW", window)]);
+        let events = watch.finish();
+        assert_eq!(code, 1, "{window}, locked: {report}\n{stderr}");
+        let reason = report["reason"].as_str().unwrap_or_default();
+        assert!(!reason.contains('\n'), "one line: {reason}");
+        for needle in [
+            "locked exclusively by".to_string(),
+            format!("PID {pid} on host prune-host (user root)"),
+            "nothing was stopped".to_string(),
+        ] {
+            assert!(reason.contains(&needle), "{needle:?} not in: {reason}");
+        }
+        assert!(report["window"].is_null(), "{window}, locked: {report}");
+        assert_untouched(&stack, &events);
+        assert_all_running(&stack);
+        assert_eq!(locks(), held, "{window}: the live lock must stay");
+    }
+
+    // The prune goes on and ends; the stack backs up again and restores.
+    run(&mut docker(&["exec", &holder, "kill", "-CONT", &pid]));
+    wait_for("the prune to end and release its lock", 120, || {
+        locks().is_empty().then_some(())
+    });
+    let log = run(&mut docker(&["exec", &holder, "cat", "/tmp/prune.log"]));
+    let _ = output(&mut docker(&["rm", "-f", &holder]));
+    assert!(log.contains("done"), "the prune did not finish: {log}");
+    let (blob, photo) = seed_app_files(&stack);
+    let (code, report, stderr) = stack.backup(&[]);
+    assert_eq!(code, 0, "after the prune: {report}\n{stderr}");
+    let id = report["snapshots"][0]["id"].as_str().unwrap().to_string();
+    let restored = stack.restore(&id);
+    assert_eq!(sha256_file(&restored.path().join("volumes/app/data/blob.bin")), blob);
+    assert_eq!(
+        sha256_file(&restored.path().join("volumes/app/uploads/photo.bin")),
+        photo
     );
 }
 

@@ -226,6 +226,14 @@ async fn run(
         .unlock()
         .await
         .context("cannot clear stale restic locks")?;
+    if let Some(lock) = ctx.restic.exclusive_lock().await? {
+        bail!(
+            "the repository {} is locked exclusively by {} (a restic prune, check or forget); nothing was stopped: \
+             back up after it ends, or run `restic unlock` if that process is gone",
+            ctx.restic.repository(),
+            lock.holder(jiff::Timestamp::now())
+        );
+    }
     let mut prepared =
         try_join_all(plan.dumps.iter().map(|d| dumps::prepare(&ctx.engine, d))).await?;
     for p in &mut prepared {
@@ -378,6 +386,7 @@ async fn work(
         host: &plan.host,
         project: &plan.project,
         secrets: &ctx.config.restic.env,
+        stall_timeout: ctx.config.snapshot_stall_timeout,
         run_id,
     };
     let push_phase = |name: &str, t: Instant| {

@@ -72,6 +72,7 @@ pub async fn run(
         host: &plan.host,
         project: &plan.project,
         secrets: &ctx.config.restic.env,
+        stall_timeout: ctx.config.snapshot_stall_timeout,
         run_id: &run_id,
     };
     let password = ctx

@@ -36,6 +36,8 @@ pub struct Target<'a> {
     pub secrets: &'a [(String, Secret)],
     /// The run, tagged `run=<id>` on each of its snapshots.
     pub run_id: &'a str,
+    /// How long a worker's `restic backup` may go without progress.
+    pub stall_timeout: std::time::Duration,
 }
 
 impl Target<'_> {
@@ -277,6 +279,7 @@ pub async fn start_in_worker(
         env: vec![],
         secrets: target.secrets.to_vec(),
         project: target.project.to_string(),
+        stall_timeout: Some(target.stall_timeout),
     };
     Ok(StartedSnapshot {
         worker: worker::start(engine, &spec).await?,
@@ -348,6 +351,9 @@ impl Collector {
             (BackupExit::Failed, _) | (_, None) => {
                 let why = match code {
                     137 => "the worker container was killed".to_string(),
+                    c if c == i64::from(crate::worker::stall::STALLED_EXIT) => {
+                        "it stalled".to_string()
+                    }
                     _ => format!("restic exited with code {code}"),
                 };
                 Err(anyhow!("{mode} snapshot failed: {why}: {}", self.why()))
@@ -595,6 +601,7 @@ mod tests {
             project: "shop",
             secrets: &[],
             run_id: "r1",
+            stall_timeout: std::time::Duration::from_secs(600),
         };
         assert_eq!(
             t.tags("atomic", &["pg", "app", "app"]),

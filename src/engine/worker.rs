@@ -42,6 +42,9 @@ pub struct WorkerSpec {
     pub secrets: Vec<(String, Secret)>,
     /// Compose project, recorded in a label.
     pub project: String,
+    /// A `restic backup` in the worker whose progress stands still this long
+    /// is stopped (see [`crate::worker`]); `None`: no watch.
+    pub stall_timeout: Option<std::time::Duration>,
 }
 
 /// The first line a worker reads from stdin.
@@ -49,6 +52,10 @@ pub struct WorkerSpec {
 pub struct Payload {
     /// Environment variables for restic (name, value).
     pub env: Vec<(String, String)>,
+    /// Seconds a `restic backup` may go without progress before the worker
+    /// stops it; absent: no watch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall_seconds: Option<u64>,
 }
 
 /// A worker container created, attached and started, waiting for its
@@ -59,6 +66,7 @@ pub struct Started {
     output: Output,
     input: Input,
     secrets: Vec<(String, Secret)>,
+    stall_seconds: Option<u64>,
 }
 
 /// Creates, attaches and starts the worker; it waits for its settings.
@@ -133,6 +141,7 @@ pub async fn start(engine: &Engine, spec: &WorkerSpec) -> Result<Started> {
             output: a.output,
             input: a.input,
             secrets: spec.secrets.clone(),
+            stall_seconds: spec.stall_timeout.map(|d| d.as_secs().max(1)),
         }),
         Err(e) => {
             remove(engine, &id).await;
@@ -192,9 +201,10 @@ impl Started {
             mut output,
             mut input,
             secrets,
+            stall_seconds,
         } = self;
         let armed = async {
-            send_payload(&mut input, &secrets).await?;
+            send_payload(&mut input, &secrets, stall_seconds).await?;
             let mut lines = Lines::default();
             let ready = lines.read(&mut output, &mut on_line).await;
             Ok::<_, anyhow::Error>((ready, lines))
@@ -250,12 +260,17 @@ impl Armed {
     }
 }
 
-async fn send_payload(input: &mut Input, secrets: &[(String, Secret)]) -> Result<()> {
+async fn send_payload(
+    input: &mut Input,
+    secrets: &[(String, Secret)],
+    stall_seconds: Option<u64>,
+) -> Result<()> {
     let payload = Payload {
         env: secrets
             .iter()
             .map(|(k, v)| (k.clone(), v.expose().to_string()))
             .collect(),
+        stall_seconds,
     };
     let mut line = serde_json::to_vec(&payload).expect("payload serialises");
     line.push(b'\n');
@@ -338,8 +353,9 @@ async fn drive(engine: &Engine, started: Started, on_line: impl FnMut(&str)) -> 
         mut output,
         mut input,
         secrets,
+        stall_seconds,
     } = started;
-    send_payload(&mut input, &secrets).await?;
+    send_payload(&mut input, &secrets, stall_seconds).await?;
     to_the_end(engine, &id, input, &mut output, Lines::default(), on_line).await
 }
 

@@ -8,6 +8,7 @@
 //! version from `restic version` decides. The JSON formats are in [`json`].
 
 pub mod json;
+pub mod locks;
 pub mod rustic;
 
 use std::path::PathBuf;

@@ -288,6 +288,8 @@ where
         env: vec![],
         secrets: ctx.config.restic.env.clone(),
         project: sc.found.project.clone(),
+        // restic 0.14's restore reports no progress to watch.
+        stall_timeout: None,
     };
     let restore = || async {
         let mut tail = Vec::new();

@@ -15,6 +15,7 @@ use crate::engine::worker::Payload;
 use crate::restic::json::{BackupEvent, BackupSummary, Progress, parse_backup_line};
 
 pub mod rustic;
+pub mod stall;
 pub mod swap;
 
 /// One line the worker prints.
@@ -180,9 +181,35 @@ async fn restic(payload: &Payload, args: &[String]) -> Result<i32> {
     });
     let mut lines = BufReader::new(stdout).lines();
     let mut last_progress = Instant::now() - Duration::from_secs(10);
-    while let Some(line) = lines.next_line().await? {
+    let mut watch = payload
+        .stall_seconds
+        .map(|s| stall::Stall::new(Duration::from_secs(s), Instant::now()));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut stalled = false;
+    loop {
+        let line = tokio::select! {
+            line = lines.next_line() => line?,
+            _ = tick.tick(), if watch.is_some() && !stalled => {
+                let w = watch.as_ref().expect("watched");
+                if w.stalled(Instant::now()) {
+                    stalled = true;
+                    emit(&WorkerEvent::Log {
+                        line: format!(
+                            "restic made no progress for {} (SNAPSHOT_STALL_TIMEOUT); the worker stopped it",
+                            humantime::format_duration(w.limit())
+                        ),
+                    });
+                    let _ = child.start_kill();
+                }
+                continue;
+            }
+        };
+        let Some(line) = line else { break };
         match parse_backup_line(&line) {
             Some(BackupEvent::Status(p)) => {
+                if let Some(w) = watch.as_mut() {
+                    w.observe(&p, Instant::now());
+                }
                 if last_progress.elapsed() >= Duration::from_secs(1) {
                     last_progress = Instant::now();
                     emit(&WorkerEvent::Progress(p));
@@ -203,6 +230,9 @@ async fn restic(payload: &Payload, args: &[String]) -> Result<i32> {
     if let Some(signal) = std::os::unix::process::ExitStatusExt::signal(&status) {
         remove_stale_lock(payload, signal).await;
     }
+    if stalled {
+        return Ok(stall::STALLED_EXIT);
+    }
     Ok(status.code().unwrap_or(1))
 }
 
@@ -216,8 +246,16 @@ async fn remove_stale_lock(payload: &Payload, signal: i32) {
         .args(["unlock", "-q"])
         .envs(payload.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
-        .output()
-        .await;
+        .kill_on_drop(true)
+        .output();
+    // On the full or broken repository that got restic stopped, unlock
+    // could hang as well: it gets a minute.
+    let Ok(out) = tokio::time::timeout(Duration::from_secs(60), out).await else {
+        emit(&WorkerEvent::Log {
+            line: format!("restic was killed by signal {signal}; restic unlock did not finish in 60 s, its lock is left"),
+        });
+        return;
+    };
     let line = match out {
         Ok(o) if o.status.success() => {
             format!("restic was killed by signal {signal}; its stale lock was removed")

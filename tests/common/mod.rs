@@ -326,10 +326,7 @@ impl Stack {
     /// Plain restic (the bench's base image, not stackshot) against the stack's
     /// repository volume, with `extra` mounted as `-v` arguments.
     pub fn restic(&self, extra: &[&str], args: &[&str]) -> Output {
-        let volume = match self.env.iter().find(|(k, _)| k == "E2E_REPOSITORY") {
-            Some((_, path)) => format!("{path}:/repository"),
-            None => format!("{}_repository:/repository", self.project),
-        };
+        let volume = self.repository_mount();
         let mut c = docker(&["run", "--rm", "-v", &volume]);
         for e in extra {
             c.args(["-v", e]);
@@ -344,6 +341,14 @@ impl Stack {
         .arg("restic")
         .args(args);
         output(&mut c)
+    }
+
+    /// The stack's repository as a `-v` argument mounting it at `/repository`.
+    pub fn repository_mount(&self) -> String {
+        match self.env.iter().find(|(k, _)| k == "E2E_REPOSITORY") {
+            Some((_, path)) => format!("{path}:/repository"),
+            None => format!("{}_repository:/repository", self.project),
+        }
     }
 
     /// The repository's snapshots, from plain restic; `Err` with restic's
