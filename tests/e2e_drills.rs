@@ -47,20 +47,35 @@ fn spawn_backup(stack: &Stack) -> Child {
 }
 
 fn spawn_backup_with(stack: &Stack, window: &str) -> Child {
-    Command::new("docker")
-        .args([
-            "exec",
-            "-e",
-            &format!("STOP_WINDOW={window}"),
-            &stack.container("backup"),
-            "stackshot",
-            "backup",
-            "--json",
-        ])
+    spawn_backup_env(stack, &[("STOP_WINDOW", window)])
+}
+
+/// Starts `stackshot backup --json` in the sidecar with extra environment.
+fn spawn_backup_env(stack: &Stack, env: &[(&str, &str)]) -> Child {
+    let mut c = Command::new("docker");
+    c.arg("exec");
+    for (k, v) in env {
+        c.args(["-e", &format!("{k}={v}")]);
+    }
+    c.args([&stack.container("backup"), "stackshot", "backup", "--json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("docker exec")
+}
+
+/// [`finish`], failing the test when the run has not ended in `secs` seconds
+/// (the sidecar's backup is left to the stack's teardown).
+fn finish_within(mut child: Child, secs: u64) -> (i32, Value, String) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while child.try_wait().expect("docker exec").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the backup did not end within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    finish(child)
 }
 
 fn finish(child: Child) -> (i32, Value, String) {
@@ -500,6 +515,61 @@ fn full_repository() {
             .next()
             .unwrap()
     );
+}
+
+/// The snapshot watchdog: the full window's restic, frozen with SIGSTOP in
+/// its worker, prints nothing more. After `SNAPSHOT_STALL_TIMEOUT` (15 s
+/// here) the worker kills it and removes its lock, the window closes, the run
+/// fails naming the stall, and the next backup works (no lock left behind).
+#[test]
+fn a_frozen_snapshot_is_stopped_by_the_watchdog() {
+    let _serial = serial();
+    let stack = stack("stackshot-e2e-frozen");
+    let watch = stack.watch();
+    let child = spawn_backup_env(
+        &stack,
+        &[("STOP_WINDOW", "full"), ("SNAPSHOT_STALL_TIMEOUT", "15s")],
+    );
+    until("the worker's restic to be frozen", 120, || {
+        workers().iter().any(|w| {
+            output(&mut docker(&["exec", w, "pkill", "-STOP", "-x", "restic"]))
+                .status
+                .success()
+        })
+    });
+    let (code, report, stderr) = finish_within(child, 180);
+    let events = watch.finish();
+    assert_eq!(code, 1, "{report}\n{stderr}");
+    let reason = report["reason"].as_str().unwrap_or_default();
+    assert!(!reason.contains('\n'), "one line: {reason}");
+    for needle in [
+        "atomic snapshot failed: it stalled",
+        "no progress for 15s (SNAPSHOT_STALL_TIMEOUT)",
+    ] {
+        assert!(reason.contains(needle), "{needle:?} not in: {reason}");
+    }
+    let names = |key: &str| -> Vec<String> {
+        let mut v: Vec<String> = report["window"][key]
+            .as_array()
+            .unwrap_or_else(|| panic!("no window.{key}: {report}"))
+            .iter()
+            .map(|t| t["container"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names("stopped").len(), 2, "{report}");
+    assert_eq!(names("started"), names("stopped"), "{report}");
+    assert_window_events(&stack, &events);
+    assert_all_running(&stack);
+    assert_eq!(journal_text(&stack), "", "the journal is cleared");
+
+    let (blob, _) = seed_app_files(&stack);
+    let (code, report, stderr) = stack.backup(&[]);
+    assert_eq!(code, 0, "after the stall: {report}\n{stderr}");
+    let id = report["snapshots"][0]["id"].as_str().unwrap().to_string();
+    let restored = stack.restore(&id);
+    assert_eq!(sha256_file(&restored.path().join("volumes/app/data/blob.bin")), blob);
 }
 
 /// An exclusive lock held by another process: a `restic prune` in a
