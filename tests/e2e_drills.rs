@@ -517,6 +517,77 @@ fn full_repository() {
     );
 }
 
+/// `/databases` full (a 2 MB tmpfs, a PostgreSQL dump of about 9 MB): in
+/// both windows the run fails with one line naming the dump and the full
+/// disk, no snapshot is left in the repository (not even a part), no
+/// partial dump file stays in `/databases`, the window (opened and closed)
+/// left everything running, and the short window does not repeat the run in
+/// the full one. Once the big table is gone, the stack backs up and its dump
+/// restores.
+#[test]
+fn databases_directory_full() {
+    let _serial = serial();
+    let stack = stack_with("stackshot-e2e-dbfull", "databases-full");
+    stack
+        .psql("CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g + 1)::text) AS payload FROM generate_series(1, 120000) g")
+        .expect("create big table");
+    let init = stack.restic(&[], &["init"]);
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let all_snapshots = || stack.snapshots().len();
+    let files_in_databases = || {
+        run(&mut docker(&[
+            "exec",
+            &stack.container("backup"),
+            "find",
+            "/databases",
+            "-type",
+            "f",
+        ]))
+    };
+
+    for window in ["short", "full"] {
+        let watch = stack.watch();
+        let (code, report, stderr) = stack.backup(&[("STOP_WINDOW", window)]);
+        let events = watch.finish();
+        assert_eq!(code, 1, "{window}: {report}\n{stderr}");
+        let reason = report["reason"].as_str().unwrap_or_default();
+        assert!(!reason.contains('\n'), "one line: {reason}");
+        for needle in ["dump /databases/postgres/", "No space left on device"] {
+            assert!(reason.contains(needle), "{window}: {needle:?} not in: {reason}");
+        }
+        assert_eq!(report["window_mode"], window, "{window}: not repeated: {report}");
+        if window == "short" {
+            assert!(reason.contains("not repeated in the full window"), "{reason}");
+        }
+        assert_eq!(all_snapshots(), 0, "{window}: no snapshot, not even a part");
+        assert_eq!(files_in_databases(), "", "{window}: no dump left behind");
+        let stopped = report["window"]["stopped"].as_array().map_or(0, Vec::len);
+        assert_eq!(stopped, 2, "{window}: {report}");
+        assert_eq!(
+            report["window"]["restart_failed"],
+            serde_json::json!([]),
+            "{report}"
+        );
+        assert_window_events(&stack, &events);
+        assert_all_running(&stack);
+    }
+
+    stack.psql("DROP TABLE big").expect("drop big table");
+    let (code, report, stderr) = stack.backup(&[]);
+    assert_eq!(code, 0, "with room again: {report}\n{stderr}");
+    let id = report["snapshots"][0]["id"].as_str().unwrap().to_string();
+    let restored = stack.restore(&id);
+    assert_pg_dump_restores(
+        &stack,
+        &restored.path().join("databases/postgres/postgres-all.sql"),
+        "stackshot-e2e-dbfull-pg",
+    );
+}
+
 /// The snapshot watchdog: the full window's restic, frozen with SIGSTOP in
 /// its worker, prints nothing more. After `SNAPSHOT_STALL_TIMEOUT` (15 s
 /// here) the worker kills it and removes its lock, the window closes, the run
@@ -587,6 +658,13 @@ fn exclusive_lock_held_by_a_paused_prune() {
 
     let holder = format!("{}-prune", stack.project);
     let _ = output(&mut docker(&["rm", "-f", &holder]));
+    // Removed however the test ends, before the stack (it holds a volume).
+    struct Remove(String);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = output(&mut docker(&["rm", "-f", &self.0]));
+        }
+    }
     let script = "restic prune >/tmp/prune.log 2>&1 & pid=$!; \
                   until ls /repository/locks | grep -qE '^[0-9a-f]{64}$'; do :; done; \
                   kill -STOP $pid; echo $pid > /tmp/pid; exec sleep 100000";
@@ -609,6 +687,7 @@ fn exclusive_lock_held_by_a_paused_prune() {
         "-c",
         script,
     ]));
+    let _holder = Remove(holder.clone());
     let pid = wait_for("the prune to take its lock and stop", 60, || {
         let out = output(&mut docker(&["exec", &holder, "cat", "/tmp/pid"]));
         out.status
@@ -651,7 +730,6 @@ fn exclusive_lock_held_by_a_paused_prune() {
         locks().is_empty().then_some(())
     });
     let log = run(&mut docker(&["exec", &holder, "cat", "/tmp/prune.log"]));
-    let _ = output(&mut docker(&["rm", "-f", &holder]));
     assert!(log.contains("done"), "the prune did not finish: {log}");
     let (blob, photo) = seed_app_files(&stack);
     let (code, report, stderr) = stack.backup(&[]);

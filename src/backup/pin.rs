@@ -424,7 +424,9 @@ async fn pg_all_to_file(
     let started = Instant::now();
     let job = p.jobs.first().ok_or_else(|| anyhow!("no dump job"))?;
     let dir = root.join(&p.rel_dir);
-    tokio::fs::create_dir_all(&dir).await?;
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join(&job.file);
     let partial = PathBuf::from(format!("{}.partial", path.display()));
     let file = tokio::fs::File::create(&partial)
@@ -454,18 +456,24 @@ async fn pg_all_to_file(
         Ok::<_, anyhow::Error>(())
     }
     .await;
-    if let Err(e) = written {
-        let _ = tokio::fs::remove_file(&partial).await;
-        return Err(e);
-    }
     let Hashing {
         inner,
         hasher,
         bytes,
     } = sink;
     let file = inner.into_inner();
-    file.sync_all().await?;
-    tokio::fs::rename(&partial, &path).await?;
+    let synced = match written {
+        Ok(()) => file.sync_all().await.context("cannot sync it"),
+        Err(e) => Err(e),
+    };
+    drop(file);
+    if let Err(e) = synced {
+        let _ = tokio::fs::remove_file(&partial).await;
+        return Err(e.context(format!("dump {} (removed)", path.display())));
+    }
+    tokio::fs::rename(&partial, &path)
+        .await
+        .with_context(|| format!("cannot rename {} into place", partial.display()))?;
     tracing::info!(service = %p.plan.container.service, file = %path.display(), bytes, seconds = started.elapsed().as_secs_f64(), "dumped (pinned)");
     Ok(DumpResult {
         service: p.plan.container.service.clone(),

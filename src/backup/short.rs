@@ -229,11 +229,24 @@ pub async fn run(
     phase(r, "dumps", t);
     let mut all_dumps = w.dumps;
     let mut problems = pin_errors;
+    let mut out_of_space = false;
     for f in finished {
         match f {
             Ok(mut d) => all_dumps.append(&mut d),
-            Err(e) => problems.push(format!("{e:#}")),
+            Err(e) => {
+                out_of_space |= dumps::is_out_of_space(&e);
+                problems.push(format!("{e:#}"));
+            }
         }
+    }
+    if out_of_space {
+        // The full window would dump into the same full disk, with the stack down.
+        prepass::forget(&ctx.restic, &parts).await;
+        return Err(anyhow!(
+            "{}; not repeated in the full window (the dumps would not fit there either): give {} more space",
+            problems.join("; "),
+            root.display()
+        ));
     }
     if !problems.is_empty() {
         prepass::forget(&ctx.restic, &parts).await;

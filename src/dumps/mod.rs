@@ -406,12 +406,14 @@ pub async fn dump_to_file_watching(
         Err(e) => {
             drop(file);
             let _ = tokio::fs::remove_file(&partial).await;
-            return Err(e);
+            return Err(e.context(format!("dump {} (removed)", path.display())));
         }
     };
-    file.sync_all()
-        .await
-        .with_context(|| format!("cannot sync {}", partial.display()))?;
+    if let Err(e) = file.sync_all().await {
+        drop(file);
+        let _ = tokio::fs::remove_file(&partial).await;
+        return Err(anyhow::Error::new(e).context(format!("cannot sync dump {} (removed)", path.display())));
+    }
     tokio::fs::rename(&partial, &path)
         .await
         .with_context(|| format!("cannot rename {} into place", partial.display()))?;
@@ -425,6 +427,19 @@ pub async fn dump_to_file_watching(
         sha256: streamed.sha256,
         seconds: streamed.seconds,
         server_version: p.server_version.clone(),
+    })
+}
+
+/// True when `e` comes from a full disk or an exhausted quota: a dump that
+/// a second attempt in the same place cannot fix.
+pub fn is_out_of_space(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            )
+        })
     })
 }
 
@@ -513,6 +528,19 @@ pub fn clear_dir(root: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_disk_is_told_apart_from_other_dump_failures() {
+        use anyhow::Context as _;
+        let full: Result<(), _> = Err(std::io::Error::from_raw_os_error(28));
+        let e = full.context("service pg: writing the dump").unwrap_err();
+        assert!(is_out_of_space(&e.context("dump /databases/pg/all.sql (removed)")));
+        let quota: Result<(), _> = Err(std::io::Error::from_raw_os_error(122));
+        assert!(is_out_of_space(&quota.context("x").unwrap_err()));
+        let broken: Result<(), _> = Err(std::io::Error::from_raw_os_error(32));
+        assert!(!is_out_of_space(&broken.context("x").unwrap_err()));
+        assert!(!is_out_of_space(&anyhow::anyhow!("pg_dump exited with code 1")));
+    }
 
     fn result(file: &str, sha: &str) -> DumpResult {
         DumpResult {
