@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, MountVolumeOptions};
 use bollard::query_parameters::{
     CreateContainerOptions, ListContainersOptions, ListVolumesOptions, RemoveVolumeOptions,
+    UploadToContainerOptions,
 };
 
 use super::Engine;
@@ -69,17 +70,70 @@ pub fn mounts(service: &[container::Mount], project: &str) -> Vec<Mount> {
     out
 }
 
+/// The images' password variables. A throwaway gets each one's value as a
+/// file, `<VAR>_FILE` pointing at it, instead of in its configuration, where
+/// `docker inspect` would show it in one more container. (The official
+/// PostgreSQL and MariaDB/MySQL images read the `_FILE` forms.) The value
+/// must stay the service's own: a PostgreSQL dump sets the roles' password
+/// hashes back, and the drill logs in again after that.
+const PASSWORD_VARS: &[&str] = &[
+    "POSTGRES_PASSWORD",
+    "MARIADB_ROOT_PASSWORD",
+    "MYSQL_ROOT_PASSWORD",
+    "MARIADB_PASSWORD",
+    "MYSQL_PASSWORD",
+];
+
+/// Where a throwaway's password files are placed.
+pub const SECRETS_DIR: &str = "/run/stackshot-drill";
+
+/// `env` with each password variable turned into its `_FILE` form, and the
+/// files to place: (name under [`SECRETS_DIR`], value). Pure.
+pub fn passwords_as_files(env: &[String]) -> (Vec<String>, Vec<(String, String)>) {
+    let mut files = Vec::new();
+    let env = env
+        .iter()
+        .map(|e| match e.split_once('=') {
+            Some((k, v)) if PASSWORD_VARS.contains(&k) => {
+                files.push((k.to_string(), v.to_string()));
+                format!("{k}_FILE={SECRETS_DIR}/{k}")
+            }
+            _ => e.clone(),
+        })
+        .collect();
+    (env, files)
+}
+
+/// A tar of `files` under [`SECRETS_DIR`], readable by the database's user.
+fn secrets_tar(files: &[(String, String)]) -> Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let dir = SECRETS_DIR.trim_start_matches('/');
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Directory);
+    header.set_mode(0o755);
+    header.set_size(0);
+    tar.append_data(&mut header, format!("{dir}/"), std::io::empty())?;
+    for (name, value) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(0o444);
+        header.set_size(value.len() as u64);
+        tar.append_data(&mut header, format!("{dir}/{name}"), value.as_bytes())?;
+    }
+    Ok(tar.into_inner()?)
+}
+
 /// Creates and starts a throwaway copy of the database container `of`
 /// (inspected); returns its id.
 pub async fn start(engine: &Engine, of: &str, name: &str, project: &str) -> Result<String> {
     let c = engine.inspect(of).await?;
     let info = container::ContainerInfo::from_inspect(&c);
     let config = c.config.unwrap_or_default();
+    let (env, secret_files) = passwords_as_files(&config.env.unwrap_or_default());
     let body = ContainerCreateBody {
         image: c.image.clone(),
         entrypoint: config.entrypoint,
         cmd: config.cmd,
-        env: config.env,
+        env: Some(env),
         user: config.user,
         working_dir: config.working_dir,
         labels: Some(labels(project)),
@@ -101,6 +155,28 @@ pub async fn start(engine: &Engine, of: &str, name: &str, project: &str) -> Resu
         )
         .await
         .with_context(|| format!("cannot create the drill container {name}"))?;
+    if !secret_files.is_empty() {
+        let placed = async {
+            let tar = secrets_tar(&secret_files).context("cannot pack the password files")?;
+            engine
+                .docker()
+                .upload_to_container(
+                    &created.id,
+                    Some(UploadToContainerOptions {
+                        path: "/".into(),
+                        ..Default::default()
+                    }),
+                    bollard::body_full(bytes::Bytes::from(tar)),
+                )
+                .await
+                .context("cannot place the password files")
+        }
+        .await;
+        if let Err(e) = placed {
+            remove(engine, &created.id).await;
+            return Err(e.context(format!("drill container {name}")));
+        }
+    }
     if let Err(e) = engine.docker().start_container(&created.id, None).await {
         remove(engine, &created.id).await;
         return Err(e).with_context(|| format!("cannot start the drill container {name}"));
@@ -172,6 +248,68 @@ pub async fn remove_leftovers(engine: &Engine, project: &str) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_go_in_files_and_the_rest_of_the_environment_stays() {
+        let env = [
+            "POSTGRES_USER=app",
+            "POSTGRES_PASSWORD=pg-secret-password",
+            "MARIADB_ROOT_PASSWORD_FILE=/run/secrets/root",
+            "MYSQL_PASSWORD=x=y",
+            "PGDATA=/var/lib/postgresql/data",
+        ]
+        .map(String::from);
+        let (env, files) = passwords_as_files(&env);
+        assert_eq!(
+            env,
+            [
+                "POSTGRES_USER=app",
+                "POSTGRES_PASSWORD_FILE=/run/stackshot-drill/POSTGRES_PASSWORD",
+                "MARIADB_ROOT_PASSWORD_FILE=/run/secrets/root",
+                "MYSQL_PASSWORD_FILE=/run/stackshot-drill/MYSQL_PASSWORD",
+                "PGDATA=/var/lib/postgresql/data",
+            ]
+        );
+        assert_eq!(
+            files,
+            [
+                ("POSTGRES_PASSWORD".to_string(), "pg-secret-password".to_string()),
+                ("MYSQL_PASSWORD".to_string(), "x=y".to_string()),
+            ]
+        );
+        let tar = secrets_tar(&files).unwrap();
+        let mut archive = tar::Archive::new(&tar[..]);
+        let entries: Vec<(String, u32, String)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let mut body = String::new();
+                std::io::Read::read_to_string(&mut e, &mut body).unwrap();
+                (
+                    e.path().unwrap().display().to_string(),
+                    e.header().mode().unwrap(),
+                    body,
+                )
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                ("run/stackshot-drill/".to_string(), 0o755, String::new()),
+                (
+                    "run/stackshot-drill/POSTGRES_PASSWORD".to_string(),
+                    0o444,
+                    "pg-secret-password".to_string()
+                ),
+                (
+                    "run/stackshot-drill/MYSQL_PASSWORD".to_string(),
+                    0o444,
+                    "x=y".to_string()
+                ),
+            ]
+        );
+    }
 
     fn m(kind: MountKind, dest: &str, rw: bool) -> container::Mount {
         container::Mount {

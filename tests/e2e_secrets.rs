@@ -1,0 +1,223 @@
+//! The secrets sweep: through a whole backup and a restore drill by the
+//! daemon, every place a secret could leak to is collected and searched for
+//! the test stack's three secret values (the repository password, and the
+//! PostgreSQL and MariaDB passwords). None may appear anywhere.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::*;
+
+/// The test stack's secret values: the repository password (a file), the
+/// PostgreSQL password (plain environment) and MariaDB's root password (a
+/// file).
+const SECRETS: [&str; 3] = [
+    RESTIC_PASSWORD,
+    "pg-secret-password",
+    "maria-root-secret",
+];
+
+/// What was collected, by where it came from.
+struct Sweep(Vec<(String, String)>);
+
+impl Sweep {
+    fn add(&mut self, source: impl Into<String>, text: impl Into<String>) {
+        self.0.push((source.into(), text.into()));
+    }
+
+    /// Fails naming the source and the match's surroundings.
+    fn assert_clean(&self) {
+        for (source, text) in &self.0 {
+            for secret in SECRETS {
+                if let Some(at) = text.find(secret) {
+                    let from = text.floor_char_boundary(at.saturating_sub(120));
+                    let to = text.ceil_char_boundary((at + secret.len() + 120).min(text.len()));
+                    panic!(
+                        "the secret {secret:?} leaked into {source}: …{}…",
+                        &text[from..to]
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Every process's argv in `container`, one per line.
+fn argv_of(container: &str) -> String {
+    text(&output(&mut docker(&[
+        "exec",
+        container,
+        "sh",
+        "-c",
+        "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < \"$f\" 2>/dev/null; echo; done",
+    ])))
+}
+
+/// Samples, until stopped, the argv of every process in `watched` and in
+/// every container stackshot creates (workers, drill throwaways), and each
+/// created container's `docker inspect`.
+fn sampler(watched: Vec<String>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Sweep> {
+    std::thread::spawn(move || {
+        let mut seen = BTreeSet::new();
+        while !stop.load(Ordering::SeqCst) {
+            let created: Vec<String> = run(&mut docker(&[
+                "ps",
+                "-aq",
+                "--filter",
+                "label=stackshot.role",
+            ]))
+            .lines()
+            .map(str::to_string)
+            .collect();
+            for c in &created {
+                let inspect = text(&output(&mut docker(&["inspect", c])));
+                if !inspect.starts_with("[]") {
+                    seen.insert((format!("docker inspect of created container {c}"), inspect));
+                }
+            }
+            for c in watched.iter().chain(&created) {
+                for line in argv_of(c).lines().filter(|l| !l.trim().is_empty()) {
+                    seen.insert((format!("a process's argv in {c}"), line.to_string()));
+                }
+            }
+        }
+        Sweep(seen.into_iter().collect())
+    })
+}
+
+#[test]
+fn no_secret_in_argv_logs_metrics_status_or_inspect() {
+    let _serial = serial();
+    let stack = Stack::up_with(
+        "stackshot-e2e-secrets",
+        &[
+            &root().join("tests/stack/docker-compose.yml"),
+            &root().join("tests/stack/daemon.override.yml"),
+            &root().join("tests/stack/secrets.override.yml"),
+        ],
+        &[],
+    );
+    stack.wait_for_databases();
+    wait_for("the daemon", 60, || {
+        stack
+            .exec("backup", &[], &["stackshot", "status"])
+            .status
+            .success()
+            .then_some(())
+    });
+    // The method finds a secret where one is: the service's own configuration.
+    let pg_inspect = run(&mut docker(&["inspect", &stack.container("postgres")]));
+    assert!(pg_inspect.contains("pg-secret-password"));
+
+    let sidecar = stack.container("backup");
+    let watch = stack.watch();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampling = sampler(
+        vec![
+            sidecar.clone(),
+            stack.container("postgres"),
+            stack.container("mariadb"),
+        ],
+        stop.clone(),
+    );
+    let mut sweep = Sweep(Vec::new());
+
+    // A backup (the daemon's short window), then a drill of it, each through
+    // the daemon, their progress streamed as text; then the commands a user
+    // reads state with.
+    let backup = stack.exec("backup", &[], &["stackshot", "backup"]);
+    assert!(backup.status.success(), "{}", text(&backup));
+    sweep.add("`stackshot backup` (text progress)", text(&backup));
+    let drill = stack.exec("backup", &[], &["stackshot", "drill"]);
+    assert!(drill.status.success(), "{}", text(&drill));
+    sweep.add("`stackshot drill`", text(&drill));
+    let debug = [("LOG_LEVEL", "debug"), ("LOG_FORMAT", "text")];
+    for args in [
+        &["stackshot", "backup", "--json"][..],
+        &["stackshot", "drill", "--json"],
+        &["stackshot", "status"],
+        &["stackshot", "status", "--json"],
+        &["stackshot", "snapshots", "--json"],
+        &["stackshot", "plan"],
+        &["stackshot", "plan", "--json"],
+        &["stackshot", "verify", "--quick"],
+    ] {
+        let out = stack.exec("backup", &debug, args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        sweep.add(format!("`{}` (debug, text logs)", args.join(" ")), text(&out));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let sampled = sampling.join().expect("sampler");
+    let events = watch.finish();
+
+    let port = {
+        let out = run(&mut docker(&["port", &sidecar, "8080/tcp"]));
+        out.lines()
+            .next()
+            .and_then(|l| l.rsplit(':').next())
+            .and_then(|p| p.trim().parse::<u16>().ok())
+            .expect("published port")
+    };
+    for path in ["/metrics", "/healthz"] {
+        let (code, body) = http_get(port, path).expect(path);
+        assert_eq!(code, 200, "{path}: {body}");
+        sweep.add(path, body);
+    }
+    let logs = text(&output(&mut docker(&["logs", &sidecar])));
+    assert!(
+        logs.lines().filter(|l| l.starts_with('{')).count() > 20,
+        "the daemon's JSON logs: {logs}"
+    );
+    assert!(
+        logs.contains("\"level\":\"DEBUG\""),
+        "debug lines are in the sweep"
+    );
+    sweep.add("the daemon's logs (JSON, debug)", logs);
+    for e in &events.0 {
+        sweep.add(format!("engine event {} of {}", e.action, e.name), e.action.clone());
+    }
+
+    // The sweep saw what it claims to have searched.
+    let argv: Vec<&String> = sampled
+        .0
+        .iter()
+        .filter(|(s, _)| s.starts_with("a process's argv"))
+        .map(|(_, t)| t)
+        .collect();
+    assert!(
+        argv.iter().any(|l| l.contains("stackshot worker")),
+        "no worker's argv was sampled"
+    );
+    assert!(
+        sampled
+            .0
+            .iter()
+            .any(|(s, t)| s.starts_with("docker inspect") && t.contains("stackshot.role")),
+        "no created container was inspected"
+    );
+    let execs: Vec<&str> = events
+        .0
+        .iter()
+        .filter_map(|e| e.action.strip_prefix("exec_start: "))
+        .collect();
+    for tool in ["pg_dump", "mariadb-dump", "psql"] {
+        assert!(
+            execs.iter().any(|c| c.contains(tool)),
+            "no {tool} exec in the events: {execs:?}"
+        );
+    }
+    sweep.0.extend(sampled.0);
+    eprintln!("secrets sweep: {} texts searched", sweep.0.len());
+    sweep.assert_clean();
+}
