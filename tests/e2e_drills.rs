@@ -557,11 +557,20 @@ fn databases_directory_full() {
         let reason = report["reason"].as_str().unwrap_or_default();
         assert!(!reason.contains('\n'), "one line: {reason}");
         for needle in ["dump /databases/postgres/", "No space left on device"] {
-            assert!(reason.contains(needle), "{window}: {needle:?} not in: {reason}");
+            assert!(
+                reason.contains(needle),
+                "{window}: {needle:?} not in: {reason}"
+            );
         }
-        assert_eq!(report["window_mode"], window, "{window}: not repeated: {report}");
+        assert_eq!(
+            report["window_mode"], window,
+            "{window}: not repeated: {report}"
+        );
         if window == "short" {
-            assert!(reason.contains("not repeated in the full window"), "{reason}");
+            assert!(
+                reason.contains("not repeated in the full window"),
+                "{reason}"
+            );
         }
         assert_eq!(all_snapshots(), 0, "{window}: no snapshot, not even a part");
         assert_eq!(files_in_databases(), "", "{window}: no dump left behind");
@@ -640,7 +649,10 @@ fn a_frozen_snapshot_is_stopped_by_the_watchdog() {
     assert_eq!(code, 0, "after the stall: {report}\n{stderr}");
     let id = report["snapshots"][0]["id"].as_str().unwrap().to_string();
     let restored = stack.restore(&id);
-    assert_eq!(sha256_file(&restored.path().join("volumes/app/data/blob.bin")), blob);
+    assert_eq!(
+        sha256_file(&restored.path().join("volumes/app/data/blob.bin")),
+        blob
+    );
 }
 
 /// An exclusive lock held by another process: a `restic prune` in a
@@ -654,7 +666,10 @@ fn exclusive_lock_held_by_a_paused_prune() {
     let _serial = serial();
     let stack = stack("stackshot-e2e-locked");
     let (code, report, stderr) = stack.backup(&[]);
-    assert_eq!(code, 0, "a first backup, for prune to work on: {report}\n{stderr}");
+    assert_eq!(
+        code, 0,
+        "a first backup, for prune to work on: {report}\n{stderr}"
+    );
 
     let holder = format!("{}-prune", stack.project);
     let _ = output(&mut docker(&["rm", "-f", &holder]));
@@ -736,7 +751,10 @@ fn exclusive_lock_held_by_a_paused_prune() {
     assert_eq!(code, 0, "after the prune: {report}\n{stderr}");
     let id = report["snapshots"][0]["id"].as_str().unwrap().to_string();
     let restored = stack.restore(&id);
-    assert_eq!(sha256_file(&restored.path().join("volumes/app/data/blob.bin")), blob);
+    assert_eq!(
+        sha256_file(&restored.path().join("volumes/app/data/blob.bin")),
+        blob
+    );
     assert_eq!(
         sha256_file(&restored.path().join("volumes/app/uploads/photo.bin")),
         photo

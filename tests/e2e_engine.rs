@@ -8,8 +8,8 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use common::*;
+use std::process::{Child, Command, Stdio};
 
 /// Restarts the engine the way this machine runs it, as `systemctl restart
 /// docker` would: with systemd, that; without, `dockerd` gets SIGTERM (it
@@ -23,7 +23,7 @@ fn restart_the_engine() {
     if systemd {
         run(Command::new("systemctl").args(["restart", "docker"]));
     } else {
-        let pid = run(&mut Command::new("pgrep").args(["-x", "dockerd"]))
+        let pid = run(Command::new("pgrep").args(["-x", "dockerd"]))
             .trim()
             .to_string();
         assert!(!pid.is_empty(), "no dockerd process");
@@ -42,15 +42,18 @@ fn restart_the_engine() {
             (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(())
         });
         let log = std::fs::File::create("/tmp/stackshot-e2e-dockerd.log").unwrap();
+        // `setsid --fork`: dockerd in a session of its own, outliving this test.
         let mut c = Command::new("setsid");
-        c.arg(&argv[0])
+        c.arg("--fork")
+            .arg(&argv[0])
             .args(&argv[1..])
             .env_clear()
             .envs(environ.iter().filter_map(|kv| kv.split_once('=')))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
-        c.spawn().expect("start dockerd again");
+        let forked = c.status().expect("start dockerd again");
+        assert!(forked.success(), "setsid --fork dockerd: {forked}");
     }
     wait_for("the engine to answer again", 120, || {
         output(&mut docker(&["info", "--format", "{{.ServerVersion}}"]))
@@ -70,7 +73,7 @@ fn spawn_backup(stack: &Stack) -> Child {
 }
 
 #[test]
-fn the_engine_killed_inside_a_window() {
+fn the_engine_restarted_inside_a_window() {
     let _serial = serial();
     let stack = Stack::up_with(
         "stackshot-e2e-engine",
@@ -118,9 +121,17 @@ fn the_engine_killed_inside_a_window() {
 
     // The sidecar is back by policy, and its daemon starts what the journal
     // names before it answers.
-    wait_for("the sidecar's daemon after the engine restart", 120, daemon_answers);
+    wait_for(
+        "the sidecar's daemon after the engine restart",
+        120,
+        daemon_answers,
+    );
     for svc in ["backup", "postgres", "mariadb", "app", "sidekick"] {
-        assert_eq!(stack.state(svc), "running", "{svc} after the engine restart");
+        assert_eq!(
+            stack.state(svc),
+            "running",
+            "{svc} after the engine restart"
+        );
     }
     // No policy, and not stopped by stackshot: the engine leaves them down.
     for svc in ["bystander", "legacy"] {
@@ -151,7 +162,10 @@ fn the_engine_killed_inside_a_window() {
     assert_eq!(code, 0, "after the engine restart: {report}\n{stderr}");
     let id = report["snapshots"][0]["id"].as_str().unwrap().to_string();
     let restored = stack.restore(&id);
-    assert_eq!(sha256_file(&restored.path().join("volumes/app/data/blob.bin")), blob);
+    assert_eq!(
+        sha256_file(&restored.path().join("volumes/app/data/blob.bin")),
+        blob
+    );
     assert_eq!(
         sha256_file(&restored.path().join("volumes/app/uploads/photo.bin")),
         photo

@@ -14,11 +14,7 @@ use common::*;
 /// The test stack's secret values: the repository password (a file), the
 /// PostgreSQL password (plain environment) and MariaDB's root password (a
 /// file).
-const SECRETS: [&str; 3] = [
-    RESTIC_PASSWORD,
-    "pg-secret-password",
-    "maria-root-secret",
-];
+const SECRETS: [&str; 3] = [RESTIC_PASSWORD, "pg-secret-password", "maria-root-secret"];
 
 /// What was collected, by where it came from.
 struct Sweep(Vec<(String, String)>);
@@ -155,7 +151,10 @@ fn no_secret_in_argv_logs_metrics_status_or_inspect() {
     ] {
         let out = stack.exec("backup", &debug, args);
         assert!(out.status.success(), "{args:?}: {}", text(&out));
-        sweep.add(format!("`{}` (debug, text logs)", args.join(" ")), text(&out));
+        sweep.add(
+            format!("`{}` (debug, text logs)", args.join(" ")),
+            text(&out),
+        );
     }
     stop.store(true, Ordering::SeqCst);
     let sampled = sampling.join().expect("sampler");
@@ -185,7 +184,10 @@ fn no_secret_in_argv_logs_metrics_status_or_inspect() {
     );
     sweep.add("the daemon's logs (JSON, debug)", logs);
     for e in &events.0 {
-        sweep.add(format!("engine event {} of {}", e.action, e.name), e.action.clone());
+        sweep.add(
+            format!("engine event {} of {}", e.action, e.name),
+            e.action.clone(),
+        );
     }
 
     // The sweep saw what it claims to have searched.

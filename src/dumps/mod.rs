@@ -412,7 +412,9 @@ pub async fn dump_to_file_watching(
     if let Err(e) = file.sync_all().await {
         drop(file);
         let _ = tokio::fs::remove_file(&partial).await;
-        return Err(anyhow::Error::new(e).context(format!("cannot sync dump {} (removed)", path.display())));
+        return Err(
+            anyhow::Error::new(e).context(format!("cannot sync dump {} (removed)", path.display()))
+        );
     }
     tokio::fs::rename(&partial, &path)
         .await
@@ -534,12 +536,16 @@ mod tests {
         use anyhow::Context as _;
         let full: Result<(), _> = Err(std::io::Error::from_raw_os_error(28));
         let e = full.context("service pg: writing the dump").unwrap_err();
-        assert!(is_out_of_space(&e.context("dump /databases/pg/all.sql (removed)")));
+        assert!(is_out_of_space(
+            &e.context("dump /databases/pg/all.sql (removed)")
+        ));
         let quota: Result<(), _> = Err(std::io::Error::from_raw_os_error(122));
         assert!(is_out_of_space(&quota.context("x").unwrap_err()));
         let broken: Result<(), _> = Err(std::io::Error::from_raw_os_error(32));
         assert!(!is_out_of_space(&broken.context("x").unwrap_err()));
-        assert!(!is_out_of_space(&anyhow::anyhow!("pg_dump exited with code 1")));
+        assert!(!is_out_of_space(&anyhow::anyhow!(
+            "pg_dump exited with code 1"
+        )));
     }
 
     fn result(file: &str, sha: &str) -> DumpResult {

@@ -273,7 +273,10 @@ mod tests {
         assert_eq!(
             files,
             [
-                ("POSTGRES_PASSWORD".to_string(), "pg-secret-password".to_string()),
+                (
+                    "POSTGRES_PASSWORD".to_string(),
+                    "pg-secret-password".to_string()
+                ),
                 ("MYSQL_PASSWORD".to_string(), "x=y".to_string()),
             ]
         );

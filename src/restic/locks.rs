@@ -125,9 +125,10 @@ mod tests {
 
     #[test]
     fn reads_a_recorded_exclusive_lock_and_names_its_holder() {
-        let lock =
-            Lock::parse(include_str!("../../tests/fixtures/restic/cat-lock-exclusive-0.14.json"))
-                .unwrap();
+        let lock = Lock::parse(include_str!(
+            "../../tests/fixtures/restic/cat-lock-exclusive-0.14.json"
+        ))
+        .unwrap();
         assert!(lock.exclusive);
         let now: jiff::Timestamp = "2026-12-02T05:25:40Z".parse().unwrap();
         assert_eq!(
@@ -137,7 +138,12 @@ mod tests {
         let shared = Lock::parse(r#"{"time":"x","hostname":"h","pid":7}"#).unwrap();
         assert!(!shared.exclusive);
         assert_eq!(shared.holder(now), "PID 7 on host h (user ?)");
-        assert!(Lock::parse("not json").unwrap_err().to_string().contains("not a restic lock"));
+        assert!(
+            Lock::parse("not json")
+                .unwrap_err()
+                .to_string()
+                .contains("not a restic lock")
+        );
     }
 
     #[test]

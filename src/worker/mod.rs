@@ -252,7 +252,9 @@ async fn remove_stale_lock(payload: &Payload, signal: i32) {
     // could hang as well: it gets a minute.
     let Ok(out) = tokio::time::timeout(Duration::from_secs(60), out).await else {
         emit(&WorkerEvent::Log {
-            line: format!("restic was killed by signal {signal}; restic unlock did not finish in 60 s, its lock is left"),
+            line: format!(
+                "restic was killed by signal {signal}; restic unlock did not finish in 60 s, its lock is left"
+            ),
         });
         return;
     };
