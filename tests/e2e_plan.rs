@@ -297,14 +297,6 @@ fn example_stack_plans_and_backs_up() {
     };
     common::output(&mut compose(&["down", "-v"]));
     common::run(&mut compose(&["up", "-d", "--no-build"]));
-    let out = common::output(&mut compose(&[
-        "exec",
-        "-T",
-        "backup",
-        "stackshot",
-        "plan",
-        "--json",
-    ]));
     // The example backs up as it stands, once its databases serve on TCP
     // (not the entrypoints' temporary init servers, which listen on no port):
     // one backup, which must succeed.
@@ -323,6 +315,16 @@ fn example_stack_plans_and_backs_up() {
             (p.status.success() && String::from_utf8_lossy(&p.stdout).trim() == "1").then_some(())
         });
     }
+    // The plan of the stack as it runs (taken once the databases serve: right
+    // after `up -d` on a loaded engine, a container can still be starting).
+    let out = common::output(&mut compose(&[
+        "exec",
+        "-T",
+        "backup",
+        "stackshot",
+        "plan",
+        "--json",
+    ]));
     let backup = common::output(&mut compose(&[
         "exec",
         "-T",
@@ -344,8 +346,8 @@ fn example_stack_plans_and_backs_up() {
         String::from_utf8_lossy(&out.stderr)
     );
     let plan: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(names(&plan, "stop"), ["app"]);
-    assert_eq!(names(&plan, "dumps"), ["mariadb", "postgres"]);
+    assert_eq!(names(&plan, "stop"), ["app"], "{plan}");
+    assert_eq!(names(&plan, "dumps"), ["mariadb", "postgres"], "{plan}");
     assert_eq!(plan["volumes"][0]["snapshot_path"], "/volumes/app/data");
     assert_eq!(plan["volumes"].as_array().unwrap().len(), 1, "{plan}");
     assert_eq!(plan["errors"], serde_json::json!([]));
