@@ -321,8 +321,10 @@ impl Collector {
             }
             Ok(WorkerEvent::Log { line }) => {
                 tracing::debug!(line = %line, "worker");
+                // Enough lines to hold a panic's trace and what came before
+                // it: `why` drops the trace and keeps the last eight others.
                 self.log_tail.push(line);
-                if self.log_tail.len() > 8 {
+                if self.log_tail.len() > 256 {
                     self.log_tail.remove(0);
                 }
             }
@@ -341,7 +343,13 @@ impl Collector {
     }
 
     fn why(&self) -> String {
-        redact(&self.log_tail.join(" | "), &self.secrets)
+        let lines: Vec<&str> = self.log_tail.iter().map(String::as_str).collect();
+        let kept: Vec<&str> = restic::without_noise(&lines)
+            .into_iter()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        let last = &kept[kept.len().saturating_sub(8)..];
+        redact(&last.join(" | "), &self.secrets)
     }
 
     fn finish(self, code: i64) -> Result<Snapshotted> {

@@ -438,22 +438,39 @@ fn classify_open_failure(version: Version, code: Option<i32>, stderr: &str) -> O
 /// the Go stack trace some fatal errors carry (a function line, then its
 /// `file.go:N` line), and the "retrying after" lines of a backend retried
 /// before it gave up, when an error follows them.
-fn without_noise<'a>(lines: &[&'a str]) -> Vec<&'a str> {
+/// A panic's trace is dropped too (`goroutine N [running]:`, its frames and
+/// `created by` lines); its `panic: …` line stays.
+pub fn without_noise<'a>(lines: &[&'a str]) -> Vec<&'a str> {
+    // `file.go:N`, alone or, in a panic's trace, tab-indented with `+0x…` after it.
     fn is_file_line(l: &str) -> bool {
-        !l.contains(' ')
-            && l.rsplit_once(':').is_some_and(|(file, n)| {
+        let t = l.trim_start();
+        let indented = t.len() < l.len();
+        let mut words = t.split_whitespace();
+        let first = words.next().unwrap_or_default();
+        let rest_ok = match words.next() {
+            None => true,
+            Some(w) => indented && w.starts_with("+0x") && words.next().is_none(),
+        };
+        rest_ok
+            && first.rsplit_once(':').is_some_and(|(file, n)| {
                 (file.ends_with(".go") || file.ends_with(".s"))
                     && !n.is_empty()
                     && n.bytes().all(|b| b.is_ascii_digit())
             })
     }
+    let goroutine = |l: &str| {
+        let t = l.trim();
+        (t.starts_with("goroutine ") && t.ends_with(':')) || t.starts_with("created by ")
+    };
     let retrying = |l: &str| l.contains(" returned error, retrying after ");
     let mut kept: Vec<&str> = lines
         .iter()
         .enumerate()
         .filter(|(i, l)| {
             let frame = is_file_line(l)
-                || (!l.contains(' ') && lines.get(i + 1).is_some_and(|n| is_file_line(n)));
+                || goroutine(l)
+                || (!l.starts_with(char::is_whitespace)
+                    && lines.get(i + 1).is_some_and(|n| is_file_line(n)));
             !frame
         })
         .map(|(_, l)| *l)
@@ -622,6 +639,31 @@ mod tests {
         // Retries alone are kept: they are the only clue.
         let only = "Save(<lock/1>) returned error, retrying after 1s: timeout";
         assert_eq!(r.stderr_tail(only), only);
+    }
+
+    #[test]
+    fn a_panic_trace_is_dropped_and_its_panic_line_kept() {
+        // The frames as restic 0.14 printed them in CI on a full repository
+        // (the CI log kept the last eight worker lines); the lines before
+        // them are of the same shape, not recorded.
+        let lines = [
+            "panic: send on closed channel",
+            "",
+            "goroutine 70 [running]:",
+            "github.com/restic/restic/internal/archiver.(*TreeSaver).worker(0x0?, {0x104abd0, 0xc00015c7c0}, 0xc0001029c0)",
+            "\tgithub.com/restic/restic/internal/archiver/tree_saver.go:136 +0x225",
+            "github.com/restic/restic/internal/archiver.NewTreeSaver.func1()",
+            "\tgithub.com/restic/restic/internal/archiver/tree_saver.go:32 +0x29",
+            "golang.org/x/sync/errgroup.(*Group).Go.func1()",
+            "\tgolang.org/x/sync/errgroup/errgroup.go:75 +0x64",
+            "created by golang.org/x/sync/errgroup.(*Group).Go",
+            "\tgolang.org/x/sync/errgroup/errgroup.go:72 +0xa5",
+        ];
+        assert_eq!(without_noise(&lines), ["panic: send on closed channel", ""]);
+        // A message with a file name in it is no frame.
+        let error =
+            ["Fatal: unable to save snapshot: write /repository/data/x: no space left on device"];
+        assert_eq!(without_noise(&error), error);
     }
 
     #[test]
