@@ -455,12 +455,13 @@ fn full_repository() {
         let reason = report["reason"].as_str().unwrap_or_default();
         assert!(!reason.contains('\n'), "{window}: one line: {reason}");
         // restic 0.14 on a full disk: an error, a hang (stopped by the
-        // watchdog), or a crash (a Go panic; the reason keeps its panic line,
-        // not its trace). Each seen here.
+        // watchdog), or a crash (exit code 2, a Go panic or fatal error: the
+        // reason keeps its first line, not its trace). Each seen here.
         let known = [
             "no space left on device",
             "SNAPSHOT_STALL_TIMEOUT",
             "panic: ",
+            "fatal error: ",
         ];
         assert!(
             known.iter().any(|k| reason.contains(k)),
