@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -27,32 +27,9 @@ fn daemon_stack_with(project: &str, cron: &str, window: &str) -> Stack {
     s
 }
 
-/// The loopback port the sidecar's 8080 is published on.
-fn http_port(stack: &Stack) -> u16 {
-    let out = run(&mut docker(&[
-        "port",
-        &stack.container("backup"),
-        "8080/tcp",
-    ]));
-    out.lines()
-        .next()
-        .and_then(|l| l.rsplit(':').next())
-        .and_then(|p| p.trim().parse().ok())
-        .expect("published port")
-}
-
 fn status(stack: &Stack) -> Value {
     let out = stack.exec("backup", &[], &["stackshot", "status", "--json"]);
     serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
-}
-
-fn spawn_backup(stack: &Stack) -> Child {
-    Command::new("docker")
-        .args(["exec", &stack.container("backup"), "stackshot", "backup"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
 }
 
 #[test]
@@ -64,7 +41,7 @@ fn schedule_metrics_and_a_real_prometheus() {
     // databases answered may fail (on a loaded machine it did). Runs that
     // start after this moment must all succeed.
     let ready = chrono::Utc::now();
-    let port = http_port(&stack);
+    let port = stack.http_port();
 
     // Two scheduled runs succeed.
     let metrics = wait_for("two scheduled successful runs", 180, || {
@@ -203,17 +180,11 @@ fn on_demand_runs_busy_refusal_and_health() {
     let _serial = serial();
     let stack = daemon_stack("stackshot-e2e-ondemand", "0 0 1 1 *");
     // Give the daemon time to bind its socket and HTTP port.
-    wait_for("the daemon", 60, || {
-        stack
-            .exec("backup", &[], &["stackshot", "status"])
-            .status
-            .success()
-            .then_some(())
-    });
+    stack.wait_for_daemon();
 
     // A run through docker exec: exit 0, progress streamed while it runs
     // (each stderr line timed as it arrives), not printed at the end.
-    let mut child = spawn_backup(&stack);
+    let mut child = stack.spawn_daemon_backup();
     let err = child.stderr.take().unwrap();
     let reader = std::thread::spawn(move || {
         use std::io::BufRead;
@@ -268,7 +239,7 @@ fn on_demand_runs_busy_refusal_and_health() {
 
     // A second trigger during a run is refused.
     stack.psql("CREATE TABLE big AS SELECT g AS id, repeat('x', 250) AS payload FROM generate_series(1, 600000) g").unwrap();
-    let first = spawn_backup(&stack);
+    let first = stack.spawn_daemon_backup();
     wait_for("the run to start", 60, || {
         (!status(&stack)["running"].is_null()).then_some(())
     });
@@ -331,7 +302,7 @@ fn on_demand_runs_busy_refusal_and_health() {
             .contains("cannot log in to postgres"),
         "{body}"
     );
-    let (code, _) = http_get(http_port(&stack), "/healthz").unwrap();
+    let (code, _) = http_get(stack.http_port(), "/healthz").unwrap();
     assert_eq!(code, 503);
 
     // The next good run makes it 200 again.
@@ -344,7 +315,7 @@ fn on_demand_runs_busy_refusal_and_health() {
             .status
             .success()
     );
-    let (code, body) = http_get(http_port(&stack), "/healthz").unwrap();
+    let (code, body) = http_get(stack.http_port(), "/healthz").unwrap();
     assert_eq!(code, 200, "{body}");
     let s = status(&stack);
     let results: Vec<&str> = s["history"]
@@ -379,19 +350,13 @@ fn kill_or_stop_the_sidecar_inside_a_window() {
     let _serial = serial();
     // The full window stays open through the big dump, long enough to hit.
     let stack = daemon_stack_with("stackshot-e2e-lifecycle", "0 0 1 1 *", "full");
-    wait_for("the daemon", 60, || {
-        stack
-            .exec("backup", &[], &["stackshot", "status"])
-            .status
-            .success()
-            .then_some(())
-    });
+    stack.wait_for_daemon();
     stack.psql("CREATE TABLE big AS SELECT g AS id, repeat('x', 250) AS payload FROM generate_series(1, 1000000) g").unwrap();
     let sidecar = stack.container("backup");
 
     // docker kill inside the window, then docker start: the app runs again
     // before the first /healthz answer.
-    let child = spawn_backup(&stack);
+    let child = stack.spawn_daemon_backup();
     wait_for("the window to open", 120, || {
         (stack.state("app") == "exited").then_some(())
     });
@@ -404,7 +369,7 @@ fn kill_or_stop_the_sidecar_inside_a_window() {
     );
     let restarted = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     run(&mut docker(&["start", &sidecar]));
-    let port = http_port(&stack);
+    let port = stack.http_port();
     // The first /healthz answer, timed on this host's clock (every 20 ms)...
     let polling = std::time::Instant::now();
     let first_answer = loop {
@@ -458,7 +423,7 @@ fn kill_or_stop_the_sidecar_inside_a_window() {
     assert_eq!(s["recovered"].as_array().unwrap().len(), 2, "{s}");
 
     // docker stop inside the window: the window closes before the daemon exits.
-    let child = spawn_backup(&stack);
+    let child = stack.spawn_daemon_backup();
     wait_for("the window to open", 120, || {
         (stack.state("app") == "exited").then_some(())
     });
@@ -518,7 +483,7 @@ fn drill_cron_failure_then_success_in_the_metrics() {
         &[("E2E_DRILL_CRON", "*/30 * * * * *")],
     );
     stack.wait_for_databases();
-    let port = http_port(&stack);
+    let port = stack.http_port();
     let drill = |after: f64, what: &str| {
         wait_for(what, 150, || {
             let (_, body) = http_get(port, "/metrics")?;
@@ -584,7 +549,7 @@ fn the_plan_follows_labels_live_and_survives_a_lost_event_stream() {
         &[("E2E_ENGINE_DIR", engine_dir.path().to_str().unwrap())],
     );
     stack.wait_for_databases();
-    let port = http_port(&stack);
+    let port = stack.http_port();
     let metric = |series: &str| -> Option<f64> {
         let (_, body) = http_get(port, "/metrics")?;
         sample(&body, series)

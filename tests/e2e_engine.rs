@@ -9,7 +9,7 @@
 mod common;
 
 use common::*;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 /// Restarts the engine the way this machine runs it, as `systemctl restart
 /// docker` would: with systemd, that; without, `dockerd` gets SIGTERM (it
@@ -63,15 +63,6 @@ fn restart_the_engine() {
     });
 }
 
-fn spawn_backup(stack: &Stack) -> Child {
-    Command::new("docker")
-        .args(["exec", &stack.container("backup"), "stackshot", "backup"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 #[test]
 fn the_engine_restarted_inside_a_window() {
     let _serial = serial();
@@ -85,21 +76,14 @@ fn the_engine_restarted_inside_a_window() {
         &[("E2E_STOP_WINDOW", "full")],
     );
     stack.wait_for_databases();
-    let daemon_answers = || {
-        stack
-            .exec("backup", &[], &["stackshot", "status"])
-            .status
-            .success()
-            .then_some(())
-    };
-    wait_for("the daemon", 60, daemon_answers);
+    stack.wait_for_daemon();
     // The full window stays open through a big dump, long enough to hit.
     stack
         .psql("CREATE TABLE big AS SELECT g AS id, repeat('x', 250) AS payload FROM generate_series(1, 1000000) g")
         .unwrap();
     let (blob, photo) = seed_app_files(&stack);
 
-    let child = spawn_backup(&stack);
+    let child = stack.spawn_daemon_backup();
     wait_for("the window to open", 120, || {
         (stack.state("app") == "exited" && stack.state("sidekick") == "exited").then_some(())
     });
@@ -121,11 +105,9 @@ fn the_engine_restarted_inside_a_window() {
 
     // The sidecar is back by policy, and its daemon starts what the journal
     // names before it answers.
-    wait_for(
-        "the sidecar's daemon after the engine restart",
-        120,
-        daemon_answers,
-    );
+    wait_for("the sidecar's daemon after the engine restart", 120, || {
+        stack.daemon_answers().then_some(())
+    });
     for svc in ["backup", "postgres", "mariadb", "app", "sidekick"] {
         assert_eq!(
             stack.state(svc),

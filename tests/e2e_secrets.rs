@@ -105,13 +105,7 @@ fn no_secret_in_argv_logs_metrics_status_or_inspect() {
         &[],
     );
     stack.wait_for_databases();
-    wait_for("the daemon", 60, || {
-        stack
-            .exec("backup", &[], &["stackshot", "status"])
-            .status
-            .success()
-            .then_some(())
-    });
+    stack.wait_for_daemon();
     // The method finds a secret where one is: the service's own configuration.
     let pg_inspect = run(&mut docker(&["inspect", &stack.container("postgres")]));
     assert!(pg_inspect.contains("pg-secret-password"));
@@ -160,14 +154,7 @@ fn no_secret_in_argv_logs_metrics_status_or_inspect() {
     let sampled = sampling.join().expect("sampler");
     let events = watch.finish();
 
-    let port = {
-        let out = run(&mut docker(&["port", &sidecar, "8080/tcp"]));
-        out.lines()
-            .next()
-            .and_then(|l| l.rsplit(':').next())
-            .and_then(|p| p.trim().parse::<u16>().ok())
-            .expect("published port")
-    };
+    let port = stack.http_port();
     for path in ["/metrics", "/healthz"] {
         let (code, body) = http_get(port, path).expect(path);
         assert_eq!(code, 200, "{path}: {body}");

@@ -388,6 +388,43 @@ impl Stack {
         dir
     }
 
+    /// The loopback port the sidecar's 8080 is published on.
+    pub fn http_port(&self) -> u16 {
+        let out = run(&mut docker(&[
+            "port",
+            &self.container("backup"),
+            "8080/tcp",
+        ]));
+        out.lines()
+            .next()
+            .and_then(|l| l.rsplit(':').next())
+            .and_then(|p| p.trim().parse().ok())
+            .expect("published port")
+    }
+
+    /// True once the sidecar's daemon answers `stackshot status`.
+    pub fn daemon_answers(&self) -> bool {
+        self.exec("backup", &[], &["stackshot", "status"])
+            .status
+            .success()
+    }
+
+    /// Waits (60 s at most) until the sidecar's daemon answers.
+    pub fn wait_for_daemon(&self) {
+        wait_for("the daemon", 60, || self.daemon_answers().then_some(()));
+    }
+
+    /// Starts `stackshot backup` (to the daemon, progress on stderr) without
+    /// waiting for it.
+    pub fn spawn_daemon_backup(&self) -> std::process::Child {
+        Command::new("docker")
+            .args(["exec", &self.container("backup"), "stackshot", "backup"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// `stackshot backup --json` in the sidecar, with extra environment:
     /// (exit code, report, stderr).
     pub fn backup(&self, env: &[(&str, &str)]) -> (i32, serde_json::Value, String) {
