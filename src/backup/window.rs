@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
@@ -23,7 +24,14 @@ use crate::plan::StopEntry;
 /// Stopping and starting containers: the engine, or a fake in tests.
 pub trait ContainerControl: Sync {
     /// Stops a container, giving it `timeout` before the engine kills it.
-    fn stop(&self, id: &str, timeout: Duration) -> impl Future<Output = Result<()>> + Send;
+    /// Returns once the container is down: its processes gone. What the
+    /// engine still does then (tearing the container down) may come back as
+    /// a [`StopRest`], which the window awaits before it starts anything.
+    fn stop(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Option<StopRest>>> + Send;
     /// Starts a container (a running one is left alone).
     fn start(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
     /// True when the container runs now.
@@ -41,6 +49,11 @@ pub trait ContainerControl: Sync {
         async { Ok(()) }
     }
 }
+
+/// The rest of a stop call that returned as soon as its container was down:
+/// the engine's tear-down, which does not touch the volumes' data, runs on
+/// beside the window's work, and is awaited before any start.
+pub type StopRest = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 
 /// The default of [`ContainerControl::stay_up`]. A second: the window is
 /// measured before it, so it lengthens the run, not the stack's downtime.
@@ -233,6 +246,33 @@ async fn exited_after_start<C: ContainerControl>(
     exited
 }
 
+/// Awaits the stop calls still tearing their container down, so that no start
+/// races the engine's own clean-up. Their containers are down already, so a
+/// failure here is only logged: the container is started like the others.
+async fn settle(rests: Vec<(String, StopRest)>, timeout: Duration) {
+    if rests.is_empty() {
+        return;
+    }
+    let limit = timeout + Duration::from_secs(30);
+    for (name, r) in join_all(
+        rests
+            .into_iter()
+            .map(|(name, rest)| async move { (name, tokio::time::timeout(limit, rest).await) }),
+    )
+    .await
+    {
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(container = %name, error = %format!("{e:#}"), "the engine's stop call failed after the container was down")
+            }
+            Err(_) => {
+                tracing::warn!(container = %name, "the engine's stop call did not return after the container was down")
+            }
+        }
+    }
+}
+
 /// Restarts the containers named by a journal that an earlier run left behind
 /// (it died inside its window). Returns the names restarted; clears the journal
 /// when every one of them runs again.
@@ -286,6 +326,8 @@ where
     waves.dedup();
 
     let mut failure: Option<anyhow::Error> = None;
+    // Stop calls still tearing their container down: (name, the rest).
+    let mut rests: Vec<(String, StopRest)> = Vec::new();
     'waves: for wave in waves {
         if let Some(reason) = shutdown.requested() {
             failure = Some(anyhow!("interrupted by {reason} while stopping containers"));
@@ -343,12 +385,13 @@ where
         .await;
         for (e, seconds, r) in results {
             match r {
-                Ok(()) => {
+                Ok(rest) => {
                     tracing::info!(container = %e.name, seconds, "stopped");
                     report.stopped.push(Timed {
                         container: e.name.clone(),
                         seconds,
                     });
+                    rests.extend(rest.map(|r| (e.name.clone(), r)));
                 }
                 Err(err) => {
                     let msg = format!("could not stop {}: {err:#}", e.name);
@@ -384,7 +427,8 @@ where
         }
     };
 
-    // Close the window: always.
+    // Close the window: always. The engine first finishes its tear-downs.
+    settle(rests, timeout).await;
     let (started, mut failed) = start_entries(ctl, &state.stopped).await;
     report.seconds = opened.elapsed().as_secs_f64();
     failed.extend(exited_after_start(ctl, &state.stopped, &started).await);

@@ -1,7 +1,9 @@
 //! The Docker engine: connection, and the few container operations stackshot
-//! needs. Streamed exec is in [`exec`], the worker container in [`worker`].
+//! needs. Streamed exec is in [`exec`], the worker container in [`worker`],
+//! stopping (done at the container's `die`) in [`stop`].
 
 pub mod exec;
+pub mod stop;
 pub mod throwaway;
 pub mod worker;
 
@@ -11,7 +13,6 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use bollard::errors::Error as BollardError;
 use bollard::models::ContainerInspectResponse;
-use bollard::query_parameters::StopContainerOptions;
 use bollard::{API_DEFAULT_VERSION, Docker};
 
 use crate::backup::window::ContainerControl;
@@ -121,17 +122,12 @@ impl Engine {
 }
 
 impl ContainerControl for Engine {
-    async fn stop(&self, id: &str, timeout: Duration) -> Result<()> {
-        let t = i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX);
-        let opts = StopContainerOptions {
-            t: Some(t),
-            ..Default::default()
-        };
-        match self.docker.stop_container(id, Some(opts)).await {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_modified(&e) => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("cannot stop container {id}")),
-        }
+    async fn stop(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<Option<crate::backup::window::StopRest>> {
+        stop::stop(&self.docker, id, timeout).await
     }
 
     async fn before_stop(&self, entry: &crate::plan::StopEntry) -> Result<()> {

@@ -2,7 +2,7 @@
 //! engine is exercised by the end-to-end tests.)
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::*;
 use crate::plan::{ContainerRef, StopEntry};
@@ -10,8 +10,13 @@ use crate::plan::{ContainerRef, StopEntry};
 #[derive(Default)]
 struct Fake {
     running: Mutex<BTreeSet<String>>,
-    log: Mutex<Vec<String>>,
+    log: Arc<Mutex<Vec<String>>>,
     fail_stop: BTreeSet<String>,
+    /// Each stop returns once the container is down, and hands back its
+    /// tear-down, which takes this long (zero: a stop returns when all is done).
+    tear_down: Duration,
+    /// The tear-downs of these containers fail.
+    fail_tear_down: BTreeSet<String>,
     /// Starts of this container fail this many times.
     fail_start: Mutex<BTreeMap<String, usize>>,
     /// The journal, checked at each stop.
@@ -44,7 +49,7 @@ impl Fake {
 }
 
 impl ContainerControl for Fake {
-    async fn stop(&self, id: &str, _timeout: Duration) -> Result<()> {
+    async fn stop(&self, id: &str, _timeout: Duration) -> Result<Option<StopRest>> {
         let began = Instant::now();
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
@@ -65,7 +70,19 @@ impl ContainerControl for Fake {
             return Err(anyhow!("engine refused"));
         }
         self.running.lock().unwrap().remove(id);
-        Ok(())
+        if self.tear_down.is_zero() {
+            return Ok(None);
+        }
+        let (log, wait, id) = (self.log.clone(), self.tear_down, id.to_string());
+        let fails = self.fail_tear_down.contains(&id);
+        Ok(Some(Box::pin(async move {
+            tokio::time::sleep(wait).await;
+            log.lock().unwrap().push(format!("torn down {id}"));
+            if fails {
+                return Err(anyhow!("engine error while tearing {id} down"));
+            }
+            Ok(())
+        })))
     }
     async fn start(&self, id: &str) -> Result<()> {
         let began = Instant::now();
@@ -481,4 +498,74 @@ async fn a_container_that_exits_after_its_start_is_reported() {
     after.sort();
     assert_eq!(after, ["app", "web", "worker"], "checked after every start");
     assert!(b.journal.read().unwrap().is_some(), "journal cleared");
+}
+
+/// A stop that returns when its container is down (the engine still tearing
+/// it down): the work begins then, beside the tear-downs, and nothing is
+/// started again before every tear-down has ended.
+#[tokio::test]
+async fn the_work_begins_when_all_are_down_and_starts_wait_for_the_tear_downs() {
+    let mut b = bench(ALL);
+    b.fake.tear_down = Duration::from_millis(80);
+    let (_t, never) = Shutdown::new();
+    let log = b.fake.log.clone();
+    let (r, report) = window(&b, &never, async {
+        log.lock().unwrap().push("work".into());
+        assert_eq!(b.fake.running(), BTreeSet::from(["db".to_string()]));
+        Ok(())
+    })
+    .await;
+    r.unwrap();
+    let log = b.fake.log();
+    let pos = |s: &str| {
+        log.iter()
+            .position(|l| l == s)
+            .unwrap_or_else(|| panic!("no {s}: {log:?}"))
+    };
+    for id in ["web", "worker", "app"] {
+        assert!(
+            pos("work") < pos(&format!("torn down {id}")),
+            "the work waited for {id}'s tear-down: {log:?}"
+        );
+        for started in ["web", "worker", "app"] {
+            assert!(
+                pos(&format!("torn down {id}")) < pos(&format!("start {started}")),
+                "{started} started before {id} was torn down: {log:?}"
+            );
+        }
+    }
+    assert_eq!(report.stopped.len(), 3);
+    assert!(report.restart_failed.is_empty());
+    assert_all_back(&b);
+}
+
+/// A tear-down that fails after its container was down does not fail the
+/// window (the container was down for the work): it is started like the rest.
+#[tokio::test]
+async fn a_failed_tear_down_still_starts_its_container() {
+    let mut b = bench(ALL);
+    b.fake.tear_down = Duration::from_millis(10);
+    b.fake.fail_tear_down = BTreeSet::from(["app".to_string()]);
+    let (_t, never) = Shutdown::new();
+    let (r, report) = window(&b, &never, async { Ok(7) }).await;
+    assert_eq!(r.unwrap(), 7);
+    assert_eq!(report.started.len(), 3);
+    assert_all_back(&b);
+}
+
+/// A stop that fails in a later wave: the tear-downs of the waves before are
+/// still awaited before their containers start again.
+#[tokio::test]
+async fn a_failed_stop_still_waits_for_the_earlier_tear_downs() {
+    let mut b = bench(ALL);
+    b.fake.tear_down = Duration::from_millis(50);
+    b.fake.fail_stop = BTreeSet::from(["app".to_string()]);
+    let (_t, never) = Shutdown::new();
+    let (r, _) = window::<()>(&b, &never, async { panic!("the work must not run") }).await;
+    assert!(r.unwrap_err().to_string().contains("could not stop app"));
+    let log = b.fake.log();
+    let pos = |s: &str| log.iter().position(|l| l == s).unwrap();
+    assert!(pos("torn down web") < pos("start web"), "{log:?}");
+    assert!(pos("torn down worker") < pos("start worker"), "{log:?}");
+    assert_all_back(&b);
 }
