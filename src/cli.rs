@@ -248,7 +248,7 @@ async fn print_daemon_plan(json: bool) -> Result<Option<bool>> {
         println!("{}", serde_json::to_string_pretty(&plan)?);
     } else {
         eprintln!(
-            "stackshot: the running daemon's plan, as of {} (kept current from the engine's events)",
+            "stackshot: the running daemon's plan, as of {} (read from the engine by the daemon)",
             checked_at.to_rfc3339()
         );
         print!("{table}");

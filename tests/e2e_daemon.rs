@@ -630,6 +630,19 @@ fn the_plan_follows_labels_live_and_survives_a_lost_event_stream() {
     stack.add_file(&typo);
     stack.compose_ok(&["up", "-d", "--no-deps", "cache"]);
     let since = std::time::Instant::now();
+    // `stackshot plan`, asked at once (before the event-driven re-plan is
+    // due), is read from the engine by the daemon: it already has the typo.
+    let plan = stack.exec("backup", &[], &["stackshot", "plan", "--json"]);
+    let asked_after = since.elapsed().as_secs_f64();
+    let text = String::from_utf8_lossy(&plan.stdout);
+    let plan: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert!(
+        plan["errors"].as_array().is_some_and(|e| e.iter().any(|e| e
+            .as_str()
+            .unwrap_or("")
+            .contains("stackshot.stop-during-backups"))),
+        "`stackshot plan` {asked_after:.2}s after `up -d` missed the typo: {plan}"
+    );
     within_5s("the typo in stackshot_plan_ok", since, &|| {
         metric("stackshot_plan_ok") == Some(0.0)
     });

@@ -23,7 +23,8 @@ pub enum Request {
     Backup,
     /// The daemon's state.
     Status,
-    /// The daemon's current plan (no second discovery).
+    /// The daemon's plan, read from the engine at the request (the one in
+    /// use while a run is in progress).
     Plan,
 }
 

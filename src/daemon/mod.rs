@@ -268,6 +268,21 @@ impl Daemon {
                 .await
             }
             Request::Plan => {
+                // The plan kept from the engine's events lags it by the
+                // debounce (`watch::QUIET`): read the engine anew, unless a
+                // run is in progress (its plan is the one in use, and a
+                // stopped container must not be read as gone).
+                if self.running().is_none()
+                    && let Err(e) = self.replan().await
+                {
+                    return control::send(
+                        &mut stream,
+                        &Reply::Error {
+                            message: format!("cannot read the engine for a plan: {e:#}"),
+                        },
+                    )
+                    .await;
+                }
                 let plan = self.plan.lock().unwrap().clone();
                 let checked = self
                     .state
