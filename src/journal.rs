@@ -19,6 +19,11 @@ pub struct Entry {
     pub name: String,
     /// Stop wave; restart goes in reverse wave order.
     pub wave: usize,
+    /// The ids of the entries it starts after (the plan's
+    /// [`StopEntry::after`](crate::plan::StopEntry::after)). Absent in a journal
+    /// written before it existed: then it starts after every later wave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Vec<String>>,
 }
 
 /// The journal's content.
@@ -138,10 +143,18 @@ mod tests {
                 id: "abc".into(),
                 name: "app".into(),
                 wave: 1,
+                after: Some(vec!["def".into()]),
             }],
         };
         j.write(&s).unwrap();
         assert_eq!(j.read().unwrap(), Some(s));
+        // A journal written before `after` existed still reads.
+        std::fs::write(
+            j.path(),
+            r#"{"run_id":"r0","stopped":[{"id":"abc","name":"app","wave":1}]}"#,
+        )
+        .unwrap();
+        assert_eq!(j.read().unwrap().unwrap().stopped[0].after, None);
         j.clear().unwrap();
         assert_eq!(j.read().unwrap(), None);
         j.clear().unwrap();

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use futures_util::FutureExt;
-use futures_util::future::join_all;
+use futures_util::future::{BoxFuture, Shared, join_all};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -151,58 +151,78 @@ pub struct WindowReport {
     pub restart_failed: Vec<String>,
 }
 
-/// Starts journal entries in reverse wave order (dependencies first), each wave
-/// concurrently, retrying each start up to three times.
+/// Starts journal entries, dependencies first: each one as soon as every
+/// entry it depends on has started (or given up), not a whole wave at a
+/// time, so one slow start holds back only what depends on it. Each start is
+/// retried up to three times; a dependency that could not start does not hold
+/// its dependents down.
 async fn start_entries<C: ContainerControl>(
     ctl: &C,
     entries: &[journal::Entry],
 ) -> (Vec<Timed>, Vec<String>) {
-    let mut waves: Vec<usize> = entries.iter().map(|e| e.wave).collect();
-    waves.sort_unstable();
-    waves.dedup();
+    type Start<'a> = Shared<BoxFuture<'a, (f64, Option<String>)>>;
+    // Dependencies are in later waves: built first, so each dependent finds
+    // theirs.
+    let mut order: Vec<&journal::Entry> = entries.iter().collect();
+    order.sort_by_key(|e| std::cmp::Reverse(e.wave));
+    let mut starts: Vec<(&journal::Entry, Start<'_>)> = Vec::new();
+    for e in order {
+        let deps: Vec<Start<'_>> = starts
+            .iter()
+            .filter(|(d, _)| starts_after(e, d))
+            .map(|(_, s)| s.clone())
+            .collect();
+        let start = async move {
+            join_all(deps).await;
+            let t = Instant::now();
+            let mut last = None;
+            for attempt in 0..3u64 {
+                if attempt > 0 {
+                    tokio::time::sleep(Duration::from_secs(attempt)).await;
+                }
+                match ctl.start(&e.id).await {
+                    Ok(()) => {
+                        last = None;
+                        break;
+                    }
+                    Err(err) => last = Some(format!("{err:#}")),
+                }
+            }
+            (t.elapsed().as_secs_f64(), last)
+        }
+        .boxed()
+        .shared();
+        starts.push((e, start));
+    }
+    let results = join_all(starts.iter().map(|(e, s)| {
+        let s = s.clone();
+        async move { (*e, s.await) }
+    }))
+    .await;
     let mut started = Vec::new();
     let mut failed = Vec::new();
-    for wave in waves.into_iter().rev() {
-        let results = join_all(
-            entries
-                .iter()
-                .filter(|e| e.wave == wave)
-                .map(|e| async move {
-                    let t = Instant::now();
-                    let mut last = None;
-                    for attempt in 0..3u64 {
-                        if attempt > 0 {
-                            tokio::time::sleep(Duration::from_secs(attempt)).await;
-                        }
-                        match ctl.start(&e.id).await {
-                            Ok(()) => {
-                                last = None;
-                                break;
-                            }
-                            Err(err) => last = Some(format!("{err:#}")),
-                        }
-                    }
-                    (e, t.elapsed().as_secs_f64(), last)
-                }),
-        )
-        .await;
-        for (e, seconds, err) in results {
-            match err {
-                None => {
-                    tracing::info!(container = %e.name, seconds, "started");
-                    started.push(Timed {
-                        container: e.name.clone(),
-                        seconds,
-                    });
-                }
-                Some(err) => {
-                    tracing::error!(container = %e.name, error = %err, "could not start the container again");
-                    failed.push(format!("{}: {err}", e.name));
-                }
+    for (e, (seconds, err)) in results {
+        match err {
+            None => {
+                tracing::info!(container = %e.name, seconds, "started");
+                started.push(Timed {
+                    container: e.name.clone(),
+                    seconds,
+                });
+            }
+            Some(err) => {
+                tracing::error!(container = %e.name, error = %err, "could not start the container again");
+                failed.push(format!("{}: {err}", e.name));
             }
         }
     }
     (started, failed)
+}
+
+/// True when `e` starts only after `d`: `d` is in a later wave and `e`
+/// depends on it (every later wave, for a journal without dependencies).
+fn starts_after(e: &journal::Entry, d: &journal::Entry) -> bool {
+    d.wave > e.wave && e.after.as_ref().is_none_or(|after| after.contains(&d.id))
 }
 
 /// Of the `entries` that `started` names, those not running
@@ -340,6 +360,7 @@ where
                     id: s.container.id.clone(),
                     name: s.container.container.clone(),
                     wave,
+                    after: Some(s.after.clone()),
                 }),
                 Ok(false) => report.not_running.push(s.container.container.clone()),
                 Err(e) => {

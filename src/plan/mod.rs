@@ -76,6 +76,11 @@ pub struct StopEntry {
     /// Stop wave: wave 0 first; containers of one wave stop concurrently, and
     /// start again in reverse wave order.
     pub wave: usize,
+    /// The ids of the containers in this stop list that it depends on, directly
+    /// or not (all in later waves): it starts again as soon as each of them has
+    /// started, without waiting for the rest of their wave.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
     /// Running when the plan was made (a stopped container stays stopped).
     pub running: bool,
     /// `stackshot.exec.pre-stop`: run in it just before it is stopped.

@@ -96,6 +96,15 @@ pub(super) fn stop_waves(
         .map(|&i| StopEntry {
             container: ContainerRef::of(scope[i]),
             wave: wave[&i],
+            after: {
+                let mut after: Vec<String> = members
+                    .iter()
+                    .filter(|&&y| before(i, y))
+                    .map(|&y| scope[y].id.clone())
+                    .collect();
+                after.sort();
+                after
+            },
             running: scope[i].running,
             pre_stop: None,
         })

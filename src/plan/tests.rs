@@ -308,6 +308,18 @@ fn compose_v2_depends_on_orders_waves_transitively() {
             ("app".into(), 1)
         ]
     );
+    // bystander starts after app (through legacy, which is not stopped); so
+    // does sidekick (its own depends_on); app after nothing.
+    let app_id = plan.stop[2].container.id.clone();
+    let after: Vec<&[String]> = plan.stop.iter().map(|s| s.after.as_slice()).collect();
+    assert_eq!(
+        after,
+        [
+            std::slice::from_ref(&app_id),
+            std::slice::from_ref(&app_id),
+            &[]
+        ]
+    );
 }
 
 #[test]

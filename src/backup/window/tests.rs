@@ -133,13 +133,19 @@ fn entry(id: &str, wave: usize) -> StopEntry {
             id: id.into(),
         },
         wave,
+        after: Vec::new(),
         running: true,
         pre_stop: None,
     }
 }
 
+/// `web` and `worker` depend on `app`.
 fn stops() -> Vec<StopEntry> {
-    vec![entry("web", 0), entry("worker", 0), entry("app", 1)]
+    let mut web = entry("web", 0);
+    web.after = vec!["app".into()];
+    let mut worker = entry("worker", 0);
+    worker.after = vec!["app".into()];
+    vec![web, worker, entry("app", 1)]
 }
 
 struct Bench {
@@ -390,11 +396,13 @@ async fn recover_after_a_killed_run() {
                     id: "web".into(),
                     name: "web".into(),
                     wave: 0,
+                    after: None,
                 },
                 journal::Entry {
                     id: "app".into(),
                     name: "app".into(),
                     wave: 1,
+                    after: None,
                 },
             ],
         })
@@ -498,6 +506,44 @@ async fn a_container_that_exits_after_its_start_is_reported() {
     after.sort();
     assert_eq!(after, ["app", "web", "worker"], "checked after every start");
     assert!(b.journal.read().unwrap().is_some(), "journal cleared");
+}
+
+/// Starts follow the dependencies, not whole waves: with two chains
+/// (`web` → `app`, `worker` → `db`), `web` starts as soon as `app` has,
+/// while `db`'s start is still being retried (a second's pause), and
+/// `worker` waits for `db`.
+#[tokio::test]
+async fn a_dependent_starts_once_its_own_dependencies_have() {
+    let b = bench(ALL);
+    let mut web = entry("web", 0);
+    web.after = vec!["app".into()];
+    let mut worker = entry("worker", 0);
+    worker.after = vec!["db".into()];
+    let chains = vec![web, worker, entry("app", 1), entry("db", 1)];
+    b.fake.fail_start.lock().unwrap().insert("db".into(), 1);
+    let (_t, never) = Shutdown::new();
+    let (r, report) = with_stop_window(
+        &b.fake,
+        &b.journal,
+        "run-1",
+        &chains,
+        Duration::from_secs(5),
+        &never,
+        || async { Ok(()) },
+    )
+    .await;
+    r.unwrap();
+    let log = b.fake.log();
+    let starts: Vec<&str> = log
+        .iter()
+        .filter_map(|l| l.strip_prefix("start "))
+        .collect();
+    // db's first start fails; app, then web, start during its retry's pause;
+    // worker follows db's second start.
+    assert_eq!(starts, ["app", "db", "web", "db", "worker"], "{log:?}");
+    assert_eq!(report.started.len(), 4);
+    assert!(report.restart_failed.is_empty());
+    assert_all_back(&b);
 }
 
 /// A stop that returns when its container is down (the engine still tearing
