@@ -46,6 +46,12 @@ pub enum Command {
         /// Print the plan and touch nothing.
         #[arg(long)]
         dry_run: bool,
+        /// A final backup, for a migration: leave every stopped container
+        /// down afterwards, and stop the database containers too once they
+        /// are dumped. Runs in the full window, in this process (not through
+        /// the daemon). A backup that fails starts everything again.
+        #[arg(long)]
+        no_restart: bool,
     },
     /// Run as the sidecar: scheduled backups, /healthz and /metrics, the control socket.
     Daemon,
@@ -273,6 +279,7 @@ fn context(config: Config, engine: Engine) -> Context {
         journal: Journal::in_dir(&config.state_dir),
         engine,
         config,
+        leave_down: false,
     }
 }
 
@@ -357,6 +364,13 @@ async fn status(json: bool) -> Result<ExitCode> {
         ),
         None => println!("running: nothing"),
     }
+    if !state.left_down.is_empty() {
+        println!(
+            "left down by backup --no-restart (run {}): {}; stackshot will not start them (docker compose start does)",
+            state.left_down_by.as_deref().unwrap_or("?"),
+            state.left_down.join(", ")
+        );
+    }
     match state.next_run {
         Some(t) => println!("next run: {}", t.to_rfc3339()),
         None => println!("next run: none scheduled"),
@@ -421,6 +435,7 @@ async fn run(cli: Cli, config: Config) -> Result<ExitCode> {
         Command::Backup {
             json,
             dry_run: false,
+            no_restart: false,
         } => {
             if let Some(code) = backup_via_daemon(json).await? {
                 return Ok(code);
@@ -559,7 +574,11 @@ async fn run(cli: Cli, config: Config) -> Result<ExitCode> {
                 ExitCode::from(EXIT_CONFIG)
             })
         }
-        Command::Backup { json, dry_run } => {
+        Command::Backup {
+            json,
+            dry_run,
+            no_restart,
+        } => {
             if dry_run {
                 let ok = print_plan(&config, &engine, json).await?;
                 if !json {
@@ -577,6 +596,7 @@ async fn run(cli: Cli, config: Config) -> Result<ExitCode> {
                 journal: Journal::in_dir(&config.state_dir),
                 engine,
                 config,
+                leave_down: no_restart,
             };
             let report = run::backup(&ctx, &shutdown).await;
             if json {

@@ -2,6 +2,10 @@
 //! run has stopped, written and fsynced *before* each stop. A journal left
 //! behind means a run died inside its window; the next start-up restarts
 //! those containers before doing anything else.
+//!
+//! It also keeps what `stackshot backup --no-restart` left down on purpose
+//! ([`State::left_down`]): those are never started by stackshot, and the
+//! record stays until they run again.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -33,6 +37,14 @@ pub struct State {
     pub run_id: String,
     /// Containers stopped (or about to be).
     pub stopped: Vec<Entry>,
+    /// Containers a `backup --no-restart` left down on purpose (run `run_id`
+    /// of that backup): never started again by stackshot, reported by
+    /// `stackshot status` and at start-up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_down: Vec<Entry>,
+    /// The run that left them down, when it is not `run_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_down_by: Option<String>,
 }
 
 /// Held while a backup or restore may stop containers: one at a time per state
@@ -110,6 +122,32 @@ impl Journal {
         sync_dir(dir)
     }
 
+    /// What an earlier `backup --no-restart` left down, as `(run, entries)`:
+    /// nothing when there is no journal or it cannot be read.
+    pub fn left_down(&self) -> (Option<String>, Vec<Entry>) {
+        match self.read() {
+            Ok(Some(s)) if !s.left_down.is_empty() => {
+                (Some(s.left_down_by.unwrap_or(s.run_id)), s.left_down)
+            }
+            _ => (None, vec![]),
+        }
+    }
+
+    /// Closes a run's journal once everything it stopped runs again: removed,
+    /// or, while `left_down` names containers a `backup --no-restart` left
+    /// down, rewritten with only them.
+    pub fn close(&self, run_id: &str, by: Option<String>, left_down: Vec<Entry>) -> Result<()> {
+        if left_down.is_empty() {
+            return self.clear();
+        }
+        self.write(&State {
+            run_id: run_id.to_string(),
+            stopped: vec![],
+            left_down,
+            left_down_by: by,
+        })
+    }
+
     /// Removes the journal (all containers are running again).
     pub fn clear(&self) -> Result<()> {
         match fs::remove_file(&self.path) {
@@ -145,6 +183,7 @@ mod tests {
                 wave: 1,
                 after: Some(vec!["def".into()]),
             }],
+            ..State::default()
         };
         j.write(&s).unwrap();
         assert_eq!(j.read().unwrap(), Some(s));
@@ -158,6 +197,30 @@ mod tests {
         j.clear().unwrap();
         assert_eq!(j.read().unwrap(), None);
         j.clear().unwrap();
+    }
+
+    #[test]
+    fn what_a_final_backup_left_down_outlives_the_next_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::in_dir(dir.path());
+        assert_eq!(j.left_down(), (None, vec![]));
+        let app = Entry {
+            id: "abc".into(),
+            name: "app".into(),
+            wave: 0,
+            after: None,
+        };
+        j.close("r1", None, vec![app.clone()]).unwrap();
+        assert_eq!(j.left_down(), (Some("r1".into()), vec![app.clone()]));
+        // A later run closes its window with the record kept, naming r1.
+        let (by, left) = j.left_down();
+        j.close("r2", by, left).unwrap();
+        let s = j.read().unwrap().unwrap();
+        assert!(s.stopped.is_empty());
+        assert_eq!(j.left_down(), (Some("r1".into()), vec![app]));
+        // Nothing left down: the journal is gone.
+        j.close("r3", None, vec![]).unwrap();
+        assert_eq!(j.read().unwrap(), None);
     }
 
     #[test]

@@ -210,6 +210,13 @@ impl RunReport {
             if !w.restart_failed.is_empty() {
                 let _ = writeln!(out, "  NOT RUNNING AGAIN: {}", w.restart_failed.join("; "));
             }
+            if !w.left_down.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "  left down (backup --no-restart): {}; start them with `docker compose start`",
+                    w.left_down.join(", ")
+                );
+            }
         }
         for n in &self.notes {
             let _ = writeln!(out, "  note: {n}");

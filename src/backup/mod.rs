@@ -49,6 +49,9 @@ pub struct Context {
     pub restic: Restic,
     /// The stop-window journal.
     pub journal: Journal,
+    /// `backup --no-restart`: a final backup, in the full window, that leaves
+    /// the stopped containers down and stops the databases after their dumps.
+    pub leave_down: bool,
 }
 
 /// The plan options for what discovery found.
@@ -191,7 +194,13 @@ async fn run(
     r.phase("recover", t);
 
     let t = Instant::now();
-    let opts = plan_options(&ctx.config, &found);
+    let mut opts = plan_options(&ctx.config, &found);
+    if ctx.leave_down {
+        // The stack stays down: nothing is won by a short window.
+        opts.full_window = Some(
+            "backup --no-restart: the stack stays down afterwards, so the dumps and the snapshot run inside the window".into(),
+        );
+    }
     let plan = plan::build(&opts, &found.containers);
     if !plan.is_ok() {
         bail!(
@@ -311,16 +320,31 @@ async fn run(
 
     let t = Instant::now();
     let gathered = Mutex::new(Gathered::default());
-    let (result, window) = window::with_stop_window(
-        &ctx.engine,
-        &ctx.journal,
-        &r.run_id,
-        &plan.stop,
-        ctx.config.stop_timeout,
-        shutdown,
-        || work(ctx, &plan, &sidecar, &prepared, &gathered, &r.run_id),
-    )
-    .await;
+    let work = || work(ctx, &plan, &sidecar, &prepared, &gathered, &r.run_id);
+    let (result, window) = if ctx.leave_down {
+        window::with_final_stop_window(
+            &ctx.engine,
+            &ctx.journal,
+            &r.run_id,
+            &plan.stop,
+            &databases_to_leave_down(&plan),
+            ctx.config.stop_timeout,
+            shutdown,
+            work,
+        )
+        .await
+    } else {
+        window::with_stop_window(
+            &ctx.engine,
+            &ctx.journal,
+            &r.run_id,
+            &plan.stop,
+            ctx.config.stop_timeout,
+            shutdown,
+            work,
+        )
+        .await
+    };
     r.phase("window", t);
     let gathered = gathered.into_inner().unwrap_or_default();
     r.phases.extend(gathered.phases);
@@ -371,6 +395,27 @@ async fn run(
     } else {
         Ok((Outcome::Partial, Some(partial.join("; "))))
     }
+}
+
+/// The database containers a final backup stops after their dumps: each
+/// dumped container not in the stop list, once. Pure.
+fn databases_to_leave_down(plan: &Plan) -> Vec<plan::StopEntry> {
+    let mut out: Vec<plan::StopEntry> = Vec::new();
+    for d in &plan.dumps {
+        if plan.stop.iter().any(|s| s.container.id == d.container.id)
+            || out.iter().any(|s| s.container.id == d.container.id)
+        {
+            continue;
+        }
+        out.push(plan::StopEntry {
+            container: d.container.clone(),
+            wave: 0,
+            after: vec![],
+            running: true,
+            pre_stop: None,
+        });
+    }
+    out
 }
 
 /// Inside the window: dumps, then the snapshot(s).

@@ -12,7 +12,7 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context as _, Result, anyhow, bail};
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared, join_all};
 use serde::{Deserialize, Serialize};
@@ -149,6 +149,10 @@ pub struct WindowReport {
     /// Containers that could not be started again, or did not stay up after
     /// their start (the journal keeps them).
     pub restart_failed: Vec<String>,
+    /// Containers left down on purpose by `backup --no-restart`: the window's
+    /// and, after their dumps, the databases'.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_down: Vec<String>,
 }
 
 /// Starts journal entries, dependencies first: each one as soon as every
@@ -295,11 +299,33 @@ async fn settle(rests: Vec<(String, StopRest)>, timeout: Duration) {
 
 /// Restarts the containers named by a journal that an earlier run left behind
 /// (it died inside its window). Returns the names restarted; clears the journal
-/// when every one of them runs again.
+/// when every one of them runs again. What a `backup --no-restart` left down
+/// is never started: it is logged, and dropped from the journal once it runs
+/// again (started by hand).
 pub async fn recover<C: ContainerControl>(ctl: &C, journal: &Journal) -> Result<Vec<String>> {
     let Some(state) = journal.read()? else {
         return Ok(vec![]);
     };
+    let mut left_down = Vec::new();
+    for e in state.left_down {
+        // A container gone or unreadable stays in the record.
+        if !ctl.is_running(&e.id).await.unwrap_or(false) {
+            left_down.push(e);
+        }
+    }
+    let by = state.left_down_by.or(Some(state.run_id.clone()));
+    if !left_down.is_empty() {
+        let names: Vec<&str> = left_down.iter().map(|e| e.name.as_str()).collect();
+        tracing::warn!(
+            run = by.as_deref().unwrap_or(""),
+            containers = ?names,
+            "left down by `stackshot backup --no-restart`; not starting them (start them with `docker compose start`)"
+        );
+    }
+    if state.stopped.is_empty() {
+        journal.close(&state.run_id, by, left_down)?;
+        return Ok(vec![]);
+    }
     tracing::warn!(
         run = %state.run_id,
         containers = state.stopped.len(),
@@ -313,7 +339,7 @@ pub async fn recover<C: ContainerControl>(ctl: &C, journal: &Journal) -> Result<
             journal.path().display()
         ));
     }
-    journal.clear()?;
+    journal.close(&state.run_id, by, left_down)?;
     Ok(started.into_iter().map(|t| t.container).collect())
 }
 
@@ -336,10 +362,125 @@ where
     C: ContainerControl,
     Fut: Future<Output = Result<T>>,
 {
+    window(ctl, journal, run_id, stops, timeout, shutdown, None, work).await
+}
+
+/// The window of a final backup (`backup --no-restart`): like
+/// [`with_stop_window`], except that when `work` succeeds nothing is started
+/// again, and the containers of `then_stop` (the databases, dumped by then)
+/// are stopped too. All of them are kept in the journal as
+/// [`left_down`](journal::State::left_down), which no later start-up
+/// "recovers". When `work` fails, every container it stopped is started
+/// again, as in any window: a final backup that did not happen leaves the
+/// stack as it found it.
+#[allow(clippy::too_many_arguments)]
+pub async fn with_final_stop_window<C, T, Fut>(
+    ctl: &C,
+    journal: &Journal,
+    run_id: &str,
+    stops: &[StopEntry],
+    then_stop: &[StopEntry],
+    timeout: Duration,
+    shutdown: &Shutdown,
+    work: impl FnOnce() -> Fut,
+) -> (Result<T>, WindowReport)
+where
+    C: ContainerControl,
+    Fut: Future<Output = Result<T>>,
+{
+    window(
+        ctl,
+        journal,
+        run_id,
+        stops,
+        timeout,
+        shutdown,
+        Some(then_stop),
+        work,
+    )
+    .await
+}
+
+/// Stops what a final backup leaves down, beside the window's containers:
+/// each of `then_stop` still running, its journal entry written first. Errors
+/// name every container that would not stop.
+async fn leave_down<C: ContainerControl>(
+    ctl: &C,
+    journal: &Journal,
+    state: &mut journal::State,
+    then_stop: &[StopEntry],
+    timeout: Duration,
+    report: &mut WindowReport,
+) -> Result<()> {
+    state.left_down.append(&mut state.stopped);
+    state.left_down_by = None;
+    let mut entries = Vec::new();
+    for s in then_stop {
+        if ctl.is_running(&s.container.id).await.unwrap_or(true) {
+            entries.push(journal::Entry {
+                id: s.container.id.clone(),
+                name: s.container.container.clone(),
+                wave: s.wave,
+                after: Some(s.after.clone()),
+            });
+        }
+    }
+    state.left_down.extend(entries.iter().cloned());
+    journal
+        .write(state)
+        .context("cannot write the stop journal; the databases were not stopped")?;
+    let results = join_all(entries.iter().map(|e| async move {
+        let r = tokio::time::timeout(timeout + Duration::from_secs(30), ctl.stop(&e.id, timeout))
+            .await
+            .unwrap_or_else(|_| Err(anyhow!("timed out")));
+        let r = match r {
+            Ok(Some(rest)) => rest.await,
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        (e, r)
+    }))
+    .await;
+    let mut failed = Vec::new();
+    for (e, r) in results {
+        match r {
+            Ok(()) => tracing::info!(container = %e.name, "stopped after its dump"),
+            Err(err) => failed.push(format!("{}: {err:#}", e.name)),
+        }
+    }
+    report.left_down = state.left_down.iter().map(|e| e.name.clone()).collect();
+    if !failed.is_empty() {
+        bail!(
+            "the snapshot was written, but these databases would not stop after their dumps: {}",
+            failed.join("; ")
+        );
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn window<C, T, Fut>(
+    ctl: &C,
+    journal: &Journal,
+    run_id: &str,
+    stops: &[StopEntry],
+    timeout: Duration,
+    shutdown: &Shutdown,
+    then_stop: Option<&[StopEntry]>,
+    work: impl FnOnce() -> Fut,
+) -> (Result<T>, WindowReport)
+where
+    C: ContainerControl,
+    Fut: Future<Output = Result<T>>,
+{
     let mut report = WindowReport::default();
+    // What an earlier final backup left down stays in the journal.
+    let (left_down_by, left_down) = journal.left_down();
     let mut state = journal::State {
         run_id: run_id.to_string(),
         stopped: vec![],
+        left_down,
+        left_down_by,
     };
     let opened = Instant::now();
     let mut waves: Vec<usize> = stops.iter().map(|s| s.wave).collect();
@@ -448,6 +589,14 @@ where
         }
     };
 
+    // A final backup that succeeded leaves everything down.
+    if let (Some(then_stop), Ok(_)) = (then_stop, &result) {
+        settle(rests, timeout).await;
+        let left = leave_down(ctl, journal, &mut state, then_stop, timeout, &mut report).await;
+        report.seconds = opened.elapsed().as_secs_f64();
+        return (left.and(result), report);
+    }
+
     // Close the window: always. The engine first finishes its tear-downs.
     settle(rests, timeout).await;
     let (started, mut failed) = start_entries(ctl, &state.stopped).await;
@@ -456,7 +605,7 @@ where
     report.started = started;
     report.restart_failed = failed;
     if report.restart_failed.is_empty()
-        && let Err(e) = journal.clear()
+        && let Err(e) = journal.close(run_id, state.left_down_by, state.left_down)
     {
         tracing::warn!(error = %format!("{e:#}"), "could not clear the stop journal");
     }

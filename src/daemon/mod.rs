@@ -20,7 +20,7 @@ use chrono::Utc;
 use tokio::io::BufReader;
 use tokio::net::UnixStream;
 
-use crate::backup::window::{self, Shutdown};
+use crate::backup::window::{self, ContainerControl as _, Shutdown};
 use crate::backup::{self as run, Context};
 use crate::plan::{Plan, PlanSummary};
 use crate::report::{Outcome, RunReport};
@@ -258,7 +258,15 @@ impl Daemon {
         let mut stream = stream.into_inner();
         match request {
             Request::Status => {
-                let state = self.state.lock().unwrap().clone();
+                let mut state = self.state.lock().unwrap().clone();
+                let (by, left) = self.ctx.journal.left_down();
+                for e in left {
+                    // One started by hand since is no longer down.
+                    if !self.ctx.engine.is_running(&e.id).await.unwrap_or(false) {
+                        state.left_down.push(e.name);
+                        state.left_down_by = by.clone();
+                    }
+                }
                 control::send(
                     &mut stream,
                     &Reply::Status {

@@ -86,6 +86,13 @@ pub struct DaemonState {
     /// The current plan, kept up to date from the engine's events.
     #[serde(default)]
     pub plan: Option<PlanStatus>,
+    /// Containers a `backup --no-restart` left down (from the journal, read
+    /// at each status request): stackshot does not start them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_down: Vec<String>,
+    /// The run that left them down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_down_by: Option<String>,
 }
 
 impl DaemonState {
@@ -101,6 +108,8 @@ impl DaemonState {
             maintenance: vec![],
             recovered: vec![],
             plan: None,
+            left_down: vec![],
+            left_down_by: None,
         }
     }
 

@@ -61,7 +61,11 @@ impl ContainerControl for Fake {
         if let Some(j) = &self.journal {
             let state = j.read().unwrap().expect("journal written before the stop");
             assert!(
-                state.stopped.iter().any(|e| e.id == id),
+                state
+                    .stopped
+                    .iter()
+                    .chain(&state.left_down)
+                    .any(|e| e.id == id),
                 "{id} not journaled before its stop"
             );
         }
@@ -405,6 +409,7 @@ async fn recover_after_a_killed_run() {
                     after: None,
                 },
             ],
+            ..Default::default()
         })
         .unwrap();
     let restarted = recover(&b.fake, &b.journal).await.unwrap();
@@ -614,4 +619,104 @@ async fn a_failed_stop_still_waits_for_the_earlier_tear_downs() {
     assert!(pos("torn down web") < pos("start web"), "{log:?}");
     assert!(pos("torn down worker") < pos("start worker"), "{log:?}");
     assert_all_back(&b);
+}
+
+/// `backup --no-restart`: the window's containers, then the database.
+async fn final_window<T>(
+    b: &Bench,
+    work: impl Future<Output = Result<T>>,
+) -> (Result<T>, WindowReport) {
+    let (_t, never) = Shutdown::new();
+    with_final_stop_window(
+        &b.fake,
+        &b.journal,
+        "final",
+        &stops(),
+        &[entry("db", 0)],
+        Duration::from_secs(5),
+        &never,
+        || work,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_final_backup_leaves_everything_down_and_no_start_up_recovers_it() {
+    let b = bench(ALL);
+    let (r, report) = final_window(&b, async {
+        // The database runs through the work (its dump), the rest is down.
+        assert_eq!(b.fake.running(), BTreeSet::from(["db".to_string()]));
+        Ok(())
+    })
+    .await;
+    r.unwrap();
+    assert!(b.fake.running().is_empty(), "{:?}", b.fake.running());
+    assert!(
+        !b.fake.log().iter().any(|l| l.starts_with("start")),
+        "{:?}",
+        b.fake.log()
+    );
+    let mut left = report.left_down.clone();
+    left.sort();
+    assert_eq!(left, ["app", "db", "web", "worker"]);
+    assert!(report.started.is_empty());
+    let kept = b.journal.read().unwrap().expect("journal kept");
+    assert!(kept.stopped.is_empty(), "nothing for a start-up to restart");
+    assert_eq!(kept.left_down.len(), 4);
+    // A daemon start-up (or the next run) starts none of them, and keeps the record.
+    assert!(recover(&b.fake, &b.journal).await.unwrap().is_empty());
+    assert!(b.fake.running().is_empty());
+    assert_eq!(b.journal.left_down().1.len(), 4);
+    // A later ordinary window keeps the record too, and starts only its own.
+    b.fake.running.lock().unwrap().insert("app".into());
+    let (_t, never) = Shutdown::new();
+    let (r, _) = with_stop_window(
+        &b.fake,
+        &b.journal,
+        "later",
+        &[entry("app", 0)],
+        Duration::from_secs(5),
+        &never,
+        || async { Ok(()) },
+    )
+    .await;
+    r.unwrap();
+    assert_eq!(b.fake.running(), BTreeSet::from(["app".to_string()]));
+    // Started by hand, app leaves the record at the next recovery; the rest stay.
+    recover(&b.fake, &b.journal).await.unwrap();
+    let (by, left) = b.journal.left_down();
+    assert_eq!(by.as_deref(), Some("final"));
+    let mut names: Vec<String> = left.into_iter().map(|e| e.name).collect();
+    names.sort();
+    assert_eq!(names, ["db", "web", "worker"]);
+    // Everything started by hand: the journal goes.
+    *b.fake.running.lock().unwrap() = ALL.iter().map(|s| s.to_string()).collect();
+    recover(&b.fake, &b.journal).await.unwrap();
+    assert_eq!(b.journal.read().unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_final_backup_that_fails_starts_everything_again() {
+    let b = bench(ALL);
+    let (r, report) = final_window(&b, async { Err::<(), _>(anyhow!("snapshot failed")) }).await;
+    assert_eq!(r.unwrap_err().to_string(), "snapshot failed");
+    assert!(report.left_down.is_empty());
+    assert!(!b.fake.log().contains(&"stop db".to_string()));
+    assert_all_back(&b);
+}
+
+#[tokio::test]
+async fn a_database_that_will_not_stop_after_a_final_backup_is_named() {
+    let mut b = bench(ALL);
+    b.fake.fail_stop.insert("db".into());
+    let (r, report) = final_window(&b, async { Ok(()) }).await;
+    let e = r.unwrap_err().to_string();
+    assert!(
+        e.starts_with(
+            "the snapshot was written, but these databases would not stop after their dumps: db: "
+        ),
+        "{e}"
+    );
+    assert_eq!(report.left_down.len(), 4);
+    assert_eq!(b.fake.running(), BTreeSet::from(["db".to_string()]));
 }
