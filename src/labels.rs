@@ -15,6 +15,8 @@ pub enum Engine {
     Mariadb,
     /// MySQL (`mysqldump`, or `mariadb-dump`).
     Mysql,
+    /// Redis (`redis-cli --rdb -`: one RDB of the whole server).
+    Redis,
 }
 
 impl Engine {
@@ -24,6 +26,7 @@ impl Engine {
             Engine::Postgres => "postgres",
             Engine::Mariadb => "mariadb",
             Engine::Mysql => "mysql",
+            Engine::Redis => "redis",
         }
     }
 
@@ -32,6 +35,7 @@ impl Engine {
         match self {
             Engine::Postgres => "/var/lib/postgresql/data",
             Engine::Mariadb | Engine::Mysql => "/var/lib/mysql",
+            Engine::Redis => "/data",
         }
     }
 }
@@ -184,6 +188,7 @@ fn setting_of(rest: &str) -> Option<Setting> {
         "postgres" => Setting::Dump(Engine::Postgres),
         "mariadb" => Setting::Dump(Engine::Mariadb),
         "mysql" => Setting::Dump(Engine::Mysql),
+        "redis" => Setting::Dump(Engine::Redis),
         "databases" => Setting::Databases,
         _ => return None,
     })
@@ -257,11 +262,15 @@ pub fn parse(labels: &BTreeMap<String, String>) -> BackupLabels {
         let Some(setting) = setting_of(rest) else {
             if ours_label && !rest.starts_with("role") && rest != "project" {
                 out.errors.push(format!(
-                    "unknown label {key}; accepted: stackshot.volumes, stackshot.volumes.include, stackshot.volumes.exclude, stackshot.stop-during-backup, stackshot.postgres, stackshot.mariadb, stackshot.mysql, stackshot.databases, stackshot.window, stackshot.exec.*"
+                    "unknown label {key}; accepted: stackshot.volumes, stackshot.volumes.include, stackshot.volumes.exclude, stackshot.stop-during-backup, stackshot.postgres, stackshot.mariadb, stackshot.mysql, stackshot.redis, stackshot.databases, stackshot.window, stackshot.exec.*"
                 ));
             }
             continue;
         };
+        // Redis is stackshot's own: no predecessor dumps it.
+        if !ours_label && setting == Setting::Dump(Engine::Redis) {
+            continue;
+        }
         let value_read = if setting.is_list() {
             Value::List(list(value))
         } else {

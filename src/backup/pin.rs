@@ -268,6 +268,11 @@ pub async fn arm(engine: &Engine, p: &Prepared) -> Result<Armed> {
                 fingerprint,
             }
         }
+        // The plan dumps Redis inside the window: there is nothing to pin.
+        DbEngine::Redis => anyhow::bail!(
+            "service {}: Redis is dumped inside the window, never pinned",
+            p.plan.container.service
+        ),
     };
     tracing::info!(service = %p.plan.container.service, seconds = t.elapsed().as_secs_f64(), "database armed (sessions open, nothing pinned yet)");
     Ok(armed)

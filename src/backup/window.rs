@@ -474,13 +474,25 @@ where
     Fut: Future<Output = Result<T>>,
 {
     let mut report = WindowReport::default();
-    // What an earlier final backup left down stays in the journal.
+    // What the journal names already stays in it: what an earlier final
+    // backup left down, and the containers of a window this one is opened
+    // inside (a Redis load inside `restore all`'s), which that window starts.
+    let outer = journal.read().ok().flatten().unwrap_or_default();
     let (left_down_by, left_down) = journal.left_down();
     let mut state = journal::State {
         run_id: run_id.to_string(),
         stopped: vec![],
         left_down,
         left_down_by,
+    };
+    let with_outer = |state: &journal::State| journal::State {
+        stopped: outer
+            .stopped
+            .iter()
+            .chain(&state.stopped)
+            .cloned()
+            .collect(),
+        ..state.clone()
     };
     let opened = Instant::now();
     let mut waves: Vec<usize> = stops.iter().map(|s| s.wave).collect();
@@ -528,7 +540,7 @@ where
             break;
         }
         state.stopped.extend(entries.iter().cloned());
-        if let Err(e) = journal.write(&state) {
+        if let Err(e) = journal.write(&with_outer(&state)) {
             // Nothing of this wave is stopped yet: forget it and close the window.
             state.stopped.retain(|s| !entries.contains(s));
             failure =
@@ -604,10 +616,21 @@ where
     failed.extend(exited_after_start(ctl, &state.stopped, &started).await);
     report.started = started;
     report.restart_failed = failed;
-    if report.restart_failed.is_empty()
-        && let Err(e) = journal.close(run_id, state.left_down_by, state.left_down)
-    {
-        tracing::warn!(error = %format!("{e:#}"), "could not clear the stop journal");
+    if report.restart_failed.is_empty() {
+        let closed = if outer.stopped.is_empty() {
+            journal.close(run_id, state.left_down_by, state.left_down)
+        } else {
+            // Back to the journal of the window this one was opened inside.
+            journal.write(&journal::State {
+                run_id: outer.run_id.clone(),
+                stopped: outer.stopped.clone(),
+                left_down: state.left_down,
+                left_down_by: state.left_down_by,
+            })
+        };
+        if let Err(e) = closed {
+            tracing::warn!(error = %format!("{e:#}"), "could not clear the stop journal");
+        }
     }
     (result, report)
 }

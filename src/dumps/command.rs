@@ -33,6 +33,7 @@ pub fn tool_candidates(engine: Engine) -> [&'static [&'static str]; 3] {
             &["mariadb-dump", "mysqldump"],
             &["mariadb", "mysql"],
         ],
+        Engine::Redis => [&["redis-cli"], &["redis-cli"], &["redis-cli"]],
     }
 }
 
@@ -106,6 +107,7 @@ pub fn login_env(engine: Engine, login: &Login) -> Vec<(String, Secret)> {
     let var = match engine {
         Engine::Postgres => "PGPASSWORD",
         Engine::Mariadb | Engine::Mysql => "MYSQL_PWD",
+        Engine::Redis => "REDISCLI_AUTH",
     };
     login
         .password
@@ -124,8 +126,29 @@ pub fn client(engine: Engine, tools: &Tools, login: &Login) -> Vec<String> {
             v.push("-X".into());
         }
         Engine::Mariadb | Engine::Mysql => v.extend(["-u".to_string(), login.user.clone()]),
+        Engine::Redis => {
+            if login.user != REDIS_DEFAULT_USER {
+                v.extend(["--user".to_string(), login.user.clone()]);
+            }
+        }
     }
     v
+}
+
+/// Redis's user when `REDIS_USERNAME` does not name one (no `--user` then).
+pub const REDIS_DEFAULT_USER: &str = "default";
+
+/// The server version in a version query's output: the output itself, or
+/// for Redis the `redis_version:` line of `INFO server`. `None` when it is
+/// not there (Redis answers an authentication error with exit code 0).
+pub fn server_version(engine: Engine, stdout: &str) -> Option<String> {
+    match engine {
+        Engine::Redis => stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("redis_version:"))
+            .map(|v| v.trim().to_string()),
+        _ => Some(stdout.trim().to_string()),
+    }
 }
 
 /// A query whose rows come back bare (no headers, tab-separated), in
@@ -149,6 +172,13 @@ pub fn query(
             v.extend(database.map(str::to_string));
             v.extend(["-e".to_string(), sql.to_string()]);
         }
+        // A Redis command, its words as arguments (`database`: a db number).
+        Engine::Redis => {
+            if let Some(db) = database {
+                v.extend(["-n".to_string(), db.to_string()]);
+            }
+            v.extend(sql.split_whitespace().map(str::to_string));
+        }
     }
     v
 }
@@ -158,6 +188,7 @@ pub fn version_query(engine: Engine, tools: &Tools, login: &Login) -> Vec<String
     let sql = match engine {
         Engine::Postgres => "SHOW server_version",
         Engine::Mariadb | Engine::Mysql => "SELECT VERSION()",
+        Engine::Redis => "INFO server",
     };
     query(engine, tools, login, None, sql)
 }
@@ -191,6 +222,17 @@ pub fn dump_jobs(
             "--triggers".into(),
         ]
     };
+    if engine == Engine::Redis {
+        // One RDB of the whole server, streamed to stdout: no file is left
+        // in the container.
+        let mut argv = client(engine, tools, login);
+        argv.extend(["--rdb".to_string(), "-".to_string()]);
+        return vec![DumpJob {
+            database: None,
+            file: REDIS_DUMP.to_string(),
+            argv,
+        }];
+    }
     if databases.is_empty() {
         let argv = match engine {
             Engine::Postgres => {
@@ -203,6 +245,7 @@ pub fn dump_jobs(
                 v.push("--all-databases".into());
                 v
             }
+            Engine::Redis => unreachable!("returned above"),
         };
         return vec![DumpJob {
             database: None,
@@ -225,6 +268,7 @@ pub fn dump_jobs(
                     v.extend(["--databases".to_string(), db.clone()]);
                     v
                 }
+                Engine::Redis => unreachable!("returned above"),
             };
             DumpJob {
                 database: Some(db.clone()),
@@ -234,6 +278,9 @@ pub fn dump_jobs(
         })
         .collect()
 }
+
+/// The file of a Redis dump, in its service's dump directory.
+pub const REDIS_DUMP: &str = "dump.rdb";
 
 /// The databases of a PostgreSQL server that `pg_dumpall` would dump.
 pub const PG_DATABASES_SQL: &str = "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname <> 'postgres', datname";
@@ -313,6 +360,50 @@ mod tests {
             user: "app".into(),
             password: pw.then(|| Secret::new("s3cret")),
         }
+    }
+
+    #[test]
+    fn redis_streams_one_rdb_with_the_password_in_the_environment() {
+        let tools = pick_tools(Engine::Redis, "/usr/bin/redis-cli\n").unwrap();
+        let default = Login {
+            user: REDIS_DEFAULT_USER.into(),
+            password: Some(Secret::new("s3cret")),
+        };
+        let jobs = dump_jobs(Engine::Redis, &tools, &default, &[]);
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].file, "dump.rdb");
+        assert_eq!(jobs[0].database, None);
+        assert_eq!(jobs[0].argv, ["/usr/bin/redis-cli", "--rdb", "-"]);
+        // An ACL user is named; the password never is.
+        let jobs = dump_jobs(Engine::Redis, &tools, &login(true), &[]);
+        assert_eq!(
+            jobs[0].argv,
+            ["/usr/bin/redis-cli", "--user", "app", "--rdb", "-"]
+        );
+        assert!(!jobs[0].argv.iter().any(|a| a.contains("s3cret")));
+        let env = login_env(Engine::Redis, &default);
+        assert_eq!(env[0].0, "REDISCLI_AUTH");
+        assert_eq!(
+            query(Engine::Redis, &tools, &default, None, "CONFIG GET dir"),
+            ["/usr/bin/redis-cli", "CONFIG", "GET", "dir"]
+        );
+        // The version is read from INFO; an error answered with exit code 0 has none.
+        assert_eq!(
+            server_version(
+                Engine::Redis,
+                "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n"
+            )
+            .as_deref(),
+            Some("7.0.15")
+        );
+        assert_eq!(
+            server_version(Engine::Redis, "NOAUTH Authentication required."),
+            None
+        );
+        assert_eq!(
+            server_version(Engine::Postgres, " 15.18 \n").as_deref(),
+            Some("15.18")
+        );
     }
 
     #[test]

@@ -149,7 +149,16 @@ pub async fn prepare(engine: &Engine, dump: &DumpPlan) -> Result<Prepared> {
             out.stderr
         );
     }
-    let server_version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let server_version = command::server_version(dump.engine, &stdout).ok_or_else(|| {
+        anyhow!(
+            "service {service}: cannot log in to {} as {:?} (password from {}): {}",
+            dump.engine.as_str(),
+            login.user,
+            describe(&dump.credentials.password),
+            format!("{} {}", stdout.trim(), out.stderr).trim()
+        )
+    })?;
     let rel_dir = dump
         .outputs
         .first()

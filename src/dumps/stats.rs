@@ -17,6 +17,27 @@ pub type TableRows = BTreeMap<String, i64>;
 
 const MARIA_SYSTEM: &str = "('mysql', 'information_schema', 'performance_schema', 'sys')";
 
+/// Redis: the keys of each logical database (`db0` → keys), exact, from
+/// `INFO keyspace`.
+async fn redis_keys(engine: &Engine, p: &Prepared) -> Result<TableRows> {
+    Ok(parse_keyspace(
+        &query_lines(engine, p, None, "INFO keyspace", "read its keyspace").await?,
+    ))
+}
+
+/// `db0:keys=1000,expires=0,avg_ttl=0` lines → `db0` → 1000. Pure.
+pub fn parse_keyspace(lines: &[String]) -> TableRows {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let (db, rest) = l.trim().split_once(':')?;
+            let keys = rest.split(',').find_map(|kv| kv.strip_prefix("keys="))?;
+            Some((db.to_string(), keys.parse().ok()?))
+        })
+        .filter(|(db, _): &(String, i64)| db.starts_with("db"))
+        .collect()
+}
+
 /// The databases `p` dumps: the ones its jobs name, or every one.
 async fn databases(engine: &Engine, p: &Prepared) -> Result<Vec<String>> {
     let named: Vec<String> = p.jobs.iter().filter_map(|j| j.database.clone()).collect();
@@ -75,6 +96,9 @@ fn parse(lines: &[String]) -> Result<TableRows> {
 /// The server's own row estimates (PostgreSQL's `n_live_tup`, InnoDB's
 /// `table_rows`): cheap, read no table.
 pub async fn estimates(engine: &Engine, p: &Prepared) -> Result<TableRows> {
+    if p.plan.engine == DbEngine::Redis {
+        return redis_keys(engine, p).await;
+    }
     let dbs = databases(engine, p).await?;
     match p.plan.engine {
         DbEngine::Postgres => {
@@ -103,6 +127,9 @@ pub async fn estimates(engine: &Engine, p: &Prepared) -> Result<TableRows> {
 /// Exact row counts of every user table (the drill's throwaway server: it
 /// reads every table once, as the load just wrote them).
 pub async fn counts(engine: &Engine, p: &Prepared) -> Result<TableRows> {
+    if p.plan.engine == DbEngine::Redis {
+        return redis_keys(engine, p).await;
+    }
     let dbs = databases(engine, p).await?;
     match p.plan.engine {
         DbEngine::Postgres => {
@@ -226,6 +253,21 @@ mod tests {
 
     fn rows(v: &[(&str, i64)]) -> TableRows {
         v.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+    }
+
+    #[test]
+    fn redis_keyspace() {
+        let lines: Vec<String> = [
+            "# Keyspace",
+            "db0:keys=1000,expires=2,avg_ttl=0",
+            "db3:keys=7,expires=0,avg_ttl=0",
+            "garbage",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(parse_keyspace(&lines), rows(&[("db0", 1000), ("db3", 7)]));
+        assert!(parse_keyspace(&["# Keyspace".to_string()]).is_empty());
     }
 
     #[test]

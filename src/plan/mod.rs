@@ -344,6 +344,12 @@ pub fn credentials(engine: Engine, env: &[String]) -> Credentials {
             }),
             password: pick(&["POSTGRES_PASSWORD"]).unwrap_or(CredentialSource::None),
         },
+        Engine::Redis => Credentials {
+            user: pick(&["REDIS_USERNAME"]).unwrap_or(CredentialSource::Default {
+                value: crate::dumps::command::REDIS_DEFAULT_USER.into(),
+            }),
+            password: pick(&["REDIS_PASSWORD"]).unwrap_or(CredentialSource::None),
+        },
         Engine::Mariadb | Engine::Mysql => {
             if let Some(pw) = pick(&["MARIADB_ROOT_PASSWORD", "MYSQL_ROOT_PASSWORD"]) {
                 Credentials {
@@ -492,8 +498,15 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
                     "{who}: label stackshot.databases names {bad:?}; accepted: database names without '/', '\\' or a leading '-'"
                 ));
             }
+            if engine == Engine::Redis && !labels.databases.is_empty() {
+                plan.errors.push(format!(
+                    "{who}: label stackshot.databases does not apply to Redis (its dump is one RDB of the whole server); remove it"
+                ));
+            }
             let dir = format!("/databases/{}", dump_dir(c, opts, &replicas));
-            let outputs = if labels.databases.is_empty() {
+            let outputs = if engine == Engine::Redis {
+                vec![format!("{dir}/{}", crate::dumps::command::REDIS_DUMP)]
+            } else if labels.databases.is_empty() {
                 vec![format!("{dir}/{}-all.sql", engine.as_str())]
             } else {
                 labels
@@ -503,7 +516,9 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
                     .collect()
             };
             let credentials = credentials(engine, &c.env_names);
-            if engine != Engine::Postgres && credentials.password == CredentialSource::None {
+            if matches!(engine, Engine::Mariadb | Engine::Mysql)
+                && credentials.password == CredentialSource::None
+            {
                 plan.warnings.push(format!(
                     "{who}: no MARIADB_ROOT_PASSWORD/MYSQL_ROOT_PASSWORD (or _FILE) in the container's environment; the dump will connect as root without a password"
                 ));
@@ -511,6 +526,9 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
             let window_reason = match &opts.full_window {
                 Some(why) => Some(why.clone()),
                 None if labels.window_full => Some("label stackshot.window=full".into()),
+                None if engine == Engine::Redis => {
+                    Some("Redis has no snapshot to pin: its RDB is taken inside the window".into())
+                }
                 None => None,
             };
             plan.dumps.push(DumpPlan {

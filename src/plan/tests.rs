@@ -579,3 +579,47 @@ fn database_names_with_quotes_and_spaces_are_planned_control_characters_are_not(
         .insert("stackshot.databases".into(), "shop\u{7}".into());
     assert!(!build(&opts(&cs), &cs).is_ok());
 }
+
+#[test]
+fn redis_is_one_rdb_dumped_inside_the_window() {
+    let mut cs = fixture();
+    let r = svc(&mut cs, "bystander");
+    r.labels.insert("stackshot.redis".into(), "true".into());
+    r.env_names = vec!["REDIS_PASSWORD_FILE".into()];
+    let plan = build(&opts(&cs), &cs);
+    assert!(plan.is_ok(), "{:?}", plan.errors);
+    let d = plan
+        .dumps
+        .iter()
+        .find(|d| d.container.service == "bystander")
+        .expect("a dump of the Redis service");
+    assert_eq!(d.engine, Engine::Redis);
+    assert_eq!(d.outputs, ["/databases/bystander/dump.rdb"]);
+    assert_eq!(
+        d.credentials.password,
+        CredentialSource::FileInContainer {
+            var: "REDIS_PASSWORD_FILE".into()
+        }
+    );
+    assert!(!d.pinned);
+    assert!(
+        d.window_reason
+            .as_deref()
+            .unwrap()
+            .starts_with("Redis has no snapshot to pin"),
+        "{:?}",
+        d.window_reason
+    );
+    // Databases are not a Redis notion: one line says so.
+    svc(&mut cs, "bystander")
+        .labels
+        .insert("stackshot.databases".into(), "0".into());
+    let plan = build(&opts(&cs), &cs);
+    assert!(
+        plan.errors
+            .iter()
+            .any(|e| e.contains("stackshot.databases does not apply to Redis")),
+        "{:?}",
+        plan.errors
+    );
+}

@@ -254,6 +254,7 @@ async fn serving(
         if let Some(p) = &prepared {
             let sql = match engine {
                 DbEngine::Postgres => "SHOW listen_addresses",
+                DbEngine::Redis => "PING",
                 _ => "SELECT @@skip_networking",
             };
             match query_lines(&ctx.engine, p, None, sql, "ask whether it serves").await {
@@ -273,6 +274,7 @@ async fn serving(
 fn serves(engine: DbEngine, lines: &[String]) -> bool {
     match engine {
         DbEngine::Postgres => lines.first().is_some_and(|l| !l.trim().is_empty()),
+        DbEngine::Redis => lines.first().is_some_and(|l| l.trim() == "PONG"),
         _ => lines.first().is_some_and(|l| l.trim() == "0"),
     }
 }
@@ -288,6 +290,11 @@ mod tests {
         assert!(serves(DbEngine::Postgres, &l(&["*"])));
         assert!(!serves(DbEngine::Mariadb, &l(&["1"])));
         assert!(serves(DbEngine::Mariadb, &l(&["0"])));
+        assert!(serves(DbEngine::Redis, &l(&["PONG"])));
+        assert!(!serves(
+            DbEngine::Redis,
+            &l(&["LOADING Redis is loading the dataset in memory"])
+        ));
     }
 
     #[test]

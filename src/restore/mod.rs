@@ -471,6 +471,7 @@ async fn user_tables(ctx: &Context, p: &Prepared, database: Option<&str>) -> Res
         Ok::<_, anyhow::Error>(String::from_utf8_lossy(&out.stdout).to_string())
     };
     match p.plan.engine {
+        DbEngine::Redis => Ok(redis::keys(ctx, p).await?.max(0) as u64),
         DbEngine::Postgres => {
             let dbs = match database {
                 Some(d) => vec![d.to_string()],
@@ -547,10 +548,9 @@ async fn dump_files(ctx: &Context, run: &Run, plan: &Plan, service: &str) -> Res
                 .collect(),
             _ => continue,
         };
-        for path in paths
-            .into_iter()
-            .filter(|p| p.starts_with(&format!("{dir}/")) && p.ends_with(".sql"))
-        {
+        for path in paths.into_iter().filter(|p| {
+            p.starts_with(&format!("{dir}/")) && (p.ends_with(".sql") || p.ends_with(".rdb"))
+        }) {
             let stem = path
                 .rsplit('/')
                 .next()
@@ -563,7 +563,7 @@ async fn dump_files(ctx: &Context, run: &Run, plan: &Plan, service: &str) -> Res
                     .strip_prefix(&format!("{DATABASES_DIR}/"))
                     .unwrap_or(&path)
                     .to_string(),
-                database: (!stem.ends_with("-all")).then_some(stem),
+                database: (!stem.ends_with("-all") && !path.ends_with(".rdb")).then_some(stem),
                 path,
             });
         }
@@ -671,6 +671,9 @@ async fn check_dump(
         .and_then(|e| serde_json::from_value::<DbEngine>(e["engine"].clone()).ok())
         .or_else(|| {
             let name = rel.rsplit('/').next().unwrap_or("");
+            if name == dumps::command::REDIS_DUMP {
+                return Some(DbEngine::Redis);
+            }
             [DbEngine::Postgres, DbEngine::Mariadb, DbEngine::Mysql]
                 .into_iter()
                 .find(|e| name == format!("{}-all.sql", e.as_str()))
@@ -694,8 +697,13 @@ async fn check_dump(
     let tables = user_tables(ctx, &target, file.database.as_deref()).await?;
     if tables > 0 && !opts.replace {
         bail!(
-            "refusing to restore into {}: it already has data ({tables} tables{}); nothing was changed; add --replace to overwrite",
+            "refusing to restore into {}: it already has data ({tables} {}{}); nothing was changed; add --replace to overwrite",
             target.plan.container.container,
+            if target.plan.engine == DbEngine::Redis {
+                "keys"
+            } else {
+                "tables"
+            },
             file.database
                 .as_deref()
                 .map(|d| format!(" in {d}"))
@@ -750,7 +758,17 @@ async fn wait_ready(ctx: &Context, p: &Prepared) -> Result<()> {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
         match exec::capture(&ctx.engine, &p.plan.container.id, &query, &env).await {
-            Ok(out) if out.code == 0 => return Ok(()),
+            Ok(out)
+                if out.code == 0
+                    && dumps::command::server_version(
+                        p.plan.engine,
+                        &String::from_utf8_lossy(&out.stdout),
+                    )
+                    .is_some() =>
+            {
+                return Ok(());
+            }
+            Ok(out) if out.code == 0 => last = String::from_utf8_lossy(&out.stdout).to_string(),
             Ok(out) => last = out.stderr,
             Err(e) => last = format!("{e:#}"),
         }
@@ -763,9 +781,14 @@ async fn wait_ready(ctx: &Context, p: &Prepared) -> Result<()> {
 
 /// Loads a checked dump: with `--replace`, first drops what it will create.
 /// `announce`: print the "Restored …" line (the drill logs it instead, so
-/// that its `--json` output stays JSON).
+/// that its `--json` output stays JSON, and loads into a throwaway: a Redis
+/// load stops it under a journal of its own, not the run lock's).
 async fn load_dump(ctx: &Context, c: &Checked, replace: bool, announce: bool) -> Result<()> {
     let p = &c.target;
+    if p.plan.engine == DbEngine::Redis {
+        // The file replaces the whole data set: --replace has nothing to drop.
+        return redis::load(ctx, c, announce).await;
+    }
     wait_ready(ctx, p).await?;
     let rel = &c.file.rel;
     let database = c.file.database.as_deref();
@@ -964,6 +987,7 @@ pub async fn all(ctx: &Context, snapshot: &str, yes: bool, replace: bool) -> Res
 // ---------------------------------------------------------------- verify
 
 pub mod drill;
+pub mod redis;
 pub mod verify;
 pub use drill::drill;
 pub use verify::verify;

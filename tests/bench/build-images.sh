@@ -6,6 +6,7 @@
 #   stackshot-test/base:local      ca-certificates, tzdata, restic (runtime for the sidecar and app)
 #   stackshot-test/postgres:local  + PostgreSQL, entrypoint honouring the official image's variables
 #   stackshot-test/mariadb:local   + MariaDB, likewise
+#   stackshot-test/redis:local     the same root, running redis-server (data in /data)
 #   stackshot-test/rust-base:local  (only with --rust) gcc and libc headers, the
 #                                   base of CI's stand-in for the Rust image
 #
@@ -16,7 +17,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 suite=bookworm
 base_pkgs=ca-certificates,tzdata,restic,procps
-db_pkgs=$base_pkgs,postgresql,postgresql-client,mariadb-server,mariadb-client
+db_pkgs=$base_pkgs,postgresql,postgresql-client,mariadb-server,mariadb-client,redis-server,redis-tools
 rust_pkgs=ca-certificates,gcc,libc6-dev
 with_rust=false; [ "${1:-}" = --rust ] && with_rust=true
 
@@ -73,6 +74,7 @@ db_hash=$(inputs_hash db "$db_pkgs")
 base=stackshot-test/base:$base_hash
 pg=stackshot-test/postgres:$db_hash
 maria=stackshot-test/mariadb:$db_hash
+redis=stackshot-test/redis:$db_hash
 env_path='ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 lang='ENV LANG=C.UTF-8'
 
@@ -83,7 +85,7 @@ if ! have "$base"; then
 else
   log "reusing $base"
 fi
-if ! have "$pg" || ! have "$maria"; then
+if ! have "$pg" || ! have "$maria" || ! have "$redis"; then
   (
     rootfs "$work/db" "$db_pkgs"
     install -m 0755 "$here/images/pg-entrypoint" "$work/db/usr/local/bin/pg-entrypoint"
@@ -91,15 +93,17 @@ if ! have "$pg" || ! have "$maria"; then
     mkdir -p "$work/db/docker-entrypoint-initdb.d"
     # Like the official images: empty data directories, initialised on first start.
     rm -rf "$work/db/var/lib/mysql" "$work/db/var/lib/postgresql"/* "$work/db/etc/postgresql"
-    mkdir -p "$work/db/var/lib/mysql"
+    mkdir -p "$work/db/var/lib/mysql" "$work/db/data"
     import "$work/db" "$pg" "$env_path" "$lang" 'ENV PGDATA=/var/lib/postgresql/data' \
       'ENTRYPOINT ["/usr/local/bin/pg-entrypoint"]' 'EXPOSE 5432'
     import "$work/db" "$maria" "$env_path" "$lang" \
       'ENTRYPOINT ["/usr/local/bin/mariadb-entrypoint"]' 'EXPOSE 3306'
+    import "$work/db" "$redis" "$env_path" "$lang" 'WORKDIR /data' \
+      'CMD ["redis-server", "--dir", "/data", "--protected-mode", "no"]' 'EXPOSE 6379'
   ) &
   pids+=($!)
 else
-  log "reusing $pg and $maria"
+  log "reusing $pg, $maria and $redis"
 fi
 rust_hash=$(inputs_hash rust "$rust_pkgs")
 rust=stackshot-test/rust-base:$rust_hash
@@ -114,10 +118,11 @@ if $with_rust; then docker tag "$rust" stackshot-test/rust-base:local; fi
 docker tag "$base" stackshot-test/base:local
 docker tag "$pg" stackshot-test/postgres:local
 docker tag "$maria" stackshot-test/mariadb:local
+docker tag "$redis" stackshot-test/redis:local
 # Drop images of earlier inputs so the cache does not grow without bound.
-for repo in base postgres mariadb rust-base; do
+for repo in base postgres mariadb redis rust-base; do
   case $repo in base) keep=$base_hash ;; rust-base) keep=$rust_hash ;; *) keep=$db_hash ;; esac
   docker image ls --format '{{.Repository}}:{{.Tag}}' "stackshot-test/$repo" \
     | grep -v -e ":$keep\$" -e ':local$' | xargs -r docker rmi >/dev/null 2>&1 || true
 done
-log "ready: stackshot-test/{base,postgres,mariadb}:local"
+log "ready: stackshot-test/{base,postgres,mariadb,redis}:local"

@@ -156,6 +156,7 @@ impl Stack {
             "restic-test-password\n",
         )
         .unwrap();
+        std::fs::write(dir.path().join("secrets/redis"), "redis-secret-password\n").unwrap();
         let stack = Stack {
             project: project.to_string(),
             files: files.iter().map(|f| f.to_path_buf()).collect(),

@@ -720,3 +720,53 @@ async fn a_database_that_will_not_stop_after_a_final_backup_is_named() {
     assert_eq!(report.left_down.len(), 4);
     assert_eq!(b.fake.running(), BTreeSet::from(["db".to_string()]));
 }
+
+/// A window opened inside another (a Redis load inside `restore all`'s)
+/// keeps the outer window's containers in the journal, and hands it back.
+#[tokio::test]
+async fn a_window_inside_another_keeps_the_outer_journal() {
+    let b = bench(ALL);
+    let (_t, never) = Shutdown::new();
+    let ids = |j: &Journal| -> Vec<String> {
+        let mut v: Vec<String> = j
+            .read()
+            .unwrap()
+            .map(|s| s.stopped.into_iter().map(|e| e.id).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let (r, _) = with_stop_window(
+        &b.fake,
+        &b.journal,
+        "outer",
+        &[entry("app", 0)],
+        Duration::from_secs(5),
+        &never,
+        || async {
+            let (r, inner) = with_stop_window(
+                &b.fake,
+                &b.journal,
+                "inner",
+                &[entry("db", 0)],
+                Duration::from_secs(5),
+                &never,
+                || async {
+                    assert_eq!(ids(&b.journal), ["app", "db"]);
+                    Ok(())
+                },
+            )
+            .await;
+            r?;
+            assert_eq!(inner.started.len(), 1, "the inner window starts only db");
+            assert!(!b.fake.running().contains("app"));
+            let state = b.journal.read()?.expect("the outer journal is back");
+            assert_eq!(state.run_id, "outer");
+            assert_eq!(ids(&b.journal), ["app"]);
+            Ok(())
+        },
+    )
+    .await;
+    r.unwrap();
+    assert_all_back(&b);
+}
