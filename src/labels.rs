@@ -97,6 +97,9 @@ pub struct BackupLabels {
     /// `stackshot.window=full`: dump this database inside the stop window
     /// (not pinned), whatever `STOP_WINDOW` says.
     pub window_full: bool,
+    /// `stackshot.volumes.data-dir=true`: on a database service, also back up
+    /// its data directory as files, with the server stopped after its dump.
+    pub data_dir: bool,
     /// Exec hooks.
     pub hooks: Hooks,
     /// Labels whose values could not be understood, each a one-line message.
@@ -249,6 +252,16 @@ pub fn parse(labels: &BTreeMap<String, String>) -> BackupLabels {
             }
             None => continue,
         };
+        if ours_label && rest == "volumes.data-dir" {
+            match value.trim().to_ascii_lowercase().as_str() {
+                "true" => out.data_dir = true,
+                "false" | "" => {}
+                other => out.errors.push(format!(
+                    "label {key}={other:?} is not a boolean; accepted: true or false"
+                )),
+            }
+            continue;
+        }
         if ours_label && rest == "window" {
             match value.trim().to_ascii_lowercase().as_str() {
                 "full" => out.window_full = true,
@@ -262,7 +275,7 @@ pub fn parse(labels: &BTreeMap<String, String>) -> BackupLabels {
         let Some(setting) = setting_of(rest) else {
             if ours_label && !rest.starts_with("role") && rest != "project" {
                 out.errors.push(format!(
-                    "unknown label {key}; accepted: stackshot.volumes, stackshot.volumes.include, stackshot.volumes.exclude, stackshot.stop-during-backup, stackshot.postgres, stackshot.mariadb, stackshot.mysql, stackshot.redis, stackshot.databases, stackshot.window, stackshot.exec.*"
+                    "unknown label {key}; accepted: stackshot.volumes, stackshot.volumes.include, stackshot.volumes.exclude, stackshot.volumes.data-dir, stackshot.stop-during-backup, stackshot.postgres, stackshot.mariadb, stackshot.mysql, stackshot.redis, stackshot.databases, stackshot.window, stackshot.exec.*"
                 ));
             }
             continue;

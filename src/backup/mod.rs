@@ -418,6 +418,53 @@ fn databases_to_leave_down(plan: &Plan) -> Vec<plan::StopEntry> {
     out
 }
 
+/// Runs `snapshot` with the database servers whose data directory is copied
+/// as files (`stackshot.volumes.data-dir`) stopped: a window inside the
+/// run's, after their dumps. Without any, just runs it.
+async fn with_data_dirs_stopped<T, Fut>(
+    ctx: &Context,
+    plan: &Plan,
+    run_id: &str,
+    snapshot: impl FnOnce() -> Fut,
+) -> Result<T>
+where
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let stops: Vec<plan::StopEntry> = databases_to_leave_down(plan)
+        .into_iter()
+        .filter(|s| {
+            plan.dumps
+                .iter()
+                .any(|d| d.data_dir && d.container.id == s.container.id)
+        })
+        .collect();
+    if stops.is_empty() {
+        return snapshot().await;
+    }
+    // The run's own signal handling is the outer window's: it closes this one too.
+    let (_never_fires, never) = Shutdown::new();
+    let (result, window) = window::with_stop_window(
+        &ctx.engine,
+        &ctx.journal,
+        run_id,
+        &stops,
+        ctx.config.stop_timeout,
+        &never,
+        snapshot,
+    )
+    .await;
+    if !window.restart_failed.is_empty() {
+        bail!(
+            "database containers are NOT running again after their data directories were copied: {}",
+            window.restart_failed.join("; ")
+        );
+    }
+    if let Some(why) = window.stop_failed {
+        bail!("cannot stop a database to copy its data directory: {why}");
+    }
+    result
+}
+
 /// Inside the window: dumps, then the snapshot(s).
 async fn work(
     ctx: &Context,
@@ -456,8 +503,10 @@ async fn work(
         if !prepared.is_empty() {
             paths.push(DATABASES_DIR);
         }
-        let snap = snapshot::in_worker(&ctx.engine, &target, plan, sidecar, "atomic", true, &paths)
-            .await?;
+        let snap = with_data_dirs_stopped(ctx, plan, run_id, || {
+            snapshot::in_worker(&ctx.engine, &target, plan, sidecar, "atomic", true, &paths)
+        })
+        .await?;
         gathered.lock().unwrap().snapshots.push(snap);
         push_phase("snapshot", t);
     } else {
@@ -474,15 +523,17 @@ async fn work(
         push_phase("dumps", t);
         if !plan.volumes.is_empty() {
             let t = Instant::now();
-            let snap = snapshot::in_worker(
-                &ctx.engine,
-                &target,
-                plan,
-                sidecar,
-                "volumes",
-                true,
-                &[VOLUMES_DIR],
-            )
+            let snap = with_data_dirs_stopped(ctx, plan, run_id, || {
+                snapshot::in_worker(
+                    &ctx.engine,
+                    &target,
+                    plan,
+                    sidecar,
+                    "volumes",
+                    true,
+                    &[VOLUMES_DIR],
+                )
+            })
             .await?;
             gathered.lock().unwrap().snapshots.push(snap);
             push_phase("snapshot", t);

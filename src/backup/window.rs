@@ -611,6 +611,16 @@ where
 
     // Close the window: always. The engine first finishes its tear-downs.
     settle(rests, timeout).await;
+    // What a window opened inside this one named and did not start (the
+    // work was dropped on a signal in the middle of it) is started too.
+    if let Ok(Some(now)) = journal.read() {
+        for e in now.stopped {
+            if !outer.stopped.contains(&e) && !state.stopped.contains(&e) {
+                tracing::warn!(container = %e.name, "stopped by a window inside this one, which did not close: starting it too");
+                state.stopped.push(e);
+            }
+        }
+    }
     let (started, mut failed) = start_entries(ctl, &state.stopped).await;
     report.seconds = opened.elapsed().as_secs_f64();
     failed.extend(exited_after_start(ctl, &state.stopped, &started).await);

@@ -184,6 +184,10 @@ pub struct DumpPlan {
     pub pinned: bool,
     /// Why it is dumped inside the window, when it is.
     pub window_reason: Option<String>,
+    /// `stackshot.volumes.data-dir=true`: its data directory is backed up as
+    /// files too, the server stopped after its dump (full window).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub data_dir: bool,
 }
 
 /// One mount to back up.
@@ -531,7 +535,13 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
                 }
                 None => None,
             };
+            if labels.data_dir && !labels.volumes {
+                plan.errors.push(format!(
+                    "{who}: label stackshot.volumes.data-dir=true needs stackshot.volumes=true on the same service (its data directory is one of its mounts)"
+                ));
+            }
             plan.dumps.push(DumpPlan {
+                data_dir: labels.data_dir,
                 container: cref.clone(),
                 engine,
                 databases: labels.databases.clone(),
@@ -540,8 +550,15 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
                 pinned: window_reason.is_none(),
                 window_reason,
             });
-        } else if labels.stop {
-            stop_set.push(c);
+        } else {
+            if labels.data_dir {
+                plan.errors.push(format!(
+                    "{who}: label stackshot.volumes.data-dir=true applies to a database service (stackshot.postgres, .mariadb, .mysql or .redis); remove it"
+                ));
+            }
+            if labels.stop {
+                stop_set.push(c);
+            }
         }
 
         if !labels.volumes {
@@ -612,7 +629,10 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
                 ));
                 continue;
             }
-            if let Some(dir) = data_dir.as_deref().filter(|d| overlaps(&m.destination, d)) {
+            if let Some(dir) = data_dir
+                .as_deref()
+                .filter(|d| !labels.data_dir && overlaps(&m.destination, d))
+            {
                 plan.excluded.push(exclude(
                     ExcludeReason::DatabaseDataDirectory,
                     format!(
@@ -699,6 +719,27 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
             plan.warnings.push(format!(
                 "{who}: has stackshot.volumes=true but every mount is left out (see excluded)"
             ));
+        }
+    }
+
+    // A data directory copied as files needs its server stopped after its
+    // dump, inside the window: the full window.
+    let copied: Vec<String> = plan
+        .dumps
+        .iter()
+        .filter(|d| d.data_dir)
+        .map(|d| d.container.service.clone())
+        .collect();
+    if !copied.is_empty() && plan.window_reason.is_none() {
+        let why = format!(
+            "stackshot.volumes.data-dir on {}: its data directory is copied as files with the server stopped after its dump, inside the window",
+            copied.join(", ")
+        );
+        plan.window = "full".into();
+        plan.window_reason = Some(why.clone());
+        for d in &mut plan.dumps {
+            d.pinned = false;
+            d.window_reason.get_or_insert_with(|| why.clone());
         }
     }
 

@@ -623,3 +623,52 @@ fn redis_is_one_rdb_dumped_inside_the_window() {
         plan.errors
     );
 }
+
+#[test]
+fn a_data_directory_copy_is_planned_in_the_full_window() {
+    let mut cs = fixture();
+    svc(&mut cs, "postgres")
+        .labels
+        .insert("stackshot.volumes.data-dir".into(), "true".into());
+    let plan = build(&opts(&cs), &cs);
+    assert!(plan.is_ok(), "{:?}", plan.errors);
+    assert!(paths(&plan).contains(&"/volumes/postgres/var/lib/postgresql/data".to_string()));
+    assert_eq!(plan.window, "full");
+    assert!(
+        plan.window_reason
+            .as_deref()
+            .unwrap()
+            .starts_with("stackshot.volumes.data-dir on postgres"),
+        "{:?}",
+        plan.window_reason
+    );
+    let d = plan
+        .dumps
+        .iter()
+        .find(|d| d.container.service == "postgres")
+        .unwrap();
+    assert!(d.data_dir && !d.pinned);
+    // Not on an app, and not without stackshot.volumes=true.
+    let mut cs = fixture();
+    svc(&mut cs, "app")
+        .labels
+        .insert("stackshot.volumes.data-dir".into(), "true".into());
+    let m = svc(&mut cs, "mariadb");
+    m.labels
+        .insert("stackshot.volumes.data-dir".into(), "true".into());
+    let plan = build(&opts(&cs), &cs);
+    assert!(
+        plan.errors
+            .iter()
+            .any(|e| e.contains("applies to a database service")),
+        "{:?}",
+        plan.errors
+    );
+    assert!(
+        plan.errors
+            .iter()
+            .any(|e| e.contains("needs stackshot.volumes=true")),
+        "{:?}",
+        plan.errors
+    );
+}

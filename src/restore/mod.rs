@@ -449,6 +449,7 @@ async fn target(
         databases: vec![],
         pinned: false,
         window_reason: None,
+        data_dir: false,
         credentials: plan::credentials(engine, &info.env_names),
         outputs: vec![format!("{DATABASES_DIR}/{}/restore.sql", info.service)],
     };

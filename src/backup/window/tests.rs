@@ -770,3 +770,43 @@ async fn a_window_inside_another_keeps_the_outer_journal() {
     r.unwrap();
     assert_all_back(&b);
 }
+
+/// A signal while a window inside the run's is open drops the work, the
+/// inner window with it: the run's window starts what the inner one stopped.
+#[tokio::test]
+async fn a_signal_inside_an_inner_window_still_starts_everything() {
+    let b = bench(ALL);
+    let (trigger, shutdown) = Shutdown::new();
+    let (_t, never) = Shutdown::new();
+    let (r, report) = with_stop_window(
+        &b.fake,
+        &b.journal,
+        "outer",
+        &[entry("app", 0)],
+        Duration::from_secs(5),
+        &shutdown,
+        || async {
+            with_stop_window(
+                &b.fake,
+                &b.journal,
+                "outer",
+                &[entry("db", 0)],
+                Duration::from_secs(5),
+                &never,
+                || async {
+                    assert!(!b.fake.running().contains("db"));
+                    trigger.trigger("SIGTERM");
+                    std::future::pending::<Result<()>>().await
+                },
+            )
+            .await
+            .0
+        },
+    )
+    .await;
+    assert!(r.unwrap_err().to_string().contains("SIGTERM"));
+    let mut started: Vec<String> = report.started.iter().map(|t| t.container.clone()).collect();
+    started.sort();
+    assert_eq!(started, ["app", "db"]);
+    assert_all_back(&b);
+}
