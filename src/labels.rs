@@ -17,6 +17,9 @@ pub enum Engine {
     Mysql,
     /// Redis (`redis-cli --rdb -`: one RDB of the whole server).
     Redis,
+    /// SQLite files (`stackshot.sqlite=/path/db.sqlite3`): each copied with
+    /// the backup API of the container's `sqlite3`.
+    Sqlite,
 }
 
 impl Engine {
@@ -27,6 +30,7 @@ impl Engine {
             Engine::Mariadb => "mariadb",
             Engine::Mysql => "mysql",
             Engine::Redis => "redis",
+            Engine::Sqlite => "sqlite",
         }
     }
 
@@ -36,6 +40,8 @@ impl Engine {
             Engine::Postgres => "/var/lib/postgresql/data",
             Engine::Mariadb | Engine::Mysql => "/var/lib/mysql",
             Engine::Redis => "/data",
+            // The files are named, not a directory: no mount is left out.
+            Engine::Sqlite => "",
         }
     }
 }
@@ -209,6 +215,7 @@ pub fn parse(labels: &BTreeMap<String, String>) -> BackupLabels {
     let mut ours: BTreeMap<Setting, Read> = BTreeMap::new();
     let mut theirs: Vec<Read> = Vec::new();
     let mut dvb_hooks: Vec<(&str, &String)> = Vec::new();
+    let mut sqlite: Vec<String> = Vec::new();
     for (key, value) in labels {
         if key == DVB_PRE || key == DVB_POST {
             if !value.trim().is_empty() {
@@ -252,6 +259,10 @@ pub fn parse(labels: &BTreeMap<String, String>) -> BackupLabels {
             }
             None => continue,
         };
+        if ours_label && rest == "sqlite" {
+            sqlite.extend(list(value));
+            continue;
+        }
         if ours_label && rest == "volumes.data-dir" {
             match value.trim().to_ascii_lowercase().as_str() {
                 "true" => out.data_dir = true,
@@ -275,7 +286,7 @@ pub fn parse(labels: &BTreeMap<String, String>) -> BackupLabels {
         let Some(setting) = setting_of(rest) else {
             if ours_label && !rest.starts_with("role") && rest != "project" {
                 out.errors.push(format!(
-                    "unknown label {key}; accepted: stackshot.volumes, stackshot.volumes.include, stackshot.volumes.exclude, stackshot.volumes.data-dir, stackshot.stop-during-backup, stackshot.postgres, stackshot.mariadb, stackshot.mysql, stackshot.redis, stackshot.databases, stackshot.window, stackshot.exec.*"
+                    "unknown label {key}; accepted: stackshot.volumes, stackshot.volumes.include, stackshot.volumes.exclude, stackshot.volumes.data-dir, stackshot.stop-during-backup, stackshot.postgres, stackshot.mariadb, stackshot.mysql, stackshot.redis, stackshot.sqlite, stackshot.databases, stackshot.window, stackshot.exec.*"
                 ));
             }
             continue;
@@ -354,6 +365,15 @@ pub fn parse(labels: &BTreeMap<String, String>) -> BackupLabels {
             }
             _ => {}
         }
+    }
+    if !sqlite.is_empty() {
+        if !out.databases.is_empty() {
+            out.errors.push(
+                "labels stackshot.sqlite and stackshot.databases: the SQLite files are the databases; keep stackshot.sqlite".into(),
+            );
+        }
+        out.databases = sqlite;
+        engines.push((Engine::Sqlite, "stackshot.sqlite".into()));
     }
     match engines.as_slice() {
         [] => {}

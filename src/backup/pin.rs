@@ -268,9 +268,9 @@ pub async fn arm(engine: &Engine, p: &Prepared) -> Result<Armed> {
                 fingerprint,
             }
         }
-        // The plan dumps Redis inside the window: there is nothing to pin.
-        DbEngine::Redis => anyhow::bail!(
-            "service {}: Redis is dumped inside the window, never pinned",
+        // The plan dumps these inside the window: there is nothing to pin.
+        DbEngine::Redis | DbEngine::Sqlite => anyhow::bail!(
+            "service {}: Redis and SQLite are dumped inside the window, never pinned",
             p.plan.container.service
         ),
     };
@@ -493,6 +493,7 @@ async fn pg_all_to_file(
             .collect(),
         seconds: started.elapsed().as_secs_f64(),
         server_version: p.server_version.clone(),
+        integrity_check: None,
     })
 }
 

@@ -267,6 +267,11 @@ pub async fn start_in_worker(
         }
     };
     args.extend(restic::backup_args(target.host, &tags, job.paths)?);
+    if job.paths.contains(&VOLUMES_DIR) {
+        for e in &plan.excludes {
+            args.extend(["--exclude".to_string(), e.clone()]);
+        }
+    }
     if let Some(parent) = &job.parent {
         args.extend(["--parent".to_string(), parent.clone()]);
     }
@@ -525,6 +530,7 @@ pub async fn database_via_stdin(
         sha256: streamed.sha256,
         seconds: streamed.seconds,
         server_version: p.server_version.clone(),
+        integrity_check: (p.plan.engine == crate::labels::Engine::Sqlite).then(|| "ok".to_string()),
     };
     tracing::info!(service, bytes = dump.bytes, snapshot = ?summary.snapshot_id, "database snapshot written");
     Ok((

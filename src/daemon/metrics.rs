@@ -474,6 +474,7 @@ mod tests {
             sha256: "0".repeat(64),
             seconds,
             server_version: "16".into(),
+            integrity_check: None,
         }
     }
 

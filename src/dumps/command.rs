@@ -34,6 +34,7 @@ pub fn tool_candidates(engine: Engine) -> [&'static [&'static str]; 3] {
             &["mariadb", "mysql"],
         ],
         Engine::Redis => [&["redis-cli"], &["redis-cli"], &["redis-cli"]],
+        Engine::Sqlite => [&["sqlite3"], &["sqlite3"], &["sqlite3"]],
     }
 }
 
@@ -108,6 +109,7 @@ pub fn login_env(engine: Engine, login: &Login) -> Vec<(String, Secret)> {
         Engine::Postgres => "PGPASSWORD",
         Engine::Mariadb | Engine::Mysql => "MYSQL_PWD",
         Engine::Redis => "REDISCLI_AUTH",
+        Engine::Sqlite => return vec![],
     };
     login
         .password
@@ -131,6 +133,7 @@ pub fn client(engine: Engine, tools: &Tools, login: &Login) -> Vec<String> {
                 v.extend(["--user".to_string(), login.user.clone()]);
             }
         }
+        Engine::Sqlite => v.push("-batch".into()),
     }
     v
 }
@@ -147,6 +150,8 @@ pub fn server_version(engine: Engine, stdout: &str) -> Option<String> {
             .lines()
             .find_map(|l| l.trim().strip_prefix("redis_version:"))
             .map(|v| v.trim().to_string()),
+        // `3.40.1 2022-12-28 14:03:47 df5c…`
+        Engine::Sqlite => stdout.split_whitespace().next().map(str::to_string),
         _ => Some(stdout.trim().to_string()),
     }
 }
@@ -179,6 +184,12 @@ pub fn query(
             }
             v.extend(sql.split_whitespace().map(str::to_string));
         }
+        // `database`: the file, opened read-only (none: an in-memory one).
+        Engine::Sqlite => {
+            v.extend(["-readonly", "-separator", "\t"].map(String::from));
+            v.push(database.unwrap_or(":memory:").to_string());
+            v.push(sql.to_string());
+        }
     }
     v
 }
@@ -189,6 +200,7 @@ pub fn version_query(engine: Engine, tools: &Tools, login: &Login) -> Vec<String
         Engine::Postgres => "SHOW server_version",
         Engine::Mariadb | Engine::Mysql => "SELECT VERSION()",
         Engine::Redis => "INFO server",
+        Engine::Sqlite => return vec![tools.client.clone(), "-version".into()],
     };
     query(engine, tools, login, None, sql)
 }
@@ -222,6 +234,26 @@ pub fn dump_jobs(
             "--triggers".into(),
         ]
     };
+    if engine == Engine::Sqlite {
+        // One copy per file, through the backup API, checked, then streamed.
+        return databases
+            .iter()
+            .map(|path| DumpJob {
+                database: Some(path.clone()),
+                file: sqlite_file_name(path).to_string(),
+                argv: [
+                    "sh",
+                    "-c",
+                    SQLITE_COPY,
+                    "sh",
+                    tools.client.as_str(),
+                    path.as_str(),
+                ]
+                .map(String::from)
+                .to_vec(),
+            })
+            .collect();
+    }
     if engine == Engine::Redis {
         // One RDB of the whole server, streamed to stdout: no file is left
         // in the container.
@@ -245,7 +277,7 @@ pub fn dump_jobs(
                 v.push("--all-databases".into());
                 v
             }
-            Engine::Redis => unreachable!("returned above"),
+            Engine::Redis | Engine::Sqlite => unreachable!("returned above"),
         };
         return vec![DumpJob {
             database: None,
@@ -268,7 +300,7 @@ pub fn dump_jobs(
                     v.extend(["--databases".to_string(), db.clone()]);
                     v
                 }
-                Engine::Redis => unreachable!("returned above"),
+                Engine::Redis | Engine::Sqlite => unreachable!("returned above"),
             };
             DumpJob {
                 database: Some(db.clone()),
@@ -277,6 +309,24 @@ pub fn dump_jobs(
             }
         })
         .collect()
+}
+
+/// Copies the SQLite file `$2` with `$1` (sqlite3): the backup API into a
+/// temporary file (removed on every path), `PRAGMA integrity_check` on the
+/// copy (anything but `ok` fails the dump), then the copy on stdout. A file
+/// that does not exist is an error, never created.
+pub const SQLITE_COPY: &str = r#"set -eu
+[ -f "$2" ] || { echo "no such file: $2" >&2; exit 4; }
+t=$(mktemp "${TMPDIR:-/tmp}/stackshot-sqlite.XXXXXX")
+trap 'rm -f "$t"' EXIT
+"$1" -batch "$2" ".backup '$t'"
+r=$("$1" -batch "$t" "PRAGMA integrity_check")
+[ "$r" = ok ] || { echo "PRAGMA integrity_check of the copy: $r" >&2; exit 3; }
+cat "$t""#;
+
+/// The dump file of the SQLite file at `path`: its name.
+pub fn sqlite_file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 /// The file of a Redis dump, in its service's dump directory.
@@ -403,6 +453,66 @@ mod tests {
         assert_eq!(
             server_version(Engine::Postgres, " 15.18 \n").as_deref(),
             Some("15.18")
+        );
+    }
+
+    #[test]
+    fn sqlite_copies_each_file_through_the_backup_api() {
+        let tools = pick_tools(Engine::Sqlite, "/usr/bin/sqlite3\n").unwrap();
+        let none = Login {
+            user: String::new(),
+            password: None,
+        };
+        let jobs = dump_jobs(
+            Engine::Sqlite,
+            &tools,
+            &none,
+            &["/data/a.db".into(), "/srv/x/b.sqlite3".into()],
+        );
+        assert_eq!(
+            jobs.iter().map(|j| j.file.as_str()).collect::<Vec<_>>(),
+            ["a.db", "b.sqlite3"]
+        );
+        assert_eq!(jobs[0].database.as_deref(), Some("/data/a.db"));
+        // The path is an argument of the script, never spliced into it.
+        assert_eq!(
+            jobs[0].argv,
+            [
+                "sh",
+                "-c",
+                SQLITE_COPY,
+                "sh",
+                "/usr/bin/sqlite3",
+                "/data/a.db"
+            ]
+        );
+        assert!(SQLITE_COPY.contains(".backup") && SQLITE_COPY.contains("PRAGMA integrity_check"));
+        assert!(login_env(Engine::Sqlite, &none).is_empty());
+        assert_eq!(
+            version_query(Engine::Sqlite, &tools, &none),
+            ["/usr/bin/sqlite3", "-version"]
+        );
+        assert_eq!(
+            server_version(Engine::Sqlite, "3.40.1 2022-12-28 14:03:47 df5c253c\n").as_deref(),
+            Some("3.40.1")
+        );
+        assert_eq!(
+            query(
+                Engine::Sqlite,
+                &tools,
+                &none,
+                Some("/data/a.db"),
+                "SELECT 1"
+            ),
+            [
+                "/usr/bin/sqlite3",
+                "-batch",
+                "-readonly",
+                "-separator",
+                "\t",
+                "/data/a.db",
+                "SELECT 1"
+            ]
         );
     }
 

@@ -68,6 +68,10 @@ pub struct DumpResult {
     pub seconds: f64,
     /// Server version.
     pub server_version: String,
+    /// SQLite: `PRAGMA integrity_check` of the copy (a dump is written only
+    /// when it says `ok`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrity_check: Option<String>,
 }
 
 async fn resolve(
@@ -136,7 +140,32 @@ pub async fn prepare(engine: &Engine, dump: &DumpPlan) -> Result<Prepared> {
 
     let probe = exec::capture(engine, id, &command::probe_tools(dump.engine), &[]).await?;
     let tools = command::pick_tools(dump.engine, &String::from_utf8_lossy(&probe.stdout))
-        .map_err(|e| anyhow!("service {service}: {e}"))?;
+        .map_err(|e| match dump.engine {
+            DbEngine::Sqlite => anyhow!(
+                "service {service}: stackshot.sqlite {e}: the copy is made with the container's own sqlite3 (a copy from the worker, for images without it, is not built)"
+            ),
+            _ => anyhow!("service {service}: {e}"),
+        })?;
+    if dump.engine == DbEngine::Sqlite {
+        let mut argv: Vec<String> = [
+            "sh",
+            "-c",
+            r#"for f; do [ -f "$f" ] || echo "$f"; done"#,
+            "sh",
+        ]
+        .map(String::from)
+        .to_vec();
+        argv.extend(dump.databases.iter().cloned());
+        let out = exec::capture(engine, id, &argv, &[]).await?;
+        let missing = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if out.code != 0 || !missing.is_empty() {
+            bail!(
+                "service {service}: stackshot.sqlite names files that are not in the container: {}{}",
+                missing.lines().collect::<Vec<_>>().join(", "),
+                out.stderr
+            );
+        }
+    }
 
     let query = command::version_query(dump.engine, &tools, &login);
     let out = exec::capture(engine, id, &query, &command::login_env(dump.engine, &login)).await?;
@@ -438,6 +467,7 @@ pub async fn dump_to_file_watching(
         sha256: streamed.sha256,
         seconds: streamed.seconds,
         server_version: p.server_version.clone(),
+        integrity_check: (p.plan.engine == DbEngine::Sqlite).then(|| "ok".to_string()),
     })
 }
 
@@ -567,6 +597,7 @@ mod tests {
             sha256: sha.into(),
             seconds: 0.1,
             server_version: "15".into(),
+            integrity_check: None,
         }
     }
 

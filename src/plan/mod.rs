@@ -261,6 +261,11 @@ pub struct Plan {
     pub dumps: Vec<DumpPlan>,
     /// Mounts backed up.
     pub volumes: Vec<VolumePlan>,
+    /// Files left out of the file pass, as snapshot paths: SQLite files
+    /// (their copy in `/databases` is the consistent one) and their `-wal`,
+    /// `-shm` and `-journal`, which come and go while the app runs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub excludes: Vec<String>,
     /// Exec hooks, in the order they run: pre-backup, pre-stop (in stop
     /// order), post-backup.
     pub hooks: Vec<HookPlan>,
@@ -348,6 +353,12 @@ pub fn credentials(engine: Engine, env: &[String]) -> Credentials {
             }),
             password: pick(&["POSTGRES_PASSWORD"]).unwrap_or(CredentialSource::None),
         },
+        Engine::Sqlite => Credentials {
+            user: CredentialSource::Default {
+                value: String::new(),
+            },
+            password: CredentialSource::None,
+        },
         Engine::Redis => Credentials {
             user: pick(&["REDIS_USERNAME"]).unwrap_or(CredentialSource::Default {
                 value: crate::dumps::command::REDIS_DEFAULT_USER.into(),
@@ -380,6 +391,45 @@ pub fn credentials(engine: Engine, env: &[String]) -> Credentials {
     }
 }
 
+/// What is wrong with the files a `stackshot.sqlite` label names on `c`,
+/// one line each: each must be an absolute path without `..`, NUL or
+/// newlines, inside one of the container's volumes or bind mounts (a file in
+/// the container's own layer is lost with it), and their names must differ
+/// (each is `/databases/<service>/<name>`).
+pub fn sqlite_path_errors(who: &str, paths: &[String], c: &ContainerInfo) -> Vec<String> {
+    let mut errors = Vec::new();
+    let mut names = BTreeSet::new();
+    for p in paths {
+        let name = crate::dumps::command::sqlite_file_name(p);
+        let why = if !p.starts_with('/') {
+            Some("is not an absolute path")
+        } else if p.contains(['*', '?', '[', ']', '{', '}', '\\', '!']) {
+            Some("holds a glob character (* ? [ ] { } \\ !)")
+        } else if p.chars().any(char::is_control) {
+            Some("holds a control character")
+        } else if p.split('/').any(|s| s == ".." || s == ".") {
+            Some("holds a . or .. component")
+        } else if name.is_empty() {
+            Some("names a directory, not a file")
+        } else if !c.mounts.iter().any(|m| {
+            m.kind != MountKind::Other
+                && p.starts_with(&format!("{}/", m.destination.trim_end_matches('/')))
+        }) {
+            Some("is in none of the container's volumes or bind mounts")
+        } else if !names.insert(name) {
+            Some("has the same file name as another one it names")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            errors.push(format!(
+                "{who}: label stackshot.sqlite names {p:?}, which {why}; accepted: absolute paths of files in the container's mounts, with distinct names"
+            ));
+        }
+    }
+    errors
+}
+
 fn valid_database_name(name: &str) -> bool {
     !name.is_empty()
         && name != "."
@@ -409,6 +459,7 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
         stop: vec![],
         dumps: vec![],
         volumes: vec![],
+        excludes: vec![],
         hooks: vec![],
         excluded: vec![],
         warnings: vec![],
@@ -492,10 +543,14 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
                     c.name, c.state
                 ));
             }
+            if engine == Engine::Sqlite {
+                plan.errors
+                    .extend(sqlite_path_errors(&who, &labels.databases, c));
+            }
             let bad: Vec<&String> = labels
                 .databases
                 .iter()
-                .filter(|d| !valid_database_name(d))
+                .filter(|d| engine != Engine::Sqlite && !valid_database_name(d))
                 .collect();
             if !bad.is_empty() {
                 plan.errors.push(format!(
@@ -510,6 +565,12 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
             let dir = format!("/databases/{}", dump_dir(c, opts, &replicas));
             let outputs = if engine == Engine::Redis {
                 vec![format!("{dir}/{}", crate::dumps::command::REDIS_DUMP)]
+            } else if engine == Engine::Sqlite {
+                labels
+                    .databases
+                    .iter()
+                    .map(|p| format!("{dir}/{}", crate::dumps::command::sqlite_file_name(p)))
+                    .collect()
             } else if labels.databases.is_empty() {
                 vec![format!("{dir}/{}-all.sql", engine.as_str())]
             } else {
@@ -533,6 +594,9 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
                 None if engine == Engine::Redis => {
                     Some("Redis has no snapshot to pin: its RDB is taken inside the window".into())
                 }
+                None if engine == Engine::Sqlite => Some(
+                    "SQLite has no snapshot to pin: each file is copied with its backup API inside the window".into(),
+                ),
                 None => None,
             };
             if labels.data_dir && !labels.volumes {
@@ -597,13 +661,16 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
                 &who,
             ),
         };
-        let data_dir = labels.engine.map(|e| match e {
-            Engine::Postgres => c
-                .pgdata
-                .clone()
-                .unwrap_or_else(|| e.default_data_dir().to_string()),
-            _ => e.default_data_dir().to_string(),
-        });
+        let data_dir = labels
+            .engine
+            .filter(|e| *e != Engine::Sqlite)
+            .map(|e| match e {
+                Engine::Postgres => c
+                    .pgdata
+                    .clone()
+                    .unwrap_or_else(|| e.default_data_dir().to_string()),
+                _ => e.default_data_dir().to_string(),
+            });
         let mut backed_up = 0;
         let mut included_by = BTreeSet::new();
         for m in &c.mounts {
@@ -705,6 +772,21 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
                 destination: m.destination.clone(),
                 snapshot_path: path,
             });
+        }
+        if labels.engine == Some(Engine::Sqlite) {
+            for file in &labels.databases {
+                let Some(v) = plan.volumes.iter().rev().find(|v| {
+                    v.container.id == c.id
+                        && file.starts_with(&format!("{}/", v.destination.trim_end_matches('/')))
+                }) else {
+                    continue;
+                };
+                let rest = &file[v.destination.trim_end_matches('/').len()..];
+                let at = format!("{}{rest}", v.snapshot_path);
+                for suffix in ["", "-wal", "-shm", "-journal"] {
+                    plan.excludes.push(format!("{at}{suffix}"));
+                }
+            }
         }
         for p in labels.include.iter().filter(|p| !included_by.contains(*p)) {
             plan.warnings.push(format!(

@@ -208,6 +208,14 @@ pub fn render_table(plan: &Plan) -> String {
             .collect();
         table(&mut out, &["SERVICE", "MOUNT", "REASON", "DETAIL"], &rows);
     }
+    if !plan.excludes.is_empty() {
+        out.push_str(
+            "\nFiles left out of the file pass (SQLite: its copy in /databases is the consistent one):\n",
+        );
+        for e in &plan.excludes {
+            let _ = writeln!(out, "  {e}");
+        }
+    }
     if !plan.warnings.is_empty() {
         out.push_str("\nWarnings:\n");
         for w in &plan.warnings {

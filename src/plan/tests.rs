@@ -672,3 +672,76 @@ fn a_data_directory_copy_is_planned_in_the_full_window() {
         plan.errors
     );
 }
+
+#[test]
+fn sqlite_files_are_copied_and_left_out_of_the_file_pass() {
+    let mut cs = fixture();
+    let app = svc(&mut cs, "app");
+    app.labels.insert(
+        "stackshot.sqlite".into(),
+        "/data/app.db, /uploads/x/other.sqlite".into(),
+    );
+    let plan = build(&opts(&cs), &cs);
+    assert!(plan.is_ok(), "{:?}", plan.errors);
+    let d = plan
+        .dumps
+        .iter()
+        .find(|d| d.container.service == "app")
+        .unwrap();
+    assert_eq!(d.engine, Engine::Sqlite);
+    assert_eq!(d.databases, ["/data/app.db", "/uploads/x/other.sqlite"]);
+    assert_eq!(
+        d.outputs,
+        ["/databases/app/app.db", "/databases/app/other.sqlite"]
+    );
+    assert!(!d.pinned);
+    // The files stay out of the file pass; the rest of their mounts stays in.
+    assert!(paths(&plan).contains(&"/volumes/app/data".to_string()));
+    assert!(
+        plan.excludes
+            .contains(&"/volumes/app/data/app.db".to_string())
+    );
+    assert!(
+        plan.excludes
+            .contains(&"/volumes/app/data/app.db-wal".to_string())
+    );
+    assert!(
+        plan.excludes
+            .contains(&"/volumes/app/uploads/x/other.sqlite-shm".to_string()),
+        "{:?}",
+        plan.excludes
+    );
+
+    // Hostile or useless paths: one line each, naming the path.
+    for bad in [
+        "data/app.db",
+        "/data/../etc/passwd",
+        "/elsewhere/app.db",
+        "/data/a*.db",
+        "/data/x\nb",
+        "/data/",
+    ] {
+        let mut cs = fixture();
+        svc(&mut cs, "app")
+            .labels
+            .insert("stackshot.sqlite".into(), bad.into());
+        let plan = build(&opts(&cs), &cs);
+        assert!(
+            plan.errors
+                .iter()
+                .any(|e| e.contains("label stackshot.sqlite names") && !e.contains('\n')),
+            "{bad:?}: {:?}",
+            plan.errors
+        );
+    }
+    let mut cs = fixture();
+    svc(&mut cs, "app")
+        .labels
+        .insert("stackshot.sqlite".into(), "/data/a.db,/uploads/a.db".into());
+    let plan = build(&opts(&cs), &cs);
+    assert!(
+        plan.errors.iter().any(|e| e.contains("same file name")),
+        "{:?}",
+        plan.errors
+    );
+}

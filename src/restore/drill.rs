@@ -182,7 +182,9 @@ async fn load_and_count(
         service: d.container.service.clone(),
         database: f.database.clone(),
         target_container: Some(id.to_string()),
-        replace: false,
+        // A file placed into a throwaway replaces what its app may have
+        // created on its first start.
+        replace: matches!(d.engine, DbEngine::Redis | DbEngine::Sqlite),
     };
     let mut p = serving(ctx, sc, &opts(&files[0]), d.engine, id).await?;
     for f in files {
@@ -255,6 +257,7 @@ async fn serving(
             let sql = match engine {
                 DbEngine::Postgres => "SHOW listen_addresses",
                 DbEngine::Redis => "PING",
+                DbEngine::Sqlite => "SELECT 1",
                 _ => "SELECT @@skip_networking",
             };
             match query_lines(&ctx.engine, p, None, sql, "ask whether it serves").await {
@@ -275,6 +278,7 @@ fn serves(engine: DbEngine, lines: &[String]) -> bool {
     match engine {
         DbEngine::Postgres => lines.first().is_some_and(|l| !l.trim().is_empty()),
         DbEngine::Redis => lines.first().is_some_and(|l| l.trim() == "PONG"),
+        DbEngine::Sqlite => lines.first().is_some_and(|l| l.trim() == "1"),
         _ => lines.first().is_some_and(|l| l.trim() == "0"),
     }
 }

@@ -138,6 +138,8 @@ pub fn major(engine: DbEngine, version: &str) -> Option<(u32, u32)> {
         .filter_map(|s| s.parse::<u32>().ok());
     let a = nums.next()?;
     Some(match engine {
+        // One file format across SQLite 3 versions: any copy opens.
+        DbEngine::Sqlite => return None,
         DbEngine::Postgres => (a, 0),
         _ => (a, nums.next().unwrap_or(0)),
     })
@@ -473,6 +475,21 @@ async fn user_tables(ctx: &Context, p: &Prepared, database: Option<&str>) -> Res
     };
     match p.plan.engine {
         DbEngine::Redis => Ok(redis::keys(ctx, p).await?.max(0) as u64),
+        // No file yet (or one that will not open) holds no tables.
+        DbEngine::Sqlite => Ok(match database {
+            Some(path) => dumps::query_lines(
+                &ctx.engine,
+                p,
+                Some(path),
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+                "count its tables",
+            )
+            .await
+            .ok()
+            .and_then(|l| l.first().and_then(|n| n.parse().ok()))
+            .unwrap_or(0),
+            None => 0,
+        }),
         DbEngine::Postgres => {
             let dbs = match database {
                 Some(d) => vec![d.to_string()],
@@ -532,6 +549,13 @@ struct DumpFile {
 /// or split (one snapshot per dump).
 async fn dump_files(ctx: &Context, run: &Run, plan: &Plan, service: &str) -> Result<Vec<DumpFile>> {
     let dir = dump_dir(plan, service);
+    // SQLite copies keep their own names: each is its file in the container
+    // (the one the label names now by that name).
+    let sqlite: Option<&Vec<String>> = plan
+        .dumps
+        .iter()
+        .find(|d| d.container.service == service && d.engine == DbEngine::Sqlite)
+        .map(|d| &d.databases);
     let mut out = Vec::new();
     for snap in run
         .snapshots
@@ -550,8 +574,25 @@ async fn dump_files(ctx: &Context, run: &Run, plan: &Plan, service: &str) -> Res
             _ => continue,
         };
         for path in paths.into_iter().filter(|p| {
-            p.starts_with(&format!("{dir}/")) && (p.ends_with(".sql") || p.ends_with(".rdb"))
+            p.starts_with(&format!("{dir}/"))
+                && (sqlite.is_some() || p.ends_with(".sql") || p.ends_with(".rdb"))
         }) {
+            if let Some(paths) = sqlite {
+                let name = path.rsplit('/').next().unwrap_or("").to_string();
+                out.push(DumpFile {
+                    snap: snap.clone(),
+                    rel: path
+                        .strip_prefix(&format!("{DATABASES_DIR}/"))
+                        .unwrap_or(&path)
+                        .to_string(),
+                    database: paths
+                        .iter()
+                        .find(|p| dumps::command::sqlite_file_name(p) == name)
+                        .cloned(),
+                    path,
+                });
+                continue;
+            }
             let stem = path
                 .rsplit('/')
                 .next()
@@ -790,6 +831,9 @@ async fn load_dump(ctx: &Context, c: &Checked, replace: bool, announce: bool) ->
         // The file replaces the whole data set: --replace has nothing to drop.
         return redis::load(ctx, c, announce).await;
     }
+    if p.plan.engine == DbEngine::Sqlite {
+        return sqlite::load(ctx, c, announce).await;
+    }
     wait_ready(ctx, p).await?;
     let rel = &c.file.rel;
     let database = c.file.database.as_deref();
@@ -989,6 +1033,7 @@ pub async fn all(ctx: &Context, snapshot: &str, yes: bool, replace: bool) -> Res
 
 pub mod drill;
 pub mod redis;
+pub mod sqlite;
 pub mod verify;
 pub use drill::drill;
 pub use verify::verify;

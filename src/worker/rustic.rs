@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use rustic_core::repofile::{PathList, SnapshotFile, SnapshotSummary};
-use rustic_core::{BackupOptions, ParentOptions, StringList};
+use rustic_core::{BackupOptions, Excludes, ParentOptions, StringList};
 use tokio::io::AsyncReadExt;
 
 use super::{WorkerEvent, emit, read_payload};
@@ -37,6 +37,8 @@ pub struct BackupSpec {
     pub parent: Option<String>,
     /// The paths.
     pub paths: Vec<String>,
+    /// `--exclude`s: absolute paths (no glob characters) left out.
+    pub excludes: Vec<String>,
 }
 
 /// Reads `backup [--json] --host H [--tag T]… [--parent P] PATH…`. Pure.
@@ -50,6 +52,7 @@ pub fn parse_args(args: &[String]) -> Result<BackupSpec> {
         tags: Vec::new(),
         parent: None,
         paths: Vec::new(),
+        excludes: Vec::new(),
     };
     while let Some(a) = it.next() {
         let mut value = |flag: &str| {
@@ -62,6 +65,15 @@ pub fn parse_args(args: &[String]) -> Result<BackupSpec> {
             "--host" => spec.host = value("--host")?,
             "--tag" => spec.tags.push(value("--tag")?),
             "--parent" => spec.parent = Some(value("--parent")?),
+            "--exclude" => {
+                let e = value("--exclude")?;
+                if !e.starts_with('/') || e.contains(['*', '?', '[', ']', '{', '}', '\\', '!']) {
+                    bail!(
+                        "--exclude {e:?}: only absolute paths without glob characters are honoured"
+                    );
+                }
+                spec.excludes.push(e);
+            }
             p if p.starts_with('-') => bail!("unsupported backup option {p}"),
             p => spec.paths.push(p.to_string()),
         }
@@ -142,7 +154,17 @@ fn backup(repo: &Indexed, spec: &BackupSpec) -> Result<SnapshotFile> {
         ..Default::default()
     };
     let parent = ParentOptions::default().parents(spec.parent.iter().cloned().collect::<Vec<_>>());
-    let opts = BackupOptions::default().no_scan(true).parent_opts(parent);
+    // An override glob with `!` leaves a path out; `**` matches the root's `/`.
+    let excludes = Excludes::default().globs(
+        spec.excludes
+            .iter()
+            .map(|e| format!("!**{e}"))
+            .collect::<Vec<_>>(),
+    );
+    let opts = BackupOptions::default()
+        .no_scan(true)
+        .parent_opts(parent)
+        .excludes(excludes);
     let source = PathList::from_iter(spec.paths.iter())
         .sanitize()
         .map_err(|e| anyhow!("{e}"))
@@ -253,8 +275,14 @@ mod tests {
                 tags: vec!["stackshot-part".into(), "run=1".into()],
                 parent: Some("abc".into()),
                 paths: vec!["/volumes".into()],
+                excludes: vec![],
             }
         );
+        let spec = parse_args(&args(
+            "backup --host h /volumes --exclude /volumes/notes/data/notes.db",
+        ))
+        .unwrap();
+        assert_eq!(spec.excludes, ["/volumes/notes/data/notes.db"]);
     }
 
     #[test]
@@ -264,6 +292,7 @@ mod tests {
             "backup --host h",
             "backup /volumes",
             "backup --host h --exclude x /volumes",
+            "backup --host h --exclude /volumes/*.db /volumes",
             "backup --host",
         ] {
             assert!(parse_args(&args(bad)).is_err(), "{bad}");

@@ -6,7 +6,7 @@
 #   stackshot-test/base:local      ca-certificates, tzdata, restic (runtime for the sidecar and app)
 #   stackshot-test/postgres:local  + PostgreSQL, entrypoint honouring the official image's variables
 #   stackshot-test/mariadb:local   + MariaDB, likewise
-#   stackshot-test/redis:local     the same root, running redis-server (data in /data)
+#   stackshot-test/redis:local     the same root (with sqlite3 too), running redis-server (data in /data)
 #   stackshot-test/rust-base:local  (only with --rust) gcc and libc headers, the
 #                                   base of CI's stand-in for the Rust image
 #
@@ -17,7 +17,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 suite=bookworm
 base_pkgs=ca-certificates,tzdata,restic,procps
-db_pkgs=$base_pkgs,postgresql,postgresql-client,mariadb-server,mariadb-client,redis-server,redis-tools
+db_pkgs=$base_pkgs,postgresql,postgresql-client,mariadb-server,mariadb-client,redis-server,redis-tools,sqlite3
 rust_pkgs=ca-certificates,gcc,libc6-dev
 with_rust=false; [ "${1:-}" = --rust ] && with_rust=true
 
