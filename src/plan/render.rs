@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use super::{CredentialSource, ExcludeReason, Plan};
 use crate::container::MountKind;
+use crate::labels::Engine;
 
 fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -110,16 +111,20 @@ pub fn render_table(plan: &Plan) -> String {
                 vec![
                     d.container.service.clone(),
                     d.engine.as_str().into(),
-                    if d.databases.is_empty() {
-                        "all + roles".into()
-                    } else {
-                        d.databases.join(",")
+                    match d.engine {
+                        Engine::Redis => "all (one RDB)".into(),
+                        _ if d.databases.is_empty() => "all + roles".into(),
+                        _ => d.databases.join(","),
                     },
-                    format!(
-                        "user {}, password {}",
-                        source(&d.credentials.user),
-                        source(&d.credentials.password)
-                    ),
+                    if d.engine == Engine::Sqlite {
+                        "none (files)".into()
+                    } else {
+                        format!(
+                            "user {}, password {}",
+                            source(&d.credentials.user),
+                            source(&d.credentials.password)
+                        )
+                    },
                     if d.pinned {
                         "pinned at the stop, dumped after the window (MariaDB/MySQL: unless a table is not InnoDB)".into()
                     } else {
@@ -128,7 +133,11 @@ pub fn render_table(plan: &Plan) -> String {
                             d.window_reason.as_deref().unwrap_or("")
                         )
                     },
-                    d.outputs.join(" "),
+                    if d.data_dir {
+                        format!("{} + its data directory as files", d.outputs.join(" "))
+                    } else {
+                        d.outputs.join(" ")
+                    },
                 ]
             })
             .collect();
