@@ -67,6 +67,9 @@ pub struct ContainerInfo {
     pub labels: BTreeMap<String, String>,
     /// Names of the environment variables (values are not kept: they may be secrets).
     pub env_names: Vec<String>,
+    /// The `--flags` of its entrypoint and command (`--requirepass`, not the
+    /// value after it: values may be secrets).
+    pub cmd_flags: Vec<String>,
     /// `PGDATA` from the environment, when set (where PostgreSQL keeps its data).
     pub pgdata: Option<String>,
     /// Mounts.
@@ -111,6 +114,14 @@ impl ContainerInfo {
             .map(|s| s.to_string())
             .unwrap_or_else(|| "unknown".into());
         let running = state.running.unwrap_or(false) || state.restarting.unwrap_or(false);
+        let cmd_flags = config
+            .entrypoint
+            .iter()
+            .flatten()
+            .chain(config.cmd.iter().flatten())
+            .filter(|a| a.starts_with("--"))
+            .map(|a| a.split_once('=').map(|(f, _)| f).unwrap_or(a).to_string())
+            .collect();
         let env = config.env.unwrap_or_default();
         let pgdata = env
             .iter()
@@ -177,6 +188,7 @@ impl ContainerInfo {
                 .is_some_and(|v| v.eq_ignore_ascii_case("true")),
             labels,
             env_names,
+            cmd_flags,
             pgdata,
             mounts,
             running,

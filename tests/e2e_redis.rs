@@ -140,6 +140,15 @@ fn redis_is_dumped_at_one_moment_and_restored() {
             .starts_with("redis: dumped inside the window")),
         "{report}"
     );
+    // The one with `--requirepass` on its command line logged in and dumped.
+    assert!(
+        report["dumps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["file"] == "redis-cmdline/dump.rdb" && d["bytes"].as_u64() > Some(0)),
+        "{report}"
+    );
     // The writer went on through the backup.
     let after: u64 = cli(&redis, true, &["GET", "last"]).parse().unwrap();
 

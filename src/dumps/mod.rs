@@ -106,6 +106,22 @@ async fn resolve(
             Some(Secret::new(value))
         }
         CredentialSource::Default { value } => Some(Secret::new(value.clone())),
+        CredentialSource::CommandArg { flag } => {
+            let config = engine.inspect(container).await?.config.unwrap_or_default();
+            let args: Vec<String> = config
+                .entrypoint
+                .into_iter()
+                .flatten()
+                .chain(config.cmd.into_iter().flatten())
+                .collect();
+            Some(Secret::new(
+                crate::plan::flag_value(&args, flag).ok_or_else(|| {
+                    anyhow!(
+                        "service {service}: {flag} has no value in the container's command line"
+                    )
+                })?,
+            ))
+        }
         CredentialSource::None => None,
     })
 }
@@ -114,6 +130,7 @@ fn describe(source: &CredentialSource) -> String {
     match source {
         CredentialSource::Env { var } | CredentialSource::FileInContainer { var } => var.clone(),
         CredentialSource::Default { value } => format!("default user {value}"),
+        CredentialSource::CommandArg { flag } => format!("{flag} in its command line"),
         CredentialSource::None => "no password".into(),
     }
 }

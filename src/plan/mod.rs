@@ -152,6 +152,12 @@ pub enum CredentialSource {
         /// The default value.
         value: String,
     },
+    /// The value after this flag in the container's command line (Redis's
+    /// `redis-server --requirepass …`), read from its configuration.
+    CommandArg {
+        /// The flag.
+        flag: String,
+    },
     /// Nothing found: connect without a password.
     None,
 }
@@ -331,8 +337,9 @@ fn overlaps(a: &str, b: &str) -> bool {
         || b.is_empty()
 }
 
-/// Where a database container's credentials come from, given its variables' names.
-pub fn credentials(engine: Engine, env: &[String]) -> Credentials {
+/// Where a database container's credentials come from, given its variables'
+/// names and its command line's flags.
+pub fn credentials(engine: Engine, env: &[String], cmd_flags: &[String]) -> Credentials {
     let has = |v: &str| env.iter().any(|e| e == v);
     let pick = |vars: &[&str]| -> Option<CredentialSource> {
         vars.iter().find_map(|v| {
@@ -363,7 +370,15 @@ pub fn credentials(engine: Engine, env: &[String]) -> Credentials {
             user: pick(&["REDIS_USERNAME"]).unwrap_or(CredentialSource::Default {
                 value: crate::dumps::command::REDIS_DEFAULT_USER.into(),
             }),
-            password: pick(&["REDIS_PASSWORD"]).unwrap_or(CredentialSource::None),
+            password: pick(&["REDIS_PASSWORD"]).unwrap_or_else(|| {
+                if cmd_flags.iter().any(|f| f == REQUIREPASS) {
+                    CredentialSource::CommandArg {
+                        flag: REQUIREPASS.into(),
+                    }
+                } else {
+                    CredentialSource::None
+                }
+            }),
         },
         Engine::Mariadb | Engine::Mysql => {
             if let Some(pw) = pick(&["MARIADB_ROOT_PASSWORD", "MYSQL_ROOT_PASSWORD"]) {
@@ -389,6 +404,22 @@ pub fn credentials(engine: Engine, env: &[String]) -> Credentials {
             }
         }
     }
+}
+
+/// Redis's password flag, honoured when no `REDIS_PASSWORD[_FILE]` is set.
+pub const REQUIREPASS: &str = "--requirepass";
+
+/// The value of `flag` in a command line (`--flag value` or `--flag=value`). Pure.
+pub fn flag_value(args: &[String], flag: &str) -> Option<String> {
+    args.iter().enumerate().find_map(|(i, a)| {
+        if a == flag {
+            args.get(i + 1).cloned()
+        } else {
+            a.strip_prefix(flag)
+                .and_then(|r| r.strip_prefix('='))
+                .map(str::to_string)
+        }
+    })
 }
 
 /// What is wrong with the files a `stackshot.sqlite` label names on `c`,
@@ -580,7 +611,7 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
                     .map(|d| format!("{dir}/{d}.sql"))
                     .collect()
             };
-            let credentials = credentials(engine, &c.env_names);
+            let credentials = credentials(engine, &c.env_names, &c.cmd_flags);
             if matches!(engine, Engine::Mariadb | Engine::Mysql)
                 && credentials.password == CredentialSource::None
             {

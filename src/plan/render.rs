@@ -36,6 +36,7 @@ fn source(c: &CredentialSource) -> String {
         CredentialSource::Env { var } => var.clone(),
         CredentialSource::FileInContainer { var } => format!("{var} (file in container)"),
         CredentialSource::Default { value } => format!("default {value:?}"),
+        CredentialSource::CommandArg { flag } => format!("{flag} in its command line"),
         CredentialSource::None => "none".into(),
     }
 }

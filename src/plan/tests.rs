@@ -745,3 +745,56 @@ fn sqlite_files_are_copied_and_left_out_of_the_file_pass() {
         plan.errors
     );
 }
+
+#[test]
+fn redis_requirepass_on_the_command_line_is_honoured() {
+    let mut cs = fixture();
+    let r = svc(&mut cs, "bystander");
+    r.labels.insert("stackshot.redis".into(), "true".into());
+    r.cmd_flags = vec!["--appendonly".into(), "--requirepass".into()];
+    let plan = build(&opts(&cs), &cs);
+    let d = plan
+        .dumps
+        .iter()
+        .find(|d| d.container.service == "bystander")
+        .unwrap();
+    assert_eq!(
+        d.credentials.password,
+        CredentialSource::CommandArg {
+            flag: "--requirepass".into()
+        }
+    );
+    // The variable wins over the command line.
+    let r = svc(&mut cs, "bystander");
+    r.env_names = vec!["REDIS_PASSWORD".into()];
+    let plan = build(&opts(&cs), &cs);
+    let d = plan
+        .dumps
+        .iter()
+        .find(|d| d.container.service == "bystander")
+        .unwrap();
+    assert_eq!(
+        d.credentials.password,
+        CredentialSource::Env {
+            var: "REDIS_PASSWORD".into()
+        }
+    );
+    let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        flag_value(
+            &a(&["redis-server", "--requirepass", "pw"]),
+            "--requirepass"
+        )
+        .as_deref(),
+        Some("pw")
+    );
+    assert_eq!(
+        flag_value(&a(&["redis-server", "--requirepass=pw2"]), "--requirepass").as_deref(),
+        Some("pw2")
+    );
+    assert_eq!(
+        flag_value(&a(&["redis-server", "--requirepass"]), "--requirepass"),
+        None
+    );
+    assert_eq!(flag_value(&a(&["--requirepassx=1"]), "--requirepass"), None);
+}

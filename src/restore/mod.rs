@@ -452,7 +452,7 @@ async fn target(
         pinned: false,
         window_reason: None,
         data_dir: false,
-        credentials: plan::credentials(engine, &info.env_names),
+        credentials: plan::credentials(engine, &info.env_names, &info.cmd_flags),
         outputs: vec![format!("{DATABASES_DIR}/{}/restore.sql", info.service)],
     };
     dumps::prepare(&ctx.engine, &dp).await
