@@ -38,16 +38,10 @@ fn a_data_directory_is_copied_with_its_server_stopped_after_its_dump() {
 
     // The server stopped after its dump's exec, and started again.
     events.assert_saw(&pg, &["die", "start"]);
-    let dumped = events
-        .0
-        .iter()
-        .filter(|e| {
-            e.id == pg && e.action.starts_with("exec_start") && e.action.contains("pg_dump")
-        })
-        .map(|e| e.time_nano)
-        .max()
-        .expect("a pg_dump exec in postgres");
-    assert!(events.first(&pg, "die") > dumped, "stopped before its dump");
+    assert!(
+        events.first(&pg, "die") > events.last_exec(&pg, "pg_dump"),
+        "stopped before its dump"
+    );
     assert_eq!(stack.state("postgres"), "running");
     // MariaDB, without the label, is dumped live and never stopped.
     assert_eq!(events.actions(&maria), Vec::<String>::new());

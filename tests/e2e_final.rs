@@ -71,17 +71,8 @@ fn a_final_backup_leaves_the_stack_down_through_a_daemon_restart() {
         assert!(!actions.iter().any(|a| a == "start"), "{svc}: {actions:?}");
     }
     let pg = id("postgres");
-    let dumped = events
-        .0
-        .iter()
-        .filter(|e| {
-            e.id == pg && e.action.starts_with("exec_start") && e.action.contains("pg_dump")
-        })
-        .map(|e| e.time_nano)
-        .max()
-        .expect("a pg_dump exec ran in postgres");
     assert!(
-        events.first(&id("postgres"), "die") > dumped,
+        events.first(&pg, "die") > events.last_exec(&pg, "pg_dump"),
         "postgres stopped before its dump"
     );
     for svc in ["bystander", "legacy"] {

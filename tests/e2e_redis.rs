@@ -194,11 +194,7 @@ fn redis_is_dumped_at_one_moment_and_restored() {
     stack.compose_ok(&["stop", "redis-writer"]);
     cli(&redis, true, &["FLUSHALL"]);
     cli(&redis, true, &["SET", "junk", "1"]);
-    let refused = stack.exec(
-        "backup",
-        &[],
-        &["stackshot", "restore", "database", "--service", "redis"],
-    );
+    let refused = stack.restore_database("redis", false);
     assert!(!refused.status.success());
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("it already has data (1 keys"), "{err}");
@@ -208,30 +204,9 @@ fn redis_is_dumped_at_one_moment_and_restored() {
         "refused, yet changed"
     );
 
-    let watch = stack.watch();
-    let out = stack.exec(
-        "backup",
-        &[],
-        &[
-            "stackshot",
-            "restore",
-            "database",
-            "--service",
-            "redis",
-            "--replace",
-        ],
-    );
-    let events = watch.finish();
-    let said = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{said}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // Redis reads its RDB at start: it is stopped and started again.
+    let said = stack.replace_database("redis");
     assert!(said.contains("Restored redis/dump.rdb"), "{said}");
-    // Redis reads its RDB at start: it was stopped and started again.
-    events.assert_saw(&redis, &["die", "start"]);
-    assert_eq!(stack.state("redis"), "running");
     wait_for("the restored redis", 60, || {
         (cli(&redis, true, &["PING"]) == "PONG").then_some(())
     });
@@ -240,17 +215,7 @@ fn redis_is_dumped_at_one_moment_and_restored() {
     assert_eq!(cli(&redis, true, &["EXISTS", "junk"]), "0");
 
     // The drill loads it into a throwaway and counts the keys.
-    let drill = stack.exec("backup", &[], &["stackshot", "drill"]);
-    let said = String::from_utf8_lossy(&drill.stdout).to_string();
-    assert!(
-        drill.status.success(),
-        "{said}\n{}",
-        String::from_utf8_lossy(&drill.stderr)
-    );
-    let line = said
-        .lines()
-        .find(|l| l.trim_start().starts_with("redis:"))
-        .unwrap_or_else(|| panic!("no redis line in the drill: {said}"));
+    let line = stack.drill_line("redis");
     assert!(
         line.contains(&format!("{} rows", loaded.keys)),
         "{line} (want {} keys)",

@@ -147,40 +147,16 @@ fn sqlite_is_copied_online_and_restored() {
         DB,
         "INSERT INTO seed VALUES (5000, 'after the backup')",
     );
-    let refused = stack.exec(
-        "backup",
-        &[],
-        &["stackshot", "restore", "database", "--service", "notes"],
-    );
+    let refused = stack.restore_database("notes", false);
     assert!(!refused.status.success());
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(
         err.contains("it already has data (2 tables in /data/notes.db)"),
         "{err}"
     );
-    let watch = stack.watch();
-    let out = stack.exec(
-        "backup",
-        &[],
-        &[
-            "stackshot",
-            "restore",
-            "database",
-            "--service",
-            "notes",
-            "--replace",
-        ],
-    );
-    let events = watch.finish();
-    let said = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{said}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // Placed with the app stopped: it is stopped and started again.
+    let said = stack.replace_database("notes");
     assert!(said.contains("Restored notes/notes.db"), "{said}");
-    events.assert_saw(&notes, &["die", "start"]);
-    assert_eq!(stack.state("notes"), "running");
     assert_eq!(
         sql(&notes, DB, "SELECT count(*) FROM seed WHERE id = 5000"),
         "0"
@@ -199,16 +175,6 @@ fn sqlite_is_copied_online_and_restored() {
     );
 
     // The drill places the copy in a throwaway of the app and counts its rows.
-    let drill = stack.exec("backup", &[], &["stackshot", "drill"]);
-    let said = String::from_utf8_lossy(&drill.stdout).to_string();
-    assert!(
-        drill.status.success(),
-        "{said}\n{}",
-        String::from_utf8_lossy(&drill.stderr)
-    );
-    let line = said
-        .lines()
-        .find(|l| l.trim_start().starts_with("notes:"))
-        .unwrap_or_else(|| panic!("no notes line in the drill: {said}"));
+    let line = stack.drill_line("notes");
     assert!(line.contains("2 tables"), "{line}");
 }

@@ -577,35 +577,26 @@ async fn dump_files(ctx: &Context, run: &Run, plan: &Plan, service: &str) -> Res
             p.starts_with(&format!("{dir}/"))
                 && (sqlite.is_some() || p.ends_with(".sql") || p.ends_with(".rdb"))
         }) {
-            if let Some(paths) = sqlite {
-                let name = path.rsplit('/').next().unwrap_or("").to_string();
-                out.push(DumpFile {
-                    snap: snap.clone(),
-                    rel: path
-                        .strip_prefix(&format!("{DATABASES_DIR}/"))
-                        .unwrap_or(&path)
-                        .to_string(),
-                    database: paths
-                        .iter()
-                        .find(|p| dumps::command::sqlite_file_name(p) == name)
-                        .cloned(),
-                    path,
-                });
-                continue;
-            }
-            let stem = path
-                .rsplit('/')
-                .next()
-                .unwrap_or("")
-                .trim_end_matches(".sql")
-                .to_string();
+            let name = path.rsplit('/').next().unwrap_or("").to_string();
+            // The database it restores: a SQLite copy's file in the
+            // container, a per-database dump's database; none for the rest.
+            let database = match sqlite {
+                Some(paths) => paths
+                    .iter()
+                    .find(|p| dumps::command::sqlite_file_name(p) == name)
+                    .cloned(),
+                None => {
+                    let stem = name.trim_end_matches(".sql");
+                    (!stem.ends_with("-all") && !name.ends_with(".rdb")).then(|| stem.to_string())
+                }
+            };
             out.push(DumpFile {
                 snap: snap.clone(),
                 rel: path
                     .strip_prefix(&format!("{DATABASES_DIR}/"))
                     .unwrap_or(&path)
                     .to_string(),
-                database: (!stem.ends_with("-all") && !path.ends_with(".rdb")).then_some(stem),
+                database,
                 path,
             });
         }
@@ -951,11 +942,7 @@ async fn load_dump(ctx: &Context, c: &Checked, replace: bool, announce: bool) ->
         p.plan.engine.as_str(),
         p.server_version
     );
-    if announce {
-        println!("{line}");
-    } else {
-        tracing::info!("{line}");
-    }
+    place::announce(&line, announce);
     Ok(())
 }
 
@@ -1032,6 +1019,7 @@ pub async fn all(ctx: &Context, snapshot: &str, yes: bool, replace: bool) -> Res
 // ---------------------------------------------------------------- verify
 
 pub mod drill;
+pub mod place;
 pub mod redis;
 pub mod sqlite;
 pub mod verify;

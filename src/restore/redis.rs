@@ -6,12 +6,9 @@
 
 use anyhow::{Context as _, Result, anyhow, bail};
 
-use super::{Checked, stream_file, wait_ready};
+use super::{Checked, place, wait_ready};
 use crate::backup::Context;
-use crate::backup::window::{self, Shutdown};
 use crate::dumps::{self, Prepared, query_lines};
-use crate::journal::Journal;
-use crate::plan::StopEntry;
 
 /// One `CONFIG GET name` value.
 async fn config(ctx: &Context, p: &Prepared, name: &str) -> Result<String> {
@@ -78,66 +75,10 @@ pub(super) async fn load(ctx: &Context, c: &Checked, announce: bool) -> Result<(
     let file = config(ctx, p, "dbfilename").await?;
     // A Redis dump is at most the size of the data set in the server's
     // memory: it is read into memory here too.
-    let mut data: Vec<u8> = Vec::with_capacity(c.bytes as usize);
-    let (_, sha) = stream_file(ctx, &c.file.snap.id, &c.file.path, None, |chunk| {
-        data.extend_from_slice(chunk)
-    })
-    .await?;
-    if sha != c.sha {
-        bail!(
-            "the dump changed between verification and loading ({} then {sha})",
-            c.sha
-        );
-    }
+    let data = place::read_checked(ctx, c).await?;
     let tar = tar_of(&file, &data).context("cannot pack the dump")?;
-    let stop = StopEntry {
-        container: p.plan.container.clone(),
-        wave: 0,
-        after: vec![],
-        running: true,
-        pre_stop: None,
-    };
-    let run_id = format!("restore-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S"));
-    let (_never_fires, never) = Shutdown::new();
-    let journal = if announce {
-        ctx.journal.clone()
-    } else {
-        let j = Journal::in_dir(&ctx.config.state_dir.join("drill"));
-        // What a killed drill left names a throwaway removed since.
-        j.clear()?;
-        j
-    };
     // Stopped first: a Redis that stops saves its own data set over the file.
-    let (placed, report) = window::with_stop_window(
-        &ctx.engine,
-        &journal,
-        &run_id,
-        std::slice::from_ref(&stop),
-        ctx.config.stop_timeout,
-        &never,
-        || async {
-            ctx.engine
-                .docker()
-                .upload_to_container(
-                    &p.plan.container.id,
-                    Some(bollard::query_parameters::UploadToContainerOptions {
-                        path: dir.clone(),
-                        ..Default::default()
-                    }),
-                    bollard::body_full(bytes::Bytes::from(tar)),
-                )
-                .await
-                .with_context(|| format!("cannot place {file} in {dir} of {who}"))
-        },
-    )
-    .await;
-    placed?;
-    if !report.restart_failed.is_empty() {
-        bail!(
-            "{who} is NOT running again after the restore: {}",
-            report.restart_failed.join("; ")
-        );
-    }
+    place::while_stopped(ctx, p, &dir, tar, !announce, &format!("{file} in {dir}")).await?;
     wait_ready(ctx, p).await?;
     let keys = keys(ctx, p).await?;
     let line = format!(
@@ -147,11 +88,7 @@ pub(super) async fn load(ctx: &Context, c: &Checked, announce: bool) -> Result<(
         &c.sha[..16],
         p.server_version
     );
-    if announce {
-        println!("{line}");
-    } else {
-        tracing::info!("{line}");
-    }
+    place::announce(&line, announce);
     Ok(())
 }
 

@@ -7,13 +7,10 @@
 
 use anyhow::{Context as _, Result, anyhow, bail};
 
-use super::{Checked, stream_file};
+use super::{Checked, place};
 use crate::backup::Context;
-use crate::backup::window::{self, Shutdown};
 use crate::dumps::query_lines;
 use crate::engine::exec;
-use crate::journal::Journal;
-use crate::plan::StopEntry;
 
 /// The largest copy placed (it is held in memory on the way); a larger one
 /// is restored by hand with restic (README, "Without stackshot").
@@ -110,64 +107,9 @@ pub(super) async fn load(ctx: &Context, c: &Checked, announce: bool) -> Result<(
         );
     }
     let (owner, sides) = inspect(ctx, &p.plan.container.id, path).await?;
-    let mut data: Vec<u8> = Vec::with_capacity(c.bytes as usize);
-    let (_, sha) = stream_file(ctx, &c.file.snap.id, &c.file.path, None, |chunk| {
-        data.extend_from_slice(chunk)
-    })
-    .await?;
-    if sha != c.sha {
-        bail!(
-            "the dump changed between verification and loading ({} then {sha})",
-            c.sha
-        );
-    }
+    let data = place::read_checked(ctx, c).await?;
     let tar = tar_of(path, &data, &sides, owner).context("cannot pack the copy")?;
-    let stop = StopEntry {
-        container: p.plan.container.clone(),
-        wave: 0,
-        after: vec![],
-        running: true,
-        pre_stop: None,
-    };
-    let journal = if announce {
-        ctx.journal.clone()
-    } else {
-        let j = Journal::in_dir(&ctx.config.state_dir.join("drill"));
-        j.clear()?;
-        j
-    };
-    let run_id = format!("restore-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S"));
-    let (_never_fires, never) = Shutdown::new();
-    let (placed, report) = window::with_stop_window(
-        &ctx.engine,
-        &journal,
-        &run_id,
-        std::slice::from_ref(&stop),
-        ctx.config.stop_timeout,
-        &never,
-        || async {
-            ctx.engine
-                .docker()
-                .upload_to_container(
-                    &p.plan.container.id,
-                    Some(bollard::query_parameters::UploadToContainerOptions {
-                        path: "/".into(),
-                        ..Default::default()
-                    }),
-                    bollard::body_full(bytes::Bytes::from(tar)),
-                )
-                .await
-                .with_context(|| format!("cannot place {path} in {who}"))
-        },
-    )
-    .await;
-    placed?;
-    if !report.restart_failed.is_empty() {
-        bail!(
-            "{who} is NOT running again after the restore: {}",
-            report.restart_failed.join("; ")
-        );
-    }
+    place::while_stopped(ctx, p, "/", tar, !announce, path).await?;
     let check = query_lines(
         &ctx.engine,
         p,
@@ -185,11 +127,7 @@ pub(super) async fn load(ctx: &Context, c: &Checked, announce: bool) -> Result<(
         c.bytes,
         &c.sha[..16]
     );
-    if announce {
-        println!("{line}");
-    } else {
-        tracing::info!("{line}");
-    }
+    place::announce(&line, announce);
     Ok(())
 }
 

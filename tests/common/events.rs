@@ -267,6 +267,27 @@ impl Events {
         );
     }
 
+    /// When the last `docker exec` in one container whose command contains
+    /// `command` started, in ns; panics naming what was seen when none did.
+    pub fn last_exec(&self, container_id: &str, command: &str) -> i64 {
+        self.0
+            .iter()
+            .filter(|e| {
+                e.kind == "container"
+                    && e.id == container_id
+                    && e.action.starts_with("exec_start")
+                    && e.action.contains(command)
+            })
+            .map(|e| e.time_nano)
+            .max()
+            .unwrap_or_else(|| {
+                panic!(
+                    "no exec of {command:?} in {container_id}; saw {:?}",
+                    self.execs(container_id)
+                )
+            })
+    }
+
     /// The commands run by `docker exec` in one container, in order (from
     /// its `exec_start: …` events).
     pub fn execs(&self, container_id: &str) -> Vec<String> {

@@ -438,6 +438,50 @@ impl Stack {
         (out.status.code().unwrap_or(-1), report, stderr)
     }
 
+    /// `stackshot restore database --service SERVICE [--replace]` in the
+    /// sidecar.
+    pub fn restore_database(&self, service: &str, replace: bool) -> Output {
+        let mut cmd = vec!["stackshot", "restore", "database", "--service", service];
+        if replace {
+            cmd.push("--replace");
+        }
+        self.exec("backup", &[], &cmd)
+    }
+
+    /// `restore database --replace` of `service`, which must succeed and,
+    /// as the engine's events show, stop and start its container (a server
+    /// that reads its files only at start); its stdout.
+    pub fn replace_database(&self, service: &str) -> String {
+        let id = self.container(service);
+        let watch = self.watch();
+        let out = self.restore_database(service, true);
+        let events = watch.finish();
+        let said = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{said}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        events.assert_saw(&id, &["die", "start"]);
+        assert_eq!(self.state(service), "running");
+        said
+    }
+
+    /// `stackshot drill` in the sidecar, which must pass; its line for `service`.
+    pub fn drill_line(&self, service: &str) -> String {
+        let drill = self.exec("backup", &[], &["stackshot", "drill"]);
+        let said = String::from_utf8_lossy(&drill.stdout).to_string();
+        assert!(
+            drill.status.success(),
+            "{said}\n{}",
+            String::from_utf8_lossy(&drill.stderr)
+        );
+        said.lines()
+            .find(|l| l.trim_start().starts_with(&format!("{service}:")))
+            .unwrap_or_else(|| panic!("no {service} line in the drill: {said}"))
+            .to_string()
+    }
+
     /// The engine's state word for `service` (running, exited, …).
     pub fn state(&self, service: &str) -> String {
         run(&mut docker(&[
