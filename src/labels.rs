@@ -533,6 +533,49 @@ mod tests {
     }
 
     #[test]
+    fn redis_sqlite_and_data_dir_labels() {
+        let l = labels(&[("stackshot.redis", "true")]);
+        assert_eq!(l.engine, Some(Engine::Redis));
+        // No predecessor dumps Redis: its label under their prefix does nothing.
+        let l = labels(&[("stack-back.redis", "true")]);
+        assert_eq!(l.engine, None);
+        assert!(l.legacy.is_empty());
+        let l = labels(&[("stackshot.sqlite", "/data/a.db, /data/b.db")]);
+        assert_eq!(l.engine, Some(Engine::Sqlite));
+        assert_eq!(l.databases, ["/data/a.db", "/data/b.db"]);
+        let l = labels(&[
+            ("stackshot.sqlite", "/data/a.db"),
+            ("stackshot.postgres", "true"),
+        ]);
+        assert!(
+            l.errors[0].contains("each name a database engine"),
+            "{:?}",
+            l.errors
+        );
+        let l = labels(&[
+            ("stackshot.sqlite", "/data/a.db"),
+            ("stackshot.databases", "x"),
+        ]);
+        assert!(
+            l.errors[0].contains("the SQLite files are the databases"),
+            "{:?}",
+            l.errors
+        );
+        let l = labels(&[
+            ("stackshot.postgres", "true"),
+            ("stackshot.volumes.data-dir", "TRUE"),
+        ]);
+        assert!(l.data_dir && l.errors.is_empty());
+        let l = labels(&[("stackshot.volumes.data-dir", "yes please")]);
+        assert_eq!(
+            l.errors,
+            [
+                "label stackshot.volumes.data-dir=\"yes please\" is not a boolean; accepted: true or false"
+            ]
+        );
+    }
+
+    #[test]
     fn false_and_absent_mean_nothing() {
         let l = labels(&[("stackshot.volumes", "false"), ("other.label", "x")]);
         assert!(!l.wanted());

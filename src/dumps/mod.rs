@@ -179,7 +179,10 @@ pub async fn prepare(engine: &Engine, dump: &DumpPlan) -> Result<Prepared> {
             bail!(
                 "service {service}: stackshot.sqlite names files that are not in the container: {}{}",
                 missing.lines().collect::<Vec<_>>().join(", "),
-                out.stderr
+                Some(out.stderr.trim())
+                    .filter(|e| !e.is_empty())
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
             );
         }
     }
