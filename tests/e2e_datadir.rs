@@ -12,15 +12,7 @@ use common::*;
 #[test]
 fn a_data_directory_is_copied_with_its_server_stopped_after_its_dump() {
     let _serial = serial();
-    let stack = Stack::up_with(
-        "stackshot-e2e-datadir",
-        &[
-            &root().join("tests/stack/docker-compose.yml"),
-            &root().join("tests/stack/data-dir.override.yml"),
-        ],
-        &[],
-    );
-    stack.wait_for_databases();
+    let stack = Stack::up_overridden("stackshot-e2e-datadir", "data-dir.override.yml");
     let plan = stack.exec("backup", &[], &["stackshot", "plan"]);
     let plan = String::from_utf8_lossy(&plan.stdout).to_string();
     assert!(

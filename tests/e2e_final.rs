@@ -17,15 +17,7 @@ const LEFT_DOWN: [&str; 4] = ["app", "sidekick", "postgres", "mariadb"];
 fn a_final_backup_leaves_the_stack_down_through_a_daemon_restart() {
     let _serial = serial();
     let project = "stackshot-e2e-final";
-    let stack = Stack::up_with(
-        project,
-        &[
-            &root().join("tests/stack/docker-compose.yml"),
-            &root().join("tests/stack/daemon.override.yml"),
-        ],
-        &[],
-    );
-    stack.wait_for_databases();
+    let stack = Stack::up_overridden(project, "daemon.override.yml");
     stack.wait_for_daemon();
     let (blob_sha, photo_sha) = seed_app_files(&stack);
     // Ids first: a stopped container's id is read the same way afterwards.

@@ -89,15 +89,7 @@ impl Drop for Fresh {
 #[test]
 fn redis_is_dumped_at_one_moment_and_restored() {
     let _serial = serial();
-    let stack = Stack::up_with(
-        "stackshot-e2e-redis",
-        &[
-            &root().join("tests/stack/docker-compose.yml"),
-            &root().join("tests/stack/redis.override.yml"),
-        ],
-        &[],
-    );
-    stack.wait_for_databases();
+    let stack = Stack::up_overridden("stackshot-e2e-redis", "redis.override.yml");
     let redis = stack.container("redis");
     wait_for("redis", 60, || {
         (cli(&redis, true, &["PING"]) == "PONG").then_some(())

@@ -42,15 +42,7 @@ fn content(id: &str, file: &str) -> (String, String, u64, u64, String) {
 #[test]
 fn sqlite_is_copied_online_and_restored() {
     let _serial = serial();
-    let stack = Stack::up_with(
-        "stackshot-e2e-sqlite",
-        &[
-            &root().join("tests/stack/docker-compose.yml"),
-            &root().join("tests/stack/sqlite.override.yml"),
-        ],
-        &[],
-    );
-    stack.wait_for_databases();
+    let stack = Stack::up_overridden("stackshot-e2e-sqlite", "sqlite.override.yml");
     let notes = stack.container("notes");
     wait_for("the app's writes", 60, || {
         (sql(&notes, DB, "SELECT count(*) FROM writes")

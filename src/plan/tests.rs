@@ -42,6 +42,17 @@ fn excluded(plan: &Plan, service: &str, mount: Option<&str>) -> Option<ExcludeRe
         .map(|e| e.reason)
 }
 
+/// Asserts that one of the plan's errors contains `needle`, on one line.
+fn assert_error(plan: &Plan, needle: &str) {
+    assert!(
+        plan.errors
+            .iter()
+            .any(|e| e.contains(needle) && !e.contains('\n')),
+        "no one-line error with {needle:?}: {:?}",
+        plan.errors
+    );
+}
+
 fn paths(plan: &Plan) -> Vec<String> {
     plan.volumes
         .iter()
@@ -615,13 +626,7 @@ fn redis_is_one_rdb_dumped_inside_the_window() {
         .labels
         .insert("stackshot.databases".into(), "0".into());
     let plan = build(&opts(&cs), &cs);
-    assert!(
-        plan.errors
-            .iter()
-            .any(|e| e.contains("stackshot.databases does not apply to Redis")),
-        "{:?}",
-        plan.errors
-    );
+    assert_error(&plan, "stackshot.databases does not apply to Redis");
 }
 
 #[test]
@@ -657,20 +662,8 @@ fn a_data_directory_copy_is_planned_in_the_full_window() {
     m.labels
         .insert("stackshot.volumes.data-dir".into(), "true".into());
     let plan = build(&opts(&cs), &cs);
-    assert!(
-        plan.errors
-            .iter()
-            .any(|e| e.contains("applies to a database service")),
-        "{:?}",
-        plan.errors
-    );
-    assert!(
-        plan.errors
-            .iter()
-            .any(|e| e.contains("needs stackshot.volumes=true")),
-        "{:?}",
-        plan.errors
-    );
+    assert_error(&plan, "applies to a database service");
+    assert_error(&plan, "needs stackshot.volumes=true");
 }
 
 #[test]
@@ -726,24 +719,14 @@ fn sqlite_files_are_copied_and_left_out_of_the_file_pass() {
             .labels
             .insert("stackshot.sqlite".into(), bad.into());
         let plan = build(&opts(&cs), &cs);
-        assert!(
-            plan.errors
-                .iter()
-                .any(|e| e.contains("label stackshot.sqlite names") && !e.contains('\n')),
-            "{bad:?}: {:?}",
-            plan.errors
-        );
+        assert_error(&plan, &format!("label stackshot.sqlite names {bad:?}"));
     }
     let mut cs = fixture();
     svc(&mut cs, "app")
         .labels
         .insert("stackshot.sqlite".into(), "/data/a.db,/uploads/a.db".into());
     let plan = build(&opts(&cs), &cs);
-    assert!(
-        plan.errors.iter().any(|e| e.contains("same file name")),
-        "{:?}",
-        plan.errors
-    );
+    assert_error(&plan, "same file name");
 }
 
 #[test]

@@ -171,6 +171,21 @@ impl Stack {
         stack
     }
 
+    /// The test stack with `tests/stack/<file>` over it, brought up as
+    /// `project`, once its databases serve.
+    pub fn up_overridden(project: &str, file: &str) -> Stack {
+        let s = Stack::up_with(
+            project,
+            &[
+                &root().join("tests/stack/docker-compose.yml"),
+                &root().join("tests/stack").join(file),
+            ],
+            &[],
+        );
+        s.wait_for_databases();
+        s
+    }
+
     fn compose_cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new("docker-compose");
         c.args(["-p", &self.project]);
