@@ -47,6 +47,17 @@ pub struct State {
     pub left_down_by: Option<String>,
 }
 
+impl State {
+    /// What a `backup --no-restart` left down, as `(run, entries)`.
+    pub fn left_down_record(&self) -> (Option<String>, Vec<Entry>) {
+        if self.left_down.is_empty() {
+            return (None, vec![]);
+        }
+        let by = self.left_down_by.clone().unwrap_or(self.run_id.clone());
+        (Some(by), self.left_down.clone())
+    }
+}
+
 /// Held while a backup or restore may stop containers: one at a time per state
 /// directory, across processes (the daemon and any `docker exec`). Released
 /// when dropped, or when the process dies.
@@ -125,12 +136,11 @@ impl Journal {
     /// What an earlier `backup --no-restart` left down, as `(run, entries)`:
     /// nothing when there is no journal or it cannot be read.
     pub fn left_down(&self) -> (Option<String>, Vec<Entry>) {
-        match self.read() {
-            Ok(Some(s)) if !s.left_down.is_empty() => {
-                (Some(s.left_down_by.unwrap_or(s.run_id)), s.left_down)
-            }
-            _ => (None, vec![]),
-        }
+        self.read()
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+            .left_down_record()
     }
 
     /// Closes a run's journal once everything it stopped runs again: removed,

@@ -114,12 +114,7 @@ fn redis_is_dumped_at_one_moment_and_restored() {
     let (code, report, stderr) = stack.backup(&[]);
     assert_eq!(code, 0, "backup failed: {report}\n{stderr}");
     assert_eq!(report["result"], "success", "{report}");
-    let dump = report["dumps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["file"] == "redis/dump.rdb")
-        .unwrap_or_else(|| panic!("no redis/dump.rdb in {report}"));
+    let dump = dump_of(&report, "redis/dump.rdb");
     assert_eq!(dump["engine"], "redis");
     assert!(
         dump["server_version"].as_str().unwrap().starts_with("7."),
@@ -133,14 +128,8 @@ fn redis_is_dumped_at_one_moment_and_restored() {
         "{report}"
     );
     // The one with `--requirepass` on its command line logged in and dumped.
-    assert!(
-        report["dumps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|d| d["file"] == "redis-cmdline/dump.rdb" && d["bytes"].as_u64() > Some(0)),
-        "{report}"
-    );
+    let cmdline = dump_of(&report, "redis-cmdline/dump.rdb");
+    assert!(cmdline["bytes"].as_u64() > Some(0), "{cmdline}");
     // The writer went on through the backup.
     let after: u64 = cli(&redis, true, &["GET", "last"]).parse().unwrap();
 

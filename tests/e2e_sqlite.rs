@@ -63,12 +63,7 @@ fn sqlite_is_copied_online_and_restored() {
     let (code, report, stderr) = stack.backup(&[]);
     assert_eq!(code, 0, "backup failed: {report}\n{stderr}");
     assert_eq!(report["result"], "success", "{report}");
-    let dump = report["dumps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["file"] == "notes/notes.db")
-        .unwrap_or_else(|| panic!("no notes/notes.db in {report}"));
+    let dump = dump_of(&report, "notes/notes.db");
     assert_eq!(dump["engine"], "sqlite");
     assert_eq!(dump["integrity_check"], "ok");
     let after: u64 = sql(&notes, DB, "SELECT max(id) FROM writes")

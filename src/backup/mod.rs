@@ -327,7 +327,7 @@ async fn run(
             &ctx.journal,
             &r.run_id,
             &plan.stop,
-            &databases_to_leave_down(&plan),
+            &database_stops(&plan),
             ctx.config.stop_timeout,
             shutdown,
             work,
@@ -397,9 +397,10 @@ async fn run(
     }
 }
 
-/// The database containers a final backup stops after their dumps: each
-/// dumped container not in the stop list, once. Pure.
-fn databases_to_leave_down(plan: &Plan) -> Vec<plan::StopEntry> {
+/// The database containers as stop entries: each dumped container not in the
+/// stop list, once (a final backup stops them after their dumps; a data
+/// directory copy, those it copies). Pure.
+fn database_stops(plan: &Plan) -> Vec<plan::StopEntry> {
     let mut out: Vec<plan::StopEntry> = Vec::new();
     for d in &plan.dumps {
         if plan.stop.iter().any(|s| s.container.id == d.container.id)
@@ -430,7 +431,7 @@ async fn with_data_dirs_stopped<T, Fut>(
 where
     Fut: std::future::Future<Output = Result<T>>,
 {
-    let stops: Vec<plan::StopEntry> = databases_to_leave_down(plan)
+    let stops: Vec<plan::StopEntry> = database_stops(plan)
         .into_iter()
         .filter(|s| {
             plan.dumps

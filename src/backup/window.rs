@@ -478,7 +478,7 @@ where
     // backup left down, and the containers of a window this one is opened
     // inside (a Redis load inside `restore all`'s), which that window starts.
     let outer = journal.read().ok().flatten().unwrap_or_default();
-    let (left_down_by, left_down) = journal.left_down();
+    let (left_down_by, left_down) = outer.left_down_record();
     let mut state = journal::State {
         run_id: run_id.to_string(),
         stopped: vec![],

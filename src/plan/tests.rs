@@ -53,6 +53,25 @@ fn assert_error(plan: &Plan, needle: &str) {
     );
 }
 
+/// The fixture's plan with each `(service, label, value)` added.
+fn labelled(labels: &[(&str, &str, &str)]) -> Plan {
+    let mut cs = fixture();
+    for (service, key, value) in labels {
+        svc(&mut cs, service)
+            .labels
+            .insert(key.to_string(), value.to_string());
+    }
+    build(&opts(&cs), &cs)
+}
+
+/// The plan's dump of `service`.
+fn dump<'a>(plan: &'a Plan, service: &str) -> &'a DumpPlan {
+    plan.dumps
+        .iter()
+        .find(|d| d.container.service == service)
+        .unwrap_or_else(|| panic!("no dump of {service}: {:?}", plan.dumps))
+}
+
 fn paths(plan: &Plan) -> Vec<String> {
     plan.volumes
         .iter()
@@ -599,11 +618,7 @@ fn redis_is_one_rdb_dumped_inside_the_window() {
     r.env_names = vec!["REDIS_PASSWORD_FILE".into()];
     let plan = build(&opts(&cs), &cs);
     assert!(plan.is_ok(), "{:?}", plan.errors);
-    let d = plan
-        .dumps
-        .iter()
-        .find(|d| d.container.service == "bystander")
-        .expect("a dump of the Redis service");
+    let d = dump(&plan, "bystander");
     assert_eq!(d.engine, Engine::Redis);
     assert_eq!(d.outputs, ["/databases/bystander/dump.rdb"]);
     assert_eq!(
@@ -631,11 +646,7 @@ fn redis_is_one_rdb_dumped_inside_the_window() {
 
 #[test]
 fn a_data_directory_copy_is_planned_in_the_full_window() {
-    let mut cs = fixture();
-    svc(&mut cs, "postgres")
-        .labels
-        .insert("stackshot.volumes.data-dir".into(), "true".into());
-    let plan = build(&opts(&cs), &cs);
+    let plan = labelled(&[("postgres", "stackshot.volumes.data-dir", "true")]);
     assert!(plan.is_ok(), "{:?}", plan.errors);
     assert!(paths(&plan).contains(&"/volumes/postgres/var/lib/postgresql/data".to_string()));
     assert_eq!(plan.window, "full");
@@ -647,40 +658,26 @@ fn a_data_directory_copy_is_planned_in_the_full_window() {
         "{:?}",
         plan.window_reason
     );
-    let d = plan
-        .dumps
-        .iter()
-        .find(|d| d.container.service == "postgres")
-        .unwrap();
+    let d = dump(&plan, "postgres");
     assert!(d.data_dir && !d.pinned);
     // Not on an app, and not without stackshot.volumes=true.
-    let mut cs = fixture();
-    svc(&mut cs, "app")
-        .labels
-        .insert("stackshot.volumes.data-dir".into(), "true".into());
-    let m = svc(&mut cs, "mariadb");
-    m.labels
-        .insert("stackshot.volumes.data-dir".into(), "true".into());
-    let plan = build(&opts(&cs), &cs);
+    let plan = labelled(&[
+        ("app", "stackshot.volumes.data-dir", "true"),
+        ("mariadb", "stackshot.volumes.data-dir", "true"),
+    ]);
     assert_error(&plan, "applies to a database service");
     assert_error(&plan, "needs stackshot.volumes=true");
 }
 
 #[test]
 fn sqlite_files_are_copied_and_left_out_of_the_file_pass() {
-    let mut cs = fixture();
-    let app = svc(&mut cs, "app");
-    app.labels.insert(
-        "stackshot.sqlite".into(),
-        "/data/app.db, /uploads/x/other.sqlite".into(),
-    );
-    let plan = build(&opts(&cs), &cs);
+    let plan = labelled(&[(
+        "app",
+        "stackshot.sqlite",
+        "/data/app.db, /uploads/x/other.sqlite",
+    )]);
     assert!(plan.is_ok(), "{:?}", plan.errors);
-    let d = plan
-        .dumps
-        .iter()
-        .find(|d| d.container.service == "app")
-        .unwrap();
+    let d = dump(&plan, "app");
     assert_eq!(d.engine, Engine::Sqlite);
     assert_eq!(d.databases, ["/data/app.db", "/uploads/x/other.sqlite"]);
     assert_eq!(
@@ -714,18 +711,10 @@ fn sqlite_files_are_copied_and_left_out_of_the_file_pass() {
         "/data/x\nb",
         "/data/",
     ] {
-        let mut cs = fixture();
-        svc(&mut cs, "app")
-            .labels
-            .insert("stackshot.sqlite".into(), bad.into());
-        let plan = build(&opts(&cs), &cs);
+        let plan = labelled(&[("app", "stackshot.sqlite", bad)]);
         assert_error(&plan, &format!("label stackshot.sqlite names {bad:?}"));
     }
-    let mut cs = fixture();
-    svc(&mut cs, "app")
-        .labels
-        .insert("stackshot.sqlite".into(), "/data/a.db,/uploads/a.db".into());
-    let plan = build(&opts(&cs), &cs);
+    let plan = labelled(&[("app", "stackshot.sqlite", "/data/a.db,/uploads/a.db")]);
     assert_error(&plan, "same file name");
 }
 
@@ -736,11 +725,7 @@ fn redis_requirepass_on_the_command_line_is_honoured() {
     r.labels.insert("stackshot.redis".into(), "true".into());
     r.cmd_flags = vec!["--appendonly".into(), "--requirepass".into()];
     let plan = build(&opts(&cs), &cs);
-    let d = plan
-        .dumps
-        .iter()
-        .find(|d| d.container.service == "bystander")
-        .unwrap();
+    let d = dump(&plan, "bystander");
     assert_eq!(
         d.credentials.password,
         CredentialSource::CommandArg {
@@ -751,11 +736,7 @@ fn redis_requirepass_on_the_command_line_is_honoured() {
     let r = svc(&mut cs, "bystander");
     r.env_names = vec!["REDIS_PASSWORD".into()];
     let plan = build(&opts(&cs), &cs);
-    let d = plan
-        .dumps
-        .iter()
-        .find(|d| d.container.service == "bystander")
-        .unwrap();
+    let d = dump(&plan, "bystander");
     assert_eq!(
         d.credentials.password,
         CredentialSource::Env {

@@ -555,6 +555,14 @@ pub fn assert_window_events(stack: &Stack, events: &Events) -> f64 {
     (app_start - app_die) as f64 / 1e9
 }
 
+/// The dump of a run's report whose file (relative to `/databases`) is `file`.
+pub fn dump_of<'a>(report: &'a serde_json::Value, file: &str) -> &'a serde_json::Value {
+    report["dumps"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["file"] == file))
+        .unwrap_or_else(|| panic!("no {file} in the report's dumps: {report}"))
+}
+
 /// Now, in unix seconds.
 pub fn now() -> i64 {
     std::time::SystemTime::now()
