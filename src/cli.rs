@@ -166,9 +166,13 @@ pub const EXIT_CONFIG: u8 = 2;
 pub async fn main(cli: Cli) -> ExitCode {
     if let Command::Worker { args } = &cli.command {
         // The worker gets its settings on stdin, not from the environment.
-        // Form: [--swap PATH]… restic ARGS…, or rustic ARGS… (the armed file pass)
+        // Form: [--swap PATH]… restic ARGS…, rustic ARGS… (the armed file pass), or sqlite ARGS…
         if let Some(("rustic", backup_args)) = args.split_first().map(|(a, b)| (a.as_str(), b)) {
             return worker::main_rustic(backup_args).await;
+        }
+        // sqlite probe|copy|query|stat …: SQLite for images without sqlite3.
+        if let Some(("sqlite", sqlite_args)) = args.split_first().map(|(a, b)| (a.as_str(), b)) {
+            return worker::sqlite::main(sqlite_args);
         }
         let mut swap = Vec::new();
         let mut rest = args.as_slice();

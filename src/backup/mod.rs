@@ -243,8 +243,12 @@ async fn run(
             lock.holder(jiff::Timestamp::now())
         );
     }
-    let mut prepared =
-        try_join_all(plan.dumps.iter().map(|d| dumps::prepare(&ctx.engine, d))).await?;
+    let mut prepared = try_join_all(
+        plan.dumps
+            .iter()
+            .map(|d| dumps::prepare(&ctx.engine, d, Some(&sidecar))),
+    )
+    .await?;
     for p in &mut prepared {
         dumps::read_estimates(&ctx.engine, p).await;
     }

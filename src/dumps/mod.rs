@@ -4,6 +4,7 @@
 //! place only when the dump tool exited 0 ([`dump_to_file`]).
 
 pub mod command;
+pub mod sqlite_worker;
 pub mod stats;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 
 use crate::backup::window::ContainerControl;
+use crate::container::ContainerInfo;
 use crate::engine::{Engine, exec};
 use crate::env::Secret;
 use crate::labels::Engine as DbEngine;
@@ -47,6 +49,9 @@ pub struct Prepared {
     /// preflight ([`read_estimates`]; `None` elsewhere, or when the server
     /// would not say): `manifest.json` records them for the restore drill.
     pub estimates: Option<stats::TableRows>,
+    /// SQLite in an image without `sqlite3`: the copies and queries run in
+    /// a worker with the container's mount attached.
+    pub sqlite_worker: Option<sqlite_worker::SqliteWorker>,
 }
 
 /// One finished dump.
@@ -136,8 +141,14 @@ fn describe(source: &CredentialSource) -> String {
 }
 
 /// Checks one database container before the window opens: it runs, its
-/// credentials resolve and log in, and its dump tools exist.
-pub async fn prepare(engine: &Engine, dump: &DumpPlan) -> Result<Prepared> {
+/// credentials resolve and log in, and its dump tools exist. A SQLite
+/// container without `sqlite3` is reached through a worker from `sidecar`'s
+/// image instead (`None`: it is refused).
+pub async fn prepare(
+    engine: &Engine,
+    dump: &DumpPlan,
+    sidecar: Option<&ContainerInfo>,
+) -> Result<Prepared> {
     let id = &dump.container.id;
     let service = &dump.container.service;
     if !engine.is_running(id).await? {
@@ -155,14 +166,24 @@ pub async fn prepare(engine: &Engine, dump: &DumpPlan) -> Result<Prepared> {
     let password = resolve(engine, id, &dump.credentials.password, &env, service).await?;
     let login = Login { user, password };
 
-    let probe = exec::capture(engine, id, &command::probe_tools(dump.engine), &[]).await?;
-    let tools = command::pick_tools(dump.engine, &String::from_utf8_lossy(&probe.stdout))
-        .map_err(|e| match dump.engine {
-            DbEngine::Sqlite => anyhow!(
-                "service {service}: stackshot.sqlite {e}: the copy is made with the container's own sqlite3 (a copy from the worker, for images without it, is not built)"
-            ),
-            _ => anyhow!("service {service}: {e}"),
-        })?;
+    // An image without a shell fails the probe itself: no tools either.
+    let tools = match exec::capture(engine, id, &command::probe_tools(dump.engine), &[]).await {
+        Ok(probe) => command::pick_tools(dump.engine, &String::from_utf8_lossy(&probe.stdout)),
+        Err(e) if dump.engine == DbEngine::Sqlite => {
+            Err(format!("cannot look for sqlite3 ({e:#})"))
+        }
+        Err(e) => return Err(e),
+    };
+    let tools = match (tools, dump.engine, sidecar) {
+        (Ok(t), _, _) => t,
+        (Err(why), DbEngine::Sqlite, Some(sidecar)) => {
+            return prepare_sqlite_worker(engine, dump, sidecar, login, &why).await;
+        }
+        (Err(e), DbEngine::Sqlite, None) => bail!(
+            "service {service}: stackshot.sqlite {e}, and a copy from a worker needs the sidecar's image: run this inside the sidecar"
+        ),
+        (Err(e), _, _) => bail!("service {service}: {e}"),
+    };
     if dump.engine == DbEngine::Sqlite {
         let mut argv: Vec<String> = [
             "sh",
@@ -208,13 +229,7 @@ pub async fn prepare(engine: &Engine, dump: &DumpPlan) -> Result<Prepared> {
             format!("{} {}", stdout.trim(), out.stderr).trim()
         )
     })?;
-    let rel_dir = dump
-        .outputs
-        .first()
-        .and_then(|o| o.strip_prefix(&format!("{DATABASES_DIR}/")))
-        .and_then(|o| o.rsplit_once('/'))
-        .map(|(d, _)| d.to_string())
-        .ok_or_else(|| anyhow!("service {service}: the plan has no dump output"))?;
+    let rel_dir = rel_dir(dump)?;
     let jobs = command::dump_jobs(dump.engine, &tools, &login, &dump.databases);
     tracing::info!(service = %service, engine = dump.engine.as_str(), version = %server_version, tool = %tools.dump_all, "database ready to dump");
     Ok(Prepared {
@@ -225,7 +240,71 @@ pub async fn prepare(engine: &Engine, dump: &DumpPlan) -> Result<Prepared> {
         server_version,
         jobs,
         estimates: None,
+        sqlite_worker: None,
     })
+}
+
+/// [`prepare`] for a SQLite container whose image has no `sqlite3` (`why`):
+/// a worker checks that each file is a database it can read.
+async fn prepare_sqlite_worker(
+    engine: &Engine,
+    dump: &DumpPlan,
+    sidecar: &ContainerInfo,
+    login: Login,
+    why: &str,
+) -> Result<Prepared> {
+    let service = &dump.container.service;
+    let info = ContainerInfo::from_inspect(&engine.inspect(&dump.container.id).await?);
+    let w = sqlite_worker::SqliteWorker::new(sidecar, &info);
+    let server_version = if dump.databases.is_empty() {
+        rusqlite::version().to_string()
+    } else {
+        w.probe(engine, service, &dump.databases).await?
+    };
+    tracing::info!(service = %service, why = %why, sqlite = %server_version, "no sqlite3 in the image: its files are copied by a worker with the mount attached");
+    let tool = WORKER_COPY.to_string();
+    let tools = Tools {
+        dump_all: tool.clone(),
+        dump_one: tool.clone(),
+        client: tool,
+    };
+    let jobs = dump
+        .databases
+        .iter()
+        .map(|path| DumpJob {
+            database: Some(path.clone()),
+            file: command::sqlite_file_name(path).to_string(),
+            argv: vec![WORKER_COPY.to_string(), path.clone()],
+        })
+        .collect();
+    Ok(Prepared {
+        plan: dump.clone(),
+        rel_dir: rel_dir(dump)?,
+        login,
+        tools,
+        server_version,
+        jobs,
+        estimates: None,
+        sqlite_worker: Some(w),
+    })
+}
+
+/// The tool named in a worker copy's messages.
+pub const WORKER_COPY: &str = "stackshot worker sqlite copy";
+
+/// The directory of `dump`'s files, relative to `/databases`.
+fn rel_dir(dump: &DumpPlan) -> Result<String> {
+    dump.outputs
+        .first()
+        .and_then(|o| o.strip_prefix(&format!("{DATABASES_DIR}/")))
+        .and_then(|o| o.rsplit_once('/'))
+        .map(|(d, _)| d.to_string())
+        .ok_or_else(|| {
+            anyhow!(
+                "service {}: the plan has no dump output",
+                dump.container.service
+            )
+        })
 }
 
 /// Reads the row estimates a backup records in `manifest.json` (a failure is
@@ -248,14 +327,25 @@ pub async fn query_lines(
     sql: &str,
     what: &str,
 ) -> Result<Vec<String>> {
-    let q = command::query(p.plan.engine, &p.tools, &p.login, db, sql);
-    let out = exec::capture(
-        engine,
-        &p.plan.container.id,
-        &q,
-        &command::login_env(p.plan.engine, &p.login),
-    )
-    .await?;
+    let out = match (&p.sqlite_worker, db) {
+        (Some(w), Some(path)) => w.query(engine, path, sql).await?,
+        // No file to ask (the drill's "does it serve"): the worker's library
+        // is this one, so an in-memory database here answers the same.
+        (Some(_), None) => {
+            return crate::worker::sqlite::query_in_memory(sql)
+                .with_context(|| format!("service {}: cannot {what}", p.plan.container.service));
+        }
+        (None, _) => {
+            let q = command::query(p.plan.engine, &p.tools, &p.login, db, sql);
+            exec::capture(
+                engine,
+                &p.plan.container.id,
+                &q,
+                &command::login_env(p.plan.engine, &p.login),
+            )
+            .await?
+        }
+    };
     if out.code != 0 {
         bail!(
             "service {}: cannot {what}: {}",
@@ -367,6 +457,9 @@ pub async fn stream_into_watching<W: AsyncWrite + Unpin>(
         .next()
         .unwrap_or(&job.argv[0])
         .to_string();
+    if let Some(w) = &p.sqlite_worker {
+        return stream_from_worker(engine, w, service, job, sink).await;
+    }
     let mut exec = match pre {
         Some(e) => e,
         None => {
@@ -385,11 +478,7 @@ pub async fn stream_into_watching<W: AsyncWrite + Unpin>(
     while let Some(chunk) = exec.output.next().await {
         match chunk.with_context(|| format!("service {service}: reading {tool}'s output"))? {
             LogOutput::StdOut { message } => {
-                hasher.update(&message);
-                bytes += message.len() as u64;
-                sink.write_all(&message)
-                    .await
-                    .with_context(|| format!("service {service}: writing the dump"))?;
+                write_chunk(sink, &mut hasher, &mut bytes, &message, service).await?;
             }
             LogOutput::StdErr { message } => {
                 stderr.push(&message);
@@ -410,6 +499,34 @@ pub async fn stream_into_watching<W: AsyncWrite + Unpin>(
         .await
         .with_context(|| format!("service {service}: writing the dump"))?;
     let code = exec::exit_code(engine, &exec.id).await?;
+    streamed(service, &tool, code, &stderr, bytes, hasher, started)
+}
+
+/// One chunk of a dump into `sink`, hashed and counted.
+async fn write_chunk<W: AsyncWrite + Unpin>(
+    sink: &mut W,
+    hasher: &mut Sha256,
+    bytes: &mut u64,
+    message: &[u8],
+    service: &str,
+) -> Result<()> {
+    hasher.update(message);
+    *bytes += message.len() as u64;
+    sink.write_all(message)
+        .await
+        .with_context(|| format!("service {service}: writing the dump"))
+}
+
+/// The verdict on a finished dump: it exited 0 and wrote something.
+fn streamed(
+    service: &str,
+    tool: &str,
+    code: i64,
+    stderr: &exec::Tail,
+    bytes: u64,
+    hasher: Sha256,
+    started: Instant,
+) -> Result<Streamed> {
     if code != 0 {
         bail!(
             "service {service}: {tool} exited with code {code}: {}",
@@ -427,6 +544,50 @@ pub async fn stream_into_watching<W: AsyncWrite + Unpin>(
         sha256: hex(&hasher.finalize()),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// A SQLite copy made by a worker ([`sqlite_worker`]): its stdout is the
+/// checked copy. The worker is removed on every path.
+async fn stream_from_worker<W: AsyncWrite + Unpin>(
+    engine: &Engine,
+    w: &sqlite_worker::SqliteWorker,
+    service: &str,
+    job: &DumpJob,
+    sink: &mut W,
+) -> Result<Streamed> {
+    let started = Instant::now();
+    let path = job
+        .database
+        .as_deref()
+        .ok_or_else(|| anyhow!("service {service}: a SQLite copy names no file"))?;
+    let mut raw = w
+        .copy(engine, path)
+        .await
+        .with_context(|| format!("service {service}: cannot start the SQLite worker"))?;
+    let mut hasher = Sha256::new();
+    let mut bytes = 0u64;
+    let mut stderr = exec::Tail::new(4096);
+    let pumped = async {
+        while let Some(chunk) = raw.output.next().await {
+            match chunk.with_context(|| format!("service {service}: reading the worker's copy"))? {
+                LogOutput::StdOut { message } => {
+                    write_chunk(sink, &mut hasher, &mut bytes, &message, service).await?
+                }
+                LogOutput::StdErr { message } => stderr.push(&message),
+                _ => {}
+            }
+        }
+        sink.flush()
+            .await
+            .with_context(|| format!("service {service}: writing the dump"))
+    }
+    .await;
+    if let Err(e) = pumped {
+        raw.abort(engine).await;
+        return Err(e);
+    }
+    let code = raw.finish(engine).await?;
+    streamed(service, WORKER_COPY, code, &stderr, bytes, hasher, started)
 }
 
 /// Dumps into `root/<rel_dir>/<file>` through a `.partial` file renamed only on success.

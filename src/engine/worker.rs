@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
 use super::Engine;
-use super::exec::{Output, Tail};
+use super::exec::{Captured, Output, Tail};
 use crate::container::ROLE_LABEL;
 use crate::env::Secret;
 
@@ -328,16 +328,84 @@ impl Lines {
     }
 }
 
-async fn wait_exit(engine: &Engine, id: &str, lines: &Lines) -> Result<i64> {
+/// A worker whose stdout is data, not event lines (a SQLite copy, a query's
+/// rows): its stdin is closed at once. Read [`Raw::output`], then
+/// [`Raw::finish`], which removes it.
+pub struct Raw {
+    id: String,
+    /// Its stdout and stderr, as they come.
+    pub output: Output,
+}
+
+/// Creates, attaches and starts a worker that reads nothing.
+pub async fn start_raw(engine: &Engine, spec: &WorkerSpec) -> Result<Raw> {
+    let Started {
+        id,
+        output,
+        mut input,
+        ..
+    } = start(engine, spec).await?;
+    input.shutdown().await.ok();
+    drop(input);
+    Ok(Raw { id, output })
+}
+
+impl Raw {
+    /// Removes the worker, running or not (its output is no longer read).
+    pub async fn abort(self, engine: &Engine) {
+        remove(engine, &self.id).await;
+    }
+
+    /// Waits for the worker's exit code and removes it.
+    pub async fn finish(self, engine: &Engine) -> Result<i64> {
+        let code = wait_code(engine, &self.id).await;
+        remove(engine, &self.id).await;
+        code
+    }
+}
+
+/// Runs a worker that reads nothing to the end, keeping at most 1 MiB of its
+/// stdout and the end of its stderr; removes it.
+pub async fn capture(engine: &Engine, spec: &WorkerSpec) -> Result<Captured> {
+    let mut raw = start_raw(engine, spec).await?;
+    let mut stdout = Vec::new();
+    let mut stderr = Tail::new(4096);
+    while let Some(chunk) = raw.output.next().await {
+        match chunk {
+            Ok(LogOutput::StdOut { message }) => {
+                let room = (1usize << 20).saturating_sub(stdout.len());
+                stdout.extend_from_slice(&message[..message.len().min(room)]);
+            }
+            Ok(LogOutput::StdErr { message }) => stderr.push(&message),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "worker output ended with an error");
+                break;
+            }
+        }
+    }
+    let code = raw.finish(engine).await?;
+    Ok(Captured {
+        code,
+        stdout,
+        stderr: stderr.one_line(),
+    })
+}
+
+async fn wait_code(engine: &Engine, id: &str) -> Result<i64> {
     let mut wait = engine
         .docker()
         .wait_container(id, None::<WaitContainerOptions>);
-    let code = match wait.next().await {
-        Some(Ok(r)) => r.status_code,
-        Some(Err(BollardError::DockerContainerWaitError { code, .. })) => code,
-        Some(Err(e)) => return Err(e).context("cannot wait for the worker container"),
+    match wait.next().await {
+        Some(Ok(r)) => Ok(r.status_code),
+        Some(Err(BollardError::DockerContainerWaitError { code, .. })) => Ok(code),
+        Some(Err(e)) => Err(e).context("cannot wait for the worker container"),
         None => bail!("the worker container vanished before reporting an exit code"),
-    };
+    }
+}
+
+async fn wait_exit(engine: &Engine, id: &str, lines: &Lines) -> Result<i64> {
+    let code = wait_code(engine, id).await?;
     if code != 0 {
         let tail = lines.stderr.one_line();
         if !tail.is_empty() {

@@ -455,7 +455,7 @@ async fn target(
         credentials: plan::credentials(engine, &info.env_names, &info.cmd_flags),
         outputs: vec![format!("{DATABASES_DIR}/{}/restore.sql", info.service)],
     };
-    dumps::prepare(&ctx.engine, &dp).await
+    dumps::prepare(&ctx.engine, &dp, Some(&sc.sidecar)).await
 }
 
 /// Tables holding data in the target (in `database`, or in any database).

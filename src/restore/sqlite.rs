@@ -3,13 +3,15 @@
 //! its path with the owner and mode of the file it replaces, and the old
 //! file's `-wal`, `-shm` and `-journal` are emptied (a stale write-ahead log
 //! would be replayed onto the restored file); then the container starts and
-//! `PRAGMA integrity_check` must say `ok`.
+//! `PRAGMA integrity_check` must say `ok`. In an image without a shell or
+//! `sqlite3`, the look at the old file and the check run in a worker
+//! ([`crate::dumps::sqlite_worker`]); the file is placed by the engine.
 
 use anyhow::{Context as _, Result, anyhow, bail};
 
 use super::{Checked, place};
 use crate::backup::Context;
-use crate::dumps::query_lines;
+use crate::dumps::{Prepared, query_lines};
 use crate::engine::exec;
 
 /// The largest copy placed (it is held in memory on the way); a larger one
@@ -24,7 +26,28 @@ pub fn side_files(path: &str) -> [String; 3] {
 /// What the container says of the file it will replace: (uid, gid, mode) of
 /// the file, or of its directory when there is none yet, and which side
 /// files exist.
-async fn inspect(ctx: &Context, id: &str, path: &str) -> Result<((u64, u64, u32), Vec<String>)> {
+async fn inspect(
+    ctx: &Context,
+    p: &Prepared,
+    path: &str,
+) -> Result<((u64, u64, u32), Vec<String>)> {
+    let out = match &p.sqlite_worker {
+        Some(w) => w.stat(&ctx.engine, path).await?,
+        None => inspect_in(ctx, &p.plan.container.id, path).await?,
+    };
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut lines = text.lines();
+    let owner = lines.next().and_then(parse_owner).ok_or_else(|| {
+        anyhow!(
+            "cannot read the owner of {path} in the container: {}",
+            out.stderr
+        )
+    })?;
+    Ok((owner, lines.map(str::to_string).collect()))
+}
+
+/// [`inspect`] with the container's own shell and `stat`.
+async fn inspect_in(ctx: &Context, id: &str, path: &str) -> Result<exec::Captured> {
     let mut argv: Vec<String> = [
         "sh",
         "-c",
@@ -35,16 +58,7 @@ async fn inspect(ctx: &Context, id: &str, path: &str) -> Result<((u64, u64, u32)
     .map(String::from)
     .to_vec();
     argv.extend(side_files(path));
-    let out = exec::capture(&ctx.engine, id, &argv, &[]).await?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let mut lines = text.lines();
-    let owner = lines.next().and_then(parse_owner).ok_or_else(|| {
-        anyhow!(
-            "cannot read the owner of {path} in the container: {}",
-            out.stderr
-        )
-    })?;
-    Ok((owner, lines.map(str::to_string).collect()))
+    exec::capture(&ctx.engine, id, &argv, &[]).await
 }
 
 /// `uid gid mode(octal)`. Pure.
@@ -106,7 +120,7 @@ pub(super) async fn load(ctx: &Context, c: &Checked, announce: bool) -> Result<(
             c.bytes
         );
     }
-    let (owner, sides) = inspect(ctx, &p.plan.container.id, path).await?;
+    let (owner, sides) = inspect(ctx, p, path).await?;
     let data = place::read_checked(ctx, c).await?;
     let tar = tar_of(path, &data, &sides, owner).context("cannot pack the copy")?;
     place::while_stopped(ctx, p, "/", tar, !announce, path).await?;

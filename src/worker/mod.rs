@@ -15,6 +15,7 @@ use crate::engine::worker::Payload;
 use crate::restic::json::{BackupEvent, BackupSummary, Progress, parse_backup_line};
 
 pub mod rustic;
+pub mod sqlite;
 pub mod stall;
 pub mod swap;
 
