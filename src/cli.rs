@@ -97,6 +97,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Keeps the container up without a schedule or HTTP port, until
+    /// SIGTERM: for backups started from outside (`docker compose exec
+    /// backup stackshot backup` from a host's cron or CI). The image has no
+    /// shell to idle with.
+    Idle,
     /// Internal: runs inside the snapshot worker container.
     #[command(hide = true)]
     Worker {
@@ -188,6 +193,19 @@ pub async fn main(cli: Cli) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         };
         return worker::main(&swap, restic_args).await;
+    }
+    if let Command::Idle = &cli.command {
+        // No configuration either: the container only hosts `exec`s.
+        return match crate::backup::window::Shutdown::on_signals() {
+            Ok(mut s) => {
+                s.wait().await;
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("stackshot: error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
     if let Command::Healthcheck = &cli.command {
         // Only HTTP_ADDR: the health check must not depend on the rest of the
@@ -614,7 +632,7 @@ async fn run(cli: Cli, config: Config) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Worker { .. } | Command::Healthcheck => {
+        Command::Worker { .. } | Command::Healthcheck | Command::Idle => {
             unreachable!("handled before the configuration is read")
         }
     }

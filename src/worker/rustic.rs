@@ -107,13 +107,19 @@ static WARNINGS: Warnings = Warnings(Mutex::new(Vec::new()));
 /// Whether a rustic warning costs only time, not data: a parent tree it
 /// could not load or a parent's blob missing from the index make it read
 /// those files again; a parent node that is not a directory is not used.
-/// Every other warning (an entry it could not read or archive, and dropped)
-/// counts as an unreadable file. Pure.
+/// In an image without `/etc/passwd`, `/etc/group` or a time zone database
+/// (FROM scratch), the owner's name is left out (its uid and gid are kept)
+/// and the snapshot's time is written in UTC. Every other warning (an entry
+/// it could not read or archive, and dropped) counts as an unreadable file.
+/// Pure.
 pub fn is_benign(warning: &str) -> bool {
     [
         "ignoring error when loading parent tree",
         "missing blobs in index for unchanged file",
         "ignoring parent node",
+        "error getting user from uid",
+        "error getting group from gid",
+        "failed to get system time zone",
     ]
     .iter()
     .any(|p| warning.starts_with(p))
@@ -314,6 +320,16 @@ mod tests {
             "ignoring error reading parent snapshot: Io(...)"
         ));
         assert!(!is_benign("ignoring error No such file or directory"));
+        // Names and the zone missing from the image: the data is all there.
+        assert!(is_benign(
+            "error getting user from uid 0: ENOENT: No such file or directory"
+        ));
+        assert!(is_benign(
+            "error getting group from gid 0: ENOENT: No such file or directory"
+        ));
+        assert!(is_benign(
+            "failed to get system time zone, falling back to `Etc/Unknown` (which behaves like UTC): failed to find system time zone"
+        ));
     }
 
     #[test]

@@ -453,6 +453,21 @@ impl Stack {
         (out.status.code().unwrap_or(-1), report, stderr)
     }
 
+    /// `cmd` in a container of the bench's base image with the sidecar's
+    /// volumes (`/databases`, `/cache`, …): for looking at the sidecar's
+    /// files when its image has no shell or tools (FROM scratch).
+    pub fn in_sidecar_volumes(&self, cmd: &[&str]) -> Output {
+        let mut c = docker(&[
+            "run",
+            "--rm",
+            "--volumes-from",
+            &self.container("backup"),
+            "stackshot-test/base:local",
+        ]);
+        c.args(cmd);
+        output(&mut c)
+    }
+
     /// `stackshot restore database --service SERVICE [--replace]` in the
     /// sidecar.
     pub fn restore_database(&self, service: &str, replace: bool) -> Output {
