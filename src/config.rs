@@ -166,6 +166,13 @@ const RESTIC_KEEP_ALIASES: &[&str] = &[
 ];
 
 impl Config {
+    /// The engine's address as messages name it (`DOCKER_HOST`, or the local socket).
+    pub fn docker_host_shown(&self) -> &str {
+        self.docker_host
+            .as_deref()
+            .unwrap_or("unix:///var/run/docker.sock")
+    }
+
     /// Parses the configuration; the first bad value is returned as one line.
     /// Only `HTTP_ADDR` (default `0.0.0.0:8080`): all `stackshot healthcheck`
     /// needs, so that it works in any container of the image, whatever else

@@ -181,6 +181,8 @@ async fn run(
     // One backup or restore at a time in this container, across processes.
     let _lock = ctx.journal.lock()?;
     let t = Instant::now();
+    // A socket proxy that denies a part of the API fails here, in one line.
+    crate::engine::access::check(&ctx.engine, ctx.config.docker_host_shown()).await?;
     let found = discovery::discover(ctx.engine.docker(), &ctx.config).await?;
     r.project = found.project.clone();
     let sidecar = found.self_container.clone().ok_or_else(|| {

@@ -2,6 +2,7 @@
 //! needs. Streamed exec is in [`exec`], the worker container in [`worker`],
 //! stopping (done at the container's `die`) in [`stop`].
 
+pub mod access;
 pub mod exec;
 pub mod stop;
 pub mod throwaway;

@@ -7,6 +7,7 @@
 #   stackshot-test/postgres:local  + PostgreSQL, entrypoint honouring the official image's variables
 #   stackshot-test/mariadb:local   + MariaDB, likewise
 #   stackshot-test/redis:local     the same root (with sqlite3 too), running redis-server (data in /data)
+#   stackshot-test/nginx:local     the same image, as a socket proxy (nginx; its command given by the test)
 #   stackshot-test/rust-base:local  (only with --rust) gcc and libc headers, the
 #                                   base of CI's stand-in for the Rust image
 #
@@ -17,7 +18,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 suite=bookworm
 base_pkgs=ca-certificates,tzdata,restic,procps
-db_pkgs=$base_pkgs,postgresql,postgresql-client,mariadb-server,mariadb-client,redis-server,redis-tools,sqlite3
+db_pkgs=$base_pkgs,postgresql,postgresql-client,mariadb-server,mariadb-client,redis-server,redis-tools,sqlite3,nginx-light
 rust_pkgs=ca-certificates,gcc,libc6-dev
 with_rust=false; [ "${1:-}" = --rust ] && with_rust=true
 
@@ -119,10 +120,11 @@ docker tag "$base" stackshot-test/base:local
 docker tag "$pg" stackshot-test/postgres:local
 docker tag "$maria" stackshot-test/mariadb:local
 docker tag "$redis" stackshot-test/redis:local
+docker tag "$redis" stackshot-test/nginx:local
 # Drop images of earlier inputs so the cache does not grow without bound.
 for repo in base postgres mariadb redis rust-base; do
   case $repo in base) keep=$base_hash ;; rust-base) keep=$rust_hash ;; *) keep=$db_hash ;; esac
   docker image ls --format '{{.Repository}}:{{.Tag}}' "stackshot-test/$repo" \
     | grep -v -e ":$keep\$" -e ':local$' | xargs -r docker rmi >/dev/null 2>&1 || true
 done
-log "ready: stackshot-test/{base,postgres,mariadb,redis}:local"
+log "ready: stackshot-test/{base,postgres,mariadb,redis,nginx}:local"
