@@ -12,6 +12,7 @@ mod common;
 
 use std::process::Command;
 
+use common::notes::{self, Notes};
 use common::*;
 
 const DB: &str = "/data/notes.db";
@@ -23,20 +24,9 @@ fn sql(id: &str, file: &str, q: &str) -> String {
         .to_string()
 }
 
-/// (seeded rows, their checksum, writes, max write id, integrity_check).
-fn content(id: &str, file: &str) -> (String, String, u64, u64, String) {
-    let n = |q: &str| -> u64 { sql(id, file, q).parse().expect(q) };
-    (
-        sql(id, file, "SELECT count(*) FROM seed WHERE id <= 1000"),
-        sql(
-            id,
-            file,
-            "SELECT sum(length(body) * id) FROM seed WHERE id <= 1000",
-        ),
-        n("SELECT count(*) FROM writes"),
-        n("SELECT coalesce(max(id), 0) FROM writes"),
-        sql(id, file, "PRAGMA integrity_check"),
-    )
+/// What the database at `file` in container `id` holds.
+fn content(id: &str, file: &str) -> Notes {
+    Notes::parse(&sql(id, file, notes::QUERY))
 }
 
 #[test]
@@ -114,19 +104,7 @@ fn sqlite_is_copied_online_and_restored() {
         name: fresh.to_string(),
     };
     let copy = content(fresh, "/r/notes.db");
-    assert_eq!(copy.4, "ok", "integrity_check of the copy");
-    assert_eq!(
-        (&copy.0, &copy.1),
-        (&source.0, &source.1),
-        "seeded rows differ"
-    );
-    // One moment of the app's: every write up to the last, none missing.
-    assert_eq!(copy.2, copy.3, "a gap in the app's writes: {copy:?}");
-    assert!(
-        copy.3 >= source.3,
-        "older than the moment before the backup"
-    );
-    assert!(copy.3 < after, "the app wrote nothing during the backup");
+    copy.assert_one_moment(&source, after);
 
     // Back into the app: a row written since must be gone.
     sql(
@@ -134,13 +112,7 @@ fn sqlite_is_copied_online_and_restored() {
         DB,
         "INSERT INTO seed VALUES (5000, 'after the backup')",
     );
-    let refused = stack.restore_database("notes", false);
-    assert!(!refused.status.success());
-    let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        err.contains("it already has data (2 tables in /data/notes.db)"),
-        "{err}"
-    );
+    notes::assert_refused_while_it_has_tables(&stack, "notes", DB);
     // Placed with the app stopped: it is stopped and started again.
     let said = stack.replace_database("notes");
     assert!(said.contains("Restored notes/notes.db"), "{said}");
@@ -148,17 +120,15 @@ fn sqlite_is_copied_online_and_restored() {
         sql(&notes, DB, "SELECT count(*) FROM seed WHERE id = 5000"),
         "0"
     );
-    let back = content(&notes, DB);
-    assert_eq!(back.4, "ok");
-    assert_eq!((&back.0, &back.1), (&copy.0, &copy.1));
+    content(&notes, DB).assert_restored_from(&copy);
     // The app goes on from the restored rows, without a gap.
     assert_eq!(
         sql(
             &notes,
             DB,
-            &format!("SELECT count(*) FROM writes WHERE id <= {}", copy.3)
+            &format!("SELECT count(*) FROM writes WHERE id <= {}", copy.last)
         ),
-        copy.3.to_string()
+        copy.last.to_string()
     );
 
     // The drill places the copy in a throwaway of the app and counts its rows.

@@ -14,6 +14,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
+use common::notes::{self, Notes};
 use common::*;
 
 const IMAGE: &str = "stackshot-test/noshell-notes:local";
@@ -60,27 +61,9 @@ fn sql(volume: &str, file: &str, q: &str) -> String {
     .to_string()
 }
 
-/// (seeded rows, their checksum, writes, max write id, integrity_check), in
-/// one container.
-fn content(volume: &str, file: &str) -> (String, String, u64, u64, String) {
-    let out = sql(
-        volume,
-        file,
-        "SELECT count(*) FROM seed WHERE id <= 1000; \
-         SELECT sum(length(body) * id) FROM seed WHERE id <= 1000; \
-         SELECT count(*) FROM writes; \
-         SELECT coalesce(max(id), 0) FROM writes; \
-         PRAGMA integrity_check;",
-    );
-    let l: Vec<&str> = out.lines().collect();
-    assert_eq!(l.len(), 5, "{out}");
-    (
-        l[0].into(),
-        l[1].into(),
-        l[2].parse().unwrap(),
-        l[3].parse().unwrap(),
-        l[4].into(),
-    )
+/// What the database at `file` on `volume` holds (one container).
+fn content(volume: &str, file: &str) -> Notes {
+    Notes::parse(&sql(volume, file, notes::QUERY))
 }
 
 #[test]
@@ -104,7 +87,7 @@ fn sqlite_without_a_shell_is_copied_by_a_worker_and_restored() {
             .then_some(())
     });
     let source = content(&volume, DB);
-    assert_eq!(source.0, "1000");
+    assert_eq!(source.seeded, "1000");
 
     let (code, report, stderr) = stack.backup(&[]);
     assert_eq!(code, 0, "backup failed: {report}\n{stderr}");
@@ -132,19 +115,7 @@ fn sqlite_without_a_shell_is_copied_by_a_worker_and_restored() {
         assert!(!vol.join(f).exists(), "{f} is in the file pass");
     }
     let copy = content(&dbs.join("notes").display().to_string(), DB);
-    assert_eq!(copy.4, "ok", "integrity_check of the copy");
-    assert_eq!(
-        (&copy.0, &copy.1),
-        (&source.0, &source.1),
-        "seeded rows differ"
-    );
-    // One moment of the app's: every write up to the last, none missing.
-    assert_eq!(copy.2, copy.3, "a gap in the app's writes: {copy:?}");
-    assert!(
-        copy.3 >= source.3,
-        "older than the moment before the backup"
-    );
-    assert!(copy.3 < after, "the app wrote nothing during the backup");
+    copy.assert_one_moment(&source, after);
 
     // Back into the app: a row written since must be gone.
     sql(
@@ -152,13 +123,7 @@ fn sqlite_without_a_shell_is_copied_by_a_worker_and_restored() {
         DB,
         "INSERT INTO seed VALUES (5000, 'after the backup')",
     );
-    let refused = stack.restore_database("notes", false);
-    assert!(!refused.status.success());
-    let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        err.contains("it already has data (2 tables in /data/notes.db)"),
-        "{err}"
-    );
+    notes::assert_refused_while_it_has_tables(&stack, "notes", DB);
     let said = stack.replace_database("notes");
     assert!(
         said.contains("Restored notes/notes.db") && said.contains("integrity_check ok"),
@@ -168,24 +133,22 @@ fn sqlite_without_a_shell_is_copied_by_a_worker_and_restored() {
         sql(&volume, DB, "SELECT count(*) FROM seed WHERE id = 5000"),
         "0"
     );
-    let back = content(&volume, DB);
-    assert_eq!(back.4, "ok");
-    assert_eq!((&back.0, &back.1), (&copy.0, &copy.1));
+    content(&volume, DB).assert_restored_from(&copy);
     // The app goes on from the restored rows, without a gap.
     wait_for("the app to write again", 30, || {
         (sql(&volume, DB, "SELECT max(id) FROM writes")
             .parse::<u64>()
             .unwrap_or(0)
-            > copy.3)
+            > copy.last)
             .then_some(())
     });
     assert_eq!(
         sql(
             &volume,
             DB,
-            &format!("SELECT count(*) FROM writes WHERE id <= {}", copy.3)
+            &format!("SELECT count(*) FROM writes WHERE id <= {}", copy.last)
         ),
-        copy.3.to_string()
+        copy.last.to_string()
     );
 
     // The drill places the copy in a throwaway of the app and counts its tables.

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod events;
+pub mod notes;
 pub mod proxy;
 pub mod receivers;
 pub use events::{EventWatch, Events};
