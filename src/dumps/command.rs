@@ -312,14 +312,16 @@ pub fn dump_jobs(
 }
 
 /// Copies the SQLite file `$2` with `$1` (sqlite3): the backup API into a
-/// temporary file (removed on every path), `PRAGMA integrity_check` on the
+/// temporary file (removed on every path), waiting up to a minute for a lock
+/// the app holds (an app that opens and closes the file checkpoints its log
+/// on each close, under a lock), `PRAGMA integrity_check` on the
 /// copy (anything but `ok` fails the dump), then the copy on stdout. A file
 /// that does not exist is an error, never created.
 pub const SQLITE_COPY: &str = r#"set -eu
 [ -f "$2" ] || { echo "no such file: $2" >&2; exit 4; }
 t=$(mktemp "${TMPDIR:-/tmp}/stackshot-sqlite.XXXXXX")
 trap 'rm -f "$t"' EXIT
-"$1" -batch "$2" ".backup '$t'"
+"$1" -batch -cmd ".timeout 60000" "$2" ".backup '$t'"
 r=$("$1" -batch "$t" "PRAGMA integrity_check")
 [ "$r" = ok ] || { echo "PRAGMA integrity_check of the copy: $r" >&2; exit 3; }
 cat "$t""#;
@@ -487,6 +489,7 @@ mod tests {
             ]
         );
         assert!(SQLITE_COPY.contains(".backup") && SQLITE_COPY.contains("PRAGMA integrity_check"));
+        assert!(SQLITE_COPY.contains(r#"-cmd ".timeout 60000" "$2" ".backup"#));
         assert!(login_env(Engine::Sqlite, &none).is_empty());
         assert_eq!(
             version_query(Engine::Sqlite, &tools, &none),
