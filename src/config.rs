@@ -85,6 +85,10 @@ pub struct ResticSettings {
     /// (except restic's native `RESTIC_PASSWORD_FILE`/`RESTIC_REPOSITORY_FILE`,
     /// which are passed as they are).
     pub env: Vec<(String, Secret)>,
+    /// `PREFLIGHT_TIMEOUT`: how long the preflight lets one restic command
+    /// (`cat config`, `init`) run before it stops it (restic itself retries a
+    /// failing backend for 15 minutes).
+    pub preflight_timeout: Duration,
 }
 
 /// The whole configuration.
@@ -535,6 +539,8 @@ fn restic_settings(env: &Env) -> Result<ResticSettings, ConfigError> {
     Ok(ResticSettings {
         repository,
         env: vars,
+        preflight_timeout: opt(env, "PREFLIGHT_TIMEOUT", duration)?
+            .unwrap_or(crate::restic::reach::PREFLIGHT_TIMEOUT),
     })
 }
 

@@ -34,6 +34,7 @@ fn restic(dir: &Path, repository: &str, password: &str) -> Restic {
             ("RESTIC_PASSWORD".into(), Secret::new(password)),
             ("RESTIC_REPOSITORY".into(), Secret::new(repository)),
         ],
+        preflight_timeout: stackshot::restic::reach::PREFLIGHT_TIMEOUT,
     })
 }
 
@@ -112,21 +113,78 @@ async fn unreachable_repository_is_not_initialised() {
     assert!(file.is_file());
 
     // A REST server that is not there, with credentials in the URL (loopback
-    // port 9 only). restic 0.16+ retries such errors for up to 15 minutes, so
-    // this part runs with older restic only.
+    // port 9 only): the preflight's TCP probe says so at once, whatever
+    // restic's version (0.16+ would retry for 15 minutes).
     let url = "rest:http://backup:url-secret-99@127.0.0.1:9/";
     let r = restic(dir.path(), url, PASSWORD);
-    if r.version().await.unwrap() < Version::new(0, 16, 0) {
-        let err = r.open_or_init().await.unwrap_err();
-        let msg = err.to_string();
-        assert!(matches!(err, ResticError::Unreachable { .. }), "{err:?}");
-        assert!(msg.contains("rest:http://backup:***@127.0.0.1:9/"), "{msg}");
-        assert!(msg.contains("connection refused"), "{msg}");
-        assert!(
-            !msg.contains("url-secret-99") && !msg.contains('\n'),
-            "{msg}"
-        );
-    }
+    let started = std::time::Instant::now();
+    let err = r.open_or_init().await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ResticError::NoConnection { .. }), "{err:?}");
+    assert!(
+        msg.starts_with(
+            "restic repository rest:http://backup:***@127.0.0.1:9/: cannot connect to 127.0.0.1:9: 127.0.0.1:9: Connection refused"
+        ),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("url-secret-99") && !msg.contains('\n'),
+        "{msg}"
+    );
+    eprintln!("refused endpoint: failed in {:?}", started.elapsed());
+}
+
+/// A server on loopback that takes connections and never answers, as a hung
+/// storage server (restic 0.14 gives up on a 503 at once, 0.16+ retries it
+/// for 15 minutes; both wait on a silent server).
+fn silent_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_backend_that_does_not_answer_is_given_up_on_after_the_preflight_timeout() {
+    let dir = TempDir::new().unwrap();
+    let port = silent_server();
+    let url = format!("rest:http://backup:url-secret-99@127.0.0.1:{port}/");
+    require_restic();
+    let settings = ResticSettings {
+        repository: Secret::new(&url),
+        env: vec![
+            (
+                "RESTIC_CACHE_DIR".into(),
+                Secret::new(dir.path().join("cache").display().to_string()),
+            ),
+            ("RESTIC_PASSWORD".into(), Secret::new(PASSWORD)),
+            ("RESTIC_REPOSITORY".into(), Secret::new(&url)),
+        ],
+        preflight_timeout: std::time::Duration::from_secs(3),
+    };
+    let r = Restic::new(&settings);
+    let started = std::time::Instant::now();
+    let err = r.open_or_init().await.unwrap_err();
+    let took = started.elapsed();
+    let msg = err.to_string();
+    let prefix = format!(
+        "restic repository rest:http://backup:***@127.0.0.1:{port}/: `restic cat config` did not finish within 3 s and was stopped (restic retries a failing backend for up to 15 minutes): "
+    );
+    assert!(matches!(err, ResticError::TimedOut { .. }), "{err:?}");
+    assert!(msg.starts_with(&prefix), "{msg}");
+    assert!(
+        !msg.contains("url-secret-99") && !msg.contains('\n'),
+        "{msg}"
+    );
+    // Killed, not waited for: well under the 15 minutes (no timing
+    // assertion beyond that, just the measurement).
+    assert!(took < std::time::Duration::from_secs(120), "{took:?}");
+    eprintln!("silent backend: given up after {took:?}: {msg}");
 }
 
 #[tokio::test]
@@ -241,9 +299,16 @@ async fn secrets_travel_in_the_environment_only() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The preflight connects to an s3: endpoint first: one that listens.
+    let endpoint = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let repository = format!(
+        "s3:https://key:s3-secret@127.0.0.1:{}/bucket",
+        endpoint.local_addr().unwrap().port()
+    );
     let settings = ResticSettings {
-        repository: Secret::new("s3:https://key:s3-secret@127.0.0.1:9/bucket"),
+        repository: Secret::new(&repository),
         env: vec![("RESTIC_PASSWORD".into(), Secret::new(PASSWORD))],
+        preflight_timeout: stackshot::restic::reach::PREFLIGHT_TIMEOUT,
     };
     let r = Restic::with_binary(&fake, &settings);
     assert_eq!(r.version().await.unwrap(), Version::new(0, 17, 3));
@@ -253,7 +318,7 @@ async fn secrets_travel_in_the_environment_only() {
         recorded.contains(&format!("password: {PASSWORD}\n")),
         "{recorded}"
     );
-    assert!(recorded.contains("repository: s3:https://key:s3-secret@127.0.0.1:9/bucket\n"));
+    assert!(recorded.contains(&format!("repository: {repository}\n")));
 
     // Every call stackshot makes: the secrets in the environment, never in argv.
     let every = dir.path().join("every-call");

@@ -9,10 +9,13 @@
 
 pub mod json;
 pub mod locks;
+pub mod reach;
 pub mod rustic;
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use thiserror::Error;
@@ -78,6 +81,34 @@ pub enum ResticError {
         /// The repository, masked.
         repository: String,
         /// The last lines of restic's stderr, on one line.
+        detail: String,
+    },
+    /// The server of an `s3:`/`rest:` repository takes no connection
+    /// ([`reach::probe`]).
+    #[error(
+        "restic repository {repository}: cannot connect to {endpoint}: {reason}; check that the storage server runs and that the sidecar reaches it (RESTIC_REPOSITORY's host and port, the compose network, DNS, a firewall)"
+    )]
+    NoConnection {
+        /// The repository, masked.
+        repository: String,
+        /// Host and port.
+        endpoint: String,
+        /// Why the connection failed.
+        reason: String,
+    },
+    /// restic did not finish opening the repository in time: it retries a
+    /// failing backend for up to 15 minutes.
+    #[error(
+        "restic repository {repository}: `restic {command}` did not finish within {seconds} s and was stopped (restic retries a failing backend for up to 15 minutes): {detail}; check that the storage server answers and the storage's credentials"
+    )]
+    TimedOut {
+        /// The repository, masked.
+        repository: String,
+        /// The subcommand, e.g. `cat config`.
+        command: String,
+        /// The limit.
+        seconds: u64,
+        /// The last lines restic printed, on one line.
         detail: String,
     },
     /// There was no repository and `restic init` failed.
@@ -172,6 +203,14 @@ fn check_tag(tag: &str) -> Result<(), BackupArgsError> {
     }
 }
 
+/// Why [`Restic::finish_within`] has no result.
+enum Bounded {
+    /// restic could not be started (or waited for).
+    Spawn(String),
+    /// The limit passed; restic was killed. Its stderr until then.
+    TimedOut { stderr: String },
+}
+
 /// A finished restic process.
 struct Finished {
     code: Option<i32>,
@@ -239,13 +278,22 @@ impl Restic {
             .version()
             .await
             .map_err(|e| not_runnable(format!("{e:#}")))?;
+        let repository = self.repository();
+        if let Some(endpoint) = reach::endpoint(self.settings.repository.expose()) {
+            reach::probe(&endpoint, reach::CONNECT_TIMEOUT)
+                .await
+                .map_err(|reason| ResticError::NoConnection {
+                    repository: repository.clone(),
+                    endpoint: endpoint.to_string(),
+                    reason,
+                })?;
+        }
         // --no-lock: a lock held by a running prune must not look like a failure.
         let cat_config = ["--no-lock", "cat", "config"];
-        let check = self.finish(&cat_config).await.map_err(not_runnable)?;
+        let check = self.preflight_step(&cat_config).await?;
         if check.code == Some(0) {
             return Ok(RepoOpened::Existing);
         }
-        let repository = self.repository();
         match classify_open_failure(version, check.code, &check.stderr) {
             OpenFailure::Missing => {}
             OpenFailure::WrongPassword => return Err(ResticError::WrongPassword { repository }),
@@ -254,13 +302,13 @@ impl Restic {
                 return Err(ResticError::Unreachable { repository, detail });
             }
         }
-        let init = self.finish(&["init"]).await.map_err(not_runnable)?;
+        let init = self.preflight_step(&["init"]).await?;
         if init.code == Some(0) {
             tracing::info!(repository = %repository, "initialised the restic repository (it did not exist)");
             return Ok(RepoOpened::Initialised);
         }
         // Someone else may have created it in the meantime.
-        let again = self.finish(&cat_config).await.map_err(not_runnable)?;
+        let again = self.preflight_step(&cat_config).await?;
         if again.code == Some(0) {
             return Ok(RepoOpened::Existing);
         }
@@ -364,6 +412,85 @@ impl Restic {
         }
         let tail = lines[lines.len().saturating_sub(STDERR_TAIL)..].join(" | ");
         self.redact(&tail)
+    }
+
+    /// One restic command of the preflight, stopped after
+    /// `PREFLIGHT_TIMEOUT` ([`reach::PREFLIGHT_TIMEOUT`] by default).
+    async fn preflight_step(&self, args: &[&str]) -> Result<Finished, ResticError> {
+        let limit = self.settings.preflight_timeout;
+        match self.finish_within(args, limit).await {
+            Ok(done) => Ok(done),
+            Err(Bounded::Spawn(detail)) => Err(ResticError::NotRunnable {
+                binary: self.binary.display().to_string(),
+                detail,
+            }),
+            Err(Bounded::TimedOut { stderr }) => Err(ResticError::TimedOut {
+                repository: self.repository(),
+                command: args
+                    .iter()
+                    .filter(|a| !a.starts_with('-'))
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                seconds: limit.as_secs(),
+                detail: self.stderr_tail(&stderr),
+            }),
+        }
+    }
+
+    /// Runs restic for at most `limit`, then kills it; on a timeout, what it
+    /// had printed on stderr comes back with the error (its retry lines say
+    /// why it is stuck).
+    async fn finish_within(&self, args: &[&str], limit: Duration) -> Result<Finished, Bounded> {
+        use tokio::io::AsyncReadExt;
+        let mut child = self
+            .command(args)
+            .spawn()
+            .map_err(|e| Bounded::Spawn(e.to_string()))?;
+        let stderr_buf = Arc::new(Mutex::new(Vec::new()));
+        let mut stdout = child.stdout.take().expect("piped stdout");
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let sink = Arc::clone(&stderr_buf);
+        let err_task = tokio::spawn(async move {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut chunk).await {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .expect("stderr buffer")
+                    .extend_from_slice(&chunk[..n]);
+            }
+        });
+        let out_task = tokio::spawn(async move {
+            let mut out = Vec::new();
+            let _ = stdout.read_to_end(&mut out).await;
+            out
+        });
+        let waited = tokio::time::timeout(limit, child.wait()).await;
+        let text = |buf: &Arc<Mutex<Vec<u8>>>| {
+            String::from_utf8_lossy(&buf.lock().expect("stderr buffer")).into_owned()
+        };
+        match waited {
+            Ok(status) => {
+                let status = status.map_err(|e| Bounded::Spawn(e.to_string()))?;
+                let stdout = out_task.await.unwrap_or_default();
+                let _ = err_task.await;
+                Ok(Finished {
+                    code: status.code(),
+                    stdout: String::from_utf8_lossy(&stdout).into_owned(),
+                    stderr: text(&stderr_buf),
+                })
+            }
+            Err(_) => {
+                let _ = child.kill().await;
+                err_task.abort();
+                out_task.abort();
+                Err(Bounded::TimedOut {
+                    stderr: text(&stderr_buf),
+                })
+            }
+        }
     }
 
     async fn finish(&self, args: &[&str]) -> Result<Finished, String> {
@@ -517,6 +644,7 @@ mod tests {
                 ),
                 ("RESTIC_REPOSITORY".into(), Secret::new(repository)),
             ],
+            preflight_timeout: reach::PREFLIGHT_TIMEOUT,
         })
     }
 
