@@ -322,6 +322,12 @@ async fn run(
         }
     } else {
         r.window_mode = "full".into();
+        // The short window was asked for (the default) and cannot be had:
+        // the report says why, not only the plan.
+        if let (StopWindow::Short, Some(why)) = (ctx.config.stop_window, &plan.window_reason) {
+            r.notes
+                .push(format!("the full stop window was used: {why}"));
+        }
     }
 
     let t = Instant::now();

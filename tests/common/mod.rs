@@ -158,6 +158,16 @@ impl Stack {
         )
         .unwrap();
         std::fs::write(dir.path().join("secrets/redis"), "redis-secret-password\n").unwrap();
+        std::fs::write(
+            dir.path().join("secrets/s3-access-key-id"),
+            format!("{S3_KEY_ID}\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("secrets/s3-secret-access-key"),
+            format!("{S3_SECRET}\n"),
+        )
+        .unwrap();
         let stack = Stack {
             project: project.to_string(),
             files: files.iter().map(|f| f.to_path_buf()).collect(),
@@ -323,6 +333,12 @@ impl Stack {
 
 /// The password of the test stack's restic repository.
 pub const RESTIC_PASSWORD: &str = "restic-test-password";
+/// The repository of tests/stack/s3.override.yml, as the sidecar sees it.
+pub const S3_REPOSITORY: &str = "s3:http://s3:8333/stackshot";
+/// The S3 server's access key (the sidecar reads it from a secret file).
+pub const S3_KEY_ID: &str = "stackshot-test-key";
+/// The S3 server's secret key.
+pub const S3_SECRET: &str = "stackshot-test-s3-secret";
 
 /// Serialises tests that bring up stacks or time drills, within one test binary.
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {
@@ -342,22 +358,36 @@ pub fn sha256_file(path: &Path) -> String {
 impl Stack {
     /// Plain restic (the bench's base image, not stackshot) against the stack's
     /// repository volume, with `extra` mounted as `-v` arguments.
+    /// With tests/stack/s3.override.yml among the files, the repository is
+    /// the stack's S3 server instead, reached on the stack's network.
     pub fn restic(&self, extra: &[&str], args: &[&str]) -> Output {
         let volume = self.repository_mount();
         let mut c = docker(&["run", "--rm", "-v", &volume]);
         for e in extra {
             c.args(["-v", e]);
         }
-        c.args([
-            "-e",
-            &format!("RESTIC_PASSWORD={RESTIC_PASSWORD}"),
-            "-e",
-            "RESTIC_REPOSITORY=/repository",
-        ])
-        .arg("stackshot-test/base:local")
-        .arg("restic")
-        .args(args);
+        c.args(["-e", &format!("RESTIC_PASSWORD={RESTIC_PASSWORD}")]);
+        if self.on_s3() {
+            c.args([
+                "--network",
+                &format!("{}_default", self.project),
+                "-e",
+                &format!("RESTIC_REPOSITORY={S3_REPOSITORY}"),
+                "-e",
+                &format!("AWS_ACCESS_KEY_ID={S3_KEY_ID}"),
+                "-e",
+                &format!("AWS_SECRET_ACCESS_KEY={S3_SECRET}"),
+            ]);
+        } else {
+            c.args(["-e", "RESTIC_REPOSITORY=/repository"]);
+        }
+        c.arg("stackshot-test/base:local").arg("restic").args(args);
         output(&mut c)
+    }
+
+    /// True when the stack keeps its repository on its S3 server.
+    pub fn on_s3(&self) -> bool {
+        self.files.iter().any(|f| f.ends_with("s3.override.yml"))
     }
 
     /// The stack's repository as a `-v` argument mounting it at `/repository`.

@@ -1,0 +1,202 @@
+//! End to end with the repository on S3: `rclone serve s3` on the stack's
+//! network (tests/stack/s3.override.yml), the sidecar (the daemon) holding the access key
+//! only as `AWS_ACCESS_KEY_ID_FILE` / `AWS_SECRET_ACCESS_KEY_FILE` secrets.
+//! A backup (the repository created on first use), plain restic restoring it
+//! over S3 byte for byte, `verify`, retention (forget and prune on S3), and
+//! after a disaster `restore all` bringing files and databases back. Then the
+//! S3 server is stopped: the backup fails in the preflight, in one line and in
+//! seconds (restic alone would retry for 15 minutes), and no container of the
+//! stack is touched.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use common::*;
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The rclone binary scripts/install-test-deps installed (a static binary,
+/// mounted into the S3 container).
+fn rclone() -> PathBuf {
+    let out = std::process::Command::new("sh")
+        .args(["-c", "command -v rclone"])
+        .output()
+        .expect("sh");
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        !path.is_empty(),
+        "tests/e2e_s3.rs needs rclone (with `serve s3`) on PATH: run scripts/install-test-deps"
+    );
+    std::fs::canonicalize(&path).unwrap()
+}
+
+#[test]
+fn backup_restore_verify_and_retention_on_s3() {
+    let _serial = serial();
+    bench();
+    let s3_data = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let rclone = rclone();
+    let mut stack = Stack::up_with(
+        "stackshot-e2e-s3",
+        &[
+            &root().join("tests/stack/docker-compose.yml"),
+            &root().join("tests/stack/daemon.override.yml"),
+            &root().join("tests/stack/s3.override.yml"),
+        ],
+        &[
+            ("E2E_RCLONE", rclone.to_str().unwrap()),
+            ("E2E_S3_DATA", s3_data.path().to_str().unwrap()),
+        ],
+    );
+    stack.wait_for_databases();
+    stack.wait_for_daemon();
+    let (blob_sha, photo_sha) = seed_app_files(&stack);
+    let pg_rows = stack.psql(PG_QUERY).unwrap();
+    let maria_rows = stack.mariadb(MARIA_QUERY).unwrap();
+
+    // The first backup creates the repository (and its bucket) on S3.
+    let (code, report, stderr) = stack.backup(&[]);
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    assert_eq!(report["result"], "success", "{report}");
+    assert_eq!(report["repository_initialised"], true, "{report}");
+    // The short window needs a local repository: the report says it fell
+    // back to the full one, and why.
+    assert_eq!(report["window_mode"], "full", "{report}");
+    assert!(
+        report["notes"]
+            .to_string()
+            .contains("the repository is not a local directory"),
+        "{report}"
+    );
+    assert!(
+        s3_data.path().join("stackshot/config").is_file(),
+        "the repository is not in the S3 server's storage"
+    );
+    // The secrets stay out of what stackshot prints.
+    let all = format!("{report}{stderr}");
+    assert!(
+        !all.contains(S3_SECRET) && !all.contains(RESTIC_PASSWORD),
+        "{all}"
+    );
+
+    // Plain restic over S3 restores the files byte for byte, dumps included.
+    let snaps = stack.snapshots();
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    let restored = stack.restore("latest");
+    let r = restored.path();
+    assert_eq!(sha256_file(&r.join("volumes/app/data/blob.bin")), blob_sha);
+    assert_eq!(
+        sha256_file(&r.join("volumes/app/uploads/photo.bin")),
+        photo_sha
+    );
+    let sums = std::fs::read_to_string(r.join("databases/SHA256SUMS")).unwrap();
+    assert!(sums.contains("postgres"), "{sums}");
+    assert!(sums.contains("mariadb"), "{sums}");
+
+    // verify reads the run back from S3.
+    let verify = stack.exec("backup", &[], &["stackshot", "verify"]);
+    assert!(verify.status.success(), "{}", text(&verify));
+    assert!(
+        text(&verify).contains("2 dump(s) match"),
+        "{}",
+        text(&verify)
+    );
+
+    // Retention on S3 (the daemon's, after each good run): KEEP_LAST=2 in
+    // daemon.override.yml, so the third run forgets the first and prunes.
+    let first = snaps[0]["short_id"].as_str().unwrap().to_string();
+    for run in [2, 3] {
+        let (code, report, stderr) = stack.backup(&[]);
+        assert_eq!(code, 0, "run {run}: {report}\n{stderr}");
+        let retention = &report["retention"];
+        assert_eq!(retention["outcome"], "applied", "{report}");
+        assert_eq!(retention["kept"], 2, "{report}");
+        if run == 3 {
+            assert_eq!(retention["removed"], serde_json::json!([first]), "{report}");
+            assert_eq!(retention["pruned"], true, "{report}");
+        } else {
+            assert_eq!(retention["removed"], serde_json::json!([]), "{report}");
+        }
+    }
+    let snaps = stack.snapshots();
+    assert_eq!(snaps.len(), 2, "{snaps:?}");
+    assert!(
+        snaps.iter().all(|s| s["short_id"] != first.as_str()),
+        "{snaps:?}"
+    );
+    let check = stack.restic(&[], &["check"]);
+    assert!(check.status.success(), "{}", text(&check));
+
+    // The disaster: containers and volumes gone (the S3 storage is a host
+    // directory and survives), the bind mount emptied, empty databases.
+    let down = stack.compose(&["down", "-v"]);
+    assert!(down.status.success(), "{}", text(&down));
+    std::fs::remove_file(stack.dir.path().join("uploads/photo.bin")).unwrap();
+    stack.set_env("E2E_PG_INITDB", empty.path().to_str().unwrap());
+    stack.set_env("E2E_MARIA_INITDB", empty.path().to_str().unwrap());
+    let up = stack.compose(&["up", "-d", "--no-build"]);
+    assert!(up.status.success(), "{}", text(&up));
+    wait_for("empty PostgreSQL", 90, || stack.psql("select 1"));
+    wait_for("empty MariaDB", 90, || stack.mariadb("select 1"));
+    assert!(stack.psql("select count(*) from customers").is_none());
+
+    let all = stack.exec("backup", &[], &["stackshot", "restore", "all", "--yes"]);
+    assert!(all.status.success(), "{}", text(&all));
+    let out = stack.exec("app", &[], &["sha256sum", "/data/blob.bin"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with(&blob_sha),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        sha256_file(&stack.dir.path().join("uploads/photo.bin")),
+        photo_sha
+    );
+    assert_eq!(stack.psql(PG_QUERY).as_deref(), Some(pg_rows.as_str()));
+    assert_eq!(
+        stack.mariadb(MARIA_QUERY).as_deref(),
+        Some(maria_rows.as_str())
+    );
+
+    // The S3 server goes away: the preflight says so in one line, quickly,
+    // and nothing of the stack is stopped.
+    let stop = stack.compose(&["stop", "s3"]);
+    assert!(stop.status.success(), "{}", text(&stop));
+    let watch = stack.watch();
+    let started = std::time::Instant::now();
+    let out = stack.exec("backup", &[], &["stackshot", "backup"]);
+    let took = started.elapsed();
+    let events = watch.finish();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = text(&out);
+    let lines: Vec<&str> = all
+        .lines()
+        .filter(|l| l.contains("cannot connect to s3:8333"))
+        .collect();
+    assert!(!lines.is_empty(), "{all}");
+    assert!(
+        lines[0].contains(
+            "restic repository s3:http://s3:8333/stackshot: cannot connect to s3:8333: cannot resolve s3"
+        ),
+        "{all}"
+    );
+    let touched: Vec<String> = events
+        .touched()
+        .into_iter()
+        .filter(|n| n.starts_with(&stack.project))
+        .collect();
+    assert!(touched.is_empty(), "containers were touched: {touched:?}");
+    eprintln!(
+        "dead S3 endpoint: the backup failed in {took:?}: {}",
+        lines[0]
+    );
+}
