@@ -5,7 +5,8 @@
 //! section, as docker-socket-proxy does with `EXEC=0`. Discovery works
 //! through it (`stackshot plan`); `backup` and `restore all` fail in one line
 //! naming EXEC, and the engine's events show no container of the stack
-//! touched.
+//! touched. `a_whole_backup_and_restore_through_haproxy` runs the whole cycle
+//! through HAProxy configured as docker-socket-proxy.
 
 mod common;
 
@@ -80,4 +81,151 @@ fn a_section_the_socket_proxy_denies_is_named_before_anything_is_touched() {
         "{log}"
     );
     assert!(!log.contains("/start HTTP/1.1\" 101"), "{log}");
+}
+
+/// Each request line of HAProxy's `option httplog` log with its status (the
+/// field after the `Tq/Tw/Tc/Tr/Ta` timers).
+fn statuses(log: &str) -> Vec<(String, String)> {
+    log.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let timers = fields.iter().position(|f| f.matches('/').count() == 4)?;
+            let status = fields.get(timers + 1)?;
+            Some((status.to_string(), line.to_string()))
+        })
+        .collect()
+}
+
+/// Builds the HAProxy image (tests/bench/haproxy-image.sh; skipped when its
+/// hash tag exists).
+fn haproxy_image() {
+    let out = std::process::Command::new("bash")
+        .arg(root().join("tests/bench/haproxy-image.sh"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "haproxy-image.sh: {}", text(&out));
+}
+
+/// The whole cycle through a socket proxy: HAProxy (Debian trixie's 3.0)
+/// configured as docker-socket-proxy, only CONTAINERS, EXEC, VOLUMES,
+/// EVENTS, PING, VERSION and POST on. The sidecar has no socket. A backup in
+/// the short window (its workers created and attached, the dumps' execs
+/// upgraded, the stop confirmed on the event stream, all through the
+/// proxy), plain restic restoring it byte for byte, and after a disaster
+/// `restore all` bringing files and databases back. Then the proxy with
+/// EXEC=0: the same one-line refusal as behind nginx.
+#[test]
+fn a_whole_backup_and_restore_through_haproxy() {
+    let _serial = serial();
+    bench();
+    haproxy_image();
+    let no_socket = tempfile::tempdir().unwrap();
+    let repo = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let mut stack = Stack::up_with(
+        "stackshot-e2e-haproxy",
+        &[
+            &root().join("tests/stack/docker-compose.yml"),
+            &root().join("tests/stack/socket-proxy-haproxy.override.yml"),
+        ],
+        &[
+            ("E2E_DOCKER_SOCKET", no_socket.path().to_str().unwrap()),
+            ("E2E_REPOSITORY", repo.path().to_str().unwrap()),
+        ],
+    );
+    stack.wait_for_databases();
+    let sock = stack.exec("backup", &[], &["test", "-S", "/var/run/docker.sock"]);
+    assert!(!sock.status.success(), "the sidecar still has the socket");
+    let (blob_sha, photo_sha) = seed_app_files(&stack);
+    let pg_rows = stack.psql(PG_QUERY).unwrap();
+    let maria_rows = stack.mariadb(MARIA_QUERY).unwrap();
+
+    let watch = stack.watch();
+    let (code, report, stderr) = stack.backup(&[]);
+    let events = watch.finish();
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    assert_eq!(report["result"], "success", "{report}");
+    assert_eq!(report["window_mode"], "short", "{report}");
+    assert_eq!(report["notes"], serde_json::json!([]), "{report}");
+    let down = assert_window_events(&stack, &events);
+    eprintln!("through HAProxy: the app was down {down:.2} s");
+
+    let restored = stack.restore("latest");
+    let r = restored.path();
+    assert_eq!(sha256_file(&r.join("volumes/app/data/blob.bin")), blob_sha);
+    assert_eq!(
+        sha256_file(&r.join("volumes/app/uploads/photo.bin")),
+        photo_sha
+    );
+    assert_pg_dump_restores(
+        &stack,
+        &r.join("databases/postgres/postgres-all.sql"),
+        "haproxy",
+    );
+
+    // The disaster, then one command through the proxy.
+    let gone = stack.compose(&["down", "-v"]);
+    assert!(gone.status.success(), "{}", text(&gone));
+    std::fs::remove_file(stack.dir.path().join("uploads/photo.bin")).unwrap();
+    stack.set_env("E2E_PG_INITDB", empty.path().to_str().unwrap());
+    stack.set_env("E2E_MARIA_INITDB", empty.path().to_str().unwrap());
+    let up = stack.compose(&["up", "-d", "--no-build"]);
+    assert!(up.status.success(), "{}", text(&up));
+    wait_for("empty PostgreSQL", 90, || stack.psql("select 1"));
+    wait_for("empty MariaDB", 90, || stack.mariadb("select 1"));
+    let all = stack.exec("backup", &[], &["stackshot", "restore", "all", "--yes"]);
+    assert!(all.status.success(), "{}", text(&all));
+    let out = stack.exec("app", &[], &["sha256sum", "/data/blob.bin"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with(&blob_sha),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        sha256_file(&stack.dir.path().join("uploads/photo.bin")),
+        photo_sha
+    );
+    assert_eq!(stack.psql(PG_QUERY).as_deref(), Some(pg_rows.as_str()));
+    assert_eq!(
+        stack.mariadb(MARIA_QUERY).as_deref(),
+        Some(maria_rows.as_str())
+    );
+    // It all went through the proxy: exec starts upgraded (101) there, and
+    // it denied nothing stackshot asked for.
+    let log = text(&output(&mut docker(&[
+        "logs",
+        &stack.container("socket-proxy"),
+    ])));
+    let answered = statuses(&log);
+    assert!(
+        answered
+            .iter()
+            .any(|(status, line)| *status == "101" && line.contains("/start HTTP/1.1")),
+        "no exec start was upgraded through the proxy: {log}"
+    );
+    let denied: Vec<&String> = answered
+        .iter()
+        .filter(|(status, _)| *status == "403")
+        .map(|(_, line)| line)
+        .collect();
+    assert!(denied.is_empty(), "the proxy denied: {denied:?}");
+
+    // The same proxy with EXEC=0: refused in one line, nothing touched.
+    stack.set_env("E2E_PROXY_EXEC", "0");
+    let up = stack.compose(&["up", "-d", "--no-build", "socket-proxy"]);
+    assert!(up.status.success(), "{}", text(&up));
+    wait_for("the proxy with EXEC=0", 30, || {
+        let plan = stack.exec("backup", &[], &["stackshot", "plan"]);
+        plan.status.success().then_some(())
+    });
+    let watch = stack.watch();
+    let backup = stack.exec("backup", &[], &["stackshot", "backup"]);
+    let events = watch.finish();
+    denial(&backup);
+    let touched: Vec<String> = events
+        .touched()
+        .into_iter()
+        .filter(|n| n.starts_with(&stack.project))
+        .collect();
+    assert!(touched.is_empty(), "containers were touched: {touched:?}");
 }
