@@ -82,9 +82,21 @@ async fn start_inner(
             bail!("exec of {} in {container} started detached", cmd[0])
         }
         Err(e) => {
-            Err(e).with_context(|| format!("cannot start {} in container {container}", cmd[0]))
+            let hint = if upgrade_refused(&format!("{e:#}")) {
+                "; the Docker API answered without upgrading the connection for the exec's stream: a socket proxy in between does not carry upgrades (HAProxy 2.4 to 3.0.4 drop them; 3.0.5 and later work: README, Socket proxy)"
+            } else {
+                ""
+            };
+            Err(e)
+                .with_context(|| format!("cannot start {} in container {container}{hint}", cmd[0]))
         }
     }
+}
+
+/// True when an exec's start failed because the engine's answer was not an
+/// upgrade (hyper's "no upgrade available": HTTP 200 where 101 was asked for).
+fn upgrade_refused(error: &str) -> bool {
+    error.contains("no upgrade available")
 }
 
 /// The exit code of a finished exec (waits briefly for the engine to record it).
@@ -228,6 +240,14 @@ impl Exec {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_refused_upgrade_is_told_apart() {
+        assert!(super::upgrade_refused(
+            "error trying to connect: no upgrade available"
+        ));
+        assert!(!super::upgrade_refused("No such container: abc"));
+    }
+
     use super::{Tail, armed_argv};
 
     #[test]
