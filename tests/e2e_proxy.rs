@@ -65,11 +65,7 @@ fn a_section_the_socket_proxy_denies_is_named_before_anything_is_touched() {
     let events = watch.finish();
     denial(&backup);
     denial(&restore);
-    let touched: Vec<String> = events
-        .touched()
-        .into_iter()
-        .filter(|n| n.starts_with(&stack.project))
-        .collect();
+    let touched = events.touched_in(&stack.project);
     assert!(touched.is_empty(), "containers were touched: {touched:?}");
     // The proxy answered the probe, and no exec was started.
     let log = text(&output(&mut docker(&[
@@ -136,9 +132,7 @@ fn a_whole_backup_and_restore_through_haproxy() {
     stack.wait_for_databases();
     let sock = stack.exec("backup", &[], &["test", "-S", "/var/run/docker.sock"]);
     assert!(!sock.status.success(), "the sidecar still has the socket");
-    let (blob_sha, photo_sha) = seed_app_files(&stack);
-    let pg_rows = stack.psql(PG_QUERY).unwrap();
-    let maria_rows = stack.mariadb(MARIA_QUERY).unwrap();
+    let seeded = Seeded::take(&stack);
 
     let watch = stack.watch();
     let (code, report, stderr) = stack.backup(&[]);
@@ -152,11 +146,7 @@ fn a_whole_backup_and_restore_through_haproxy() {
 
     let restored = stack.restore("latest");
     let r = restored.path();
-    assert_eq!(sha256_file(&r.join("volumes/app/data/blob.bin")), blob_sha);
-    assert_eq!(
-        sha256_file(&r.join("volumes/app/uploads/photo.bin")),
-        photo_sha
-    );
+    seeded.assert_in_snapshot(r);
     assert_pg_dump_restores(
         &stack,
         &r.join("databases/postgres/postgres-all.sql"),
@@ -164,32 +154,10 @@ fn a_whole_backup_and_restore_through_haproxy() {
     );
 
     // The disaster, then one command through the proxy.
-    let gone = stack.compose(&["down", "-v"]);
-    assert!(gone.status.success(), "{}", text(&gone));
-    std::fs::remove_file(stack.dir.path().join("uploads/photo.bin")).unwrap();
-    stack.set_env("E2E_PG_INITDB", empty.path().to_str().unwrap());
-    stack.set_env("E2E_MARIA_INITDB", empty.path().to_str().unwrap());
-    let up = stack.compose(&["up", "-d", "--no-build"]);
-    assert!(up.status.success(), "{}", text(&up));
-    wait_for("empty PostgreSQL", 90, || stack.psql("select 1"));
-    wait_for("empty MariaDB", 90, || stack.mariadb("select 1"));
+    stack.disaster(empty.path());
     let all = stack.exec("backup", &[], &["stackshot", "restore", "all", "--yes"]);
     assert!(all.status.success(), "{}", text(&all));
-    let out = stack.exec("app", &[], &["sha256sum", "/data/blob.bin"]);
-    assert!(
-        String::from_utf8_lossy(&out.stdout).starts_with(&blob_sha),
-        "{}",
-        text(&out)
-    );
-    assert_eq!(
-        sha256_file(&stack.dir.path().join("uploads/photo.bin")),
-        photo_sha
-    );
-    assert_eq!(stack.psql(PG_QUERY).as_deref(), Some(pg_rows.as_str()));
-    assert_eq!(
-        stack.mariadb(MARIA_QUERY).as_deref(),
-        Some(maria_rows.as_str())
-    );
+    seeded.assert_back(&stack);
     // It all went through the proxy: exec starts upgraded (101) there, and
     // it denied nothing stackshot asked for.
     let log = text(&output(&mut docker(&[
@@ -222,10 +190,6 @@ fn a_whole_backup_and_restore_through_haproxy() {
     let backup = stack.exec("backup", &[], &["stackshot", "backup"]);
     let events = watch.finish();
     denial(&backup);
-    let touched: Vec<String> = events
-        .touched()
-        .into_iter()
-        .filter(|n| n.starts_with(&stack.project))
-        .collect();
+    let touched = events.touched_in(&stack.project);
     assert!(touched.is_empty(), "containers were touched: {touched:?}");
 }

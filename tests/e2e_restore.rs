@@ -56,19 +56,7 @@ fn disaster_drill_and_refusals() {
 
     // The disaster: containers and volumes gone, the bind mount emptied; the
     // stack comes back with empty databases.
-    let down = stack.compose(&["down", "-v"]);
-    assert!(down.status.success(), "{}", text(&down));
-    std::fs::remove_file(stack.dir.path().join("uploads/photo.bin")).unwrap();
-    stack.set_env("E2E_PG_INITDB", empty.path().to_str().unwrap());
-    stack.set_env("E2E_MARIA_INITDB", empty.path().to_str().unwrap());
-    let up = stack.compose(&["up", "-d", "--no-build"]);
-    assert!(up.status.success(), "{}", text(&up));
-    wait_for("empty PostgreSQL", 90, || stack.psql("select 1"));
-    wait_for("empty MariaDB", 90, || stack.mariadb("select 1"));
-    assert!(
-        stack.psql("select count(*) from customers").is_none(),
-        "the database must start empty"
-    );
+    stack.disaster(empty.path());
     assert!(
         !stack
             .exec("app", &[], &["test", "-e", "/data/blob.bin"])

@@ -59,9 +59,7 @@ fn backup_restore_verify_and_retention_on_s3() {
     );
     stack.wait_for_databases();
     stack.wait_for_daemon();
-    let (blob_sha, photo_sha) = seed_app_files(&stack);
-    let pg_rows = stack.psql(PG_QUERY).unwrap();
-    let maria_rows = stack.mariadb(MARIA_QUERY).unwrap();
+    let seeded = Seeded::take(&stack);
 
     // The first backup creates the repository (and its bucket) on S3.
     let (code, report, stderr) = stack.backup(&[]);
@@ -93,11 +91,7 @@ fn backup_restore_verify_and_retention_on_s3() {
     assert_eq!(snaps.len(), 1, "{snaps:?}");
     let restored = stack.restore("latest");
     let r = restored.path();
-    assert_eq!(sha256_file(&r.join("volumes/app/data/blob.bin")), blob_sha);
-    assert_eq!(
-        sha256_file(&r.join("volumes/app/uploads/photo.bin")),
-        photo_sha
-    );
+    seeded.assert_in_snapshot(r);
     let sums = std::fs::read_to_string(r.join("databases/SHA256SUMS")).unwrap();
     assert!(sums.contains("postgres"), "{sums}");
     assert!(sums.contains("mariadb"), "{sums}");
@@ -138,34 +132,11 @@ fn backup_restore_verify_and_retention_on_s3() {
 
     // The disaster: containers and volumes gone (the S3 storage is a host
     // directory and survives), the bind mount emptied, empty databases.
-    let down = stack.compose(&["down", "-v"]);
-    assert!(down.status.success(), "{}", text(&down));
-    std::fs::remove_file(stack.dir.path().join("uploads/photo.bin")).unwrap();
-    stack.set_env("E2E_PG_INITDB", empty.path().to_str().unwrap());
-    stack.set_env("E2E_MARIA_INITDB", empty.path().to_str().unwrap());
-    let up = stack.compose(&["up", "-d", "--no-build"]);
-    assert!(up.status.success(), "{}", text(&up));
-    wait_for("empty PostgreSQL", 90, || stack.psql("select 1"));
-    wait_for("empty MariaDB", 90, || stack.mariadb("select 1"));
-    assert!(stack.psql("select count(*) from customers").is_none());
+    stack.disaster(empty.path());
 
     let all = stack.exec("backup", &[], &["stackshot", "restore", "all", "--yes"]);
     assert!(all.status.success(), "{}", text(&all));
-    let out = stack.exec("app", &[], &["sha256sum", "/data/blob.bin"]);
-    assert!(
-        String::from_utf8_lossy(&out.stdout).starts_with(&blob_sha),
-        "{}",
-        text(&out)
-    );
-    assert_eq!(
-        sha256_file(&stack.dir.path().join("uploads/photo.bin")),
-        photo_sha
-    );
-    assert_eq!(stack.psql(PG_QUERY).as_deref(), Some(pg_rows.as_str()));
-    assert_eq!(
-        stack.mariadb(MARIA_QUERY).as_deref(),
-        Some(maria_rows.as_str())
-    );
+    seeded.assert_back(&stack);
 
     // The S3 server goes away: the preflight says so in one line, quickly,
     // and nothing of the stack is stopped.
@@ -189,11 +160,7 @@ fn backup_restore_verify_and_retention_on_s3() {
         ),
         "{all}"
     );
-    let touched: Vec<String> = events
-        .touched()
-        .into_iter()
-        .filter(|n| n.starts_with(&stack.project))
-        .collect();
+    let touched = events.touched_in(&stack.project);
     assert!(touched.is_empty(), "containers were touched: {touched:?}");
     eprintln!(
         "dead S3 endpoint: the backup failed in {took:?}: {}",

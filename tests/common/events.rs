@@ -299,6 +299,14 @@ impl Events {
             .collect()
     }
 
+    /// Containers of compose project `project` with any lifecycle event.
+    pub fn touched_in(&self, project: &str) -> Vec<String> {
+        self.touched()
+            .into_iter()
+            .filter(|n| n.starts_with(project))
+            .collect()
+    }
+
     /// Containers with any lifecycle event, by name.
     pub fn touched(&self) -> Vec<String> {
         let mut names: Vec<String> = self

@@ -851,6 +851,98 @@ pub fn seed_app_files(stack: &Stack) -> (String, String) {
     (blob, sha256_file(&photo))
 }
 
+/// What a test put into the stack before its backup, to compare after a
+/// restore: the app's files (their SHA-256) and the databases' rows.
+pub struct Seeded {
+    /// `/data/blob.bin` in the app's volume.
+    pub blob_sha: String,
+    /// `uploads/photo.bin` in the bind mount.
+    pub photo_sha: String,
+    /// [`PG_QUERY`]'s rows.
+    pub pg_rows: String,
+    /// [`MARIA_QUERY`]'s rows.
+    pub maria_rows: String,
+}
+
+impl Seeded {
+    /// Seeds the app's files ([`seed_app_files`]) and reads the databases'
+    /// rows.
+    pub fn take(stack: &Stack) -> Seeded {
+        let (blob_sha, photo_sha) = seed_app_files(stack);
+        Seeded {
+            blob_sha,
+            photo_sha,
+            pg_rows: stack.psql(PG_QUERY).expect("PostgreSQL rows"),
+            maria_rows: stack.mariadb(MARIA_QUERY).expect("MariaDB rows"),
+        }
+    }
+
+    /// The app's files, byte for byte, in a snapshot restored with plain
+    /// restic into `restored`.
+    pub fn assert_in_snapshot(&self, restored: &Path) {
+        assert_eq!(
+            sha256_file(&restored.join("volumes/app/data/blob.bin")),
+            self.blob_sha
+        );
+        assert_eq!(
+            sha256_file(&restored.join("volumes/app/uploads/photo.bin")),
+            self.photo_sha
+        );
+    }
+
+    /// Everything back in the running stack (after `restore all`): the
+    /// app's files and both databases' rows.
+    pub fn assert_back(&self, stack: &Stack) {
+        let out = stack.exec("app", &[], &["sha256sum", "/data/blob.bin"]);
+        assert!(
+            String::from_utf8_lossy(&out.stdout).starts_with(&self.blob_sha),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            sha256_file(&stack.dir.path().join("uploads/photo.bin")),
+            self.photo_sha
+        );
+        assert_eq!(stack.psql(PG_QUERY).as_deref(), Some(self.pg_rows.as_str()));
+        assert_eq!(
+            stack.mariadb(MARIA_QUERY).as_deref(),
+            Some(self.maria_rows.as_str())
+        );
+    }
+}
+
+impl Stack {
+    /// The disaster: containers and volumes gone (`down -v`; a repository
+    /// kept outside the stack survives), the bind mount's photo deleted, and
+    /// the stack up again with empty databases (`empty` as their init
+    /// directory), once they serve.
+    pub fn disaster(&mut self, empty: &Path) {
+        let down = self.compose(&["down", "-v"]);
+        assert!(
+            down.status.success(),
+            "{}",
+            String::from_utf8_lossy(&down.stderr)
+        );
+        std::fs::remove_file(self.dir.path().join("uploads/photo.bin")).unwrap();
+        let empty = empty.to_str().unwrap();
+        self.set_env("E2E_PG_INITDB", empty);
+        self.set_env("E2E_MARIA_INITDB", empty);
+        let up = self.compose(&["up", "-d", "--no-build"]);
+        assert!(
+            up.status.success(),
+            "{}",
+            String::from_utf8_lossy(&up.stderr)
+        );
+        wait_for("empty PostgreSQL", 90, || self.psql("select 1"));
+        wait_for("empty MariaDB", 90, || self.mariadb("select 1"));
+        assert!(
+            self.psql("select count(*) from customers").is_none(),
+            "the database must start empty"
+        );
+    }
+}
+
 /// Worker containers still present on the engine.
 pub fn workers() -> Vec<String> {
     run(&mut docker(&[
