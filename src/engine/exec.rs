@@ -240,15 +240,15 @@ impl Exec {
 
 #[cfg(test)]
 mod tests {
+    use super::{Tail, armed_argv, upgrade_refused};
+
     #[test]
     fn a_refused_upgrade_is_told_apart() {
-        assert!(super::upgrade_refused(
+        assert!(upgrade_refused(
             "error trying to connect: no upgrade available"
         ));
-        assert!(!super::upgrade_refused("No such container: abc"));
+        assert!(!upgrade_refused("No such container: abc"));
     }
-
-    use super::{Tail, armed_argv};
 
     #[test]
     fn an_armed_command_waits_for_a_line_then_is_exactly_the_command() {

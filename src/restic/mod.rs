@@ -279,7 +279,9 @@ impl Restic {
             .await
             .map_err(|e| not_runnable(format!("{e:#}")))?;
         let repository = self.repository();
-        if let Some(endpoint) = reach::endpoint(self.settings.repository.expose()) {
+        let endpoint = reach::endpoint(self.settings.repository.expose())
+            .filter(|_| !reach::behind_proxy(|name| std::env::var(name).ok()));
+        if let Some(endpoint) = endpoint {
             reach::probe(&endpoint, reach::CONNECT_TIMEOUT)
                 .await
                 .map_err(|reason| ResticError::NoConnection {

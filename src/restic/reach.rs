@@ -10,6 +10,10 @@
 //! (`PREFLIGHT_TIMEOUT`, [`PREFLIGHT_TIMEOUT`] by default; see
 //! `Restic::open_or_init`).
 //!
+//! restic reaches the endpoint through `HTTPS_PROXY`/`HTTP_PROXY` when they
+//! are set; a direct connection proves nothing then, so the probe is skipped
+//! ([`behind_proxy`]) and only the time limit applies.
+//!
 //! Other backends (local paths, `sftp:` with its ssh aliases, `rclone:`, the
 //! cloud SDKs of `b2:`, `azure:`, `gs:`, `swift:`) are not probed: their
 //! endpoint cannot be read off the repository string with certainty.
@@ -71,6 +75,22 @@ pub fn endpoint(repository: &str) -> Option<Endpoint> {
         host,
         port: url.port_or_known_default()?,
     })
+}
+
+/// True when restic would reach its endpoint through an HTTP proxy (one of
+/// the variables Go's HTTP client reads is set and not empty); `var` reads
+/// the environment.
+pub fn behind_proxy(var: impl Fn(&str) -> Option<String>) -> bool {
+    [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ]
+    .iter()
+    .any(|name| var(name).is_some_and(|v| !v.trim().is_empty()))
 }
 
 /// Opens (and closes) one TCP connection to `endpoint` within `timeout`;
@@ -147,6 +167,25 @@ mod tests {
         ] {
             assert_eq!(endpoint(repo), None, "{repo}");
         }
+    }
+
+    #[test]
+    fn an_http_proxy_in_the_environment_turns_the_probe_off() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert!(!behind_proxy(env(&[])));
+        assert!(!behind_proxy(env(&[
+            ("HTTPS_PROXY", " "),
+            ("NO_PROXY", "s3")
+        ])));
+        assert!(behind_proxy(env(&[("HTTPS_PROXY", "http://proxy:3128")])));
+        assert!(behind_proxy(env(&[("http_proxy", "http://proxy:3128")])));
     }
 
     #[test]
