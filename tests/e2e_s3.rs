@@ -1,11 +1,12 @@
 //! End to end with the repository on S3: `rclone serve s3` on the stack's
-//! network (tests/stack/s3.override.yml), the sidecar (the daemon) holding the access key
-//! only as `AWS_ACCESS_KEY_ID_FILE` / `AWS_SECRET_ACCESS_KEY_FILE` secrets.
-//! A backup (the repository created on first use), plain restic restoring it
-//! over S3 byte for byte, `verify`, retention (forget and prune on S3), and
-//! after a disaster `restore all` bringing files and databases back. Then the
-//! S3 server is stopped: the backup fails in the preflight, in one line and in
-//! seconds (restic alone would retry for 15 minutes), and no container of the
+//! network (tests/stack/s3.override.yml), the sidecar (the daemon) holding
+//! the access key only as `AWS_ACCESS_KEY_ID_FILE` /
+//! `AWS_SECRET_ACCESS_KEY_FILE` secrets. A backup (the repository created on
+//! first use), plain restic restoring it over S3 byte for byte, `verify`,
+//! retention (forget and prune on S3), and after a disaster `restore all`
+//! bringing files and databases back. Then the S3 server is stopped: the
+//! backup fails in the preflight, in one line and in seconds (restic alone
+//! may retry for 15 minutes), so does `restore all`, and no container of the
 //! stack is touched.
 
 mod common;
@@ -138,15 +139,24 @@ fn backup_restore_verify_and_retention_on_s3() {
     assert!(all.status.success(), "{}", text(&all));
     seeded.assert_back(&stack);
 
-    // The S3 server goes away: the preflight says so in one line, quickly,
-    // and nothing of the stack is stopped.
+    // The S3 server goes away: the backup's preflight says so in one line,
+    // quickly, and so does `restore all`; nothing of the stack is stopped.
     let stop = stack.compose(&["stop", "s3"]);
     assert!(stop.status.success(), "{}", text(&stop));
     let watch = stack.watch();
     let started = std::time::Instant::now();
     let out = stack.exec("backup", &[], &["stackshot", "backup"]);
     let took = started.elapsed();
+    let restore = stack.exec("backup", &[], &["stackshot", "restore", "all", "--yes"]);
     let events = watch.finish();
+    assert!(!restore.status.success(), "{}", text(&restore));
+    assert!(
+        text(&restore).contains(
+            "restic repository s3:http://s3:8333/stackshot: cannot connect to s3:8333: cannot resolve s3"
+        ),
+        "{}",
+        text(&restore)
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let all = text(&out);
     let lines: Vec<&str> = all

@@ -267,6 +267,24 @@ impl Restic {
         Ok(*version)
     }
 
+    /// The endpoint of an `s3:`/`rest:` repository takes a TCP connection
+    /// ([`reach`]); `Ok` for other repositories and behind an HTTP proxy.
+    /// Seconds where restic would retry for 15 minutes.
+    pub async fn reachable(&self) -> Result<(), ResticError> {
+        let endpoint = reach::endpoint(self.settings.repository.expose())
+            .filter(|_| !reach::behind_proxy(|name| std::env::var(name).ok()));
+        let Some(endpoint) = endpoint else {
+            return Ok(());
+        };
+        reach::probe(&endpoint, reach::CONNECT_TIMEOUT)
+            .await
+            .map_err(|reason| ResticError::NoConnection {
+                repository: self.repository(),
+                endpoint: endpoint.to_string(),
+                reason,
+            })
+    }
+
     /// Checks that the repository opens with the password, and creates it with
     /// `restic init` when it does not exist.
     pub async fn open_or_init(&self) -> Result<RepoOpened, ResticError> {
@@ -279,17 +297,7 @@ impl Restic {
             .await
             .map_err(|e| not_runnable(format!("{e:#}")))?;
         let repository = self.repository();
-        let endpoint = reach::endpoint(self.settings.repository.expose())
-            .filter(|_| !reach::behind_proxy(|name| std::env::var(name).ok()));
-        if let Some(endpoint) = endpoint {
-            reach::probe(&endpoint, reach::CONNECT_TIMEOUT)
-                .await
-                .map_err(|reason| ResticError::NoConnection {
-                    repository: repository.clone(),
-                    endpoint: endpoint.to_string(),
-                    reason,
-                })?;
-        }
+        self.reachable().await?;
         // --no-lock: a lock held by a running prune must not look like a failure.
         let cat_config = ["--no-lock", "cat", "config"];
         let check = self.preflight_step(&cat_config).await?;

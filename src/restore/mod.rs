@@ -35,6 +35,7 @@ struct Scene {
 /// an interrupted run's worker removed and its containers started.
 async fn scene(ctx: &Context, mutate: bool) -> Result<Scene> {
     crate::engine::access::check(&ctx.engine, ctx.config.docker_host_shown()).await?;
+    ctx.restic.reachable().await?;
     let found = discovery::discover(ctx.engine.docker(), &ctx.config).await?;
     let sidecar = found.self_container.clone().ok_or_else(|| {
         anyhow!("restore must run inside the sidecar container: use `docker compose exec backup stackshot restore …`")
