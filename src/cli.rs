@@ -290,6 +290,9 @@ async fn print_plan(config: &Config, engine: &Engine, json: bool) -> Result<bool
     if json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
     } else {
+        if let Some(line) = discovery::swarm_line(&found, &plan.host) {
+            println!("{line}");
+        }
         print!("{}", plan::render_table(&plan));
     }
     Ok(plan.is_ok())

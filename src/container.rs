@@ -16,6 +16,12 @@ pub const ONEOFF_LABEL: &str = "com.docker.compose.oneoff";
 pub const DEPENDS_ON_LABEL: &str = "com.docker.compose.depends_on";
 /// Compose's replica number label.
 pub const NUMBER_LABEL: &str = "com.docker.compose.container-number";
+/// Swarm's stack label (`docker stack deploy`), on every task's container.
+pub const STACK_LABEL: &str = "com.docker.stack.namespace";
+/// Swarm's service name label (`<stack>_<service>`) on a task's container.
+pub const SWARM_SERVICE_LABEL: &str = "com.docker.swarm.service.name";
+/// Swarm's task name label (`<stack>_<service>.<slot>.<task id>`).
+pub const SWARM_TASK_LABEL: &str = "com.docker.swarm.task.name";
 /// The label stackshot puts on the containers it starts itself (workers).
 pub const ROLE_LABEL: &str = "stackshot.role";
 
@@ -85,6 +91,9 @@ pub struct ContainerInfo {
     /// Containers (id or name) this one depends on through
     /// `network_mode: container:…`/`service:…` or legacy links.
     pub depends_on_containers: Vec<String>,
+    /// The swarm service (`<stack>_<service>`) whose task this container
+    /// is; `None` outside swarm.
+    pub swarm_service: Option<String>,
 }
 
 impl ContainerInfo {
@@ -99,14 +108,42 @@ impl ContainerInfo {
             .unwrap_or_default()
             .trim_start_matches('/')
             .to_string();
-        let project = labels.get(PROJECT_LABEL).cloned().unwrap_or_default();
+        // A swarm task: the stack stands for the project, the service name
+        // without its `<stack>_` for the service, the task's slot for the number.
+        let swarm_service = labels
+            .get(SWARM_SERVICE_LABEL)
+            .filter(|_| !labels.contains_key(PROJECT_LABEL))
+            .cloned();
+        let stack = labels.get(STACK_LABEL).filter(|_| swarm_service.is_some());
+        let project = labels
+            .get(PROJECT_LABEL)
+            .or(stack)
+            .cloned()
+            .unwrap_or_default();
         let service = labels
             .get(SERVICE_LABEL)
             .cloned()
+            .or_else(|| {
+                let full = swarm_service.as_deref()?;
+                let short = stack
+                    .and_then(|st| full.strip_prefix(&format!("{st}_")))
+                    .unwrap_or(full);
+                Some(short.to_string())
+            })
             .unwrap_or_else(|| name.clone());
+        let slot = swarm_service.as_deref().and_then(|svc| {
+            labels
+                .get(SWARM_TASK_LABEL)?
+                .strip_prefix(&format!("{svc}."))?
+                .split('.')
+                .next()?
+                .parse()
+                .ok()
+        });
         let number = labels
             .get(NUMBER_LABEL)
             .and_then(|n| n.parse().ok())
+            .or(slot)
             .unwrap_or(1);
         let state = c.state.clone().unwrap_or_default();
         let state_word = state
@@ -195,6 +232,7 @@ impl ContainerInfo {
             state: state_word,
             depends_on,
             depends_on_containers,
+            swarm_service,
         }
     }
 

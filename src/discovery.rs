@@ -10,7 +10,16 @@ use bollard::query_parameters::ListContainersOptions;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
 use crate::config::Config;
-use crate::container::{ContainerInfo, PROJECT_LABEL};
+use crate::container::{ContainerInfo, PROJECT_LABEL, STACK_LABEL};
+
+/// The swarm node this stackshot runs on, in swarm mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwarmNode {
+    /// The node's id.
+    pub id: String,
+    /// The node's host name (the engine's `Name`).
+    pub hostname: String,
+}
 
 /// What discovery found.
 #[derive(Debug, Clone)]
@@ -22,6 +31,59 @@ pub struct Discovery {
     /// The containers in scope (our project, or all projects), ourselves included;
     /// the plan decides what to leave out.
     pub containers: Vec<ContainerInfo>,
+    /// In swarm mode (our own container is a swarm task): the node. Only
+    /// the stack's tasks on this node are in `containers`.
+    pub swarm: Option<SwarmNode>,
+}
+
+impl Discovery {
+    /// restic's `--host` when `BACKUP_HOST` is not set: the project, or in
+    /// swarm mode `<stack>-<node hostname>` (each node backs up its own).
+    pub fn default_host(&self) -> String {
+        match &self.swarm {
+            Some(node) => format!("{}-{}", self.project, node.hostname),
+            None => self.project.clone(),
+        }
+    }
+}
+
+/// In swarm mode, the line `stackshot plan` starts with: the node and the
+/// stack's tasks it sees (those on this node). Pure.
+pub fn swarm_line(found: &Discovery, host: &str) -> Option<String> {
+    let node = found.swarm.as_ref()?;
+    let mut tasks: Vec<String> = found
+        .containers
+        .iter()
+        .map(|c| format!("{}.{}", c.service, c.number))
+        .collect();
+    tasks.sort();
+    Some(format!(
+        "swarm node {} ({}), stack {}: {} task(s) on this node: {}; backed up as host {}",
+        node.hostname,
+        &node.id[..node.id.len().min(12)],
+        found.project,
+        tasks.len(),
+        tasks.join(", "),
+        host
+    ))
+}
+
+/// Adds each swarm service's own labels (`deploy.labels` in the stack file)
+/// to its tasks' containers; a container's own label wins over its
+/// service's. Pure.
+pub fn add_service_labels(containers: &mut [ContainerInfo], services: &[bollard::models::Service]) {
+    for c in containers {
+        let Some(name) = &c.swarm_service else {
+            continue;
+        };
+        let spec = services
+            .iter()
+            .filter_map(|s| s.spec.as_ref())
+            .find(|spec| spec.name.as_deref() == Some(name.as_str()));
+        for (k, v) in spec.and_then(|s| s.labels.clone()).unwrap_or_default() {
+            c.labels.entry(k).or_insert(v);
+        }
+    }
 }
 
 /// Finds the id of the container this process runs in from the text of
@@ -91,7 +153,13 @@ pub async fn discover(docker: &Docker, config: &Config) -> Result<Discovery> {
         ),
     };
 
-    let label_filter = if config.include_all_projects {
+    let swarm = self_container
+        .as_ref()
+        .is_some_and(|c| c.swarm_service.is_some());
+    let label_filter = if swarm {
+        // Every task of the stack on this engine (this node).
+        format!("{STACK_LABEL}={project}")
+    } else if config.include_all_projects {
         PROJECT_LABEL.to_string()
     } else {
         format!("{PROJECT_LABEL}={project}")
@@ -116,17 +184,171 @@ pub async fn discover(docker: &Docker, config: &Config) -> Result<Discovery> {
         .try_filter_map(|c| async move { Ok(c) })
         .try_collect()
         .await?;
+    let mut containers = containers;
+    let node = if swarm {
+        Some(swarm_node(docker, &mut containers).await?)
+    } else {
+        None
+    };
     tracing::debug!(project, count = containers.len(), "discovered containers");
     Ok(Discovery {
         project,
         self_container,
         containers,
+        swarm: node,
     })
+}
+
+/// In swarm mode: the node we are on, and the services' labels added to
+/// their tasks' containers.
+async fn swarm_node(docker: &Docker, containers: &mut [ContainerInfo]) -> Result<SwarmNode> {
+    let info = docker
+        .info()
+        .await
+        .context("cannot ask the engine which swarm node it is")?;
+    let node = SwarmNode {
+        id: info
+            .swarm
+            .and_then(|s| s.node_id)
+            .filter(|id| !id.is_empty())
+            .context("our container is a swarm task, but the engine is not a swarm node")?,
+        hostname: info.name.unwrap_or_default(),
+    };
+    let mut names: Vec<String> = containers
+        .iter()
+        .filter_map(|c| c.swarm_service.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut services = Vec::new();
+    for name in names {
+        let service = docker
+            .inspect_service(&name, None)
+            .await
+            .with_context(|| format!("cannot inspect the swarm service {name}"))?;
+        services.push(service);
+    }
+    add_service_labels(containers, &services);
+    Ok(node)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::container::from_inspect_json;
+
+    /// Tasks of the stack `swt` recorded on a single-node swarm (an app with
+    /// its stackshot labels under `deploy.labels`, PostgreSQL with its label
+    /// on the container), and their services.
+    fn swarm_tasks() -> Vec<ContainerInfo> {
+        let mut containers =
+            from_inspect_json(include_str!("../tests/fixtures/swarm-inspect.json")).unwrap();
+        let services: Vec<bollard::models::Service> =
+            serde_json::from_str(include_str!("../tests/fixtures/swarm-service-inspect.json"))
+                .unwrap();
+        add_service_labels(&mut containers, &services);
+        containers.sort_by(|a, b| a.service.cmp(&b.service));
+        containers
+    }
+
+    #[test]
+    fn a_swarm_task_is_read_as_its_stack_and_service_with_the_service_labels() {
+        let c = swarm_tasks();
+        assert_eq!(c.len(), 2);
+        let (app, pg) = (&c[0], &c[1]);
+        assert_eq!(
+            (app.project.as_str(), app.service.as_str(), app.number),
+            ("swt", "app", 1)
+        );
+        assert_eq!(app.swarm_service.as_deref(), Some("swt_app"));
+        // deploy.labels, from the service.
+        assert_eq!(
+            app.labels.get("stackshot.volumes").map(String::as_str),
+            Some("true")
+        );
+        assert_eq!(
+            app.labels
+                .get("stackshot.stop-during-backup")
+                .map(String::as_str),
+            Some("true")
+        );
+        // A container label, kept.
+        assert_eq!(
+            (pg.project.as_str(), pg.service.as_str()),
+            ("swt", "postgres")
+        );
+        assert_eq!(
+            pg.labels.get("stackshot.postgres").map(String::as_str),
+            Some("true")
+        );
+    }
+
+    #[test]
+    fn a_container_label_wins_over_its_service_label() {
+        let mut containers =
+            from_inspect_json(include_str!("../tests/fixtures/swarm-inspect.json")).unwrap();
+        let mut services: Vec<bollard::models::Service> =
+            serde_json::from_str(include_str!("../tests/fixtures/swarm-service-inspect.json"))
+                .unwrap();
+        for s in &mut services {
+            let spec = s.spec.as_mut().unwrap();
+            spec.labels
+                .get_or_insert_with(Default::default)
+                .insert("stackshot.postgres".into(), "false".into());
+        }
+        add_service_labels(&mut containers, &services);
+        let pg = containers.iter().find(|c| c.service == "postgres").unwrap();
+        assert_eq!(
+            pg.labels.get("stackshot.postgres").map(String::as_str),
+            Some("true")
+        );
+    }
+
+    #[test]
+    fn a_swarm_plan_refuses_to_stop_a_task_and_names_the_node() {
+        let containers = swarm_tasks();
+        let found = Discovery {
+            project: "swt".into(),
+            self_container: None,
+            containers: containers.clone(),
+            swarm: Some(SwarmNode {
+                id: "tv2b90dzdntlrermzm2fijw8e".into(),
+                hostname: "node-1".into(),
+            }),
+        };
+        assert_eq!(found.default_host(), "swt-node-1");
+        assert_eq!(
+            swarm_line(&found, "swt-node-1").unwrap(),
+            "swarm node node-1 (tv2b90dzdntl), stack swt: 2 task(s) on this node: app.1, postgres.1; backed up as host swt-node-1"
+        );
+        let opts = crate::plan::PlanOptions {
+            project: "swt".into(),
+            host: found.default_host(),
+            atomic: true,
+            include_all_projects: false,
+            exclude_bind_mounts: false,
+            self_id: None,
+            full_window: None,
+        };
+        let plan = crate::plan::build(&opts, &containers);
+        assert!(plan.stop.is_empty(), "{:?}", plan.stop);
+        assert_eq!(plan.errors.len(), 1, "{:?}", plan.errors);
+        assert!(
+            plan.errors[0].starts_with(
+                "app: stackshot.stop-during-backup on the swarm service swt_app: a stopped swarm task is replaced by a new one"
+            ),
+            "{}",
+            plan.errors[0]
+        );
+        assert_eq!(plan.dumps.len(), 1);
+        assert_eq!(plan.volumes.len(), 1, "{:?}", plan.volumes);
+        // Without the label the plan is good: the app's volume, the dump.
+        let mut calm = containers;
+        calm[0].labels.remove("stackshot.stop-during-backup");
+        let plan = crate::plan::build(&opts, &calm);
+        assert!(plan.is_ok(), "{:?}", plan.errors);
+        assert!(plan.stop.is_empty());
+    }
 
     #[test]
     fn finds_id_in_mountinfo() {

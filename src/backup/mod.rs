@@ -60,7 +60,7 @@ pub fn plan_options(config: &Config, found: &Discovery) -> PlanOptions {
         host: config
             .backup_host
             .clone()
-            .unwrap_or_else(|| found.project.clone()),
+            .unwrap_or_else(|| found.default_host()),
         project: found.project.clone(),
         atomic: config.atomic,
         include_all_projects: config.include_all_projects,

@@ -33,6 +33,9 @@ pub struct Daemon {
     ctx: Context,
     /// The compose project.
     project: String,
+    /// restic's `--host` when `BACKUP_HOST` is not set
+    /// ([`crate::discovery::Discovery::default_host`]).
+    default_host: String,
     state: Arc<Mutex<DaemonState>>,
     metrics: metrics::Metrics,
     /// Held for the length of every run and maintenance task.
@@ -234,7 +237,7 @@ impl Daemon {
             .config
             .backup_host
             .clone()
-            .unwrap_or_else(|| self.project.clone());
+            .unwrap_or_else(|| self.default_host.clone());
         let r = retention::forget(
             &self.ctx.restic,
             &self.ctx.config.retention,
@@ -420,6 +423,7 @@ pub async fn run(ctx: Context) -> Result<()> {
         busy: tokio::sync::Mutex::new(()),
         shutdown: shutdown.clone(),
         project: found.project.clone(),
+        default_host: found.default_host(),
         ctx,
         plan: Mutex::new(None),
     });

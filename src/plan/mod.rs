@@ -856,6 +856,17 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
         }
     }
 
+    // A swarm task cannot be stopped: swarm starts another in its place.
+    stop_set.retain(|c| match &c.swarm_service {
+        None => true,
+        Some(svc) => {
+            plan.errors.push(format!(
+                "{}: stackshot.stop-during-backup on the swarm service {svc}: a stopped swarm task is replaced by a new one, and scaling services to 0 for the stop window is not supported yet; remove the label (the service is then backed up while it runs) or run the stack with docker compose",
+                c.service
+            ));
+            false
+        }
+    });
     let (stop, cycle) = order::stop_waves(&scope, &stop_set);
     if let Some(cycle) = cycle {
         plan.warnings.push(format!(

@@ -48,7 +48,11 @@ async fn scene(ctx: &Context, mutate: bool) -> Result<Scene> {
         }
     }
     let plan = plan::build(&plan_options(&ctx.config, &found), &found.containers);
-    let runs = catalog::list(&ctx.restic, &found.project).await?;
+    let mut runs = catalog::list(&ctx.restic, &found.project).await?;
+    if found.swarm.is_some() {
+        // Each node backs up its own volumes: restore from this node's runs.
+        runs.retain(|r| r.host == plan.host);
+    }
     Ok(Scene {
         found,
         sidecar,

@@ -78,7 +78,11 @@ pub async fn verify(
     quick: bool,
 ) -> Result<Vec<String>> {
     let found = discovery::discover(ctx.engine.docker(), &ctx.config).await?;
-    let runs = catalog::list(&ctx.restic, &found.project).await?;
+    let mut runs = catalog::list(&ctx.restic, &found.project).await?;
+    if found.swarm.is_some() {
+        let host = crate::backup::plan_options(&ctx.config, &found).host;
+        runs.retain(|r| r.host == host);
+    }
     let run = catalog::resolve(&runs, snapshot)?;
     let mut problems = Vec::new();
     let subset_arg = read_data_subset.map(|s| format!("--read-data-subset={s}"));
