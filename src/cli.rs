@@ -477,6 +477,7 @@ async fn run(cli: Cli, config: Config) -> Result<ExitCode> {
         Command::Status { .. } => unreachable!("answered above"),
         Command::Snapshots { json } => {
             let ctx = context(config, engine);
+            ctx.restic.reachable().await?;
             let found = discovery::discover(ctx.engine.docker(), &ctx.config).await?;
             let runs = crate::catalog::list(&ctx.restic, &found.project).await?;
             if json {

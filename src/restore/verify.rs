@@ -77,6 +77,7 @@ pub async fn verify(
     read_data_subset: Option<&str>,
     quick: bool,
 ) -> Result<Vec<String>> {
+    ctx.restic.reachable().await?;
     let found = discovery::discover(ctx.engine.docker(), &ctx.config).await?;
     let mut runs = catalog::list(&ctx.restic, &found.project).await?;
     if found.swarm.is_some() {
