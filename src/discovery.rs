@@ -19,6 +19,9 @@ pub struct SwarmNode {
     pub id: String,
     /// The node's host name (the engine's `Name`).
     pub hostname: String,
+    /// A manager node: only a manager may read services, so on a worker
+    /// the services' own labels (`deploy.labels`) are not read.
+    pub manager: bool,
 }
 
 /// What discovery found.
@@ -57,8 +60,13 @@ pub fn swarm_line(found: &Discovery, host: &str) -> Option<String> {
         .map(|c| format!("{}.{}", c.service, c.number))
         .collect();
     tasks.sort();
+    let worker = if node.manager {
+        ""
+    } else {
+        "; a worker node: the services' deploy.labels cannot be read here, only the containers' labels count"
+    };
     Some(format!(
-        "swarm node {} ({}), stack {}: {} task(s) on this node: {}; backed up as host {}",
+        "swarm node {} ({}), stack {}: {} task(s) on this node: {}; backed up as host {}{worker}",
         node.hostname,
         &node.id[..node.id.len().min(12)],
         found.project,
@@ -206,14 +214,22 @@ async fn swarm_node(docker: &Docker, containers: &mut [ContainerInfo]) -> Result
         .info()
         .await
         .context("cannot ask the engine which swarm node it is")?;
+    let swarm = info.swarm.unwrap_or_default();
     let node = SwarmNode {
-        id: info
-            .swarm
-            .and_then(|s| s.node_id)
+        id: swarm
+            .node_id
             .filter(|id| !id.is_empty())
             .context("our container is a swarm task, but the engine is not a swarm node")?,
         hostname: info.name.unwrap_or_default(),
+        manager: swarm.control_available.unwrap_or(false),
     };
+    if !node.manager {
+        tracing::warn!(
+            node = %node.hostname,
+            "a swarm worker node cannot read services: the services' deploy.labels are not read here, only the containers' labels"
+        );
+        return Ok(node);
+    }
     let mut names: Vec<String> = containers
         .iter()
         .filter_map(|c| c.swarm_service.clone())
@@ -314,12 +330,20 @@ mod tests {
             swarm: Some(SwarmNode {
                 id: "tv2b90dzdntlrermzm2fijw8e".into(),
                 hostname: "node-1".into(),
+                manager: true,
             }),
         };
         assert_eq!(found.default_host(), "swt-node-1");
         assert_eq!(
             swarm_line(&found, "swt-node-1").unwrap(),
             "swarm node node-1 (tv2b90dzdntl), stack swt: 2 task(s) on this node: app.1, postgres.1; backed up as host swt-node-1"
+        );
+        let mut on_worker = found.clone();
+        on_worker.swarm.as_mut().unwrap().manager = false;
+        assert!(
+            swarm_line(&on_worker, "swt-node-1")
+                .unwrap()
+                .ends_with("; a worker node: the services' deploy.labels cannot be read here, only the containers' labels count")
         );
         let opts = crate::plan::PlanOptions {
             project: "swt".into(),
