@@ -142,6 +142,20 @@ pub async fn list(restic: &Restic, project: &str) -> Result<Vec<Run>> {
     ))
 }
 
+/// The runs a restore here chooses from: this project's, and in swarm mode
+/// only this node's (restic host `host`: each node backs up its own volumes).
+pub async fn list_here(
+    restic: &Restic,
+    found: &crate::discovery::Discovery,
+    host: &str,
+) -> Result<Vec<Run>> {
+    let mut runs = list(restic, &found.project).await?;
+    if found.swarm.is_some() {
+        runs.retain(|r| r.host == host);
+    }
+    Ok(runs)
+}
+
 /// The runs as a table.
 pub fn render(runs: &[Run]) -> String {
     let mut out = String::new();

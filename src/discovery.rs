@@ -182,7 +182,7 @@ pub async fn discover(docker: &Docker, config: &Config) -> Result<Discovery> {
         .await
         .context("cannot list containers")?;
     let ids: Vec<String> = summaries.into_iter().filter_map(|s| s.id).collect();
-    let containers: Vec<ContainerInfo> = stream::iter(ids)
+    let mut containers: Vec<ContainerInfo> = stream::iter(ids)
         .map(|id| async move {
             inspect(docker, &id)
                 .await
@@ -192,7 +192,6 @@ pub async fn discover(docker: &Docker, config: &Config) -> Result<Discovery> {
         .try_filter_map(|c| async move { Ok(c) })
         .try_collect()
         .await?;
-    let mut containers = containers;
     let node = if swarm {
         Some(swarm_node(docker, &mut containers).await?)
     } else {

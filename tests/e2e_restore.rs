@@ -178,13 +178,7 @@ fn disaster_drill_and_refusals() {
     assert_eq!(stack.psql(PG_QUERY).as_deref(), Some(pg_rows.as_str()));
 
     // verify: the run's dumps match, restic check passes.
-    let verify = stack.exec("backup", &[], &["stackshot", "verify"]);
-    assert!(verify.status.success(), "{}", text(&verify));
-    assert!(
-        text(&verify).contains("2 dump(s) match"),
-        "{}",
-        text(&verify)
-    );
+    stack.assert_verify(2);
 
     // A dump altered in a copy of the snapshot, backed up again as a run of its own.
     let copy = stack.restore("latest");

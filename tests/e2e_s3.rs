@@ -98,13 +98,7 @@ fn backup_restore_verify_and_retention_on_s3() {
     assert!(sums.contains("mariadb"), "{sums}");
 
     // verify reads the run back from S3.
-    let verify = stack.exec("backup", &[], &["stackshot", "verify"]);
-    assert!(verify.status.success(), "{}", text(&verify));
-    assert!(
-        text(&verify).contains("2 dump(s) match"),
-        "{}",
-        text(&verify)
-    );
+    stack.assert_verify(2);
 
     // Retention on S3 (the daemon's, after each good run): KEEP_LAST=2 in
     // daemon.override.yml, so the third run forgets the first and prunes.

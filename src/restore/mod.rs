@@ -48,11 +48,7 @@ async fn scene(ctx: &Context, mutate: bool) -> Result<Scene> {
         }
     }
     let plan = plan::build(&plan_options(&ctx.config, &found), &found.containers);
-    let mut runs = catalog::list(&ctx.restic, &found.project).await?;
-    if found.swarm.is_some() {
-        // Each node backs up its own volumes: restore from this node's runs.
-        runs.retain(|r| r.host == plan.host);
-    }
+    let runs = catalog::list_here(&ctx.restic, &found, &plan.host).await?;
     Ok(Scene {
         found,
         sidecar,

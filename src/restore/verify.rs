@@ -79,11 +79,8 @@ pub async fn verify(
 ) -> Result<Vec<String>> {
     ctx.restic.reachable().await?;
     let found = discovery::discover(ctx.engine.docker(), &ctx.config).await?;
-    let mut runs = catalog::list(&ctx.restic, &found.project).await?;
-    if found.swarm.is_some() {
-        let host = crate::backup::plan_options(&ctx.config, &found).host;
-        runs.retain(|r| r.host == host);
-    }
+    let host = crate::backup::plan_options(&ctx.config, &found).host;
+    let runs = catalog::list_here(&ctx.restic, &found, &host).await?;
     let run = catalog::resolve(&runs, snapshot)?;
     let mut problems = Vec::new();
     let subset_arg = read_data_subset.map(|s| format!("--read-data-subset={s}"));

@@ -499,6 +499,19 @@ impl Stack {
         output(&mut c)
     }
 
+    /// `stackshot verify` in the sidecar, which must pass and say that
+    /// `dumps` dump(s) match their SHA256SUMS.
+    pub fn assert_verify(&self, dumps: usize) {
+        let verify = self.exec("backup", &[], &["stackshot", "verify"]);
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&verify.stdout),
+            String::from_utf8_lossy(&verify.stderr)
+        );
+        assert!(verify.status.success(), "{said}");
+        assert!(said.contains(&format!("{dumps} dump(s) match")), "{said}");
+    }
+
     /// `stackshot restore database --service SERVICE [--replace]` in the
     /// sidecar.
     pub fn restore_database(&self, service: &str, replace: bool) -> Output {
