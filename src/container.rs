@@ -94,6 +94,21 @@ pub struct ContainerInfo {
     /// The swarm service (`<stack>_<service>`) whose task this container
     /// is; `None` outside swarm.
     pub swarm_service: Option<String>,
+    /// The mode of that swarm service, as read from the service (only a
+    /// manager node may read it); `None` outside swarm and on a worker node.
+    pub swarm_mode: Option<ServiceMode>,
+}
+
+/// How a swarm service runs its tasks: what the stop window can do with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServiceMode {
+    /// `mode: replicated`: a replica count, which can be scaled to 0 and back.
+    Replicated,
+    /// `mode: global`: a task on every node, which cannot be scaled.
+    Global,
+    /// A job (`replicated-job`, `global-job`): runs to completion.
+    Job,
 }
 
 impl ContainerInfo {
@@ -233,6 +248,7 @@ impl ContainerInfo {
             depends_on,
             depends_on_containers,
             swarm_service,
+            swarm_mode: None,
         }
     }
 

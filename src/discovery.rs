@@ -10,7 +10,7 @@ use bollard::query_parameters::ListContainersOptions;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
 use crate::config::Config;
-use crate::container::{ContainerInfo, PROJECT_LABEL, STACK_LABEL};
+use crate::container::{ContainerInfo, PROJECT_LABEL, STACK_LABEL, ServiceMode};
 
 /// The swarm node this stackshot runs on, in swarm mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,20 +77,35 @@ pub fn swarm_line(found: &Discovery, host: &str) -> Option<String> {
 }
 
 /// Adds each swarm service's own labels (`deploy.labels` in the stack file)
-/// to its tasks' containers; a container's own label wins over its
-/// service's. Pure.
+/// to its tasks' containers, a container's own label winning over its
+/// service's, and notes the service's mode. The labels stackshot itself
+/// keeps on a service it holds scaled down (`stackshot.scaled.*`) are state,
+/// not settings, and are not added. Pure.
 pub fn add_service_labels(containers: &mut [ContainerInfo], services: &[bollard::models::Service]) {
     for c in containers {
         let Some(name) = &c.swarm_service else {
             continue;
         };
-        let spec = services
+        let Some(spec) = services
             .iter()
             .filter_map(|s| s.spec.as_ref())
-            .find(|spec| spec.name.as_deref() == Some(name.as_str()));
-        for (k, v) in spec.and_then(|s| s.labels.clone()).unwrap_or_default() {
-            c.labels.entry(k).or_insert(v);
+            .find(|spec| spec.name.as_deref() == Some(name.as_str()))
+        else {
+            continue;
+        };
+        for (k, v) in spec.labels.clone().unwrap_or_default() {
+            if !k.starts_with(crate::engine::scale::STATE_LABEL_PREFIX) {
+                c.labels.entry(k).or_insert(v);
+            }
         }
+        let mode = spec.mode.as_ref();
+        c.swarm_mode = Some(if mode.is_some_and(|m| m.global.is_some()) {
+            ServiceMode::Global
+        } else if mode.is_some_and(|m| m.replicated_job.is_some() || m.global_job.is_some()) {
+            ServiceMode::Job
+        } else {
+            ServiceMode::Replicated
+        });
     }
 }
 
@@ -192,6 +207,11 @@ pub async fn discover(docker: &Docker, config: &Config) -> Result<Discovery> {
         .try_filter_map(|c| async move { Ok(c) })
         .try_collect()
         .await?;
+    if swarm {
+        // A swarm never starts a task's container again: one that does not
+        // run is an old task (swarm keeps a few), not part of the stack now.
+        containers.retain(|c| c.running || c.swarm_service.is_none());
+    }
     let node = if swarm {
         Some(swarm_node(docker, &mut containers).await?)
     } else {
@@ -320,7 +340,7 @@ mod tests {
     }
 
     #[test]
-    fn a_swarm_plan_refuses_to_stop_a_task_and_names_the_node() {
+    fn a_swarm_plan_stops_the_service_and_names_the_node() {
         let containers = swarm_tasks();
         let found = Discovery {
             project: "swt".into(),
@@ -353,24 +373,89 @@ mod tests {
             self_id: None,
             full_window: None,
         };
+        // The app's task: its service is stopped (scaled to 0), once.
         let plan = crate::plan::build(&opts, &containers);
+        assert!(plan.is_ok(), "{:?}", plan.errors);
+        let stops: Vec<(&str, &str)> = plan
+            .stop
+            .iter()
+            .map(|e| (e.container.id.as_str(), e.container.container.as_str()))
+            .collect();
+        assert_eq!(stops, [("swarm-service:swt_app", "swt_app")]);
+        let table = crate::plan::render_table(&plan);
+        assert!(
+            table.contains("swt_app") && table.contains("swarm service: scaled to 0 and back"),
+            "{table}"
+        );
+        assert_eq!(plan.dumps.len(), 1);
+        assert_eq!(plan.volumes.len(), 1, "{:?}", plan.volumes);
+        // Read on a worker node (no service mode): refused in one line.
+        let mut unread = containers.clone();
+        for c in &mut unread {
+            c.swarm_mode = None;
+        }
+        let plan = crate::plan::build(&opts, &unread);
         assert!(plan.stop.is_empty(), "{:?}", plan.stop);
         assert_eq!(plan.errors.len(), 1, "{:?}", plan.errors);
         assert!(
             plan.errors[0].starts_with(
-                "app: stackshot.stop-during-backup on the swarm service swt_app: a stopped swarm task is replaced by a new one"
+                "app: stackshot.stop-during-backup: the swarm service swt_app is stopped by scaling it to 0, which only a manager node may do"
             ),
             "{}",
             plan.errors[0]
         );
-        assert_eq!(plan.dumps.len(), 1);
-        assert_eq!(plan.volumes.len(), 1, "{:?}", plan.volumes);
-        // Without the label the plan is good: the app's volume, the dump.
+        // A database's data directory copy would stop its task: refused.
+        let mut copied = containers.clone();
+        copied[1]
+            .labels
+            .insert("stackshot.volumes.data-dir".into(), "true".into());
+        let plan = crate::plan::build(&opts, &copied);
+        assert!(
+            plan.errors.iter().any(|e| e
+                .starts_with("postgres: stackshot.volumes.data-dir is not supported in a swarm")),
+            "{:?}",
+            plan.errors
+        );
+        // Without the label nothing is stopped.
         let mut calm = containers;
         calm[0].labels.remove("stackshot.stop-during-backup");
         let plan = crate::plan::build(&opts, &calm);
         assert!(plan.is_ok(), "{:?}", plan.errors);
         assert!(plan.stop.is_empty());
+    }
+
+    #[test]
+    fn the_service_mode_is_read_and_the_scaling_state_is_no_setting() {
+        let mut containers =
+            from_inspect_json(include_str!("../tests/fixtures/swarm-inspect.json")).unwrap();
+        let mut services: Vec<bollard::models::Service> =
+            serde_json::from_str(include_str!("../tests/fixtures/swarm-service-inspect.json"))
+                .unwrap();
+        let spec = services[0].spec.as_mut().unwrap();
+        let held = spec.name.clone().unwrap();
+        spec.labels
+            .get_or_insert_with(Default::default)
+            .insert(crate::engine::scale::HELD_BY.into(), "node-2".into());
+        add_service_labels(&mut containers, &services);
+        for c in &containers {
+            assert_eq!(c.swarm_mode, Some(ServiceMode::Replicated), "{}", c.name);
+            assert!(!c.labels.contains_key(crate::engine::scale::HELD_BY));
+        }
+        assert!(
+            containers
+                .iter()
+                .any(|c| c.swarm_service.as_deref() == Some(held.as_str()))
+        );
+        services[0].spec.as_mut().unwrap().mode = Some(bollard::models::ServiceSpecMode {
+            global: Some(Default::default()),
+            ..Default::default()
+        });
+        add_service_labels(&mut containers, &services);
+        let c = containers
+            .iter()
+            .find(|c| c.swarm_service.as_deref() == Some(held.as_str()))
+            .unwrap();
+        assert_eq!(c.swarm_mode, Some(ServiceMode::Global));
     }
 
     #[test]

@@ -196,6 +196,11 @@ async fn run(
     r.phase("recover", t);
 
     let t = Instant::now();
+    if ctx.leave_down && found.swarm.is_some() {
+        bail!(
+            "backup --no-restart is not supported in a swarm: it would stop the databases' task containers, and swarm replaces a stopped task; run a normal backup, then scale the stack's services to 0 (docker service scale …); nothing was stopped"
+        );
+    }
     let mut opts = plan_options(&ctx.config, &found);
     if ctx.leave_down {
         // The stack stays down: nothing is won by a short window.

@@ -1,9 +1,11 @@
 //! The Docker engine: connection, and the few container operations stackshot
 //! needs. Streamed exec is in [`exec`], the worker container in [`worker`],
-//! stopping (done at the container's `die`) in [`stop`].
+//! stopping (done at the container's `die`) in [`stop`], and a swarm
+//! service's stop (scaled to 0 and back) in [`scale`].
 
 pub mod access;
 pub mod exec;
+pub mod scale;
 pub mod stop;
 pub mod throwaway;
 pub mod worker;
@@ -18,6 +20,7 @@ use bollard::{API_DEFAULT_VERSION, Docker};
 
 use crate::backup::window::ContainerControl;
 use crate::env::Secret;
+use crate::plan::swarm::service_of;
 
 const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
 const TIMEOUT_SECS: u64 = 600;
@@ -122,32 +125,46 @@ impl Engine {
     }
 }
 
+/// A stop target is a container id, or a swarm service
+/// ([`crate::plan::swarm::service_target`]), stopped by scaling it to 0.
 impl ContainerControl for Engine {
     async fn stop(
         &self,
         id: &str,
         timeout: Duration,
     ) -> Result<Option<crate::backup::window::StopRest>> {
+        if let Some(service) = service_of(id) {
+            return scale::stop(&self.docker, service).await.map(|()| None);
+        }
         stop::stop(&self.docker, id, timeout).await
     }
 
     async fn before_stop(&self, entry: &crate::plan::StopEntry) -> Result<()> {
-        match &entry.pre_stop {
-            Some(hook) => {
-                crate::backup::hooks::run(
-                    self,
-                    &entry.container.id,
-                    &entry.container.container,
-                    crate::plan::HookPhase::PreStop,
-                    hook,
-                )
-                .await
-            }
-            None => Ok(()),
+        let Some(hook) = &entry.pre_stop else {
+            return Ok(());
+        };
+        // A service's hook runs in each of its tasks on this node.
+        let targets = match service_of(&entry.container.id) {
+            Some(service) => scale::local_tasks(&self.docker, service).await?,
+            None => vec![entry.container.id.clone()],
+        };
+        for id in targets {
+            crate::backup::hooks::run(
+                self,
+                &id,
+                &entry.container.container,
+                crate::plan::HookPhase::PreStop,
+                hook,
+            )
+            .await?;
         }
+        Ok(())
     }
 
     async fn start(&self, id: &str) -> Result<()> {
+        if let Some(service) = service_of(id) {
+            return scale::start(&self.docker, service).await;
+        }
         match self.docker.start_container(id, None).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_modified(&e) => Ok(()),
@@ -165,6 +182,9 @@ impl ContainerControl for Engine {
     }
 
     async fn is_running(&self, id: &str) -> Result<bool> {
+        if let Some(service) = service_of(id) {
+            return scale::is_up(&self.docker, service).await;
+        }
         let c = self.inspect(id).await?;
         Ok(c.state.and_then(|s| s.running).unwrap_or(false))
     }

@@ -6,6 +6,7 @@ mod diff;
 pub mod names;
 mod order;
 mod render;
+pub mod swarm;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -835,6 +836,20 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
         }
     }
 
+    // Stopping a database after its dump stops its container, which in a
+    // swarm only makes swarm start another task.
+    for d in plan.dumps.iter().filter(|d| d.data_dir) {
+        if let Some(svc) = scope
+            .iter()
+            .find(|c| c.id == d.container.id)
+            .and_then(|c| c.swarm_service.as_deref())
+        {
+            plan.errors.push(format!(
+                "{}: stackshot.volumes.data-dir is not supported in a swarm: the server would be stopped after its dump as a container, and swarm replaces a stopped task of {svc}; remove the label (the dump is the consistent copy)",
+                d.container.service
+            ));
+        }
+    }
     // A data directory copied as files needs its server stopped after its
     // dump, inside the window: the full window.
     let copied: Vec<String> = plan
@@ -856,12 +871,13 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
         }
     }
 
-    // A swarm task cannot be stopped: swarm starts another in its place.
-    stop_set.retain(|c| match &c.swarm_service {
+    // A swarm task is stopped by scaling its service to 0: a replicated
+    // service, from a manager node.
+    stop_set.retain(|c| match swarm::refusal(c) {
         None => true,
-        Some(svc) => {
+        Some(why) => {
             plan.errors.push(format!(
-                "{}: stackshot.stop-during-backup on the swarm service {svc}: a stopped swarm task is replaced by a new one, and scaling services to 0 for the stop window is not supported yet; remove the label (the service is then backed up while it runs) or run the stack with docker compose",
+                "{}: stackshot.stop-during-backup: {why}",
                 c.service
             ));
             false
@@ -883,7 +899,10 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
         })
     };
     for entry in &mut plan.stop {
-        if let Some((_, h)) = hooked.iter().find(|(c, _)| c.id == entry.container.id) {
+        if let Some((_, h)) = hooked
+            .iter()
+            .find(|(c, _)| swarm::target_of(c) == entry.container.id)
+        {
             entry.pre_stop = hook(h, &h.pre_stop);
         }
     }
@@ -891,7 +910,12 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
     let mut post = vec![];
     for (c, h) in &hooked {
         let cref = ContainerRef::of(c);
-        if h.pre_stop.is_some() && !plan.stop.iter().any(|e| e.container.id == c.id) {
+        if h.pre_stop.is_some()
+            && !plan
+                .stop
+                .iter()
+                .any(|e| e.container.id == swarm::target_of(c))
+        {
             plan.warnings.push(format!(
                 "service {}: stackshot.exec.pre-stop is set but the container is not stopped during backups; it never runs",
                 c.service

@@ -116,5 +116,7 @@ pub(super) fn stop_waves(
             &b.container.container,
         ))
     });
+    // In a swarm the window stops services, not their tasks.
+    let entries = super::swarm::as_services(scope, entries);
     (entries, (!cyclic.is_empty()).then_some(cyclic))
 }

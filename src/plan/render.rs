@@ -90,7 +90,9 @@ pub fn render_table(plan: &Plan) -> String {
                     s.wave.to_string(),
                     s.container.service.clone(),
                     s.container.container.clone(),
-                    if s.running {
+                    if super::swarm::service_of(&s.container.id).is_some() {
+                        "swarm service: scaled to 0 and back".into()
+                    } else if s.running {
                         "running".into()
                     } else {
                         "not running: stays stopped".into()

@@ -339,6 +339,15 @@ where
                     .any(|m| sources.contains(&m.name.as_deref().unwrap_or(&m.source)))
             })
             .collect();
+        if let Some((c, why)) = users
+            .iter()
+            .find_map(|c| plan::swarm::refusal(c).map(|why| (c, why)))
+        {
+            bail!(
+                "cannot restore the mounts of {}: it must be stopped meanwhile, and {why}",
+                c.service
+            );
+        }
         let stops = plan::stop_order(&scope, &users);
         let run_id = format!("restore-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S"));
         let (_never_fires, never) = Shutdown::new();
@@ -346,8 +355,16 @@ where
             .plan
             .dumps
             .iter()
-            .filter(|d| stops.iter().any(|s| s.container.id == d.container.id))
-            .map(|d| d.container.id.clone())
+            .filter_map(|d| {
+                let target = scope
+                    .iter()
+                    .find(|c| c.id == d.container.id)
+                    .map_or(d.container.id.clone(), |c| plan::swarm::target_of(c));
+                stops
+                    .iter()
+                    .any(|s| s.container.id == target)
+                    .then_some(target)
+            })
             .collect();
         let (result, report) = window::with_stop_window(
             &ctx.engine,
