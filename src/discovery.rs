@@ -272,15 +272,20 @@ mod tests {
     use super::*;
     use crate::container::from_inspect_json;
 
+    /// The recorded tasks' containers and their services, as inspected.
+    fn recorded() -> (Vec<ContainerInfo>, Vec<bollard::models::Service>) {
+        (
+            from_inspect_json(include_str!("../tests/fixtures/swarm-inspect.json")).unwrap(),
+            serde_json::from_str(include_str!("../tests/fixtures/swarm-service-inspect.json"))
+                .unwrap(),
+        )
+    }
+
     /// Tasks of the stack `swt` recorded on a single-node swarm (an app with
     /// its stackshot labels under `deploy.labels`, PostgreSQL with its label
     /// on the container), and their services.
     fn swarm_tasks() -> Vec<ContainerInfo> {
-        let mut containers =
-            from_inspect_json(include_str!("../tests/fixtures/swarm-inspect.json")).unwrap();
-        let services: Vec<bollard::models::Service> =
-            serde_json::from_str(include_str!("../tests/fixtures/swarm-service-inspect.json"))
-                .unwrap();
+        let (mut containers, services) = recorded();
         add_service_labels(&mut containers, &services);
         containers.sort_by(|a, b| a.service.cmp(&b.service));
         containers
@@ -320,11 +325,7 @@ mod tests {
 
     #[test]
     fn a_container_label_wins_over_its_service_label() {
-        let mut containers =
-            from_inspect_json(include_str!("../tests/fixtures/swarm-inspect.json")).unwrap();
-        let mut services: Vec<bollard::models::Service> =
-            serde_json::from_str(include_str!("../tests/fixtures/swarm-service-inspect.json"))
-                .unwrap();
+        let (mut containers, mut services) = recorded();
         for s in &mut services {
             let spec = s.spec.as_mut().unwrap();
             spec.labels
@@ -426,11 +427,7 @@ mod tests {
 
     #[test]
     fn the_service_mode_is_read_and_the_scaling_state_is_no_setting() {
-        let mut containers =
-            from_inspect_json(include_str!("../tests/fixtures/swarm-inspect.json")).unwrap();
-        let mut services: Vec<bollard::models::Service> =
-            serde_json::from_str(include_str!("../tests/fixtures/swarm-service-inspect.json"))
-                .unwrap();
+        let (mut containers, mut services) = recorded();
         let spec = services[0].spec.as_mut().unwrap();
         let held = spec.name.clone().unwrap();
         spec.labels
