@@ -169,7 +169,10 @@ async fn update<T>(
             .and_then(|v| v.index)
             .and_then(|i| i32::try_from(i).ok())
             .with_context(|| format!("the swarm service {service} has no usable version"))?;
-        let mut spec = found.spec.unwrap_or_default();
+        // Written back whole: a missing spec would wipe the service.
+        let mut spec = found
+            .spec
+            .with_context(|| format!("the swarm service {service} has no spec"))?;
         let (changed, out) = change(&mut spec)?;
         if !changed {
             return Ok(out);
