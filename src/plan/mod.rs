@@ -873,7 +873,7 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
 
     // A swarm task is stopped by scaling its service to 0: a replicated
     // service, from a manager node.
-    stop_set.retain(|c| match swarm::refusal(c) {
+    stop_set.retain(|c| match swarm::refusal(c, swarm::StopFor::Backup) {
         None => true,
         Some(why) => {
             plan.errors.push(format!(

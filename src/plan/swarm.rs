@@ -30,24 +30,47 @@ pub fn target_of(c: &ContainerInfo) -> String {
     }
 }
 
+/// What the stop window would stop a swarm task for, which decides the
+/// way out a refusal names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopFor {
+    /// A backup (the `stackshot.stop-during-backup` label).
+    Backup,
+    /// A restore of the task's mounts in place.
+    Restore,
+}
+
 /// Why the stop window cannot stop the swarm task `c`, naming the way out;
 /// `None` when it can (not a swarm task, or a task of a replicated service
 /// read on a manager node).
-pub fn refusal(c: &ContainerInfo) -> Option<String> {
+pub fn refusal(c: &ContainerInfo, stop_for: StopFor) -> Option<String> {
     let svc = c.swarm_service.as_deref()?;
-    let why = match c.swarm_mode {
+    let (why, backup_way_out) = match c.swarm_mode {
         Some(ServiceMode::Replicated) => return None,
-        Some(ServiceMode::Global) => format!(
-            "the swarm service {svc} is global (a task on every node), and only a replicated service can be scaled to 0 for the stop window; make it replicated (deploy.mode: replicated) or remove the label"
+        Some(ServiceMode::Global) => (
+            format!(
+                "the swarm service {svc} is global (a task on every node), and only a replicated service can be scaled to 0 for the stop window"
+            ),
+            "make it replicated (deploy.mode: replicated) or remove the label",
         ),
-        Some(ServiceMode::Job) => format!(
-            "the swarm service {svc} is a job, which cannot be scaled to 0 and back; remove the label"
+        Some(ServiceMode::Job) => (
+            format!("the swarm service {svc} is a job, which cannot be scaled to 0 and back"),
+            "remove the label",
         ),
-        None => format!(
-            "the swarm service {svc} is stopped by scaling it to 0, which only a manager node may do, and this is a worker node; place the service on a manager (deploy.placement.constraints: [node.role == manager]) or remove the label"
+        None => (
+            format!(
+                "the swarm service {svc} is stopped by scaling it to 0, which only a manager node may do, and this is a worker node"
+            ),
+            "place the service on a manager (deploy.placement.constraints: [node.role == manager]) or remove the label",
         ),
     };
-    Some(why)
+    let way_out = match stop_for {
+        StopFor::Backup => backup_way_out,
+        StopFor::Restore => {
+            "restore into a new volume instead (--to-volume NAME), which stops nothing, and point the service at it"
+        }
+    };
+    Some(format!("{why}; {way_out}"))
 }
 
 /// Stop entries with each swarm task replaced by its service: one entry per
@@ -167,22 +190,28 @@ mod tests {
     #[test]
     fn only_a_replicated_service_read_on_a_manager_is_stopped() {
         let mut c = task("a1", "swt_app");
-        assert_eq!(refusal(&c), None);
+        assert_eq!(refusal(&c, StopFor::Backup), None);
         c.swarm_mode = Some(ServiceMode::Global);
         assert!(
-            refusal(&c)
+            refusal(&c, StopFor::Backup)
                 .unwrap()
                 .starts_with("the swarm service swt_app is global (a task on every node)"),
             "{:?}",
-            refusal(&c)
+            refusal(&c, StopFor::Backup)
         );
         c.swarm_mode = Some(ServiceMode::Job);
-        assert!(refusal(&c).unwrap().contains("is a job"));
+        assert!(refusal(&c, StopFor::Backup).unwrap().contains("is a job"));
         c.swarm_mode = None;
-        assert!(refusal(&c).unwrap().contains(
+        assert!(refusal(&c, StopFor::Backup).unwrap().contains(
             "only a manager node may do, and this is a worker node; place the service on a manager"
         ));
+        // A restore names its own way out: a new volume, nothing stopped.
+        let restore = refusal(&c, StopFor::Restore).unwrap();
+        assert!(
+            restore.ends_with("this is a worker node; restore into a new volume instead (--to-volume NAME), which stops nothing, and point the service at it"),
+            "{restore}"
+        );
         c.swarm_service = None;
-        assert_eq!(refusal(&c), None);
+        assert_eq!(refusal(&c, StopFor::Backup), None);
     }
 }

@@ -339,10 +339,9 @@ where
                     .any(|m| sources.contains(&m.name.as_deref().unwrap_or(&m.source)))
             })
             .collect();
-        if let Some((c, why)) = users
-            .iter()
-            .find_map(|c| plan::swarm::refusal(c).map(|why| (c, why)))
-        {
+        if let Some((c, why)) = users.iter().find_map(|c| {
+            plan::swarm::refusal(c, plan::swarm::StopFor::Restore).map(|why| (c, why))
+        }) {
             bail!(
                 "cannot restore the mounts of {}: it must be stopped meanwhile, and {why}",
                 c.service
