@@ -13,130 +13,25 @@
 //! holders racing through the service API lose no hold, and after
 //! a SIGKILL of stackshot's task inside the window the service stays at 0
 //! until the daemon's next start scales it back from its journal. The
-//! engine leaves the swarm at the end, whatever the outcome ([`Swarm`]'s
+//! engine leaves the swarm at the end, whatever the outcome ([`common::swarm::Swarm`]'s
 //! `Drop`).
 
 mod common;
 
 use std::process::Output;
 
+use common::swarm::*;
 use common::*;
 
 const STACK: &str = "stackshot-e2e-swarm";
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// The engine in a swarm of its own for the test's length; `Drop` removes
-/// the stack, leaves the swarm and removes the stack's volumes.
-struct Swarm;
-
-impl Swarm {
-    fn init() -> Swarm {
-        let state = run(&mut docker(&[
-            "info",
-            "--format",
-            "{{.Swarm.LocalNodeState}}",
-        ]));
-        assert_eq!(
-            state.trim(),
-            "inactive",
-            "the engine is already in a swarm; this test would leave it (docker swarm leave --force) at its end, so it refuses to run"
-        );
-        run(&mut docker(&[
-            "swarm",
-            "init",
-            "--advertise-addr",
-            "127.0.0.1",
-        ]));
-        Swarm
-    }
-}
-
-impl Drop for Swarm {
-    fn drop(&mut self) {
-        if std::env::var_os("STACKSHOT_KEEP_STACK").is_some() {
-            eprintln!("STACKSHOT_KEEP_STACK: the swarm and the stack stay up");
-            return;
-        }
-        let _ = output(&mut docker(&["stack", "rm", STACK]));
-        // The tasks' containers go after the services; the volumes after them.
-        for _ in 0..60 {
-            let left = output(&mut docker(&[
-                "ps",
-                "-aq",
-                "--filter",
-                &format!("label=com.docker.stack.namespace={STACK}"),
-            ]));
-            if left.stdout.is_empty() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_secs(1));
-        }
-        let left = output(&mut docker(&["swarm", "leave", "--force"]));
-        if !left.status.success() {
-            eprintln!("docker swarm leave --force: {}", text(&left));
-        }
-        let volumes = output(&mut docker(&[
-            "volume",
-            "ls",
-            "-q",
-            "--filter",
-            &format!("label=com.docker.stack.namespace={STACK}"),
-        ]));
-        for v in String::from_utf8_lossy(&volumes.stdout).split_whitespace() {
-            let _ = output(&mut docker(&["volume", "rm", "-f", v]));
-        }
-    }
-}
-
-/// Plain restic in a bench container, the repository at `mount` and a
-/// restore target at `target` (both `host:container` mounts).
-fn restic_with(mount: &str, target: &str, args: &[&str]) -> Output {
-    let mut c = docker(&[
-        "run",
-        "--rm",
-        "-v",
-        mount,
-        "-v",
-        target,
-        "-e",
-        &format!("RESTIC_PASSWORD={RESTIC_PASSWORD}"),
-        "-e",
-        "RESTIC_REPOSITORY=/repository",
-        "stackshot-test/base:local",
-        "restic",
-    ]);
-    c.args(args);
-    output(&mut c)
-}
-
 /// The running task container of `service`.
 fn task(service: &str) -> String {
-    wait_for(&format!("a running task of {service}"), 120, || {
-        let out = output(&mut docker(&[
-            "ps",
-            "-q",
-            "--no-trunc",
-            "--filter",
-            &format!("label=com.docker.swarm.service.name={STACK}_{service}"),
-            "--filter",
-            "status=running",
-        ]));
-        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        (!id.is_empty() && !id.contains('\n')).then_some(id)
-    })
+    Engine::Host.task(STACK, service)
 }
 
 fn exec(container: &str, cmd: &[&str]) -> Output {
-    let mut c = docker(&["exec", container]);
-    c.args(cmd);
-    output(&mut c)
+    Engine::Host.exec(container, cmd)
 }
 
 fn psql(pg: &str, sql: &str) -> Option<String> {
@@ -158,19 +53,8 @@ fn a_single_node_swarm_stack_backs_up_and_restores() {
         format!("{RESTIC_PASSWORD}\n"),
     )
     .unwrap();
-    let _swarm = Swarm::init();
-    let deploy = output(
-        docker(&[
-            "stack",
-            "deploy",
-            "-c",
-            root().join("tests/stack/swarm/stack.yml").to_str().unwrap(),
-            STACK,
-        ])
-        .env("E2E_REPOSITORY", repo.path())
-        .env("E2E_SECRETS", secrets.path()),
-    );
-    assert!(deploy.status.success(), "{}", text(&deploy));
+    let swarm = Swarm::init(STACK, "127.0.0.1");
+    swarm.deploy("stack.yml", repo.path(), secrets.path());
     let (app, pg, backup) = (task("app"), task("postgres"), task("backup"));
     wait_for("PostgreSQL in its task", 120, || psql(&pg, "select 1"));
     psql(
@@ -544,43 +428,4 @@ fn race_of_holders(service: &str, template: &str) {
         .unwrap();
     assert_eq!(last, Release::ScaledBack(1));
     assert_scaled_back(service, template);
-}
-
-/// A field of `service`'s inspect, by a Go template.
-fn service_field(service: &str, format: &str) -> String {
-    run(&mut docker(&[
-        "service", "inspect", "--format", format, service,
-    ]))
-    .trim()
-    .to_string()
-}
-
-/// The nodes holding `service` at 0 (its `stackshot.scaled.by` label).
-fn held_by(service: &str) -> Option<String> {
-    let labels: serde_json::Value =
-        serde_json::from_str(&service_field(service, "{{json .Spec.Labels}}")).unwrap();
-    labels["stackshot.scaled.by"].as_str().map(str::to_string)
-}
-
-/// `service` runs its one replica again, without stackshot's labels, and
-/// its tasks' template is `template` still (the round trip through the
-/// service API changed nothing else).
-fn assert_scaled_back(service: &str, template: &str) {
-    wait_for(&format!("{service} at 1/1"), 120, || {
-        let out = run(&mut docker(&[
-            "service",
-            "ls",
-            "--filter",
-            &format!("name={service}"),
-            "--format",
-            "{{.Replicas}}",
-        ]));
-        (out.trim() == "1/1").then_some(())
-    });
-    let labels = service_field(service, "{{json .Spec.Labels}}");
-    assert!(!labels.contains("stackshot.scaled"), "{labels}");
-    assert_eq!(
-        service_field(service, "{{json .Spec.TaskTemplate}}"),
-        template
-    );
 }

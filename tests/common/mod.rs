@@ -10,6 +10,7 @@ pub mod events;
 pub mod notes;
 pub mod proxy;
 pub mod receivers;
+pub mod swarm;
 pub use events::{EventWatch, Events};
 
 use std::path::{Path, PathBuf};
