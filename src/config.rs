@@ -141,6 +141,9 @@ pub struct Config {
     pub self_container: Option<String>,
     /// The compose project, when running outside a container.
     pub project: Option<String>,
+    /// `SWARM_MODE`: `None` to detect it (on when our own container is a
+    /// swarm task), else what it was set to.
+    pub swarm_mode: Option<bool>,
     /// Where the stop-window journal lives (keep it on a volume).
     pub state_dir: std::path::PathBuf,
     /// restic's own variables.
@@ -237,6 +240,7 @@ impl Config {
                 Ok(s.value.trim().to_string())
             })?,
             project: opt(env, "STACKSHOT_PROJECT", |s| Ok(s.value.trim().to_string()))?,
+            swarm_mode: opt(env, "SWARM_MODE", swarm_mode)?.flatten(),
             state_dir: opt(env, "STACKSHOT_STATE_DIR", absolute_path)?
                 .unwrap_or_else(|| "/cache/stackshot".into()),
             restic,
@@ -477,6 +481,20 @@ fn stop_window(s: &Sourced) -> Result<StopWindow, ConfigError> {
     }
 }
 
+/// `SWARM_MODE`: `auto` (detect) or a boolean.
+fn swarm_mode(s: &Sourced) -> Result<Option<bool>, ConfigError> {
+    match s.value.trim().to_ascii_lowercase().as_str() {
+        "auto" => Ok(None),
+        _ => boolean(s).map(Some).map_err(|_| {
+            invalid(
+                s,
+                "not a swarm mode",
+                "auto (the default: on when stackshot runs as a swarm task), true or false (also 1/0, yes/no, on/off)",
+            )
+        }),
+    }
+}
+
 fn file_pass(s: &Sourced) -> Result<FilePass, ConfigError> {
     match s.value.trim().to_ascii_lowercase().as_str() {
         "rustic" => Ok(FilePass::Rustic),
@@ -659,6 +677,24 @@ mod tests {
                 .starts_with("KEEP_WITHIN=\"7 days\": not a restic duration")
         );
         assert!(err(&[("KEEP_DAILY", "1"), ("RESTIC_KEEP_DAILY", "2")]).contains("both set"));
+    }
+
+    #[test]
+    fn swarm_mode_is_detected_unless_set() {
+        assert_eq!(parse(&[]).unwrap().swarm_mode, None);
+        assert_eq!(parse(&[("SWARM_MODE", "auto")]).unwrap().swarm_mode, None);
+        assert_eq!(
+            parse(&[("SWARM_MODE", "true")]).unwrap().swarm_mode,
+            Some(true)
+        );
+        assert_eq!(
+            parse(&[("SWARM_MODE", "off")]).unwrap().swarm_mode,
+            Some(false)
+        );
+        assert_eq!(
+            err(&[("SWARM_MODE", "swarm")]),
+            "SWARM_MODE=\"swarm\": not a swarm mode; accepted: auto (the default: on when stackshot runs as a swarm task), true or false (also 1/0, yes/no, on/off)"
+        );
     }
 
     #[test]

@@ -141,6 +141,25 @@ async fn inspect(docker: &Docker, reference: &str) -> Result<Option<ContainerInf
     }
 }
 
+/// Whether stackshot runs in swarm mode: as `SWARM_MODE` says, or when it is
+/// unset (`auto`) when our own container is a swarm task. A setting that
+/// contradicts our container is refused in one line. Pure.
+pub fn swarm_mode(setting: Option<bool>, own: Option<&ContainerInfo>) -> Result<bool> {
+    let task = own.is_some_and(|c| c.swarm_service.is_some());
+    match (setting, own) {
+        (None, _) => Ok(task),
+        (Some(true), Some(c)) if !task => bail!(
+            "SWARM_MODE=true, but stackshot's container {} is not a swarm task; deploy stackshot as a service of the stack (docker stack deploy), or unset SWARM_MODE",
+            c.name
+        ),
+        (Some(false), Some(c)) if task => bail!(
+            "SWARM_MODE=false, but stackshot runs as a task of the swarm stack {}, whose containers belong to no compose project; unset SWARM_MODE (or set it to true)",
+            c.project
+        ),
+        (Some(on), _) => Ok(on),
+    }
+}
+
 /// Finds our container and project, then lists and inspects the containers in scope.
 pub async fn discover(docker: &Docker, config: &Config) -> Result<Discovery> {
     let self_ref = match &config.self_container {
@@ -176,9 +195,7 @@ pub async fn discover(docker: &Docker, config: &Config) -> Result<Discovery> {
         ),
     };
 
-    let swarm = self_container
-        .as_ref()
-        .is_some_and(|c| c.swarm_service.is_some());
+    let swarm = swarm_mode(config.swarm_mode, self_container.as_ref())?;
     let label_filter = if swarm {
         // Every task of the stack on this engine (this node).
         format!("{STACK_LABEL}={project}")
@@ -238,7 +255,9 @@ async fn swarm_node(docker: &Docker, containers: &mut [ContainerInfo]) -> Result
         id: swarm
             .node_id
             .filter(|id| !id.is_empty())
-            .context("our container is a swarm task, but the engine is not a swarm node")?,
+            .context(
+                "swarm mode, but this engine is not a swarm node; run stackshot on a node of the swarm, or unset SWARM_MODE",
+            )?,
         hostname: info.name.unwrap_or_default(),
         manager: swarm.control_available.unwrap_or(false),
     };
@@ -271,6 +290,41 @@ async fn swarm_node(docker: &Docker, containers: &mut [ContainerInfo]) -> Result
 mod tests {
     use super::*;
     use crate::container::from_inspect_json;
+
+    #[test]
+    fn swarm_mode_follows_our_container_unless_set() {
+        let task = recorded().0.remove(0);
+        let plain = from_inspect_json(include_str!("../tests/fixtures/stack-inspect.json"))
+            .unwrap()
+            .remove(0);
+        assert!(swarm_mode(None, Some(&task)).unwrap());
+        assert!(!swarm_mode(None, Some(&plain)).unwrap());
+        assert!(!swarm_mode(None, None).unwrap());
+        assert!(swarm_mode(Some(true), Some(&task)).unwrap());
+        assert!(!swarm_mode(Some(false), Some(&plain)).unwrap());
+        // Outside a container (STACKSHOT_PROJECT naming the stack).
+        assert!(swarm_mode(Some(true), None).unwrap());
+        let e = swarm_mode(Some(true), Some(&plain))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "SWARM_MODE=true, but stackshot's container {} is not a swarm task;",
+                plain.name
+            )),
+            "{e}"
+        );
+        let e = swarm_mode(Some(false), Some(&task))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "SWARM_MODE=false, but stackshot runs as a task of the swarm stack {},",
+                task.project
+            )),
+            "{e}"
+        );
+    }
 
     /// The recorded tasks' containers and their services, as inspected.
     fn recorded() -> (Vec<ContainerInfo>, Vec<bollard::models::Service>) {
