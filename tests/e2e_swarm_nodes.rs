@@ -16,6 +16,9 @@
 //! in one line (only a manager may scale the service to 0) and touches
 //! nothing, and `--to-volume` restores the worker's volume there.
 //!
+//! The stack sets `SWARM_MODE=true` (the single-node test's detects it);
+//! `SWARM_MODE=false` in a task is refused in one line.
+//!
 //! The engine leaves the swarm and the second node is removed at the end,
 //! whatever the outcome.
 
@@ -141,6 +144,17 @@ fn each_node_of_a_two_node_swarm_backs_up_its_own_tasks() {
     );
     assert!(said.contains("/volumes/files/data"), "{said}");
     assert!(!said.contains("/volumes/app"), "{said}");
+    // The stack sets SWARM_MODE=true; false contradicts the task stackshot
+    // runs in: one line, nothing done.
+    let contradicted = manager.exec(&backup_m, &["env", "SWARM_MODE=false", "stackshot", "plan"]);
+    assert!(!contradicted.status.success(), "{}", text(&contradicted));
+    let said = String::from_utf8_lossy(&contradicted.stderr);
+    assert!(
+        said.trim().lines().last().unwrap_or_default().contains(&format!(
+            "SWARM_MODE=false, but stackshot runs as a task of the swarm stack {STACK}, whose containers belong to no compose project"
+        )),
+        "{said}"
+    );
 
     // The worker's backup: its own volume, and the manager's app (labelled
     // stop-during-backup, running on the manager) left alone.
