@@ -438,7 +438,7 @@ fn kill_or_stop_the_sidecar_inside_a_window() {
         "docker stop must leave the app running"
     );
     assert_eq!(stack.state("sidekick"), "running");
-    assert_eq!(workers(), Vec::<String>::new());
+    assert_eq!(workers(&stack.project), Vec::<String>::new());
     // The daemon acted on SIGTERM itself: a daemon without a handler would
     // be killed at the end of the 120 s grace period, with nothing logged.
     assert!(
@@ -521,6 +521,8 @@ fn drill_cron_failure_then_success_in_the_metrics() {
         "-aq",
         "--filter",
         "label=stackshot.role=drill",
+        "--filter",
+        &format!("label=stackshot.project={}", stack.project),
     ]));
     assert_eq!(left.trim(), "", "no throwaway left");
 }

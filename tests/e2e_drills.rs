@@ -98,7 +98,7 @@ fn assert_all_running(stack: &Stack) {
         assert_eq!(stack.state(svc), "running", "{svc} is not running");
     }
     assert_eq!(
-        workers(),
+        workers(&stack.project),
         Vec::<String>::new(),
         "a worker container was left behind"
     );
@@ -297,7 +297,7 @@ fn kills_inside_the_window() {
     // 2. The worker container is killed midway: failure reported, containers back.
     let child = spawn_backup(&stack);
     until("a worker to kill", 180, || {
-        let ids = workers();
+        let ids = workers(&stack.project);
         ids.iter()
             .any(|id| output(&mut docker(&["kill", id])).status.success())
     });
@@ -624,7 +624,7 @@ fn a_frozen_snapshot_is_stopped_by_the_watchdog() {
         &[("STOP_WINDOW", "full"), ("SNAPSHOT_STALL_TIMEOUT", "15s")],
     );
     until("the worker's restic to be frozen", 120, || {
-        workers().iter().any(|w| {
+        workers(&stack.project).iter().any(|w| {
             output(&mut docker(&["exec", w, "pkill", "-STOP", "-x", "restic"]))
                 .status
                 .success()

@@ -126,7 +126,7 @@ fn hooks_run_in_order_around_the_window_and_a_failing_pre_hook_stops_nothing() {
     );
     events.assert_saw_exec(&app, "fail-pre");
     assert_eq!(
-        events.touched(),
+        events.touched_in(&stack.project),
         Vec::<String>::new(),
         "a failed pre-backup hook stopped something"
     );

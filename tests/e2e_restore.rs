@@ -467,7 +467,11 @@ fn killed_restore_changes_nothing(stack: &Stack) {
     assert_eq!(stack.state("app"), "running");
     assert!(!staging.exists(), "the staging directory was removed");
     assert_eq!(listing(), before, "the volume changed");
-    assert!(workers().is_empty(), "a worker was left: {:?}", workers());
+    assert!(
+        workers(&stack.project).is_empty(),
+        "a worker was left: {:?}",
+        workers(&stack.project)
+    );
     // The killed restic's lock was removed (else `check` and `prune` would
     // find the repository locked for half an hour).
     let locks = stack.restic(&[], &["list", "locks", "--no-lock"]);
@@ -479,13 +483,16 @@ fn killed_restore_changes_nothing(stack: &Stack) {
     );
 }
 
-/// Drill containers and volumes left on the engine.
-fn drill_leftovers() -> String {
+/// Drill containers and volumes of `project` left on the engine.
+fn drill_leftovers(project: &str) -> String {
+    let of_project = format!("label=stackshot.project={project}");
     let containers = run(&mut docker(&[
         "ps",
         "-aq",
         "--filter",
         "label=stackshot.role=drill",
+        "--filter",
+        &of_project,
     ]));
     let volumes = run(&mut docker(&[
         "volume",
@@ -493,6 +500,8 @@ fn drill_leftovers() -> String {
         "-q",
         "--filter",
         "label=stackshot.role=drill",
+        "--filter",
+        &of_project,
     ]));
     format!("{containers}{volumes}").trim().to_string()
 }
@@ -509,7 +518,7 @@ fn drills(stack: &Stack) {
         "{said}"
     );
     assert_eq!(
-        drill_leftovers(),
+        drill_leftovers(&stack.project),
         "",
         "the throwaways are gone after a failed drill"
     );
@@ -536,7 +545,7 @@ fn drills(stack: &Stack) {
         assert!(s["rows"].as_u64().unwrap() >= 3, "{report}");
     }
     assert_eq!(
-        drill_leftovers(),
+        drill_leftovers(&stack.project),
         "",
         "the throwaways are gone after a drill"
     );

@@ -61,9 +61,14 @@ fn argv_of(container: &str) -> String {
 }
 
 /// Samples, until stopped, the argv of every process in `watched` and in
-/// every container stackshot creates (workers, drill throwaways), and each
-/// created container's `docker inspect`.
-fn sampler(watched: Vec<String>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Sweep> {
+/// every container stackshot creates for `project` (workers, drill
+/// throwaways), and each created container's `docker inspect`.
+fn sampler(
+    project: &str,
+    watched: Vec<String>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Sweep> {
+    let of_project = format!("label=stackshot.project={project}");
     std::thread::spawn(move || {
         let mut seen = BTreeSet::new();
         while !stop.load(Ordering::SeqCst) {
@@ -72,6 +77,8 @@ fn sampler(watched: Vec<String>, stop: Arc<AtomicBool>) -> std::thread::JoinHand
                 "-aq",
                 "--filter",
                 "label=stackshot.role",
+                "--filter",
+                &of_project,
             ]))
             .lines()
             .map(str::to_string)
@@ -114,6 +121,7 @@ fn no_secret_in_argv_logs_metrics_status_or_inspect() {
     let watch = stack.watch();
     let stop = Arc::new(AtomicBool::new(false));
     let sampling = sampler(
+        &stack.project,
         vec![
             sidecar.clone(),
             stack.container("postgres"),
@@ -170,7 +178,8 @@ fn no_secret_in_argv_logs_metrics_status_or_inspect() {
         "debug lines are in the sweep"
     );
     sweep.add("the daemon's logs (JSON, debug)", logs);
-    for e in &events.0 {
+    // This stack's events: other tests beside it use the same passwords.
+    for e in events.of_project(&stack.project) {
         sweep.add(
             format!("engine event {} of {}", e.action, e.name),
             e.action.clone(),

@@ -155,5 +155,9 @@ fn sqlite_without_a_shell_is_copied_by_a_worker_and_restored() {
     let line = stack.drill_line("notes");
     assert!(line.contains("2 tables"), "{line}");
     // Every worker is gone.
-    assert!(workers().is_empty(), "workers left: {:?}", workers());
+    assert!(
+        workers(&stack.project).is_empty(),
+        "workers left: {:?}",
+        workers(&stack.project)
+    );
 }

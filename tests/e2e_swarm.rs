@@ -56,7 +56,27 @@ fn a_single_node_swarm_stack_backs_up_and_restores() {
     let swarm = Swarm::init(STACK, "127.0.0.1");
     swarm.deploy("stack.yml", repo.path(), secrets.path());
     let (app, pg, backup) = (task("app"), task("postgres"), task("backup"));
-    wait_for("PostgreSQL in its task", 120, || psql(&pg, "select 1"));
+    // Over TCP: the entrypoint's first server, while it initialises, answers
+    // on the socket alone, and is stopped right after.
+    wait_for("PostgreSQL in its task", 120, || {
+        let out = exec(
+            &pg,
+            &[
+                "env",
+                "PGPASSWORD=swarm-pg-secret",
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "app",
+                "-d",
+                "appdb",
+                "-Atc",
+                "select 1",
+            ],
+        );
+        out.status.success().then_some(())
+    });
     psql(
         &pg,
         "create table notes (id int primary key, body text); insert into notes select g, 'note ' || g from generate_series(1, 500) g",

@@ -299,11 +299,30 @@ impl Events {
             .collect()
     }
 
+    /// The events of compose project `project`: its containers' (by their
+    /// compose label), the workers and drill throwaways stackshot made for
+    /// it (`stackshot.project`), and its volumes and networks (named
+    /// `<project>_…`). Other tests run beside this one, on the same engine.
+    pub fn of_project<'a>(&'a self, project: &'a str) -> impl Iterator<Item = &'a Event> + 'a {
+        let prefix = format!("{project}_");
+        self.0.iter().filter(move |e| {
+            let v: Value = serde_json::from_str(&e.raw).unwrap_or(Value::Null);
+            let attrs = &v["Actor"]["Attributes"];
+            attrs["com.docker.compose.project"] == project
+                || attrs["stackshot.project"] == project
+                || ((e.kind == "volume" || e.kind == "network") && e.id.starts_with(&prefix))
+                || attrs["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with(&prefix))
+        })
+    }
+
     /// Containers of compose project `project` with any lifecycle event.
     pub fn touched_in(&self, project: &str) -> Vec<String> {
+        let prefix = format!("{project}_");
         self.touched()
             .into_iter()
-            .filter(|n| n.starts_with(project))
+            .filter(|n| n.starts_with(&prefix))
             .collect()
     }
 

@@ -48,8 +48,13 @@ pub fn docker(args: &[&str]) -> Command {
     c
 }
 
-/// Builds (or reuses) the test images and the sidecar image, once per test binary.
-/// Panics with the reason when the engine cannot be reached.
+/// Builds (or reuses) the test images and the sidecar image, once per test
+/// process. Panics with the reason when the engine cannot be reached.
+///
+/// `scripts/test` builds them once before running the tests side by side,
+/// and says so with `STACKSHOT_BENCH_READY=1`: then each test only checks
+/// that the engine answers and the sidecar image exists, so that concurrent
+/// tests never build (and replace) the same image at once.
 pub fn bench() {
     static READY: OnceLock<()> = OnceLock::new();
     READY.get_or_init(|| {
@@ -64,64 +69,36 @@ pub fn bench() {
             ),
             Err(e) => panic!("end-to-end tests need the docker CLI and a running engine: {e}"),
         }
+        if std::env::var_os("STACKSHOT_BENCH_READY").is_some() {
+            let sidecar = output(&mut docker(&["image", "inspect", SIDECAR_IMAGE]));
+            assert!(
+                sidecar.status.success(),
+                "STACKSHOT_BENCH_READY is set but {SIDECAR_IMAGE} does not exist: run scripts/test, \
+                 or unset it to build the images here"
+            );
+            return;
+        }
         run(Command::new("bash").arg(root().join("tests/bench/build-images.sh")));
         build_sidecar_image();
     });
 }
 
-/// The sidecar image: `tests/bench/Dockerfile.prebuilt` on the bench's base
-/// image, with the stackshot binary cargo built for these tests. With
-/// `STACKSHOT_E2E_IMAGE` set (CI sets it to the image the real `Dockerfile`
-/// built), that image is tagged as the sidecar instead.
+/// The sidecar image every test stack runs.
+pub const SIDECAR_IMAGE: &str = "stackshot-test/sidecar:local";
+
+/// The sidecar image: `tests/bench/sidecar-image.sh` with the stackshot
+/// binary cargo built for these tests. With `STACKSHOT_E2E_IMAGE` set (CI
+/// sets it to the image the real `Dockerfile` built), that image is tagged
+/// as the sidecar instead.
 fn build_sidecar_image() {
     if let Some(image) = std::env::var_os("STACKSHOT_E2E_IMAGE") {
         let image = image.to_string_lossy().to_string();
-        run(&mut docker(&[
-            "tag",
-            &image,
-            "stackshot-test/sidecar:local",
-        ]));
+        run(&mut docker(&["tag", &image, SIDECAR_IMAGE]));
         return;
     }
-    let ctx = tempfile::tempdir().expect("temp dir");
-    let bin_dir = ctx.path().join("target/release");
-    std::fs::create_dir_all(&bin_dir).unwrap();
-    std::fs::copy(env!("CARGO_BIN_EXE_stackshot"), bin_dir.join("stackshot"))
-        .expect("copy the stackshot binary into the build context");
-    std::fs::copy(
-        root().join("tests/bench/Dockerfile.prebuilt"),
-        ctx.path().join("Dockerfile"),
-    )
-    .unwrap();
-    let image_id = || {
-        output(&mut docker(&[
-            "image",
-            "inspect",
-            "-f",
-            "{{.Id}}",
-            "stackshot-test/sidecar:local",
-        ]))
-        .stdout
-        .iter()
-        .map(|&b| b as char)
-        .collect::<String>()
-        .trim()
-        .to_string()
-    };
-    let previous = image_id();
-    run(docker(&[
-        "build",
-        "-q",
-        "--build-arg",
-        "RUNTIME_IMAGE=stackshot-test/base:local",
-        "-t",
-        "stackshot-test/sidecar:local",
-    ])
-    .arg(ctx.path()));
-    // The image this build replaced would linger untagged: remove it (only it).
-    if !previous.is_empty() && previous != image_id() {
-        let _ = output(&mut docker(&["rmi", &previous]));
-    }
+    run(Command::new("bash")
+        .arg(root().join("tests/bench/sidecar-image.sh"))
+        .arg(env!("CARGO_BIN_EXE_stackshot")));
 }
 
 /// A compose project brought up for one test and removed (with its volumes)
@@ -307,6 +284,40 @@ impl Stack {
             .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
+    /// Waits until both database servers answer over TCP. The entrypoints
+    /// run a first server on the socket alone while they initialise, then
+    /// stop it and start the real one: an answer on the socket can come from
+    /// the first, and the next query then meets neither (seen when tests
+    /// run side by side). Only the real server listens on TCP.
+    pub fn wait_for_servers(&self) {
+        wait_for("PostgreSQL on TCP", 90, || {
+            let out = self.exec(
+                "postgres",
+                &[("PGPASSWORD", "pg-secret-password")],
+                &[
+                    "psql",
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "app",
+                    "-d",
+                    "appdb",
+                    "-Atc",
+                    "select 1",
+                ],
+            );
+            out.status.success().then_some(())
+        });
+        wait_for("MariaDB on TCP", 90, || {
+            let out = self.exec(
+                "mariadb",
+                &[("MYSQL_PWD", "maria-root-secret")],
+                &["mariadb", "-h", "127.0.0.1", "-uroot", "-Ne", "select 1"],
+            );
+            out.status.success().then_some(())
+        });
+    }
+
     /// Runs SQL in the stack's MariaDB service (as root, db `shop`).
     pub fn mariadb(&self, sql: &str) -> Option<String> {
         let out = self.exec(
@@ -321,6 +332,7 @@ impl Stack {
 
     /// Waits until both databases answer with the seeded data.
     pub fn wait_for_databases(&self) {
+        self.wait_for_servers();
         wait_for("PostgreSQL seed data", 90, || {
             self.psql("select count(*) from customers")
                 .filter(|n| n == "1000")
@@ -948,8 +960,7 @@ impl Stack {
             "{}",
             String::from_utf8_lossy(&up.stderr)
         );
-        wait_for("empty PostgreSQL", 90, || self.psql("select 1"));
-        wait_for("empty MariaDB", 90, || self.mariadb("select 1"));
+        self.wait_for_servers();
         assert!(
             self.psql("select count(*) from customers").is_none(),
             "the database must start empty"
@@ -957,13 +968,16 @@ impl Stack {
     }
 }
 
-/// Worker containers still present on the engine.
-pub fn workers() -> Vec<String> {
+/// Worker containers of compose project `project` still present on the
+/// engine (only its own: other tests run beside it, with workers of theirs).
+pub fn workers(project: &str) -> Vec<String> {
     run(&mut docker(&[
         "ps",
         "-aq",
         "--filter",
         "label=stackshot.role=worker",
+        "--filter",
+        &format!("label=stackshot.project={project}"),
     ]))
     .lines()
     .map(str::to_string)
