@@ -12,24 +12,18 @@
 # built on the host instead (scripts/example uses it).
 ARG RUST_IMAGE=rust:1.91-bookworm
 ARG RESTIC_IMAGE=restic/restic:0.17.3
-# The Cargo profile of the build: `release` for the image users run. CI's
-# second build (.ci/build-image, legacy builder) passes `image-check`, a
-# quicker profile, as it only proves that this file builds and runs there.
-ARG CARGO_PROFILE=release
 
 FROM ${RUST_IMAGE} AS build
-ARG CARGO_PROFILE
 WORKDIR /src
 # The dependencies in a layer of their own: a change under src/ rebuilds only
 # stackshot, not its ~250 dependencies.
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
- && cargo build --profile "$CARGO_PROFILE" --locked \
- && rm -rf src target/"$CARGO_PROFILE"/stackshot* target/"$CARGO_PROFILE"/deps/stackshot-* \
-      target/"$CARGO_PROFILE"/deps/libstackshot-* target/"$CARGO_PROFILE"/.fingerprint/stackshot-*
+ && cargo build --release --locked \
+ && rm -rf src target/release/stackshot* target/release/deps/stackshot-* \
+      target/release/deps/libstackshot-* target/release/.fingerprint/stackshot-*
 COPY src ./src
-RUN cargo build --profile "$CARGO_PROFILE" --locked \
- && mkdir -p /out && cp target/"$CARGO_PROFILE"/stackshot /out/stackshot
+RUN cargo build --release --locked
 
 FROM ${RESTIC_IMAGE} AS restic
 
@@ -40,7 +34,7 @@ FROM ${RESTIC_IMAGE} AS restic
 FROM build AS tree
 COPY --from=restic /usr/bin/restic /usr/local/bin/restic
 COPY scripts/scratch-tree /usr/local/bin/scratch-tree
-RUN sh /usr/local/bin/scratch-tree /tree /out/stackshot /usr/local/bin/restic \
+RUN sh /usr/local/bin/scratch-tree /tree /src/target/release/stackshot /usr/local/bin/restic \
  && mkdir /tree/cache
 
 FROM scratch AS runtime
