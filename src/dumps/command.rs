@@ -103,6 +103,47 @@ fn pg_conn(login: &Login) -> Vec<String> {
     v
 }
 
+/// A database name as a libpq connection string, `dbname='<name>'`: what
+/// every PostgreSQL client gets after `-d`. libpq reads a bare `-d` value
+/// holding `=` or starting with `postgresql://`/`postgres://` as a
+/// connection string whose `host=` would override the `-h` given before it;
+/// a connection string naming only `dbname` changes nothing else. Quoted as
+/// libpq's conninfo reader expects: in single quotes, `\` and `'` escaped
+/// with a backslash.
+pub fn pg_conninfo_dbname(name: &str) -> String {
+    let mut s = String::with_capacity(name.len() + 10);
+    s.push_str("dbname='");
+    for c in name.chars() {
+        if matches!(c, '\\' | '\'') {
+            s.push('\\');
+        }
+        s.push(c);
+    }
+    s.push('\'');
+    s
+}
+
+/// `-d dbname='<name>'`: how a PostgreSQL client is told its database (see
+/// [`pg_conninfo_dbname`]).
+pub fn pg_database_args(name: &str) -> [String; 2] {
+    ["-d".to_string(), pg_conninfo_dbname(name)]
+}
+
+/// A PostgreSQL identifier quoted for SQL text: `"name"`, double quotes doubled.
+pub fn pg_quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A MariaDB/MySQL string literal: `'text'`, with `\` and `'` escaped.
+pub fn maria_quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// A MariaDB/MySQL identifier: `` `name` ``, backquotes doubled.
+pub fn maria_quote_ident(s: &str) -> String {
+    format!("`{}`", s.replace('`', "``"))
+}
+
 /// The environment carrying the password.
 pub fn login_env(engine: Engine, login: &Login) -> Vec<(String, Secret)> {
     let var = match engine {
@@ -168,13 +209,15 @@ pub fn query(
     let mut v = client(engine, tools, login);
     match engine {
         Engine::Postgres => {
-            v.extend(["-A", "-t", "-d"].map(String::from));
-            v.push(database.unwrap_or("postgres").to_string());
+            v.extend(["-A", "-t"].map(String::from));
+            v.extend(pg_database_args(database.unwrap_or("postgres")));
             v.extend(["-c".to_string(), sql.to_string()]);
         }
         Engine::Mariadb | Engine::Mysql => {
             v.extend(["-N".to_string(), "-B".to_string()]);
-            v.extend(database.map(str::to_string));
+            // An option with its value attached: a name starting with `-`
+            // is never read as another option.
+            v.extend(database.map(|d| format!("--database={d}")));
             v.extend(["-e".to_string(), sql.to_string()]);
         }
         // A Redis command, its words as arguments (`database`: a db number).
@@ -292,12 +335,13 @@ pub fn dump_jobs(
                 Engine::Postgres => {
                     let mut v = vec![tools.dump_one.clone()];
                     v.extend(pg_conn(login));
-                    v.extend(["-d".to_string(), db.clone()]);
+                    v.extend(pg_database_args(db));
                     v
                 }
                 Engine::Mariadb | Engine::Mysql => {
                     let mut v = maria_common(&tools.dump_one);
-                    v.extend(["--databases".to_string(), db.clone()]);
+                    // After `--`: a name starting with `-` is never an option.
+                    v.extend(["--databases", "--", db].map(String::from));
                     v
                 }
                 Engine::Redis | Engine::Sqlite => unreachable!("returned above"),
@@ -352,8 +396,8 @@ pub const MARIA_NON_INNODB_SQL: &str = "SELECT CONCAT(table_schema, '.', table_n
 /// A `psql` session in `db` that reads SQL on stdin and prints bare rows.
 pub fn pg_session(tools: &Tools, login: &Login, db: &str) -> Vec<String> {
     let mut v = client(Engine::Postgres, tools, login);
-    v.extend(["-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d"].map(String::from));
-    v.push(db.to_string());
+    v.extend(["-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"].map(String::from));
+    v.extend(pg_database_args(db));
     v
 }
 
@@ -389,7 +433,7 @@ pub fn pg_dump_pinned(
     if create {
         v.push("--create".into());
     }
-    v.extend(["-d".to_string(), db.to_string()]);
+    v.extend(pg_database_args(db));
     v
 }
 
@@ -558,7 +602,10 @@ mod tests {
             &login(false),
             &["a".into(), "b".into()],
         );
-        assert_eq!(jobs[1].argv, ["/bin/pg_dump", "-U", "app", "-w", "-d", "b"]);
+        assert_eq!(
+            jobs[1].argv,
+            ["/bin/pg_dump", "-U", "app", "-w", "-d", "dbname='b'"]
+        );
         assert_eq!(jobs[1].file, "b.sql");
         for j in jobs {
             assert!(!j.argv.join(" ").contains("s3cret"));
@@ -631,7 +678,7 @@ mod tests {
                 "--snapshot=00000003-0000001B-1",
                 "--create",
                 "-d",
-                "appdb"
+                "dbname='appdb'"
             ]
         );
         assert_eq!(
@@ -647,7 +694,10 @@ mod tests {
             ]
         );
         let s = pg_session(&tools, &l, "appdb");
-        assert_eq!(s[s.len() - 2..], ["-d".to_string(), "appdb".to_string()]);
+        assert_eq!(
+            s[s.len() - 2..],
+            ["-d".to_string(), "dbname='appdb'".to_string()]
+        );
         assert!(pg_pin_sql().starts_with(
             "BEGIN ISOLATION LEVEL REPEATABLE READ;\nSELECT 'snap:' || pg_export_snapshot();"
         ));
@@ -682,6 +732,7 @@ mod tests {
                 "--events",
                 "--triggers",
                 "--databases",
+                "--",
                 "shop"
             ]
         );
@@ -720,7 +771,7 @@ mod tests {
                 "-A",
                 "-t",
                 "-d",
-                "postgres",
+                "dbname='postgres'",
                 "-c",
                 "SHOW server_version"
             ]
@@ -737,7 +788,169 @@ mod tests {
                 Some("shop"),
                 "SELECT 1"
             )[5],
-            "shop"
+            "--database=shop"
         );
+    }
+
+    /// How libpq reads a `-d` value (`recognized_connection_string`, then
+    /// `conninfo_parse`): a URI, a `keyword=value` connection string (values
+    /// bare or in single quotes, `\` escaping the next character), or else
+    /// a plain database name.
+    fn libpq_reads(d: &str) -> Vec<(String, String)> {
+        if d.starts_with("postgresql://") || d.starts_with("postgres://") {
+            return vec![("uri".into(), d.into())];
+        }
+        if !d.contains('=') {
+            return vec![("dbname".into(), d.into())];
+        }
+        let mut out = Vec::new();
+        let mut it = d.chars().peekable();
+        loop {
+            while it.next_if(|c| c.is_ascii_whitespace()).is_some() {}
+            if it.peek().is_none() {
+                return out;
+            }
+            let mut key = String::new();
+            while let Some(c) = it.next_if(|c| *c != '=' && !c.is_ascii_whitespace()) {
+                key.push(c);
+            }
+            while it.next_if(|c| c.is_ascii_whitespace()).is_some() {}
+            assert_eq!(it.next(), Some('='), "missing = after {key:?} in {d:?}");
+            while it.next_if(|c| c.is_ascii_whitespace()).is_some() {}
+            let mut value = String::new();
+            if it.next_if_eq(&'\'').is_some() {
+                loop {
+                    match it.next().expect("unterminated quoted string") {
+                        '\\' => value.extend(it.next()),
+                        '\'' => break,
+                        c => value.push(c),
+                    }
+                }
+            } else {
+                while let Some(c) = it.next_if(|c| !c.is_ascii_whitespace()) {
+                    if c == '\\' {
+                        value.extend(it.next());
+                    } else {
+                        value.push(c);
+                    }
+                }
+            }
+            out.push((key, value));
+        }
+    }
+
+    /// Names that libpq would read as a connection string (or break) if
+    /// passed bare, and ordinary ones.
+    const HOSTILE_NAMES: &[&str] = &[
+        "host=evil.example port=5432",
+        "postgresql://evil.example/app",
+        "postgres://u@evil.example:5432/app",
+        "dbname=x host=evil.example",
+        "my db",
+        "it's",
+        "back\\slash\\",
+        "a\"b",
+        "'quoted'",
+        "a=b",
+        "ünïcødé 数据库",
+        "-x",
+        "",
+        "app",
+    ];
+
+    #[test]
+    fn conninfo_dbname_is_read_back_by_libpq_as_the_name_alone() {
+        assert_eq!(pg_conninfo_dbname("app"), "dbname='app'");
+        assert_eq!(pg_conninfo_dbname("it's"), r"dbname='it\'s'");
+        assert_eq!(pg_conninfo_dbname(r"a\b"), r"dbname='a\\b'");
+        assert_eq!(
+            pg_conninfo_dbname("host=evil.example port=5432"),
+            "dbname='host=evil.example port=5432'"
+        );
+        for name in HOSTILE_NAMES {
+            assert_eq!(
+                libpq_reads(&pg_conninfo_dbname(name)),
+                [("dbname".to_string(), name.to_string())],
+                "{name:?}"
+            );
+        }
+        assert_eq!(pg_quote_ident("my db"), "\"my db\"");
+        assert_eq!(pg_quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(maria_quote_literal(r"it's\"), r"'it''s\\'");
+        assert_eq!(maria_quote_ident("a`b"), "`a``b`");
+    }
+
+    /// The value after each `-d` of `argv`, as libpq reads it.
+    fn dash_d(argv: &[String]) -> Vec<Vec<(String, String)>> {
+        argv.windows(2)
+            .filter(|w| w[0] == "-d")
+            .map(|w| libpq_reads(&w[1]))
+            .collect()
+    }
+
+    /// Every PostgreSQL command line naming a database (queries, sessions,
+    /// per-database and pinned dumps) names it as a connection-string value:
+    /// no `host=` in a name reaches libpq as a host.
+    #[test]
+    fn every_postgres_command_names_its_database_as_a_conninfo_value() {
+        let tools = pick_tools(
+            Engine::Postgres,
+            "/bin/pg_dumpall\n/bin/pg_dump\n/bin/psql\n",
+        )
+        .unwrap();
+        let l = login(true);
+        for name in HOSTILE_NAMES {
+            let only = vec![("dbname".to_string(), name.to_string())];
+            let mut argvs = vec![
+                query(Engine::Postgres, &tools, &l, Some(name), "SELECT 1"),
+                pg_session(&tools, &l, name),
+                pg_dump_pinned(&tools, &l, name, "0000-1", true),
+                pg_dump_pinned(&tools, &l, name, "0000-1", false),
+            ];
+            let jobs = dump_jobs(Engine::Postgres, &tools, &l, &[name.to_string()]);
+            assert_eq!(jobs[0].database.as_deref(), Some(*name));
+            argvs.extend(jobs.into_iter().map(|j| j.argv));
+            for argv in &argvs {
+                assert_eq!(dash_d(argv), std::slice::from_ref(&only), "{argv:?}");
+                // Still over loopback, as the login says.
+                assert!(
+                    argv.windows(2).any(|w| w == ["-h", "127.0.0.1"]),
+                    "{argv:?}"
+                );
+            }
+        }
+        // No database named: `postgres`, the same way.
+        assert_eq!(
+            dash_d(&version_query(Engine::Postgres, &tools, &l)),
+            [[("dbname".to_string(), "postgres".to_string())]]
+        );
+        // pg_dumpall names none (it connects to each database itself).
+        let all = dump_jobs(Engine::Postgres, &tools, &l, &[]);
+        assert!(dash_d(&all[0].argv).is_empty());
+        assert!(dash_d(&pg_globals(&tools, &l)).is_empty());
+    }
+
+    /// A MariaDB/MySQL database name starting with `-` is never read as an
+    /// option: after `--` for the dumps, attached to `--database=` for queries.
+    #[test]
+    fn mariadb_database_names_are_never_options() {
+        for engine in [Engine::Mariadb, Engine::Mysql] {
+            let tools = pick_tools(engine, "/usr/bin/mariadb-dump\n/usr/bin/mariadb\n").unwrap();
+            for name in ["--host=evil.example", "-hevil", "my db", "shop"] {
+                let jobs = dump_jobs(engine, &tools, &login(true), &[name.to_string()]);
+                let argv = &jobs[0].argv;
+                assert_eq!(
+                    argv[argv.len() - 3..],
+                    ["--databases", "--", name],
+                    "{argv:?}"
+                );
+                assert_eq!(argv.iter().filter(|a| *a == name).count(), 1);
+                let pinned = maria_pinnable(&jobs[0]).argv;
+                assert_eq!(pinned[pinned.len() - 2..], ["--", name]);
+                let q = query(engine, &tools, &login(true), Some(name), "SELECT 1");
+                assert!(q.contains(&format!("--database={name}")), "{q:?}");
+                assert!(!q.iter().any(|a| a == name), "{q:?}");
+            }
+        }
     }
 }

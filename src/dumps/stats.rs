@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Result, bail};
 
+use super::command::{maria_quote_ident as quote_ident, maria_quote_literal as quote_literal};
 use super::{Prepared, query_lines};
 use crate::engine::Engine;
 use crate::labels::Engine as DbEngine;
@@ -229,14 +230,6 @@ pub async fn counts(engine: &Engine, p: &Prepared) -> Result<TableRows> {
             parse(&query_lines(engine, p, None, &sql, "count its rows").await?)
         }
     }
-}
-
-fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
-}
-
-fn quote_ident(s: &str) -> String {
-    format!("`{}`", s.replace('`', "``"))
 }
 
 /// What a drill found when it compared a loaded dump with the manifest.

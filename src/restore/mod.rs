@@ -535,7 +535,7 @@ async fn user_tables(ctx: &Context, p: &Prepared, database: Option<&str>) -> Res
         }
         _ => {
             let filter = match database {
-                Some(d) => format!("table_schema = '{}'", d.replace('\'', "''")),
+                Some(d) => format!("table_schema = {}", dumps::command::maria_quote_literal(d)),
                 None => {
                     "table_schema NOT IN ('mysql','information_schema','performance_schema','sys')"
                         .into()
@@ -688,24 +688,20 @@ async fn check_dump(
         .as_ref()
         .and_then(|m| m["dumps"].as_array())
         .and_then(|d| d.iter().find(|e| e["file"] == rel.as_str()).cloned());
-    let mut databases_created: Vec<String> = Vec::new();
-    let mut pending = Vec::new();
+    let hint = engine_hint(entry.as_ref(), rel);
+    // The databases the dump creates (what --replace drops), read from its
+    // statements as it streams by: its client's dialect when the engine is
+    // known, else both, chosen once the target is.
+    let mut scans: Vec<created::Scanner> = match hint {
+        Some(e) => created::Dialect::of(e).into_iter().collect(),
+        None if rel.ends_with(".sql") => vec![created::Dialect::Postgres, created::Dialect::Maria],
+        None => vec![],
+    }
+    .into_iter()
+    .map(created::Scanner::new)
+    .collect();
     let (bytes, sha) = stream_file(ctx, id, &file.path, None, |chunk| {
-        // `CREATE DATABASE name` lines (pg_dumpall), for --replace.
-        pending.extend_from_slice(chunk);
-        while let Some(nl) = pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=nl).collect();
-            if let Some(rest) = line.strip_prefix(b"CREATE DATABASE ") {
-                let name = String::from_utf8_lossy(rest);
-                databases_created.push(
-                    name.split_whitespace()
-                        .next()
-                        .unwrap_or("")
-                        .trim_matches('"')
-                        .to_string(),
-                );
-            }
-        }
+        scans.iter_mut().for_each(|s| s.feed(chunk));
     })
     .await?;
     match sums.as_ref().and_then(|s| s.get(rel.as_str())) {
@@ -717,19 +713,11 @@ async fn check_dump(
             tracing::warn!(file = %rel, "no SHA256SUMS entry (a split-mode snapshot): relying on restic's own integrity checks")
         }
     }
-    let hint = entry
-        .as_ref()
-        .and_then(|e| serde_json::from_value::<DbEngine>(e["engine"].clone()).ok())
-        .or_else(|| {
-            let name = rel.rsplit('/').next().unwrap_or("");
-            if name == dumps::command::REDIS_DUMP {
-                return Some(DbEngine::Redis);
-            }
-            [DbEngine::Postgres, DbEngine::Mariadb, DbEngine::Mysql]
-                .into_iter()
-                .find(|e| name == format!("{}-all.sql", e.as_str()))
-        });
     let target = target(ctx, sc, opts, hint).await?;
+    let databases_created = created::Dialect::of(target.plan.engine)
+        .and_then(|d| scans.into_iter().find(|s| s.dialect() == d))
+        .map(created::Scanner::finish)
+        .unwrap_or_default();
     if let Some(dump_version) = entry.as_ref().and_then(|e| e["server_version"].as_str()) {
         let engine = target.plan.engine;
         if let (Some(from), Some(to)) = (
@@ -771,6 +759,65 @@ async fn check_dump(
     })
 }
 
+/// The engine of a dump: as its `manifest.json` entry says, else as its
+/// file name does (`dump.rdb`, `<engine>-all.sql`).
+fn engine_hint(entry: Option<&serde_json::Value>, rel: &str) -> Option<DbEngine> {
+    entry
+        .and_then(|e| serde_json::from_value::<DbEngine>(e["engine"].clone()).ok())
+        .or_else(|| {
+            let name = rel.rsplit('/').next().unwrap_or("");
+            if name == dumps::command::REDIS_DUMP {
+                return Some(DbEngine::Redis);
+            }
+            [DbEngine::Postgres, DbEngine::Mariadb, DbEngine::Mysql]
+                .into_iter()
+                .find(|e| name == format!("{}-all.sql", e.as_str()))
+        })
+}
+
+/// The argv running one SQL statement with the target's `client`: in
+/// database `db` for PostgreSQL (named as a connection-string value).
+fn statement_argv(engine: DbEngine, client: &[String], db: &str, statement: String) -> Vec<String> {
+    let mut cmd = client.to_vec();
+    if engine == DbEngine::Postgres {
+        cmd.extend(dumps::command::pg_database_args(db));
+        cmd.extend(["-c".into(), statement]);
+    } else {
+        cmd.extend(["-e".into(), statement]);
+    }
+    cmd
+}
+
+/// The argv loading a dump read on stdin with the target's `client`:
+/// PostgreSQL into `database` (`postgres` for an all-databases dump).
+fn load_argv(engine: DbEngine, client: &[String], database: Option<&str>) -> Vec<String> {
+    let mut load = client.to_vec();
+    if engine == DbEngine::Postgres {
+        load.extend(["-q", "-v", "ON_ERROR_STOP=0"].map(String::from));
+        load.extend(dumps::command::pg_database_args(
+            database.unwrap_or("postgres"),
+        ));
+    }
+    load
+}
+
+/// `DROP DATABASE IF EXISTS "db" WITH (FORCE)`, `db` quoted as an identifier.
+fn pg_drop_database(db: &str) -> String {
+    format!(
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+        dumps::command::pg_quote_ident(db)
+    )
+}
+
+/// `CREATE DATABASE "db" OWNER "owner"`, both quoted as identifiers.
+fn pg_create_database(db: &str, owner: &str) -> String {
+    format!(
+        "CREATE DATABASE {} OWNER {}",
+        dumps::command::pg_quote_ident(db),
+        dumps::command::pg_quote_ident(owner)
+    )
+}
+
 /// Runs one SQL statement with the target's client, as its user.
 async fn sql(
     ctx: &Context,
@@ -779,12 +826,7 @@ async fn sql(
     db: &str,
     statement: String,
 ) -> Result<()> {
-    let mut cmd = client.to_vec();
-    if p.plan.engine == DbEngine::Postgres {
-        cmd.extend(["-d".into(), db.into(), "-c".into(), statement]);
-    } else {
-        cmd.extend(["-e".into(), statement]);
-    }
+    let cmd = statement_argv(p.plan.engine, client, db, statement);
     let out = exec::capture(
         &ctx.engine,
         &p.plan.container.id,
@@ -858,15 +900,9 @@ async fn load_dump(ctx: &Context, c: &Checked, replace: bool, announce: bool) ->
                 .iter()
                 .filter(|d| !["postgres", "template0", "template1"].contains(&d.as_str()))
             {
-                sql(
-                    ctx,
-                    p,
-                    &client,
-                    "postgres",
-                    format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"),
-                )
-                .await
-                .with_context(|| format!("cannot drop database {db} for --replace"))?;
+                sql(ctx, p, &client, "postgres", pg_drop_database(db))
+                    .await
+                    .with_context(|| format!("cannot drop database {db} for --replace"))?;
                 tracing::warn!(database = %db, "dropped for --replace");
             }
             if database.is_none() {
@@ -889,25 +925,13 @@ async fn load_dump(ctx: &Context, c: &Checked, replace: bool, announce: bool) ->
                 p,
                 &client,
                 "postgres",
-                format!("CREATE DATABASE \"{db}\" OWNER \"{}\"", p.login.user),
+                pg_create_database(db, &p.login.user),
             )
             .await;
         }
     }
 
-    let mut load = client.clone();
-    if p.plan.engine == DbEngine::Postgres {
-        load.extend(
-            [
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=0",
-                "-d",
-                database.unwrap_or("postgres"),
-            ]
-            .map(String::from),
-        );
-    }
+    let load = load_argv(p.plan.engine, &client, database);
     let mut ex =
         exec::start_with_stdin(&ctx.engine, &p.plan.container.id, &load, &login_env).await?;
     let mut input = ex.input.take().expect("stdin requested");
@@ -1036,6 +1060,7 @@ pub async fn all(ctx: &Context, snapshot: &str, yes: bool, replace: bool) -> Res
 
 // ---------------------------------------------------------------- verify
 
+pub mod created;
 pub mod drill;
 pub mod place;
 pub mod redis;
@@ -1053,6 +1078,82 @@ mod tests {
         let s = parse_sums("abc  postgres/postgres-all.sql\ndef  mariadb/shop.sql\n");
         assert_eq!(s["postgres/postgres-all.sql"], "abc");
         assert_eq!(s.len(), 2);
+    }
+
+    fn psql() -> Vec<String> {
+        ["/bin/psql", "-U", "app", "-w", "-h", "127.0.0.1", "-X"]
+            .map(String::from)
+            .to_vec()
+    }
+
+    /// The database of each PostgreSQL statement and load is a
+    /// connection-string value: a name with `host=` connects nowhere else.
+    #[test]
+    fn restore_commands_name_the_database_as_a_conninfo_value() {
+        let evil = "host=evil.example port=5432";
+        let argv = statement_argv(DbEngine::Postgres, &psql(), evil, "SELECT 1".into());
+        assert_eq!(
+            argv[psql().len()..],
+            [
+                "-d",
+                "dbname='host=evil.example port=5432'",
+                "-c",
+                "SELECT 1"
+            ]
+        );
+        assert_eq!(
+            load_argv(DbEngine::Postgres, &psql(), Some("it's \\ my db"))[psql().len()..],
+            [
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=0",
+                "-d",
+                r"dbname='it\'s \\ my db'"
+            ]
+        );
+        assert_eq!(
+            load_argv(DbEngine::Postgres, &psql(), None)[psql().len()..],
+            ["-q", "-v", "ON_ERROR_STOP=0", "-d", "dbname='postgres'"]
+        );
+        let maria: Vec<String> = vec!["/usr/bin/mariadb".into(), "-u".into(), "root".into()];
+        assert_eq!(load_argv(DbEngine::Mariadb, &maria, Some("-x")), maria);
+        assert_eq!(
+            statement_argv(DbEngine::Mariadb, &maria, "-x", "SELECT 1".into())[3..],
+            ["-e", "SELECT 1"]
+        );
+    }
+
+    /// `--replace` and a per-database restore quote the names they put into
+    /// SQL as identifiers.
+    #[test]
+    fn replace_statements_quote_names_as_identifiers() {
+        assert_eq!(
+            pg_drop_database("a\"b"),
+            "DROP DATABASE IF EXISTS \"a\"\"b\" WITH (FORCE)"
+        );
+        assert_eq!(
+            pg_drop_database("x\" WITH (FORCE); DROP DATABASE \"prod"),
+            "DROP DATABASE IF EXISTS \"x\"\" WITH (FORCE); DROP DATABASE \"\"prod\" WITH (FORCE)"
+        );
+        assert_eq!(
+            pg_create_database("my db", "o\"wner"),
+            "CREATE DATABASE \"my db\" OWNER \"o\"\"wner\""
+        );
+    }
+
+    #[test]
+    fn the_engine_of_a_dump_from_its_manifest_entry_or_name() {
+        let entry = serde_json::json!({"engine": "mariadb"});
+        assert_eq!(
+            engine_hint(Some(&entry), "db/postgres-all.sql"),
+            Some(DbEngine::Mariadb)
+        );
+        assert_eq!(
+            engine_hint(None, "db/postgres-all.sql"),
+            Some(DbEngine::Postgres)
+        );
+        assert_eq!(engine_hint(None, "cache/dump.rdb"), Some(DbEngine::Redis));
+        assert_eq!(engine_hint(None, "db/shop.sql"), None);
     }
 
     #[test]
