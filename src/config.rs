@@ -221,7 +221,8 @@ impl Config {
             verify_cron: opt(env, "VERIFY_CRON", cron)?,
             drill_cron: opt(env, "DRILL_CRON", cron)?,
             notify: notifier(env)?,
-            stop_timeout: opt(env, "STOP_TIMEOUT", duration)?.unwrap_or(Duration::from_secs(30)),
+            stop_timeout: opt(env, "STOP_TIMEOUT", stop_timeout)?
+                .unwrap_or(Duration::from_secs(30)),
             snapshot_stall_timeout: opt(env, "SNAPSHOT_STALL_TIMEOUT", duration)?
                 .unwrap_or(Duration::from_secs(600)),
             backup_host: opt(env, "BACKUP_HOST", hostname)?,
@@ -357,6 +358,23 @@ fn duration(s: &Sourced) -> Result<Duration, ConfigError> {
         .map_err(|e| invalid(s, &format!("not a duration ({e})"), DURATION))?;
     if d.is_zero() {
         return Err(invalid(s, "zero duration", DURATION));
+    }
+    Ok(d)
+}
+
+/// The longest `STOP_TIMEOUT`: a container that takes longer to stop is
+/// killed by the engine; the window's own guards add to it, so a value
+/// without a bound would overflow them.
+pub const STOP_TIMEOUT_MAX: Duration = Duration::from_secs(3600);
+
+fn stop_timeout(s: &Sourced) -> Result<Duration, ConfigError> {
+    let d = duration(s)?;
+    if d > STOP_TIMEOUT_MAX {
+        return Err(invalid(
+            s,
+            "longer than an hour",
+            "a duration from 1s to 1h, such as 30s or 5m",
+        ));
     }
     Ok(d)
 }
@@ -729,6 +747,11 @@ mod tests {
                 .starts_with("HEALTH_MAX_AGE=\"-5h\": negative duration")
         );
         assert!(err(&[("STOP_TIMEOUT", "0s")]).starts_with("STOP_TIMEOUT=\"0s\": zero duration"));
+        // A huge value once overflowed the window's guards (timeout + 30 s).
+        assert_eq!(
+            err(&[("STOP_TIMEOUT", "18446744073709551615s")]),
+            "STOP_TIMEOUT=\"18446744073709551615s\": longer than an hour; accepted: a duration from 1s to 1h, such as 30s or 5m"
+        );
     }
 
     #[test]
@@ -861,13 +884,13 @@ mod tests {
             parse(&[]).unwrap().notify.on,
             crate::notify::NotifyOn::Failure
         );
-        // One line, the password masked, what is accepted.
+        // One line, everything but the scheme and host masked, what is accepted.
         let e = err(&[(
             "NOTIFY_URLS",
             "https://ok.example/x,ftp://me:hunter2@files/x",
         )]);
         assert!(
-            e.starts_with("NOTIFY_URLS=\"ftp://me:***@files/x\": unknown scheme \"ftp\"; accepted: comma-separated URLs"),
+            e.starts_with("NOTIFY_URLS=\"ftp://files/…\": unknown scheme \"ftp\"; accepted: comma-separated URLs"),
             "{e}"
         );
         assert!(!e.contains("hunter2"));

@@ -277,7 +277,7 @@ async fn settle(rests: Vec<(String, StopRest)>, timeout: Duration) {
     if rests.is_empty() {
         return;
     }
-    let limit = timeout + Duration::from_secs(30);
+    let limit = timeout.saturating_add(Duration::from_secs(30));
     for (name, r) in join_all(
         rests
             .into_iter()
@@ -430,9 +430,12 @@ async fn leave_down<C: ContainerControl>(
         .write(state)
         .context("cannot write the stop journal; the databases were not stopped")?;
     let results = join_all(entries.iter().map(|e| async move {
-        let r = tokio::time::timeout(timeout + Duration::from_secs(30), ctl.stop(&e.id, timeout))
-            .await
-            .unwrap_or_else(|_| Err(anyhow!("timed out")));
+        let r = tokio::time::timeout(
+            timeout.saturating_add(Duration::from_secs(30)),
+            ctl.stop(&e.id, timeout),
+        )
+        .await
+        .unwrap_or_else(|_| Err(anyhow!("timed out")));
         let r = match r {
             Ok(Some(rest)) => rest.await,
             Ok(None) => Ok(()),
@@ -550,10 +553,12 @@ where
         let results = join_all(entries.iter().map(|e| async move {
             let t = Instant::now();
             // The engine kills the container after `timeout`; the outer limit guards a hung engine.
-            let r =
-                tokio::time::timeout(timeout + Duration::from_secs(30), ctl.stop(&e.id, timeout))
-                    .await
-                    .unwrap_or_else(|_| Err(anyhow!("timed out stopping {}", e.name)));
+            let r = tokio::time::timeout(
+                timeout.saturating_add(Duration::from_secs(30)),
+                ctl.stop(&e.id, timeout),
+            )
+            .await
+            .unwrap_or_else(|_| Err(anyhow!("timed out stopping {}", e.name)));
             (e, t.elapsed().as_secs_f64(), r)
         }))
         .await;

@@ -109,32 +109,41 @@ impl fmt::Debug for Target {
     }
 }
 
-/// `url` with its password and query (tokens often live there) masked.
+/// `url` as it may be shown: its scheme, host and port, and `/…` for
+/// whatever followed. Receivers keep their secrets in every other part: the
+/// password, the query (`?key=`), and the path (a Slack, Discord or Home
+/// Assistant webhook's token, an ntfy topic).
 pub fn masked(url: &Url) -> String {
-    let mut u = url.clone();
-    if u.password().is_some() {
-        let _ = u.set_password(Some("***"));
+    let mut shown = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
+    if let Some(port) = url.port() {
+        shown.push_str(&format!(":{port}"));
     }
-    if u.query().is_some() {
-        u.set_query(Some("***"));
+    let rest = url.username() != ""
+        || url.password().is_some()
+        || !matches!(url.path(), "" | "/")
+        || url.query().is_some()
+        || url.fragment().is_some();
+    if rest {
+        shown.push_str("/…");
     }
-    u.to_string()
+    shown
 }
 
-/// The item as it may be shown: `user:***@`, the rest as written.
+/// The item as it may be shown ([`masked`]), or only its scheme when it is
+/// no URL at all, in case a secret sits in the rest.
 fn mask_raw(raw: &str) -> String {
     match Url::parse(raw) {
-        Ok(u) => {
-            let mut u = u;
-            if u.password().is_some() {
-                let _ = u.set_password(Some("***"));
+        Ok(u) if u.host_str().is_some() => masked(&u),
+        _ => match raw.split_once("://") {
+            Some((scheme, _))
+                if !scheme.is_empty()
+                    && scheme
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+            {
+                format!("{scheme}://…")
             }
-            u.to_string()
-        }
-        // Unparseable: show only the scheme, in case a secret sits in the rest.
-        Err(_) => match raw.split_once("://") {
-            Some((scheme, _)) => format!("{scheme}://…"),
-            None => "…".into(),
+            _ => "…".into(),
         },
     }
 }
@@ -440,22 +449,55 @@ mod tests {
         assert_eq!(url.as_str(), "http://g.lan:8000/message");
     }
 
+    /// A receiver's secret in its path (a Slack or Home Assistant webhook
+    /// given as a plain https:// one, an ntfy topic, a Gotify path) or its
+    /// query never reaches a log line: only the scheme, host and port do.
+    #[test]
+    fn shown_receivers_keep_only_scheme_host_and_port() {
+        for (raw, shown) in [
+            (
+                "https://hooks.slack.com/services/T1/B2/sekret1",
+                "https://hooks.slack.com/…",
+            ),
+            (
+                "https://ha.lan:8123/api/webhook/sekret2",
+                "https://ha.lan:8123/…",
+            ),
+            (
+                "https://hooks.example/x?key=sekret3",
+                "https://hooks.example/…",
+            ),
+            ("ntfy://ntfy.lan/sekret4-topic", "ntfy http://ntfy.lan/…"),
+            ("ntfys://me:sekret5@ntfy.lan/t", "ntfy https://ntfy.lan/…"),
+            (
+                "gotify://gotify.lan/sekret6path/AppTok",
+                "gotify https://gotify.lan/…",
+            ),
+            ("https://plain.example", "https://plain.example"),
+        ] {
+            let t = parse(raw).unwrap();
+            let text = format!("{t} {t:?}");
+            assert!(text.contains(shown), "{raw}: {text}");
+            assert!(!text.contains("sekret"), "{raw}: {text}");
+            assert!(!text.contains("AppTok"), "{raw}: {text}");
+        }
+        // A bad item: the same, and nothing of an item that is no URL.
+        for raw in ["ftp://host/sekret7", "ntfy://sekret8:pw@host", "sekret9"] {
+            let e = parse(raw).map(|_| ()).unwrap_err().to_string();
+            assert!(!e.contains("sekret"), "{raw}: {e}");
+        }
+    }
+
     #[test]
     fn bad_items_are_one_line_with_the_password_masked() {
         for (raw, want) in [
-            (
-                "ftp://me:hunter2@x/y",
-                "ftp://me:***@x/y: unknown scheme \"ftp\"",
-            ),
-            ("ntfy://me:hunter2@x", "ntfy://me:***@x: expected one topic"),
+            ("ftp://me:hunter2@x/y", "ftp://x/…: unknown scheme \"ftp\""),
+            ("ntfy://me:hunter2@x", "ntfy://x/…: expected one topic"),
             (
                 "smtp://me:hunter2@mail/?to=a@b.c",
-                "smtp://me:***@mail/?to=a@b.c: needs exactly one from=address",
+                "smtp://mail/…: needs exactly one from=address",
             ),
-            (
-                "smtp://mail/?from=a@b.c",
-                "smtp://mail/?from=a@b.c: needs to=address",
-            ),
+            ("smtp://mail/?from=a@b.c", "smtp://mail/…: needs to=address"),
             (
                 "smtp://mail/?from=nope&to=a@b.c",
                 "\"nope\" is not an email address",
