@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use super::state::{DaemonState, Running};
@@ -102,10 +102,31 @@ pub async fn send(stream: &mut (impl AsyncWriteExt + Unpin), reply: &Reply) -> R
     Ok(())
 }
 
-/// Reads the client's request line.
-pub async fn read_request(stream: &mut BufReader<UnixStream>) -> Result<Request> {
+/// The longest request line read (a request is a few hundred bytes).
+pub const MAX_REQUEST: u64 = 64 * 1024;
+/// How long a client has to send its request line.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads the client's request line: at most [`MAX_REQUEST`] bytes, within
+/// [`REQUEST_TIMEOUT`]; a longer or later one is refused, unread.
+pub async fn read_request(stream: &mut (impl AsyncBufRead + Unpin)) -> Result<Request> {
+    read_request_within(stream, REQUEST_TIMEOUT).await
+}
+
+async fn read_request_within(
+    stream: &mut (impl AsyncBufRead + Unpin),
+    limit: std::time::Duration,
+) -> Result<Request> {
     let mut line = String::new();
-    stream.read_line(&mut line).await?;
+    let read = tokio::time::timeout(
+        limit,
+        (&mut *stream).take(MAX_REQUEST + 1).read_line(&mut line),
+    )
+    .await
+    .map_err(|_| anyhow!("no request on the control socket within {limit:?}"))??;
+    if read as u64 > MAX_REQUEST {
+        bail!("request on the control socket longer than {MAX_REQUEST} bytes");
+    }
     serde_json::from_str(line.trim()).context("bad request on the control socket")
 }
 
@@ -154,6 +175,34 @@ mod tests {
             serde_json::from_str::<Reply>(&line).unwrap(),
             Reply::Log { .. }
         ));
+    }
+
+    /// A request is read whole up to its bound; a longer one, or a client
+    /// that sends nothing, is refused in one line instead of held.
+    #[tokio::test]
+    async fn requests_are_bounded_in_size_and_time() {
+        let ok = b"{\"request\":\"backup\"}\n".to_vec();
+        assert_eq!(
+            read_request(&mut ok.as_slice()).await.unwrap(),
+            Request::Backup
+        );
+        let huge = vec![b' '; MAX_REQUEST as usize + 10];
+        let e = read_request(&mut huge.as_slice()).await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("request on the control socket longer than {MAX_REQUEST} bytes")
+        );
+        let (client, server) = UnixStream::pair().unwrap();
+        let mut server = BufReader::new(server);
+        let e = read_request_within(&mut server, std::time::Duration::from_millis(100))
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("no request on the control socket within"),
+            "{e}"
+        );
+        drop(client);
     }
 
     #[tokio::test]
