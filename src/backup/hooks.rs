@@ -16,15 +16,28 @@ use futures_util::StreamExt;
 use crate::engine::{Engine, exec};
 use crate::plan::{Hook, HookPhase, Plan};
 
-/// Logs each complete line of `buf`, keeping the unfinished rest.
+/// The longest line of a hook's output kept whole; a longer one is logged
+/// in pieces of this size, so a hook that prints without newlines holds no
+/// more than this in memory.
+const MAX_LINE: usize = 8 * 1024;
+
+/// Logs each complete line of `buf`, keeping the unfinished rest (at most
+/// [`MAX_LINE`] bytes: a longer rest is logged as it is).
 fn log_lines(buf: &mut Vec<u8>, container: &str, phase: HookPhase) {
-    while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
-        let line: Vec<u8> = buf.drain(..=nl).collect();
-        let line = String::from_utf8_lossy(&line);
+    let log = |line: &[u8]| {
+        let line = String::from_utf8_lossy(line);
         let line = line.trim_end();
         if !line.is_empty() {
             tracing::info!(container, hook = phase.as_str(), "{line}");
         }
+    };
+    while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+        let line: Vec<u8> = buf.drain(..=nl).collect();
+        log(&line);
+    }
+    while buf.len() > MAX_LINE {
+        let piece: Vec<u8> = buf.drain(..MAX_LINE).collect();
+        log(&piece);
     }
 }
 
@@ -99,5 +112,25 @@ pub async fn run_phase(engine: &Engine, plan: &Plan, phase: HookPhase) -> Result
         Ok(())
     } else {
         bail!("{}", failed.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A hook that prints without newlines holds at most one line's worth
+    /// of its output; lines and the rest pass through unchanged.
+    #[test]
+    fn output_without_newlines_is_bounded() {
+        let mut buf = Vec::new();
+        for _ in 0..100 {
+            buf.extend_from_slice(&[b'y'; 4096]);
+            log_lines(&mut buf, "app", HookPhase::PreBackup);
+            assert!(buf.len() <= MAX_LINE, "{} bytes held", buf.len());
+        }
+        let mut buf = b"one\ntwo\nthr".to_vec();
+        log_lines(&mut buf, "app", HookPhase::PreBackup);
+        assert_eq!(buf, b"thr");
     }
 }
