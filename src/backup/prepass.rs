@@ -15,6 +15,7 @@ use crate::container::ContainerInfo;
 use crate::engine::Engine;
 use crate::plan::Plan;
 use crate::restic::Restic;
+use crate::restic::json::SnapshotInfo;
 
 /// Takes the pre-pass of `/volumes` (the stack running), or `None` when the
 /// plan has no mounts.
@@ -64,15 +65,19 @@ pub async fn forget(restic: &Restic, ids: &[String]) {
     }
 }
 
-/// Forgets pre-passes that runs which died left behind, for this project.
-/// Only pre-passes: they are parents, never a backup. A run whose merge failed
-/// keeps its window and dumps parts on purpose (nothing lost); they stay,
-/// tagged `stackshot-part` with their run, until someone forgets them.
-pub async fn forget_leftovers(restic: &Restic, project: &str) -> Result<()> {
+/// Forgets pre-passes that runs which died left behind, for this project
+/// on this host (`BACKUP_HOST`): another stack of the same project name that
+/// backs up into the same repository as another host may be using its
+/// pre-pass right now. Only pre-passes: they are parents, never a backup. A
+/// run whose merge failed keeps its window and dumps parts on purpose
+/// (nothing lost); they stay, tagged `stackshot-part` with their run, until
+/// someone forgets them.
+pub async fn forget_leftovers(restic: &Restic, project: &str, host: &str) -> Result<()> {
     let project_tag = format!("project={project}");
-    let left = restic
+    let tagged = restic
         .snapshots(&[PART_TAG, &project_tag, "part=prepass"])
         .await?;
+    let left = of_host(tagged, host);
     if !left.is_empty() {
         tracing::warn!(
             parts = left.len(),
@@ -81,4 +86,33 @@ pub async fn forget_leftovers(restic: &Restic, project: &str) -> Result<()> {
         forget(restic, &left.into_iter().map(|s| s.id).collect::<Vec<_>>()).await;
     }
     Ok(())
+}
+
+/// The snapshots written as `host`.
+fn of_host(snapshots: Vec<SnapshotInfo>, host: &str) -> Vec<SnapshotInfo> {
+    snapshots
+        .into_iter()
+        .filter(|s| s.hostname == host)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Another stack of the same project name, backing up as another host
+    /// into the same repository, keeps its pre-pass.
+    #[test]
+    fn leftovers_are_this_hosts_only() {
+        let snaps: Vec<SnapshotInfo> = serde_json::from_str(
+            r#"[{"id":"a1","time":"2026-01-01T00:00:00Z","hostname":"shop"},
+                {"id":"b2","time":"2026-01-01T00:00:00Z","hostname":"shop-staging"}]"#,
+        )
+        .unwrap();
+        let left = of_host(snaps, "shop");
+        assert_eq!(
+            left.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+            ["a1"]
+        );
+    }
 }
