@@ -124,6 +124,25 @@ fn assert_untouched(stack: &Stack, events: &Events) {
     }
 }
 
+/// SIGKILLs process `name` in `service`'s container as soon as one runs:
+/// the polling loop runs inside the container (every 10 ms), so a process
+/// that lives a second is caught even when each `docker exec` takes longer
+/// than that (as it does with other tests running beside this one). Panics
+/// when none ran within `secs`.
+fn kill_when_seen(stack: &Stack, service: &str, name: &str, secs: u64) {
+    let script = format!("until pkill -KILL -x {name}; do sleep 0.01; done");
+    let out = stack.exec(
+        service,
+        &[],
+        &["timeout", &secs.to_string(), "sh", "-c", &script],
+    );
+    assert!(
+        out.status.success(),
+        "no {name} ran in {service} within {secs}s to be killed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Polls every 50 ms until `f` is true; panics after `secs`.
 fn until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(secs);
@@ -251,12 +270,7 @@ fn kills_inside_the_window() {
     // 1. The dump process is killed midway: no snapshot, containers back.
     let n = snapshots(&stack);
     let child = spawn_backup(&stack);
-    until("pg_dump to be killed", 120, || {
-        stack
-            .exec("postgres", &[], &["pkill", "-KILL", "-x", "pg_dump"])
-            .status
-            .success()
-    });
+    kill_when_seen(&stack, "postgres", "pg_dump", 120);
     let (code, report, stderr) = finish(child);
     assert_eq!(code, 1, "{report}\n{stderr}");
     let reason = report["reason"].as_str().unwrap_or_default();
@@ -273,12 +287,7 @@ fn kills_inside_the_window() {
     // 1b. Short window: the pinned pg_dump (after the window) is killed. The
     // run does not pretend: it repeats in the full window and succeeds.
     let child = spawn_backup_with(&stack, "short");
-    until("the pinned pg_dump to be killed", 120, || {
-        stack
-            .exec("postgres", &[], &["pkill", "-KILL", "-x", "pg_dump"])
-            .status
-            .success()
-    });
+    kill_when_seen(&stack, "postgres", "pg_dump", 120);
     let (code, report, stderr) = finish(child);
     assert_eq!(code, 0, "{report}\n{stderr}");
     assert_eq!(report["window_mode"], "full", "{report}");
