@@ -63,11 +63,10 @@ fn a_good_run_and_a_failed_run_reach_webhook_pings_and_email() {
     let failures = report["notify_failures"].as_array().unwrap();
     assert_eq!(failures.len(), 1, "{report}");
     assert_eq!(failures[0]["scheme"], "http");
-    assert!(
-        failures[0]["target"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("127.0.0.1:{closed}/nobody")),
+    // Named by scheme, host and port only: a receiver's path may be its token.
+    assert_eq!(
+        failures[0]["target"].as_str().unwrap(),
+        format!("http://127.0.0.1:{closed}/…"),
         "{report}"
     );
     let reqs = hook.requests();
