@@ -189,19 +189,7 @@ fn start_evil(stack: &Stack) -> (FreshDb, usize) {
             "POSTGRES_DB=appdb",
         ],
         // Over TCP: only the real server listens there, not the init one.
-        &[
-            "env",
-            "PGPASSWORD=pg-secret-password",
-            "psql",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "app",
-            "-d",
-            "appdb",
-            "-Atc",
-            "select 1",
-        ],
+        &strs(&psql_tcp("pg-secret-password", "select 1")),
     );
     let (network, postgres_ip) = postgres_network(stack);
     run(&mut docker(&[
@@ -230,20 +218,8 @@ fn start_evil(stack: &Stack) -> (FreshDb, usize) {
         text(&set)
     );
     wait_for("the evil server to log connections", 30, || {
-        let out = evil.exec(
-            &[("PGPASSWORD", "pg-secret-password")],
-            &[
-                "psql",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "app",
-                "-d",
-                "appdb",
-                "-Atc",
-                "SHOW log_connections",
-            ],
-        );
+        let argv = psql_tcp("pg-secret-password", "SHOW log_connections");
+        let out = evil.exec(&[], &strs(&argv));
         (String::from_utf8_lossy(&out.stdout).trim() == "on").then_some(())
     });
     // The control: from the stack's PostgreSQL container (where stackshot

@@ -59,22 +59,7 @@ fn a_single_node_swarm_stack_backs_up_and_restores() {
     // Over TCP: the entrypoint's first server, while it initialises, answers
     // on the socket alone, and is stopped right after.
     wait_for("PostgreSQL in its task", 120, || {
-        let out = exec(
-            &pg,
-            &[
-                "env",
-                "PGPASSWORD=swarm-pg-secret",
-                "psql",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "app",
-                "-d",
-                "appdb",
-                "-Atc",
-                "select 1",
-            ],
-        );
+        let out = exec(&pg, &strs(&psql_tcp("swarm-pg-secret", "select 1")));
         out.status.success().then_some(())
     });
     psql(

@@ -291,21 +291,8 @@ impl Stack {
     /// run side by side). Only the real server listens on TCP.
     pub fn wait_for_servers(&self) {
         wait_for("PostgreSQL on TCP", 90, || {
-            let out = self.exec(
-                "postgres",
-                &[("PGPASSWORD", "pg-secret-password")],
-                &[
-                    "psql",
-                    "-h",
-                    "127.0.0.1",
-                    "-U",
-                    "app",
-                    "-d",
-                    "appdb",
-                    "-Atc",
-                    "select 1",
-                ],
-            );
+            let argv = psql_tcp("pg-secret-password", "select 1");
+            let out = self.exec("postgres", &[], &strs(&argv));
             out.status.success().then_some(())
         });
         wait_for("MariaDB on TCP", 90, || {
@@ -342,6 +329,34 @@ impl Stack {
                 .filter(|n| n == "4")
         });
     }
+}
+
+/// `psql` as user `app` in database `appdb` over TCP on the container's
+/// loopback, with `password` (through `env`), running `sql`. Only a
+/// server's real instance listens on TCP, not the one its entrypoint runs
+/// while it initialises.
+pub fn psql_tcp(password: &str, sql: &str) -> Vec<String> {
+    let pw = format!("PGPASSWORD={password}");
+    [
+        "env",
+        &pw,
+        "psql",
+        "-h",
+        "127.0.0.1",
+        "-U",
+        "app",
+        "-d",
+        "appdb",
+        "-Atc",
+        sql,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Borrows each string of `v`, for the `&[&str]` argument lists.
+pub fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }
 
 /// The password of the test stack's restic repository.
