@@ -29,6 +29,19 @@ fn cli(id: &str, password: bool, args: &[&str]) -> String {
     run(&mut c).trim().to_string()
 }
 
+/// `Some` once the Redis in container `id` answers PING. A refused
+/// connection (it is still loading, or starting) is a `None` to wait on, not
+/// a failure: `cli` would panic on it.
+fn pong(id: &str, password: bool) -> Option<()> {
+    let mut c = Command::new("docker");
+    c.arg("exec");
+    if password {
+        c.args(["-e", &format!("REDISCLI_AUTH={PASSWORD}")]);
+    }
+    c.arg(id).args(["redis-cli", "PING"]);
+    (String::from_utf8_lossy(&output(&mut c).stdout).trim() == "PONG").then_some(())
+}
+
 /// What a Redis holds, as this test reads it.
 #[derive(Debug, PartialEq)]
 struct Content {
@@ -91,9 +104,7 @@ fn redis_is_dumped_at_one_moment_and_restored() {
     let _serial = serial();
     let stack = Stack::up_overridden("stackshot-e2e-redis", "redis.override.yml");
     let redis = stack.container("redis");
-    wait_for("redis", 60, || {
-        (cli(&redis, true, &["PING"]) == "PONG").then_some(())
-    });
+    wait_for("redis", 60, || pong(&redis, true));
     let seed = format!(
         "for i in $(seq {SEEDED}); do echo \"SET seed:$i value-$i\"; done | redis-cli >/dev/null"
     );
@@ -158,9 +169,7 @@ fn redis_is_dumped_at_one_moment_and_restored() {
         &format!("{}:/data/dump.rdb", fresh.0),
     ]));
     run(&mut docker(&["start", &fresh.0]));
-    wait_for("the fresh redis", 60, || {
-        (cli(&fresh.0, false, &["PING"]) == "PONG").then_some(())
-    });
+    wait_for("the fresh redis", 60, || pong(&fresh.0, false));
     let loaded = content(&fresh.0, false);
     assert_one_moment(&loaded);
     assert!(
@@ -188,9 +197,7 @@ fn redis_is_dumped_at_one_moment_and_restored() {
     // Redis reads its RDB at start: it is stopped and started again.
     let said = stack.replace_database("redis");
     assert!(said.contains("Restored redis/dump.rdb"), "{said}");
-    wait_for("the restored redis", 60, || {
-        (cli(&redis, true, &["PING"]) == "PONG").then_some(())
-    });
+    wait_for("the restored redis", 60, || pong(&redis, true));
     let back = content(&redis, true);
     assert_eq!(back, loaded, "restore database gave other data");
     assert_eq!(cli(&redis, true, &["EXISTS", "junk"]), "0");

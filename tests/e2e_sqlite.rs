@@ -19,9 +19,21 @@ const DB: &str = "/data/notes.db";
 
 /// `sqlite3 FILE SQL` in container `id` (waiting for the app's locks); stdout.
 fn sql(id: &str, file: &str, q: &str) -> String {
-    run(Command::new("docker").args(["exec", id, "sqlite3", "-cmd", ".timeout 5000", file, q]))
-        .trim()
-        .to_string()
+    run(&mut sqlite3(id, file, q)).trim().to_string()
+}
+
+fn sqlite3(id: &str, file: &str, q: &str) -> Command {
+    let mut c = Command::new("docker");
+    c.args(["exec", id, "sqlite3", "-cmd", ".timeout 5000", file, q]);
+    c
+}
+
+/// The rows of `q` once it succeeds: `None` while the app has not yet
+/// created its table (a query then fails, and is waited on).
+fn rows_once_there(id: &str, file: &str, q: &str) -> Option<u64> {
+    let out = output(&mut sqlite3(id, file, q));
+    out.status.success().then_some(())?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
 /// What the database at `file` in container `id` holds.
@@ -35,11 +47,7 @@ fn sqlite_is_copied_online_and_restored() {
     let stack = Stack::up_overridden("stackshot-e2e-sqlite", "sqlite.override.yml");
     let notes = stack.container("notes");
     wait_for("the app's writes", 60, || {
-        (sql(&notes, DB, "SELECT count(*) FROM writes")
-            .parse::<u64>()
-            .unwrap_or(0)
-            >= 20)
-            .then_some(())
+        (rows_once_there(&notes, DB, "SELECT count(*) FROM writes")? >= 20).then_some(())
     });
     sql(
         &notes,

@@ -45,7 +45,12 @@ fn build_image() {
 /// `sqlite3 -cmd '.timeout 5000' FILE SQL` in a container of Debian's
 /// sqlite3 with `volume` at /data (waiting for the app's locks); stdout.
 fn sql(volume: &str, file: &str, q: &str) -> String {
-    run(Command::new("docker").args([
+    run(&mut sqlite3(volume, file, q)).trim().to_string()
+}
+
+fn sqlite3(volume: &str, file: &str, q: &str) -> Command {
+    let mut c = Command::new("docker");
+    c.args([
         "run",
         "--rm",
         "-v",
@@ -56,9 +61,16 @@ fn sql(volume: &str, file: &str, q: &str) -> String {
         ".timeout 5000",
         file,
         q,
-    ]))
-    .trim()
-    .to_string()
+    ]);
+    c
+}
+
+/// The number `q` returns once it succeeds: `None` while the app has not
+/// yet created its table (a query then fails, and is waited on).
+fn number_once_there(volume: &str, file: &str, q: &str) -> Option<u64> {
+    let out = output(&mut sqlite3(volume, file, q));
+    out.status.success().then_some(())?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
 /// What the database at `file` on `volume` holds (one container).
@@ -80,11 +92,7 @@ fn sqlite_without_a_shell_is_copied_by_a_worker_and_restored() {
     let sh = output(&mut docker(&["exec", &notes, "sh", "-c", "true"]));
     assert!(!sh.status.success(), "the app's image has a shell");
     wait_for("the app's writes", 60, || {
-        (sql(&volume, DB, "SELECT count(*) FROM writes")
-            .parse::<u64>()
-            .unwrap_or(0)
-            >= 20)
-            .then_some(())
+        (number_once_there(&volume, DB, "SELECT count(*) FROM writes")? >= 20).then_some(())
     });
     let source = content(&volume, DB);
     assert_eq!(source.seeded, "1000");
@@ -136,11 +144,7 @@ fn sqlite_without_a_shell_is_copied_by_a_worker_and_restored() {
     content(&volume, DB).assert_restored_from(&copy);
     // The app goes on from the restored rows, without a gap.
     wait_for("the app to write again", 30, || {
-        (sql(&volume, DB, "SELECT max(id) FROM writes")
-            .parse::<u64>()
-            .unwrap_or(0)
-            > copy.last)
-            .then_some(())
+        (number_once_there(&volume, DB, "SELECT max(id) FROM writes")? > copy.last).then_some(())
     });
     assert_eq!(
         sql(
