@@ -133,6 +133,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `STOP_WINDOW`: short (default) or full.
     pub stop_window: StopWindow,
+    /// `WINDOW_LIMIT`: the longest a stop window may stay open; `None`: the
+    /// default of the window used ([`Config::window_limit`]).
+    pub window_limit: Option<Duration>,
     /// `WINDOW_FILE_PASS`: rustic (default) or restic.
     pub file_pass: FilePass,
     /// Engine address; `None`: the local socket.
@@ -173,6 +176,15 @@ const RESTIC_KEEP_ALIASES: &[&str] = &[
 ];
 
 impl Config {
+    /// The longest the stop window of `mode` may stay open: `WINDOW_LIMIT`,
+    /// else [`WINDOW_LIMIT_SHORT`] or [`WINDOW_LIMIT_FULL`].
+    pub fn window_limit(&self, mode: StopWindow) -> Duration {
+        self.window_limit.unwrap_or(match mode {
+            StopWindow::Short => WINDOW_LIMIT_SHORT,
+            StopWindow::Full => WINDOW_LIMIT_FULL,
+        })
+    }
+
     /// The engine's address as messages name it (`DOCKER_HOST`, or the local socket).
     pub fn docker_host_shown(&self) -> &str {
         self.docker_host
@@ -235,6 +247,7 @@ impl Config {
             log_level: opt(env, "LOG_LEVEL", log_level)?.unwrap_or(LogLevel::Info),
             log_format: opt(env, "LOG_FORMAT", log_format)?.unwrap_or(LogFormat::Text),
             stop_window: opt(env, "STOP_WINDOW", stop_window)?.unwrap_or(StopWindow::Short),
+            window_limit: opt(env, "WINDOW_LIMIT", window_limit)?,
             file_pass: opt(env, "WINDOW_FILE_PASS", file_pass)?.unwrap_or(FilePass::Rustic),
             docker_host: opt(env, "DOCKER_HOST", docker_host)?,
             self_container: opt(env, "STACKSHOT_CONTAINER", |s| {
@@ -375,6 +388,27 @@ fn stop_timeout(s: &Sourced) -> Result<Duration, ConfigError> {
             "longer than an hour",
             "a duration from 1s to 1h, such as 30s or 5m",
         ));
+    }
+    Ok(d)
+}
+
+/// `WINDOW_LIMIT`'s default for the short window: it holds the pinning of
+/// the databases and a pass over the files changed since the pre-pass.
+pub const WINDOW_LIMIT_SHORT: Duration = Duration::from_secs(15 * 60);
+/// `WINDOW_LIMIT`'s default for the full window: it holds every dump and the
+/// whole snapshot, which can be a first upload.
+pub const WINDOW_LIMIT_FULL: Duration = Duration::from_secs(6 * 3600);
+/// The longest `WINDOW_LIMIT`.
+pub const WINDOW_LIMIT_MAX: Duration = Duration::from_secs(24 * 3600);
+
+fn window_limit(s: &Sourced) -> Result<Duration, ConfigError> {
+    const ACCEPTED: &str = "a duration from 10s to 24h, such as 15m or 6h";
+    let d = duration(s).map_err(|_| invalid(s, "not a duration", ACCEPTED))?;
+    if d < Duration::from_secs(10) {
+        return Err(invalid(s, "shorter than 10 seconds", ACCEPTED));
+    }
+    if d > WINDOW_LIMIT_MAX {
+        return Err(invalid(s, "longer than 24 hours", ACCEPTED));
     }
     Ok(d)
 }
@@ -663,6 +697,28 @@ mod tests {
         assert_eq!(c.retention.within.as_deref(), Some("1y6m"));
         assert_eq!(c.stop_timeout, Duration::from_secs(90));
         assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn window_limit_defaults_by_window_and_is_bounded() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.window_limit(StopWindow::Short), WINDOW_LIMIT_SHORT);
+        assert_eq!(c.window_limit(StopWindow::Full), WINDOW_LIMIT_FULL);
+        let c = parse(&[("WINDOW_LIMIT", "2m")]).unwrap();
+        assert_eq!(c.window_limit(StopWindow::Full), Duration::from_secs(120));
+        let accepted = "accepted: a duration from 10s to 24h, such as 15m or 6h";
+        assert_eq!(
+            err(&[("WINDOW_LIMIT", "5s")]),
+            format!("WINDOW_LIMIT=\"5s\": shorter than 10 seconds; {accepted}")
+        );
+        assert_eq!(
+            err(&[("WINDOW_LIMIT", "2d")]),
+            format!("WINDOW_LIMIT=\"2d\": longer than 24 hours; {accepted}")
+        );
+        assert_eq!(
+            err(&[("WINDOW_LIMIT", "forever")]),
+            format!("WINDOW_LIMIT=\"forever\": not a duration; {accepted}")
+        );
     }
 
     #[test]

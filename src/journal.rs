@@ -45,9 +45,28 @@ pub struct State {
     /// The run that left them down, when it is not `run_id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub left_down_by: Option<String>,
+    /// When the window opened (Unix seconds), for the open window's age.
+    /// Absent in a journal written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opened: Option<i64>,
+    /// The window's limit in seconds (`WINDOW_LIMIT`), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
 }
 
 impl State {
+    /// How long the window this journal records has been open at `now`
+    /// (Unix seconds), and its limit: `None` when no container is stopped.
+    /// A journal without an opening time counts from `written` (its file's
+    /// modification time).
+    pub fn open_for(&self, now: i64, written: Option<i64>) -> Option<(i64, Option<u64>)> {
+        if self.stopped.is_empty() {
+            return None;
+        }
+        let opened = self.opened.or(written)?;
+        Some((now.saturating_sub(opened).max(0), self.limit))
+    }
+
     /// What a `backup --no-restart` left down, as `(run, entries)`.
     pub fn left_down_record(&self) -> (Option<String>, Vec<Entry>) {
         if self.left_down.is_empty() {
@@ -143,6 +162,18 @@ impl Journal {
             .left_down_record()
     }
 
+    /// The open window's age in seconds and its limit, when the journal
+    /// names stopped containers; `None` when it does not, or cannot be read.
+    pub fn open_window(&self) -> Option<(i64, Option<u64>)> {
+        let state = self.read().ok().flatten()?;
+        let written = fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as i64);
+        state.open_for(chrono::Utc::now().timestamp(), written)
+    }
+
     /// Closes a run's journal once everything it stopped runs again: removed,
     /// or, while `left_down` names containers a `backup --no-restart` left
     /// down, rewritten with only them.
@@ -155,6 +186,7 @@ impl Journal {
             stopped: vec![],
             left_down,
             left_down_by: by,
+            ..State::default()
         })
     }
 

@@ -12,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+pub mod activity;
 pub mod backup;
 pub mod catalog;
 pub mod cli;

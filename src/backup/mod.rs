@@ -338,6 +338,10 @@ async fn run(
     let t = Instant::now();
     let gathered = Mutex::new(Gathered::default());
     let work = || work(ctx, &plan, &sidecar, &prepared, &gathered, &r.run_id);
+    let times = window::Times {
+        stop: ctx.config.stop_timeout,
+        limit: Some(ctx.config.window_limit(StopWindow::Full)),
+    };
     let (result, window) = if ctx.leave_down {
         window::with_final_stop_window(
             &ctx.engine,
@@ -345,7 +349,7 @@ async fn run(
             &r.run_id,
             &plan.stop,
             &database_stops(&plan),
-            ctx.config.stop_timeout,
+            times,
             shutdown,
             work,
         )
@@ -356,7 +360,7 @@ async fn run(
             &ctx.journal,
             &r.run_id,
             &plan.stop,
-            ctx.config.stop_timeout,
+            times,
             shutdown,
             work,
         )
@@ -522,7 +526,10 @@ async fn work(
             paths.push(DATABASES_DIR);
         }
         let snap = with_data_dirs_stopped(ctx, plan, run_id, || {
-            snapshot::in_worker(&ctx.engine, &target, plan, sidecar, "atomic", true, &paths)
+            crate::activity::track(
+                "restic backup of the volumes and dumps",
+                snapshot::in_worker(&ctx.engine, &target, plan, sidecar, "atomic", true, &paths),
+            )
         })
         .await?;
         gathered.lock().unwrap().snapshots.push(snap);
@@ -531,8 +538,11 @@ async fn work(
         let t = Instant::now();
         for p in prepared {
             for job in &p.jobs {
-                let (dump, snap) =
-                    snapshot::database_via_stdin(&ctx.engine, &ctx.restic, &target, p, job).await?;
+                let (dump, snap) = crate::activity::track(
+                    format!("{} into restic", dumps::describe_job(p, job)),
+                    snapshot::database_via_stdin(&ctx.engine, &ctx.restic, &target, p, job),
+                )
+                .await?;
                 let mut g = gathered.lock().unwrap();
                 g.dumps.push(dump);
                 g.snapshots.push(snap);
@@ -542,14 +552,17 @@ async fn work(
         if !plan.volumes.is_empty() {
             let t = Instant::now();
             let snap = with_data_dirs_stopped(ctx, plan, run_id, || {
-                snapshot::in_worker(
-                    &ctx.engine,
-                    &target,
-                    plan,
-                    sidecar,
-                    "volumes",
-                    true,
-                    &[VOLUMES_DIR],
+                crate::activity::track(
+                    "restic backup of the volumes",
+                    snapshot::in_worker(
+                        &ctx.engine,
+                        &target,
+                        plan,
+                        sidecar,
+                        "volumes",
+                        true,
+                        &[VOLUMES_DIR],
+                    ),
                 )
             })
             .await?;

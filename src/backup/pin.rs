@@ -233,6 +233,17 @@ pub enum Armed {
     },
 }
 
+impl Armed {
+    /// The service armed.
+    pub fn service(&self) -> &str {
+        match self {
+            Armed::Postgres { prepared, .. } | Armed::Maria { prepared, .. } => {
+                &prepared.plan.container.service
+            }
+        }
+    }
+}
+
 /// Arms one server, before the window (see [`Armed`]).
 pub async fn arm(engine: &Engine, p: &Prepared) -> Result<Armed> {
     let t = Instant::now();

@@ -26,6 +26,7 @@ use super::pin::{self, Pinned};
 use super::snapshot::{self, SnapshotJob, Snapshotted, Target};
 use super::window::{self, Shutdown};
 use super::{Context, files, prepass};
+use crate::config::StopWindow;
 use crate::container::ContainerInfo;
 use crate::dumps::{self, DATABASES_DIR, DumpResult, Prepared};
 use crate::plan::Plan;
@@ -147,25 +148,29 @@ pub async fn run(
         &ctx.journal,
         &run_id,
         &plan.stop,
-        ctx.config.stop_timeout,
+        window::Times {
+            stop: ctx.config.stop_timeout,
+            limit: Some(ctx.config.window_limit(StopWindow::Short)),
+        },
         shutdown,
         || async {
             let stop_time = Utc::now();
             let files = async {
                 match files_pass {
-                    Some(f) => f
-                        .run(&ctx.engine, &target, plan, sidecar, &pre_id)
-                        .await
-                        .map(Some),
+                    Some(f) => crate::activity::track(
+                        "the file pass over the volumes",
+                        f.run(&ctx.engine, &target, plan, sidecar, &pre_id),
+                    )
+                    .await
+                    .map(Some),
                     None => Ok(None),
                 }
             };
             let (pins, files, dumps) = tokio::join!(
-                join_all(
-                    armed
-                        .into_iter()
-                        .map(|a| pin::pin(&ctx.engine, a, root, hold.clone()))
-                ),
+                join_all(armed.into_iter().map(|a| {
+                    let what = format!("pinning the dump of {}", a.service());
+                    crate::activity::track(what, pin::pin(&ctx.engine, a, root, hold.clone()))
+                })),
                 files,
                 dumps::dump_all(&ctx.engine, &inside, root),
             );

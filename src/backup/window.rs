@@ -59,6 +59,38 @@ pub type StopRest = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 /// measured before it, so it lengthens the run, not the stack's downtime.
 pub const STAY_UP: Duration = Duration::from_secs(1);
 
+/// The window's times: how long each container is given to stop, and how
+/// long the window may stay open (`WINDOW_LIMIT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Times {
+    /// Given to each container to stop (`STOP_TIMEOUT`) before the engine kills it.
+    pub stop: Duration,
+    /// From the first stop to the end of the work: when it is reached, the
+    /// work is abandoned and the window closes. `None`: no limit (a window
+    /// opened inside another, whose limit holds; a restore).
+    pub limit: Option<Duration>,
+}
+
+impl From<Duration> for Times {
+    /// A window without a limit, its containers given `stop` to stop.
+    fn from(stop: Duration) -> Times {
+        Times { stop, limit: None }
+    }
+}
+
+/// The error of a window that reached its limit, naming what still ran.
+fn limit_reached(limit: Duration, running: &[String]) -> anyhow::Error {
+    let what = if running.is_empty() {
+        String::new()
+    } else {
+        format!(" while {} still ran", running.join(", "))
+    };
+    anyhow!(
+        "the stop window reached its limit of {} (WINDOW_LIMIT){what}: the work was abandoned, nothing it had not finished became a snapshot, and the containers were started again; find what hung, or raise WINDOW_LIMIT",
+        humantime::format_duration(limit)
+    )
+}
+
 /// A request to stop, from a signal handler (or a test).
 #[derive(Debug, Clone)]
 pub struct Shutdown {
@@ -354,7 +386,7 @@ pub async fn with_stop_window<C, T, Fut>(
     journal: &Journal,
     run_id: &str,
     stops: &[StopEntry],
-    timeout: Duration,
+    times: impl Into<Times>,
     shutdown: &Shutdown,
     work: impl FnOnce() -> Fut,
 ) -> (Result<T>, WindowReport)
@@ -362,7 +394,17 @@ where
     C: ContainerControl,
     Fut: Future<Output = Result<T>>,
 {
-    window(ctl, journal, run_id, stops, timeout, shutdown, None, work).await
+    window(
+        ctl,
+        journal,
+        run_id,
+        stops,
+        times.into(),
+        shutdown,
+        None,
+        work,
+    )
+    .await
 }
 
 /// The window of a final backup (`backup --no-restart`): like
@@ -380,7 +422,7 @@ pub async fn with_final_stop_window<C, T, Fut>(
     run_id: &str,
     stops: &[StopEntry],
     then_stop: &[StopEntry],
-    timeout: Duration,
+    times: impl Into<Times>,
     shutdown: &Shutdown,
     work: impl FnOnce() -> Fut,
 ) -> (Result<T>, WindowReport)
@@ -393,7 +435,7 @@ where
         journal,
         run_id,
         stops,
-        timeout,
+        times.into(),
         shutdown,
         Some(then_stop),
         work,
@@ -467,7 +509,7 @@ async fn window<C, T, Fut>(
     journal: &Journal,
     run_id: &str,
     stops: &[StopEntry],
-    timeout: Duration,
+    times: Times,
     shutdown: &Shutdown,
     then_stop: Option<&[StopEntry]>,
     work: impl FnOnce() -> Fut,
@@ -476,17 +518,27 @@ where
     C: ContainerControl,
     Fut: Future<Output = Result<T>>,
 {
+    let timeout = times.stop;
     let mut report = WindowReport::default();
     // What the journal names already stays in it: what an earlier final
     // backup left down, and the containers of a window this one is opened
     // inside (a Redis load inside `restore all`'s), which that window starts.
     let outer = journal.read().ok().flatten().unwrap_or_default();
     let (left_down_by, left_down) = outer.left_down_record();
+    // A window inside another keeps the outer one's opening and limit.
     let mut state = journal::State {
         run_id: run_id.to_string(),
         stopped: vec![],
         left_down,
         left_down_by,
+        opened: outer
+            .opened
+            .filter(|_| !outer.stopped.is_empty())
+            .or(Some(chrono::Utc::now().timestamp())),
+        limit: outer
+            .limit
+            .filter(|_| !outer.stopped.is_empty())
+            .or(times.limit.map(|l| l.as_secs())),
     };
     let with_outer = |state: &journal::State| journal::State {
         stopped: outer
@@ -498,6 +550,7 @@ where
         ..state.clone()
     };
     let opened = Instant::now();
+    let deadline = times.limit.map(|l| tokio::time::Instant::now() + l);
     let mut waves: Vec<usize> = stops.iter().map(|s| s.wave).collect();
     waves.dedup();
 
@@ -507,6 +560,12 @@ where
     'waves: for wave in waves {
         if let Some(reason) = shutdown.requested() {
             failure = Some(anyhow!("interrupted by {reason} while stopping containers"));
+            break;
+        }
+        if let (Some(limit), Some(deadline)) = (times.limit, deadline)
+            && tokio::time::Instant::now() >= deadline
+        {
+            failure = Some(limit_reached(limit, &["stopping containers".to_string()]));
             break;
         }
         let mut entries = Vec::new();
@@ -592,6 +651,16 @@ where
         None => {
             let mut shutdown = shutdown.clone();
             let work = AssertUnwindSafe(work()).catch_unwind();
+            // What still runs is read before the work is dropped.
+            let limit = async {
+                match (times.limit, deadline) {
+                    (Some(limit), Some(deadline)) => {
+                        tokio::time::sleep_until(deadline).await;
+                        (limit, crate::activity::running())
+                    }
+                    _ => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 r = work => r.unwrap_or_else(|panic| {
                     let msg = panic
@@ -602,6 +671,10 @@ where
                     Err(anyhow!("the backup work panicked: {msg}"))
                 }),
                 reason = shutdown.wait() => Err(anyhow!("interrupted by {reason} inside the stop window")),
+                (limit, running) = limit => {
+                    tracing::error!(limit = %humantime::format_duration(limit), running = ?running, "the stop window reached its limit; abandoning its work and starting the containers again");
+                    Err(limit_reached(limit, &running))
+                }
             }
         }
     };
@@ -641,6 +714,8 @@ where
                 stopped: outer.stopped.clone(),
                 left_down: state.left_down,
                 left_down_by: state.left_down_by,
+                opened: outer.opened,
+                limit: outer.limit,
             })
         };
         if let Err(e) = closed {

@@ -84,6 +84,8 @@ struct Handles {
     plan_mounts: Gauge,
     plan_unlabelled: Gauge,
     notify_failures: Family<SchemeLabel, Counter>,
+    window_open: Gauge,
+    window_limit: Gauge,
 }
 
 struct Inner {
@@ -91,6 +93,9 @@ struct Inner {
     /// Held while a run is recorded and while encoding, so a scrape sees one whole run.
     consistent: Mutex<()>,
     m: Handles,
+    /// The stop journal read at each scrape for the open window's age
+    /// (also a window of a `docker exec`'d run).
+    journal: Mutex<Option<crate::journal::Journal>>,
 }
 
 /// The daemon's metrics. Cloning is cheap: clones share the same values.
@@ -140,6 +145,8 @@ impl Metrics {
             plan_mounts: Gauge::default(),
             plan_unlabelled: Gauge::default(),
             notify_failures: Family::default(),
+            window_open: Gauge::default(),
+            window_limit: Gauge::default(),
         };
         for result in ["success", "partial", "failed"] {
             let _ = m.runs.get_or_create(&ResultLabel {
@@ -265,6 +272,16 @@ impl Metrics {
             "Notifications (NOTIFY_URLS) and pings (PING_URL, scheme=\"ping\") that failed, by scheme",
             m.notify_failures.clone(),
         );
+        r.register(
+            "stop_window_open_seconds",
+            "How long the stop window now open has been open, from its first stop (0: no window open); also a window of a `docker exec`'d run",
+            m.window_open.clone(),
+        );
+        r.register(
+            "stop_window_limit_seconds",
+            "The limit (WINDOW_LIMIT) of the stop window now open (0: no window open, or one without a limit, such as a restore's)",
+            m.window_limit.clone(),
+        );
         // An info metric: the encoder adds `_info`.
         r.register(
             "build",
@@ -278,6 +295,7 @@ impl Metrics {
                 registry: r,
                 consistent: Mutex::new(()),
                 m,
+                journal: Mutex::new(None),
             }),
         }
     }
@@ -393,13 +411,28 @@ impl Metrics {
         self.inner.m.drill_last.set(unix_seconds(at));
     }
 
+    /// Reads the open stop window from `journal` at each [`encode`](Self::encode).
+    pub fn watch_journal(&self, journal: crate::journal::Journal) {
+        *self.inner.journal.lock().unwrap_or_else(|e| e.into_inner()) = Some(journal);
+    }
+
     /// The text exposition, in the classic text format ([`CONTENT_TYPE`]).
     pub fn encode(&self) -> String {
+        let journal = self
+            .inner
+            .journal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let open = journal.and_then(|j| j.open_window());
         let _consistent = self
             .inner
             .consistent
             .lock()
             .unwrap_or_else(|e| e.into_inner());
+        let (age, limit) = open.unwrap_or((0, None));
+        self.inner.m.window_open.set(age);
+        self.inner.m.window_limit.set(limit.map(int).unwrap_or(0));
         let mut openmetrics = String::new();
         prometheus_client::encoding::text::encode(&mut openmetrics, &self.inner.registry)
             .expect("writing to a String cannot fail");
@@ -590,6 +623,44 @@ mod tests {
                 r#"stackshot_maintenance_last_success{task="check"} 0"#,
             ],
         );
+    }
+
+    #[test]
+    fn the_open_window_is_read_from_the_journal_at_each_scrape() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = crate::journal::Journal::in_dir(dir.path());
+        let m = Metrics::new("1.2.3");
+        m.watch_journal(journal.clone());
+        let closed = [
+            "stackshot_stop_window_open_seconds 0",
+            "stackshot_stop_window_limit_seconds 0",
+        ];
+        assert_has(&lines(&m), &closed);
+        journal
+            .write(&crate::journal::State {
+                run_id: "r".into(),
+                stopped: vec![crate::journal::Entry {
+                    id: "a".into(),
+                    name: "app".into(),
+                    wave: 0,
+                    after: None,
+                }],
+                opened: Some(Utc::now().timestamp() - 1000),
+                limit: Some(900),
+                ..Default::default()
+            })
+            .unwrap();
+        let text = lines(&m);
+        let age: i64 = text
+            .iter()
+            .find_map(|l| l.strip_prefix("stackshot_stop_window_open_seconds "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1000..1100).contains(&age), "{age}");
+        assert_has(&text, &["stackshot_stop_window_limit_seconds 900"]);
+        journal.clear().unwrap();
+        assert_has(&lines(&m), &closed);
     }
 
     #[test]

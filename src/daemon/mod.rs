@@ -417,8 +417,10 @@ pub async fn run(ctx: Context) -> Result<()> {
 
     let mut state = DaemonState::new(Utc::now());
     state.recovered = recovered;
+    let metrics = metrics::Metrics::new(env!("CARGO_PKG_VERSION"));
+    metrics.watch_journal(ctx.journal.clone());
     let daemon = Arc::new(Daemon {
-        metrics: metrics::Metrics::new(env!("CARGO_PKG_VERSION")),
+        metrics,
         state: Arc::new(Mutex::new(state)),
         busy: tokio::sync::Mutex::new(()),
         shutdown: shutdown.clone(),

@@ -665,6 +665,17 @@ pub fn is_out_of_space(e: &anyhow::Error) -> bool {
     })
 }
 
+/// A dump job as messages name it: `pg_dump of app in postgres`, or
+/// `pg_dumpall in postgres` for a dump of every database.
+pub fn describe_job(p: &Prepared, job: &DumpJob) -> String {
+    let argv0 = job.argv.first().map(String::as_str).unwrap_or("dump");
+    let tool = argv0.rsplit('/').next().unwrap_or(argv0);
+    match &job.database {
+        Some(db) => format!("{tool} of {db} in {}", p.plan.container.service),
+        None => format!("{tool} in {}", p.plan.container.service),
+    }
+}
+
 /// Runs every dump: containers concurrently, one container's dumps in turn.
 /// Fails with every failure named, after all dumps finished.
 pub async fn dump_all(
@@ -675,7 +686,8 @@ pub async fn dump_all(
     let per_container = join_all(prepared.iter().map(|p| async move {
         let mut out = Vec::new();
         for job in &p.jobs {
-            out.push(dump_to_file(engine, p, job, root).await?);
+            let dumped = dump_to_file(engine, p, job, root);
+            out.push(crate::activity::track(describe_job(p, job), dumped).await?);
         }
         Ok::<_, anyhow::Error>(out)
     }))

@@ -810,3 +810,88 @@ async fn a_signal_inside_an_inner_window_still_starts_everything() {
     assert_eq!(started, ["app", "db"]);
     assert_all_back(&b);
 }
+
+/// A work that hangs (a dump waiting on a lock) is abandoned at the window's
+/// limit: the containers run again, the error names the limit and what still
+/// ran, and the journal recorded the opening and the limit meanwhile.
+#[tokio::test]
+async fn a_hung_work_is_abandoned_at_the_limit_and_everything_starts() {
+    let b = bench(ALL);
+    let (_t, never) = Shutdown::new();
+    let times = Times {
+        stop: Duration::from_secs(5),
+        limit: Some(Duration::from_millis(300)),
+    };
+    let journal = b.journal.clone();
+    let (r, report) = with_stop_window(
+        &b.fake,
+        &b.journal,
+        "run-1",
+        &stops(),
+        times,
+        &never,
+        || async move {
+            let seen = journal.read().unwrap().unwrap();
+            assert!(seen.opened.is_some());
+            assert_eq!(seen.limit, Some(0), "300 ms, in whole seconds");
+            crate::activity::track("pg_dump of app in db (limit test)", async {
+                std::future::pending::<()>().await;
+            })
+            .await;
+            Ok(())
+        },
+    )
+    .await;
+    let e = format!("{:#}", r.unwrap_err());
+    assert!(
+        e.starts_with("the stop window reached its limit of 300ms (WINDOW_LIMIT) while pg_dump of app in db (limit test) still ran"),
+        "{e}"
+    );
+    assert_eq!(report.started.len(), stops().len());
+    assert!(report.restart_failed.is_empty());
+    assert_all_back(&b);
+    assert!(
+        !crate::activity::running()
+            .iter()
+            .any(|w| w.contains("limit test")),
+        "the abandoned work's registration went with it"
+    );
+}
+
+/// Without a limit (a restore, a window inside another), a slow work ends
+/// in its own time.
+#[tokio::test]
+async fn without_a_limit_the_work_takes_its_time() {
+    let b = bench(ALL);
+    let (_t, never) = Shutdown::new();
+    let (r, _) = window(&b, &never, async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        Ok(7)
+    })
+    .await;
+    assert_eq!(r.unwrap(), 7);
+    assert_all_back(&b);
+}
+
+#[test]
+fn a_window_journal_tells_its_age_and_limit() {
+    let mut s = journal::State {
+        run_id: "r".into(),
+        ..Default::default()
+    };
+    assert_eq!(s.open_for(100, Some(10)), None, "nothing stopped: closed");
+    s.stopped.push(journal::Entry {
+        id: "a".into(),
+        name: "a".into(),
+        wave: 0,
+        after: None,
+    });
+    assert_eq!(
+        s.open_for(100, Some(10)),
+        Some((90, None)),
+        "from its file's time"
+    );
+    s.opened = Some(40);
+    s.limit = Some(900);
+    assert_eq!(s.open_for(100, Some(10)), Some((60, Some(900))));
+}
