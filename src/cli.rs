@@ -195,17 +195,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         return worker::main(&swap, restic_args).await;
     }
     if let Command::Idle = &cli.command {
-        // No configuration either: the container only hosts `exec`s.
-        return match crate::backup::window::Shutdown::on_signals() {
-            Ok(mut s) => {
-                s.wait().await;
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("stackshot: error: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
+        return idle().await;
     }
     if let Command::Healthcheck = &cli.command {
         // Only HTTP_ADDR: the health check must not depend on the rest of the
@@ -248,6 +238,51 @@ pub async fn main(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `stackshot idle`: hosts `docker exec`s, and starts again the containers
+/// of an exec'd run that died inside its stop window
+/// ([`daemon::orphans`]). Without a usable configuration it only waits:
+/// the container still hosts execs, which then say what is wrong.
+async fn idle() -> ExitCode {
+    let mut shutdown = match crate::backup::window::Shutdown::on_signals() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("stackshot: error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match Config::from_env(&Env::from_process()) {
+        Ok(config) => {
+            logging::init(config.log_level, config.log_format);
+            match idle_watch(config, shutdown.clone()).await {
+                Ok(()) => {}
+                Err(e) => tracing::warn!(
+                    error = %format!("{e:#}"),
+                    "not watching for stop windows whose run died"
+                ),
+            }
+        }
+        Err(e) => eprintln!(
+            "stackshot idle: not watching for stop windows whose run died: configuration error: {e}"
+        ),
+    }
+    shutdown.wait().await;
+    ExitCode::SUCCESS
+}
+
+async fn idle_watch(config: Config, shutdown: crate::backup::window::Shutdown) -> Result<()> {
+    let engine = Engine::connect(config.docker_host.as_deref()).await?;
+    let found = discovery::discover(engine.docker(), &config).await?;
+    let journal = Journal::in_dir(&config.state_dir);
+    tracing::info!(project = %found.project, journal = %journal.path().display(), "idle: watching for stop windows whose run died");
+    tokio::spawn(daemon::orphans::watch(
+        engine,
+        journal,
+        found.project,
+        shutdown,
+    ));
+    Ok(())
 }
 
 /// The running daemon's current plan, printed; `None` when no daemon listens

@@ -52,15 +52,21 @@ pub struct State {
     /// The window's limit in seconds (`WINDOW_LIMIT`), when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u64>,
+    /// The window was closed, but what `stopped` names could not be started
+    /// (or did not stay up): the next run or daemon start tries again, and
+    /// no watcher takes it for a window whose owner died.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub closed: bool,
 }
 
 impl State {
     /// How long the window this journal records has been open at `now`
-    /// (Unix seconds), and its limit: `None` when no container is stopped.
+    /// (Unix seconds), and its limit: `None` when no container is stopped,
+    /// or the window was [`closed`](Self::closed).
     /// A journal without an opening time counts from `written` (its file's
     /// modification time).
     pub fn open_for(&self, now: i64, written: Option<i64>) -> Option<(i64, Option<u64>)> {
-        if self.stopped.is_empty() {
+        if self.stopped.is_empty() || self.closed {
             return None;
         }
         let opened = self.opened.or(written)?;

@@ -117,17 +117,20 @@ impl Shutdown {
         (ShutdownTrigger { tx }, Shutdown { rx })
     }
 
-    /// A shutdown triggered by SIGTERM or SIGINT. Installing it replaces the
-    /// default action (exit at once), so a signal inside the window closes it first.
+    /// A shutdown triggered by SIGTERM, SIGINT or SIGHUP (a `docker exec`
+    /// whose client went away). Installing it replaces the default action
+    /// (exit at once), so a signal inside the window closes it first.
     pub fn on_signals() -> Result<Shutdown> {
         use tokio::signal::unix::{SignalKind, signal};
         let (trigger, shutdown) = Shutdown::new();
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
         tokio::spawn(async move {
             let name = tokio::select! {
                 _ = term.recv() => "SIGTERM",
                 _ = int.recv() => "SIGINT",
+                _ = hup.recv() => "SIGHUP",
             };
             tracing::warn!(signal = name, "stop requested");
             trigger.trigger(name);
@@ -539,6 +542,7 @@ where
             .limit
             .filter(|_| !outer.stopped.is_empty())
             .or(times.limit.map(|l| l.as_secs())),
+        closed: false,
     };
     let with_outer = |state: &journal::State| journal::State {
         stopped: outer
@@ -716,10 +720,21 @@ where
                 left_down_by: state.left_down_by,
                 opened: outer.opened,
                 limit: outer.limit,
+                closed: false,
             })
         };
         if let Err(e) = closed {
             tracing::warn!(error = %format!("{e:#}"), "could not clear the stop journal");
+        }
+    } else if outer.stopped.is_empty() {
+        // Closed, its failed containers kept for the next run: not a window
+        // whose owner died.
+        let kept = journal::State {
+            closed: true,
+            ..with_outer(&state)
+        };
+        if let Err(e) = journal.write(&kept) {
+            tracing::warn!(error = %format!("{e:#}"), "could not mark the stop journal closed");
         }
     }
     (result, report)

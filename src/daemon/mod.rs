@@ -367,6 +367,7 @@ impl Daemon {
 pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod orphans;
 
 /// The socket path (`STACKSHOT_SOCKET`, for tests and odd setups).
 pub fn socket_path() -> PathBuf {
@@ -400,6 +401,14 @@ pub async fn run(ctx: Context) -> Result<()> {
     if !recovered.is_empty() {
         tracing::warn!(containers = ?recovered, "started containers an interrupted run had stopped");
     }
+    // From now on, a `docker exec`'d run that dies inside its window is
+    // noticed within seconds, not at the next daemon start.
+    tokio::spawn(orphans::watch(
+        ctx.engine.clone(),
+        ctx.journal.clone(),
+        found.project.clone(),
+        shutdown.clone(),
+    ));
     let plan = crate::plan::build(&run::plan_options(&ctx.config, &found), &found.containers);
     tracing::info!(
         project = %found.project,

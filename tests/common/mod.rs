@@ -596,6 +596,19 @@ impl Stack {
         .to_string()
     }
 
+    /// When `service`'s container last started, and how often the engine
+    /// restarted it: changes when it restarts.
+    pub fn started_at(&self, service: &str) -> String {
+        run(&mut docker(&[
+            "inspect",
+            "-f",
+            "{{.State.StartedAt}} {{.RestartCount}}",
+            &self.container(service),
+        ]))
+        .trim()
+        .to_string()
+    }
+
     /// Starts recording the engine's events live (see [`events`]).
     pub fn watch(&self) -> EventWatch {
         EventWatch::start()
