@@ -2,7 +2,8 @@
 //!
 //! - After a daemon restart, `/healthz` and
 //!   `stackshot_backup_last_success_timestamp_seconds` carry the last success
-//!   read back from the repository (not `starting`, not 0).
+//!   read back from the repository (not `starting`, not 0); a repository
+//!   that cannot be read leaves `starting`, with one warning saying why.
 //! - The repository's id is remembered after a successful run: an empty
 //!   mount point where the repository was (a NAS that did not mount) is
 //!   refused in one line, touching no container and initialising nothing;
@@ -27,7 +28,7 @@ fn the_last_success_is_read_back_after_a_daemon_restart() {
     let base = root().join("tests/stack/docker-compose.yml");
     let daemon = root().join("tests/stack/daemon.override.yml");
     // The schedule never fires during the test: only the run asked for here.
-    let stack = Stack::up_with(
+    let mut stack = Stack::up_with(
         "stackshot-e2e-lastsuccess",
         &[&base, &daemon],
         &[("E2E_BACKUP_CRON", "0 0 1 1 *")],
@@ -84,27 +85,59 @@ fn the_last_success_is_read_back_after_a_daemon_restart() {
         Some(0.0)
     );
 
-    let logs = output(&mut docker(&[
-        "logs",
-        "--since",
-        &restarted_at,
-        &stack.container("backup"),
-    ]));
-    let logs = format!(
-        "{}{}",
-        String::from_utf8_lossy(&logs.stdout),
-        String::from_utf8_lossy(&logs.stderr)
-    );
+    let logs = sidecar_logs(&stack, &restarted_at);
     let line = logs
         .lines()
         .find(|l| l.contains("last successful backup read from the repository"))
         .unwrap_or_else(|| panic!("no log line says where the last success came from:\n{logs}"));
+    for l in logs.lines().filter(|l| l.contains("daemon starting")) {
+        eprintln!("the daemon after its restart: {l}");
+    }
+    eprintln!("the daemon after its restart: {line}");
     let short = &newest["short_id"].as_str().unwrap();
     assert!(
         line.contains("source=\"repository\"") || line.contains("source=repository"),
         "{line}"
     );
     assert!(line.contains(short), "{line}");
+
+    // A repository that cannot be read (an empty directory at /repository):
+    // one warning says why, and /healthz says starting, as before.
+    let empty = tempfile::tempdir().unwrap();
+    mount_repository(&mut stack, empty.path());
+    let warning = wait_for("the daemon's warning about the repository", 60, || {
+        sidecar_logs(&stack, "").lines().find_map(|l| {
+            l.contains("cannot read the last successful backup from the repository")
+                .then(|| l.to_string())
+        })
+    });
+    eprintln!("the daemon on an empty directory: {warning}");
+    assert!(warning.contains(" WARN "), "{warning}");
+    assert!(warning.contains("repository=/repository"), "{warning}");
+    let port = stack.http_port();
+    let health = wait_for("/healthz to answer", 30, || healthz(port));
+    assert_eq!(
+        (&health["status"], &health["healthy"]),
+        (&Value::from("starting"), &Value::from(true)),
+        "{health}"
+    );
+    assert_eq!(health["last_success"], Value::Null, "{health}");
+}
+
+/// The sidecar's log (stdout and stderr) since `since` (all of it when empty).
+fn sidecar_logs(stack: &Stack, since: &str) -> String {
+    let container = stack.container("backup");
+    let mut args = vec!["logs"];
+    if !since.is_empty() {
+        args.extend(["--since", since]);
+    }
+    args.push(&container);
+    let logs = output(&mut docker(&args));
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&logs.stdout),
+        String::from_utf8_lossy(&logs.stderr)
+    )
 }
 
 /// The `StartedAt` of each container of the stack, by service.
@@ -170,6 +203,7 @@ fn a_replaced_repository_is_refused_until_accepted() {
     let (code, report, stderr) = stack.backup(&[]);
     assert_eq!(code, 1, "{report}\n{stderr}");
     let reason = report["reason"].as_str().unwrap();
+    eprintln!("refused: {reason}");
     assert!(!reason.contains('\n'), "{reason}");
     for part in [
         "no restic repository at /repository,",
@@ -206,6 +240,7 @@ fn a_replaced_repository_is_refused_until_accepted() {
     let (code, report, stderr) = stack.backup(&[]);
     assert_eq!(code, 1, "{report}\n{stderr}");
     let reason = report["reason"].as_str().unwrap();
+    eprintln!("refused: {reason}");
     assert!(!reason.contains('\n'), "{reason}");
     for part in [
         "the restic repository at /repository has id",
