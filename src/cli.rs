@@ -492,11 +492,13 @@ last runs:"
 async fn run(cli: Cli, config: Config) -> Result<ExitCode> {
     match cli.command {
         Command::Status { json } => return status(json).await,
+        // ACCEPT_NEW_REPOSITORY is this process's setting: such a run does
+        // not go through the daemon, which does not see it.
         Command::Backup {
             json,
             dry_run: false,
             no_restart: false,
-        } => {
+        } if !config.accept_new_repository => {
             if let Some(code) = backup_via_daemon(json).await? {
                 return Ok(code);
             }

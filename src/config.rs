@@ -149,6 +149,10 @@ pub struct Config {
     pub swarm_mode: Option<bool>,
     /// Where the stop-window journal lives (keep it on a volume).
     pub state_dir: std::path::PathBuf,
+    /// `ACCEPT_NEW_REPOSITORY`: a run may write to (or create) a repository
+    /// other than the one the last successful run wrote to at
+    /// `RESTIC_REPOSITORY` ([`crate::backup::identity`]).
+    pub accept_new_repository: bool,
     /// restic's own variables.
     pub restic: ResticSettings,
 }
@@ -244,6 +248,7 @@ impl Config {
             include_all_projects: opt(env, "INCLUDE_ALL_COMPOSE_PROJECTS", boolean)?
                 .unwrap_or(false),
             exclude_bind_mounts: opt(env, "EXCLUDE_BIND_MOUNTS", boolean)?.unwrap_or(false),
+            accept_new_repository: opt(env, "ACCEPT_NEW_REPOSITORY", boolean)?.unwrap_or(false),
             log_level: opt(env, "LOG_LEVEL", log_level)?.unwrap_or(LogLevel::Info),
             log_format: opt(env, "LOG_FORMAT", log_format)?.unwrap_or(LogFormat::Text),
             stop_window: opt(env, "STOP_WINDOW", stop_window)?.unwrap_or(StopWindow::Short),

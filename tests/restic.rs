@@ -67,6 +67,35 @@ async fn missing_repository_is_initialised_once() {
 }
 
 #[tokio::test]
+async fn open_gives_the_repository_id_or_none() {
+    let dir = TempDir::new().unwrap();
+    let repo = repo_path(&dir);
+    let r = restic(dir.path(), &repo, PASSWORD);
+    assert_eq!(r.open().await.unwrap(), None);
+    assert!(!Path::new(&repo).exists(), "open must not create anything");
+    let created = r.init().await.unwrap();
+    assert_eq!(created.len(), 64, "{created}");
+    assert_eq!(r.open().await.unwrap().as_deref(), Some(created.as_str()));
+    // The id restic itself reads from the config.
+    let out = std::process::Command::new("restic")
+        .args(["--no-lock", "cat", "config"])
+        .env("RESTIC_REPOSITORY", &repo)
+        .env("RESTIC_PASSWORD", PASSWORD)
+        .env("RESTIC_CACHE_DIR", dir.path().join("cache"))
+        .output()
+        .unwrap();
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(config["id"], created.as_str());
+    // Another repository at another place has another id.
+    let other = restic(
+        dir.path(),
+        &dir.path().join("other").display().to_string(),
+        PASSWORD,
+    );
+    assert_ne!(other.init().await.unwrap(), created);
+}
+
+#[tokio::test]
 async fn wrong_password_is_reported_without_secrets() {
     let dir = TempDir::new().unwrap();
     let repo = repo_path(&dir);
@@ -329,7 +358,7 @@ async fn secrets_travel_in_the_environment_only() {
             "#!/bin/sh\n{{ echo \"argv: $*\"; echo \"password: $RESTIC_PASSWORD\"; }} >> {0}\n\
              case \" $* \" in\n\
              *' version '*) echo 'restic 0.14.0 compiled with go1.19.8 on linux/amd64' ;;\n\
-             *' cat config '*) [ -e {1} ] && exit 0; touch {1}; echo 'Fatal: unable to open config file: stat /r/config: no such file or directory' >&2; exit 1 ;;\n\
+             *' cat config '*) [ -e {1} ] && {{ echo '{{\"version\":2,\"id\":\"0123abcd\"}}'; exit 0; }}; touch {1}; echo 'Fatal: unable to open config file: stat /r/config: no such file or directory' >&2; exit 1 ;;\n\
              *' snapshots '*|*' forget '*) echo '[]' ;;\n\
              esac\n",
             log.display(),

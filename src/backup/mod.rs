@@ -11,6 +11,7 @@
 
 pub mod files;
 pub mod hooks;
+pub mod identity;
 pub mod merge;
 pub mod pin;
 pub mod prepass;
@@ -34,7 +35,7 @@ use crate::engine::Engine;
 use crate::journal::Journal;
 use crate::plan::{self, HookPhase, Plan, PlanOptions};
 use crate::report::{Outcome, Phase, RunReport, SnapshotReport};
-use crate::restic::{BackupExit, RepoOpened, Restic};
+use crate::restic::{BackupExit, Restic};
 use short::Short;
 use snapshot::{Snapshotted, Target, VOLUMES_DIR};
 use window::Shutdown;
@@ -106,7 +107,8 @@ pub async fn backup(ctx: &Context, shutdown: &Shutdown) -> RunReport {
     let notifier = &ctx.config.notify;
     let mut unnotified = notifier.started().await;
     let mut planned = None;
-    let outcome = run(ctx, shutdown, &mut report, &mut planned).await;
+    let mut repository_id = None;
+    let outcome = run(ctx, shutdown, &mut report, &mut planned, &mut repository_id).await;
     // Post-backup hooks: on every path once the pre-backup hooks were reached.
     let outcome = match &planned {
         Some(plan) => post_backup(ctx, plan, outcome).await,
@@ -118,6 +120,11 @@ pub async fn backup(ctx: &Context, shutdown: &Shutdown) -> RunReport {
     };
     if report.project.is_empty() {
         report.project = ctx.config.project.clone().unwrap_or_default();
+    }
+    if matches!(report.result, Outcome::Success | Outcome::Partial)
+        && let Some(id) = repository_id
+    {
+        remember_repository(ctx, &id, &report.run_id);
     }
     match report.result {
         Outcome::Success => tracing::info!(seconds = report.seconds(), "backup succeeded"),
@@ -172,11 +179,47 @@ async fn post_backup(
     }
 }
 
+/// Remembers the repository a run wrote a snapshot to ([`identity`]); a
+/// failure to is logged: the run itself is sound.
+fn remember_repository(ctx: &Context, id: &str, run_id: &str) {
+    let store = identity::Store::in_dir(&ctx.config.state_dir);
+    let location = identity::location(&ctx.restic.repository());
+    if let Err(e) = store.set(&location, id, run_id) {
+        tracing::warn!(error = %format!("{e:#}"), "cannot remember the repository's id; the next run cannot tell a replaced repository from this one");
+    }
+}
+
+/// Opens the repository at `RESTIC_REPOSITORY`, or creates it, as
+/// [`identity::decide`] says; its id. `Ok((id, initialised))`.
+async fn open_repository(ctx: &Context) -> Result<(String, bool)> {
+    let found = ctx.restic.open().await?;
+    let shown = ctx.restic.repository();
+    let store = identity::Store::in_dir(&ctx.config.state_dir);
+    let remembered = store.get(&identity::location(&shown))?.map(|r| r.id);
+    let accept_new = ctx.config.accept_new_repository;
+    match identity::decide(&shown, remembered.as_deref(), found.as_deref(), accept_new) {
+        identity::Decision::Refuse(line) => bail!(line),
+        identity::Decision::Use(id) => {
+            if let Some(old) = remembered.filter(|old| *old != id) {
+                tracing::warn!(repository = %shown, id = %id, remembered = %old, "{}=true: writing to a repository other than the last successful run's", identity::ACCEPT_NEW);
+            }
+            Ok((id, false))
+        }
+        identity::Decision::Init => {
+            if let Some(old) = &remembered {
+                tracing::warn!(repository = %shown, remembered = %old, "{}=true: creating a new repository where the last successful run wrote to another", identity::ACCEPT_NEW);
+            }
+            Ok((ctx.restic.init().await?, true))
+        }
+    }
+}
+
 async fn run(
     ctx: &Context,
     shutdown: &Shutdown,
     r: &mut RunReport,
     planned: &mut Option<Plan>,
+    repository_id: &mut Option<String>,
 ) -> Result<(Outcome, Option<String>)> {
     // One backup or restore at a time in this container, across processes.
     let _lock = ctx.journal.lock()?;
@@ -237,7 +280,9 @@ async fn run(
     check_local_repository(ctx.config.restic.repository.expose())?;
     let version = ctx.restic.version().await?;
     tracing::info!(restic = %version, "preflight");
-    r.repository_initialised = ctx.restic.open_or_init().await? == RepoOpened::Initialised;
+    let (id, initialised) = open_repository(ctx).await?;
+    r.repository_initialised = initialised;
+    *repository_id = Some(id);
     ctx.restic
         .unlock()
         .await

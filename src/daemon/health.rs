@@ -1,8 +1,11 @@
 //! `/healthz`: is the stack backed up? A pure judgement of the daemon's state.
 //!
-//! - `ok`: the last finished run succeeded, at most `HEALTH_MAX_AGE` ago.
-//! - `starting`: no run has finished yet and the daemon is at most
-//!   `HEALTH_MAX_AGE` old (healthy: the first scheduled run may be hours away).
+//! - `ok`: the last finished run succeeded, at most `HEALTH_MAX_AGE` ago; before
+//!   any run since start-up, the last success read back from the repository
+//!   ([`super::seed`]) is at most that old.
+//! - `starting`: no run has finished yet, no last success is known, and the
+//!   daemon is at most `HEALTH_MAX_AGE` old (healthy: the first scheduled run
+//!   may be hours away).
 //! - `failing`: the last finished run failed or was partial (its reason is given).
 //! - `stale`: no successful run within `HEALTH_MAX_AGE`.
 //!
@@ -56,7 +59,7 @@ pub fn evaluate(state: &DaemonState, now: DateTime<Utc>, max_age: Duration) -> H
         reason: Some(reason),
     };
     match &state.last_run {
-        None => {
+        None if state.last_success.is_none() => {
             let up = age(now, state.started_at);
             if up <= max_age {
                 Health {
@@ -88,9 +91,13 @@ pub fn evaluate(state: &DaemonState, now: DateTime<Utc>, max_age: Duration) -> H
                 .unwrap_or_else(|| format!("the last backup ({}) {word}", run.run_id));
             unhealthy("failing", reason)
         }
-        Some(run) => {
-            // The last run succeeded, so `last_success` is its end; fall back to it anyway.
-            let success = state.last_success.unwrap_or(run.finished_at);
+        run => {
+            // The last run succeeded, so `last_success` is its end; fall back to
+            // it anyway. Before any run, `last_success` was read at start-up.
+            let success = state
+                .last_success
+                .or(run.as_ref().map(|r| r.finished_at))
+                .unwrap_or(state.started_at);
             let ago = age(now, success);
             if ago <= max_age {
                 Health {
@@ -286,6 +293,46 @@ mod tests {
         let mut s = DaemonState::new(t0());
         finished(&mut s, t0() + TimeDelta::hours(1), Outcome::Success, None);
         assert!(evaluate(&s, t0(), MAX).healthy);
+    }
+
+    #[test]
+    fn a_success_read_at_start_up_is_ok_until_max_age_then_stale() {
+        let mut s = DaemonState::new(t0());
+        let snapshot = t0() - TimeDelta::hours(3);
+        s.seed_last_success(snapshot);
+        let h = evaluate(&s, t0() + TimeDelta::minutes(1), MAX);
+        assert_eq!((h.healthy, h.status), (true, "ok"));
+        let h = evaluate(&s, snapshot + delta(MAX) + TimeDelta::seconds(1), MAX);
+        assert_eq!((h.healthy, h.status), (false, "stale"));
+        assert!(h.reason.unwrap().contains("2024-05-31T21:00:00"));
+
+        // Already stale at start-up: not `starting`.
+        let mut s = DaemonState::new(t0());
+        s.seed_last_success(t0() - TimeDelta::hours(30));
+        let h = evaluate(&s, t0(), MAX);
+        assert_eq!((h.healthy, h.status), (false, "stale"));
+    }
+
+    #[test]
+    fn a_run_since_start_up_wins_over_the_seed() {
+        let mut s = DaemonState::new(t0());
+        finished(&mut s, t0() + TimeDelta::hours(1), Outcome::Success, None);
+        // An older snapshot read later does not move the last success back.
+        s.seed_last_success(t0() - TimeDelta::hours(3));
+        assert_eq!(s.last_success, Some(t0() + TimeDelta::hours(1)));
+        // A failed run since start-up is failing whatever the repository holds.
+        let mut s = DaemonState::new(t0());
+        finished(
+            &mut s,
+            t0() + TimeDelta::hours(1),
+            Outcome::Failed,
+            Some("boom"),
+        );
+        s.seed_last_success(t0());
+        assert_eq!(
+            evaluate(&s, t0() + TimeDelta::hours(2), MAX).status,
+            "failing"
+        );
     }
 
     #[test]

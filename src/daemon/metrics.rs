@@ -368,6 +368,22 @@ impl Metrics {
         }
     }
 
+    /// Sets `stackshot_backup_last_success_timestamp_seconds` to `at`, read
+    /// back from the repository at start-up, unless a run since start-up
+    /// succeeded later.
+    pub fn seed_last_success(&self, at: DateTime<Utc>) {
+        let _consistent = self
+            .inner
+            .consistent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let m = &self.inner.m;
+        let at = unix_seconds(at);
+        if m.last_success.get() < at {
+            m.last_success.set(at);
+        }
+    }
+
     /// Sets `stackshot_backup_running`.
     pub fn set_running(&self, running: bool) {
         self.inner.m.running.set(i64::from(running));
@@ -709,6 +725,23 @@ mod tests {
                 "stackshot_backup_last_run_success 0",
                 "stackshot_backup_last_success_timestamp_seconds 0.0",
             ],
+        );
+    }
+
+    #[test]
+    fn a_last_success_read_at_start_up() {
+        let m = Metrics::new("1.2.3");
+        m.seed_last_success(at("2024-06-01T00:00:00.25Z"));
+        assert_has(
+            &lines(&m),
+            &["stackshot_backup_last_success_timestamp_seconds 1717200000.25"],
+        );
+        // A run's later success stays; an older seed does not move it back.
+        m.record_run(&success());
+        m.seed_last_success(at("2024-06-01T00:00:00.25Z"));
+        assert_has(
+            &lines(&m),
+            &["stackshot_backup_last_success_timestamp_seconds 1717207205.5"],
         );
     }
 

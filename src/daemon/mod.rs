@@ -8,6 +8,7 @@
 
 pub mod control;
 pub mod scheduler;
+pub mod seed;
 pub mod state;
 pub mod watch;
 
@@ -213,6 +214,46 @@ impl Daemon {
         Ok(report)
     }
 
+    /// Reads the last success back from the repository ([`seed`]) into
+    /// `/healthz` and `/metrics`; logs where it came from, or why not.
+    async fn seed_last_success(&self) {
+        let host = self.host();
+        let limit = self.ctx.config.restic.preflight_timeout;
+        let repository = self.ctx.restic.repository();
+        match seed::read(&self.ctx.restic, &host, &self.project, limit).await {
+            Ok(Some(found)) => {
+                self.state.lock().unwrap().seed_last_success(found.time);
+                self.metrics.seed_last_success(found.time);
+                tracing::info!(
+                    source = "repository",
+                    repository = %repository,
+                    snapshot = %found.short_id,
+                    time = %found.time.to_rfc3339(),
+                    "last successful backup read from the repository's latest snapshot of this project and host"
+                );
+            }
+            Ok(None) => tracing::info!(
+                repository = %repository,
+                host = %host,
+                "the repository holds no snapshot of this project and host yet; /healthz says starting until a run finishes"
+            ),
+            Err(e) => tracing::warn!(
+                repository = %repository,
+                reason = %format!("{e:#}"),
+                "cannot read the last successful backup from the repository; /healthz says starting until a run finishes"
+            ),
+        }
+    }
+
+    /// restic's `--host`: `BACKUP_HOST`, else the default.
+    fn host(&self) -> String {
+        self.ctx
+            .config
+            .backup_host
+            .clone()
+            .unwrap_or_else(|| self.default_host.clone())
+    }
+
     async fn maintenance(&self, kind: &str, result: Result<()>) {
         let (ok, message) = match result {
             Ok(()) => (true, None),
@@ -232,12 +273,7 @@ impl Daemon {
     }
 
     async fn forget(&self, prune: bool) -> RetentionReport {
-        let host = self
-            .ctx
-            .config
-            .backup_host
-            .clone()
-            .unwrap_or_else(|| self.default_host.clone());
+        let host = self.host();
         let r = retention::forget(
             &self.ctx.restic,
             &self.ctx.config.retention,
@@ -439,6 +475,12 @@ pub async fn run(ctx: Context) -> Result<()> {
         plan: Mutex::new(None),
     });
     daemon.set_plan(plan);
+    // The last success, from the repository, in the background: `/healthz`
+    // answers (`starting`) while restic lists the snapshots.
+    let seeding = {
+        let daemon = daemon.clone();
+        tokio::spawn(async move { daemon.seed_last_success().await })
+    };
 
     // 2. HTTP: /healthz and /metrics only.
     let router = http::router(
@@ -514,6 +556,7 @@ pub async fn run(ctx: Context) -> Result<()> {
     tracing::info!(reason = %reason, "stopping");
     let _last = tokio::time::timeout(Duration::from_secs(600), daemon.busy.lock()).await;
     control_task.abort();
+    seeding.abort();
     let _ = std::fs::remove_file(socket_path());
     let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
     tracing::info!("stopped");

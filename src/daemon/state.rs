@@ -132,6 +132,13 @@ impl DaemonState {
         self.last_run = Some(summary);
     }
 
+    /// Takes `at`, read back from the repository at start-up
+    /// ([`super::seed`]), as the last success, unless a run since start-up
+    /// succeeded later.
+    pub fn seed_last_success(&mut self, at: DateTime<Utc>) {
+        self.last_success = Some(self.last_success.map_or(at, |s| s.max(at)));
+    }
+
     /// Records a maintenance result, replacing the previous one of its kind.
     pub fn maintenance_done(&mut self, m: Maintenance) {
         self.maintenance.retain(|x| x.kind != m.kind);

@@ -284,6 +284,14 @@ pub struct SnapshotSummary {
     pub total_bytes_processed: u64,
 }
 
+/// The repository's id from `restic cat config` (`{"version":2,"id":"…",…}`);
+/// `None` when the output is not such a config or its id is empty.
+pub fn parse_config_id(json: &str) -> Option<String> {
+    let config: Value = serde_json::from_str(json.trim()).ok()?;
+    let id = config.get("id")?.as_str()?.trim();
+    (!id.is_empty()).then(|| id.to_string())
+}
+
 /// Parses `restic snapshots --json` (also its `--group-by` form, flattened).
 pub fn parse_snapshots(json: &str) -> Result<Vec<SnapshotInfo>, serde_json::Error> {
     let entries: Vec<Value> = serde_json::from_str(json.trim())?;
@@ -340,6 +348,24 @@ fn non_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_repository_id_from_cat_config() {
+        // As restic 0.14 prints it (`restic cat config`).
+        let out = r#"{
+  "version": 2,
+  "id": "5d8c6b5a2f0e4e4c9b1f3a7e2d6c8b0a1f2e3d4c5b6a7980a1b2c3d4e5f60718",
+  "chunker_polynomial": "3b0ad0fbf3e5a5"
+}
+"#;
+        assert_eq!(
+            parse_config_id(out).as_deref(),
+            Some("5d8c6b5a2f0e4e4c9b1f3a7e2d6c8b0a1f2e3d4c5b6a7980a1b2c3d4e5f60718")
+        );
+        assert_eq!(parse_config_id(r#"{"version":2,"id":""}"#), None);
+        assert_eq!(parse_config_id(r#"{"version":2}"#), None);
+        assert_eq!(parse_config_id("unable to open config file"), None);
+    }
 
     #[test]
     fn forget_groups_from_014() {

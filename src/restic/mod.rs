@@ -35,6 +35,10 @@ const STDERR_TAIL: usize = 10;
 /// "locked" (11); wrong password (12) followed in 0.17.1.
 const EXIT_CODES_SINCE: Version = Version::new(0, 17, 0);
 
+/// Reads the repository's config. `--no-lock`: a lock held by a running
+/// prune must not look like a failure.
+const CAT_CONFIG: [&str; 3] = ["--no-lock", "cat", "config"];
+
 /// A way to run restic against one repository.
 #[derive(Debug)]
 pub struct Restic {
@@ -288,42 +292,58 @@ impl Restic {
     /// Checks that the repository opens with the password, and creates it with
     /// `restic init` when it does not exist.
     pub async fn open_or_init(&self) -> Result<RepoOpened, ResticError> {
-        let not_runnable = |detail: String| ResticError::NotRunnable {
+        match self.open().await? {
+            Some(_) => Ok(RepoOpened::Existing),
+            None => self.init().await.map(|_| RepoOpened::Initialised),
+        }
+    }
+
+    /// Opens the repository with the password: `Some(id)` (the id in its
+    /// config, from `restic cat config`), or `None` when there is no
+    /// repository at `RESTIC_REPOSITORY`. Any other failure is an error.
+    pub async fn open(&self) -> Result<Option<String>, ResticError> {
+        let version = self.version().await.map_err(|e| ResticError::NotRunnable {
             binary: self.binary.display().to_string(),
-            detail,
-        };
-        let version = self
-            .version()
-            .await
-            .map_err(|e| not_runnable(format!("{e:#}")))?;
+            detail: format!("{e:#}"),
+        })?;
         let repository = self.repository();
         self.reachable().await?;
-        // --no-lock: a lock held by a running prune must not look like a failure.
-        let cat_config = ["--no-lock", "cat", "config"];
-        let check = self.preflight_step(&cat_config).await?;
+        let check = self.preflight_step(&CAT_CONFIG).await?;
         if check.code == Some(0) {
-            return Ok(RepoOpened::Existing);
+            return self.config_id(&check.stdout).map(Some);
         }
         match classify_open_failure(version, check.code, &check.stderr) {
-            OpenFailure::Missing => {}
-            OpenFailure::WrongPassword => return Err(ResticError::WrongPassword { repository }),
+            OpenFailure::Missing => Ok(None),
+            OpenFailure::WrongPassword => Err(ResticError::WrongPassword { repository }),
             OpenFailure::Other => {
                 let detail = self.stderr_tail(&check.stderr);
-                return Err(ResticError::Unreachable { repository, detail });
+                Err(ResticError::Unreachable { repository, detail })
             }
         }
+    }
+
+    /// `restic init` where there is no repository; the new repository's id.
+    /// When someone else created it in the meantime, that one's id.
+    pub async fn init(&self) -> Result<String, ResticError> {
+        let repository = self.repository();
         let init = self.preflight_step(&["init"]).await?;
         if init.code == Some(0) {
             tracing::info!(repository = %repository, "initialised the restic repository (it did not exist)");
-            return Ok(RepoOpened::Initialised);
         }
-        // Someone else may have created it in the meantime.
-        let again = self.preflight_step(&cat_config).await?;
+        let again = self.preflight_step(&CAT_CONFIG).await?;
         if again.code == Some(0) {
-            return Ok(RepoOpened::Existing);
+            return self.config_id(&again.stdout);
         }
         let detail = self.stderr_tail(&init.stderr);
         Err(ResticError::InitFailed { repository, detail })
+    }
+
+    /// The `id` of `restic cat config`'s JSON.
+    fn config_id(&self, stdout: &str) -> Result<String, ResticError> {
+        json::parse_config_id(stdout).ok_or_else(|| ResticError::Unreachable {
+            repository: self.repository(),
+            detail: "`restic cat config` printed no repository id".into(),
+        })
     }
 
     /// `restic unlock`: removes stale locks only (those of dead processes).

@@ -8,7 +8,7 @@
 //! in a few seconds. An endpoint that accepts the connection but keeps failing
 //! is caught by the time limit the preflight puts on restic itself
 //! (`PREFLIGHT_TIMEOUT`, [`PREFLIGHT_TIMEOUT`] by default; see
-//! `Restic::open_or_init`).
+//! `Restic::open`).
 //!
 //! restic reaches the endpoint through `HTTPS_PROXY`/`HTTP_PROXY` when they
 //! are set; a direct connection proves nothing then, so the probe is skipped
