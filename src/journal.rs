@@ -83,9 +83,10 @@ impl State {
     }
 }
 
-/// Held while a backup or restore may stop containers: one at a time per state
-/// directory, across processes (the daemon and any `docker exec`). Released
-/// when dropped, or when the process dies.
+/// Held while a backup or restore may stop containers, and while a
+/// maintenance task (prune, check, verify, drill) runs: one at a time per
+/// state directory, across processes (the daemon and any `docker exec`).
+/// Released when dropped, or when the process dies.
 #[derive(Debug)]
 pub struct RunLock {
     _file: File,
@@ -124,7 +125,7 @@ impl Journal {
         match file.try_lock() {
             Ok(()) => Ok(RunLock { _file: file }),
             Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-                "another stackshot backup or restore is running in this container (it holds {}); wait for it to finish",
+                "another stackshot backup, restore, verify or drill is running in this container (it holds {}); wait for it to finish",
                 path.display()
             ),
             Err(std::fs::TryLockError::Error(e)) => {
@@ -278,7 +279,7 @@ mod tests {
         let held = j.lock().unwrap();
         let e = j.lock().unwrap_err().to_string();
         assert!(
-            e.starts_with("another stackshot backup or restore is running"),
+            e.starts_with("another stackshot backup, restore, verify or drill is running"),
             "{e}"
         );
         drop(held);

@@ -86,6 +86,8 @@ struct Handles {
     notify_failures: Family<SchemeLabel, Counter>,
     window_open: Gauge,
     window_limit: Gauge,
+    refused: Family<TaskLabel, Counter>,
+    delayed: Family<TaskLabel, Counter>,
 }
 
 struct Inner {
@@ -147,7 +149,15 @@ impl Metrics {
             notify_failures: Family::default(),
             window_open: Gauge::default(),
             window_limit: Gauge::default(),
+            refused: Family::default(),
+            delayed: Family::default(),
         };
+        let _ = m.refused.get_or_create(&TaskLabel {
+            task: "backup".into(),
+        });
+        let _ = m.delayed.get_or_create(&TaskLabel {
+            task: "backup".into(),
+        });
         for result in ["success", "partial", "failed"] {
             let _ = m.runs.get_or_create(&ResultLabel {
                 result: result.into(),
@@ -281,6 +291,16 @@ impl Metrics {
             "stop_window_limit_seconds",
             "The limit (WINDOW_LIMIT) of the stop window now open (0: no window open, or one without a limit, such as a restore's)",
             m.window_limit.clone(),
+        );
+        r.register(
+            "runs_refused",
+            "Runs not started because another held their place, by task (backup: a backup was running; prune, check, verify, drill: a backup, restore or another process held the run lock; they run at their next tick)",
+            m.refused.clone(),
+        );
+        r.register(
+            "runs_delayed",
+            "Backups that waited for a maintenance task or another process's run lock to end, then ran",
+            m.delayed.clone(),
         );
         // An info metric: the encoder adds `_info`.
         r.register(
@@ -425,6 +445,24 @@ impl Metrics {
             .unwrap_or_else(|e| e.into_inner());
         self.inner.m.drill_last_success.set(i64::from(ok));
         self.inner.m.drill_last.set(unix_seconds(at));
+    }
+
+    /// Counts a run of `task` refused (`stackshot_runs_refused_total`).
+    pub fn record_refused(&self, task: &str) {
+        self.inner
+            .m
+            .refused
+            .get_or_create(&TaskLabel { task: task.into() })
+            .inc();
+    }
+
+    /// Counts a run of `task` delayed, then run (`stackshot_runs_delayed_total`).
+    pub fn record_delayed(&self, task: &str) {
+        self.inner
+            .m
+            .delayed
+            .get_or_create(&TaskLabel { task: task.into() })
+            .inc();
     }
 
     /// Reads the open stop window from `journal` at each [`encode`](Self::encode).

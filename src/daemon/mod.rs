@@ -41,9 +41,28 @@ pub struct Daemon {
     metrics: metrics::Metrics,
     /// Held for the length of every run and maintenance task.
     busy: tokio::sync::Mutex<()>,
+    /// The maintenance task holding `busy`, when one does.
+    maintaining: Mutex<Option<&'static str>>,
+    /// Set while this daemon holds the run lock for a maintenance task
+    /// ([`orphans`]: then no window's owner can hold it).
+    own_lock: Arc<std::sync::atomic::AtomicBool>,
     shutdown: Shutdown,
     /// The current plan, kept up to date by [`watch::follow`].
     plan: Mutex<Option<Plan>>,
+}
+
+/// The run lock held by a maintenance task of the daemon; clears the
+/// daemon's "own lock" mark when dropped.
+struct OwnLock {
+    _lock: crate::journal::RunLock,
+    flag: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for OwnLock {
+    fn drop(&mut self) {
+        // Cleared before the lock goes (the field drops after this body).
+        self.flag.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// A maintenance task with a schedule of its own.
@@ -90,12 +109,66 @@ async fn maintenance_schedule(
 }
 
 impl Daemon {
-    /// Runs a maintenance task unless a backup is running (then it is skipped and logged).
+    /// Runs a maintenance task unless a backup is running here, or another
+    /// process (an exec'd backup, restore, verify or drill) holds the run
+    /// lock: then it is skipped until its next tick, logged and counted
+    /// (`stackshot_runs_refused_total`).
     async fn task(&self, task: Task) {
         let Ok(_guard) = self.busy.try_lock() else {
             tracing::warn!(task = task.name(), "skipped: a backup is running");
+            self.metrics.record_refused(task.name());
             return;
         };
+        let _lock = match self.maintenance_lock() {
+            Ok(lock) => lock,
+            Err(e) => {
+                tracing::warn!(task = task.name(), reason = %format!("{e:#}"), "skipped until its next tick");
+                self.metrics.record_refused(task.name());
+                return;
+            }
+        };
+        *self.maintaining.lock().unwrap() = Some(task.name());
+        self.run_task(task).await;
+        *self.maintaining.lock().unwrap() = None;
+    }
+
+    /// The run lock for a maintenance task of this daemon, marked as its own
+    /// for the orphan watcher until dropped.
+    fn maintenance_lock(&self) -> Result<OwnLock> {
+        let lock = self.ctx.journal.lock()?;
+        self.own_lock
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(OwnLock {
+            _lock: lock,
+            flag: self.own_lock.clone(),
+        })
+    }
+
+    /// Waits while another process holds the run lock (an exec'd restore,
+    /// verify or drill); says so once, and counts the run as delayed.
+    /// Returns `false` when shut down meanwhile.
+    async fn wait_for_run_lock(&self, trigger: &str) -> bool {
+        let mut shutdown = self.shutdown.clone();
+        let mut told = false;
+        loop {
+            match self.ctx.journal.lock() {
+                Ok(_free) => return true,
+                Err(e) => {
+                    if !told {
+                        tracing::warn!(trigger, reason = %format!("{e:#}"), "backup delayed until the run lock is free");
+                        self.metrics.record_delayed("backup");
+                        told = true;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = shutdown.wait() => return false,
+                () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
+    }
+
+    async fn run_task(&self, task: Task) {
         match task {
             Task::Prune => {
                 self.forget(true).await;
@@ -186,11 +259,33 @@ impl Daemon {
         trigger: &str,
         on_start: impl FnOnce(&str),
     ) -> Result<RunReport, Option<Running>> {
-        let Ok(_guard) = self.busy.try_lock() else {
-            let running = self.running();
-            tracing::warn!(trigger, running = ?running.as_ref().map(|r| &r.run_id), "a run is in progress; this one is refused");
-            return Err(running);
+        let _guard = match self.busy.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => {
+                let maintaining = *self.maintaining.lock().unwrap();
+                match (self.running(), maintaining) {
+                    (None, Some(task)) => {
+                        // Maintenance is no reason to miss a backup: it runs
+                        // as soon as the task ends.
+                        tracing::warn!(
+                            trigger,
+                            task,
+                            "backup delayed: a maintenance task is running; it starts when the task ends"
+                        );
+                        self.metrics.record_delayed("backup");
+                        self.busy.lock().await
+                    }
+                    (running, _) => {
+                        tracing::warn!(trigger, running = ?running.as_ref().map(|r| &r.run_id), "a run is in progress; this one is refused");
+                        self.metrics.record_refused("backup");
+                        return Err(running);
+                    }
+                }
+            }
         };
+        if !self.wait_for_run_lock(trigger).await {
+            return Err(None);
+        }
         let started = Utc::now();
         let run_id = started.format("%Y%m%dT%H%M%S%.3fZ").to_string();
         on_start(&run_id);
@@ -205,10 +300,16 @@ impl Daemon {
         self.metrics.record_run(&report);
         self.metrics.set_running(false);
         if report.result == Outcome::Success {
-            report.retention = Some(if self.ctx.config.prune_cron.is_none() {
-                self.forget(true).await
-            } else {
+            report.retention = Some(if self.ctx.config.prune_cron.is_some() {
                 RetentionReport::scheduled()
+            } else {
+                match self.maintenance_lock() {
+                    Ok(_lock) => self.forget(true).await,
+                    Err(e) => {
+                        self.metrics.record_refused("prune");
+                        RetentionReport::failed(format!("not pruned after this run: {e:#}"))
+                    }
+                }
             });
         }
         Ok(report)
@@ -439,10 +540,12 @@ pub async fn run(ctx: Context) -> Result<()> {
     }
     // From now on, a `docker exec`'d run that dies inside its window is
     // noticed within seconds, not at the next daemon start.
+    let own_lock = Arc::new(std::sync::atomic::AtomicBool::new(false));
     tokio::spawn(orphans::watch(
         ctx.engine.clone(),
         ctx.journal.clone(),
         found.project.clone(),
+        own_lock.clone(),
         shutdown.clone(),
     ));
     let plan = crate::plan::build(&run::plan_options(&ctx.config, &found), &found.containers);
@@ -468,6 +571,8 @@ pub async fn run(ctx: Context) -> Result<()> {
         metrics,
         state: Arc::new(Mutex::new(state)),
         busy: tokio::sync::Mutex::new(()),
+        maintaining: Mutex::new(None),
+        own_lock: own_lock.clone(),
         shutdown: shutdown.clone(),
         project: found.project.clone(),
         default_host: found.default_host(),

@@ -9,6 +9,8 @@
 //! its owner: whoever takes the lock then recovers it, holding the lock, so
 //! no new run starts meanwhile.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -31,11 +33,22 @@ pub enum Look {
     Recovered(Vec<String>),
 }
 
-/// The run lock, when the journal names stopped containers of a window not
-/// [`closed`](crate::journal::State::closed) and the run lock is free: the
-/// window's owner is gone, and the caller, holding the lock, recovers it.
-/// `None` when no window is open or its owner holds the lock.
-pub fn orphaned(journal: &Journal) -> Option<RunLock> {
+/// Why a window may be recovered now.
+#[derive(Debug)]
+pub enum Orphan {
+    /// The run lock was free: taken, held until the recovery is done.
+    Taken(RunLock),
+    /// This process holds the run lock for a maintenance task (`ours`): no
+    /// window owner can hold it, so the window's owner is gone.
+    Ours,
+}
+
+/// When the journal names stopped containers of a window not
+/// [`closed`](crate::journal::State::closed) and its owner is gone: the run
+/// lock is free (the caller then holds it), or `ours` says this process
+/// holds it (for a maintenance task, which stops nothing). `None` when no
+/// window is open or its owner holds the lock.
+pub fn orphaned(journal: &Journal, ours: &AtomicBool) -> Option<Orphan> {
     let open = || {
         journal
             .read()
@@ -46,17 +59,26 @@ pub fn orphaned(journal: &Journal) -> Option<RunLock> {
     if !open() {
         return None;
     }
-    let lock = journal.lock().ok()?;
+    let orphan = match journal.lock() {
+        Ok(lock) => Orphan::Taken(lock),
+        Err(_) if ours.load(Ordering::SeqCst) => Orphan::Ours,
+        Err(_) => return None,
+    };
     // Read again under the lock: the owner may have closed it meanwhile.
-    open().then_some(lock)
+    open().then_some(orphan)
 }
 
 /// Looks once: when the window's owner is gone ([`orphaned`]), removes the
 /// project's worker containers (a restore worker of the dead run may still
 /// write into the volumes; it must be gone before the containers start),
 /// then starts what the journal names.
-pub async fn look(engine: &Engine, journal: &Journal, project: &str) -> Result<Look> {
-    let Some(_lock) = orphaned(journal) else {
+pub async fn look(
+    engine: &Engine,
+    journal: &Journal,
+    project: &str,
+    ours: &AtomicBool,
+) -> Result<Look> {
+    let Some(_orphan) = orphaned(journal, ours) else {
         return Ok(match journal.read() {
             Ok(Some(s)) if !s.stopped.is_empty() && !s.closed => Look::Owned,
             _ => Look::Closed,
@@ -86,14 +108,21 @@ pub async fn look(engine: &Engine, journal: &Journal, project: &str) -> Result<L
 }
 
 /// Looks every [`EVERY`] until `shutdown` fires. Failures are logged; a
-/// window whose containers would not start is left to the next run.
-pub async fn watch(engine: Engine, journal: Journal, project: String, mut shutdown: Shutdown) {
+/// window whose containers would not start is left to the next run. `ours`
+/// is set while this process holds the run lock for a maintenance task.
+pub async fn watch(
+    engine: Engine,
+    journal: Journal,
+    project: String,
+    ours: Arc<AtomicBool>,
+    mut shutdown: Shutdown,
+) {
     loop {
         tokio::select! {
             _ = shutdown.wait() => return,
             () = tokio::time::sleep(EVERY) => {}
         }
-        match look(&engine, &journal, &project).await {
+        match look(&engine, &journal, &project, &ours).await {
             Ok(Look::Recovered(started)) => {
                 tracing::warn!(containers = ?started, "started the containers of a run that died inside its stop window");
             }
@@ -127,6 +156,8 @@ mod tests {
     fn a_window_is_orphaned_only_when_its_owner_let_the_run_lock_go() {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::in_dir(dir.path());
+        let ours = AtomicBool::new(false);
+        let orphaned = |j: &Journal| orphaned(j, &ours);
         assert!(orphaned(&journal).is_none(), "no journal: nothing open");
 
         // The owner (another open file description, as another process
@@ -138,8 +169,21 @@ mod tests {
         // The owner dies: the kernel lets its lock go.
         drop(owner);
         let recovering = orphaned(&journal).expect("the owner is gone");
+        assert!(matches!(recovering, Orphan::Taken(_)));
         assert!(journal.lock().is_err(), "the recoverer holds the lock now");
         drop(recovering);
+
+        // This process holds the lock for a maintenance task: the window's
+        // owner cannot hold it, so it is gone.
+        let maintenance = journal.lock().unwrap();
+        assert!(
+            orphaned(&journal).is_none(),
+            "held, and not said to be ours"
+        );
+        ours.store(true, Ordering::SeqCst);
+        assert!(matches!(orphaned(&journal), Some(Orphan::Ours)));
+        ours.store(false, Ordering::SeqCst);
+        drop(maintenance);
 
         // What a final backup left down on purpose is not a window.
         journal
