@@ -311,7 +311,8 @@ async fn run(
     // Which databases are dumped inside the short window, and why.
     let mut in_window = Vec::new();
     if plan.window_reason.is_none() {
-        prepass::forget_leftovers(&ctx.restic, &plan.project, &plan.host).await?;
+        r.notes
+            .extend(prepass::forget_leftovers(&ctx.restic, &plan.project, &plan.host).await?);
         for (i, p) in prepared.iter().enumerate() {
             let why = match &p.plan.window_reason {
                 Some(why) => Some(why.clone()),

@@ -6,7 +6,8 @@
 //! dumps' snapshot) carry the tag `stackshot-part`, never `stackshot`, so no
 //! listing, retention or restore takes them for a backup. The run forgets them
 //! when it ends; a pre-pass left by a run that died is forgotten by the next
-//! one. The window and dumps parts of a run whose merge failed are kept.
+//! one. The window and dumps parts of a run whose merge failed are kept for
+//! a week, then forgotten by the next run.
 
 use anyhow::Result;
 
@@ -65,27 +66,75 @@ pub async fn forget(restic: &Restic, ids: &[String]) {
     }
 }
 
-/// Forgets pre-passes that runs which died left behind, for this project
-/// on this host (`BACKUP_HOST`): another stack of the same project name that
-/// backs up into the same repository as another host may be using its
-/// pre-pass right now. Only pre-passes: they are parents, never a backup. A
-/// run whose merge failed keeps its window and dumps parts on purpose
-/// (nothing lost); they stay, tagged `stackshot-part` with their run, until
-/// someone forgets them.
-pub async fn forget_leftovers(restic: &Restic, project: &str, host: &str) -> Result<()> {
+/// How long the window and dumps parts of a run whose merge failed are
+/// kept: long enough to look at them (`restic snapshots --tag
+/// stackshot-part`) or merge them by hand; the runs since have backed up
+/// the same data.
+pub const FAILED_PARTS_MAX_AGE: chrono::TimeDelta = chrono::TimeDelta::days(7);
+
+/// Forgets what runs left behind, for this project on this host
+/// (`BACKUP_HOST`): another stack of the same project name that backs up
+/// into the same repository as another host may be using its pre-pass right
+/// now. Pre-passes that runs which died left (parents, never a backup) go at
+/// once. The window and dumps parts of a run whose merge failed are kept on
+/// purpose (nothing lost), but not forever: older than
+/// [`FAILED_PARTS_MAX_AGE`], they are forgotten too, so their data goes
+/// with retention's next prune. Returns a note for the run's report when
+/// any were.
+pub async fn forget_leftovers(
+    restic: &Restic,
+    project: &str,
+    host: &str,
+) -> Result<Option<String>> {
     let project_tag = format!("project={project}");
-    let tagged = restic
-        .snapshots(&[PART_TAG, &project_tag, "part=prepass"])
-        .await?;
-    let left = of_host(tagged, host);
-    if !left.is_empty() {
+    let tagged = restic.snapshots(&[PART_TAG, &project_tag]).await?;
+    let (prepasses, aged) = leftovers(of_host(tagged, host), chrono::Utc::now());
+    if !prepasses.is_empty() {
         tracing::warn!(
-            parts = left.len(),
+            parts = prepasses.len(),
             "forgetting pre-passes left by an interrupted run"
         );
-        forget(restic, &left.into_iter().map(|s| s.id).collect::<Vec<_>>()).await;
+        forget(restic, &prepasses).await;
     }
-    Ok(())
+    if aged.is_empty() {
+        return Ok(None);
+    }
+    let runs: std::collections::BTreeSet<&str> = aged
+        .iter()
+        .filter_map(|s| s.tags.iter().find_map(|t| t.strip_prefix("run=")))
+        .collect();
+    let note = format!(
+        "forgot {} part snapshot(s) kept by run(s) {} whose merge failed over {} days ago",
+        aged.len(),
+        runs.into_iter().collect::<Vec<_>>().join(", "),
+        FAILED_PARTS_MAX_AGE.num_days()
+    );
+    tracing::warn!("{note}");
+    forget(restic, &aged.into_iter().map(|s| s.id).collect::<Vec<_>>()).await;
+    Ok(Some(note))
+}
+
+/// Of this host's part snapshots: the pre-passes (every one), and the other
+/// parts older than [`FAILED_PARTS_MAX_AGE`] at `now`. A part whose time
+/// cannot be read is kept. Pure.
+fn leftovers(
+    parts: Vec<SnapshotInfo>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> (Vec<String>, Vec<SnapshotInfo>) {
+    let mut prepasses = Vec::new();
+    let mut aged = Vec::new();
+    for s in parts {
+        if s.tags.iter().any(|t| t == "part=prepass") {
+            prepasses.push(s.id);
+            continue;
+        }
+        let old = chrono::DateTime::parse_from_rfc3339(&s.time)
+            .is_ok_and(|t| now.signed_duration_since(t) > FAILED_PARTS_MAX_AGE);
+        if old {
+            aged.push(s);
+        }
+    }
+    (prepasses, aged)
 }
 
 /// The snapshots written as `host`.
@@ -113,6 +162,27 @@ mod tests {
         assert_eq!(
             left.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
             ["a1"]
+        );
+    }
+
+    /// Pre-passes go at once; the window and dumps parts of a failed merge
+    /// only once over a week old; a part whose time is unreadable stays.
+    #[test]
+    fn failed_merge_parts_age_out_after_a_week() {
+        let snaps: Vec<SnapshotInfo> = serde_json::from_str(
+            r#"[{"id":"pre","time":"2026-03-09T00:00:00Z","tags":["stackshot-part","part=prepass","run=r3"]},
+                {"id":"old-files","time":"2026-03-01T00:00:00Z","tags":["stackshot-part","part=files","run=r1"]},
+                {"id":"old-dumps","time":"2026-03-01T00:00:01Z","tags":["stackshot-part","part=dumps","run=r1"]},
+                {"id":"new-files","time":"2026-03-08T00:00:00Z","tags":["stackshot-part","part=files","run=r2"]},
+                {"id":"odd","time":"yesterday","tags":["stackshot-part","part=files","run=r0"]}]"#,
+        )
+        .unwrap();
+        let now = "2026-03-10T00:00:00Z".parse().unwrap();
+        let (prepasses, aged) = leftovers(snaps, now);
+        assert_eq!(prepasses, ["pre"]);
+        assert_eq!(
+            aged.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+            ["old-files", "old-dumps"]
         );
     }
 }
