@@ -385,7 +385,7 @@ async fn backup_via_daemon(json: bool) -> Result<Option<ExitCode>> {
                     "stackshot: a backup is already running (run {}, {} since {}); nothing was started",
                     r.run_id, r.trigger, r.started_at.to_rfc3339()
                 ),
-                None => eprintln!("stackshot: the daemon is busy with maintenance; nothing was started"),
+                None => eprintln!("stackshot: the daemon is shutting down; nothing was started"),
             }
         }
         Reply::Error { message } => eprintln!("stackshot: error: {message}"),

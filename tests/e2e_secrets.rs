@@ -1,7 +1,9 @@
 //! The secrets sweep: through a whole backup and a restore drill by the
 //! daemon, every place a secret could leak to is collected and searched for
-//! the test stack's three secret values (the repository password, and the
-//! PostgreSQL and MariaDB passwords). None may appear anywhere.
+//! the test stack's secret values (the repository password, and the
+//! PostgreSQL, MariaDB and Redis passwords). None may appear anywhere. A
+//! second sweep covers what a good run does not: failure reasons, the
+//! notifications' payloads, the split layout and Redis.
 
 mod common;
 
@@ -12,9 +14,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use common::*;
 
 /// The test stack's secret values: the repository password (a file), the
-/// PostgreSQL password (plain environment) and MariaDB's root password (a
-/// file).
-const SECRETS: [&str; 3] = [RESTIC_PASSWORD, "pg-secret-password", "maria-root-secret"];
+/// PostgreSQL password (plain environment), MariaDB's root password (a
+/// file), and Redis's two (a file, and one on its command line).
+const SECRETS: [&str; 5] = [
+    RESTIC_PASSWORD,
+    "pg-secret-password",
+    "maria-root-secret",
+    "redis-secret-password",
+    "redis-cmdline-password",
+];
 
 /// What was collected, by where it came from.
 struct Sweep(Vec<(String, String)>);
@@ -217,5 +225,121 @@ fn no_secret_in_argv_logs_metrics_status_or_inspect() {
     }
     sweep.0.extend(sampled.0);
     eprintln!("secrets sweep: {} texts searched", sweep.0.len());
+    sweep.assert_clean();
+}
+
+/// Failures, notifications, the split layout and Redis: the daemon on the
+/// host's network tells a webhook receiver on loopback (and a closed port)
+/// of every run; a run in the split layout (`ATOMIC_BACKUP=false`) and a run
+/// that fails (the PostgreSQL password changed under the stack) are made in
+/// their own processes. Every payload, report, reason and log is searched.
+#[test]
+fn no_secret_in_failures_notifications_split_mode_or_redis() {
+    use common::receivers::{HttpReceiver, free_port};
+    let _serial = serial();
+    let hook = HttpReceiver::start();
+    let (http_port, closed) = (free_port(), free_port());
+    let urls = format!(
+        "http://127.0.0.1:{}/hook/secret-path-token,http://127.0.0.1:{closed}/nobody",
+        hook.port
+    );
+    let file = |name: &str| root().join("tests/stack").join(name);
+    let stack = Stack::up_with(
+        "stackshot-e2e-secrets-failures",
+        &[
+            &file("docker-compose.yml"),
+            &file("redis.override.yml"),
+            &file("notify.override.yml"),
+            &file("secrets.override.yml"),
+        ],
+        &[
+            ("E2E_HTTP_PORT", &http_port.to_string()),
+            ("E2E_NOTIFY_URLS", &urls),
+            ("E2E_PING_URL", ""),
+        ],
+    );
+    stack.wait_for_databases();
+    stack.wait_for_daemon();
+    let mut sweep = Sweep(Vec::new());
+    let debug = [("LOG_LEVEL", "debug"), ("LOG_FORMAT", "text")];
+    // Not through the daemon: its own process, with its own environment.
+    let alone = ("STACKSHOT_SOCKET", "/nonexistent/stackshot.sock");
+
+    // 1. Through the daemon, atomic: Redis dumped beside the databases.
+    let out = stack.exec("backup", &[], &["stackshot", "backup", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    sweep.add("`stackshot backup --json` (daemon)", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("dump.rdb"),
+        "Redis was dumped: {}",
+        text(&out)
+    );
+
+    // 2. The split layout, in its own process, debug logs.
+    let mut env = debug.to_vec();
+    env.extend([alone, ("ATOMIC_BACKUP", "false")]);
+    let out = stack.exec("backup", &env, &["stackshot", "backup", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report["snapshots"].as_array().unwrap().len() > 2,
+        "the split layout writes a snapshot per dump: {report}"
+    );
+    sweep.add(
+        "`ATOMIC_BACKUP=false stackshot backup --json` (debug)",
+        text(&out),
+    );
+
+    // 3. A failure: the PostgreSQL password changed under the stack. Its
+    // reason, report and notification are searched.
+    stack
+        .psql("ALTER ROLE app PASSWORD 'changed-under-the-stack'")
+        .expect("alter role");
+    let mut env = debug.to_vec();
+    env.push(alone);
+    let out = stack.exec("backup", &env, &["stackshot", "backup", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["result"], "failed", "{report}");
+    let reason = report["reason"].as_str().unwrap_or_default().to_string();
+    assert!(reason.contains("postgres"), "{reason}");
+    sweep.add("the failed run's reason", reason);
+    sweep.add("the failed run (debug)", text(&out));
+    let out = stack.exec("backup", &[], &["stackshot", "backup", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    sweep.add("the failed run through the daemon", text(&out));
+    stack
+        .psql("ALTER ROLE app PASSWORD 'pg-secret-password'")
+        .expect("alter role back");
+
+    // What the receivers were told: each run's start and end, every payload.
+    let reqs = hook.requests();
+    let bodies: Vec<&str> = reqs
+        .iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| r.body.as_str())
+        .collect();
+    assert!(
+        bodies.len() >= 4 && bodies.iter().any(|b| b.contains("\"failed\"")),
+        "a payload per run, a failed one among them: {bodies:#?}"
+    );
+    for r in &reqs {
+        sweep.add(
+            format!("the webhook's {} {}", r.method, r.path),
+            format!("{:?}\n{}", r.headers, r.body),
+        );
+    }
+    let (code, body) = http_get(http_port, "/metrics").expect("/metrics");
+    assert_eq!(code, 200);
+    sweep.add("/metrics", body);
+    let (_, body) = http_get(http_port, "/healthz").expect("/healthz");
+    sweep.add("/healthz", body);
+    let logs = text(&output(&mut docker(&["logs", &stack.container("backup")])));
+    assert!(
+        logs.contains("could not reach") || logs.contains("notif"),
+        "the closed receiver's failure is in the logs: {logs}"
+    );
+    sweep.add("the daemon's logs (JSON, debug)", logs);
+    eprintln!("secrets sweep (failures): {} texts searched", sweep.0.len());
     sweep.assert_clean();
 }
