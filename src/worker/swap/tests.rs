@@ -360,3 +360,17 @@ fn a_damaged_record_is_named_and_nothing_changes() {
     assert!(e.contains("is not a swap record stackshot wrote"), "{e}");
     assert_eq!(tree(&ts[0].dir), before);
 }
+
+/// A snapshot from before the swap's names were left out of backups may
+/// hold an old `.stackshot-old` or record: never swapped in.
+#[test]
+fn swap_names_in_the_snapshot_are_not_swapped_in() {
+    let new: Files = &[
+        ("a.txt", "new a"),
+        (".stackshot-old/x", "from an old snapshot"),
+        (".stackshot-swap", "{}"),
+    ];
+    let (_tmp, ts) = mounts(&[(OLD_A, new)]);
+    swap_all(&mut Fs::default(), &ts, "r1").unwrap();
+    assert_eq!(tree(&ts[0].dir), ["mode 700", "a.txt=new a"]);
+}
