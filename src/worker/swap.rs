@@ -84,10 +84,11 @@ impl Target {
     }
 
     /// Removes the staging directory after a failed restore, unless a swap
-    /// record is there (an interrupted swap needs it to be finished).
+    /// record or `.stackshot-old` is there: an unfinished swap needs it to
+    /// be finished, and one the restore refused to touch stays as it is.
     pub fn discard(&self) -> Result<()> {
         let p = self.stage();
-        if p.exists() && !self.dir.join(RECORD).exists() {
+        if p.exists() && !self.dir.join(RECORD).exists() && !self.old().exists() {
             std::fs::remove_dir_all(&p)
                 .with_context(|| format!("cannot remove {}", p.display()))?;
         }
