@@ -22,8 +22,19 @@ pub const STACK_LABEL: &str = "com.docker.stack.namespace";
 pub const SWARM_SERVICE_LABEL: &str = "com.docker.swarm.service.name";
 /// Swarm's task name label (`<stack>_<service>.<slot>.<task id>`).
 pub const SWARM_TASK_LABEL: &str = "com.docker.swarm.task.name";
-/// The label stackshot puts on the containers it starts itself (workers).
+/// The label stackshot puts on the containers it starts itself (workers,
+/// drill containers). Not a setting: on a service, another value is a plan
+/// error and one of [`ROLES`] a plan warning (see [`is_own_role`]).
 pub const ROLE_LABEL: &str = "stackshot.role";
+/// The values of [`ROLE_LABEL`] stackshot sets.
+pub const ROLES: [&str; 2] = ["worker", "drill"];
+
+/// Whether a container whose [`ROLE_LABEL`] is `role` is one stackshot
+/// started itself (a worker or a drill container): never planned nor
+/// stopped. Another value does not make it one. Pure.
+pub fn is_own_role(role: Option<&str>) -> bool {
+    role.is_some_and(|r| ROLES.contains(&r))
+}
 
 /// What kind of mount.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

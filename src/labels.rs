@@ -283,8 +283,19 @@ pub fn parse(labels: &BTreeMap<String, String>) -> BackupLabels {
             }
             continue;
         }
+        if ours_label && rest == "role" {
+            // stackshot's own mark: its containers are never parsed (see
+            // crate::container::is_own_role), so on a service it is a mistake.
+            if !crate::container::ROLES.contains(&value.as_str()) {
+                out.errors.push(format!(
+                    "label {key}={value:?} is not a setting: stackshot marks the containers it starts itself with {key}=worker or drill, \
+                     and a service with any {key} label would be left out of the backup; accepted: no {key} label on a service"
+                ));
+            }
+            continue;
+        }
         let Some(setting) = setting_of(rest) else {
-            if ours_label && !rest.starts_with("role") && rest != "project" {
+            if ours_label && rest != "project" {
                 out.errors.push(format!(
                     "unknown label {key}; accepted: stackshot.volumes, stackshot.volumes.include, stackshot.volumes.exclude, stackshot.volumes.data-dir, stackshot.stop-during-backup, stackshot.postgres, stackshot.mariadb, stackshot.mysql, stackshot.redis, stackshot.sqlite, stackshot.databases, stackshot.window, stackshot.exec.*"
                 ));

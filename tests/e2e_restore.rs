@@ -550,3 +550,104 @@ fn drills(stack: &Stack) {
         "the throwaways are gone after a drill"
     );
 }
+
+/// What an interrupted restore leaves in a volume: never backed up, never
+/// silently deleted. A `.stackshot-old` without a swap record (an older
+/// stackshot's, maybe the only copy of some files) stops the restore with
+/// nothing changed; one whose record says its restore committed is a stale
+/// leftover: removed, and said so.
+#[test]
+fn swap_leftovers_are_not_backed_up_nor_silently_deleted() {
+    let _serial = serial();
+    let repo = tempfile::tempdir().unwrap();
+    let compose = root().join("tests/stack/docker-compose.yml");
+    let repo_path = repo.path().to_str().unwrap().to_string();
+    let stack = Stack::up_with(
+        "stackshot-e2e-leftovers",
+        &[&compose],
+        &[("E2E_REPOSITORY", &repo_path)],
+    );
+    stack.wait_for_databases();
+    let app = |script: &str| {
+        let out = stack.exec("app", &[], &["sh", "-c", script]);
+        assert!(out.status.success(), "{script}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    app(
+        "echo kept > /data/keep.txt && mkdir -p /data/.stackshot-old/sub \
+         && echo only-copy > /data/.stackshot-old/sub/only.txt \
+         && mkdir -p /data/.stackshot-restore && echo half > /data/.stackshot-restore/half.bin \
+         && echo '{}' > /data/.stackshot-swap.tmp",
+    );
+    let (code, report, stderr) = stack.backup(&[]);
+    assert_eq!(code, 0, "{report}\n{stderr}");
+
+    // Not in the snapshot; the rest of the volume is.
+    let copy = stack.restore("latest");
+    let data = copy.path().join("volumes/app/data");
+    assert!(
+        data.join("keep.txt").is_file(),
+        "the volume is in the snapshot"
+    );
+    for name in [
+        ".stackshot-old",
+        ".stackshot-restore",
+        ".stackshot-swap.tmp",
+    ] {
+        assert!(!data.join(name).exists(), "{name} was backed up");
+    }
+
+    // A restore refuses while a `.stackshot-old` without a record is there,
+    // and changes nothing.
+    app("echo changed > /data/keep.txt");
+    let refused = stack.exec(
+        "backup",
+        &[],
+        &[
+            "stackshot",
+            "restore",
+            "volumes",
+            "--service",
+            "app",
+            "--yes",
+        ],
+    );
+    assert_ne!(refused.status.code(), Some(0), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("/volumes/app/data/.stackshot-old exists without a swap record"),
+        "{}",
+        text(&refused)
+    );
+    assert_eq!(
+        app("cat /data/.stackshot-old/sub/only.txt /data/keep.txt"),
+        "only-copy\nchanged\n"
+    );
+
+    // The same directory, recorded as the old files of a restore that
+    // committed: removed by the next restore, which says so, and restores.
+    app(
+        r#"printf '{"restore":"e2e-1","phase":"committed","mounts":["/volumes/app/data"],"uid":0,"gid":0,"mode":493}' > /data/.stackshot-swap"#,
+    );
+    let restored = stack.exec(
+        "backup",
+        &[],
+        &[
+            "stackshot",
+            "restore",
+            "volumes",
+            "--service",
+            "app",
+            "--yes",
+        ],
+    );
+    assert!(restored.status.success(), "{}", text(&restored));
+    assert!(
+        text(&restored).contains(
+            "removed /volumes/app/data/.stackshot-old: the files from before the completed restore e2e-1"
+        ),
+        "{}",
+        text(&restored)
+    );
+    assert_eq!(app("cat /data/keep.txt"), "kept\n");
+    assert_eq!(app("ls -A /data | grep '^.stackshot' || true"), "");
+}

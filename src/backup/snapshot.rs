@@ -229,6 +229,25 @@ pub enum Pass {
     Armed,
 }
 
+/// What the file pass leaves out of `/volumes`: the plan's excludes, and at
+/// the root of each mount the restore swap's own directories and record
+/// (an interrupted restore's `.stackshot-old` is not the stack's data).
+/// restic and the armed pass (rustic) both get these as `--exclude`; a mount
+/// whose path has a glob character cannot be named exactly in one, and has
+/// no such exclude. Pure.
+pub fn volume_excludes(plan: &Plan) -> Vec<String> {
+    let mut out = plan.excludes.clone();
+    for v in &plan.volumes {
+        if !v
+            .snapshot_path
+            .contains(['*', '?', '[', ']', '{', '}', '\\', '!'])
+        {
+            out.extend(crate::worker::swap::backup_excludes(&v.snapshot_path));
+        }
+    }
+    out
+}
+
 /// A snapshot worker started and waiting: [`StartedSnapshot::finish`] runs it.
 pub struct StartedSnapshot {
     worker: worker::Started,
@@ -268,8 +287,8 @@ pub async fn start_in_worker(
     };
     args.extend(restic::backup_args(target.host, &tags, job.paths)?);
     if job.paths.contains(&VOLUMES_DIR) {
-        for e in &plan.excludes {
-            args.extend(["--exclude".to_string(), e.clone()]);
+        for e in volume_excludes(plan) {
+            args.extend(["--exclude".to_string(), e]);
         }
     }
     if let Some(parent) = &job.parent {
@@ -591,6 +610,43 @@ mod tests {
                 .count(),
             0
         );
+    }
+
+    #[test]
+    fn the_restore_swap_is_left_out_of_every_mount_for_restic_and_rustic() {
+        let cs =
+            from_inspect_json(include_str!("../../tests/fixtures/stack-inspect.json")).unwrap();
+        let sidecar = cs.iter().find(|c| c.service == "backup").unwrap();
+        let mut plan = build(
+            &PlanOptions {
+                project: "stackshot-e2e".into(),
+                host: "h".into(),
+                atomic: true,
+                include_all_projects: false,
+                exclude_bind_mounts: false,
+                self_id: Some(sidecar.id.clone()),
+                full_window: None,
+            },
+            &cs,
+        );
+        let excludes = volume_excludes(&plan);
+        for name in [".stackshot-old", ".stackshot-restore", ".stackshot-swap"] {
+            for mount in ["/volumes/app/data", "/volumes/app/uploads"] {
+                let e = format!("{mount}/{name}");
+                assert!(excludes.contains(&e), "{e} not in {excludes:?}");
+            }
+        }
+        // The armed pass (rustic) takes them as they are.
+        let mut args = vec!["backup".to_string(), "--host".into(), "h".into()];
+        for e in &excludes {
+            args.extend(["--exclude".to_string(), e.clone()]);
+        }
+        args.push("/volumes".into());
+        let spec = crate::worker::rustic::parse_args(&args).unwrap();
+        assert_eq!(spec.excludes, excludes);
+        // A mount path with a glob character cannot be named exactly: left as it is.
+        plan.volumes[0].snapshot_path = "/volumes/app/d[1]".into();
+        assert!(!volume_excludes(&plan).iter().any(|e| e.contains("d[1]")));
     }
 
     #[test]

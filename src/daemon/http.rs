@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -82,6 +82,31 @@ pub async fn serve(
     serve_on(listener, router, shutdown).await
 }
 
+/// Time limits and a cap on the HTTP port's connections, so that a client
+/// that connects and sends nothing (or a byte now and then) cannot hold a
+/// connection, a task and its memory for ever.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// The request's head (request line and headers) must arrive within this.
+    header: Duration,
+    /// A connection is closed this long after it was accepted, whatever it
+    /// does: it carries one request (no keep-alive), answered in milliseconds.
+    connection: Duration,
+    /// Connections served at once; more wait in the kernel's backlog until
+    /// one ends (at the latest after `connection`).
+    connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header: Duration::from_secs(10),
+            connection: Duration::from_secs(30),
+            connections: 32,
+        }
+    }
+}
+
 async fn serve_on(
     listener: TcpListener,
     router: Router,
@@ -89,10 +114,73 @@ async fn serve_on(
 ) -> Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "HTTP: /healthz and /metrics");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .with_context(|| format!("HTTP server on {addr}"))
+    serve_with(listener, router, shutdown, Limits::default()).await;
+    Ok(())
+}
+
+/// Accepts connections until `shutdown` completes, each served with
+/// `limits`; then closes idle ones and lets requests in flight finish.
+async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: Limits,
+) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.connections));
+    let (closing, closed) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+        };
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait for some to close.
+                    tracing::warn!(error = %e, "HTTP: cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let mut closed = closed.clone();
+        tasks.spawn(async move {
+            let _permit = permit;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header)
+                .keep_alive(false)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            let served = async {
+                tokio::select! {
+                    r = conn.as_mut() => r,
+                    _ = async { let _ = closed.wait_for(|c| *c).await; } => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                }
+            };
+            match tokio::time::timeout(limits.connection, served).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "HTTP: connection ended"),
+                Err(_) => tracing::debug!(
+                    %peer,
+                    limit = ?limits.connection,
+                    "HTTP: connection closed at its time limit"
+                ),
+            }
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    drop(listener);
+    let _ = closing.send(true);
+    while tasks.join_next().await.is_some() {}
 }
 
 /// `GET /healthz` from the daemon at `addr` (an unspecified address, `0.0.0.0`
@@ -185,6 +273,147 @@ mod tests {
             stop: Some(tx),
             task,
         }
+    }
+
+    /// The router on loopback with `limits`; serves until the test ends.
+    async fn start_with(limits: Limits) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = router(
+            Arc::new(Mutex::new(DaemonState::new(Utc::now()))),
+            Metrics::new("x"),
+            Duration::from_secs(3600),
+        );
+        tokio::spawn(serve_with(listener, app, std::future::pending(), limits));
+        addr
+    }
+
+    /// Reads until the server closes the connection; `None` if it is still
+    /// open after `GUARD` (far beyond any limit the tests set).
+    async fn closed_by_server(stream: &mut TcpStream) -> Option<Vec<u8>> {
+        const GUARD: Duration = Duration::from_secs(20);
+        let mut got = Vec::new();
+        match tokio::time::timeout(GUARD, stream.read_to_end(&mut got)).await {
+            Ok(_) => Some(got),
+            Err(_) => None,
+        }
+    }
+
+    const SHORT: Limits = Limits {
+        header: Duration::from_millis(300),
+        connection: Duration::from_secs(2),
+        connections: 4,
+    };
+
+    #[tokio::test]
+    async fn a_client_that_sends_nothing_is_disconnected() {
+        let addr = start_with(SHORT).await;
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        assert!(
+            closed_by_server(&mut silent).await.is_some(),
+            "a silent connection is held open"
+        );
+        // And the server still answers.
+        assert_eq!(healthcheck(addr, T).await.unwrap().0, 200);
+    }
+
+    #[tokio::test]
+    async fn a_slow_loris_is_disconnected_before_its_headers_end() {
+        let addr = start_with(SHORT).await;
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (mut read, mut write) = stream.into_split();
+        // A header byte every 50 ms: 20 s for the whole head.
+        let trickle = tokio::spawn(async move {
+            let head = format!(
+                "GET /healthz HTTP/1.1\r\nX-Slow: {}\r\n\r\n",
+                "a".repeat(400)
+            );
+            for b in head.as_bytes() {
+                if write.write_all(&[*b]).await.is_err() {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            true
+        });
+        let mut got = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(20), read.read_to_end(&mut got)).await;
+        assert!(closed.is_ok(), "the slow client still holds its connection");
+        assert!(
+            !String::from_utf8_lossy(&got).contains(" 200 "),
+            "a head that never ended was answered: {}",
+            String::from_utf8_lossy(&got)
+        );
+        trickle.abort();
+    }
+
+    #[tokio::test]
+    async fn a_connection_ends_at_its_time_limit_whatever_it_does() {
+        let addr = start_with(Limits {
+            header: Duration::from_secs(3600),
+            connection: Duration::from_millis(300),
+            connections: 4,
+        })
+        .await;
+        let mut half = TcpStream::connect(addr).await.unwrap();
+        half.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+        assert!(
+            closed_by_server(&mut half).await.is_some(),
+            "a connection outlives its limit"
+        );
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_cap_wait_for_one_to_end() {
+        let addr = start_with(Limits {
+            header: Duration::from_secs(3600),
+            connection: Duration::from_secs(3600),
+            connections: 2,
+        })
+        .await;
+        let held = [
+            TcpStream::connect(addr).await.unwrap(),
+            TcpStream::connect(addr).await.unwrap(),
+        ];
+        let err = healthcheck(addr, Duration::from_millis(500))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no answer"), "{err}");
+        drop(held);
+        assert_eq!(healthcheck(addr, T).await.unwrap().0, 200);
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_idle_connections() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = router(
+            Arc::new(Mutex::new(DaemonState::new(Utc::now()))),
+            Metrics::new("x"),
+            Duration::from_secs(3600),
+        );
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let limits = Limits {
+            header: Duration::from_secs(3600),
+            connection: Duration::from_secs(3600),
+            connections: 4,
+        };
+        let served = tokio::spawn(serve_with(
+            listener,
+            app,
+            async {
+                let _ = rx.await;
+            },
+            limits,
+        ));
+        let mut idle = TcpStream::connect(addr).await.unwrap();
+        // Accepted (the server answers others) before the shutdown.
+        assert_eq!(healthcheck(addr, T).await.unwrap().0, 200);
+        tx.send(()).unwrap();
+        assert!(closed_by_server(&mut idle).await.is_some());
+        tokio::time::timeout(T, served).await.unwrap().unwrap();
     }
 
     fn run(result: Outcome, reason: Option<&str>) -> RunReport {

@@ -92,7 +92,9 @@ pub async fn follow(d: Arc<Daemon>) {
                             .actor
                             .as_ref()
                             .and_then(|a| a.attributes.as_ref())
-                            .is_some_and(|a| a.contains_key(ROLE_LABEL));
+                            .is_some_and(|a| {
+                                crate::container::is_own_role(a.get(ROLE_LABEL).map(String::as_str))
+                            });
                         // Our own workers and drill containers are never planned.
                         if !role {
                             let now = Instant::now();

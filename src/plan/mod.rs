@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use globset::{Glob, GlobMatcher};
 use serde::Serialize;
 
-use crate::container::{ContainerInfo, MountKind, ROLE_LABEL};
+use crate::container::{self, ContainerInfo, MountKind, ROLE_LABEL};
 use crate::labels::{self, BackupLabels, Engine};
 
 pub use diff::{PlanSummary, changes};
@@ -499,13 +499,29 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
     };
 
     // Scope: our project (or all), never ourselves, our workers or one-off containers.
+    fn role(c: &ContainerInfo) -> Option<&str> {
+        c.labels.get(ROLE_LABEL).map(String::as_str)
+    }
     let mut scope: Vec<&ContainerInfo> = containers
         .iter()
         .filter(|c| !c.project.is_empty())
         .filter(|c| opts.include_all_projects || c.project == opts.project)
         .filter(|c| opts.self_id.as_deref() != Some(c.id.as_str()))
-        .filter(|c| !c.labels.contains_key(ROLE_LABEL) && !c.oneoff)
+        .filter(|c| !c.oneoff)
         .collect();
+    // stackshot's own containers carry no compose or swarm labels: a service
+    // with their mark is left out as they are, but not silently. (Another
+    // `stackshot.role` value stays in scope: its label is a plan error.)
+    for c in scope.iter().filter(|c| container::is_own_role(role(c))) {
+        plan.warnings.push(format!(
+            "container {:?} (service {}): label {ROLE_LABEL}={:?} marks the containers stackshot starts itself; \
+             it is left out of the backup: remove the label from the service",
+            c.name,
+            c.service,
+            role(c).unwrap_or_default()
+        ));
+    }
+    scope.retain(|c| !container::is_own_role(role(c)));
     scope.sort_by(|a, b| {
         (&a.project, &a.service, a.number, &a.name)
             .cmp(&(&b.project, &b.service, b.number, &b.name))

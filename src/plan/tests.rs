@@ -762,3 +762,40 @@ fn redis_requirepass_on_the_command_line_is_honoured() {
     );
     assert_eq!(flag_value(&a(&["--requirepassx=1"]), "--requirepass"), None);
 }
+
+/// `stackshot.role` is stackshot's mark on its own containers, not a setting:
+/// on a service, a value it never sets keeps the service in the plan and is
+/// an error naming the label, the value and what is accepted.
+#[test]
+fn a_role_label_never_drops_a_service_silently() {
+    let plan = labelled(&[("app", "stackshot.role", "backup-target")]);
+    assert_error(
+        &plan,
+        "label stackshot.role=\"backup-target\" is not a setting",
+    );
+    assert_error(&plan, "accepted: no stackshot.role label on a service");
+    assert!(
+        services(&plan.volumes, |v| &v.container).contains(&"app".to_string()),
+        "app left the plan: {:?}",
+        plan.volumes
+    );
+
+    // A misspelled key is an unknown label, as any other.
+    let plan = labelled(&[("app", "stackshot.roles", "worker")]);
+    assert_error(&plan, "unknown label stackshot.roles; accepted:");
+
+    // The mark of stackshot's own containers on a service: left out, and said.
+    let plan = labelled(&[("legacy", "stackshot.role", "drill")]);
+    assert!(
+        !services(&plan.volumes, |v| &v.container).contains(&"legacy".to_string()),
+        "{:?}",
+        plan.volumes
+    );
+    assert!(
+        plan.warnings.iter().any(|w| w
+            .contains("(service legacy): label stackshot.role=\"drill\"")
+            && w.contains("left out of the backup")),
+        "{:?}",
+        plan.warnings
+    );
+}

@@ -328,7 +328,11 @@ where
             .found
             .containers
             .iter()
-            .filter(|c| c.id != sc.sidecar.id && !c.oneoff && !c.labels.contains_key(ROLE_LABEL))
+            .filter(|c| {
+                c.id != sc.sidecar.id
+                    && !c.oneoff
+                    && !crate::container::is_own_role(c.labels.get(ROLE_LABEL).map(String::as_str))
+            })
             .collect();
         let users: Vec<&ContainerInfo> = scope
             .iter()

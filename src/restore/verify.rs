@@ -18,7 +18,10 @@ use crate::discovery;
 use crate::dumps::DATABASES_DIR;
 
 /// Counts the regular files and their bytes in a tar stream fed in chunks.
-/// Pure: it only parses 512-byte headers (ustar, and GNU long names).
+/// Pure: it only parses 512-byte headers (ustar, GNU long names and
+/// base-256 sizes, and the `size` of a PAX extended header: Go's tar, which
+/// `restic dump` writes with, puts a file of 8 GiB or more there and 0 in the
+/// ustar field).
 #[derive(Debug, Default)]
 pub struct TarCount {
     /// Regular files.
@@ -28,14 +31,58 @@ pub struct TarCount {
     header: Vec<u8>,
     skip: u64,
     ended: bool,
+    /// The PAX extended header being read: its bytes, and how many are left.
+    pax: Vec<u8>,
+    pax_left: u64,
+    /// The `size` its records gave, for the next entry.
+    pax_size: Option<u64>,
 }
 
-fn octal(field: &[u8]) -> u64 {
-    field
-        .iter()
-        .skip_while(|b| **b == b' ' || **b == 0)
-        .take_while(|b| (b'0'..=b'7').contains(*b))
-        .fold(0, |n, b| n * 8 + u64::from(b - b'0'))
+/// The longest PAX extended header kept (its `size` record comes early);
+/// the rest of a longer one is skipped.
+const PAX_KEPT: u64 = 64 * 1024;
+
+/// A numeric header field: octal, or base-256 when its first byte has the
+/// high bit (GNU, for values octal cannot hold; negative ones read as 0).
+fn numeric(field: &[u8]) -> u64 {
+    match field.first() {
+        Some(&b) if b & 0x80 != 0 => {
+            if b == 0xff {
+                return 0;
+            }
+            std::iter::once(b & 0x7f)
+                .chain(field[1..].iter().copied())
+                .fold(0u64, |n, b| {
+                    n.saturating_mul(256).saturating_add(u64::from(b))
+                })
+        }
+        _ => field
+            .iter()
+            .skip_while(|b| **b == b' ' || **b == 0)
+            .take_while(|b| (b'0'..=b'7').contains(*b))
+            .fold(0u64, |n, b| {
+                n.saturating_mul(8).saturating_add(u64::from(b - b'0'))
+            }),
+    }
+}
+
+/// The `size` record of a PAX extended header (`<length> size=<n>\n`
+/// records), if any. Pure.
+fn pax_size(mut records: &[u8]) -> Option<u64> {
+    let mut size = None;
+    while let Some(space) = records.iter().position(|b| *b == b' ') {
+        let len: usize = std::str::from_utf8(&records[..space]).ok()?.parse().ok()?;
+        if len <= space || len > records.len() {
+            break;
+        }
+        let record = &records[space + 1..len];
+        if let Some(value) = record.strip_prefix(b"size=") {
+            let value = value.strip_suffix(b"\n").unwrap_or(value);
+            size = std::str::from_utf8(value).ok()?.parse().ok();
+        }
+        records = &records[len..];
+    }
+    size
 }
 
 impl TarCount {
@@ -44,6 +91,17 @@ impl TarCount {
         while !chunk.is_empty() && !self.ended {
             if self.skip > 0 {
                 let n = self.skip.min(chunk.len() as u64) as usize;
+                if self.pax_left > 0 {
+                    let keep = self.pax_left.min(n as u64) as usize;
+                    if self.pax.len() < PAX_KEPT as usize {
+                        let room = PAX_KEPT as usize - self.pax.len();
+                        self.pax.extend_from_slice(&chunk[..keep.min(room)]);
+                    }
+                    self.pax_left -= keep as u64;
+                    if self.pax_left == 0 {
+                        self.pax_size = pax_size(&std::mem::take(&mut self.pax));
+                    }
+                }
                 self.skip -= n as u64;
                 chunk = &chunk[n..];
                 continue;
@@ -60,12 +118,27 @@ impl TarCount {
                 self.ended = true;
                 return;
             }
-            let size = octal(&h[124..136]);
-            if matches!(h[156], b'0' | 0) {
-                self.files += 1;
-                self.bytes += size;
+            let kind = h[156];
+            let mut size = numeric(&h[124..136]);
+            match kind {
+                b'x' => {
+                    self.pax.clear();
+                    self.pax_left = size;
+                    self.pax_size = None;
+                }
+                // GNU long names and PAX globals describe no entry of their own.
+                b'L' | b'K' | b'g' => {}
+                _ => {
+                    if let Some(s) = self.pax_size.take() {
+                        size = s;
+                    }
+                    if matches!(kind, b'0' | 0) {
+                        self.files += 1;
+                        self.bytes = self.bytes.saturating_add(size);
+                    }
+                }
             }
-            self.skip = size.div_ceil(512) * 512;
+            self.skip = size.div_ceil(512).saturating_mul(512);
         }
     }
 }
@@ -181,6 +254,45 @@ mod tests {
         h[124..136].copy_from_slice(s.as_bytes());
         h[156] = kind;
         h
+    }
+
+    /// What Go's tar (restic dump) writes for a file octal cannot size: a
+    /// PAX header with `size=` and 0 in the ustar field; GNU base-256 too.
+    #[test]
+    fn reads_pax_and_base_256_sizes() {
+        let mut tar = Vec::new();
+        let record = "15 size=100000\n";
+        tar.extend(header("PaxHeaders/big", record.len() as u64, b'x'));
+        let mut content = record.as_bytes().to_vec();
+        content.resize(512, 0);
+        tar.extend(content);
+        tar.extend(header("volumes/big", 0, b'0'));
+        // Content that would read as headers if the size were taken as 0.
+        for _ in 0..(100_000usize.div_ceil(512)) {
+            tar.extend(header("volumes/not-a-file", 1, b'0'));
+        }
+        let mut gnu = header("volumes/gnu", 0, b'0');
+        gnu[124..136].copy_from_slice(&[0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x03, 0xe8]);
+        tar.extend(gnu);
+        tar.extend(vec![5u8; 1024]);
+        tar.extend(vec![0u8; 1024]);
+        for size in [1, 100, 512, 4096] {
+            let mut c = TarCount::default();
+            for chunk in tar.chunks(size) {
+                c.feed(chunk);
+            }
+            assert_eq!((c.files, c.bytes), (2, 101_000), "chunks of {size}");
+        }
+    }
+
+    #[test]
+    fn a_huge_base_256_size_neither_overflows_nor_panics() {
+        let mut h = header("volumes/x", 0, b'0');
+        h[124..136].copy_from_slice(&[0xbf; 12]);
+        let mut c = TarCount::default();
+        c.feed(&h);
+        c.feed(&h);
+        assert_eq!((c.files, c.bytes), (1, u64::MAX));
     }
 
     #[test]

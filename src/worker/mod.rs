@@ -103,12 +103,11 @@ pub async fn run(swap_dirs: &[String], args: &[String]) -> Result<i32> {
 }
 
 /// Restores every target into its staging directory, then swaps them all in
-/// (or none: a failed swap undoes the ones before it).
+/// (or none: see [`swap::swap_all`]). What an interrupted restore left is
+/// recovered first ([`swap::recover`]).
 async fn restore_all(payload: &Payload, targets: &[swap::Target], args: &[String]) -> Result<i32> {
-    for t in targets {
-        if let Some(line) = t.prepare()? {
-            emit(&WorkerEvent::Log { line });
-        }
+    for line in swap::recover(&mut swap::Fs::default(), targets)? {
+        emit(&WorkerEvent::Log { line });
     }
     for t in targets {
         let mut a = args.to_vec();
@@ -131,25 +130,14 @@ async fn restore_all(payload: &Payload, targets: &[swap::Target], args: &[String
             return Ok(code);
         }
     }
-    let mut done: Vec<swap::Swapped> = Vec::new();
-    for t in targets {
-        match swap::swap(t) {
-            Ok(s) => done.push(s),
-            Err(e) => {
-                for mut s in done.into_iter().rev() {
-                    s.undo()?;
-                }
-                return Err(e.context("swapping the restored files in"));
-            }
-        }
-    }
-    for s in done {
-        s.commit()?;
-    }
-    for t in targets {
-        emit(&WorkerEvent::Log {
-            line: format!("swapped the restored files into {}", t.dir.display()),
-        });
+    let restore = format!(
+        "{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        std::process::id()
+    );
+    let lines = swap::swap_all(&mut swap::Fs::default(), targets, &restore)?;
+    for line in lines {
+        emit(&WorkerEvent::Log { line });
     }
     Ok(0)
 }
