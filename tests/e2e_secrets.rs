@@ -24,6 +24,10 @@ const SECRETS: [&str; 5] = [
     "redis-cmdline-password",
 ];
 
+/// The token in the path of a receiver that cannot be reached (a webhook's
+/// secret, as Slack's and Discord's carry theirs).
+const CLOSED_TOKEN: &str = "closed-receiver-token-5f3a";
+
 /// What was collected, by where it came from.
 struct Sweep(Vec<(String, String)>);
 
@@ -34,8 +38,13 @@ impl Sweep {
 
     /// Fails naming the source and the match's surroundings.
     fn assert_clean(&self) {
+        self.assert_clean_of(&[]);
+    }
+
+    /// Also of `more` secrets (a receiver's token).
+    fn assert_clean_of(&self, more: &[&str]) {
         for (source, text) in &self.0 {
-            for secret in SECRETS {
+            for secret in SECRETS.iter().chain(more) {
                 if let Some(at) = text.find(secret) {
                     let from = text.floor_char_boundary(at.saturating_sub(120));
                     let to = text.ceil_char_boundary((at + secret.len() + 120).min(text.len()));
@@ -240,7 +249,7 @@ fn no_secret_in_failures_notifications_split_mode_or_redis() {
     let hook = HttpReceiver::start();
     let (http_port, closed) = (free_port(), free_port());
     let urls = format!(
-        "http://127.0.0.1:{}/hook/secret-path-token,http://127.0.0.1:{closed}/nobody",
+        "http://127.0.0.1:{}/hook/secret-path-token,http://127.0.0.1:{closed}/nobody/{CLOSED_TOKEN}",
         hook.port
     );
     let file = |name: &str| root().join("tests/stack").join(name);
@@ -341,5 +350,7 @@ fn no_secret_in_failures_notifications_split_mode_or_redis() {
     );
     sweep.add("the daemon's logs (JSON, debug)", logs);
     eprintln!("secrets sweep (failures): {} texts searched", sweep.0.len());
-    sweep.assert_clean();
+    // The failing receiver's token too: its failure is reported and logged
+    // after every run, by scheme, host and port only.
+    sweep.assert_clean_of(&[CLOSED_TOKEN]);
 }
