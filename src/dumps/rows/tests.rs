@@ -305,3 +305,11 @@ fn connect_targets_are_read_as_psql_reads_them() {
     assert_eq!(conninfo_dbname(b"host=x"), None);
     assert_eq!(conninfo_dbname(b"nonsense"), None);
 }
+
+#[test]
+fn mariadb_10_11_writes_each_tuple_on_a_line() {
+    let dump = "USE `shop`;\nINSERT INTO `bulk` VALUES\n(1,'it\\'s ),( \\\\ 1\\n);('),\n(2,'x');\n-- Dump completed on 2026-12-06 11:30:00\n";
+    let c = counted_in_chunks(false, Some("shop"), dump.as_bytes());
+    assert_eq!(c.tables, rows(&[("shop.bulk", 2)]));
+    assert!(c.complete);
+}
