@@ -878,6 +878,43 @@ mod tests {
     }
 
     #[test]
+    fn the_manifest_records_counted_rows_of_services_counted_whole() {
+        let counted = |tables: &[(&str, i64)], complete: bool| {
+            Some(rows::Counted {
+                tables: tables.iter().map(|(t, n)| (t.to_string(), *n)).collect(),
+                complete,
+            })
+        };
+        let mut maria = result("mariadb/all.sql", "x");
+        maria.service = "mariadb".into();
+        maria.engine = DbEngine::Mariadb;
+        maria.counted = counted(&[("shop.orders", 4), ("mysql.user", 3)], false);
+        let mut pg_a = result("pg/a.sql", "x");
+        pg_a.counted = counted(&[("a.public.t", 1), ("template1.public.x", 1)], true);
+        let mut pg_b = result("pg/b.sql", "x");
+        pg_b.counted = counted(&[("b.public.t", 2)], true);
+        let mut redis = result("redis/dump.rdb", "x");
+        redis.service = "redis".into();
+        redis.engine = DbEngine::Redis;
+        let results = [maria, pg_a, pg_b, redis];
+        let (rows, cut) = counted_rows(&results);
+        assert_eq!(
+            serde_json::to_value(&rows).unwrap(),
+            serde_json::json!({
+                "mariadb": {"shop.orders": 4},
+                "s": {"a.public.t": 1, "b.public.t": 2},
+            })
+        );
+        assert_eq!(cut, ["mariadb/all.sql"]);
+        // A service with a dump that was not counted gets no counts.
+        let mut half = result("pg/c.sql", "x");
+        half.counted = counted(&[("c.public.t", 1)], true);
+        let results = [half, result("pg/d.sql", "x")];
+        let (rows, _) = counted_rows(&results);
+        assert!(rows.is_empty(), "{rows:?}");
+    }
+
+    #[test]
     fn pin_is_the_line_after_starting_transaction() {
         let mut w = PinWatch::default();
         assert!(!w.feed(b"-- Connecting to localhost...\n-- Starting trans"));

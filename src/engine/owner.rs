@@ -107,12 +107,19 @@ pub fn start_time(stat: &str) -> Option<u64> {
     after.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Whether process `pid` of this container runs and started at `started`.
+/// Whether process `pid` of this container runs and started at `started`
+/// (0: its start time was not known, any start time will do). Without a
+/// readable `/proc` nothing can be told: it is taken to run.
 pub fn process_runs(pid: u32, started: u64) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| start_time(&s))
-        == Some(started)
+    let stat = |pid: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| start_time(&s))
+    };
+    if stat("self").is_none() {
+        return true;
+    }
+    stat(&pid.to_string()).is_some_and(|s| started == 0 || s == started)
 }
 
 #[cfg(test)]
