@@ -453,6 +453,11 @@ async fn pg_all_to_file(
         hasher: Sha256::new(),
         bytes: 0,
     };
+    // Each database's rows, counted in its pg_dump's stream.
+    let mut counted = crate::dumps::rows::Counted {
+        complete: true,
+        ..Default::default()
+    };
     let written = async {
         sink.write_all(b"--\n-- stackshot: roles (pg_dumpall --globals-only), then each database as of one moment (pg_dump --snapshot)\n--\n\n").await?;
         sink.write_all(globals).await?;
@@ -466,7 +471,10 @@ async fn pg_all_to_file(
                 file: job.file.clone(),
                 argv: command::pg_dump_pinned(&p.tools, &p.login, &s.db, &s.snapshot, create),
             };
-            dumps::stream_into(engine, p, &job, &mut sink).await?;
+            let streamed = dumps::stream_into(engine, p, &job, &mut sink).await?;
+            let c = streamed.counted.unwrap_or_default();
+            counted.complete &= c.complete;
+            counted.tables.extend(c.tables);
         }
         sink.flush().await?;
         Ok::<_, anyhow::Error>(())
@@ -505,6 +513,7 @@ async fn pg_all_to_file(
         seconds: started.elapsed().as_secs_f64(),
         server_version: p.server_version.clone(),
         integrity_check: None,
+        counted: Some(counted),
     })
 }
 

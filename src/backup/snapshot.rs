@@ -550,6 +550,7 @@ pub async fn database_via_stdin(
         seconds: streamed.seconds,
         server_version: p.server_version.clone(),
         integrity_check: (p.plan.engine == crate::labels::Engine::Sqlite).then(|| "ok".to_string()),
+        counted: streamed.counted,
     };
     tracing::info!(service, bytes = dump.bytes, snapshot = ?summary.snapshot_id, "database snapshot written");
     Ok((

@@ -562,6 +562,7 @@ mod tests {
             seconds,
             server_version: "16".into(),
             integrity_check: None,
+            counted: None,
         }
     }
 

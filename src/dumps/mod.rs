@@ -4,6 +4,7 @@
 //! place only when the dump tool exited 0 ([`dump_to_file`]).
 
 pub mod command;
+pub mod rows;
 pub mod sqlite_worker;
 pub mod stats;
 
@@ -77,6 +78,10 @@ pub struct DumpResult {
     /// when it says `ok`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub integrity_check: Option<String>,
+    /// SQL dumps: the rows of each table, counted in the stream as it was
+    /// written ([`rows`]); `manifest.json` records them for the drill.
+    #[serde(skip)]
+    pub counted: Option<rows::Counted>,
 }
 
 async fn resolve(
@@ -370,6 +375,8 @@ pub struct Streamed {
     pub sha256: String,
     /// Seconds.
     pub seconds: f64,
+    /// SQL dumps: the rows counted in the stream.
+    pub counted: Option<rows::Counted>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -475,10 +482,20 @@ pub async fn stream_into_watching<W: AsyncWrite + Unpin>(
     let mut hasher = Sha256::new();
     let mut bytes = 0u64;
     let mut stderr = exec::Tail::new(4096);
+    let mut counter = match p.plan.engine {
+        DbEngine::Postgres => Some(rows::RowCounter::new(true, job.database.as_deref())),
+        DbEngine::Mariadb | DbEngine::Mysql => {
+            Some(rows::RowCounter::new(false, job.database.as_deref()))
+        }
+        DbEngine::Redis | DbEngine::Sqlite => None,
+    };
     while let Some(chunk) = exec.output.next().await {
         match chunk.with_context(|| format!("service {service}: reading {tool}'s output"))? {
             LogOutput::StdOut { message } => {
                 write_chunk(sink, &mut hasher, &mut bytes, &message, service).await?;
+                if let Some(c) = &mut counter {
+                    c.feed(&message);
+                }
             }
             LogOutput::StdErr { message } => {
                 stderr.push(&message);
@@ -499,7 +516,12 @@ pub async fn stream_into_watching<W: AsyncWrite + Unpin>(
         .await
         .with_context(|| format!("service {service}: writing the dump"))?;
     let code = exec::exit_code(engine, &exec.id).await?;
-    streamed(service, &tool, code, &stderr, bytes, hasher, started)
+    let mut s = streamed(service, &tool, code, &stderr, bytes, hasher, started)?;
+    s.counted = counter.map(rows::RowCounter::finish);
+    if s.counted.as_ref().is_some_and(|c| !c.complete) {
+        tracing::warn!(service = %service, file = %job.file, "the dump's stream did not end as a whole dump does: the drill will report it");
+    }
+    Ok(s)
 }
 
 /// One chunk of a dump into `sink`, hashed and counted.
@@ -543,6 +565,7 @@ fn streamed(
         bytes,
         sha256: hex(&hasher.finalize()),
         seconds: started.elapsed().as_secs_f64(),
+        counted: None,
     })
 }
 
@@ -649,6 +672,7 @@ pub async fn dump_to_file_watching(
         seconds: streamed.seconds,
         server_version: p.server_version.clone(),
         integrity_check: (p.plan.engine == DbEngine::Sqlite).then(|| "ok".to_string()),
+        counted: streamed.counted,
     })
 }
 
@@ -714,6 +738,52 @@ struct Manifest<'a> {
     /// Service → table → rows (estimates) when the databases were checked.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     tables: BTreeMap<&'a str, &'a stats::TableRows>,
+    /// Service → table → rows counted in its dumps as they were written
+    /// (exact), for each service all of whose dumps were counted.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    rows: BTreeMap<&'a str, stats::TableRows>,
+    /// Dumps whose stream did not end as a whole dump does.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    cut_short: Vec<&'a str>,
+}
+
+/// The databases (`engine`) whose tables the drill does not count: MariaDB's
+/// system schemas, PostgreSQL's templates.
+fn not_counted(engine: DbEngine, db: &str) -> bool {
+    match engine {
+        DbEngine::Postgres => matches!(db, "template0" | "template1"),
+        _ => matches!(
+            db,
+            "mysql" | "information_schema" | "performance_schema" | "sys"
+        ),
+    }
+}
+
+/// The counted rows of each service (see [`Manifest`]), and the dumps cut
+/// short. Pure.
+fn counted_rows(results: &[DumpResult]) -> (BTreeMap<&str, stats::TableRows>, Vec<&str>) {
+    let mut rows: BTreeMap<&str, stats::TableRows> = BTreeMap::new();
+    let mut uncounted = Vec::new();
+    let mut cut_short = Vec::new();
+    for r in results {
+        let Some(c) = &r.counted else {
+            uncounted.push(r.service.as_str());
+            continue;
+        };
+        if !c.complete {
+            cut_short.push(r.file.as_str());
+        }
+        let of = rows.entry(&r.service).or_default();
+        for (table, n) in &c.tables {
+            let db = table.split('.').next().unwrap_or_default();
+            if !not_counted(r.engine, db) {
+                *of.entry(table.clone()).or_insert(0) += n;
+            }
+        }
+    }
+    rows.retain(|service, _| !uncounted.contains(service));
+    cut_short.sort();
+    (rows, cut_short)
 }
 
 /// Writes `SHA256SUMS` (checkable with `sha256sum -c` from `/databases`) and
@@ -726,9 +796,12 @@ pub fn write_sums(root: &Path, results: &[DumpResult], prepared: &[Prepared]) ->
         .map(|r| format!("{}  {}\n", r.sha256, r.file))
         .collect();
     std::fs::write(root.join("SHA256SUMS"), sums).context("cannot write SHA256SUMS")?;
+    let (rows, cut_short) = counted_rows(results);
     let manifest = Manifest {
         created: chrono::Utc::now().to_rfc3339(),
         dumps: results,
+        rows,
+        cut_short,
         tables: prepared
             .iter()
             .filter_map(|p| Some((p.plan.container.service.as_str(), p.estimates.as_ref()?)))
@@ -791,6 +864,7 @@ mod tests {
             seconds: 0.1,
             server_version: "15".into(),
             integrity_check: None,
+            counted: None,
         }
     }
 
@@ -813,6 +887,43 @@ mod tests {
             serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap())
                 .unwrap();
         assert_eq!(manifest["dumps"][0]["sha256"], sha);
+    }
+
+    #[test]
+    fn the_manifest_records_counted_rows_of_services_counted_whole() {
+        let counted = |tables: &[(&str, i64)], complete: bool| {
+            Some(rows::Counted {
+                tables: tables.iter().map(|(t, n)| (t.to_string(), *n)).collect(),
+                complete,
+            })
+        };
+        let mut maria = result("mariadb/all.sql", "x");
+        maria.service = "mariadb".into();
+        maria.engine = DbEngine::Mariadb;
+        maria.counted = counted(&[("shop.orders", 4), ("mysql.user", 3)], false);
+        let mut pg_a = result("pg/a.sql", "x");
+        pg_a.counted = counted(&[("a.public.t", 1), ("template1.public.x", 1)], true);
+        let mut pg_b = result("pg/b.sql", "x");
+        pg_b.counted = counted(&[("b.public.t", 2)], true);
+        let mut redis = result("redis/dump.rdb", "x");
+        redis.service = "redis".into();
+        redis.engine = DbEngine::Redis;
+        let results = [maria, pg_a, pg_b, redis];
+        let (rows, cut) = counted_rows(&results);
+        assert_eq!(
+            serde_json::to_value(&rows).unwrap(),
+            serde_json::json!({
+                "mariadb": {"shop.orders": 4},
+                "s": {"a.public.t": 1, "b.public.t": 2},
+            })
+        );
+        assert_eq!(cut, ["mariadb/all.sql"]);
+        // A service with a dump that was not counted gets no counts.
+        let mut half = result("pg/c.sql", "x");
+        half.counted = counted(&[("c.public.t", 1)], true);
+        let results = [half, result("pg/d.sql", "x")];
+        let (rows, _) = counted_rows(&results);
+        assert!(rows.is_empty(), "{rows:?}");
     }
 
     #[test]

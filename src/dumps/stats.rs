@@ -290,6 +290,53 @@ pub fn compare(expected: &TableRows, loaded: &TableRows) -> Comparison {
     c
 }
 
+/// Compares the tables a drill loaded with the rows counted in the dump as
+/// it was written (`exact`): each table must hold exactly its rows. A table
+/// the dump held no rows of (MariaDB writes nothing for an empty one) but
+/// that the backup's `estimated` tables name must exist.
+pub fn compare_exact(
+    exact: &TableRows,
+    estimated: Option<&TableRows>,
+    loaded: &TableRows,
+) -> Comparison {
+    let mut c = Comparison {
+        tables: loaded.len(),
+        rows: loaded.values().sum(),
+        ..Default::default()
+    };
+    for (table, &want) in exact {
+        match loaded.get(table) {
+            None => c.problems.push(format!(
+                "table {table} is missing (the dump held {want} rows)"
+            )),
+            Some(&got) if got != want => c.problems.push(format!(
+                "table {table}: {got} rows loaded, {want} in the dump"
+            )),
+            Some(_) => {}
+        }
+    }
+    let empty = TableRows::new();
+    let estimated = estimated.unwrap_or(&empty);
+    for table in estimated.keys() {
+        if !exact.contains_key(table) && !loaded.contains_key(table) {
+            c.problems
+                .push(format!("table {table} is missing (the dump held no rows)"));
+        }
+    }
+    let extra: Vec<&str> = loaded
+        .keys()
+        .filter(|t| !exact.contains_key(*t) && !estimated.contains_key(*t))
+        .map(String::as_str)
+        .collect();
+    if !extra.is_empty() {
+        c.notes.push(format!(
+            "not in the backup's tables (created since?): {}",
+            extra.join(", ")
+        ));
+    }
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,6 +395,61 @@ mod tests {
         assert!(!plausible(1000, 0), "an empty table that held rows");
         assert!(!plausible(300_000, 100_000), "a truncated load");
         assert!(!plausible(1000, 5000));
+    }
+
+    #[test]
+    fn exact_counts_hold_whatever_the_estimates_said() {
+        // InnoDB estimated 158 rows of a table bulk-filled before the backup.
+        let estimated = rows(&[("shop.bulk", 158), ("shop.empty", 0)]);
+        let exact = rows(&[("shop.bulk", 50_000)]);
+        let loaded = rows(&[("shop.bulk", 50_000), ("shop.empty", 0)]);
+        assert!(
+            !compare(&estimated, &loaded).problems.is_empty(),
+            "the old check cries wolf"
+        );
+        let c = compare_exact(&exact, Some(&estimated), &loaded);
+        assert!(c.problems.is_empty() && c.notes.is_empty(), "{c:?}");
+        assert_eq!((c.tables, c.rows), (2, 50_000));
+    }
+
+    #[test]
+    fn an_empty_or_truncated_load_fails_an_exact_comparison() {
+        let exact = rows(&[("app.public.customers", 1000), ("app.public.t", 3)]);
+        let empty = rows(&[("app.public.customers", 0), ("app.public.t", 3)]);
+        assert_eq!(
+            compare_exact(&exact, None, &empty).problems,
+            ["table app.public.customers: 0 rows loaded, 1000 in the dump"]
+        );
+        // Half the rows would pass a comparison with estimates.
+        let half = rows(&[("app.public.customers", 500), ("app.public.t", 3)]);
+        assert!(compare(&exact, &half).problems.is_empty());
+        assert_eq!(
+            compare_exact(&exact, None, &half).problems,
+            ["table app.public.customers: 500 rows loaded, 1000 in the dump"]
+        );
+        let one_more = rows(&[("app.public.customers", 1000), ("app.public.t", 4)]);
+        assert_eq!(
+            compare_exact(&exact, None, &one_more).problems,
+            ["table app.public.t: 4 rows loaded, 3 in the dump"]
+        );
+        // A table gone, one with no rows in the dump gone, one new.
+        let estimated = rows(&[("app.public.customers", 990), ("app.public.none", 0)]);
+        let c = compare_exact(
+            &exact,
+            Some(&estimated),
+            &rows(&[("app.public.customers", 1000), ("app.public.new", 1)]),
+        );
+        assert_eq!(
+            c.problems,
+            [
+                "table app.public.t is missing (the dump held 3 rows)",
+                "table app.public.none is missing (the dump held no rows)"
+            ]
+        );
+        assert_eq!(
+            c.notes,
+            ["not in the backup's tables (created since?): app.public.new"]
+        );
     }
 
     #[test]

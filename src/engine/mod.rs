@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod exec;
+pub mod owner;
 pub mod scale;
 pub mod stop;
 pub mod throwaway;

@@ -1,8 +1,10 @@
 //! Throwaway database containers for the restore drill: the database
 //! service's own image, entrypoint, command and environment, on no network,
 //! with fresh anonymous volumes where the service keeps its data. Removed
-//! with their volumes on every path; a drill that died leaves containers and
-//! volumes labelled `stackshot.role=drill`, which the next drill removes.
+//! with their volumes on every path. Each drill labels its own with its run
+//! and its process ([`owner`]) and removes only those; a drill that died
+//! leaves containers and volumes that the next drill removes once their
+//! owner is gone — never those of a drill that runs beside it.
 
 use std::collections::HashMap;
 
@@ -14,6 +16,7 @@ use bollard::query_parameters::{
 };
 
 use super::Engine;
+use super::owner::{self, Liveness, OWNER_LABEL, Owner, RUN_LABEL};
 use crate::container::{self, MountKind, ROLE_LABEL};
 
 /// The role label's value on drill containers and their volumes.
@@ -24,10 +27,12 @@ pub const PROJECT_LABEL: &str = "stackshot.project";
 /// scripts would seed data the dump then collides with.
 const SKIPPED: &[&str] = &["/docker-entrypoint-initdb.d"];
 
-fn labels(project: &str) -> HashMap<String, String> {
+fn labels(project: &str, owner: &Owner) -> HashMap<String, String> {
     HashMap::from([
         (ROLE_LABEL.to_string(), ROLE.to_string()),
         (PROJECT_LABEL.to_string(), project.to_string()),
+        (RUN_LABEL.to_string(), owner.run.clone()),
+        (OWNER_LABEL.to_string(), owner.label()),
     ])
 }
 
@@ -36,7 +41,7 @@ fn labels(project: &str) -> HashMap<String, String> {
 /// never mounted: the throwaway must not touch it); read-only binds
 /// (secrets, configuration) are mounted read-only as they are; init scripts
 /// are left out.
-pub fn mounts(service: &[container::Mount], project: &str) -> Vec<Mount> {
+pub fn mounts(service: &[container::Mount], project: &str, owner: &Owner) -> Vec<Mount> {
     let mut out = Vec::new();
     for m in service {
         if SKIPPED
@@ -51,7 +56,7 @@ pub fn mounts(service: &[container::Mount], project: &str) -> Vec<Mount> {
                     target: Some(m.destination.clone()),
                     typ: Some(MountType::VOLUME),
                     volume_options: Some(MountVolumeOptions {
-                        labels: Some(labels(project)),
+                        labels: Some(labels(project, owner)),
                         ..Default::default()
                     }),
                     ..Default::default()
@@ -123,8 +128,14 @@ fn secrets_tar(files: &[(String, String)]) -> Result<Vec<u8>> {
 }
 
 /// Creates and starts a throwaway copy of the database container `of`
-/// (inspected); returns its id.
-pub async fn start(engine: &Engine, of: &str, name: &str, project: &str) -> Result<String> {
+/// (inspected), labelled as `owner`'s; returns its id.
+pub async fn start(
+    engine: &Engine,
+    of: &str,
+    name: &str,
+    project: &str,
+    owner: &Owner,
+) -> Result<String> {
     let c = engine.inspect(of).await?;
     let info = container::ContainerInfo::from_inspect(&c);
     let config = c.config.unwrap_or_default();
@@ -136,9 +147,9 @@ pub async fn start(engine: &Engine, of: &str, name: &str, project: &str) -> Resu
         env: Some(env),
         user: config.user,
         working_dir: config.working_dir,
-        labels: Some(labels(project)),
+        labels: Some(labels(project, owner)),
         host_config: Some(HostConfig {
-            mounts: Some(mounts(&info.mounts, project)),
+            mounts: Some(mounts(&info.mounts, project, owner)),
             network_mode: Some("none".into()),
             ..Default::default()
         }),
@@ -198,8 +209,57 @@ pub async fn remove(engine: &Engine, id: &str) {
     }
 }
 
-/// Removes drill containers and volumes of `project` left by a drill that died.
-pub async fn remove_leftovers(engine: &Engine, project: &str) -> Result<usize> {
+/// How the owner labelled `container/pid/started` fares, seen from `me`.
+async fn liveness(
+    engine: &Engine,
+    me: &Owner,
+    container: &str,
+    pid: u32,
+    started: u64,
+) -> Liveness {
+    if container == me.container {
+        return if owner::process_runs(pid, started) {
+            Liveness::ProcessRuns
+        } else {
+            Liveness::ProcessGone
+        };
+    }
+    match engine.docker().inspect_container(container, None).await {
+        Ok(c) if c.state.as_ref().and_then(|s| s.running).unwrap_or(false) => {
+            Liveness::OtherContainerRuns
+        }
+        Ok(_) => Liveness::OtherContainerGone,
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Liveness::OtherContainerGone,
+        // Unknown: left alone.
+        Err(_) => Liveness::OtherContainerRuns,
+    }
+}
+
+/// Whether the throwaway with `labels` is a leftover of a drill that died
+/// (see [`Owner::is_leftover`]).
+async fn is_leftover(
+    engine: &Engine,
+    me: &Owner,
+    labels: Option<&HashMap<String, String>>,
+) -> bool {
+    let get = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
+    if get(RUN_LABEL) == Some(me.run.as_str()) {
+        return false;
+    }
+    let live = match get(OWNER_LABEL).and_then(owner::parse_label) {
+        Some((c, pid, started)) => Some(liveness(engine, me, c, pid, started).await),
+        None => None,
+    };
+    me.is_leftover(get(RUN_LABEL), get(OWNER_LABEL), |_, _, _| {
+        live.unwrap_or(Liveness::ProcessGone)
+    })
+}
+
+/// Removes drill containers and volumes of `project` left by a drill that
+/// died; those of drills that run (`me`'s own among them) stay.
+pub async fn remove_leftovers(engine: &Engine, project: &str, me: &Owner) -> Result<usize> {
     let filter = HashMap::from([(
         "label".to_string(),
         vec![
@@ -218,7 +278,9 @@ pub async fn remove_leftovers(engine: &Engine, project: &str) -> Result<usize> {
         .context("cannot list drill containers")?;
     let mut n = 0;
     for c in containers {
-        if let Some(id) = c.id {
+        if let Some(id) = c.id
+            && is_leftover(engine, me, c.labels.as_ref()).await
+        {
             remove(engine, &id).await;
             n += 1;
         }
@@ -231,6 +293,9 @@ pub async fn remove_leftovers(engine: &Engine, project: &str) -> Result<usize> {
         .await
         .context("cannot list drill volumes")?;
     for v in volumes.volumes.unwrap_or_default() {
+        if !is_leftover(engine, me, Some(&v.labels)).await {
+            continue;
+        }
         match engine
             .docker()
             .remove_volume(&v.name, Some(RemoveVolumeOptions { force: true }))
@@ -333,7 +398,8 @@ mod tests {
             m(MountKind::Bind, "/run/secrets/mariadb-root", false),
             m(MountKind::Other, "/tmp", true),
         ];
-        let got = mounts(&service, "shop");
+        let owner = Owner::this_process("sidecar");
+        let got = mounts(&service, "shop", &owner);
         let summary: Vec<(String, Option<String>, Option<bool>)> = got
             .iter()
             .map(|m| {
@@ -367,5 +433,7 @@ mod tests {
             labels.get("stackshot.role").map(String::as_str),
             Some("drill")
         );
+        assert_eq!(labels.get(RUN_LABEL), Some(&owner.run));
+        assert_eq!(labels.get(OWNER_LABEL), Some(&owner.label()));
     }
 }

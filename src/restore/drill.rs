@@ -2,9 +2,11 @@
 //! service, a throwaway container from the service's own image and
 //! environment (on no network, with fresh volumes) gets the run's dump,
 //! checked against `SHA256SUMS` and loaded exactly as `restore database`
-//! would; then every user table is counted and compared with the row
-//! estimates `manifest.json` recorded at backup time. The throwaway and its
-//! volumes are removed on every path.
+//! would; then every user table is counted and compared with the rows
+//! `manifest.json` recorded at backup time: exactly with the rows counted in
+//! the dump as it was written, or (a run from before those counts) loosely
+//! with the server's estimates. The throwaway and its volumes are removed on
+//! every path.
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +21,7 @@ use crate::backup::window::ContainerControl;
 use crate::catalog::{self, Run};
 use crate::dumps::stats::{self, TableRows};
 use crate::dumps::{self, DATABASES_DIR, Prepared, query_lines};
+use crate::engine::owner::Owner;
 use crate::engine::throwaway;
 use crate::labels::Engine as DbEngine;
 use crate::plan::DumpPlan;
@@ -37,12 +40,39 @@ pub struct ServiceDrill {
     pub tables: usize,
     /// Their rows, counted.
     pub rows: i64,
+    /// What the counts were compared with.
+    pub compared: Compared,
     /// What is wrong; empty when the drill passed.
     pub problems: Vec<String>,
     /// What is worth knowing but not wrong.
     pub notes: Vec<String>,
     /// Seconds, from the throwaway's creation to its removal.
     pub seconds: f64,
+}
+
+/// What a drill compared the loaded tables with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Compared {
+    /// The rows counted in the dump as it was written: each table exactly.
+    DumpCounts,
+    /// The server's row estimates (a run from before dump counts): loosely.
+    Estimates,
+    /// Nothing recorded: only the load itself was checked.
+    Nothing,
+}
+
+impl Compared {
+    /// The verdict of a drill that found nothing wrong.
+    fn verdict(self) -> &'static str {
+        match self {
+            Compared::DumpCounts => "every table holds the rows counted in the dump at backup time",
+            Compared::Estimates => {
+                "every table as estimated at backup time (the run recorded estimates only: compared loosely)"
+            }
+            Compared::Nothing => "loaded (nothing recorded to compare with)",
+        }
+    }
 }
 
 /// A drill of one run.
@@ -72,7 +102,7 @@ impl DrillReport {
         let mut out = format!("drill of run {}\n", self.run);
         for s in &self.services {
             let verdict = if s.problems.is_empty() {
-                "every table as recorded at backup time".to_string()
+                s.compared.verdict().to_string()
             } else {
                 format!("FAILED: {}", s.problems.join("; "))
             };
@@ -111,7 +141,8 @@ pub async fn drill(ctx: &Context, snapshot: &str) -> Result<DrillReport> {
         );
     }
     let run = catalog::resolve(&sc.runs, snapshot)?.clone();
-    let removed = throwaway::remove_leftovers(&ctx.engine, &sc.found.project).await?;
+    let owner = Owner::this_process(&sc.sidecar.id);
+    let removed = throwaway::remove_leftovers(&ctx.engine, &sc.found.project, &owner).await?;
     if removed > 0 {
         tracing::warn!(
             removed,
@@ -126,11 +157,12 @@ pub async fn drill(ctx: &Context, snapshot: &str) -> Result<DrillReport> {
             files: vec![],
             tables: 0,
             rows: 0,
+            compared: Compared::Nothing,
             problems: vec![],
             notes: vec![],
             seconds: 0.0,
         };
-        if let Err(e) = one(ctx, &sc, &run, d, &mut s).await {
+        if let Err(e) = one(ctx, &sc, &run, d, &owner, &mut s).await {
             s.problems.push(format!("{e:#}"));
         }
         s.seconds = t.elapsed().as_secs_f64();
@@ -149,6 +181,7 @@ async fn one(
     sc: &Scene,
     run: &Run,
     d: &DumpPlan,
+    owner: &Owner,
     s: &mut ServiceDrill,
 ) -> Result<()> {
     let service = &d.container.service;
@@ -158,11 +191,19 @@ async fn one(
     }
     s.files = files.iter().map(|f| f.rel.clone()).collect();
     let name = format!(
-        "{}-stackshot-drill-{}",
+        "{}-stackshot-drill-{}-{}",
         sc.found.project,
-        service.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "-")
+        service.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "-"),
+        owner.suffix()
     );
-    let id = throwaway::start(&ctx.engine, &d.container.id, &name, &sc.found.project).await?;
+    let id = throwaway::start(
+        &ctx.engine,
+        &d.container.id,
+        &name,
+        &sc.found.project,
+        owner,
+    )
+    .await?;
     let result = load_and_count(ctx, sc, run, d, &files, &id, s).await;
     throwaway::remove(&ctx.engine, &id).await;
     result
@@ -194,21 +235,46 @@ async fn load_and_count(
     // Count what the run's dumps cover, as the backup estimated it.
     p.jobs = dumps::command::dump_jobs(p.plan.engine, &p.tools, &p.login, &d.databases);
     let loaded = stats::counts(&ctx.engine, &p).await?;
-    let expected = estimates(ctx, &files[0], &d.container.service).await;
+    let recorded = recorded(ctx, &files[0], &d.container.service).await;
+    for f in files {
+        if recorded.cut_short.contains(&f.rel) {
+            s.problems.push(format!(
+                "{}: the dump's stream did not end as a whole dump does when it was written",
+                f.rel
+            ));
+        }
+    }
+    let expected = recorded.exact.as_ref().or(recorded.estimates.as_ref());
     // A server the backup found empty (say, a Redis without keys) loads
     // empty. SQLite records no estimates: empty there proves nothing.
-    let recorded_empty =
-        d.engine != DbEngine::Sqlite && expected.as_ref().is_some_and(|e| e.is_empty());
-    match expected {
-        Some(expected) => {
-            let c = stats::compare(&expected, &loaded);
-            s.problems.extend(c.problems);
-            s.notes.extend(c.notes);
+    let recorded_empty = d.engine != DbEngine::Sqlite && expected.is_some_and(|e| e.is_empty());
+    let c = match (&recorded.exact, &recorded.estimates) {
+        (Some(exact), estimates) => {
+            s.compared = Compared::DumpCounts;
+            Some(stats::compare_exact(exact, estimates.as_ref(), &loaded))
         }
-        None => s.notes.push(
-            "manifest.json has no row estimates (a run from before drills, or split mode): only the load itself was checked"
-                .into(),
-        ),
+        (None, Some(_)) if d.engine == DbEngine::Sqlite => {
+            s.notes.push(
+                "no row counts are recorded for SQLite: its integrity check and its load were checked"
+                    .into(),
+            );
+            None
+        }
+        (None, Some(estimates)) => {
+            s.compared = Compared::Estimates;
+            Some(stats::compare(estimates, &loaded))
+        }
+        (None, None) => {
+            s.notes.push(
+                "manifest.json has no row counts (a run from before drills, or split mode): only the load itself was checked"
+                    .into(),
+            );
+            None
+        }
+    };
+    if let Some(c) = c {
+        s.problems.extend(c.problems);
+        s.notes.extend(c.notes);
     }
     s.tables = loaded.len();
     s.rows = loaded.values().sum();
@@ -223,16 +289,39 @@ async fn load_and_count(
     Ok(())
 }
 
-/// The row estimates recorded for `service` in the run's `manifest.json`.
-async fn estimates(ctx: &Context, file: &DumpFile, service: &str) -> Option<TableRows> {
-    let text = small_file(
+/// What the run's `manifest.json` recorded of one service.
+#[derive(Debug, Default, PartialEq)]
+struct Recorded {
+    /// The rows counted in its dumps as they were written.
+    exact: Option<TableRows>,
+    /// The server's row estimates.
+    estimates: Option<TableRows>,
+    /// Dumps (of any service) whose stream did not end as a whole dump does.
+    cut_short: Vec<String>,
+}
+
+/// What `manifest` records of `service`. Pure.
+fn parse_recorded(manifest: &str, service: &str) -> Recorded {
+    let Ok(m) = serde_json::from_str::<serde_json::Value>(manifest) else {
+        return Recorded::default();
+    };
+    Recorded {
+        exact: serde_json::from_value(m["rows"][service].clone()).ok(),
+        estimates: serde_json::from_value(m["tables"][service].clone()).ok(),
+        cut_short: serde_json::from_value(m["cut_short"].clone()).unwrap_or_default(),
+    }
+}
+
+/// What the run's `manifest.json` records of `service`.
+async fn recorded(ctx: &Context, file: &DumpFile, service: &str) -> Recorded {
+    small_file(
         ctx,
         &file.snap.id,
         &format!("{DATABASES_DIR}/manifest.json"),
     )
-    .await?;
-    let manifest: serde_json::Value = serde_json::from_str(&text).ok()?;
-    serde_json::from_value(manifest["tables"][service].clone()).ok()
+    .await
+    .map(|text| parse_recorded(&text, service))
+    .unwrap_or_default()
 }
 
 /// Waits until the throwaway's server is the real one, not the temporary
@@ -320,6 +409,7 @@ mod tests {
                     files: vec!["postgres/postgres-all.sql".into()],
                     tables: 3,
                     rows: 10,
+                    compared: Compared::DumpCounts,
                     problems: vec![],
                     notes: vec![],
                     seconds: 1.0,
@@ -329,6 +419,7 @@ mod tests {
                     files: vec!["mariadb/shop.sql".into()],
                     tables: 0,
                     rows: 0,
+                    compared: Compared::Nothing,
                     problems: vec![
                         "refusing to restore mariadb/shop.sql: the dump is damaged".into(),
                     ],
@@ -344,10 +435,33 @@ mod tests {
         let text = r.render();
         assert!(
             text.contains(
-                "postgres: postgres/postgres-all.sql → 3 tables, 10 rows: every table as recorded"
+                "postgres: postgres/postgres-all.sql → 3 tables, 10 rows: every table holds the rows counted in the dump"
             ),
             "{text}"
         );
         assert!(text.contains("drill FAILED: 1 problem(s)"), "{text}");
+    }
+
+    #[test]
+    fn the_manifest_says_what_to_compare_with() {
+        let new = r#"{"dumps": [], "tables": {"db": {"shop.t": 158}},
+            "rows": {"db": {"shop.t": 50000}}, "cut_short": ["db/shop.sql"]}"#;
+        let r = parse_recorded(new, "db");
+        assert_eq!(
+            r.exact,
+            Some(TableRows::from([("shop.t".to_string(), 50000)]))
+        );
+        assert_eq!(
+            r.estimates,
+            Some(TableRows::from([("shop.t".to_string(), 158)]))
+        );
+        assert_eq!(r.cut_short, ["db/shop.sql"]);
+        // A run from before the counts: estimates only.
+        let old = r#"{"dumps": [], "tables": {"db": {"shop.t": 158}}}"#;
+        let r = parse_recorded(old, "db");
+        assert_eq!((r.exact, r.cut_short.len()), (None, 0));
+        assert!(r.estimates.is_some());
+        assert_eq!(parse_recorded("{", "db"), Recorded::default());
+        assert_eq!(parse_recorded(new, "other").exact, None);
     }
 }
