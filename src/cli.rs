@@ -276,13 +276,10 @@ async fn idle_watch(config: Config, shutdown: crate::backup::window::Shutdown) -
     let found = discovery::discover(engine.docker(), &config).await?;
     let journal = Journal::in_dir(&config.state_dir);
     tracing::info!(project = %found.project, journal = %journal.path().display(), "idle: watching for stop windows whose run died");
-    // `idle` runs no maintenance: the run lock is never its own.
-    let never_ours = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     tokio::spawn(daemon::orphans::watch(
         engine,
         journal,
         found.project,
-        never_ours,
         shutdown,
     ));
     Ok(())
@@ -534,8 +531,9 @@ async fn run(cli: Cli, config: Config) -> Result<ExitCode> {
         }
         Command::Drill { snapshot, json } => {
             let ctx = context(config, engine);
-            // Not beside a backup or restore in this container (nor another drill).
-            let _lock = ctx.journal.lock()?;
+            // Not beside a backup or restore in this container (beside
+            // another drill: each has its own throwaways).
+            let _lock = ctx.journal.lock_shared()?;
             let report = crate::restore::drill(&ctx, &snapshot).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -555,7 +553,7 @@ async fn run(cli: Cli, config: Config) -> Result<ExitCode> {
         } => {
             let ctx = context(config, engine);
             // Not beside a backup or restore in this container.
-            let _lock = ctx.journal.lock()?;
+            let _lock = ctx.journal.lock_shared()?;
             let problems =
                 crate::restore::verify(&ctx, &snapshot, read_data_subset.as_deref(), quick).await?;
             for p in &problems {

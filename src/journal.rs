@@ -83,8 +83,8 @@ impl State {
     }
 }
 
-/// Held while a backup or restore may stop containers, and while a
-/// maintenance task (prune, check, verify, drill) runs: one at a time per
+/// Held exclusively while a backup or restore may stop containers, and
+/// shared while a maintenance task (prune, check, verify, drill) runs: per
 /// state directory, across processes (the daemon and any `docker exec`).
 /// Released when dropped, or when the process dies.
 #[derive(Debug)]
@@ -111,17 +111,10 @@ impl Journal {
         &self.path
     }
 
-    /// Takes the run lock, or says who holds it.
+    /// Takes the run lock exclusively (a backup or restore), or says who
+    /// holds it.
     pub fn lock(&self) -> Result<RunLock> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let path = dir.join("run.lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
+        let (file, path) = self.lock_file()?;
         match file.try_lock() {
             Ok(()) => Ok(RunLock { _file: file }),
             Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
@@ -132,6 +125,37 @@ impl Journal {
                 Err(e).with_context(|| format!("cannot lock {}", path.display()))
             }
         }
+    }
+
+    /// Takes the run lock shared, for work that stops nothing and may run
+    /// beside more of its kind (verify, drill, prune, check, and the
+    /// recovery of a window whose owner died), never beside a backup or
+    /// restore (they hold it exclusively). Says who holds it when it cannot.
+    pub fn lock_shared(&self) -> Result<RunLock> {
+        let (file, path) = self.lock_file()?;
+        match file.try_lock_shared() {
+            Ok(()) => Ok(RunLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+                "a stackshot backup or restore is running in this container (it holds {}); wait for it to finish",
+                path.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
+    }
+
+    fn lock_file(&self) -> Result<(File, PathBuf)> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = dir.join("run.lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        Ok((file, path))
     }
 
     /// The journal left by an earlier run, if any.

@@ -1,8 +1,9 @@
 //! End to end: maintenance and backups one at a time (issue 38). A
-//! `docker exec`'d `stackshot drill` holds the run lock: a `verify` beside it
-//! is refused in one line, and a backup asked of the daemon meanwhile is
-//! delayed, counted as delayed, and runs when the drill has ended (its window
-//! opens after the drill's end, never beside it).
+//! `docker exec`'d `stackshot drill` holds the run lock (shared): a restore
+//! beside it is refused in one line and stops nothing, a verify beside it
+//! runs, and a backup asked of the daemon meanwhile is delayed, counted as
+//! delayed, and runs when the drill has ended (its window opens after the
+//! drill's end, never beside it).
 
 mod common;
 
@@ -18,7 +19,7 @@ fn now_nanos() -> i64 {
 }
 
 #[test]
-fn a_backup_waits_for_a_drill_and_a_verify_beside_it_is_refused() {
+fn a_backup_waits_for_a_drill_and_a_restore_beside_it_is_refused() {
     let stack = Stack::up_with(
         "stackshot-e2e-serial",
         &[
@@ -52,13 +53,38 @@ fn a_backup_waits_for_a_drill_and_a_verify_beside_it_is_refused() {
         (!ids.trim().is_empty()).then_some(())
     });
 
-    let verify = stack.exec("backup", &[], &["stackshot", "verify", "--quick"]);
-    let said = String::from_utf8_lossy(&verify.stderr).to_string();
-    assert_eq!(verify.status.code(), Some(1), "{said}");
+    // A restore (it would stop the app) is refused beside the drill, in one
+    // line, touching nothing.
+    let restore = stack.exec(
+        "backup",
+        &[],
+        &[
+            "stackshot",
+            "restore",
+            "volumes",
+            "--yes",
+            "--service",
+            "app",
+        ],
+    );
+    let said = String::from_utf8_lossy(&restore.stderr).to_string();
+    assert_eq!(restore.status.code(), Some(1), "{said}");
     assert_eq!(said.trim().lines().count(), 1, "one line: {said}");
     assert!(
         said.contains("another stackshot backup, restore, verify or drill is running"),
         "{said}"
+    );
+    assert_eq!(
+        stack.state("app"),
+        "running",
+        "the refused restore stopped nothing"
+    );
+    // A verify beside the drill is fine: neither stops anything.
+    let verify = stack.exec("backup", &[], &["stackshot", "verify", "--quick"]);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
     );
 
     let watch = stack.watch();

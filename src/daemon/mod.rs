@@ -43,26 +43,9 @@ pub struct Daemon {
     busy: tokio::sync::Mutex<()>,
     /// The maintenance task holding `busy`, when one does.
     maintaining: Mutex<Option<&'static str>>,
-    /// Set while this daemon holds the run lock for a maintenance task
-    /// ([`orphans`]: then no window's owner can hold it).
-    own_lock: Arc<std::sync::atomic::AtomicBool>,
     shutdown: Shutdown,
     /// The current plan, kept up to date by [`watch::follow`].
     plan: Mutex<Option<Plan>>,
-}
-
-/// The run lock held by a maintenance task of the daemon; clears the
-/// daemon's "own lock" mark when dropped.
-struct OwnLock {
-    _lock: crate::journal::RunLock,
-    flag: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Drop for OwnLock {
-    fn drop(&mut self) {
-        // Cleared before the lock goes (the field drops after this body).
-        self.flag.store(false, std::sync::atomic::Ordering::SeqCst);
-    }
 }
 
 /// A maintenance task with a schedule of its own.
@@ -132,20 +115,15 @@ impl Daemon {
         *self.maintaining.lock().unwrap() = None;
     }
 
-    /// The run lock for a maintenance task of this daemon, marked as its own
-    /// for the orphan watcher until dropped.
-    fn maintenance_lock(&self) -> Result<OwnLock> {
-        let lock = self.ctx.journal.lock()?;
-        self.own_lock
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        Ok(OwnLock {
-            _lock: lock,
-            flag: self.own_lock.clone(),
-        })
+    /// The run lock, shared, for a maintenance task of this daemon: never
+    /// beside a backup or restore (of this daemon or an exec'd one).
+    fn maintenance_lock(&self) -> Result<crate::journal::RunLock> {
+        self.ctx.journal.lock_shared()
     }
 
-    /// Waits while another process holds the run lock (an exec'd restore,
-    /// verify or drill); says so once, and counts the run as delayed.
+    /// Waits while another process holds the run lock (an exec'd restore
+    /// exclusively, a verify or drill shared); says so once, and counts the
+    /// run as delayed.
     /// Returns `false` when shut down meanwhile.
     async fn wait_for_run_lock(&self, trigger: &str) -> bool {
         let mut shutdown = self.shutdown.clone();
@@ -540,12 +518,10 @@ pub async fn run(ctx: Context) -> Result<()> {
     }
     // From now on, a `docker exec`'d run that dies inside its window is
     // noticed within seconds, not at the next daemon start.
-    let own_lock = Arc::new(std::sync::atomic::AtomicBool::new(false));
     tokio::spawn(orphans::watch(
         ctx.engine.clone(),
         ctx.journal.clone(),
         found.project.clone(),
-        own_lock.clone(),
         shutdown.clone(),
     ));
     let plan = crate::plan::build(&run::plan_options(&ctx.config, &found), &found.containers);
@@ -572,7 +548,6 @@ pub async fn run(ctx: Context) -> Result<()> {
         state: Arc::new(Mutex::new(state)),
         busy: tokio::sync::Mutex::new(()),
         maintaining: Mutex::new(None),
-        own_lock: own_lock.clone(),
         shutdown: shutdown.clone(),
         project: found.project.clone(),
         default_host: found.default_host(),

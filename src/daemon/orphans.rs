@@ -3,14 +3,12 @@
 //! the containers it stopped, and nobody to start them. Every long-running
 //! stackshot (the daemon, `stackshot idle`) looks every few seconds.
 //!
-//! The owner of a window holds the run lock ([`Journal::lock`]) for as long
-//! as the window is open, and the kernel releases it when the owner dies. So
-//! a journal naming stopped containers while the run lock is free has lost
-//! its owner: whoever takes the lock then recovers it, holding the lock, so
-//! no new run starts meanwhile.
+//! The owner of a window holds the run lock exclusively ([`Journal::lock`])
+//! for as long as the window is open, and the kernel releases it when the
+//! owner dies. So a journal naming stopped containers while nobody holds the
+//! run lock exclusively has lost its owner: whoever takes it shared then
+//! recovers the window, holding it, so no new window opens meanwhile.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -33,22 +31,13 @@ pub enum Look {
     Recovered(Vec<String>),
 }
 
-/// Why a window may be recovered now.
-#[derive(Debug)]
-pub enum Orphan {
-    /// The run lock was free: taken, held until the recovery is done.
-    Taken(RunLock),
-    /// This process holds the run lock for a maintenance task (`ours`): no
-    /// window owner can hold it, so the window's owner is gone.
-    Ours,
-}
-
-/// When the journal names stopped containers of a window not
-/// [`closed`](crate::journal::State::closed) and its owner is gone: the run
-/// lock is free (the caller then holds it), or `ours` says this process
-/// holds it (for a maintenance task, which stops nothing). `None` when no
-/// window is open or its owner holds the lock.
-pub fn orphaned(journal: &Journal, ours: &AtomicBool) -> Option<Orphan> {
+/// The run lock, shared, when the journal names stopped containers of a
+/// window not [`closed`](crate::journal::State::closed) and its owner is
+/// gone: nobody holds the lock exclusively, as a window's owner does until
+/// its window closes. Maintenance holds it shared, so a window is recovered
+/// beside a verify or a drill too. `None` when no window is open or its
+/// owner holds the lock.
+pub fn orphaned(journal: &Journal) -> Option<RunLock> {
     let open = || {
         journal
             .read()
@@ -59,26 +48,17 @@ pub fn orphaned(journal: &Journal, ours: &AtomicBool) -> Option<Orphan> {
     if !open() {
         return None;
     }
-    let orphan = match journal.lock() {
-        Ok(lock) => Orphan::Taken(lock),
-        Err(_) if ours.load(Ordering::SeqCst) => Orphan::Ours,
-        Err(_) => return None,
-    };
+    let lock = journal.lock_shared().ok()?;
     // Read again under the lock: the owner may have closed it meanwhile.
-    open().then_some(orphan)
+    open().then_some(lock)
 }
 
 /// Looks once: when the window's owner is gone ([`orphaned`]), removes the
 /// project's worker containers (a restore worker of the dead run may still
 /// write into the volumes; it must be gone before the containers start),
 /// then starts what the journal names.
-pub async fn look(
-    engine: &Engine,
-    journal: &Journal,
-    project: &str,
-    ours: &AtomicBool,
-) -> Result<Look> {
-    let Some(_orphan) = orphaned(journal, ours) else {
+pub async fn look(engine: &Engine, journal: &Journal, project: &str) -> Result<Look> {
+    let Some(_lock) = orphaned(journal) else {
         return Ok(match journal.read() {
             Ok(Some(s)) if !s.stopped.is_empty() && !s.closed => Look::Owned,
             _ => Look::Closed,
@@ -108,21 +88,14 @@ pub async fn look(
 }
 
 /// Looks every [`EVERY`] until `shutdown` fires. Failures are logged; a
-/// window whose containers would not start is left to the next run. `ours`
-/// is set while this process holds the run lock for a maintenance task.
-pub async fn watch(
-    engine: Engine,
-    journal: Journal,
-    project: String,
-    ours: Arc<AtomicBool>,
-    mut shutdown: Shutdown,
-) {
+/// window whose containers would not start is left to the next run.
+pub async fn watch(engine: Engine, journal: Journal, project: String, mut shutdown: Shutdown) {
     loop {
         tokio::select! {
             _ = shutdown.wait() => return,
             () = tokio::time::sleep(EVERY) => {}
         }
-        match look(&engine, &journal, &project, &ours).await {
+        match look(&engine, &journal, &project).await {
             Ok(Look::Recovered(started)) => {
                 tracing::warn!(containers = ?started, "started the containers of a run that died inside its stop window");
             }
@@ -156,8 +129,6 @@ mod tests {
     fn a_window_is_orphaned_only_when_its_owner_let_the_run_lock_go() {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::in_dir(dir.path());
-        let ours = AtomicBool::new(false);
-        let orphaned = |j: &Journal| orphaned(j, &ours);
         assert!(orphaned(&journal).is_none(), "no journal: nothing open");
 
         // The owner (another open file description, as another process
@@ -169,21 +140,16 @@ mod tests {
         // The owner dies: the kernel lets its lock go.
         drop(owner);
         let recovering = orphaned(&journal).expect("the owner is gone");
-        assert!(matches!(recovering, Orphan::Taken(_)));
-        assert!(journal.lock().is_err(), "the recoverer holds the lock now");
+        assert!(
+            journal.lock().is_err(),
+            "no window opens during the recovery"
+        );
         drop(recovering);
 
-        // This process holds the lock for a maintenance task: the window's
-        // owner cannot hold it, so it is gone.
-        let maintenance = journal.lock().unwrap();
-        assert!(
-            orphaned(&journal).is_none(),
-            "held, and not said to be ours"
-        );
-        ours.store(true, Ordering::SeqCst);
-        assert!(matches!(orphaned(&journal), Some(Orphan::Ours)));
-        ours.store(false, Ordering::SeqCst);
-        drop(maintenance);
+        // A drill or verify (shared) does not hide a dead owner.
+        let drill = journal.lock_shared().unwrap();
+        assert!(orphaned(&journal).is_some(), "recovered beside a drill");
+        drop(drill);
 
         // What a final backup left down on purpose is not a window.
         journal
