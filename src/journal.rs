@@ -129,8 +129,9 @@ impl Journal {
 
     /// Takes the run lock shared, for work that stops nothing and may run
     /// beside more of its kind (verify, drill, prune, check, and the
-    /// recovery of a window whose owner died), never beside a backup or
-    /// restore (they hold it exclusively). Says who holds it when it cannot.
+    /// recovery of a window whose owner died; restic's own locks still keep
+    /// a check or prune from running beside a reader), never beside a backup
+    /// or restore (they hold it exclusively). Says who holds it when it cannot.
     pub fn lock_shared(&self) -> Result<RunLock> {
         let (file, path) = self.lock_file()?;
         match file.try_lock_shared() {
