@@ -26,7 +26,8 @@ use crate::report::Outcome;
 pub struct Health {
     /// `/healthz` answers 200 when true, 503 otherwise.
     pub healthy: bool,
-    /// `ok`, `failing`, `stale` or `starting`.
+    /// `ok`, `failing`, `stale`, `starting` or `down` (a stop window open
+    /// past its limit).
     pub status: &'static str,
     /// Why, in one line (none when `ok`).
     pub reason: Option<String>,
@@ -119,6 +120,32 @@ pub fn evaluate(state: &DaemonState, now: DateTime<Utc>, max_age: Duration) -> H
     }
 }
 
+/// A stop window open a minute past its limit (`WINDOW_LIMIT`), or one
+/// without a limit (a restore's) open over two hours, as `(open seconds,
+/// limit)` from the journal: the stack is down and the run that stopped it
+/// hangs. Unhealthy whatever the last run did, as `StackshotStackStillDown`
+/// alerts. Pure.
+pub fn overdue_window(open: Option<(i64, Option<u64>)>) -> Option<Health> {
+    let (age, limit) = open?;
+    let age = u64::try_from(age).unwrap_or(0);
+    let overdue = match limit {
+        Some(limit) => age > limit.saturating_add(60),
+        None => age > 2 * 3600,
+    };
+    overdue.then(|| Health {
+        healthy: false,
+        status: "down",
+        reason: Some(format!(
+            "the stack has been stopped for {} by a stop window{}; `stackshot status` names its containers",
+            human(Duration::from_secs(age)),
+            match limit {
+                Some(l) => format!(" past its limit of {} (WINDOW_LIMIT)", human(Duration::from_secs(l))),
+                None => " without a limit (a restore)".to_string(),
+            }
+        )),
+    })
+}
+
 /// The `/healthz` body. Only what the state holds, and it holds no secrets.
 pub fn healthz_body(state: &DaemonState, health: &Health) -> Value {
     json!({
@@ -149,6 +176,36 @@ pub fn healthz_body(state: &DaemonState, health: &Health) -> Value {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_window_open_past_its_limit_is_down() {
+        assert!(overdue_window(None).is_none(), "no window open");
+        assert!(
+            overdue_window(Some((900, Some(900)))).is_none(),
+            "within its limit"
+        );
+        assert!(
+            overdue_window(Some((960, Some(900)))).is_none(),
+            "a minute's grace"
+        );
+        let h = overdue_window(Some((1000, Some(900)))).expect("past it");
+        assert_eq!((h.healthy, h.status), (false, "down"));
+        assert_eq!(
+            h.reason.as_deref(),
+            Some(
+                "the stack has been stopped for 16m40s by a stop window past its limit of 15m (WINDOW_LIMIT); `stackshot status` names its containers"
+            )
+        );
+        assert!(
+            overdue_window(Some((3600, None))).is_none(),
+            "a restore's hour"
+        );
+        assert!(
+            overdue_window(Some((7300, None))).is_some(),
+            "a restore's two hours"
+        );
+    }
+
     use super::*;
     use crate::daemon::state::{Maintenance, Running};
 

@@ -48,8 +48,10 @@ pub fn router(state: Arc<Mutex<DaemonState>>, metrics: Metrics, max_age: Duratio
 }
 
 async fn healthz(State(app): State<App>) -> (StatusCode, Json<serde_json::Value>) {
+    let open = app.metrics.open_window();
     let state = app.state.lock().unwrap_or_else(|e| e.into_inner());
-    let h = health::evaluate(&state, Utc::now(), app.max_age);
+    let h = health::overdue_window(open)
+        .unwrap_or_else(|| health::evaluate(&state, Utc::now(), app.max_age));
     let code = if h.healthy {
         StatusCode::OK
     } else {

@@ -470,15 +470,21 @@ impl Metrics {
         *self.inner.journal.lock().unwrap_or_else(|e| e.into_inner()) = Some(journal);
     }
 
-    /// The text exposition, in the classic text format ([`CONTENT_TYPE`]).
-    pub fn encode(&self) -> String {
+    /// The open stop window from the watched journal, as `(open seconds,
+    /// limit)`; `None` when none is open (or no journal is watched).
+    pub fn open_window(&self) -> Option<(i64, Option<u64>)> {
         let journal = self
             .inner
             .journal
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let open = journal.and_then(|j| j.open_window());
+        journal.and_then(|j| j.open_window())
+    }
+
+    /// The text exposition, in the classic text format ([`CONTENT_TYPE`]).
+    pub fn encode(&self) -> String {
+        let open = self.open_window();
         let _consistent = self
             .inner
             .consistent
