@@ -12,16 +12,7 @@ use common::*;
 
 #[test]
 fn a_restore_killed_inside_its_window_is_recovered_by_the_running_daemon() {
-    let stack = Stack::up_with(
-        "stackshot-e2e-orphan",
-        &[
-            &root().join("tests/stack/docker-compose.yml"),
-            &root().join("tests/stack/daemon.override.yml"),
-        ],
-        &[],
-    );
-    stack.wait_for_databases();
-    stack.wait_for_daemon();
+    let stack = Stack::up_daemon("stackshot-e2e-orphan");
     // Enough data that the restore's window lasts a few seconds.
     let seed = stack.exec(
         "app",

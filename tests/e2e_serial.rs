@@ -20,16 +20,7 @@ fn now_nanos() -> i64 {
 
 #[test]
 fn a_backup_waits_for_a_drill_and_a_restore_beside_it_is_refused() {
-    let stack = Stack::up_with(
-        "stackshot-e2e-serial",
-        &[
-            &root().join("tests/stack/docker-compose.yml"),
-            &root().join("tests/stack/daemon.override.yml"),
-        ],
-        &[],
-    );
-    stack.wait_for_databases();
-    stack.wait_for_daemon();
+    let stack = Stack::up_daemon("stackshot-e2e-serial");
     let (code, report, stderr) = stack.backup(&[]);
     assert_eq!(code, 0, "{report}\n{stderr}");
 

@@ -5,6 +5,7 @@
 
 pub mod command;
 pub mod rows;
+pub mod sql_text;
 pub mod sqlite_worker;
 pub mod stats;
 

@@ -12,6 +12,7 @@
 //! stdin;` or `\.` counts for nothing. Pure: fed in chunks cut anywhere, it
 //! keeps at most one line (never a long `COPY` row).
 
+use super::sql_text::{self, dollar_tag, is_ident_byte, trim_eol};
 use super::stats::TableRows;
 
 /// Tokens kept from the start of a statement: `INSERT IGNORE INTO db . t VALUES`.
@@ -193,20 +194,15 @@ impl RowCounter {
 
     /// The MariaDB client's `DELIMITER x` line.
     fn delimiter_line(&mut self, line: &[u8]) -> bool {
-        let text = trim_eol(line).trim_ascii_start();
-        let Some(word) = text.get(..10) else {
-            return false;
-        };
-        if !word[..9].eq_ignore_ascii_case(b"DELIMITER") || !word[9].is_ascii_whitespace() {
-            return false;
+        match sql_text::delimiter_command(line) {
+            None => false,
+            Some(d) => {
+                if let Some(d) = d {
+                    self.delimiter = d;
+                }
+                true
+            }
         }
-        if let Some(d) = text[10..]
-            .split(|b| b.is_ascii_whitespace())
-            .find(|w| !w.is_empty())
-        {
-            self.delimiter = d.to_vec();
-        }
-        true
     }
 
     fn code(&mut self, line: &[u8], i: usize) -> usize {
@@ -636,29 +632,6 @@ fn conninfo_dbname(s: &[u8]) -> Option<Vec<u8>> {
         }
     }
     None
-}
-
-/// A byte of an unquoted name (any byte of a multi-byte UTF-8 letter too).
-fn is_ident_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
-}
-
-/// The dollar-quote tag at the start of `s` (`$$`, `$tag$`), if one is.
-fn dollar_tag(s: &[u8]) -> Option<Vec<u8>> {
-    let body = &s[1..];
-    let len = body
-        .iter()
-        .take_while(|&&c| is_ident_byte(c) && c != b'$')
-        .count();
-    if body.get(len) != Some(&b'$') || body.first().is_some_and(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(s[..len + 2].to_vec())
-}
-
-fn trim_eol(line: &[u8]) -> &[u8] {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 /// Counts the rows of a whole dump held in memory.

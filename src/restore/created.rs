@@ -10,6 +10,7 @@
 //! name unquoted exactly (`"my db"`, `"a""b"`, `` `x``y` ``). Pure: fed line by
 //! line, it holds at most one statement's first few tokens.
 
+use crate::dumps::sql_text::{self, dollar_tag, is_ident_byte, trim_eol};
 use crate::labels::Engine as DbEngine;
 
 /// Tokens kept from the start of a statement: `CREATE DATABASE IF NOT EXISTS name`.
@@ -173,20 +174,15 @@ impl Scanner {
 
     /// The MariaDB client's `DELIMITER x` line, at a statement's start.
     fn delimiter_command(&mut self, line: &[u8]) -> bool {
-        let text = trim_eol(line).trim_ascii_start();
-        let Some(word) = text.get(..10) else {
-            return false;
-        };
-        if !word[..9].eq_ignore_ascii_case(b"DELIMITER") || !word[9].is_ascii_whitespace() {
-            return false;
+        match sql_text::delimiter_command(line) {
+            None => false,
+            Some(d) => {
+                if let Some(d) = d {
+                    self.delimiter = d;
+                }
+                true
+            }
         }
-        if let Some(d) = text[10..]
-            .split(|b| b.is_ascii_whitespace())
-            .find(|w| !w.is_empty())
-        {
-            self.delimiter = d.to_vec();
-        }
-        true
     }
 
     /// Plain SQL at `line[i]`; returns where to go on.
@@ -421,30 +417,6 @@ fn is_copy_from_stdin(head: &[Token], tail: &[Option<Token>; 2]) -> bool {
     let word =
         |t: Option<&Token>, w: &str| matches!(t, Some(Token::Word(x)) if x.eq_ignore_ascii_case(w));
     word(head.first(), "COPY") && word(tail[0].as_ref(), "FROM") && word(tail[1].as_ref(), "stdin")
-}
-
-/// A byte of an unquoted identifier (any byte of a multi-byte UTF-8 letter too).
-fn is_ident_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
-}
-
-/// The dollar-quote tag at the start of `s` (`$$`, `$tag$`), if one is.
-fn dollar_tag(s: &[u8]) -> Option<Vec<u8>> {
-    let body = &s[1..];
-    let len = body
-        .iter()
-        .take_while(|&&c| is_ident_byte(c) && c != b'$')
-        .count();
-    if body.get(len) != Some(&b'$') || body.first().is_some_and(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(s[..len + 2].to_vec())
-}
-
-/// `line` without its line ending.
-fn trim_eol(line: &[u8]) -> &[u8] {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 #[cfg(test)]

@@ -160,6 +160,23 @@ impl Stack {
         stack
     }
 
+    /// The test stack with its sidecar as the daemon
+    /// (`tests/stack/daemon.override.yml`), brought up as `project`, once its
+    /// databases serve and the daemon answers.
+    pub fn up_daemon(project: &str) -> Stack {
+        let s = Stack::up_with(
+            project,
+            &[
+                &root().join("tests/stack/docker-compose.yml"),
+                &root().join("tests/stack/daemon.override.yml"),
+            ],
+            &[],
+        );
+        s.wait_for_databases();
+        s.wait_for_daemon();
+        s
+    }
+
     /// The test stack with `tests/stack/<file>` over it, brought up as
     /// `project`, once its databases serve.
     pub fn up_overridden(project: &str, file: &str) -> Stack {
