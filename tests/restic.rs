@@ -561,7 +561,13 @@ async fn merged_snapshot_reads_with_plain_restic() {
         .unwrap();
     let locks = Path::new(&repo).join("locks");
     for _ in 0..200 {
-        if std::fs::read_dir(&locks).unwrap().next().is_some() {
+        // Only a finished lock file counts: restic may write it under a
+        // temporary name first and rename it.
+        let written = std::fs::read_dir(&locks).unwrap().flatten().any(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
+        });
+        if written {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));

@@ -42,6 +42,10 @@ pub async fn refuse_if_exclusively_locked(restic: &Restic, repo_dir: &Path) -> R
     };
     for entry in entries.flatten() {
         let id = entry.file_name().to_string_lossy().to_string();
+        // A half-written lock (restic writes a temporary file, then renames it).
+        if !crate::restic::locks::is_lock_id(&id) {
+            continue;
+        }
         // A lock that vanished meanwhile is no lock.
         let Ok(text) = restic.run(&["--no-lock", "cat", "lock", &id]).await else {
             continue;

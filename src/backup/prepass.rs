@@ -50,20 +50,50 @@ pub async fn run(
     Ok(Some(snap))
 }
 
+/// How long [`forget`] waits for a lock held by another restic (another
+/// node's or stack's backup into the same repository: `restic forget` needs
+/// the repository to itself).
+const FORGET_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(90);
+
 /// Forgets the parts named (best effort: a part left behind is forgotten by
-/// the next run). Prunes nothing: retention does.
+/// the next run, see [`forget_leftovers`]). While another restic holds the
+/// repository, it tries again for up to [`FORGET_LOCK_WAIT`]. Prunes
+/// nothing: retention does.
 pub async fn forget(restic: &Restic, ids: &[String]) {
     if ids.is_empty() {
         return;
     }
     let mut args = vec!["forget"];
     args.extend(ids.iter().map(String::as_str));
-    match restic.run(&args).await {
-        Ok(_) => tracing::info!(parts = ids.len(), "run parts forgotten"),
-        Err(e) => {
-            tracing::warn!(error = %format!("{e:#}"), "could not forget the run's parts; the next run will")
+    let deadline = tokio::time::Instant::now() + FORGET_LOCK_WAIT;
+    let mut pause = std::time::Duration::from_secs(1);
+    loop {
+        match restic.run(&args).await {
+            Ok(_) => {
+                tracing::info!(parts = ids.len(), "run parts forgotten");
+                return;
+            }
+            Err(e) if is_locked(&e) && tokio::time::Instant::now() + pause < deadline => {
+                tracing::info!(
+                    retry_in_s = pause.as_secs(),
+                    "the repository is locked by another restic; forgetting the run's parts later"
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(10));
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "could not forget the run's parts; the next run will");
+                return;
+            }
         }
     }
+}
+
+/// True when restic refused because another process holds a lock: exit
+/// code 11 from restic 0.17, the message before.
+fn is_locked(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    text.contains("exit code 11") || text.contains("already locked")
 }
 
 /// How long the window and dumps parts of a run whose merge failed are
@@ -76,8 +106,10 @@ pub const FAILED_PARTS_MAX_AGE: chrono::TimeDelta = chrono::TimeDelta::days(7);
 /// (`BACKUP_HOST`): another stack of the same project name that backs up
 /// into the same repository as another host may be using its pre-pass right
 /// now. Pre-passes that runs which died left (parents, never a backup) go at
-/// once. The window and dumps parts of a run whose merge failed are kept on
-/// purpose (nothing lost), but not forever: older than
+/// once, and so do the parts of a run whose merged snapshot exists (its
+/// forget was refused, say, while another host's backup held the
+/// repository). The window and dumps parts of a run whose merge failed are
+/// kept on purpose (nothing lost), but not forever: older than
 /// [`FAILED_PARTS_MAX_AGE`], they are forgotten too, so their data goes
 /// with retention's next prune. Returns a note for the run's report when
 /// any were.
@@ -87,22 +119,23 @@ pub async fn forget_leftovers(
     host: &str,
 ) -> Result<Option<String>> {
     let project_tag = format!("project={project}");
-    let tagged = restic.snapshots(&[PART_TAG, &project_tag]).await?;
-    let (prepasses, aged) = leftovers(of_host(tagged, host), chrono::Utc::now());
-    if !prepasses.is_empty() {
+    let of_project = of_host(restic.snapshots(&[&project_tag]).await?, host);
+    let (parts, backups): (Vec<SnapshotInfo>, Vec<SnapshotInfo>) = of_project
+        .into_iter()
+        .partition(|s| s.tags.iter().any(|t| t == PART_TAG));
+    let merged: std::collections::BTreeSet<&str> = backups.iter().filter_map(run_of).collect();
+    let (now, aged) = leftovers(parts, &merged, chrono::Utc::now());
+    if !now.is_empty() {
         tracing::warn!(
-            parts = prepasses.len(),
-            "forgetting pre-passes left by an interrupted run"
+            parts = now.len(),
+            "forgetting the pre-passes and merged parts earlier runs left"
         );
-        forget(restic, &prepasses).await;
+        forget(restic, &now).await;
     }
     if aged.is_empty() {
         return Ok(None);
     }
-    let runs: std::collections::BTreeSet<&str> = aged
-        .iter()
-        .filter_map(|s| s.tags.iter().find_map(|t| t.strip_prefix("run=")))
-        .collect();
+    let runs: std::collections::BTreeSet<&str> = aged.iter().filter_map(run_of).collect();
     let note = format!(
         "forgot {} part snapshot(s) kept by run(s) {} whose merge failed over {} days ago",
         aged.len(),
@@ -114,18 +147,26 @@ pub async fn forget_leftovers(
     Ok(Some(note))
 }
 
-/// Of this host's part snapshots: the pre-passes (every one), and the other
-/// parts older than [`FAILED_PARTS_MAX_AGE`] at `now`. A part whose time
-/// cannot be read is kept. Pure.
+/// The run id a snapshot's `run=` tag names.
+fn run_of(s: &SnapshotInfo) -> Option<&str> {
+    s.tags.iter().find_map(|t| t.strip_prefix("run="))
+}
+
+/// Of this host's part snapshots: those to forget at once (every pre-pass,
+/// and every part of a run in `merged`), and the other parts older than
+/// [`FAILED_PARTS_MAX_AGE`] at `now`. A part whose time cannot be read is
+/// kept. Pure.
 fn leftovers(
     parts: Vec<SnapshotInfo>,
+    merged: &std::collections::BTreeSet<&str>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> (Vec<String>, Vec<SnapshotInfo>) {
-    let mut prepasses = Vec::new();
+    let mut at_once = Vec::new();
     let mut aged = Vec::new();
     for s in parts {
-        if s.tags.iter().any(|t| t == "part=prepass") {
-            prepasses.push(s.id);
+        let prepass = s.tags.iter().any(|t| t == "part=prepass");
+        if prepass || run_of(&s).is_some_and(|r| merged.contains(r)) {
+            at_once.push(s.id);
             continue;
         }
         let old = chrono::DateTime::parse_from_rfc3339(&s.time)
@@ -134,7 +175,7 @@ fn leftovers(
             aged.push(s);
         }
     }
-    (prepasses, aged)
+    (at_once, aged)
 }
 
 /// The snapshots written as `host`.
@@ -178,11 +219,42 @@ mod tests {
         )
         .unwrap();
         let now = "2026-03-10T00:00:00Z".parse().unwrap();
-        let (prepasses, aged) = leftovers(snaps, now);
+        let (prepasses, aged) = leftovers(snaps, &Default::default(), now);
         assert_eq!(prepasses, ["pre"]);
         assert_eq!(
             aged.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
             ["old-files", "old-dumps"]
         );
+    }
+
+    /// The parts of a run whose merged snapshot exists go at once, whatever
+    /// their age: only the parts of a failed merge wait a week.
+    #[test]
+    fn parts_of_a_merged_run_go_at_once() {
+        let snaps: Vec<SnapshotInfo> = serde_json::from_str(
+            r#"[{"id":"merged-files","time":"2026-03-09T00:00:00Z","tags":["stackshot-part","part=files","run=r5"]},
+                {"id":"merged-dumps","time":"2026-03-09T00:00:01Z","tags":["stackshot-part","part=dumps","run=r5"]},
+                {"id":"failed-files","time":"2026-03-09T00:00:00Z","tags":["stackshot-part","part=files","run=r6"]}]"#,
+        )
+        .unwrap();
+        let now = "2026-03-10T00:00:00Z".parse().unwrap();
+        let merged = std::collections::BTreeSet::from(["r5"]);
+        let (at_once, aged) = leftovers(snaps, &merged, now);
+        assert_eq!(at_once, ["merged-files", "merged-dumps"]);
+        assert!(aged.is_empty());
+    }
+
+    #[test]
+    fn a_lock_refusal_is_recognised_in_both_restic_forms() {
+        let old = anyhow::anyhow!(
+            "restic forget failed for repository /r (exit code 1): unable to create lock in backend: repository is already locked by PID 7 on node2"
+        );
+        let new = anyhow::anyhow!(
+            "restic forget failed for repository /r (exit code 11: the repository is locked; if no other restic runs, `restic unlock` removes stale locks): unable to create lock"
+        );
+        let other = anyhow::anyhow!(
+            "restic forget failed for repository /r (exit code 1): no such snapshot"
+        );
+        assert!(is_locked(&old) && is_locked(&new) && !is_locked(&other));
     }
 }
