@@ -269,7 +269,15 @@ async fn backup_then_snapshots_and_unlock() {
     // (restic does not take a lock over an exclusive stale one, so both are
     // shared: `restic backup --stdin` holds one while it waits for data.)
     let locks_dir = Path::new(&repo_path(&dir)).join("locks");
-    let count = || std::fs::read_dir(&locks_dir).unwrap().count();
+    // Finished lock files only: restic may write one under a temporary name
+    // first and rename it.
+    let count = || {
+        std::fs::read_dir(&locks_dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| stackshot::restic::locks::is_lock_id(&e.file_name().to_string_lossy()))
+            .count()
+    };
     let mut stale = hold_shared_lock(dir.path(), &repo_path(&dir));
     wait_locks(&count, 1);
     stale.kill().unwrap(); // SIGKILL: restic cannot remove its lock
@@ -464,7 +472,7 @@ fn plain(dir: &Path, repo: &str, args: &[&str]) -> std::process::Output {
 /// checks with --read-data, also after the parts are forgotten and pruned.
 #[tokio::test]
 async fn merged_snapshot_reads_with_plain_restic() {
-    use stackshot::backup::merge::{MergeInto, merge_blocking, refuse_if_exclusively_locked};
+    use stackshot::backup::merge::{MergeInto, merge_blocking};
     let dir = TempDir::new().unwrap();
     let repo = repo_path(&dir);
     let r = restic(dir.path(), &repo, PASSWORD);
@@ -478,9 +486,17 @@ async fn merged_snapshot_reads_with_plain_restic() {
     let a = plain_backup(dir.path(), &repo, &src, &["volumes"], "part");
     let b = plain_backup(dir.path(), &repo, &src, &["databases"], "part");
 
-    refuse_if_exclusively_locked(&r, Path::new(&repo))
-        .await
-        .unwrap();
+    // The run's lock, held while rustic writes: a prune started meanwhile
+    // is refused.
+    let mut lock = r.hold_lock().await.unwrap();
+    let keys = |dir: &Path| {
+        let out = plain(dir, &repo, &["key", "list", "--json"]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len()
+    };
     let stop = chrono::DateTime::parse_from_rfc3339("2026-11-22T02:00:01.5Z")
         .unwrap()
         .with_timezone(&chrono::Utc);
@@ -496,6 +512,23 @@ async fn merged_snapshot_reads_with_plain_restic() {
         },
     )
     .unwrap();
+    let pruned = plain(dir.path(), &repo, &["prune"]);
+    assert!(
+        !pruned.status.success(),
+        "a prune ran beside the run's lock"
+    );
+    assert!(
+        String::from_utf8_lossy(&pruned.stderr).contains("locked"),
+        "{}",
+        String::from_utf8_lossy(&pruned.stderr)
+    );
+    lock.check(&r).await.unwrap();
+    lock.release(&r).await.unwrap();
+    assert!(
+        r.lock_ids().await.unwrap().is_empty(),
+        "the run's lock stayed behind"
+    );
+    assert_eq!(keys(dir.path()), 1, "holding the lock added a key");
     let out = plain(dir.path(), &repo, &["forget", &a, &b, "--prune"]);
     assert!(
         out.status.success(),
@@ -548,7 +581,8 @@ async fn merged_snapshot_reads_with_plain_restic() {
     );
 
     // An exclusive lock held elsewhere (`restic key passwd` holds one while it
-    // waits for the new password on stdin): refused, naming the holder.
+    // waits for the new password on stdin): the run's lock is refused, in
+    // restic's words, naming the holder.
     let mut holder = std::process::Command::new("restic")
         .args(["key", "passwd"])
         .env("RESTIC_REPOSITORY", &repo)
@@ -559,23 +593,16 @@ async fn merged_snapshot_reads_with_plain_restic() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let locks = Path::new(&repo).join("locks");
     for _ in 0..200 {
-        // Only a finished lock file counts: restic may write it under a
-        // temporary name first and rename it.
-        let written = std::fs::read_dir(&locks).unwrap().flatten().any(|e| {
-            let name = e.file_name().to_string_lossy().to_string();
-            name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
-        });
-        if written {
+        if !r.lock_ids().await.unwrap().is_empty() {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let refused = refuse_if_exclusively_locked(&r, Path::new(&repo)).await;
+    let refused = r.hold_lock().await;
     let _ = holder.kill();
     let _ = holder.wait();
     let e = format!("{:#}", refused.unwrap_err());
-    assert!(e.contains("locked exclusively by root@"), "{e}");
-    assert!(e.contains(&format!("(pid {}", holder.id())), "{e}");
+    assert!(e.contains("locked exclusively"), "{e}");
+    assert!(e.contains(&format!("PID {}", holder.id())), "{e}");
 }

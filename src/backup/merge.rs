@@ -2,25 +2,23 @@
 //! and the pinned dumps' snapshot (`/databases`, the same moment) become one
 //! snapshot that plain restic reads.
 //!
-//! restic has no merge; rustic_core does (`Repository::merge_snapshots`): it
-//! writes only the new root tree and the snapshot file. It ignores restic's
-//! locks, so before merging we look for an exclusive lock (a `prune` running
-//! elsewhere could delete the new tree's pack) and refuse if there is one.
-//! The merged snapshot's trees are loaded back before the parts are forgotten;
-//! on any failure the parts stay, and the run says so.
+//! restic has no merge; rustic_core does (`Repository::merge_trees`): it
+//! writes only the new root tree and the snapshot file. It takes no restic
+//! lock: the run holds one meanwhile ([`crate::restic::hold`]), so that no
+//! prune deletes the new tree's pack. The merged snapshot is read back from a
+//! fresh index, every tree, and every blob it references is checked to be in
+//! the index and in a pack that exists ([`verify_complete`]) before the parts
+//! are forgotten; on any failure the parts stay, and the run says so.
 //!
 //! Only a local repository (a mounted directory) is merged: stackshot builds
 //! rustic's local backend only. Other repositories use the full window.
 
-use std::path::Path;
-
 use anyhow::{Context as _, Result, anyhow, bail};
 use chrono::{DateTime, Utc};
-use rustic_core::repofile::SnapshotFile;
+use rustic_core::repofile::{PackId, SnapshotFile};
 use rustic_core::{StringList, last_modified_node};
 
-use crate::restic::Restic;
-use crate::restic::rustic::{Indexed, open_indexed};
+use crate::restic::rustic::{FullyIndexed, Indexed, open_fully_indexed, open_indexed};
 
 /// What the merged snapshot carries.
 #[derive(Debug, Clone)]
@@ -31,37 +29,6 @@ pub struct MergeInto<'a> {
     pub tags: &'a [String],
     /// Its time: the moment the containers were stopped.
     pub time: DateTime<Utc>,
-}
-
-/// Fails when another process holds an exclusive lock on the repository
-/// (`restic prune`, `check`, …): rustic would not see it.
-pub async fn refuse_if_exclusively_locked(restic: &Restic, repo_dir: &Path) -> Result<()> {
-    let locks = repo_dir.join("locks");
-    let Ok(entries) = std::fs::read_dir(&locks) else {
-        return Ok(());
-    };
-    for entry in entries.flatten() {
-        let id = entry.file_name().to_string_lossy().to_string();
-        // A half-written lock (restic writes a temporary file, then renames it).
-        if !crate::restic::locks::is_lock_id(&id) {
-            continue;
-        }
-        // A lock that vanished meanwhile is no lock.
-        let Ok(text) = restic.run(&["--no-lock", "cat", "lock", &id]).await else {
-            continue;
-        };
-        let lock: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        if lock["exclusive"] == true {
-            bail!(
-                "the repository is locked exclusively by {}@{} (pid {}, since {}): merging now could lose data; the parts are kept",
-                lock["username"].as_str().unwrap_or("?"),
-                lock["hostname"].as_str().unwrap_or("?"),
-                lock["pid"],
-                lock["time"].as_str().unwrap_or("?")
-            );
-        }
-    }
-    Ok(())
 }
 
 fn open(repo_dir: &str, password: &str) -> Result<Indexed> {
@@ -126,7 +93,7 @@ pub fn merge_blocking(
         .context("cannot save the merged snapshot")?;
     // Load it back from the repository as it is now on disk (a fresh index),
     // every tree, before anything is forgotten.
-    let repo = open(repo_dir, password)?;
+    let repo = open_fully_indexed(repo_dir, password, "reading the merge back")?;
     let merged = repo
         .get_all_snapshots()
         .map_err(|e| anyhow!("{e}"))
@@ -135,16 +102,80 @@ pub fn merge_blocking(
         .find(|s| s.tree == tree && s.time == time && s.hostname == into.host)
         .ok_or_else(|| anyhow!("the merged snapshot is not in the repository"))?;
     let id = merged.id.to_hex().as_str().to_string();
-    let mut pending = vec![tree];
+    let found = verify_complete(&repo, tree, &id)?;
+    tracing::debug!(snapshot = %id, trees = found.trees, blobs = found.blobs, packs = found.packs, "merged snapshot read back, every blob in place");
+    Ok(id)
+}
+
+/// What [`verify_complete`] walked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Complete {
+    /// Trees read.
+    pub trees: usize,
+    /// Blobs (trees and file contents) found in the index.
+    pub blobs: usize,
+    /// Packs they are in, each found in the repository.
+    pub packs: usize,
+}
+
+/// Reads every tree of the snapshot `id` (root `tree`) and checks that every
+/// blob it references, file contents included, is in the index and that the
+/// pack the index names exists: a snapshot is only reported when all its data
+/// is there. `repo` must have been opened after the snapshot was written.
+pub fn verify_complete(
+    repo: &FullyIndexed,
+    tree: rustic_core::TreeId,
+    id: &str,
+) -> Result<Complete> {
+    use std::collections::HashSet;
+    let mut packs: HashSet<PackId> = HashSet::new();
+    let mut blobs = 0usize;
     let mut trees = 0usize;
+    let mut pending = vec![tree];
     while let Some(t) = pending.pop() {
+        let entry = repo
+            .get_index_entry(&t)
+            .map_err(|e| anyhow!("{e}"))
+            .with_context(|| format!("the merged snapshot {id} names a tree the index lacks"))?;
+        packs.insert(entry.pack);
         let tree = repo
             .get_tree(&t)
             .map_err(|e| anyhow!("{e}"))
             .with_context(|| format!("the merged snapshot {id} has an unreadable tree"))?;
         trees += 1;
-        pending.extend(tree.nodes.iter().filter_map(|n| n.subtree));
+        blobs += 1;
+        for node in &tree.nodes {
+            pending.extend(node.subtree);
+            for data in node.content.iter().flatten() {
+                let entry = repo
+                    .get_index_entry(data)
+                    .map_err(|e| anyhow!("{e}"))
+                    .with_context(|| {
+                        format!(
+                            "the merged snapshot {id} names data of {} the index lacks",
+                            node.name().to_string_lossy()
+                        )
+                    })?;
+                packs.insert(entry.pack);
+                blobs += 1;
+            }
+        }
     }
-    tracing::debug!(snapshot = %id, trees, "merged snapshot read back");
-    Ok(id)
+    let present: HashSet<PackId> = repo
+        .list::<PackId>()
+        .map_err(|e| anyhow!("{e}"))
+        .context("cannot list the repository's packs")?
+        .collect();
+    let missing = packs.iter().filter(|p| !present.contains(p)).count();
+    if missing > 0 {
+        bail!(
+            "{missing} of the {} pack(s) the merged snapshot {id} needs are gone from the repository (pruned meanwhile?)",
+            packs.len()
+        );
+    }
+    Ok(Complete {
+        trees,
+        blobs,
+        packs: packs.len(),
+    })
 }

@@ -31,6 +31,7 @@ use crate::container::ContainerInfo;
 use crate::dumps::{self, DATABASES_DIR, DumpResult, Prepared};
 use crate::plan::Plan;
 use crate::report::{Phase, RunReport, SnapshotReport};
+use crate::restic::hold::HeldLock;
 
 /// How a short-window run ended.
 pub enum Short {
@@ -57,8 +58,13 @@ fn phase(r: &mut RunReport, name: &str, t: Instant) {
     });
 }
 
-/// Runs the short window. `prepared` are the checked databases, `unpinnable`
-/// the indexes among them (with the reason) that are dumped inside the window.
+/// Runs the short window. `prepared` are the checked databases, `in_window`
+/// the indexes among them that are dumped inside the window.
+///
+/// From before the pre-pass until the merged snapshot is checked, a restic
+/// lock is held in the repository ([`HeldLock`]): rustic takes none, and a
+/// prune must not run while it writes. The run's parts are forgotten after
+/// that lock is let go (`restic forget` needs the repository to itself).
 pub async fn run(
     ctx: &Context,
     shutdown: &Shutdown,
@@ -67,6 +73,44 @@ pub async fn run(
     sidecar: &ContainerInfo,
     prepared: &[Prepared],
     in_window: &[usize],
+) -> Result<Short> {
+    let t = Instant::now();
+    let mut lock =
+        ctx.restic.hold_lock().await.context(
+            "the short window holds a restic lock while rustic writes; nothing was stopped",
+        )?;
+    phase(r, "lock", t);
+    let mut forget_after = Vec::new();
+    let result = run_locked(
+        ctx,
+        shutdown,
+        r,
+        plan,
+        sidecar,
+        (prepared, in_window),
+        &mut lock,
+        &mut forget_after,
+    )
+    .await;
+    if let Err(e) = lock.release(&ctx.restic).await {
+        tracing::warn!(error = %format!("{e:#}"), "the run's repository lock");
+    }
+    prepass::forget(&ctx.restic, &forget_after).await;
+    result
+}
+
+/// [`run`], with the repository locked; the parts to forget once the lock is
+/// let go are added to `forget_after`.
+#[allow(clippy::too_many_arguments)]
+async fn run_locked(
+    ctx: &Context,
+    shutdown: &Shutdown,
+    r: &mut RunReport,
+    plan: &Plan,
+    sidecar: &ContainerInfo,
+    (prepared, in_window): (&[Prepared], &[usize]),
+    lock: &mut HeldLock,
+    forget_after: &mut Vec<String>,
 ) -> Result<Short> {
     let run_id = r.run_id.clone();
     let target = Target {
@@ -131,7 +175,7 @@ pub async fn run(
             // Nothing was stopped: the full window takes the run (the
             // unstarted file worker goes with the run's clean-up).
             drop(files_pass);
-            prepass::forget(&ctx.restic, &parts).await;
+            forget_after.extend(parts.iter().cloned());
             return Ok(Short::Fallback(format!(
                 "a database could not be made ready to pin: {e:#}"
             )));
@@ -205,7 +249,7 @@ pub async fn run(
     let (w, pin_errors) = match result {
         Ok(v) => v,
         Err(e) => {
-            prepass::forget(&ctx.restic, &parts).await;
+            forget_after.extend(parts.iter().cloned());
             return Err(e);
         }
     };
@@ -214,7 +258,7 @@ pub async fn run(
     }
     r.notes.extend(w.files_note.clone());
     if !restart_failed.is_empty() {
-        prepass::forget(&ctx.restic, &parts).await;
+        forget_after.extend(parts.iter().cloned());
         return Err(anyhow!(
             "containers are NOT running again: {}",
             restart_failed.join("; ")
@@ -246,7 +290,7 @@ pub async fn run(
     }
     if out_of_space {
         // The full window would dump into the same full disk, with the stack down.
-        prepass::forget(&ctx.restic, &parts).await;
+        forget_after.extend(parts.iter().cloned());
         return Err(anyhow!(
             "{}; not repeated in the full window (the dumps would not fit there either): give {} more space",
             problems.join("; "),
@@ -254,7 +298,7 @@ pub async fn run(
         ));
     }
     if !problems.is_empty() {
-        prepass::forget(&ctx.restic, &parts).await;
+        forget_after.extend(parts.iter().cloned());
         return Ok(Short::Fallback(problems.join("; ")));
     }
 
@@ -279,7 +323,7 @@ pub async fn run(
         match s {
             Ok(s) => Some(s),
             Err(e) => {
-                prepass::forget(&ctx.restic, &parts).await;
+                forget_after.extend(parts.iter().cloned());
                 return Err(e);
             }
         }
@@ -302,7 +346,6 @@ pub async fn run(
         svc.extend(plan.dumps.iter().map(|d| d.container.service.as_str()));
     }
     let tags = target.tags("atomic", &svc);
-    merge::refuse_if_exclusively_locked(&ctx.restic, Path::new(&repo_dir)).await?;
     let into_host = plan.host.clone();
     let stop_time = w.stop_time;
     let to_merge = merged_parts.clone();
@@ -330,11 +373,22 @@ pub async fn run(
         Ok(id) => id,
         Err(e) => {
             // Keep the parts (nothing lost); only the pre-pass goes.
-            prepass::forget(&ctx.restic, &pre_id.into_iter().collect::<Vec<_>>()).await;
+            forget_after.extend(pre_id);
             return Err(e);
         }
     };
-    prepass::forget(&ctx.restic, &parts).await;
+    // Held all along (restic refreshing it): no prune ran while rustic
+    // wrote, and the check above saw every blob in place. Else the parts stay.
+    if let Err(e) = lock.check(&ctx.restic).await {
+        // Not listed as a backup: a prune may yet take its data.
+        forget_after.extend(pre_id.into_iter().chain([merged.clone()]));
+        return Err(e.context(format!(
+            "the merged snapshot {} is not trusted; the window's snapshots {} are kept",
+            &merged[..8],
+            merged_parts.join(", ")
+        )));
+    }
+    forget_after.extend(parts.iter().cloned());
     phase(r, "merge", t);
     tracing::info!(
         seconds = t.elapsed().as_secs_f64(),

@@ -78,44 +78,58 @@ pub fn is_lock_id(name: &str) -> bool {
 }
 
 impl Restic {
-    /// The first exclusive lock in the repository, if any. A local
-    /// repository's `locks/` directory is read directly (no restic run when it
-    /// is empty, the usual case); any other is listed with restic. A lock that
+    /// The first exclusive lock in the repository, if any. A lock that
     /// vanishes while it is read was released, and is skipped.
     pub async fn exclusive_lock(&self) -> Result<Option<Lock>> {
-        let ids: Vec<String> = match super::rustic::local_path(self.settings.repository.expose()) {
-            Some(dir) => match std::fs::read_dir(std::path::Path::new(dir).join("locks")) {
-                Ok(entries) => entries
-                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                    .filter(|n| is_lock_id(n))
-                    .collect(),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-                Err(e) => {
-                    return Err(e).with_context(|| {
-                        format!("cannot list the locks of repository {}", self.repository())
-                    });
-                }
-            },
-            None => self
-                .run(&["--no-lock", "list", "locks"])
-                .await?
-                .lines()
-                .map(str::trim)
-                .filter(|n| is_lock_id(n))
-                .map(str::to_string)
-                .collect(),
-        };
-        for id in ids {
-            let Ok(json) = self.run(&["--no-lock", "cat", "lock", &id]).await else {
-                continue;
-            };
-            match Lock::parse(&json) {
-                Ok(lock) if lock.exclusive => return Ok(Some(lock)),
-                Ok(_) => {}
-                Err(e) => tracing::debug!(lock = %&id[..8], error = %e, "unreadable lock skipped"),
+        for id in self.lock_ids().await? {
+            match self.read_lock(&id).await {
+                Some(lock) if lock.exclusive => return Ok(Some(lock)),
+                _ => {}
             }
         }
         Ok(None)
+    }
+
+    /// The ids of the repository's lock files. A local repository's
+    /// `locks/` directory is read directly (no restic run when it is empty,
+    /// the usual case); any other is listed with restic.
+    pub async fn lock_ids(&self) -> Result<Vec<String>> {
+        Ok(
+            match super::rustic::local_path(self.settings.repository.expose()) {
+                Some(dir) => match std::fs::read_dir(std::path::Path::new(dir).join("locks")) {
+                    Ok(entries) => entries
+                        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                        .filter(|n| is_lock_id(n))
+                        .collect(),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                    Err(e) => {
+                        return Err(e).with_context(|| {
+                            format!("cannot list the locks of repository {}", self.repository())
+                        });
+                    }
+                },
+                None => self
+                    .run(&["--no-lock", "list", "locks"])
+                    .await?
+                    .lines()
+                    .map(str::trim)
+                    .filter(|n| is_lock_id(n))
+                    .map(str::to_string)
+                    .collect(),
+            },
+        )
+    }
+
+    /// One lock, or `None` when it is gone (released meanwhile) or unreadable.
+    pub async fn read_lock(&self, id: &str) -> Option<Lock> {
+        let json = self.run(&["--no-lock", "cat", "lock", id]).await.ok()?;
+        match Lock::parse(&json) {
+            Ok(lock) => Some(lock),
+            Err(e) => {
+                tracing::debug!(lock = %&id[..8.min(id.len())], error = %e, "unreadable lock skipped");
+                None
+            }
+        }
     }
 }
 

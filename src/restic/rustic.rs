@@ -20,10 +20,29 @@ pub fn local_path(repository: &str) -> Option<&str> {
     path.starts_with('/').then_some(path)
 }
 
+/// A repository with its key derived and its full index (each blob's pack
+/// and place) loaded.
+pub type FullyIndexed = Repository<rustic_core::IndexedFullStatus>;
+
 /// Opens the local repository at `repo_dir` and loads its index. Blocking
 /// (rustic is synchronous); `what` says what for, in errors. No cache: the
 /// repository is a local directory already.
 pub fn open_indexed(repo_dir: &str, password: &str, what: &str) -> Result<Indexed> {
+    open(repo_dir, password, what)?
+        .to_indexed_ids()
+        .map_err(|e| anyhow!("{e}"))
+        .with_context(|| format!("cannot read the repository's index for {what}"))
+}
+
+/// As [`open_indexed`], with the full index: where each blob is.
+pub fn open_fully_indexed(repo_dir: &str, password: &str, what: &str) -> Result<FullyIndexed> {
+    open(repo_dir, password, what)?
+        .to_indexed()
+        .map_err(|e| anyhow!("{e}"))
+        .with_context(|| format!("cannot read the repository's index for {what}"))
+}
+
+fn open(repo_dir: &str, password: &str, what: &str) -> Result<Repository<rustic_core::OpenStatus>> {
     let backends = BackendOptions::default()
         .repository(repo_dir)
         .to_backends()
@@ -34,10 +53,7 @@ pub fn open_indexed(repo_dir: &str, password: &str, what: &str) -> Result<Indexe
         .with_context(|| format!("cannot open the repository for {what}"))?
         .open(&Credentials::password(password))
         .map_err(|e| anyhow!("{e}"))
-        .with_context(|| format!("cannot open the repository for {what}"))?
-        .to_indexed_ids()
-        .map_err(|e| anyhow!("{e}"))
-        .with_context(|| format!("cannot read the repository's index for {what}"))
+        .with_context(|| format!("cannot open the repository for {what}"))
 }
 
 #[cfg(test)]
