@@ -100,6 +100,11 @@ pub struct Config {
     pub tz: Tz,
     /// One snapshot for volumes and dumps together.
     pub atomic: bool,
+    /// `APPEND_ONLY`: the repository refuses deletions (`rest-server
+    /// --append-only`, a B2 key without delete rights). A run forgets
+    /// nothing (its part snapshots stay, tagged `stackshot-part`), and
+    /// retention is the server's business.
+    pub append_only: bool,
     /// `restic forget` policy.
     pub retention: Retention,
     /// When to prune; `None`: after each successful backup.
@@ -231,6 +236,7 @@ impl Config {
             backup_cron,
             tz,
             atomic: opt(env, "ATOMIC_BACKUP", boolean)?.unwrap_or(true),
+            append_only: opt(env, "APPEND_ONLY", boolean)?.unwrap_or(false),
             retention: retention(env)?,
             prune_cron: opt(env, "PRUNE_CRON", cron)?,
             check_cron: opt(env, "CHECK_CRON", cron)?,
@@ -812,6 +818,16 @@ mod tests {
         assert_eq!(
             err(&[("STOP_TIMEOUT", "18446744073709551615s")]),
             "STOP_TIMEOUT=\"18446744073709551615s\": longer than an hour; accepted: a duration from 1s to 1h, such as 30s or 5m"
+        );
+    }
+
+    #[test]
+    fn append_only_is_a_boolean_and_off_by_default() {
+        assert!(!parse(&[]).unwrap().append_only);
+        assert!(parse(&[("APPEND_ONLY", "true")]).unwrap().append_only);
+        assert!(
+            err(&[("APPEND_ONLY", "sometimes")])
+                .starts_with("APPEND_ONLY=\"sometimes\": not a boolean")
         );
     }
 

@@ -427,6 +427,7 @@ mod tests {
             exclude_bind_mounts: false,
             self_id: None,
             full_window: None,
+            append_only: false,
         };
         // The app's task: its service is stopped (scaled to 0), once.
         let plan = crate::plan::build(&opts, &containers);

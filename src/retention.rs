@@ -54,11 +54,15 @@ pub fn forget_args(
     Some(args)
 }
 
+/// Why an append-only repository gets no retention from stackshot.
+pub const APPEND_ONLY_LINE: &str = "retention: skipped: the repository is append-only (APPEND_ONLY=true); forget and prune belong on the server, with a key that may delete";
+
 /// What retention did after a run: shown in the run's summary and JSON report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RetentionReport {
     /// `applied`, `off` (every `KEEP_*` rule is off), `scheduled` (on
-    /// `PRUNE_CRON`, not after each run) or `failed`.
+    /// `PRUNE_CRON`, not after each run), `server` (`APPEND_ONLY=true`: the
+    /// server's business) or `failed`.
     pub outcome: String,
     /// Snapshots the policy keeps.
     pub kept: usize,
@@ -75,6 +79,17 @@ impl RetentionReport {
     pub fn scheduled() -> RetentionReport {
         RetentionReport {
             outcome: "scheduled".into(),
+            kept: 0,
+            removed: vec![],
+            pruned: false,
+            error: None,
+        }
+    }
+
+    /// Retention left to the server: the repository is append-only.
+    pub fn append_only() -> RetentionReport {
+        RetentionReport {
+            outcome: "server".into(),
             kept: 0,
             removed: vec![],
             pruned: false,
@@ -114,6 +129,7 @@ impl RetentionReport {
             }
             "off" => "retention: off (every KEEP_* rule is off); kept everything".into(),
             "scheduled" => "retention: runs on PRUNE_CRON, not after each backup".into(),
+            "server" => APPEND_ONLY_LINE.into(),
             _ => format!(
                 "retention: FAILED: {}",
                 self.error.as_deref().unwrap_or("unknown reason")

@@ -68,6 +68,7 @@ pub fn plan_options(config: &Config, found: &Discovery) -> PlanOptions {
         exclude_bind_mounts: config.exclude_bind_mounts,
         self_id: found.self_container.as_ref().map(|c| c.id.clone()),
         full_window: full_window_reason(config),
+        append_only: config.append_only,
     }
 }
 
@@ -310,9 +311,11 @@ async fn run(
     }
     // Which databases are dumped inside the short window, and why.
     let mut in_window = Vec::new();
-    if plan.window_reason.is_none() {
+    if plan.window_reason.is_none() && !ctx.config.append_only {
         r.notes
             .extend(prepass::forget_leftovers(&ctx.restic, &plan.project, &plan.host).await?);
+    }
+    if plan.window_reason.is_none() {
         for (i, p) in prepared.iter().enumerate() {
             let why = match &p.plan.window_reason {
                 Some(why) => Some(why.clone()),

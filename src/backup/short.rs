@@ -95,7 +95,16 @@ pub async fn run(
     if let Err(e) = lock.release(&ctx.restic).await {
         tracing::warn!(error = %format!("{e:#}"), "the run's repository lock");
     }
-    prepass::forget(&ctx.restic, &forget_after).await;
+    if ctx.config.append_only {
+        if !forget_after.is_empty() {
+            r.notes.push(format!(
+                "the repository is append-only (APPEND_ONLY=true): this run's {} part snapshot(s) stay, tagged stackshot-part (no listing, retention or restore takes them)",
+                forget_after.len()
+            ));
+        }
+    } else {
+        prepass::forget(&ctx.restic, &forget_after).await;
+    }
     result
 }
 

@@ -582,6 +582,7 @@ mod tests {
                 exclude_bind_mounts: false,
                 self_id: Some(sidecar.id.clone()),
                 full_window: None,
+                append_only: false,
             },
             &cs,
         );
@@ -627,6 +628,7 @@ mod tests {
                 exclude_bind_mounts: false,
                 self_id: Some(sidecar.id.clone()),
                 full_window: None,
+                append_only: false,
             },
             &cs,
         );

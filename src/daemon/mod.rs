@@ -148,6 +148,9 @@ impl Daemon {
 
     async fn run_task(&self, task: Task) {
         match task {
+            Task::Prune if self.ctx.config.append_only => {
+                tracing::info!("{}", retention::APPEND_ONLY_LINE);
+            }
             Task::Prune => {
                 self.forget(true).await;
             }
@@ -278,7 +281,9 @@ impl Daemon {
         self.metrics.record_run(&report);
         self.metrics.set_running(false);
         if report.result == Outcome::Success {
-            report.retention = Some(if self.ctx.config.prune_cron.is_some() {
+            report.retention = Some(if self.ctx.config.append_only {
+                RetentionReport::append_only()
+            } else if self.ctx.config.prune_cron.is_some() {
                 RetentionReport::scheduled()
             } else {
                 match self.maintenance_lock() {

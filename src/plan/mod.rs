@@ -42,6 +42,8 @@ pub struct PlanOptions {
     /// Why the whole run uses the full stop window (`STOP_WINDOW=full`,
     /// split snapshots, a repository that cannot be merged); `None`: short.
     pub full_window: Option<String>,
+    /// `APPEND_ONLY=true`: the repository refuses deletions.
+    pub append_only: bool,
 }
 
 /// A container named in the plan.
@@ -262,6 +264,10 @@ pub struct Plan {
     pub window: String,
     /// Why the window is full, when it is.
     pub window_reason: Option<String>,
+    /// The repository refuses deletions (`APPEND_ONLY=true`): the run's part
+    /// snapshots stay, and retention is the server's.
+    #[serde(default)]
+    pub append_only: bool,
     /// Containers stopped for the window, in stop order.
     pub stop: Vec<StopEntry>,
     /// Database dumps.
@@ -488,6 +494,7 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
         }
         .into(),
         window_reason: opts.full_window.clone(),
+        append_only: opts.append_only,
         stop: vec![],
         dumps: vec![],
         volumes: vec![],

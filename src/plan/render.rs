@@ -76,6 +76,12 @@ pub fn render_table(plan: &Plan) -> String {
         }
     }
 
+    if plan.append_only {
+        out.push_str(
+            "Repository: append-only (APPEND_ONLY=true): a short-window run's part snapshots stay, tagged stackshot-part; retention belongs on the server\n",
+        );
+    }
+
     out.push_str(
         "\nStopped during the backup (dependents first, started again in reverse order):\n",
     );

@@ -28,6 +28,7 @@ pub(super) fn opts(cs: &[ContainerInfo]) -> PlanOptions {
             .find(|c| c.service == "backup")
             .map(|c| c.id.clone()),
         full_window: None,
+        append_only: false,
     }
 }
 
@@ -545,6 +546,15 @@ fn dumps_are_pinned_unless_the_window_is_full() {
         render_table(&plan)
             .contains("Stop window: full (dumps and files inside it): STOP_WINDOW=full")
     );
+
+    // APPEND_ONLY=true: the plan says what stays and whose retention is.
+    assert!(!render_table(&plan).contains("append-only"));
+    o.append_only = true;
+    let plan = build(&o, &cs);
+    assert!(plan.append_only);
+    assert!(render_table(&plan).contains(
+        "Repository: append-only (APPEND_ONLY=true): a short-window run's part snapshots stay, tagged stackshot-part; retention belongs on the server"
+    ));
 }
 
 #[test]
