@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Output;
 
 use common::*;
@@ -22,21 +21,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-/// The rclone binary scripts/install-test-deps installed (a static binary,
-/// mounted into the S3 container).
-fn rclone() -> PathBuf {
-    let out = std::process::Command::new("sh")
-        .args(["-c", "command -v rclone"])
-        .output()
-        .expect("sh");
-    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(
-        !path.is_empty(),
-        "tests/e2e_s3.rs needs rclone (with `serve s3`) on PATH: run scripts/install-test-deps"
-    );
-    std::fs::canonicalize(&path).unwrap()
 }
 
 #[test]

@@ -15,14 +15,19 @@ use common::*;
 use serde_json::Value;
 
 fn stack(project: &str) -> Stack {
-    let s = Stack::up_with(
-        project,
-        &[
-            &root().join("tests/stack/docker-compose.yml"),
-            &root().join("tests/stack/writer.override.yml"),
-        ],
-        &[],
-    );
+    stack_on(project, None, &[])
+}
+
+/// The writer's stack, with `repository` (an override file under
+/// tests/stack/) among its files and `env` for compose.
+fn stack_on(project: &str, repository: Option<&str>, env: &[(&str, &str)]) -> Stack {
+    let mut files = vec![
+        root().join("tests/stack/docker-compose.yml"),
+        root().join("tests/stack/writer.override.yml"),
+    ];
+    files.extend(repository.map(|r| root().join("tests/stack").join(r)));
+    let files: Vec<&Path> = files.iter().map(|f| f.as_path()).collect();
+    let s = Stack::up_with(project, &files, env);
     s.wait_for_databases();
     s.psql("CREATE TABLE IF NOT EXISTS writes (id int primary key)")
         .expect("pg writes table");
@@ -155,7 +160,52 @@ fn make_dumps_slow(stack: &Stack) {
 fn short_window_is_one_moment_with_writers_running_through_the_dumps() {
     let _serial = serial();
     let stack = stack("stackshot-e2e-window");
-    make_dumps_slow(&stack);
+    one_moment(&stack);
+}
+
+/// The same on a REST server (`rclone serve restic`): rustic writes the
+/// window's pass and the merge over HTTP.
+#[test]
+fn short_window_is_one_moment_on_a_rest_server() {
+    let _serial = serial();
+    let data = tempfile::tempdir().unwrap();
+    let rclone = rclone();
+    let stack = stack_on(
+        "stackshot-e2e-window-rest",
+        Some("rest.override.yml"),
+        &[
+            ("E2E_RCLONE", rclone.to_str().unwrap()),
+            ("E2E_REST_DATA", data.path().to_str().unwrap()),
+        ],
+    );
+    one_moment(&stack);
+    assert!(
+        data.path().join("stackshot/config").is_file(),
+        "the repository is not in the REST server's storage"
+    );
+}
+
+/// The same on S3 (`rclone serve s3`), the keys read from secret files.
+#[test]
+fn short_window_is_one_moment_on_s3() {
+    let _serial = serial();
+    let data = tempfile::tempdir().unwrap();
+    let rclone = rclone();
+    let stack = stack_on(
+        "stackshot-e2e-window-s3",
+        Some("s3.override.yml"),
+        &[
+            ("E2E_RCLONE", rclone.to_str().unwrap()),
+            ("E2E_S3_DATA", data.path().to_str().unwrap()),
+        ],
+    );
+    one_moment(&stack);
+}
+
+/// A short-window run with the writer writing through it: one snapshot of
+/// the stop's moment, that plain restic checks and restores.
+fn one_moment(stack: &Stack) {
+    make_dumps_slow(stack);
     wait_for("the writer to write", 60, || {
         (counter(&stack) >= 10).then_some(())
     });
@@ -219,7 +269,8 @@ fn short_window_is_one_moment_with_writers_running_through_the_dumps() {
         .iter()
         .map(|t| t.as_str().unwrap())
         .collect();
-    for want in ["stackshot", "project=stackshot-e2e-window", "mode=atomic"] {
+    let project = format!("project={}", stack.project);
+    for want in ["stackshot", project.as_str(), "mode=atomic"] {
         assert!(tags.contains(&want), "{tags:?}");
     }
     let check = stack.restic(&[], &["check", "--read-data"]);
@@ -268,7 +319,7 @@ fn short_window_is_one_moment_with_writers_running_through_the_dumps() {
     assert_pg_dump_restores(
         &stack,
         &r.join("databases/postgres/postgres-all.sql"),
-        "stackshot-e2e-window-pg",
+        &format!("{}-pg", stack.project),
     );
 }
 

@@ -248,9 +248,13 @@ impl Restic {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.binary);
         for (name, value) in &self.settings.env {
+            // The value was read from NAME_FILE already; restic refuses both
+            // (`-r` and `--repository-file` are mutually exclusive).
+            cmd.env_remove(format!("{name}_FILE"));
             cmd.env(name, value.expose());
         }
-        cmd.env("RESTIC_REPOSITORY", self.settings.repository.expose())
+        cmd.env_remove("RESTIC_REPOSITORY_FILE")
+            .env("RESTIC_REPOSITORY", self.settings.repository.expose())
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

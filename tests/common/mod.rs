@@ -137,6 +137,11 @@ impl Stack {
         .unwrap();
         std::fs::write(dir.path().join("secrets/redis"), "redis-secret-password\n").unwrap();
         std::fs::write(
+            dir.path().join("secrets/rest-repository"),
+            format!("{REST_REPOSITORY}\n"),
+        )
+        .unwrap();
+        std::fs::write(
             dir.path().join("secrets/s3-access-key-id"),
             format!("{S3_KEY_ID}\n"),
         )
@@ -380,6 +385,12 @@ pub fn strs(v: &[String]) -> Vec<&str> {
 pub const RESTIC_PASSWORD: &str = "restic-test-password";
 /// The repository of tests/stack/s3.override.yml, as the sidecar sees it.
 pub const S3_REPOSITORY: &str = "s3:http://s3:8333/stackshot";
+/// The repository of tests/stack/rest.override.yml as plain restic reaches
+/// it (the sidecar reads the same URL from a secret file).
+pub const REST_REPOSITORY: &str =
+    "rest:http://stackshot:stackshot-test-rest-secret@rest:8000/stackshot/";
+/// The REST server's password (in the repository URL).
+pub const REST_SECRET: &str = "stackshot-test-rest-secret";
 /// The S3 server's access key (the sidecar reads it from a secret file).
 pub const S3_KEY_ID: &str = "stackshot-test-key";
 /// The S3 server's secret key.
@@ -423,11 +434,24 @@ impl Stack {
                 "-e",
                 &format!("AWS_SECRET_ACCESS_KEY={S3_SECRET}"),
             ]);
+        } else if self.on_rest() {
+            c.args([
+                "--network",
+                &format!("{}_default", self.project),
+                "-e",
+                &format!("RESTIC_REPOSITORY={REST_REPOSITORY}"),
+            ]);
         } else {
             c.args(["-e", "RESTIC_REPOSITORY=/repository"]);
         }
         c.arg("stackshot-test/base:local").arg("restic").args(args);
         output(&mut c)
+    }
+
+    /// True when the stack keeps its repository on its REST server
+    /// (tests/stack/rest.override.yml).
+    pub fn on_rest(&self) -> bool {
+        self.files.iter().any(|f| f.ends_with("rest.override.yml"))
     }
 
     /// True when the stack keeps its repository on its S3 server.
@@ -1053,4 +1077,19 @@ pub fn sample(metrics: &str, series: &str) -> Option<f64> {
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
+}
+
+/// The rclone binary scripts/install-test-deps installed (a static binary
+/// with `serve s3` and `serve restic`, mounted into the bench's servers).
+pub fn rclone() -> PathBuf {
+    let out = std::process::Command::new("sh")
+        .args(["-c", "command -v rclone"])
+        .output()
+        .expect("sh");
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        !path.is_empty(),
+        "the S3 and REST benches need rclone (with `serve s3` and `serve restic`) on PATH: run scripts/install-test-deps"
+    );
+    std::fs::canonicalize(&path).unwrap()
 }
