@@ -207,7 +207,7 @@ fn short_window_is_one_moment_on_s3() {
 fn one_moment(stack: &Stack) {
     make_dumps_slow(stack);
     wait_for("the writer to write", 60, || {
-        (counter(&stack) >= 10).then_some(())
+        (counter(stack) >= 10).then_some(())
     });
 
     let watch = stack.watch();
@@ -234,7 +234,7 @@ fn one_moment(stack: &Stack) {
         assert_eq!(state, "null", "worker {id} has a health state: {health}");
     }
     assert_eq!(report["notes"], serde_json::json!([]), "{report}");
-    let down = assert_window_events(&stack, &events);
+    let down = assert_window_events(stack, &events);
     let writer = stack.container("writer");
     events.assert_saw(&writer, &["stop", "die", "start"]);
     let writer_down = (events.first(&writer, "start") - events.first(&writer, "die")) as f64 / 1e9;
@@ -261,7 +261,7 @@ fn one_moment(stack: &Stack) {
     );
 
     // One snapshot: no pre-pass or part left, the stackshot tags, plain restic reads it.
-    let snaps = snapshots_or_fail(&stack);
+    let snaps = snapshots_or_fail(stack);
     assert_eq!(snaps.len(), 1, "pre-pass or parts left behind: {snaps:?}");
     let tags: Vec<&str> = snaps[0]["tags"]
         .as_array()
@@ -317,7 +317,7 @@ fn one_moment(stack: &Stack) {
     );
     // The pg_dumpall-shaped file loads into a fresh server with its rows and roles.
     assert_pg_dump_restores(
-        &stack,
+        stack,
         &r.join("databases/postgres/postgres-all.sql"),
         &format!("{}-pg", stack.project),
     );
