@@ -84,9 +84,8 @@ pub async fn run(
         .find(|(k, _)| k == "RESTIC_PASSWORD")
         .map(|(_, v)| v.clone())
         .ok_or_else(|| anyhow!("no repository password to merge with"))?;
-    let repo_dir = crate::restic::rustic::local_path(ctx.config.restic.repository.expose())
-        .ok_or_else(|| anyhow!("the repository is not local"))?
-        .to_string();
+    let backend = crate::restic::backend::map_settings(&ctx.config.restic)?;
+    let repo_dir = backend.local_dir().map(str::to_string);
 
     // 1. Pre-pass.
     let t = Instant::now();
@@ -302,13 +301,23 @@ pub async fn run(
         svc.extend(plan.dumps.iter().map(|d| d.container.service.as_str()));
     }
     let tags = target.tags("atomic", &svc);
-    merge::refuse_if_exclusively_locked(&ctx.restic, Path::new(&repo_dir)).await?;
+    match &repo_dir {
+        Some(dir) => merge::refuse_if_exclusively_locked(&ctx.restic, Path::new(dir)).await?,
+        None => {
+            if let Some(lock) = ctx.restic.exclusive_lock().await? {
+                let holder = lock.holder(jiff::Timestamp::now());
+                return Err(anyhow!(
+                    "the repository is locked exclusively by {holder}: merging now could lose data; the parts are kept"
+                ));
+            }
+        }
+    }
     let into_host = plan.host.clone();
     let stop_time = w.stop_time;
     let to_merge = merged_parts.clone();
     let merged = tokio::task::spawn_blocking(move || {
         merge::merge_blocking(
-            &repo_dir,
+            &backend,
             password.expose(),
             &to_merge,
             &MergeInto {

@@ -114,6 +114,24 @@ impl BackendSpec {
         mask_repository(&self.repository)
     }
 
+    /// `text` (a rustic error or warning) with this spec's secrets replaced:
+    /// the values [`Debug`](fmt::Debug) hides, and a REST URL's password.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for (key, value) in &self.options {
+            if !SHOWN_OPTIONS.contains(&key.as_str()) && value.len() >= 4 {
+                out = out.replace(value.as_str(), "<hidden>");
+            }
+        }
+        if let Some(url) = self.repository.strip_prefix("rest:")
+            && let Ok(url) = Url::parse(url)
+            && let Some(password) = url.password()
+        {
+            out = out.replace(&format!(":{password}@"), ":***@");
+        }
+        out
+    }
+
     fn local(path: &str) -> BackendSpec {
         BackendSpec {
             repository: path.to_string(),

@@ -437,3 +437,25 @@ fn debug_hides_every_value_it_does_not_know_to_be_plain() {
     );
     assert!(shown.contains("some_new_key") && shown.contains("<hidden>"));
 }
+
+#[test]
+fn redact_hides_the_secrets_rustic_may_print() {
+    let spec = ok("s3:http://localhost:9000/restic", AWS);
+    assert_eq!(
+        spec.redact("signing with AKIDSECRETKEYID/wJalrXUtnFEMIsecret for restic at /"),
+        "signing with <hidden>/<hidden> for restic at /"
+    );
+    let env = [
+        ("RESTIC_REST_USERNAME", "u"),
+        ("RESTIC_REST_PASSWORD", "restpass@"),
+    ];
+    let spec = ok("rest:https://host:8000/repo/", &env);
+    let text = format!(
+        "error sending request for url ({}config)",
+        &spec.repository[5..]
+    );
+    assert_eq!(
+        spec.redact(&text),
+        "error sending request for url (https://u:***@host:8000/repo/config)"
+    );
+}
