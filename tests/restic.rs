@@ -501,8 +501,9 @@ async fn merged_snapshot_reads_with_plain_restic() {
         .unwrap()
         .with_timezone(&chrono::Utc);
     let tags = vec!["stackshot".to_string(), "mode=atomic".to_string()];
+    let backend = stackshot::restic::backend::map(&repo, &Default::default()).unwrap();
     let merged = merge_blocking(
-        &repo,
+        &backend,
         PASSWORD,
         &[a.clone(), b.clone()],
         &MergeInto {

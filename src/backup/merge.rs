@@ -10,14 +10,16 @@
 //! the index and in a pack that exists ([`verify_complete`]) before the parts
 //! are forgotten; on any failure the parts stay, and the run says so.
 //!
-//! Only a local repository (a mounted directory) is merged: stackshot builds
-//! rustic's local backend only. Other repositories use the full window.
+//! The repository is opened through the rustic backend its restic form maps
+//! to ([`crate::restic::backend`]: local, REST, rclone, S3, Azure, GCS,
+//! Swift with a token, SFTP); a form that does not map keeps the full window.
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use chrono::{DateTime, Utc};
 use rustic_core::repofile::{PackId, SnapshotFile};
 use rustic_core::{StringList, last_modified_node};
 
+use crate::restic::backend::BackendSpec;
 use crate::restic::rustic::{FullyIndexed, Indexed, open_fully_indexed, open_indexed};
 
 /// What the merged snapshot carries.
@@ -31,20 +33,30 @@ pub struct MergeInto<'a> {
     pub time: DateTime<Utc>,
 }
 
-fn open(repo_dir: &str, password: &str) -> Result<Indexed> {
-    open_indexed(repo_dir, password, "the merge")
+fn open(backend: &BackendSpec, password: &str) -> Result<Indexed> {
+    open_indexed(backend, password, "the merge")
 }
 
 /// Merges `parts` (snapshot ids) into one new snapshot and loads its trees
 /// back. Blocking (rustic is synchronous): call it from `spawn_blocking`.
-/// Returns the new snapshot's full id.
+/// Returns the new snapshot's full id. Errors carry no secret of `backend`.
 pub fn merge_blocking(
-    repo_dir: &str,
+    backend: &BackendSpec,
     password: &str,
     parts: &[String],
     into: &MergeInto<'_>,
 ) -> Result<String> {
-    let repo = open(repo_dir, password)?;
+    merge(backend, password, parts, into)
+        .map_err(|e| anyhow!("{}", backend.redact(&format!("{e:#}"))))
+}
+
+fn merge(
+    backend: &BackendSpec,
+    password: &str,
+    parts: &[String],
+    into: &MergeInto<'_>,
+) -> Result<String> {
+    let repo = open(backend, password)?;
     let snaps = repo
         .get_snapshots(parts)
         .map_err(|e| anyhow!("{e}"))
@@ -93,7 +105,7 @@ pub fn merge_blocking(
         .context("cannot save the merged snapshot")?;
     // Load it back from the repository as it is now on disk (a fresh index),
     // every tree, before anything is forgotten.
-    let repo = open_fully_indexed(repo_dir, password, "reading the merge back")?;
+    let repo = open_fully_indexed(backend, password, "reading the merge back")?;
     let merged = repo
         .get_all_snapshots()
         .map_err(|e| anyhow!("{e}"))

@@ -92,12 +92,12 @@ pub fn full_window_reason(config: &Config) -> Option<String> {
             "the repository password comes from RESTIC_PASSWORD_COMMAND: the merge of the window's snapshots needs RESTIC_PASSWORD or RESTIC_PASSWORD_FILE".into(),
         );
     }
-    if crate::restic::rustic::local_path(config.restic.repository.expose()).is_none() {
-        return Some(
-            "the repository is not a local directory: the window's snapshots are merged with rustic's local backend only".into(),
-        );
-    }
-    None
+    // The merge and the armed file pass open the repository with rustic.
+    crate::restic::backend::map_settings(&config.restic)
+        .err()
+        .map(|why| {
+            format!("rustic cannot open the repository to merge the window's snapshots: {why}")
+        })
 }
 
 /// Runs one backup. Never panics and never returns early with a container
@@ -717,11 +717,28 @@ mod tests {
                 .unwrap()
                 .starts_with("ATOMIC_BACKUP=false")
         );
-        assert!(
-            reason(&[("RESTIC_REPOSITORY", "s3:https://h/b")])
-                .unwrap()
-                .starts_with("the repository is not a local directory")
+        // Every form rustic opens with restic's credentials gets the short window.
+        let aws = [
+            ("AWS_ACCESS_KEY_ID", "AKID"),
+            ("AWS_SECRET_ACCESS_KEY", "s3cret-key"),
+        ];
+        assert_eq!(
+            reason(&[&aws[..], &[("RESTIC_REPOSITORY", "s3:https://h/b")]].concat()),
+            None
         );
+        assert_eq!(
+            reason(&[("RESTIC_REPOSITORY", "rest:http://rest:8000/")]),
+            None
+        );
+        assert_eq!(reason(&[("RESTIC_REPOSITORY", "sftp:u@h:/srv/r")]), None);
+        // One that does not says why.
+        let why = reason(&[("RESTIC_REPOSITORY", "s3:https://h/b")]).unwrap();
+        assert!(
+            why.starts_with("rustic cannot open the repository to merge the window's snapshots: s3 without both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
+            "{why}"
+        );
+        let why = reason(&[("RESTIC_REPOSITORY", "b2:bucket:path")]).unwrap();
+        assert!(why.contains("b2:bucket:path"), "{why}");
     }
 
     #[test]

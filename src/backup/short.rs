@@ -137,9 +137,7 @@ async fn run_locked(
         .find(|(k, _)| k == "RESTIC_PASSWORD")
         .map(|(_, v)| v.clone())
         .ok_or_else(|| anyhow!("no repository password to merge with"))?;
-    let repo_dir = crate::restic::rustic::local_path(ctx.config.restic.repository.expose())
-        .ok_or_else(|| anyhow!("the repository is not local"))?
-        .to_string();
+    let backend = crate::restic::backend::map_settings(&ctx.config.restic)?;
 
     // 1. Pre-pass.
     let t = Instant::now();
@@ -360,7 +358,7 @@ async fn run_locked(
     let to_merge = merged_parts.clone();
     let merged = tokio::task::spawn_blocking(move || {
         merge::merge_blocking(
-            &repo_dir,
+            &backend,
             password.expose(),
             &to_merge,
             &MergeInto {

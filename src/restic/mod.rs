@@ -7,6 +7,7 @@
 //! where restic's behaviour differs (exit codes 10/11/12 exist from 0.17), the
 //! version from `restic version` decides. The JSON formats are in [`json`].
 
+pub mod backend;
 pub mod hold;
 pub mod json;
 pub mod locks;

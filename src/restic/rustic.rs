@@ -1,20 +1,24 @@
-//! rustic_core on a local repository: what restic's CLI cannot do for us.
+//! rustic_core on the repository: what restic's CLI cannot do for us.
 //!
 //! Two uses: the merge of a run's parts into one snapshot
 //! ([`crate::backup::merge`]), and the stop window's file pass, run by a
 //! worker that opened the repository (scrypt, index) before the window
-//! ([`crate::worker::rustic`]). Only a local directory is opened: stackshot
-//! builds rustic's local backend only. rustic ignores restic's locks; callers
-//! check for an exclusive one first.
+//! ([`crate::worker::rustic`]). The repository is opened through the backend
+//! [`crate::restic::backend`] maps restic's form to (local, REST, rclone, or
+//! OpenDAL's s3, azblob, gcs, swift, sftp), with the credentials restic gets;
+//! a form it cannot map keeps the full window. rustic ignores restic's locks;
+//! callers check for an exclusive one first.
 
 use anyhow::{Context as _, Result, anyhow};
 use rustic_backend::BackendOptions;
 use rustic_core::{Credentials, Repository, RepositoryOptions};
 
+use super::backend::BackendSpec;
+
 /// A repository with its key derived and its index (blob ids) loaded.
 pub type Indexed = Repository<rustic_core::IndexedIdsStatus>;
 
-/// The local directory of a repository rustic can open, or `None`.
+/// The local directory of a repository, or `None`.
 pub fn local_path(repository: &str) -> Option<&str> {
     let path = repository.strip_prefix("local:").unwrap_or(repository);
     path.starts_with('/').then_some(path)
@@ -24,44 +28,76 @@ pub fn local_path(repository: &str) -> Option<&str> {
 /// and place) loaded.
 pub type FullyIndexed = Repository<rustic_core::IndexedFullStatus>;
 
-/// Opens the local repository at `repo_dir` and loads its index. Blocking
-/// (rustic is synchronous); `what` says what for, in errors. No cache: the
-/// repository is a local directory already.
-pub fn open_indexed(repo_dir: &str, password: &str, what: &str) -> Result<Indexed> {
-    open(repo_dir, password, what)?
+/// The repository options for `spec`: a local repository needs no cache; a
+/// remote one uses rustic's cache directory when there is one. Pure.
+pub fn repository_options(spec: &BackendSpec) -> RepositoryOptions {
+    match &spec.cache_dir {
+        Some(dir) if spec.local_dir().is_none() => RepositoryOptions::default().cache_dir(dir),
+        _ => RepositoryOptions::default().no_cache(true),
+    }
+}
+
+/// Opens the repository `spec` names and loads its index (blob ids).
+/// Blocking (rustic is synchronous, call it from `spawn_blocking`); `what`
+/// says what for, in errors. Errors carry no secret of `spec`.
+pub fn open_indexed(spec: &BackendSpec, password: &str, what: &str) -> Result<Indexed> {
+    open(spec, password, what)?
         .to_indexed_ids()
-        .map_err(|e| anyhow!("{e}"))
-        .with_context(|| format!("cannot read the repository's index for {what}"))
+        .map_err(|e| anyhow!("{}", spec.redact(&e.display_log())))
+        .with_context(|| format!("cannot read the index of {} for {what}", spec.shown()))
 }
 
 /// As [`open_indexed`], with the full index: where each blob is.
-pub fn open_fully_indexed(repo_dir: &str, password: &str, what: &str) -> Result<FullyIndexed> {
-    open(repo_dir, password, what)?
+pub fn open_fully_indexed(spec: &BackendSpec, password: &str, what: &str) -> Result<FullyIndexed> {
+    open(spec, password, what)?
         .to_indexed()
-        .map_err(|e| anyhow!("{e}"))
-        .with_context(|| format!("cannot read the repository's index for {what}"))
+        .map_err(|e| anyhow!("{}", spec.redact(&e.display_log())))
+        .with_context(|| format!("cannot read the index of {} for {what}", spec.shown()))
 }
 
-fn open(repo_dir: &str, password: &str, what: &str) -> Result<Repository<rustic_core::OpenStatus>> {
+fn open(
+    spec: &BackendSpec,
+    password: &str,
+    what: &str,
+) -> Result<Repository<rustic_core::OpenStatus>> {
+    // HTTPS on ring, as the rest of stackshot: reqwest takes the process's
+    // provider before its own default (aws-lc-rs).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // One line (rustic's `Display` is a page), no secret.
+    let rustic = |e: Box<rustic_core::RusticError>| anyhow!("{}", spec.redact(&e.display_log()));
     let backends = BackendOptions::default()
-        .repository(repo_dir)
+        .repository(spec.repository.clone())
+        .options(spec.options.clone())
         .to_backends()
-        .map_err(|e| anyhow!("{e}"))
-        .with_context(|| format!("cannot open the repository for {what}"))?;
-    Repository::new(&RepositoryOptions::default().no_cache(true), &backends)
-        .map_err(|e| anyhow!("{e}"))
-        .with_context(|| format!("cannot open the repository for {what}"))?
+        .map_err(rustic)
+        .with_context(|| format!("cannot open the repository {} for {what}", spec.shown()))?;
+    Repository::new(&repository_options(spec), &backends)
+        .map_err(rustic)
+        .with_context(|| format!("cannot open the repository {} for {what}", spec.shown()))?
         .open(&Credentials::password(password))
-        .map_err(|e| anyhow!("{e}"))
-        .with_context(|| format!("cannot open the repository for {what}"))
+        .map_err(rustic)
+        .with_context(|| format!("cannot open the repository {} for {what}", spec.shown()))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::local_path;
+    use super::{local_path, repository_options};
+    use crate::restic::backend::{Vars, map};
 
     #[test]
-    fn only_local_repositories_open() {
+    fn only_remote_repositories_use_rustics_cache() {
+        let vars: Vars = [("RESTIC_CACHE_DIR".to_string(), "/cache".to_string())].into();
+        let local = repository_options(&map("/repository", &vars).unwrap());
+        assert!(local.no_cache && local.cache_dir.is_none());
+        let rest = repository_options(&map("rest:http://h:8000/", &vars).unwrap());
+        assert!(!rest.no_cache);
+        assert_eq!(rest.cache_dir.unwrap().to_str(), Some("/cache/rustic"));
+        let uncached = repository_options(&map("rest:http://h:8000/", &Vars::new()).unwrap());
+        assert!(uncached.no_cache);
+    }
+
+    #[test]
+    fn local_paths_are_absolute() {
         assert_eq!(local_path("/repository"), Some("/repository"));
         assert_eq!(local_path("local:/srv/r"), Some("/srv/r"));
         assert_eq!(local_path("s3:https://h/b"), None);

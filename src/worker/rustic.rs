@@ -23,8 +23,9 @@ use rustic_core::{BackupOptions, Excludes, ParentOptions, StringList};
 use tokio::io::AsyncReadExt;
 
 use super::{WorkerEvent, emit, read_payload};
+use crate::restic::backend::{self, BackendSpec, Vars};
 use crate::restic::json::BackupSummary;
-use crate::restic::rustic::{Indexed, local_path, open_indexed};
+use crate::restic::rustic::{Indexed, open_indexed};
 
 /// What to back up, read from restic-style `backup` arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,9 +85,24 @@ pub fn parse_args(args: &[String]) -> Result<BackupSpec> {
     Ok(spec)
 }
 
-/// Every warning rustic logs while it backs up (a file it skipped, a parent
-/// it could not read), to be reported.
-struct Warnings(Mutex<Vec<String>>);
+/// Whether a log record's target (its module) is the storage's (rustic_backend,
+/// OpenDAL, the HTTP client), not rustic_core's. Pure.
+pub fn from_storage(target: &str) -> bool {
+    target != "rustic_core" && !target.starts_with("rustic_core::")
+}
+
+/// Every warning logged while rustic backs up, to be reported: rustic_core's
+/// (a file it skipped, a parent it could not read) and its storage's (a
+/// request retried), told apart by [`Warning::storage`].
+struct Warnings(Mutex<Vec<Warning>>);
+
+/// One logged warning.
+struct Warning {
+    /// Logged by the storage (rustic_backend, OpenDAL, HTTP), not rustic_core:
+    /// a retry costs time, a request that finally fails fails the backup.
+    storage: bool,
+    text: String,
+}
 
 impl log::Log for Warnings {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
@@ -96,7 +112,10 @@ impl log::Log for Warnings {
         if self.enabled(record.metadata())
             && let Ok(mut w) = self.0.lock()
         {
-            w.push(record.args().to_string());
+            w.push(Warning {
+                storage: from_storage(record.target()),
+                text: record.args().to_string(),
+            });
         }
     }
     fn flush(&self) {}
@@ -125,8 +144,15 @@ pub fn is_benign(warning: &str) -> bool {
     .any(|p| warning.starts_with(p))
 }
 
-fn env<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+/// The rustic backend for the payload's repository and variables (the ones
+/// restic gets), or why none.
+fn backend_of(env: &[(String, String)]) -> Result<BackendSpec> {
+    let vars: Vars = env.iter().cloned().collect();
+    let repository = vars
+        .get("RESTIC_REPOSITORY")
+        .ok_or_else(|| anyhow!("the armed file pass needs RESTIC_REPOSITORY"))?;
+    backend::map(repository, &vars)
+        .map_err(|e| anyhow!("the armed file pass cannot open the repository: {e}"))
 }
 
 /// Reads one line from stdin (without its newline); `None` at end of input.
@@ -209,16 +235,17 @@ pub fn summary_of(snap: &SnapshotFile) -> BackupSummary {
 pub async fn run(args: &[String]) -> Result<i32> {
     let spec = parse_args(args)?;
     let payload = read_payload().await?;
-    let repo_dir = env(&payload.env, "RESTIC_REPOSITORY")
-        .and_then(local_path)
-        .ok_or_else(|| anyhow!("the armed file pass needs a local repository"))?
-        .to_string();
-    let password = env(&payload.env, "RESTIC_PASSWORD")
-        .ok_or_else(|| anyhow!("the armed file pass needs RESTIC_PASSWORD"))?
-        .to_string();
+    let backend = backend_of(&payload.env)?;
+    let password = payload
+        .env
+        .iter()
+        .find(|(k, _)| k == "RESTIC_PASSWORD")
+        .map(|(_, v)| v.clone())
+        .ok_or_else(|| anyhow!("the armed file pass needs RESTIC_PASSWORD"))?;
     let t = Instant::now();
+    let opened = backend.clone();
     let repo = tokio::task::spawn_blocking(move || {
-        open_indexed(&repo_dir, &password, "the window's file pass")
+        open_indexed(&opened, &password, "the window's file pass")
     })
     .await
     .context("the open task failed")??;
@@ -235,11 +262,17 @@ pub async fn run(args: &[String]) -> Result<i32> {
     let spec2 = spec.clone();
     let snap = tokio::task::spawn_blocking(move || backup(&repo, &spec2))
         .await
-        .context("the backup task failed")??;
-    let (benign, warnings): (Vec<String>, Vec<String>) =
-        std::mem::take(&mut *WARNINGS.0.lock().unwrap_or_else(|e| e.into_inner()))
-            .into_iter()
-            .partition(|w| is_benign(w));
+        .context("the backup task failed")?
+        .map_err(|e| anyhow!("{}", backend.redact(&format!("{e:#}"))))?;
+    let (mut benign, mut warnings) = (Vec::new(), Vec::new());
+    for w in std::mem::take(&mut *WARNINGS.0.lock().unwrap_or_else(|e| e.into_inner())) {
+        let text = backend.redact(&w.text);
+        if w.storage || is_benign(&text) {
+            benign.push(text);
+        } else {
+            warnings.push(text);
+        }
+    }
     for w in benign {
         emit(&WorkerEvent::Log {
             line: format!("rustic: {w}"),
@@ -330,6 +363,39 @@ mod tests {
         assert!(is_benign(
             "failed to get system time zone, falling back to `Etc/Unknown` (which behaves like UTC): failed to find system time zone"
         ));
+    }
+
+    #[test]
+    fn a_storage_retry_is_no_file_error() {
+        assert!(!from_storage("rustic_core::archiver::file_archiver"));
+        assert!(!from_storage("rustic_core"));
+        assert!(from_storage("rustic_backend::rest"));
+        assert!(from_storage("opendal::layers::logging"));
+        assert!(from_storage("reqwest::blocking::wait"));
+    }
+
+    #[test]
+    fn the_payload_names_the_backend() {
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let spec = backend_of(&env(&[("RESTIC_REPOSITORY", "/repository")])).unwrap();
+        assert_eq!(spec.local_dir(), Some("/repository"));
+        let spec = backend_of(&env(&[
+            ("RESTIC_REPOSITORY", "rest:http://rest:8000/"),
+            ("RESTIC_CACHE_DIR", "/cache"),
+        ]))
+        .unwrap();
+        assert_eq!(spec.repository, "rest:http://rest:8000/");
+        let e = backend_of(&env(&[("RESTIC_REPOSITORY", "b2:bucket:path")])).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("the armed file pass cannot open the repository: b2:")
+        );
+        assert!(backend_of(&env(&[])).is_err());
     }
 
     #[test]
