@@ -21,6 +21,11 @@
 #
 # (the defaults are a quarter of that, for a 2-core machine). Needs what
 # scripts/test needs. Nothing here is asserted: it measures.
+#
+# BENCH_REPOSITORY=rest or =s3 puts the repository on the test bench's REST
+# server (`rclone serve restic`) or S3 server (`rclone serve s3`), on the
+# stack's network, and measures full and short only (the rows and ratios the
+# every-backend issue asks for).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -29,7 +34,8 @@ files=${BENCH_FILES:-2500}
 pg_mb=${BENCH_PG_MB:-125}
 maria_mb=${BENCH_MARIA_MB:-64}
 reps=${BENCH_REPEAT:-3}
-project=stackshot-bench-window
+remote=${BENCH_REPOSITORY:-local}
+project=stackshot-bench-window-$remote
 export SIDECAR_IMAGE=stackshot-test/sidecar:bench
 log() { printf 'bench: %s\n' "$*" >&2; }
 
@@ -43,7 +49,19 @@ export E2E_DIR=$work/stack
 mkdir -p "$E2E_DIR/uploads" "$E2E_DIR/secrets"
 echo maria-root-secret >"$E2E_DIR/secrets/mariadb-root"
 echo bench-password >"$E2E_DIR/secrets/restic-password"
-compose() { docker-compose -p "$project" -f tests/stack/docker-compose.yml "$@"; }
+compose_files=(-f tests/stack/docker-compose.yml)
+case $remote in
+  local) ;;
+  rest|s3)
+    E2E_RCLONE=$(readlink -f "$(command -v rclone)"); export E2E_RCLONE
+    export E2E_REST_DATA=$work/rest E2E_S3_DATA=$work/s3; mkdir -p "$E2E_REST_DATA" "$E2E_S3_DATA"
+    echo "rest:http://stackshot:stackshot-test-rest-secret@rest:8000/stackshot/" >"$E2E_DIR/secrets/rest-repository"
+    echo stackshot-test-key >"$E2E_DIR/secrets/s3-access-key-id"
+    echo stackshot-test-s3-secret >"$E2E_DIR/secrets/s3-secret-access-key"
+    compose_files+=(-f "tests/stack/$remote.override.yml") ;;
+  *) echo "BENCH_REPOSITORY=$remote: not one of local, rest, s3" >&2; exit 2 ;;
+esac
+compose() { docker-compose -p "$project" "${compose_files[@]}" "$@"; }
 cleanup() { compose down -v >/dev/null 2>&1 || true; rm -rf "$work"; }
 trap cleanup EXIT
 compose down -v >/dev/null 2>&1 || true
@@ -104,6 +122,15 @@ pg_to "$pg_mb"; maria_to "$maria_mb"; settle
 run short >/dev/null   # a first backup: the repository and the parents exist
 read -r full_w full_t full_s < <(measure full)
 read -r short_w short_t short_s < <(measure short)
+if [ "$remote" != local ]; then
+  ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+  printf '\n| run on %s (median of %s) | stop window (app die → start) | samples | whole run |\n|---|---|---|---|\n' "$remote" "$reps"
+  printf '| full | %s s | %s | %s s |\n' "$full_w" "${full_s//,/ · }" "$full_t"
+  printf '| short | %s s | %s | %s s |\n' "$short_w" "${short_s//,/ · }" "$short_t"
+  printf '\nshort / full window on %s: %s (asked: <= 0.1)\n' "$remote" "$(ratio "$short_w" "$full_w")"
+  printf 'whole run on %s, short / full: %s (asked: <= 1.3)\n' "$remote" "$(ratio "$short_t" "$full_t")"
+  exit 0
+fi
 read -r restic_w restic_t restic_s < <(measure short restic)
 log "databases x4"
 pg_to $((pg_mb * 4)); maria_to $((maria_mb * 4)); settle
