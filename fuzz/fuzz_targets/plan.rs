@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
             exclude_bind_mounts: false,
             self_id: None,
             full_window: None,
+            append_only: !atomic,
         };
         let p = plan::build(&opts, &containers);
         for e in &p.errors {
