@@ -8,7 +8,11 @@
 //!    snapshot (parent: the pre-pass) ∥ the dumps that cannot be pinned; start;
 //! 3. the pinned dumps stream into `/databases` (schema checked afterwards);
 //! 4. a snapshot of `/databases`;
-//! 5. the two snapshots merged into one, timed at the stop; the parts forgotten.
+//! 5. the two snapshots merged into one, timed at the stop, and checked blob
+//!    by blob; the parts forgotten.
+//!
+//! A restic lock is held from before step 1 until the check in step 5
+//! ([`crate::restic::hold`]): rustic writes in steps 2 and 5 and takes none.
 //!
 //! A pinned dump that fails or sees its schema change is [`Short::Fallback`]:
 //! the caller repeats the run once in the full window. Anything else fails the
