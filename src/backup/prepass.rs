@@ -53,7 +53,7 @@ pub async fn run(
 /// How long [`forget`] waits for a lock held by another restic (another
 /// node's or stack's backup into the same repository: `restic forget` needs
 /// the repository to itself).
-const FORGET_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(90);
+pub const FORGET_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(90);
 
 /// Forgets the parts named (best effort: a part left behind is forgotten by
 /// the next run, see [`forget_leftovers`]). While another restic holds the
