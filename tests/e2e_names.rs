@@ -25,8 +25,6 @@
 
 mod common;
 
-use std::process::Output;
-
 use common::*;
 
 const PROJECT: &str = "stackshot-e2e-names";
@@ -44,14 +42,6 @@ const HOSTILE_ROW: &str = "hostile-db-row";
 const VICTIM_ROW: &str = "victim-row";
 /// A row added after the backup: `--replace` must drop it with its database.
 const LATE_ROW: &str = "added-after-backup";
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// `psql` in the stack's PostgreSQL (socket, as `app`) in database `db`,
 /// named as a connection-string value (`dbname='…'`) so that the test itself

@@ -12,14 +12,6 @@ mod common;
 
 use common::*;
 
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// The one line of `out` about a denied section, checked for what it must say.
 fn denial(out: &std::process::Output) -> String {
     assert!(!out.status.success(), "{}", text(out));

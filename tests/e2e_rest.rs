@@ -8,17 +8,7 @@
 
 mod common;
 
-use std::process::Output;
-
 use common::*;
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn tags(s: &serde_json::Value) -> Vec<String> {
     s["tags"]

@@ -4,17 +4,9 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::*;
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 #[test]
 fn disaster_drill_and_refusals() {
@@ -481,29 +473,6 @@ fn killed_restore_changes_nothing(stack: &Stack) {
         "",
         "a lock was left"
     );
-}
-
-/// Drill containers and volumes of `project` left on the engine.
-fn drill_leftovers(project: &str) -> String {
-    let of_project = format!("label=stackshot.project={project}");
-    let containers = run(&mut docker(&[
-        "ps",
-        "-aq",
-        "--filter",
-        "label=stackshot.role=drill",
-        "--filter",
-        &of_project,
-    ]));
-    let volumes = run(&mut docker(&[
-        "volume",
-        "ls",
-        "-q",
-        "--filter",
-        "label=stackshot.role=drill",
-        "--filter",
-        &of_project,
-    ]));
-    format!("{containers}{volumes}").trim().to_string()
 }
 
 fn drills(stack: &Stack) {

@@ -6,18 +6,10 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use common::*;
 use serde_json::Value;
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn stack(project: &str) -> Stack {
     let s = Stack::up(project, &root().join("tests/stack/docker-compose.yml"));
@@ -44,29 +36,6 @@ fn problems(report: &Value, service: &str) -> Vec<String> {
         .find(|s| s["service"] == service)
         .unwrap_or_else(|| panic!("no {service} in {report}"));
     serde_json::from_value(s["problems"].clone()).unwrap()
-}
-
-/// Drill containers and volumes of `project` left on the engine.
-fn drill_leftovers(project: &str) -> String {
-    let of_project = format!("label=stackshot.project={project}");
-    let containers = run(&mut docker(&[
-        "ps",
-        "-aq",
-        "--filter",
-        "label=stackshot.role=drill",
-        "--filter",
-        &of_project,
-    ]));
-    let volumes = run(&mut docker(&[
-        "volume",
-        "ls",
-        "-q",
-        "--filter",
-        "label=stackshot.role=drill",
-        "--filter",
-        &of_project,
-    ]));
-    format!("{containers}{volumes}").trim().to_string()
 }
 
 #[test]

@@ -12,17 +12,7 @@
 
 mod common;
 
-use std::process::Output;
-
 use common::*;
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 #[test]
 fn backup_restore_verify_and_retention_on_s3() {

@@ -58,14 +58,6 @@ impl Sweep {
     }
 }
 
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// Every process's argv in `container`, one per line.
 fn argv_of(container: &str) -> String {
     text(&output(&mut docker(&[

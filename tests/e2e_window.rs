@@ -163,20 +163,36 @@ fn short_window_is_one_moment_with_writers_running_through_the_dumps() {
     one_moment(&stack);
 }
 
+/// The writer's stack with its repository on the bench's rclone server of
+/// `override_file` (tests/stack/), storing in a host directory given to
+/// compose as `data_var`; the directory comes back with the stack.
+fn stack_on_server(
+    project: &str,
+    override_file: &str,
+    data_var: &str,
+) -> (Stack, tempfile::TempDir) {
+    let data = tempfile::tempdir().unwrap();
+    let rclone = rclone();
+    let stack = stack_on(
+        project,
+        Some(override_file),
+        &[
+            ("E2E_RCLONE", rclone.to_str().unwrap()),
+            (data_var, data.path().to_str().unwrap()),
+        ],
+    );
+    (stack, data)
+}
+
 /// The same on a REST server (`rclone serve restic`): rustic writes the
 /// window's pass and the merge over HTTP.
 #[test]
 fn short_window_is_one_moment_on_a_rest_server() {
     let _serial = serial();
-    let data = tempfile::tempdir().unwrap();
-    let rclone = rclone();
-    let stack = stack_on(
+    let (stack, data) = stack_on_server(
         "stackshot-e2e-window-rest",
-        Some("rest.override.yml"),
-        &[
-            ("E2E_RCLONE", rclone.to_str().unwrap()),
-            ("E2E_REST_DATA", data.path().to_str().unwrap()),
-        ],
+        "rest.override.yml",
+        "E2E_REST_DATA",
     );
     one_moment(&stack);
     assert!(
@@ -189,16 +205,8 @@ fn short_window_is_one_moment_on_a_rest_server() {
 #[test]
 fn short_window_is_one_moment_on_s3() {
     let _serial = serial();
-    let data = tempfile::tempdir().unwrap();
-    let rclone = rclone();
-    let stack = stack_on(
-        "stackshot-e2e-window-s3",
-        Some("s3.override.yml"),
-        &[
-            ("E2E_RCLONE", rclone.to_str().unwrap()),
-            ("E2E_S3_DATA", data.path().to_str().unwrap()),
-        ],
-    );
+    let (stack, _data) =
+        stack_on_server("stackshot-e2e-window-s3", "s3.override.yml", "E2E_S3_DATA");
     one_moment(&stack);
 }
 

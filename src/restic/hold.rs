@@ -91,20 +91,9 @@ impl Restic {
                     held.said(self)
                 );
             }
-            for id in self.lock_ids().await? {
-                if others.contains(&id) {
-                    continue;
-                }
-                match self.read_lock(&id).await {
-                    Some(lock) if u64::from(pid) == lock.pid && !lock.exclusive => {
-                        tracing::debug!(lock = %&id[..8], "repository locked for the run's own writes");
-                        return Ok(held);
-                    }
-                    Some(_) => {
-                        others.insert(id);
-                    }
-                    None => {}
-                }
+            if held.find_own(self, &mut others).await?.is_some() {
+                tracing::debug!("repository locked for the run's own writes");
+                return Ok(held);
             }
             if tokio::time::Instant::now() > deadline {
                 let _ = held.child.start_kill();
@@ -134,19 +123,38 @@ impl HeldLock {
                 self.said(restic)
             );
         }
-        for id in restic.lock_ids().await? {
-            if restic
-                .read_lock(&id)
-                .await
-                .is_some_and(|l| l.pid == u64::from(self.pid))
-            {
-                return Ok(());
-            }
+        if self.find_own(restic, &mut HashSet::new()).await?.is_some() {
+            return Ok(());
         }
         bail!(
             "this run's lock is gone from repository {} (removed by `restic unlock --remove-all`?); a prune may have run meanwhile",
             restic.repository()
         )
+    }
+
+    /// The id of the holder's lock (non-exclusive, its process id), if the
+    /// repository has it. Locks named in `others` are not read; the others
+    /// read are added to it.
+    async fn find_own(
+        &self,
+        restic: &Restic,
+        others: &mut HashSet<String>,
+    ) -> Result<Option<String>> {
+        for id in restic.lock_ids().await? {
+            if others.contains(&id) {
+                continue;
+            }
+            match restic.read_lock(&id).await {
+                Some(lock) if lock.pid == u64::from(self.pid) && !lock.exclusive => {
+                    return Ok(Some(id));
+                }
+                Some(_) => {
+                    others.insert(id);
+                }
+                None => {}
+            }
+        }
+        Ok(None)
     }
 
     /// Ends the holder and waits until its lock is removed.

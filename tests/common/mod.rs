@@ -1093,3 +1093,35 @@ pub fn rclone() -> PathBuf {
     );
     std::fs::canonicalize(&path).unwrap()
 }
+
+/// stdout and stderr of `o`, together.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Drill containers and volumes of `project` left on the engine.
+pub fn drill_leftovers(project: &str) -> String {
+    let of_project = format!("label=stackshot.project={project}");
+    let containers = run(&mut docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        "label=stackshot.role=drill",
+        "--filter",
+        &of_project,
+    ]));
+    let volumes = run(&mut docker(&[
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        "label=stackshot.role=drill",
+        "--filter",
+        &of_project,
+    ]));
+    format!("{containers}{volumes}").trim().to_string()
+}

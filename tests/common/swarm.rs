@@ -5,16 +5,8 @@
 
 use std::process::{Command, Output};
 
+pub use super::text;
 use super::{docker, output, root, run, wait_for};
-
-/// stdout and stderr of `o`, together.
-pub fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// The test engine in a swarm for the test's length, as its manager; `Drop`
 /// removes the stack, leaves the swarm and removes the stack's volumes,
