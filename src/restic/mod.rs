@@ -13,6 +13,7 @@ pub mod json;
 pub mod locks;
 pub mod reach;
 pub mod rustic;
+pub mod spool;
 
 use std::path::PathBuf;
 use std::process::Stdio;

@@ -6,14 +6,19 @@
 //! ([`crate::worker::rustic`]). The repository is opened through the backend
 //! [`crate::restic::backend`] maps restic's form to (local, REST, rclone, or
 //! OpenDAL's s3, azblob, gcs, swift, sftp), with the credentials restic gets;
-//! a form it cannot map keeps the full window. rustic ignores restic's locks;
-//! callers check for an exclusive one first.
+//! a form it cannot map keeps the full window. rustic takes no restic lock:
+//! the run holds one meanwhile ([`crate::restic::hold`]). The window's pass
+//! writes into a local [`Spool`], uploaded after the window.
 
 use anyhow::{Context as _, Result, anyhow};
 use rustic_backend::BackendOptions;
-use rustic_core::{Credentials, Repository, RepositoryOptions};
+use std::path::Path;
+use std::sync::Arc;
+
+use rustic_core::{Credentials, Repository, RepositoryBackends, RepositoryOptions};
 
 use super::backend::BackendSpec;
+use super::spool::{self, Spool};
 
 /// A repository with its key derived and its index (blob ids) loaded.
 pub type Indexed = Repository<rustic_core::IndexedIdsStatus>;
@@ -47,6 +52,34 @@ pub fn open_indexed(spec: &BackendSpec, password: &str, what: &str) -> Result<In
         .with_context(|| format!("cannot read the index of {} for {what}", spec.shown()))
 }
 
+/// As [`open_indexed`], with every write kept in a [`Spool`] under
+/// `spool_root` until [`Spool::upload`]. A local repository is written
+/// directly (it is local disk already): no spool.
+pub fn open_indexed_spooled(
+    spec: &BackendSpec,
+    password: &str,
+    what: &str,
+    spool_root: &Path,
+) -> Result<(Indexed, Option<Arc<Spool>>)> {
+    let mut spool = None;
+    let repo = open_with(spec, password, what, |backends| {
+        if spec.local_dir().is_some() {
+            return Ok(backends);
+        }
+        let removed = spool::sweep(spool_root)?;
+        if removed > 0 {
+            tracing::info!(removed, "removed what an earlier run left in the spool");
+        }
+        let s = Arc::new(Spool::new(backends.repository(), spool_root)?);
+        spool = Some(s.clone());
+        Ok(RepositoryBackends::new(s, backends.repo_hot()))
+    })?
+    .to_indexed_ids()
+    .map_err(|e| anyhow!("{}", spec.redact(&e.display_log())))
+    .with_context(|| format!("cannot read the index of {} for {what}", spec.shown()))?;
+    Ok((repo, spool))
+}
+
 /// As [`open_indexed`], with the full index: where each blob is.
 pub fn open_fully_indexed(spec: &BackendSpec, password: &str, what: &str) -> Result<FullyIndexed> {
     open(spec, password, what)?
@@ -60,6 +93,16 @@ fn open(
     password: &str,
     what: &str,
 ) -> Result<Repository<rustic_core::OpenStatus>> {
+    open_with(spec, password, what, Ok)
+}
+
+/// [`open`], with the backends passed through `wrap` first.
+fn open_with(
+    spec: &BackendSpec,
+    password: &str,
+    what: &str,
+    wrap: impl FnOnce(RepositoryBackends) -> Result<RepositoryBackends>,
+) -> Result<Repository<rustic_core::OpenStatus>> {
     // HTTPS on ring, as the rest of stackshot: reqwest takes the process's
     // provider before its own default (aws-lc-rs).
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -71,6 +114,7 @@ fn open(
         .to_backends()
         .map_err(rustic)
         .with_context(|| format!("cannot open the repository {} for {what}", spec.shown()))?;
+    let backends = wrap(backends)?;
     Repository::new(&repository_options(spec), &backends)
         .map_err(rustic)
         .with_context(|| format!("cannot open the repository {} for {what}", spec.shown()))?
