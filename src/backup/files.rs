@@ -7,13 +7,18 @@
 //! remain. When arming fails, or the armed pass fails inside the window, the
 //! pass is taken by `restic backup` as before (the safe path), and the run's
 //! report says so. `WINDOW_FILE_PASS=restic` always takes that path.
+//!
+//! On a remote repository the armed pass writes into a local spool: the
+//! window closes once the snapshot is spooled, and its [`Upload`] is waited
+//! for after the window ([`Taken::upload`]).
 
 use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 
 use super::snapshot::{
-    self, ArmedSnapshot, Pass, SnapshotJob, Snapshotted, StartedSnapshot, Target, VOLUMES_DIR,
+    self, ArmedSnapshot, Pass, SnapshotJob, Snapshotted, StartedSnapshot, Target, Upload,
+    VOLUMES_DIR,
 };
 use crate::config::FilePass;
 use crate::container::ContainerInfo;
@@ -85,6 +90,17 @@ pub async fn prepare(
     Ok((FilesPass::Restic(started), note))
 }
 
+/// The window's file pass, taken.
+pub struct Taken {
+    /// Its snapshot.
+    pub snapshot: Snapshotted,
+    /// Why it is not the pass asked for, if it is not.
+    pub note: Option<String>,
+    /// A snapshot spooled locally, still uploading: wait for it after the
+    /// window, before anything names it.
+    pub upload: Option<Upload>,
+}
+
 impl FilesPass {
     /// Takes the pass, inside the window. An armed pass that fails is
     /// repeated there by restic; the note says so.
@@ -95,11 +111,19 @@ impl FilesPass {
         plan: &Plan,
         sidecar: &ContainerInfo,
         parent: &Option<String>,
-    ) -> Result<(Snapshotted, Option<String>)> {
+    ) -> Result<Taken> {
         match self {
-            FilesPass::Restic(w) => Ok((w.finish(engine).await?, None)),
+            FilesPass::Restic(w) => Ok(Taken {
+                snapshot: w.finish(engine).await?,
+                note: None,
+                upload: None,
+            }),
             FilesPass::Armed(a) => match a.finish(engine).await {
-                Ok(s) => Ok((s, None)),
+                Ok((snapshot, upload)) => Ok(Taken {
+                    snapshot,
+                    note: None,
+                    upload,
+                }),
                 Err(e) => {
                     let why = format!(
                         "the armed rustic file pass failed inside the window ({e:#}); restic took the pass again there"
@@ -109,7 +133,11 @@ impl FilesPass {
                         .await?
                         .finish(engine)
                         .await?;
-                    Ok((s, Some(why)))
+                    Ok(Taken {
+                        snapshot: s,
+                        note: Some(why),
+                        upload: None,
+                    })
                 }
             },
         }

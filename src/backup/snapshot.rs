@@ -320,6 +320,8 @@ struct Collector {
     summary: Option<BackupSummary>,
     unreadable: Vec<String>,
     log_tail: Vec<String>,
+    /// The armed pass's `spooled`: files and bytes still to upload.
+    spooled: Option<(u64, u64)>,
 }
 
 impl Collector {
@@ -331,10 +333,12 @@ impl Collector {
             summary: None,
             unreadable: Vec::new(),
             log_tail: Vec::new(),
+            spooled: None,
         }
     }
 
-    /// Takes one line; true when it is the armed worker's `ready`.
+    /// Takes one line; true when it is the armed worker's `ready` or
+    /// `spooled`.
     fn line(&mut self, line: &str) -> bool {
         match serde_json::from_str::<WorkerEvent>(line) {
             Ok(WorkerEvent::Progress(p)) => log_progress(&p),
@@ -358,6 +362,16 @@ impl Collector {
                     seconds,
                     "file pass armed: repository opened and index loaded ahead"
                 );
+                return true;
+            }
+            Ok(WorkerEvent::Spooled { files, bytes }) => {
+                tracing::info!(
+                    mode = %self.mode,
+                    files,
+                    bytes,
+                    "file pass spooled locally; it uploads after the window"
+                );
+                self.spooled = Some((files, bytes));
                 return true;
             }
             Ok(WorkerEvent::Exit { .. }) => {}
@@ -437,16 +451,75 @@ pub struct ArmedSnapshot {
 }
 
 impl ArmedSnapshot {
-    /// Says go and runs the pass to the end.
-    pub async fn finish(self, engine: &Engine) -> Result<Snapshotted> {
+    /// Says go and runs the pass until its snapshot is written: into the
+    /// repository, or (a remote one) into the local spool, with the
+    /// [`Upload`] still to wait for.
+    pub async fn finish(self, engine: &Engine) -> Result<(Snapshotted, Option<Upload>)> {
+        let mut c = Collector::new(self.mode.clone(), self.secrets.clone());
+        match self.worker.fire_until(engine, |line| c.line(line)).await? {
+            worker::Fired::Ended(code) => Ok((c.finish(code)?, None)),
+            worker::Fired::Reached(running) => {
+                let (files, bytes) = c.spooled.unwrap_or_default();
+                // The worker exits 3 after file errors, 0 without.
+                let code = if c.unreadable.is_empty() { 0 } else { 3 };
+                let secrets = c.secrets.clone();
+                let snapshotted = match c.finish(code) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        running.abort(engine).await;
+                        return Err(e);
+                    }
+                };
+                Ok((
+                    snapshotted,
+                    Some(Upload {
+                        running,
+                        mode: self.mode,
+                        secrets,
+                        files,
+                        bytes,
+                    }),
+                ))
+            }
+        }
+    }
+}
+
+/// An armed pass whose snapshot waits in the local spool, uploading.
+pub struct Upload {
+    running: worker::Running,
+    mode: String,
+    secrets: Vec<(String, Secret)>,
+    /// Files to upload.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+impl Upload {
+    /// Waits until the spooled pass is in the repository. An error means
+    /// the repository has no snapshot of the pass.
+    pub async fn finish(self, engine: &Engine) -> Result<()> {
         let mut c = Collector::new(self.mode, self.secrets);
         let code = self
-            .worker
-            .fire(engine, |line| {
+            .running
+            .finish(engine, |line| {
                 c.line(line);
             })
             .await?;
-        c.finish(code)
+        match code {
+            0 | 3 => Ok(()),
+            _ => Err(anyhow!(
+                "the {} snapshot's upload failed (exit code {code}): {}",
+                c.mode,
+                c.why()
+            )),
+        }
+    }
+
+    /// Stops the upload (the spool stays for the next run to sweep).
+    pub async fn abort(self, engine: &Engine) {
+        self.running.abort(engine).await;
     }
 }
 

@@ -179,7 +179,7 @@ pub async fn run(engine: &Engine, spec: &WorkerSpec, on_line: impl FnMut(&str)) 
 }
 
 /// A worker that took its settings, keeping its stdin open, and said it is
-/// ready: it waits for `go` ([`Armed::fire`]).
+/// ready: it waits for `go` ([`Armed::fire_until`]).
 pub struct Armed {
     id: String,
     output: Output,
@@ -236,27 +236,85 @@ impl Started {
     }
 }
 
+/// How a worker told to go got on: it reached the line asked for and runs
+/// on, or it ended first.
+pub enum Fired {
+    /// The line was seen; the worker still runs.
+    Reached(Running),
+    /// The worker ended (and was removed) with this exit code first.
+    Ended(i64),
+}
+
+/// A worker that was told to go and runs on: [`Running::finish`] drives it to
+/// the end.
+pub struct Running {
+    id: String,
+    output: Output,
+    input: Input,
+    lines: Lines,
+}
+
 impl Armed {
-    /// Says `go`, drives the worker to the end, handing each stdout line to
-    /// `on_line`, and removes it. Returns its exit code.
-    pub async fn fire(self, engine: &Engine, on_line: impl FnMut(&str)) -> Result<i64> {
+    /// Says `go` and reads lines until `on_line` says one is the one asked
+    /// for ([`Fired::Reached`]); a worker that ends first is removed.
+    pub async fn fire_until(
+        self,
+        engine: &Engine,
+        mut on_line: impl FnMut(&str) -> bool,
+    ) -> Result<Fired> {
         let Armed {
             id,
             mut output,
             mut input,
-            lines,
+            mut lines,
         } = self;
-        let result = async {
+        let reached = async {
             input
                 .write_all(b"go\n")
                 .await
                 .context("cannot tell the worker to go")?;
             input.flush().await.ok();
-            to_the_end(engine, &id, input, &mut output, lines, on_line).await
+            Ok::<_, anyhow::Error>(lines.read(&mut output, &mut on_line).await)
         }
         .await;
+        match reached {
+            Ok(true) => Ok(Fired::Reached(Running {
+                id,
+                output,
+                input,
+                lines,
+            })),
+            Ok(false) => {
+                let code = wait_exit(engine, &id, &lines).await;
+                remove(engine, &id).await;
+                code.map(Fired::Ended)
+            }
+            Err(e) => {
+                remove(engine, &id).await;
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Running {
+    /// Drives the worker to the end, handing each further stdout line to
+    /// `on_line`, and removes it. Returns its exit code.
+    pub async fn finish(self, engine: &Engine, on_line: impl FnMut(&str)) -> Result<i64> {
+        let Running {
+            id,
+            mut output,
+            input,
+            lines,
+        } = self;
+        let result = to_the_end(engine, &id, input, &mut output, lines, on_line).await;
         remove(engine, &id).await;
         result
+    }
+
+    /// Stops and removes the worker without waiting for it.
+    pub async fn abort(self, engine: &Engine) {
+        remove(engine, &self.id).await;
     }
 }
 

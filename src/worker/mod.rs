@@ -44,6 +44,14 @@ pub enum WorkerEvent {
         /// How long opening took (key derivation and index).
         seconds: f64,
     },
+    /// The armed pass wrote its snapshot into the local spool and uploads it
+    /// now: the window need not wait for the rest.
+    Spooled {
+        /// Files waiting to go up.
+        files: u64,
+        /// Their bytes.
+        bytes: u64,
+    },
     /// restic's exit code.
     Exit {
         /// Exit code.

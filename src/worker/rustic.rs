@@ -6,7 +6,9 @@
 //! single file is read. This worker does both ahead, with rustic_core, while
 //! the stack still runs, then says `ready` and waits. Inside the window the
 //! sidecar writes `go`, and only the walk (against the pre-pass as parent) and
-//! the changed bytes remain.
+//! the changed bytes remain. On a remote repository those bytes go to a
+//! local spool ([`crate::restic::spool`]): the worker says `spooled`, the
+//! window may close, and the upload follows while the stack runs.
 //!
 //! ARGS are the same `backup …` arguments a restic worker gets
 //! ([`crate::restic::backup_args`] plus `--parent`). rustic skips a file it
@@ -25,7 +27,8 @@ use tokio::io::AsyncReadExt;
 use super::{WorkerEvent, emit, read_payload};
 use crate::restic::backend::{self, BackendSpec, Vars};
 use crate::restic::json::BackupSummary;
-use crate::restic::rustic::{Indexed, open_indexed};
+use crate::restic::rustic::{Indexed, open_indexed, open_indexed_spooled};
+use crate::restic::spool::SPOOL_DIR;
 
 /// What to back up, read from restic-style `backup` arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,11 +247,18 @@ pub async fn run(args: &[String]) -> Result<i32> {
         .ok_or_else(|| anyhow!("the armed file pass needs RESTIC_PASSWORD"))?;
     let t = Instant::now();
     let opened = backend.clone();
-    let repo = tokio::task::spawn_blocking(move || {
-        open_indexed(&opened, &password, "the window's file pass")
+    let spool_root = spool_root(&payload.env);
+    let (repo, spool) = tokio::task::spawn_blocking(move || match spool_root {
+        Some(root) => open_indexed_spooled(&opened, &password, "the window's file pass", &root),
+        None => open_indexed(&opened, &password, "the window's file pass").map(|r| (r, None)),
     })
     .await
     .context("the open task failed")??;
+    if spool.is_none() && backend.local_dir().is_none() {
+        emit(&WorkerEvent::Log {
+            line: "no RESTIC_CACHE_DIR to spool into: the window's file pass uploads inside the window".into(),
+        });
+    }
     emit(&WorkerEvent::Ready {
         seconds: t.elapsed().as_secs_f64(),
     });
@@ -290,7 +300,42 @@ pub async fn run(args: &[String]) -> Result<i32> {
         });
     }
     emit(&WorkerEvent::Summary(summary_of(&snap)));
+    if let Some(spool) = spool {
+        // The window may close now: the rest goes up while the stack runs.
+        let pending = spool.pending();
+        emit(&WorkerEvent::Spooled {
+            files: pending.files,
+            bytes: pending.bytes,
+        });
+        let t = Instant::now();
+        let up = tokio::task::spawn_blocking(move || spool.upload())
+            .await
+            .context("the upload task failed")?
+            .map_err(|e| {
+                anyhow!(
+                    "the window's file pass could not be uploaded, so the repository has no snapshot of it: {}",
+                    backend.redact(&format!("{e:#}"))
+                )
+            })?;
+        emit(&WorkerEvent::Log {
+            line: format!(
+                "uploaded the spooled pass: {} files, {} bytes in {:.2} s",
+                up.files,
+                up.bytes,
+                t.elapsed().as_secs_f64()
+            ),
+        });
+    }
     Ok(if warnings.is_empty() { 0 } else { 3 })
+}
+
+/// Where the window's pass spools its writes: under `RESTIC_CACHE_DIR` (the
+/// cache volume), or nowhere. Pure.
+pub fn spool_root(env: &[(String, String)]) -> Option<std::path::PathBuf> {
+    env.iter()
+        .find(|(k, _)| k == "RESTIC_CACHE_DIR")
+        .filter(|(_, v)| v.starts_with('/'))
+        .map(|(_, v)| std::path::Path::new(v).join(SPOOL_DIR))
 }
 
 #[cfg(test)]
@@ -396,6 +441,17 @@ mod tests {
                 .starts_with("the armed file pass cannot open the repository: b2:")
         );
         assert!(backend_of(&env(&[])).is_err());
+    }
+
+    #[test]
+    fn the_spool_lives_in_the_cache_volume() {
+        let env = |v: &str| vec![("RESTIC_CACHE_DIR".to_string(), v.to_string())];
+        assert_eq!(
+            spool_root(&env("/cache")).as_deref(),
+            Some(std::path::Path::new("/cache/stackshot-spool"))
+        );
+        assert_eq!(spool_root(&env("cache")), None);
+        assert_eq!(spool_root(&[]), None);
     }
 
     #[test]
