@@ -160,7 +160,7 @@ fn make_dumps_slow(stack: &Stack) {
 fn short_window_is_one_moment_with_writers_running_through_the_dumps() {
     let _serial = serial();
     let stack = stack("stackshot-e2e-window");
-    one_moment(&stack);
+    one_moment(&stack, false);
 }
 
 /// The writer's stack with its repository on the bench's rclone server of
@@ -194,7 +194,7 @@ fn short_window_is_one_moment_on_a_rest_server() {
         "rest.override.yml",
         "E2E_REST_DATA",
     );
-    one_moment(&stack);
+    one_moment(&stack, true);
     assert!(
         data.path().join("stackshot/config").is_file(),
         "the repository is not in the REST server's storage"
@@ -207,12 +207,12 @@ fn short_window_is_one_moment_on_s3() {
     let _serial = serial();
     let (stack, _data) =
         stack_on_server("stackshot-e2e-window-s3", "s3.override.yml", "E2E_S3_DATA");
-    one_moment(&stack);
+    one_moment(&stack, true);
 }
 
 /// A short-window run with the writer writing through it: one snapshot of
 /// the stop's moment, that plain restic checks and restores.
-fn one_moment(stack: &Stack) {
+fn one_moment(stack: &Stack, spooled: bool) {
     make_dumps_slow(stack);
     wait_for("the writer to write", 60, || {
         (counter(stack) >= 10).then_some(())
@@ -262,6 +262,13 @@ fn one_moment(stack: &Stack) {
         .find(|(n, _)| n == "dumps")
         .expect("dumps phase")
         .1;
+    // On a server the window's pass was spooled and went up after the
+    // window; a local repository is written directly.
+    assert_eq!(
+        phases.iter().any(|(n, _)| n == "upload"),
+        spooled,
+        "upload phase (spooled: {spooled}): {phases:?}"
+    );
     eprintln!(
         "short window: app down {down:.2}s, writer down {writer_down:.2}s, reported {:.2}s; dumps after the window {dumps_after:.2}s; run {:.2}s",
         report["window"]["seconds"].as_f64().unwrap(),

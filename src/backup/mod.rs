@@ -13,6 +13,7 @@ pub mod files;
 pub mod hooks;
 pub mod identity;
 pub mod merge;
+pub mod pause;
 pub mod pin;
 pub mod prepass;
 pub mod short;

@@ -5,8 +5,10 @@
 //!    ([`pin::arm`]: sessions open, dumps started waiting) armed, so none of
 //!    that costs window time (a database that cannot be armed: full window);
 //! 2. the window: stop; pin every pinnable database ∥ the incremental file
-//!    snapshot (parent: the pre-pass) ∥ the dumps that cannot be pinned; start;
-//! 3. the pinned dumps stream into `/databases` (schema checked afterwards);
+//!    snapshot (parent: the pre-pass; on a remote repository written to a
+//!    local spool) ∥ the dumps that cannot be pinned; start;
+//! 3. the pinned dumps stream into `/databases` (schema checked afterwards) ∥
+//!    the spooled file snapshot uploads;
 //! 4. a snapshot of `/databases`;
 //! 5. the two snapshots merged into one, timed at the stop, and checked blob
 //!    by blob; the parts forgotten.
@@ -27,9 +29,9 @@ use futures_util::future::join_all;
 
 use super::merge::{self, MergeInto};
 use super::pin::{self, Pinned};
-use super::snapshot::{self, SnapshotJob, Snapshotted, Target};
+use super::snapshot::{self, SnapshotJob, Snapshotted, Target, Upload};
 use super::window::{self, Shutdown};
-use super::{Context, files, prepass};
+use super::{Context, files, pause, prepass};
 use crate::config::StopWindow;
 use crate::container::ContainerInfo;
 use crate::dumps::{self, DATABASES_DIR, DumpResult, Prepared};
@@ -52,6 +54,8 @@ struct InWindow {
     files: Option<Snapshotted>,
     /// Why the file pass was not the armed one it was meant to be.
     files_note: Option<String>,
+    /// The file pass, spooled locally, still uploading.
+    upload: Option<Upload>,
     dumps: Vec<DumpResult>,
 }
 
@@ -84,6 +88,7 @@ pub async fn run(
             "the short window holds a restic lock while rustic writes; nothing was stopped",
         )?;
     phase(r, "lock", t);
+    pause::at("locked").await;
     let mut forget_after = Vec::new();
     let result = run_locked(
         ctx,
@@ -96,9 +101,11 @@ pub async fn run(
         &mut forget_after,
     )
     .await;
+    pause::at("checked").await;
     if let Err(e) = lock.release(&ctx.restic).await {
         tracing::warn!(error = %format!("{e:#}"), "the run's repository lock");
     }
+    pause::at("released").await;
     if ctx.config.append_only {
         if !forget_after.is_empty() {
             r.notes.push(format!(
@@ -142,6 +149,11 @@ async fn run_locked(
         .map(|(_, v)| v.clone())
         .ok_or_else(|| anyhow!("no repository password to merge with"))?;
     let backend = crate::restic::backend::map_settings(&ctx.config.restic)?;
+    if backend.local_dir().is_none() && backend.cache_dir.is_none() {
+        r.notes.push(
+            "the window's file pass uploads inside the window: set RESTIC_CACHE_DIR (a volume) to spool it there and upload after the window".into(),
+        );
+    }
 
     // 1. Pre-pass.
     let t = Instant::now();
@@ -193,6 +205,8 @@ async fn run_locked(
         }
     };
 
+    pause::at("armed").await;
+
     // 2. The window. A pinned MariaDB dump's output is held until it closes.
     let (closed, hold) = tokio::sync::watch::channel(false);
     let inside: Vec<Prepared> = in_window.iter().map(|&i| prepared[i].clone()).collect();
@@ -229,6 +243,7 @@ async fn run_locked(
                 files,
                 dumps::dump_all(&ctx.engine, &inside, root),
             );
+            pause::at("window").await;
             let mut pinned = Vec::new();
             let mut pin_errors = Vec::new();
             for p in pins {
@@ -237,13 +252,17 @@ async fn run_locked(
                     Err(e) => pin_errors.push(format!("{e:#}")),
                 }
             }
-            let (files, files_note) = files?.unzip();
+            let (files, files_note, upload) = match files? {
+                Some(t) => (Some(t.snapshot), t.note, t.upload),
+                None => (None, None, None),
+            };
             Ok::<_, anyhow::Error>((
                 InWindow {
                     stop_time,
                     pinned,
                     files,
-                    files_note: files_note.flatten(),
+                    files_note,
+                    upload,
                     dumps: dumps?,
                 },
                 pin_errors,
@@ -257,7 +276,7 @@ async fn run_locked(
     phase(r, "window", t);
     let restart_failed = report.restart_failed.clone();
     r.window = Some(report);
-    let (w, pin_errors) = match result {
+    let (mut w, pin_errors) = match result {
         Ok(v) => v,
         Err(e) => {
             forget_after.extend(parts.iter().cloned());
@@ -269,6 +288,9 @@ async fn run_locked(
     }
     r.notes.extend(w.files_note.clone());
     if !restart_failed.is_empty() {
+        if let Some(u) = w.upload.take() {
+            u.abort(&ctx.engine).await;
+        }
         forget_after.extend(parts.iter().cloned());
         return Err(anyhow!(
             "containers are NOT running again: {}",
@@ -278,15 +300,49 @@ async fn run_locked(
     let services: Vec<String> = w.pinned.iter().map(|p| p.service().to_string()).collect();
     tracing::info!(pinned = ?services, "stop window closed; streaming the pinned dumps");
 
-    // 3. The pinned dumps.
+    // 3. The pinned dumps, while the spooled file pass uploads.
     let t = Instant::now();
-    let finished = join_all(
-        w.pinned
-            .into_iter()
-            .map(|p| pin::finish(&ctx.engine, p, root)),
-    )
-    .await;
+    let upload = async {
+        let u = w.upload.take()?;
+        let (files, bytes) = (u.files, u.bytes);
+        let result = u.finish(&ctx.engine).await;
+        tracing::info!(
+            files,
+            bytes,
+            seconds = t.elapsed().as_secs_f64(),
+            ok = result.is_ok(),
+            "the spooled file pass uploaded"
+        );
+        Some((result, t.elapsed().as_secs_f64()))
+    };
+    let (finished, uploaded) = tokio::join!(
+        join_all(
+            w.pinned
+                .into_iter()
+                .map(|p| pin::finish(&ctx.engine, p, root)),
+        ),
+        upload
+    );
     phase(r, "dumps", t);
+    if let Some((result, seconds)) = uploaded {
+        r.phases.push(Phase {
+            name: "upload".into(),
+            seconds,
+        });
+        if let Err(e) = result {
+            // Its snapshot never reached the repository: nothing to forget.
+            let files_id = w.files.as_ref().and_then(|f| f.report.id.clone());
+            forget_after.extend(
+                parts
+                    .iter()
+                    .filter(|p| Some(*p) != files_id.as_ref())
+                    .cloned(),
+            );
+            return Err(e.context(
+                "the window's file pass was spooled on the cache volume but did not reach the repository; the next run starts clean",
+            ));
+        }
+    }
     let mut all_dumps = w.dumps;
     let mut problems = pin_errors;
     let mut out_of_space = false;
@@ -312,6 +368,8 @@ async fn run_locked(
         forget_after.extend(parts.iter().cloned());
         return Ok(Short::Fallback(problems.join("; ")));
     }
+
+    pause::at("uploaded").await;
 
     // 4. The dumps' snapshot.
     let t = Instant::now();
@@ -343,6 +401,7 @@ async fn run_locked(
         parts.extend(d.report.id.clone());
     }
     phase(r, "dumps snapshot", t);
+    pause::at("dumps-snapshot").await;
 
     // 5. Merge into one snapshot, timed at the stop; forget the parts.
     let t = Instant::now();
@@ -388,6 +447,7 @@ async fn run_locked(
             return Err(e);
         }
     };
+    pause::at("merged").await;
     // Held all along (restic refreshing it): no prune ran while rustic
     // wrote, and the check above saw every blob in place. Else the parts stay.
     if let Err(e) = lock.check(&ctx.restic).await {
