@@ -1,29 +1,58 @@
-//! End to end: a prune started elsewhere never eats a short-window run. While
-//! a run writes through rustic (which takes no restic lock), the run holds a
-//! restic lock; a host keeps starting `restic prune` and `restic forget
-//! --prune` of an unrelated snapshot against the same repository, back to
-//! back, through the whole run. Each one either runs (before the run's lock
-//! or after it) or is refused; the run succeeds, or fails and keeps its
-//! parts. Whatever happened, `check --read-data` passes, and a reported
-//! success restores byte for byte.
+//! End to end: a prune started elsewhere never eats a short-window run.
+//! rustic, which writes the window's pass and the merge, takes no restic
+//! lock; the run holds one throughout. The drill holds a run at each of its
+//! steps in turn (the test-only pause, `STACKSHOT_TEST_PAUSE_DIR`) and there
+//! starts, from another host, `restic prune` and `restic forget --prune` of
+//! an unrelated snapshot against the same repository. While the run's lock
+//! is held both must be refused; once it is let go (before the parts are
+//! forgotten) both run. The run then succeeds, `check --read-data` passes,
+//! and its snapshot restores byte for byte. On a local repository and on S3.
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use common::*;
+use stackshot::backup::pause;
 
 #[test]
-fn prunes_beside_a_short_window_run_take_nothing_it_needs() {
+fn a_prune_at_each_step_of_a_short_window_run_waits_for_it() {
     let _serial = serial();
     let stack = Stack::up(
         "stackshot-e2e-prune",
         &root().join("tests/stack/docker-compose.yml"),
     );
+    drill(&stack);
+}
+
+#[test]
+fn a_prune_at_each_step_of_a_short_window_run_on_s3_waits_for_it() {
+    let _serial = serial();
+    let data = tempfile::tempdir().unwrap();
+    let rclone = rclone();
+    let files = [
+        root().join("tests/stack/docker-compose.yml"),
+        root().join("tests/stack/s3.override.yml"),
+    ];
+    let files: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let stack = Stack::up_with(
+        "stackshot-e2e-prune-s3",
+        &files,
+        &[
+            ("E2E_RCLONE", rclone.to_str().unwrap()),
+            ("E2E_S3_DATA", data.path().to_str().unwrap()),
+        ],
+    );
+    assert!(stack.on_s3());
+    drill(&stack);
+}
+
+fn drill(stack: &Stack) {
     stack.wait_for_databases();
-    let seeded = Seeded::take(&stack);
-    // A first run creates the repository; then an unrelated snapshot for the
-    // other host's `forget --prune` to remove.
+    let seeded = Seeded::take(stack);
+    // A first run creates the repository (and the parents); then an
+    // unrelated snapshot for the other host's `forget --prune` to remove.
     let (code, report, stderr) = stack.backup(&[]);
     assert_eq!(code, 0, "{report}\n{stderr}");
     let unrelated = stack.restic(
@@ -38,108 +67,95 @@ fn prunes_beside_a_short_window_run_take_nothing_it_needs() {
             "/etc/hostname",
         ],
     );
-    assert!(
-        unrelated.status.success(),
-        "{}",
-        String::from_utf8_lossy(&unrelated.stderr)
-    );
+    assert!(unrelated.status.success(), "{}", text(&unrelated));
     let unrelated = String::from_utf8_lossy(&unrelated.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .find_map(|v| v["snapshot_id"].as_str().map(String::from))
         .expect("the unrelated snapshot's id");
 
-    // The other host: prune, forget --prune of the unrelated snapshot (once
-    // it went, prune again)… until told to stop.
-    let stop = AtomicBool::new(false);
-    let (code, report, stderr, ran, refused) = std::thread::scope(|s| {
-        let pruner = s.spawn(|| {
-            // From the moment the run holds its lock (a preflight or lock
-            // that meets a running prune refuses the run before anything is
-            // written, which is not what this drill is about).
-            // A lock that stays 2 s is the run's (a listing's comes and goes).
-            let locks = repository_dir(&stack).join("locks");
-            let mut seen: std::collections::HashMap<std::ffi::OsString, std::time::Instant> =
-                Default::default();
-            while !stop.load(Ordering::Relaxed) {
-                let now: Vec<_> = std::fs::read_dir(&locks)
-                    .map(|d| d.flatten().map(|e| e.file_name()).collect())
-                    .unwrap_or_default();
-                seen.retain(|name, _| now.contains(name));
-                for name in now {
-                    seen.entry(name).or_insert_with(std::time::Instant::now);
-                }
-                if seen.values().any(|t| t.elapsed().as_secs_f64() >= 2.0) {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(20));
+    // The sidecar's cache volume, seen from the host: the pause files.
+    let pauses = volume_dir(stack, "restic-cache").join("pause");
+    let _ = std::fs::remove_dir_all(&pauses);
+    std::fs::create_dir(&pauses).unwrap();
+    let (code, report, stderr) = std::thread::scope(|s| {
+        // A failed assertion below removes the directory (the guard's drop)
+        // before the scope waits for the run: the run then goes on through
+        // every step instead of being held.
+        let _release = Release(&pauses);
+        let run = s.spawn(|| stack.backup(&[(pause::DIR_VAR, "/cache/pause")]));
+        for &step in pause::STEPS {
+            let file = pauses.join(step);
+            let t = Instant::now();
+            while !file.exists() {
+                assert!(
+                    !run.is_finished(),
+                    "the run ended before it reached the step {step}"
+                );
+                assert!(t.elapsed() < Duration::from_secs(300), "no step {step}");
+                std::thread::sleep(Duration::from_millis(50));
             }
-            let (mut ran, mut refused) = (0, 0);
-            let mut forgotten = false;
-            let mut i = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let forget = !forgotten && i % 2 == 1;
-                let args: Vec<&str> = if forget {
-                    vec!["forget", unrelated.as_str(), "--prune"]
-                } else {
-                    vec!["prune"]
-                };
-                i += 1;
-                let out = stack.restic(&[], &args);
-                let said = String::from_utf8_lossy(&out.stderr).to_string();
-                if out.status.success() {
-                    ran += 1;
-                    forgotten |= forget;
-                } else if said.contains("locked") {
-                    refused += 1;
-                } else {
-                    panic!("restic {args:?} failed otherwise: {said}");
+            let prune = stack.restic(&[], &["prune"]);
+            let forget = stack.restic(&[], &["forget", &unrelated, "--prune"]);
+            if step == "released" {
+                // The lock is gone; the parts are not forgotten yet.
+                assert!(prune.status.success(), "prune at {step}: {}", text(&prune));
+                assert!(
+                    forget.status.success(),
+                    "forget --prune at {step}: {}",
+                    text(&forget)
+                );
+            } else {
+                for (what, out) in [("prune", &prune), ("forget --prune", &forget)] {
+                    assert!(
+                        !out.status.success() && text(out).contains("locked"),
+                        "{what} at the step {step} was not refused by the run's lock: {}",
+                        text(out)
+                    );
                 }
             }
-            (ran, refused)
-        });
-        let (code, report, stderr) = stack.backup(&[]);
-        stop.store(true, Ordering::Relaxed);
-        let (ran, refused) = pruner.join().unwrap();
-        (code, report, stderr, ran, refused)
+            eprintln!(
+                "drill: at {step}: prune and forget --prune {}",
+                if step == "released" { "ran" } else { "refused" }
+            );
+            std::fs::remove_file(&file).unwrap();
+        }
+        run.join().unwrap()
     });
-    eprintln!(
-        "beside the run: {ran} prune(s) ran, {refused} refused; run: {}",
-        report["result"]
-    );
-    assert!(refused > 0, "no prune met the run's lock: {report}");
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    assert_eq!(report["result"], "success", "{report}");
+    assert_eq!(report["window_mode"], "short", "{report}");
 
     let check = stack.restic(&[], &["check", "--read-data"]);
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
+    assert!(check.status.success(), "{}", text(&check));
+    let left = stack.restic(&[], &["snapshots", "--json", "--tag", "unrelated"]);
+    assert_eq!(
+        String::from_utf8_lossy(&left.stdout).trim(),
+        "[]",
+        "the forget --prune at `released` did not run"
     );
-    if code == 0 {
-        assert_eq!(report["result"], "success", "{report}");
-        assert_eq!(report["window_mode"], "short", "{report}");
-        let id = report["snapshots"][0]["id"].as_str().unwrap();
-        let restored = stack.restore(id);
-        seeded.assert_in_snapshot(restored.path());
-    } else {
-        // A failed run keeps its parts: they are listed.
-        let parts = stack.restic(&[], &["snapshots", "--tag", "stackshot-part", "--json"]);
-        let parts: serde_json::Value = serde_json::from_slice(&parts.stdout).unwrap();
-        assert!(
-            !parts.as_array().unwrap().is_empty(),
-            "the run failed ({report}) and kept no part: {stderr}"
-        );
+    let id = report["snapshots"][0]["id"].as_str().unwrap();
+    let restored = stack.restore(id);
+    seeded.assert_in_snapshot(restored.path());
+}
+
+/// Removes the pause directory when dropped: every held step goes on.
+struct Release<'a>(&'a Path);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.0);
     }
 }
 
-/// Where the engine keeps the stack's repository volume on this host.
-fn repository_dir(stack: &Stack) -> std::path::PathBuf {
+/// Where the engine keeps one of the stack's volumes on this host.
+fn volume_dir(stack: &Stack, volume: &str) -> PathBuf {
     let out = run(&mut docker(&[
         "volume",
         "inspect",
         "-f",
         "{{.Mountpoint}}",
-        &format!("{}_repository", stack.project),
+        &format!("{}_{volume}", stack.project),
     ]));
-    std::path::PathBuf::from(out.trim())
+    PathBuf::from(out.trim())
 }
