@@ -24,8 +24,13 @@
 #
 # BENCH_REPOSITORY=rest or =s3 puts the repository on the test bench's REST
 # server (`rclone serve restic`) or S3 server (`rclone serve s3`), on the
-# stack's network, and measures full and short only (the rows and ratios the
-# every-backend issue asks for).
+# stack's network, and measures full and short, then short with 10 MB
+# (BENCH_LATE_MB) written after the pre-pass (the run held at its `armed`
+# step by the test pause, STACKSHOT_TEST_PAUSE_DIR, while they are written),
+# with the sidecar's uplink as is and throttled to 1 MB/s (BENCH_UPLINK, a
+# tc rate: a token bucket on the sidecar's network interface, which its
+# workers share; needs tc and nsenter on the host). Those are the rows and
+# ratios the every-backend issue asks for.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -87,13 +92,36 @@ churn() { docker exec "$(c app)" sh -c "cd /data/bench && for f in \$(find . -ty
 # window, not the load's aftermath.
 settle() { psql_ "VACUUM ANALYZE" >/dev/null; psql_ "CHECKPOINT" >/dev/null || log "CHECKPOINT refused"; maria_ "FLUSH TABLES" >/dev/null; sync; sleep 5; }
 
+# late_change: in the background, waits until the run is held at its `armed`
+# step (pre-pass done, file pass and databases armed), writes BENCH_LATE_MB of
+# new files into the app's volume, and lets the run go on: the window's pass
+# has that much to read and store.
+late_change() {
+  local dir; dir=$(docker volume inspect -f '{{.Mountpoint}}' "${project}_restic-cache")/pause
+  rm -rf "$dir"; mkdir -p "$dir"
+  ( for _ in $(seq 1200); do [ -e "$dir/armed" ] && break; sleep 0.05; done
+    docker exec "$(c app)" sh -c "head -c ${BENCH_LATE_MB:-10}M /dev/urandom > /data/bench/late-\$(date +%s%N)"
+    rm -f "$dir/armed" ) &
+  late_pid=$!
+}
+# uplink RATE|off: a token bucket on the sidecar's interface (its egress:
+# what goes up to the repository server), or none.
+uplink() {
+  local pid; pid=$(docker inspect -f '{{.State.Pid}}' "$(c backup)")
+  if [ "$1" = off ]; then nsenter -t "$pid" -n tc qdisc del dev eth0 root 2>/dev/null || true
+  else nsenter -t "$pid" -n tc qdisc replace dev eth0 root tbf rate "$1" burst 32kb latency 1s; fi
+}
+
 # run MODE: one backup; prints "window_seconds run_seconds" (window from engine events).
 run() {
   local app; app=$(c app)
   docker events --filter "container=$app" --format '{{.TimeNano}} {{.Action}}' >"$work/events" &
   local ev=$!; sleep 1
   local t0; t0=$(date +%s.%N)
-  docker exec -e STOP_WINDOW="$1" -e WINDOW_FILE_PASS="${2:-rustic}" "$(c backup)" stackshot backup --json >"$work/report.json"
+  local held=() late_pid=
+  if [ "${LATE:-0}" = 1 ]; then late_change; held=(-e STACKSHOT_TEST_PAUSE_DIR=/cache/pause -e STACKSHOT_TEST_PAUSE_AT=armed); fi
+  docker exec -e STOP_WINDOW="$1" -e WINDOW_FILE_PASS="${2:-rustic}" "${held[@]}" "$(c backup)" stackshot backup --json >"$work/report.json"
+  [ -z "$late_pid" ] || wait "$late_pid"
   local t1; t1=$(date +%s.%N)
   sleep 1; kill $ev; wait $ev 2>/dev/null || true
   python3 - "$work/events" "$t0" "$t1" <<'PY'
@@ -127,8 +155,16 @@ if [ "$remote" != local ]; then
   printf '\n| run on %s (median of %s) | stop window (app die → start) | samples | whole run |\n|---|---|---|---|\n' "$remote" "$reps"
   printf '| full | %s s | %s | %s s |\n' "$full_w" "${full_s//,/ · }" "$full_t"
   printf '| short | %s s | %s | %s s |\n' "$short_w" "${short_s//,/ · }" "$short_t"
+  late=${BENCH_LATE_MB:-10} rate=${BENCH_UPLINK:-8mbit}
+  read -r late_w late_t late_s < <(LATE=1 measure short)
+  uplink "$rate"
+  read -r slow_w slow_t slow_s < <(LATE=1 measure short)
+  uplink off
+  printf '| short, %s MB written after the pre-pass | %s s | %s | %s s |\n' "$late" "$late_w" "${late_s//,/ · }" "$late_t"
+  printf '| the same, uplink %s | %s s | %s | %s s |\n' "$rate" "$slow_w" "${slow_s//,/ · }" "$slow_t"
   printf '\nshort / full window on %s: %s (asked: <= 0.1)\n' "$remote" "$(ratio "$short_w" "$full_w")"
   printf 'whole run on %s, short / full: %s (asked: <= 1.3)\n' "$remote" "$(ratio "$short_t" "$full_t")"
+  printf 'window with %s MB late, uplink %s / unthrottled: %s (asked: <= 1.3)\n' "$late" "$rate" "$(ratio "$slow_w" "$late_w")"
   exit 0
 fi
 read -r restic_w restic_t restic_s < <(measure short restic)
