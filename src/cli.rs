@@ -343,12 +343,21 @@ fn context(config: Config, engine: Engine) -> Context {
     }
 }
 
-fn exit_for(report: &crate::report::RunReport) -> ExitCode {
+/// A backup's exit code: 0 on success, 2 when the plan had errors (nothing
+/// was touched; `stackshot plan` exits 2 for the same plan), else 1. The
+/// same whether the run was this process's or the daemon's. Pure.
+fn exit_code(report: &crate::report::RunReport) -> u8 {
     if report.result == Outcome::Success {
-        ExitCode::SUCCESS
+        0
+    } else if report.plan_refused {
+        EXIT_CONFIG
     } else {
-        ExitCode::FAILURE
+        1
     }
+}
+
+fn exit_for(report: &crate::report::RunReport) -> ExitCode {
+    ExitCode::from(exit_code(report))
 }
 
 fn print_report(report: &crate::report::RunReport, json: bool) -> Result<()> {
@@ -667,19 +676,41 @@ async fn run(cli: Cli, config: Config) -> Result<ExitCode> {
                 leave_down: no_restart,
             };
             let report = run::backup(&ctx, &shutdown).await;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", report.render());
-            }
-            Ok(if report.result == Outcome::Success {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            print_report(&report, json)?;
+            Ok(exit_for(&report))
         }
         Command::Worker { .. } | Command::Healthcheck | Command::Idle => {
             unreachable!("handled before the configuration is read")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::RunReport;
+
+    #[test]
+    fn a_backup_refused_for_its_plan_exits_2_like_plan() {
+        let ok = RunReport::start().finish(Outcome::Success, None);
+        assert_eq!(exit_code(&ok), 0);
+        let failed = RunReport::start().finish(Outcome::Failed, Some("x".into()));
+        assert_eq!(exit_code(&failed), 1);
+        let partial = RunReport::start().finish(Outcome::Partial, None);
+        assert_eq!(exit_code(&partial), 1);
+        let mut refused = RunReport::start();
+        refused.plan_refused = true;
+        let refused = refused.finish(Outcome::Failed, Some("the plan has errors".into()));
+        assert_eq!(exit_code(&refused), EXIT_CONFIG);
+        // A daemon's report read by a client that knows the field, and one
+        // from a daemon that did not send it.
+        let v = serde_json::to_value(&refused).unwrap();
+        assert_eq!(v["plan_refused"], true);
+        let back: RunReport = serde_json::from_value(v).unwrap();
+        assert_eq!(exit_code(&back), EXIT_CONFIG);
+        let mut old = serde_json::to_value(&failed).unwrap();
+        old.as_object_mut().unwrap().remove("plan_refused");
+        let back: RunReport = serde_json::from_value(old).unwrap();
+        assert_eq!(exit_code(&back), 1);
     }
 }

@@ -99,6 +99,11 @@ pub struct RunReport {
     /// never change `result`.
     #[serde(default)]
     pub notify_failures: Vec<crate::notify::NotifyFailure>,
+    /// The run was refused because the plan has errors (labels that cannot
+    /// be understood), before anything was touched: `stackshot backup`
+    /// exits 2 then, as `stackshot plan` does.
+    #[serde(default)]
+    pub plan_refused: bool,
 }
 
 /// Peak resident set size (`VmHWM`) from the text of `/proc/<pid>/status`, in bytes.
@@ -130,6 +135,7 @@ impl RunReport {
             window_mode: String::new(),
             notes: vec![],
             notify_failures: vec![],
+            plan_refused: false,
         }
     }
 

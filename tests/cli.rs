@@ -53,3 +53,33 @@ fn healthcheck_needs_only_http_addr() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP_ADDR=\"nowhere\""));
 }
+
+/// A bad configuration stops `backup` as it stops `plan`: one line, exit
+/// code 2, before the engine is asked (there is none here). A plan with
+/// errors exits 2 too; that needs an engine (`e2e_drills`,
+/// `preflight_failures_touch_nothing`).
+#[test]
+fn a_bad_configuration_exits_2_for_backup_as_for_plan() {
+    let env = [
+        ("RESTIC_REPOSITORY", "/repository"),
+        ("RESTIC_PASSWORD", "restic-test-password"),
+        ("KEEP_DAILY", "-3"),
+    ];
+    for args in [
+        &["plan"][..],
+        &["backup"],
+        &["backup", "--json"],
+        &["backup", "--no-restart"],
+    ] {
+        let out = stackshot(&env, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("stackshot: configuration error: KEEP_DAILY=\"-3\""),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("restic-test-password"), "{stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}

@@ -227,8 +227,15 @@ fn preflight_failures_touch_nothing() {
     let watch = stack.watch();
     let (code, report, _) = stack.backup(&[]);
     let events = watch.finish();
+    // `stackshot plan` refuses the same plan, with the same exit code.
+    let plan = stack.exec("backup", &[], &["stackshot", "plan"]);
     let _ = output(&mut docker(&["rm", "-f", "-v", crafted]));
-    assert_eq!(code, 1, "{report}");
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+    assert_eq!(
+        code, 2,
+        "a plan with errors exits 2, as `plan` does: {report}"
+    );
+    assert_eq!(report["plan_refused"], true, "{report}");
     let reason = report["reason"].as_str().unwrap();
     assert!(
         reason.contains(&format!(

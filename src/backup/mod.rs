@@ -255,6 +255,7 @@ async fn run(
     }
     let plan = plan::build(&opts, &found.containers);
     if !plan.is_ok() {
+        r.plan_refused = true;
         bail!(
             "the plan has errors, nothing was touched (see `stackshot plan`): {}",
             plan.errors.join("; ")

@@ -11,8 +11,10 @@
 //! call is handed back as a [`StopRest`], which the stop window awaits before
 //! it starts anything again.
 //!
-//! When the events cannot be followed (a socket proxy that refuses
-//! `/events`, say), the call's own return is waited for, as before.
+//! When the event stream fails or ends before the `die`, the call's own
+//! return is waited for. A socket proxy that refuses `/events` outright
+//! never gets here: the access probe ([`super::access`]) fails the backup or
+//! restore before anything is stopped.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
