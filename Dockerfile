@@ -2,7 +2,7 @@
 # BuildKit alike) builds stackshot in a Rust stage, takes restic from the
 # official restic image, and puts both, with the shared libraries `ldd` names
 # and a CA bundle, on an empty base (`FROM scratch`): no shell, no package
-# manager, about 70 MB (README: Image). stackshot needs nothing else there:
+# manager, about 70 MB (docs/image.md). stackshot needs nothing else there:
 # the time zone database is compiled in (chrono-tz), the worker runs the same
 # binary, and a hook runs in the labelled container, never in the sidecar.
 #

@@ -2,7 +2,7 @@
 //! a second engine (Debian's docker.io in a container of the test engine,
 //! tests/bench/node-image.sh) joins as a worker, and the stack of
 //! tests/stack/swarm/nodes.yml runs stackshot on both (global mode), as the
-//! README deploys it.
+//! Swarm guide (docs/swarm.md) deploys it.
 //!
 //! Each node's stackshot sees and backs up only the tasks on its own node,
 //! as host `<stack>-<node>`, into the one shared repository: the manager's

@@ -15,7 +15,7 @@ use crate::dumps::{Prepared, query_lines};
 use crate::engine::exec;
 
 /// The largest copy placed (it is held in memory on the way); a larger one
-/// is restored by hand with restic (README, "Without stackshot").
+/// is restored by hand with restic (docs/restore.md, "Without stackshot").
 pub const MAX_BYTES: u64 = 2 << 30;
 
 /// The files beside a SQLite database that belong to its state.
