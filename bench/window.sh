@@ -126,7 +126,8 @@ run() {
   sleep 1; kill $ev; wait $ev 2>/dev/null || true
   python3 - "$work/events" "$t0" "$t1" <<'PY'
 import sys
-ev=[l.split() for l in open(sys.argv[1]) if l.strip()]
+ev=[l.split(None, 1) for l in open(sys.argv[1]) if l.strip()]
+ev=[(t, a.strip()) for t, a in ev]   # an exec's action has spaces: "exec_create: sh -c …"
 die=min(int(t) for t,a in ev if a=="die"); start=max(int(t) for t,a in ev if a=="start")
 print(f"{(start-die)/1e9:.2f} {float(sys.argv[3])-float(sys.argv[2]):.2f}")
 PY
