@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, anyhow, bail};
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared, join_all};
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::journal::{self, Journal};
 use crate::plan::StopEntry;
+pub use crate::report::{Timed, WindowReport};
 
 /// Stopping and starting containers: the engine, or a fake in tests.
 pub trait ContainerControl: Sync {
@@ -157,37 +157,6 @@ impl Shutdown {
             }
         }
     }
-}
-
-/// How long one container took to stop or start.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Timed {
-    /// Container name.
-    pub container: String,
-    /// Seconds.
-    pub seconds: f64,
-}
-
-/// What happened in the window.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct WindowReport {
-    /// Containers stopped, with their stop times.
-    pub stopped: Vec<Timed>,
-    /// Containers started again, with their start times.
-    pub started: Vec<Timed>,
-    /// Containers labelled for stopping that were not running (they stay stopped).
-    pub not_running: Vec<String>,
-    /// From the first stop to the last start, in seconds.
-    pub seconds: f64,
-    /// Why the window could not be opened fully, if it could not.
-    pub stop_failed: Option<String>,
-    /// Containers that could not be started again, or did not stay up after
-    /// their start (the journal keeps them).
-    pub restart_failed: Vec<String>,
-    /// Containers left down on purpose by `backup --no-restart`: the window's
-    /// and, after their dumps, the databases'.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub left_down: Vec<String>,
 }
 
 /// Starts journal entries, dependencies first: each one as soon as every

@@ -19,12 +19,12 @@ pub mod target;
 mod webhook;
 
 use futures_util::future::join_all;
-use serde::{Deserialize, Serialize};
 use url::Url;
 
 pub use message::NotifyOn;
 pub use target::Target;
 
+pub use crate::report::NotifyFailure;
 use crate::report::{Outcome, RunReport};
 
 /// `PING_URL` and its overrides.
@@ -85,17 +85,6 @@ impl Pings {
             body: Some(message::text(report)),
         })
     }
-}
-
-/// A receiver that could not be told.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NotifyFailure {
-    /// Its scheme (`https`, `smtp`, `ping`, …).
-    pub scheme: String,
-    /// The receiver, secrets masked.
-    pub target: String,
-    /// Why.
-    pub error: String,
 }
 
 /// The configured receivers of a run.
