@@ -78,6 +78,11 @@ pub enum FilePass {
     Restic,
 }
 
+/// How long the preflight lets one restic command (`cat config`, `init`) run
+/// before it kills it, unless `PREFLIGHT_TIMEOUT` says otherwise: longer than
+/// any healthy answer, far shorter than restic's 15 minutes of retries.
+pub const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// restic's own settings, passed to restic unchanged.
 #[derive(Debug, Clone)]
 pub struct ResticSettings {
@@ -623,7 +628,7 @@ fn restic_settings(env: &Env) -> Result<ResticSettings, ConfigError> {
         repository,
         env: vars,
         preflight_timeout: opt(env, "PREFLIGHT_TIMEOUT", duration)?
-            .unwrap_or(crate::restic::reach::PREFLIGHT_TIMEOUT),
+            .unwrap_or(PREFLIGHT_TIMEOUT),
     })
 }
 
