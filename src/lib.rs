@@ -25,6 +25,7 @@ pub mod engine;
 pub mod env;
 pub mod journal;
 pub mod labels;
+pub mod layout;
 pub mod logging;
 pub mod notify;
 pub mod plan;

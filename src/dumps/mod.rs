@@ -251,7 +251,7 @@ async fn prepare_sqlite_worker(
         .iter()
         .map(|path| DumpJob {
             database: Some(path.clone()),
-            file: command::sqlite_file_name(path).to_string(),
+            file: crate::layout::sqlite_file_name(path).to_string(),
             argv: vec![WORKER_COPY.to_string(), path.clone()],
         })
         .collect();

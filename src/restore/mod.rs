@@ -605,7 +605,7 @@ async fn dump_files(ctx: &Context, run: &Run, plan: &Plan, service: &str) -> Res
             let database = match sqlite {
                 Some(paths) => paths
                     .iter()
-                    .find(|p| dumps::command::sqlite_file_name(p) == name)
+                    .find(|p| crate::layout::sqlite_file_name(p) == name)
                     .cloned(),
                 None => {
                     let stem = name.trim_end_matches(".sql");
@@ -770,7 +770,7 @@ fn engine_hint(entry: Option<&serde_json::Value>, rel: &str) -> Option<DbEngine>
         .and_then(|e| serde_json::from_value::<DbEngine>(e["engine"].clone()).ok())
         .or_else(|| {
             let name = rel.rsplit('/').next().unwrap_or("");
-            if name == dumps::command::REDIS_DUMP {
+            if name == crate::layout::REDIS_DUMP {
                 return Some(DbEngine::Redis);
             }
             [DbEngine::Postgres, DbEngine::Mariadb, DbEngine::Mysql]
