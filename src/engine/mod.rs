@@ -21,7 +21,7 @@ use bollard::{API_DEFAULT_VERSION, Docker};
 
 use crate::backup::window::ContainerControl;
 use crate::env::Secret;
-use crate::plan::swarm::service_of;
+use crate::container::service_of;
 
 const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
 const TIMEOUT_SECS: u64 = 600;
@@ -127,7 +127,7 @@ impl Engine {
 }
 
 /// A stop target is a container id, or a swarm service
-/// ([`crate::plan::swarm::service_target`]), stopped by scaling it to 0.
+/// ([`crate::container::service_target`]), stopped by scaling it to 0.
 impl ContainerControl for Engine {
     async fn stop(
         &self,
