@@ -23,6 +23,7 @@ pub mod discovery;
 pub mod dumps;
 pub mod engine;
 pub mod env;
+pub mod hooks;
 pub mod journal;
 pub mod labels;
 pub mod layout;

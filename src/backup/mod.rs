@@ -10,7 +10,6 @@
 //! 5. cleanup: dump files and stray workers removed.
 
 pub mod files;
-pub mod hooks;
 pub mod identity;
 pub mod merge;
 pub mod pause;
@@ -33,6 +32,7 @@ use crate::container::{ContainerInfo, ROLE_LABEL};
 use crate::discovery::{self, Discovery};
 use crate::dumps::{self, DATABASES_DIR, DumpResult, Prepared};
 use crate::engine::Engine;
+use crate::hooks;
 use crate::journal::Journal;
 use crate::plan::{self, HookPhase, Plan, PlanOptions};
 use crate::report::{Outcome, Phase, RunReport, SnapshotReport};

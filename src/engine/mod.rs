@@ -150,7 +150,7 @@ impl ContainerControl for Engine {
             None => vec![entry.container.id.clone()],
         };
         for id in targets {
-            crate::backup::hooks::run(
+            crate::hooks::run(
                 self,
                 &id,
                 &entry.container.container,
