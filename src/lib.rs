@@ -7,7 +7,7 @@
 //! Pure logic ([`config`], [`env`], [`schedule`], [`labels`], [`container`],
 //! [`plan`], [`dumps::command`]) is separate from engine I/O ([`engine`],
 //! [`discovery`]). A backup ([`backup`], a folder whose files are its phases) goes through the
-//! stop window that always closes ([`backup::window`]), [`dumps`] and
+//! stop window that always closes ([`window`]), [`dumps`] and
 //! [`backup::snapshot`], and yields a [`report`].
 
 #![warn(missing_docs)]
@@ -35,4 +35,5 @@ pub mod restic;
 pub mod restore;
 pub mod retention;
 pub mod schedule;
+pub mod window;
 pub mod worker;

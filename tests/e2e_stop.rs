@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
-use stackshot::backup::window::ContainerControl;
+use stackshot::window::ContainerControl;
 use stackshot::engine::Engine;
 
 const N: usize = 12;

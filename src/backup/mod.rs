@@ -17,7 +17,6 @@ pub mod pin;
 pub mod prepass;
 pub mod short;
 pub mod snapshot;
-pub mod window;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -37,6 +36,7 @@ use crate::journal::Journal;
 use crate::plan::{self, HookPhase, Plan, PlanOptions};
 use crate::report::{Outcome, Phase, RunReport, SnapshotReport};
 use crate::restic::{BackupExit, Restic};
+use crate::window;
 use short::Short;
 use snapshot::{Snapshotted, Target, VOLUMES_DIR};
 use window::Shutdown;

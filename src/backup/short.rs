@@ -30,7 +30,7 @@ use futures_util::future::join_all;
 use super::merge::{self, MergeInto};
 use super::pin::{self, Pinned};
 use super::snapshot::{self, SnapshotJob, Snapshotted, Target, Upload};
-use super::window::{self, Shutdown};
+use crate::window::{self, Shutdown};
 use super::{Context, files, pause, prepass};
 use crate::config::StopWindow;
 use crate::container::ContainerInfo;

@@ -548,7 +548,7 @@ fn to_classic(openmetrics: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::window::{Timed, WindowReport};
+    use crate::window::{Timed, WindowReport};
     use crate::dumps::DumpResult;
     use crate::labels::Engine;
     use crate::report::SnapshotReport;

@@ -21,7 +21,7 @@ use chrono::Utc;
 use tokio::io::BufReader;
 use tokio::net::UnixStream;
 
-use crate::backup::window::{self, ContainerControl as _, Shutdown};
+use crate::window::{self, ContainerControl as _, Shutdown};
 use crate::backup::{self as run, Context};
 use crate::plan::{Plan, PlanSummary};
 use crate::report::{Outcome, RunReport};

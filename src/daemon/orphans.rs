@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::backup::window::{self, Shutdown};
+use crate::window::{self, Shutdown};
 use crate::engine::Engine;
 use crate::journal::{Journal, RunLock};
 

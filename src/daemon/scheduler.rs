@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::backup::window::Shutdown;
+use crate::window::Shutdown;
 use crate::schedule::Schedule;
 
 /// Longest single sleep; the wall clock is re-read after it.

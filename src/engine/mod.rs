@@ -19,7 +19,7 @@ use bollard::errors::Error as BollardError;
 use bollard::models::ContainerInspectResponse;
 use bollard::{API_DEFAULT_VERSION, Docker};
 
-use crate::backup::window::ContainerControl;
+use crate::window::ContainerControl;
 use crate::env::Secret;
 use crate::container::service_of;
 
@@ -133,7 +133,7 @@ impl ContainerControl for Engine {
         &self,
         id: &str,
         timeout: Duration,
-    ) -> Result<Option<crate::backup::window::StopRest>> {
+    ) -> Result<Option<crate::window::StopRest>> {
         if let Some(service) = service_of(id) {
             return scale::stop(&self.docker, service).await.map(|()| None);
         }

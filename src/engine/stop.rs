@@ -25,7 +25,7 @@ use bollard::errors::Error as BollardError;
 use bollard::query_parameters::{EventsOptions, StopContainerOptions};
 use futures_util::{Stream, StreamExt};
 
-use crate::backup::window::StopRest;
+use crate::window::StopRest;
 
 /// Stops container `id`, giving it `timeout` before the engine kills it.
 /// Returns when the container died, with the rest of the stop call when the

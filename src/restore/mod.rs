@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::backup::snapshot;
-use crate::backup::window::{self, Shutdown};
+use crate::window::{self, Shutdown};
 use crate::backup::{Context, plan_options};
 use crate::catalog::{self, Run};
 use crate::container::{ContainerInfo, MountKind, ROLE_LABEL};

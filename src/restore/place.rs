@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result, bail};
 
 use super::{Checked, stream_file};
 use crate::backup::Context;
-use crate::backup::window::{self, Shutdown};
+use crate::window::{self, Shutdown};
 use crate::dumps::Prepared;
 use crate::journal::Journal;
 use crate::plan::StopEntry;
