@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use crate::window::Shutdown;
 use crate::backup::{self as run, Context};
 use crate::config::Config;
 use crate::daemon::control::{self, Reply, Request};
@@ -15,6 +14,7 @@ use crate::env::Env;
 use crate::journal::Journal;
 use crate::report::Outcome;
 use crate::restic::Restic;
+use crate::window::Shutdown;
 use crate::{discovery, logging, plan, worker};
 
 /// stackshot: one consistent restic snapshot of a compose stack's volumes and databases.

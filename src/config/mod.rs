@@ -627,8 +627,7 @@ fn restic_settings(env: &Env) -> Result<ResticSettings, ConfigError> {
     Ok(ResticSettings {
         repository,
         env: vars,
-        preflight_timeout: opt(env, "PREFLIGHT_TIMEOUT", duration)?
-            .unwrap_or(PREFLIGHT_TIMEOUT),
+        preflight_timeout: opt(env, "PREFLIGHT_TIMEOUT", duration)?.unwrap_or(PREFLIGHT_TIMEOUT),
     })
 }
 
@@ -964,10 +963,7 @@ mod tests {
         assert_eq!(c.notify.targets.len(), 2);
         assert_eq!(c.notify.on, notify::NotifyOn::Always);
         assert!(c.notify.pings.base.is_some());
-        assert_eq!(
-            parse(&[]).unwrap().notify.on,
-            notify::NotifyOn::Failure
-        );
+        assert_eq!(parse(&[]).unwrap().notify.on, notify::NotifyOn::Failure);
         // One line, everything but the scheme and host masked, what is accepted.
         let e = err(&[(
             "NOTIFY_URLS",

@@ -548,10 +548,10 @@ fn to_classic(openmetrics: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::window::{Timed, WindowReport};
     use crate::dumps::DumpResult;
     use crate::labels::Engine;
     use crate::report::SnapshotReport;
+    use crate::window::{Timed, WindowReport};
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

@@ -21,11 +21,11 @@ use chrono::Utc;
 use tokio::io::BufReader;
 use tokio::net::UnixStream;
 
-use crate::window::{self, ContainerControl as _, Shutdown};
 use crate::backup::{self as run, Context};
 use crate::plan::{Plan, PlanSummary};
 use crate::report::{Outcome, RunReport};
 use crate::retention::{self, RetentionReport};
+use crate::window::{self, Shutdown};
 use control::{Reply, Request};
 use state::{DaemonState, Maintenance, PlanStatus, Running};
 

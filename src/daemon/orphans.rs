@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::window::{self, Shutdown};
 use crate::engine::Engine;
 use crate::journal::{Journal, RunLock};
+use crate::window::{self, Shutdown};
 
 /// How often the journal is looked at.
 pub const EVERY: Duration = Duration::from_secs(2);

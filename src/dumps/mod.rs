@@ -21,7 +21,6 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 
-use crate::window::ContainerControl;
 use crate::container::ContainerInfo;
 use crate::engine::{Engine, exec};
 use crate::env::Secret;

@@ -5,8 +5,8 @@
 //! instead of their tasks.
 
 use super::StopEntry;
-pub use crate::container::{SERVICE_TARGET, service_of, service_target};
 use crate::container::{ContainerInfo, ServiceMode};
+pub use crate::container::{SERVICE_TARGET, service_of, service_target};
 
 /// The stop target of a container: its service's in a swarm, else its id.
 pub fn target_of(c: &ContainerInfo) -> String {

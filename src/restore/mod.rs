@@ -12,7 +12,6 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::backup::snapshot;
-use crate::window::{self, Shutdown};
 use crate::backup::{Context, plan_options};
 use crate::catalog::{self, Run};
 use crate::container::{ContainerInfo, MountKind, ROLE_LABEL};
@@ -22,6 +21,7 @@ use crate::engine::{exec, worker};
 use crate::labels::Engine as DbEngine;
 use crate::plan::{self, ContainerRef, DumpPlan, Plan, VolumePlan};
 use crate::restic::SnapshotInfo;
+use crate::window::{self, Shutdown};
 
 /// Discovery, plan and the repository's runs: what every restore starts from.
 struct Scene {

@@ -7,9 +7,10 @@
 //! and cannot return before the restart ran. A process killed outright (SIGKILL)
 //! leaves its [`Journal`]; [`recover`] restarts from it on the next start-up.
 
+mod engine;
+
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -17,6 +18,7 @@ use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared, join_all};
 use tokio::sync::watch;
 
+pub use crate::engine::stop::StopRest;
 use crate::journal::{self, Journal};
 use crate::plan::StopEntry;
 pub use crate::report::{Timed, WindowReport};
@@ -49,11 +51,6 @@ pub trait ContainerControl: Sync {
         async { Ok(()) }
     }
 }
-
-/// The rest of a stop call that returned as soon as its container was down:
-/// the engine's tear-down, which does not touch the volumes' data, runs on
-/// beside the window's work, and is awaited before any start.
-pub type StopRest = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 
 /// The default of [`ContainerControl::stay_up`]. A second: the window is
 /// measured before it, so it lengthens the run, not the stack's downtime.
