@@ -4,6 +4,7 @@
 //! masked. Sending lives in [`crate::notify`].
 
 use std::fmt;
+use std::time::Duration;
 
 use url::Url;
 
@@ -394,6 +395,10 @@ pub enum NotifyOn {
     /// Every run.
     Always,
 }
+
+/// How long a notification may take: per request (and per SMTP
+/// conversation step).
+pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {
