@@ -13,7 +13,7 @@
 //! - [`container`]: stackshot's view of one container, and the names of stop
 //!   targets.
 //! - [`activity`]: what a run is doing now. [`journal`]: the stop window's
-//!   journal on a volume.
+//!   journal on a volume. [`shutdown`]: a request to stop, from a signal.
 //! - [`layout`]: the snapshot contract — the names of the files a backup
 //!   writes.
 //! - [`labels`]: the labels a stack's services carry.
@@ -30,7 +30,7 @@
 //!   prune. [`hooks`]: the label hooks. [`worker`]: what runs inside the
 //!   worker container. [`catalog`]: the runs in the repository.
 //! - [`window`]: the stop window — open, close, recover, the engine's
-//!   [`window::ContainerControl`] and [`window::Shutdown`] — shared by backup,
+//!   [`window::ContainerControl`], with [`shutdown`] beside it — shared by backup,
 //!   restore and the daemon. [`dumps`]: database dumps.
 //! - [`backup`]: one backup run, as a list of phases.
 //! - [`restore`]: restores, the restore drill and verify.
@@ -42,7 +42,8 @@
 //! A part names only parts on layers below its own; none names one above it,
 //! and the module graph has no cycle:
 //!
-//! 1. [`env`], [`schedule`], [`container`], [`activity`], [`journal`], [`layout`]
+//! 1. [`env`], [`schedule`], [`container`], [`activity`], [`journal`],
+//!    [`shutdown`], [`layout`]
 //! 2. [`labels`], [`config`], [`engine`]
 //! 3. [`report`], [`plan`], [`restic`], [`discovery`], [`logging`]
 //! 4. [`notify`], [`retention`], [`hooks`], [`worker`], [`catalog`]
@@ -80,5 +81,6 @@ pub mod restic;
 pub mod restore;
 pub mod retention;
 pub mod schedule;
+pub mod shutdown;
 pub mod window;
 pub mod worker;
