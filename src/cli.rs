@@ -11,10 +11,10 @@ use crate::daemon::control::{self, Reply, Request};
 use crate::daemon::{self, http};
 use crate::engine::Engine;
 use crate::env::Env;
-use crate::journal::Journal;
 use crate::report::Outcome;
 use crate::restic::Restic;
 use crate::window::Shutdown;
+use crate::window::journal::Journal;
 use crate::{discovery, logging, plan, worker};
 
 /// stackshot: one consistent restic snapshot of a compose stack's volumes and databases.

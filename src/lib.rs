@@ -12,8 +12,8 @@
 //! - [`env`], [`schedule`]: reading variables, cron schedules (pure).
 //! - [`container`]: stackshot's view of one container, and the names of stop
 //!   targets.
-//! - [`activity`]: what a run is doing now. [`journal`]: the stop window's
-//!   journal on a volume. [`shutdown`]: a request to stop, from a signal.
+//! - [`activity`]: what a run is doing now. [`shutdown`]: a request to stop,
+//!   from a signal.
 //! - [`layout`]: the snapshot contract — the names of the files a backup
 //!   writes.
 //! - [`labels`]: the labels a stack's services carry.
@@ -29,9 +29,10 @@
 //! - [`notify`]: telling people how a run went. [`retention`]: forget and
 //!   prune. [`hooks`]: the label hooks. [`worker`]: what runs inside the
 //!   worker container. [`catalog`]: the runs in the repository.
-//! - [`window`]: the stop window — open, close, recover, the engine's
-//!   [`window::ContainerControl`], with [`shutdown`] beside it — shared by backup,
-//!   restore and the daemon. [`dumps`]: database dumps.
+//! - [`window`]: the stop window — open, close, recover, its
+//!   [`window::journal`], the engine's [`window::ContainerControl`], with
+//!   [`shutdown`] beside it — shared by backup, restore and the daemon.
+//!   [`dumps`]: database dumps.
 //! - [`backup`]: one backup run, as a list of phases.
 //! - [`restore`]: restores, the restore drill and verify.
 //! - [`daemon`]: the scheduler, the control socket and the HTTP endpoints.
@@ -42,8 +43,8 @@
 //! A part names only parts on layers below its own; none names one above it,
 //! and the module graph has no cycle:
 //!
-//! 1. [`env`], [`schedule`], [`container`], [`activity`], [`journal`],
-//!    [`shutdown`], [`layout`]
+//! 1. [`env`], [`schedule`], [`container`], [`activity`], [`shutdown`],
+//!    [`layout`]
 //! 2. [`labels`], [`config`], [`engine`]
 //! 3. [`report`], [`plan`], [`restic`], [`discovery`], [`logging`]
 //! 4. [`notify`], [`retention`], [`hooks`], [`worker`], [`catalog`]
@@ -70,7 +71,6 @@ pub mod dumps;
 pub mod engine;
 pub mod env;
 pub mod hooks;
-pub mod journal;
 pub mod labels;
 pub mod layout;
 pub mod logging;

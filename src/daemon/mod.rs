@@ -117,7 +117,7 @@ impl Daemon {
 
     /// The run lock, shared, for a maintenance task of this daemon: never
     /// beside a backup or restore (of this daemon or an exec'd one).
-    fn maintenance_lock(&self) -> Result<crate::journal::RunLock> {
+    fn maintenance_lock(&self) -> Result<crate::window::journal::RunLock> {
         self.ctx.journal.lock_shared()
     }
 

@@ -8,6 +8,7 @@
 //! leaves its [`Journal`]; [`recover`] restarts from it on the next start-up.
 
 mod engine;
+pub mod journal;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -18,10 +19,10 @@ use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared, join_all};
 
 pub use crate::engine::stop::StopRest;
-use crate::journal::{self, Journal};
 use crate::plan::StopEntry;
 pub use crate::report::{Timed, WindowReport};
 pub use crate::shutdown::{Shutdown, ShutdownTrigger};
+use journal::Journal;
 
 /// Stopping and starting containers: the engine, or a fake in tests.
 pub trait ContainerControl: Sync {
