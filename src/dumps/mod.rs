@@ -29,8 +29,7 @@ use crate::plan::{CredentialSource, DumpPlan};
 pub use crate::report::DumpResult;
 use command::{DumpJob, Login, Tools};
 
-/// Where dumps are written in atomic mode (and where they sit in the snapshot).
-pub const DATABASES_DIR: &str = "/databases";
+pub use crate::layout::DATABASES_DIR;
 
 /// A database container checked and ready to dump.
 #[derive(Debug, Clone)]
