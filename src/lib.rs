@@ -9,13 +9,13 @@
 //!
 //! # The map of the parts
 //!
-//! - [`env`], [`schedule`]: reading variables, cron schedules (pure).
+//! - [`env`](mod@env), [`schedule`]: reading variables, cron schedules (pure).
 //! - [`container`]: stackshot's view of one container, and the names of stop
 //!   targets.
 //! - [`activity`]: what a run is doing now. [`shutdown`]: a request to stop,
 //!   from a signal.
-//! - [`layout`]: the snapshot contract — the names of the files a backup
-//!   writes.
+//! - [`layout`]: the snapshot contract — where a snapshot's files sit, what
+//!   the dump files are called, the tag of a run's parts.
 //! - [`labels`]: the labels a stack's services carry.
 //! - [`config`]: every setting, parsed, with its defaults — notification
 //!   targets ([`config::notify`]) and restic's settings included.
@@ -36,15 +36,15 @@
 //! - [`backup`]: one backup run, as a list of phases.
 //! - [`restore`]: restores, the restore drill and verify.
 //! - [`daemon`]: the scheduler, the control socket and the HTTP endpoints.
-//! - [`cli`]: the command line, mapping commands onto the parts.
+//! - [`cli`]: the command line.
 //!
 //! # The layers, bottom to top
 //!
 //! A part names only parts on layers below its own; none names one above it,
 //! and the module graph has no cycle:
 //!
-//! 1. [`env`], [`schedule`], [`container`], [`activity`], [`shutdown`],
-//!    [`layout`]
+//! 1. [`env`](mod@env), [`schedule`], [`container`], [`activity`],
+//!    [`shutdown`], [`layout`]
 //! 2. [`labels`], [`config`], [`engine`]
 //! 3. [`report`], [`plan`], [`restic`], [`discovery`], [`logging`]
 //! 4. [`notify`], [`retention`], [`hooks`], [`worker`], [`catalog`]
