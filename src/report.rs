@@ -441,7 +441,7 @@ pub struct DumpResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub integrity_check: Option<String>,
     /// SQL dumps: the rows of each table, counted in the stream as it was
-    /// written ([`crate::dumps::rows`]); `manifest.json` records them for the drill.
+    /// written (`dumps::rows`); `manifest.json` records them for the drill.
     #[serde(skip)]
     pub counted: Option<Counted>,
 }

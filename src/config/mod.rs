@@ -163,7 +163,7 @@ pub struct Config {
     pub state_dir: std::path::PathBuf,
     /// `ACCEPT_NEW_REPOSITORY`: a run may write to (or create) a repository
     /// other than the one the last successful run wrote to at
-    /// `RESTIC_REPOSITORY` ([`crate::backup::identity`]).
+    /// `RESTIC_REPOSITORY` (`backup::identity`).
     pub accept_new_repository: bool,
     /// restic's own variables.
     pub restic: ResticSettings,

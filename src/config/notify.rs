@@ -1,7 +1,7 @@
 //! The notification settings the configuration reads: `NOTIFY_URLS` items
 //! (one URL per receiver, its scheme naming the service), `NOTIFY_ON` and the
 //! `PING_URL*` pings. Pure parsing; a bad item is one line with its password
-//! masked. Sending lives in [`crate::notify`].
+//! masked. Sending lives in `notify`.
 
 use std::fmt;
 use std::time::Duration;
