@@ -5,16 +5,16 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use crate::backup::window::Shutdown;
 use crate::backup::{self as run, Context};
 use crate::config::Config;
 use crate::daemon::control::{self, Reply, Request};
 use crate::daemon::{self, http};
 use crate::engine::Engine;
 use crate::env::Env;
-use crate::journal::Journal;
 use crate::report::Outcome;
 use crate::restic::Restic;
+use crate::window::Shutdown;
+use crate::window::journal::Journal;
 use crate::{discovery, logging, plan, worker};
 
 /// stackshot: one consistent restic snapshot of a compose stack's volumes and databases.
@@ -245,7 +245,7 @@ pub async fn main(cli: Cli) -> ExitCode {
 /// ([`daemon::orphans`]). Without a usable configuration it only waits:
 /// the container still hosts execs, which then say what is wrong.
 async fn idle() -> ExitCode {
-    let mut shutdown = match crate::backup::window::Shutdown::on_signals() {
+    let mut shutdown = match crate::window::Shutdown::on_signals() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("stackshot: error: {e:#}");
@@ -271,7 +271,7 @@ async fn idle() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn idle_watch(config: Config, shutdown: crate::backup::window::Shutdown) -> Result<()> {
+async fn idle_watch(config: Config, shutdown: crate::window::Shutdown) -> Result<()> {
     let engine = Engine::connect(config.docker_host.as_deref()).await?;
     let found = discovery::discover(engine.docker(), &config).await?;
     let journal = Journal::in_dir(&config.state_dir);

@@ -280,3 +280,18 @@ pub fn from_inspect_json(json: &str) -> serde_json::Result<Vec<ContainerInfo>> {
     let raw: Vec<ContainerInspectResponse> = serde_json::from_str(json)?;
     Ok(raw.iter().map(ContainerInfo::from_inspect).collect())
 }
+
+/// What a stop entry's id starts with when it names a swarm service rather
+/// than a container: `swarm-service:<stack>_<service>`. The journal keeps it
+/// as it keeps a container id.
+pub const SERVICE_TARGET: &str = "swarm-service:";
+
+/// The stop target of a swarm service.
+pub fn service_target(service: &str) -> String {
+    format!("{SERVICE_TARGET}{service}")
+}
+
+/// The swarm service a stop target names, when it names one.
+pub fn service_of(target: &str) -> Option<&str> {
+    target.strip_prefix(SERVICE_TARGET)
+}

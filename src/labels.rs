@@ -421,6 +421,9 @@ pub fn parse(labels: &BTreeMap<String, String>) -> BackupLabels {
     out
 }
 
+/// Redis's user when `REDIS_USERNAME` does not name one (no `--user` then).
+pub const REDIS_DEFAULT_USER: &str = "default";
+
 #[cfg(test)]
 mod tests {
     use super::*;

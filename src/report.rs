@@ -1,14 +1,14 @@
 //! The record of one run: what happened, how long each phase took, what was
 //! dumped and snapshotted. Feeds the CLI summary (and later metrics and health).
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::backup::window::WindowReport;
-use crate::dumps::DumpResult;
+use crate::labels::Engine as DbEngine;
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,11 +94,11 @@ pub struct RunReport {
     pub notes: Vec<String>,
     /// What retention did after the run (the daemon applies it after a success).
     #[serde(default)]
-    pub retention: Option<crate::retention::RetentionReport>,
+    pub retention: Option<RetentionReport>,
     /// Receivers (`NOTIFY_URLS`, `PING_URL`) that could not be told; they
     /// never change `result`.
     #[serde(default)]
-    pub notify_failures: Vec<crate::notify::NotifyFailure>,
+    pub notify_failures: Vec<NotifyFailure>,
     /// The run was refused because the plan has errors (labels that cannot
     /// be understood), before anything was touched: `stackshot backup`
     /// exits 2 then, as `stackshot plan` does.
@@ -278,6 +278,176 @@ impl RunReport {
         out
     }
 }
+
+/// How long one container took to stop or start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timed {
+    /// Container name.
+    pub container: String,
+    /// Seconds.
+    pub seconds: f64,
+}
+
+/// What happened in the window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WindowReport {
+    /// Containers stopped, with their stop times.
+    pub stopped: Vec<Timed>,
+    /// Containers started again, with their start times.
+    pub started: Vec<Timed>,
+    /// Containers labelled for stopping that were not running (they stay stopped).
+    pub not_running: Vec<String>,
+    /// From the first stop to the last start, in seconds.
+    pub seconds: f64,
+    /// Why the window could not be opened fully, if it could not.
+    pub stop_failed: Option<String>,
+    /// Containers that could not be started again, or did not stay up after
+    /// their start (the journal keeps them).
+    pub restart_failed: Vec<String>,
+    /// Containers left down on purpose by `backup --no-restart`: the window's
+    /// and, after their dumps, the databases'.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_down: Vec<String>,
+}
+
+/// What retention did after a run: shown in the run's summary and JSON report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetentionReport {
+    /// `applied`, `off` (every `KEEP_*` rule is off), `scheduled` (on
+    /// `PRUNE_CRON`, not after each run), `server` (`APPEND_ONLY=true`: the
+    /// server's business) or `failed`.
+    pub outcome: String,
+    /// Snapshots the policy keeps.
+    pub kept: usize,
+    /// Short ids of the snapshots removed.
+    pub removed: Vec<String>,
+    /// The repository was pruned (only when something was removed).
+    pub pruned: bool,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+impl RetentionReport {
+    /// Retention is not run after each backup: it runs on `PRUNE_CRON`.
+    pub fn scheduled() -> RetentionReport {
+        RetentionReport {
+            outcome: "scheduled".into(),
+            kept: 0,
+            removed: vec![],
+            pruned: false,
+            error: None,
+        }
+    }
+
+    /// Retention left to the server: the repository is append-only.
+    pub fn append_only() -> RetentionReport {
+        RetentionReport {
+            outcome: "server".into(),
+            kept: 0,
+            removed: vec![],
+            pruned: false,
+            error: None,
+        }
+    }
+
+    /// A failed retention, with the reason.
+    pub fn failed(error: String) -> RetentionReport {
+        RetentionReport {
+            outcome: "failed".into(),
+            kept: 0,
+            removed: vec![],
+            pruned: false,
+            error: Some(error),
+        }
+    }
+
+    /// One line for the summary (`retention: …`).
+    pub fn line(&self) -> String {
+        match self.outcome.as_str() {
+            "applied" => {
+                let removed = if self.removed.is_empty() {
+                    "removed none".to_string()
+                } else {
+                    format!(
+                        "removed {} ({})",
+                        self.removed.len(),
+                        self.removed.join(", ")
+                    )
+                };
+                format!(
+                    "retention: kept {}, {removed}{}",
+                    self.kept,
+                    if self.pruned { ", pruned" } else { "" }
+                )
+            }
+            "off" => "retention: off (every KEEP_* rule is off); kept everything".into(),
+            "scheduled" => "retention: runs on PRUNE_CRON, not after each backup".into(),
+            "server" => APPEND_ONLY_LINE.into(),
+            _ => format!(
+                "retention: FAILED: {}",
+                self.error.as_deref().unwrap_or("unknown reason")
+            ),
+        }
+    }
+}
+
+/// A receiver that could not be told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyFailure {
+    /// Its scheme (`https`, `smtp`, `ping`, …).
+    pub scheme: String,
+    /// The receiver, secrets masked.
+    pub target: String,
+    /// Why.
+    pub error: String,
+}
+
+/// Table (`database.schema.table` for PostgreSQL, `database.table` for
+/// MariaDB/MySQL) → rows.
+pub type TableRows = BTreeMap<String, i64>;
+
+/// What a dump's stream held.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counted {
+    /// Table (`database.schema.table`, `database.table`) → rows in the dump.
+    pub tables: TableRows,
+    /// The stream ended as a whole dump does: after the tool's last comment
+    /// (`-- PostgreSQL database [cluster] dump complete`, `-- Dump
+    /// completed`), outside any statement, string or `COPY` block.
+    pub complete: bool,
+}
+
+/// One finished dump.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DumpResult {
+    /// Compose service.
+    pub service: String,
+    /// Engine.
+    pub engine: DbEngine,
+    /// Database, or `None` for all.
+    pub database: Option<String>,
+    /// Path relative to `/databases` (as in `SHA256SUMS`).
+    pub file: String,
+    /// Bytes written.
+    pub bytes: u64,
+    /// SHA-256, hex.
+    pub sha256: String,
+    /// Seconds taken.
+    pub seconds: f64,
+    /// Server version.
+    pub server_version: String,
+    /// SQLite: `PRAGMA integrity_check` of the copy (a dump is written only
+    /// when it says `ok`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrity_check: Option<String>,
+    /// SQL dumps: the rows of each table, counted in the stream as it was
+    /// written (`dumps::rows`); `manifest.json` records them for the drill.
+    #[serde(skip)]
+    pub counted: Option<Counted>,
+}
+
+/// Why an append-only repository gets no retention from stackshot.
+pub const APPEND_ONLY_LINE: &str = "retention: skipped: the repository is append-only (APPEND_ONLY=true); forget and prune belong on the server, with a key that may delete";
 
 #[cfg(test)]
 mod tests {

@@ -3,9 +3,9 @@
 //! `prune` and `check`.
 
 use anyhow::{Context as _, Result};
-use serde::{Deserialize, Serialize};
 
 use crate::config::Retention;
+pub use crate::report::{APPEND_ONLY_LINE, RetentionReport};
 use crate::restic::Restic;
 use crate::restic::json::parse_forget;
 
@@ -52,90 +52,6 @@ pub fn forget_args(
         args.push("--prune".into());
     }
     Some(args)
-}
-
-/// Why an append-only repository gets no retention from stackshot.
-pub const APPEND_ONLY_LINE: &str = "retention: skipped: the repository is append-only (APPEND_ONLY=true); forget and prune belong on the server, with a key that may delete";
-
-/// What retention did after a run: shown in the run's summary and JSON report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RetentionReport {
-    /// `applied`, `off` (every `KEEP_*` rule is off), `scheduled` (on
-    /// `PRUNE_CRON`, not after each run), `server` (`APPEND_ONLY=true`: the
-    /// server's business) or `failed`.
-    pub outcome: String,
-    /// Snapshots the policy keeps.
-    pub kept: usize,
-    /// Short ids of the snapshots removed.
-    pub removed: Vec<String>,
-    /// The repository was pruned (only when something was removed).
-    pub pruned: bool,
-    /// Why it failed.
-    pub error: Option<String>,
-}
-
-impl RetentionReport {
-    /// Retention is not run after each backup: it runs on `PRUNE_CRON`.
-    pub fn scheduled() -> RetentionReport {
-        RetentionReport {
-            outcome: "scheduled".into(),
-            kept: 0,
-            removed: vec![],
-            pruned: false,
-            error: None,
-        }
-    }
-
-    /// Retention left to the server: the repository is append-only.
-    pub fn append_only() -> RetentionReport {
-        RetentionReport {
-            outcome: "server".into(),
-            kept: 0,
-            removed: vec![],
-            pruned: false,
-            error: None,
-        }
-    }
-
-    /// A failed retention, with the reason.
-    pub fn failed(error: String) -> RetentionReport {
-        RetentionReport {
-            outcome: "failed".into(),
-            kept: 0,
-            removed: vec![],
-            pruned: false,
-            error: Some(error),
-        }
-    }
-
-    /// One line for the summary (`retention: …`).
-    pub fn line(&self) -> String {
-        match self.outcome.as_str() {
-            "applied" => {
-                let removed = if self.removed.is_empty() {
-                    "removed none".to_string()
-                } else {
-                    format!(
-                        "removed {} ({})",
-                        self.removed.len(),
-                        self.removed.join(", ")
-                    )
-                };
-                format!(
-                    "retention: kept {}, {removed}{}",
-                    self.kept,
-                    if self.pruned { ", pruned" } else { "" }
-                )
-            }
-            "off" => "retention: off (every KEEP_* rule is off); kept everything".into(),
-            "scheduled" => "retention: runs on PRUNE_CRON, not after each backup".into(),
-            "server" => APPEND_ONLY_LINE.into(),
-            _ => format!(
-                "retention: FAILED: {}",
-                self.error.as_deref().unwrap_or("unknown reason")
-            ),
-        }
-    }
 }
 
 /// Applies the policy with `restic forget --json` and, when `prune` and

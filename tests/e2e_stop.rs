@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
-use stackshot::backup::window::ContainerControl;
 use stackshot::engine::Engine;
+use stackshot::window::ContainerControl;
 
 const N: usize = 12;
 

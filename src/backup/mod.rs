@@ -10,7 +10,6 @@
 //! 5. cleanup: dump files and stray workers removed.
 
 pub mod files;
-pub mod hooks;
 pub mod identity;
 pub mod merge;
 pub mod pause;
@@ -18,7 +17,6 @@ pub mod pin;
 pub mod prepass;
 pub mod short;
 pub mod snapshot;
-pub mod window;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -33,10 +31,12 @@ use crate::container::{ContainerInfo, ROLE_LABEL};
 use crate::discovery::{self, Discovery};
 use crate::dumps::{self, DATABASES_DIR, DumpResult, Prepared};
 use crate::engine::Engine;
-use crate::journal::Journal;
+use crate::hooks;
 use crate::plan::{self, HookPhase, Plan, PlanOptions};
 use crate::report::{Outcome, Phase, RunReport, SnapshotReport};
 use crate::restic::{BackupExit, Restic};
+use crate::window;
+use crate::window::journal::Journal;
 use short::Short;
 use snapshot::{Snapshotted, Target, VOLUMES_DIR};
 use window::Shutdown;

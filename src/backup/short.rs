@@ -30,7 +30,6 @@ use futures_util::future::join_all;
 use super::merge::{self, MergeInto};
 use super::pin::{self, Pinned};
 use super::snapshot::{self, SnapshotJob, Snapshotted, Target, Upload};
-use super::window::{self, Shutdown};
 use super::{Context, files, pause, prepass};
 use crate::config::StopWindow;
 use crate::container::ContainerInfo;
@@ -38,6 +37,7 @@ use crate::dumps::{self, DATABASES_DIR, DumpResult, Prepared};
 use crate::plan::Plan;
 use crate::report::{Phase, RunReport, SnapshotReport};
 use crate::restic::hold::HeldLock;
+use crate::window::{self, Shutdown};
 
 /// How a short-window run ended.
 pub enum Short {

@@ -19,11 +19,7 @@ use crate::restic::json::{BackupEvent, BackupSummary, parse_backup_line};
 use crate::restic::{self, BackupExit, Restic};
 use crate::worker::WorkerEvent;
 
-/// Where the plan's mounts appear in the worker (and in the snapshot).
-pub const VOLUMES_DIR: &str = "/volumes";
-
-/// The tag of a run's parts (pre-pass and the snapshots merged into one).
-pub const PART_TAG: &str = "stackshot-part";
+pub use crate::layout::{PART_TAG, VOLUMES_DIR};
 
 /// Settings shared by every snapshot of a run.
 #[derive(Debug, Clone)]

@@ -97,7 +97,7 @@ struct Inner {
     m: Handles,
     /// The stop journal read at each scrape for the open window's age
     /// (also a window of a `docker exec`'d run).
-    journal: Mutex<Option<crate::journal::Journal>>,
+    journal: Mutex<Option<crate::window::journal::Journal>>,
 }
 
 /// The daemon's metrics. Cloning is cheap: clones share the same values.
@@ -466,7 +466,7 @@ impl Metrics {
     }
 
     /// Reads the open stop window from `journal` at each [`encode`](Self::encode).
-    pub fn watch_journal(&self, journal: crate::journal::Journal) {
+    pub fn watch_journal(&self, journal: crate::window::journal::Journal) {
         *self.inner.journal.lock().unwrap_or_else(|e| e.into_inner()) = Some(journal);
     }
 
@@ -548,10 +548,10 @@ fn to_classic(openmetrics: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::window::{Timed, WindowReport};
     use crate::dumps::DumpResult;
     use crate::labels::Engine;
     use crate::report::SnapshotReport;
+    use crate::window::{Timed, WindowReport};
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -689,7 +689,7 @@ mod tests {
     #[test]
     fn the_open_window_is_read_from_the_journal_at_each_scrape() {
         let dir = tempfile::tempdir().unwrap();
-        let journal = crate::journal::Journal::in_dir(dir.path());
+        let journal = crate::window::journal::Journal::in_dir(dir.path());
         let m = Metrics::new("1.2.3");
         m.watch_journal(journal.clone());
         let closed = [
@@ -698,9 +698,9 @@ mod tests {
         ];
         assert_has(&lines(&m), &closed);
         journal
-            .write(&crate::journal::State {
+            .write(&crate::window::journal::State {
                 run_id: "r".into(),
-                stopped: vec![crate::journal::Entry {
+                stopped: vec![crate::window::journal::Entry {
                     id: "a".into(),
                     name: "app".into(),
                     wave: 0,

@@ -21,11 +21,11 @@ use chrono::Utc;
 use tokio::io::BufReader;
 use tokio::net::UnixStream;
 
-use crate::backup::window::{self, ContainerControl as _, Shutdown};
 use crate::backup::{self as run, Context};
 use crate::plan::{Plan, PlanSummary};
 use crate::report::{Outcome, RunReport};
 use crate::retention::{self, RetentionReport};
+use crate::window::{self, Shutdown};
 use control::{Reply, Request};
 use state::{DaemonState, Maintenance, PlanStatus, Running};
 
@@ -117,7 +117,7 @@ impl Daemon {
 
     /// The run lock, shared, for a maintenance task of this daemon: never
     /// beside a backup or restore (of this daemon or an exec'd one).
-    fn maintenance_lock(&self) -> Result<crate::journal::RunLock> {
+    fn maintenance_lock(&self) -> Result<crate::window::journal::RunLock> {
         self.ctx.journal.lock_shared()
     }
 

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::backup::window::{self, Shutdown};
 use crate::engine::Engine;
-use crate::journal::{Journal, RunLock};
+use crate::window::journal::{Journal, RunLock};
+use crate::window::{self, Shutdown};
 
 /// How often the journal is looked at.
 pub const EVERY: Duration = Duration::from_secs(2);
@@ -32,7 +32,7 @@ pub enum Look {
 }
 
 /// The run lock, shared, when the journal names stopped containers of a
-/// window not [`closed`](crate::journal::State::closed) and its owner is
+/// window not [`closed`](crate::window::journal::State::closed) and its owner is
 /// gone: nobody holds the lock exclusively, as a window's owner does until
 /// its window closes. Maintenance holds it shared, so a window is recovered
 /// beside a verify or a drill too. `None` when no window is open or its
@@ -75,7 +75,7 @@ pub async fn look(engine: &Engine, journal: &Journal, project: &str) -> Result<L
             // Tried once: the next run or daemon start tries again, not this
             // watcher every few seconds.
             if let Ok(Some(state)) = journal.read() {
-                let _ = journal.write(&crate::journal::State {
+                let _ = journal.write(&crate::window::journal::State {
                     closed: true,
                     ..state
                 });
@@ -110,7 +110,7 @@ pub async fn watch(engine: Engine, journal: Journal, project: String, mut shutdo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::{Entry, State};
+    use crate::window::journal::{Entry, State};
 
     fn stopped() -> State {
         State {

@@ -9,8 +9,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::backup::window::Shutdown;
 use crate::schedule::Schedule;
+use crate::window::Shutdown;
 
 /// Longest single sleep; the wall clock is re-read after it.
 pub const MAX_SLEEP: Duration = Duration::from_secs(30);

@@ -2,7 +2,8 @@
 //! never a secret in argv.
 
 use crate::env::Secret;
-use crate::labels::Engine;
+use crate::labels::{Engine, REDIS_DEFAULT_USER};
+use crate::layout::{REDIS_DUMP, sqlite_file_name};
 
 /// Credentials resolved for one database container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,9 +179,6 @@ pub fn client(engine: Engine, tools: &Tools, login: &Login) -> Vec<String> {
     }
     v
 }
-
-/// Redis's user when `REDIS_USERNAME` does not name one (no `--user` then).
-pub const REDIS_DEFAULT_USER: &str = "default";
 
 /// The server version in a version query's output: the output itself, or
 /// for Redis the `redis_version:` line of `INFO server`. `None` when it is
@@ -369,14 +367,6 @@ trap 'rm -f "$t"' EXIT
 r=$("$1" -batch "$t" "PRAGMA integrity_check")
 [ "$r" = ok ] || { echo "PRAGMA integrity_check of the copy: $r" >&2; exit 3; }
 cat "$t""#;
-
-/// The dump file of the SQLite file at `path`: its name.
-pub fn sqlite_file_name(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
-}
-
-/// The file of a Redis dump, in its service's dump directory.
-pub const REDIS_DUMP: &str = "dump.rdb";
 
 /// The databases of a PostgreSQL server that `pg_dumpall` would dump.
 pub const PG_DATABASES_SQL: &str = "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname <> 'postgres', datname";

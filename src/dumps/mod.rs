@@ -17,20 +17,19 @@ use anyhow::{Context, Result, anyhow, bail};
 use bollard::container::LogOutput;
 use futures_util::StreamExt;
 use futures_util::future::join_all;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 
-use crate::backup::window::ContainerControl;
 use crate::container::ContainerInfo;
 use crate::engine::{Engine, exec};
 use crate::env::Secret;
 use crate::labels::Engine as DbEngine;
 use crate::plan::{CredentialSource, DumpPlan};
+pub use crate::report::DumpResult;
 use command::{DumpJob, Login, Tools};
 
-/// Where dumps are written in atomic mode (and where they sit in the snapshot).
-pub const DATABASES_DIR: &str = "/databases";
+pub use crate::layout::DATABASES_DIR;
 
 /// A database container checked and ready to dump.
 #[derive(Debug, Clone)]
@@ -54,35 +53,6 @@ pub struct Prepared {
     /// SQLite in an image without `sqlite3`: the copies and queries run in
     /// a worker with the container's mount attached.
     pub sqlite_worker: Option<sqlite_worker::SqliteWorker>,
-}
-
-/// One finished dump.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DumpResult {
-    /// Compose service.
-    pub service: String,
-    /// Engine.
-    pub engine: DbEngine,
-    /// Database, or `None` for all.
-    pub database: Option<String>,
-    /// Path relative to `/databases` (as in `SHA256SUMS`).
-    pub file: String,
-    /// Bytes written.
-    pub bytes: u64,
-    /// SHA-256, hex.
-    pub sha256: String,
-    /// Seconds taken.
-    pub seconds: f64,
-    /// Server version.
-    pub server_version: String,
-    /// SQLite: `PRAGMA integrity_check` of the copy (a dump is written only
-    /// when it says `ok`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub integrity_check: Option<String>,
-    /// SQL dumps: the rows of each table, counted in the stream as it was
-    /// written ([`rows`]); `manifest.json` records them for the drill.
-    #[serde(skip)]
-    pub counted: Option<rows::Counted>,
 }
 
 async fn resolve(
@@ -279,7 +249,7 @@ async fn prepare_sqlite_worker(
         .iter()
         .map(|path| DumpJob {
             database: Some(path.clone()),
-            file: command::sqlite_file_name(path).to_string(),
+            file: crate::layout::sqlite_file_name(path).to_string(),
             argv: vec![WORKER_COPY.to_string(), path.clone()],
         })
         .collect();

@@ -14,22 +14,12 @@
 
 use super::sql_text::{self, dollar_tag, is_ident_byte, trim_eol};
 use super::stats::TableRows;
+pub use crate::report::Counted;
 
 /// Tokens kept from the start of a statement: `INSERT IGNORE INTO db . t VALUES`.
 const HEAD: usize = 8;
 /// The longest name kept (PostgreSQL's and MariaDB's are far shorter).
 const MAX_NAME: usize = 1024;
-
-/// What a dump's stream held.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Counted {
-    /// Table (`database.schema.table`, `database.table`) → rows in the dump.
-    pub tables: TableRows,
-    /// The stream ended as a whole dump does: after the tool's last comment
-    /// (`-- PostgreSQL database [cluster] dump complete`, `-- Dump
-    /// completed`), outside any statement, string or `COPY` block.
-    pub complete: bool,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Tok {

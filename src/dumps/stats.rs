@@ -3,18 +3,13 @@
 //! restore drill after it loaded a dump into a throwaway server. The
 //! comparison itself is pure ([`compare`]).
 
-use std::collections::BTreeMap;
-
 use anyhow::{Result, bail};
 
 use super::command::{maria_quote_ident as quote_ident, maria_quote_literal as quote_literal};
 use super::{Prepared, query_lines};
 use crate::engine::Engine;
 use crate::labels::Engine as DbEngine;
-
-/// Table (`database.schema.table` for PostgreSQL, `database.table` for
-/// MariaDB/MySQL) → rows.
-pub type TableRows = BTreeMap<String, i64>;
+pub use crate::report::TableRows;
 
 const MARIA_SYSTEM: &str = "('mysql', 'information_schema', 'performance_schema', 'sys')";
 

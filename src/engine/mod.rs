@@ -12,16 +12,14 @@ pub mod throwaway;
 pub mod worker;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bollard::errors::Error as BollardError;
 use bollard::models::ContainerInspectResponse;
 use bollard::{API_DEFAULT_VERSION, Docker};
 
-use crate::backup::window::ContainerControl;
+use crate::container::service_of;
 use crate::env::Secret;
-use crate::plan::swarm::service_of;
 
 const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
 const TIMEOUT_SECS: u64 = 600;
@@ -44,7 +42,7 @@ pub fn is_not_found(e: &BollardError) -> bool {
 }
 
 /// True for the engine's "nothing to do" answer (already started/stopped).
-fn is_not_modified(e: &BollardError) -> bool {
+pub fn is_not_modified(e: &BollardError) -> bool {
     matches!(
         e,
         BollardError::DockerResponseServerError {
@@ -124,65 +122,10 @@ impl Engine {
             })
             .collect())
     }
-}
 
-/// A stop target is a container id, or a swarm service
-/// ([`crate::plan::swarm::service_target`]), stopped by scaling it to 0.
-impl ContainerControl for Engine {
-    async fn stop(
-        &self,
-        id: &str,
-        timeout: Duration,
-    ) -> Result<Option<crate::backup::window::StopRest>> {
-        if let Some(service) = service_of(id) {
-            return scale::stop(&self.docker, service).await.map(|()| None);
-        }
-        stop::stop(&self.docker, id, timeout).await
-    }
-
-    async fn before_stop(&self, entry: &crate::plan::StopEntry) -> Result<()> {
-        let Some(hook) = &entry.pre_stop else {
-            return Ok(());
-        };
-        // A service's hook runs in each of its tasks on this node.
-        let targets = match service_of(&entry.container.id) {
-            Some(service) => scale::local_tasks(&self.docker, service).await?,
-            None => vec![entry.container.id.clone()],
-        };
-        for id in targets {
-            crate::backup::hooks::run(
-                self,
-                &id,
-                &entry.container.container,
-                crate::plan::HookPhase::PreStop,
-                hook,
-            )
-            .await?;
-        }
-        Ok(())
-    }
-
-    async fn start(&self, id: &str) -> Result<()> {
-        if let Some(service) = service_of(id) {
-            return scale::start(&self.docker, service).await;
-        }
-        match self.docker.start_container(id, None).await {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_modified(&e) => Ok(()),
-            Err(e) if is_not_found(&e) => {
-                // Removed or recreated (say, by `docker compose up`) meanwhile:
-                // there is nothing left to start, and keeping it would block recovery.
-                tracing::warn!(
-                    container = id,
-                    "the container no longer exists; nothing to start"
-                );
-                Ok(())
-            }
-            Err(e) => Err(e).with_context(|| format!("cannot start container {id}")),
-        }
-    }
-
-    async fn is_running(&self, id: &str) -> Result<bool> {
+    /// True when the container runs now; for a swarm service's stop target
+    /// ([`crate::container::service_target`]), when the service is up.
+    pub async fn is_running(&self, id: &str) -> Result<bool> {
         if let Some(service) = service_of(id) {
             return scale::is_up(&self.docker, service).await;
         }

@@ -12,7 +12,7 @@
 //! first holder scales to 0; the last one to let go scales back and removes
 //! the labels. Nothing of this lives in memory: a stackshot killed inside its
 //! window finds the service in its journal at its next start
-//! ([`crate::backup::window::recover`]) and lets go then.
+//! (`window::recover`) and lets go then.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -17,6 +17,8 @@
 //! restore before anything is stopped.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow};
@@ -24,8 +26,6 @@ use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::query_parameters::{EventsOptions, StopContainerOptions};
 use futures_util::{Stream, StreamExt};
-
-use crate::backup::window::StopRest;
 
 /// Stops container `id`, giving it `timeout` before the engine kills it.
 /// Returns when the container died, with the rest of the stop call when the
@@ -108,6 +108,11 @@ fn unix_now() -> String {
         .unwrap_or_default();
     format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
 }
+
+/// The rest of a stop call that returned as soon as its container was down:
+/// the engine's tear-down, which does not touch the volumes' data, runs on
+/// beside the window's work, and is awaited before any start.
+pub type StopRest = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 
 #[cfg(test)]
 mod tests {

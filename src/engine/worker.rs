@@ -43,7 +43,7 @@ pub struct WorkerSpec {
     /// Compose project, recorded in a label.
     pub project: String,
     /// A `restic backup` in the worker whose progress stands still this long
-    /// is stopped (see [`crate::worker`]); `None`: no watch.
+    /// is stopped (see `worker`); `None`: no watch.
     pub stall_timeout: Option<std::time::Duration>,
 }
 

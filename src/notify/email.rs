@@ -7,8 +7,8 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::message::Told;
-use super::send::TIMEOUT;
 use super::target::SmtpSecurity;
+use crate::config::notify::TIMEOUT;
 use crate::env::Secret;
 
 /// Where and how to send.

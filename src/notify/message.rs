@@ -3,16 +3,8 @@
 
 use serde_json::Value;
 
+pub use crate::config::notify::NotifyOn;
 use crate::report::{Outcome, RunReport};
-
-/// When notifications go out (`NOTIFY_ON`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotifyOn {
-    /// Failed and partial runs only (the default).
-    Failure,
-    /// Every run.
-    Always,
-}
 
 impl NotifyOn {
     /// Whether a run ending in `result` is told.

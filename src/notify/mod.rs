@@ -15,28 +15,16 @@ pub mod message;
 mod ntfy;
 mod send;
 mod slack;
-pub mod target;
 mod webhook;
 
 use futures_util::future::join_all;
-use serde::{Deserialize, Serialize};
 use url::Url;
 
-pub use message::NotifyOn;
-pub use target::Target;
+pub use crate::config::notify as target;
+pub use crate::config::notify::{Notifier, NotifyOn, Pings, Target};
 
+pub use crate::report::NotifyFailure;
 use crate::report::{Outcome, RunReport};
-
-/// `PING_URL` and its overrides.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Pings {
-    /// `PING_URL`: `/start` at the start, itself on success, `/fail` on failure.
-    pub base: Option<Url>,
-    /// `PING_URL_SUCCESS`: replaces the success ping (a GET: Uptime Kuma's push URL).
-    pub success: Option<Url>,
-    /// `PING_URL_FAILURE`: replaces the failure ping (a GET).
-    pub failure: Option<Url>,
-}
 
 /// A ping: the URL and, for a POST, its body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,28 +73,6 @@ impl Pings {
             body: Some(message::text(report)),
         })
     }
-}
-
-/// A receiver that could not be told.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NotifyFailure {
-    /// Its scheme (`https`, `smtp`, `ping`, …).
-    pub scheme: String,
-    /// The receiver, secrets masked.
-    pub target: String,
-    /// Why.
-    pub error: String,
-}
-
-/// The configured receivers of a run.
-#[derive(Debug, Clone)]
-pub struct Notifier {
-    /// `NOTIFY_URLS`.
-    pub targets: Vec<Target>,
-    /// `NOTIFY_ON`.
-    pub on: NotifyOn,
-    /// `PING_URL*`.
-    pub pings: Pings,
 }
 
 /// A ping URL for logs: scheme and host only (the path is the check's secret).

@@ -3,8 +3,6 @@
 //! receiver with its secrets masked, never its URL (reqwest's errors would
 //! carry tokens in it).
 
-use std::time::Duration;
-
 use anyhow::{Context as _, Result, anyhow};
 use reqwest::RequestBuilder;
 use url::Url;
@@ -12,10 +10,8 @@ use url::Url;
 use super::message::Told;
 use super::target::Target;
 use super::{discord, email, gotify, ntfy, slack, webhook};
+use crate::config::notify::TIMEOUT;
 use crate::report::RunReport;
-
-/// Per request (and per SMTP conversation step).
-pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An HTTP client for every receiver of a run.
 pub struct Sender {

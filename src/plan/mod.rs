@@ -375,7 +375,7 @@ pub fn credentials(engine: Engine, env: &[String], cmd_flags: &[String]) -> Cred
         },
         Engine::Redis => Credentials {
             user: pick(&["REDIS_USERNAME"]).unwrap_or(CredentialSource::Default {
-                value: crate::dumps::command::REDIS_DEFAULT_USER.into(),
+                value: labels::REDIS_DEFAULT_USER.into(),
             }),
             password: pick(&["REDIS_PASSWORD"]).unwrap_or_else(|| {
                 if cmd_flags.iter().any(|f| f == REQUIREPASS) {
@@ -438,7 +438,7 @@ pub fn sqlite_path_errors(who: &str, paths: &[String], c: &ContainerInfo) -> Vec
     let mut errors = Vec::new();
     let mut names = BTreeSet::new();
     for p in paths {
-        let name = crate::dumps::command::sqlite_file_name(p);
+        let name = crate::layout::sqlite_file_name(p);
         let why = if !p.starts_with('/') {
             Some("is not an absolute path")
         } else if p.contains(['*', '?', '[', ']', '{', '}', '\\', '!']) {
@@ -619,12 +619,12 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
             }
             let dir = format!("/databases/{}", dump_dir(c, opts, &replicas));
             let outputs = if engine == Engine::Redis {
-                vec![format!("{dir}/{}", crate::dumps::command::REDIS_DUMP)]
+                vec![format!("{dir}/{}", crate::layout::REDIS_DUMP)]
             } else if engine == Engine::Sqlite {
                 labels
                     .databases
                     .iter()
-                    .map(|p| format!("{dir}/{}", crate::dumps::command::sqlite_file_name(p)))
+                    .map(|p| format!("{dir}/{}", crate::layout::sqlite_file_name(p)))
                     .collect()
             } else if labels.databases.is_empty() {
                 vec![format!("{dir}/{}-all.sql", engine.as_str())]

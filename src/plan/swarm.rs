@@ -6,21 +6,7 @@
 
 use super::StopEntry;
 use crate::container::{ContainerInfo, ServiceMode};
-
-/// What a stop entry's id starts with when it names a swarm service rather
-/// than a container: `swarm-service:<stack>_<service>`. The journal keeps it
-/// as it keeps a container id.
-pub const SERVICE_TARGET: &str = "swarm-service:";
-
-/// The stop target of a swarm service.
-pub fn service_target(service: &str) -> String {
-    format!("{SERVICE_TARGET}{service}")
-}
-
-/// The swarm service a stop target names, when it names one.
-pub fn service_of(target: &str) -> Option<&str> {
-    target.strip_prefix(SERVICE_TARGET)
-}
+pub use crate::container::{SERVICE_TARGET, service_of, service_target};
 
 /// The stop target of a container: its service's in a swarm, else its id.
 pub fn target_of(c: &ContainerInfo) -> String {

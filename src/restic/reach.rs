@@ -22,14 +22,11 @@ use std::time::Duration;
 
 use url::Url;
 
+pub use crate::config::PREFLIGHT_TIMEOUT;
+
 /// How long the TCP probe waits for the name to resolve and the connection
 /// to open.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long the preflight lets one restic command (`cat config`, `init`) run
-/// before it kills it, unless `PREFLIGHT_TIMEOUT` says otherwise: longer than
-/// any healthy answer, far shorter than restic's 15 minutes of retries.
-pub const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where a remote repository's server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]

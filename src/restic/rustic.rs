@@ -1,9 +1,9 @@
 //! rustic_core on the repository: what restic's CLI cannot do for us.
 //!
 //! Two uses: the merge of a run's parts into one snapshot
-//! ([`crate::backup::merge`]), and the stop window's file pass, run by a
+//! (`backup::merge`), and the stop window's file pass, run by a
 //! worker that opened the repository (scrypt, index) before the window
-//! ([`crate::worker::rustic`]). The repository is opened through the backend
+//! (`worker::rustic`). The repository is opened through the backend
 //! [`crate::restic::backend`] maps restic's form to (local, REST, rclone, or
 //! OpenDAL's s3, azblob, gcs, swift, sftp), with the credentials restic gets;
 //! a form it cannot map keeps the full window. rustic takes no restic lock:

@@ -17,7 +17,6 @@ use super::{
     DatabaseOptions, DumpFile, Scene, check_dump, dump_files, load_dump, scene, small_file, target,
 };
 use crate::backup::Context;
-use crate::backup::window::ContainerControl;
 use crate::catalog::{self, Run};
 use crate::dumps::stats::{self, TableRows};
 use crate::dumps::{self, DATABASES_DIR, Prepared, query_lines};

@@ -12,7 +12,6 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::backup::snapshot;
-use crate::backup::window::{self, Shutdown};
 use crate::backup::{Context, plan_options};
 use crate::catalog::{self, Run};
 use crate::container::{ContainerInfo, MountKind, ROLE_LABEL};
@@ -22,6 +21,7 @@ use crate::engine::{exec, worker};
 use crate::labels::Engine as DbEngine;
 use crate::plan::{self, ContainerRef, DumpPlan, Plan, VolumePlan};
 use crate::restic::SnapshotInfo;
+use crate::window::{self, Shutdown};
 
 /// Discovery, plan and the repository's runs: what every restore starts from.
 struct Scene {
@@ -605,7 +605,7 @@ async fn dump_files(ctx: &Context, run: &Run, plan: &Plan, service: &str) -> Res
             let database = match sqlite {
                 Some(paths) => paths
                     .iter()
-                    .find(|p| dumps::command::sqlite_file_name(p) == name)
+                    .find(|p| crate::layout::sqlite_file_name(p) == name)
                     .cloned(),
                 None => {
                     let stem = name.trim_end_matches(".sql");
@@ -770,7 +770,7 @@ fn engine_hint(entry: Option<&serde_json::Value>, rel: &str) -> Option<DbEngine>
         .and_then(|e| serde_json::from_value::<DbEngine>(e["engine"].clone()).ok())
         .or_else(|| {
             let name = rel.rsplit('/').next().unwrap_or("");
-            if name == dumps::command::REDIS_DUMP {
+            if name == crate::layout::REDIS_DUMP {
                 return Some(DbEngine::Redis);
             }
             [DbEngine::Postgres, DbEngine::Mariadb, DbEngine::Mysql]

@@ -7,10 +7,10 @@ use anyhow::{Context as _, Result, bail};
 
 use super::{Checked, stream_file};
 use crate::backup::Context;
-use crate::backup::window::{self, Shutdown};
 use crate::dumps::Prepared;
-use crate::journal::Journal;
 use crate::plan::StopEntry;
+use crate::window::journal::Journal;
+use crate::window::{self, Shutdown};
 
 /// Unpacks `tar` at `at` in `p`'s container while it is stopped. `drill`:
 /// the container is a drill's throwaway, stopped under a journal of its own

@@ -12,10 +12,9 @@ use anyhow::Result;
 
 use super::{parse_sums, small_file, stream_file};
 use crate::backup::Context;
-use crate::backup::snapshot::VOLUMES_DIR;
 use crate::catalog;
 use crate::discovery;
-use crate::dumps::DATABASES_DIR;
+use crate::layout::{DATABASES_DIR, VOLUMES_DIR};
 
 /// Counts the regular files and their bytes in a tar stream fed in chunks.
 /// Pure: it only parses 512-byte headers (ustar, GNU long names and

@@ -1,6 +1,8 @@
 //! The configuration: every variable of the design's table, parsed from an
 //! [`Env`] into typed values. A bad value is one [`ConfigError`] line.
 
+pub mod notify;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -76,6 +78,11 @@ pub enum FilePass {
     Restic,
 }
 
+/// How long the preflight lets one restic command (`cat config`, `init`) run
+/// before it kills it, unless `PREFLIGHT_TIMEOUT` says otherwise: longer than
+/// any healthy answer, far shorter than restic's 15 minutes of retries.
+pub const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// restic's own settings, passed to restic unchanged.
 #[derive(Debug, Clone)]
 pub struct ResticSettings {
@@ -116,7 +123,7 @@ pub struct Config {
     /// When to run the restore drill on the latest run; `None`: never.
     pub drill_cron: Option<Schedule>,
     /// `NOTIFY_URLS`, `NOTIFY_ON` and `PING_URL*`.
-    pub notify: crate::notify::Notifier,
+    pub notify: notify::Notifier,
     /// How long each container gets to stop.
     pub stop_timeout: Duration,
     /// `SNAPSHOT_STALL_TIMEOUT`: a `restic backup` whose progress has not
@@ -156,7 +163,7 @@ pub struct Config {
     pub state_dir: std::path::PathBuf,
     /// `ACCEPT_NEW_REPOSITORY`: a run may write to (or create) a repository
     /// other than the one the last successful run wrote to at
-    /// `RESTIC_REPOSITORY` ([`crate::backup::identity`]).
+    /// `RESTIC_REPOSITORY` (`backup::identity`).
     pub accept_new_repository: bool,
     /// restic's own variables.
     pub restic: ResticSettings,
@@ -306,14 +313,14 @@ fn opt<T>(
 }
 
 /// `NOTIFY_URLS`, `NOTIFY_ON`, `PING_URL`, `PING_URL_SUCCESS`, `PING_URL_FAILURE`.
-fn notifier(env: &Env) -> Result<crate::notify::Notifier, ConfigError> {
-    use crate::notify::{NotifyOn, Pings, target};
+fn notifier(env: &Env) -> Result<notify::Notifier, ConfigError> {
+    use notify::{NotifyOn, Pings};
     let targets = opt(env, "NOTIFY_URLS", |s| {
-        target::parse_list(&s.value).map_err(|e| ConfigError::Invalid {
+        notify::parse_list(&s.value).map_err(|e| ConfigError::Invalid {
             var: s.var.clone(),
             value: format!("{:?}", e.item),
             problem: e.why,
-            accepted: target::ACCEPTED.into(),
+            accepted: notify::ACCEPTED.into(),
         })
     })?
     .unwrap_or_default();
@@ -348,7 +355,7 @@ fn notifier(env: &Env) -> Result<crate::notify::Notifier, ConfigError> {
             })
         })
     };
-    Ok(crate::notify::Notifier {
+    Ok(notify::Notifier {
         targets,
         on,
         pings: Pings {
@@ -620,8 +627,7 @@ fn restic_settings(env: &Env) -> Result<ResticSettings, ConfigError> {
     Ok(ResticSettings {
         repository,
         env: vars,
-        preflight_timeout: opt(env, "PREFLIGHT_TIMEOUT", duration)?
-            .unwrap_or(crate::restic::reach::PREFLIGHT_TIMEOUT),
+        preflight_timeout: opt(env, "PREFLIGHT_TIMEOUT", duration)?.unwrap_or(PREFLIGHT_TIMEOUT),
     })
 }
 
@@ -955,12 +961,9 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.notify.targets.len(), 2);
-        assert_eq!(c.notify.on, crate::notify::NotifyOn::Always);
+        assert_eq!(c.notify.on, notify::NotifyOn::Always);
         assert!(c.notify.pings.base.is_some());
-        assert_eq!(
-            parse(&[]).unwrap().notify.on,
-            crate::notify::NotifyOn::Failure
-        );
+        assert_eq!(parse(&[]).unwrap().notify.on, notify::NotifyOn::Failure);
         // One line, everything but the scheme and host masked, what is accepted.
         let e = err(&[(
             "NOTIFY_URLS",

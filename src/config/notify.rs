@@ -1,7 +1,10 @@
-//! `NOTIFY_URLS` items: one URL per receiver, its scheme naming the service.
-//! Pure parsing; a bad item is one line with its password masked.
+//! The notification settings the configuration reads: `NOTIFY_URLS` items
+//! (one URL per receiver, its scheme naming the service), `NOTIFY_ON` and the
+//! `PING_URL*` pings. Pure parsing; a bad item is one line with its password
+//! masked. Sending lives in `notify`.
 
 use std::fmt;
+use std::time::Duration;
 
 use url::Url;
 
@@ -361,6 +364,41 @@ fn split_items(value: &str) -> Vec<String> {
 pub fn parse_list(value: &str) -> Result<Vec<Target>, BadTarget> {
     split_items(value).iter().map(|i| parse(i)).collect()
 }
+
+/// `PING_URL` and its overrides.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pings {
+    /// `PING_URL`: `/start` at the start, itself on success, `/fail` on failure.
+    pub base: Option<Url>,
+    /// `PING_URL_SUCCESS`: replaces the success ping (a GET: Uptime Kuma's push URL).
+    pub success: Option<Url>,
+    /// `PING_URL_FAILURE`: replaces the failure ping (a GET).
+    pub failure: Option<Url>,
+}
+
+/// The configured receivers of a run.
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    /// `NOTIFY_URLS`.
+    pub targets: Vec<Target>,
+    /// `NOTIFY_ON`.
+    pub on: NotifyOn,
+    /// `PING_URL*`.
+    pub pings: Pings,
+}
+
+/// When notifications go out (`NOTIFY_ON`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyOn {
+    /// Failed and partial runs only (the default).
+    Failure,
+    /// Every run.
+    Always,
+}
+
+/// How long a notification may take: per request (and per SMTP
+/// conversation step).
+pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {

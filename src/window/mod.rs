@@ -7,19 +7,22 @@
 //! and cannot return before the restart ran. A process killed outright (SIGKILL)
 //! leaves its [`Journal`]; [`recover`] restarts from it on the next start-up.
 
+mod engine;
+pub mod journal;
+
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared, join_all};
-use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
-use crate::journal::{self, Journal};
+pub use crate::engine::stop::StopRest;
 use crate::plan::StopEntry;
+pub use crate::report::{Timed, WindowReport};
+pub use crate::shutdown::{Shutdown, ShutdownTrigger};
+use journal::Journal;
 
 /// Stopping and starting containers: the engine, or a fake in tests.
 pub trait ContainerControl: Sync {
@@ -49,11 +52,6 @@ pub trait ContainerControl: Sync {
         async { Ok(()) }
     }
 }
-
-/// The rest of a stop call that returned as soon as its container was down:
-/// the engine's tear-down, which does not touch the volumes' data, runs on
-/// beside the window's work, and is awaited before any start.
-pub type StopRest = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 
 /// The default of [`ContainerControl::stay_up`]. A second: the window is
 /// measured before it, so it lengthens the run, not the stack's downtime.
@@ -89,105 +87,6 @@ fn limit_reached(limit: Duration, running: &[String]) -> anyhow::Error {
         "the stop window reached its limit of {} (WINDOW_LIMIT){what}: the work was abandoned, nothing it had not finished became a snapshot, and the containers were started again; find what hung, or raise WINDOW_LIMIT",
         humantime::format_duration(limit)
     )
-}
-
-/// A request to stop, from a signal handler (or a test).
-#[derive(Debug, Clone)]
-pub struct Shutdown {
-    rx: watch::Receiver<Option<String>>,
-}
-
-/// The sending side of a [`Shutdown`].
-#[derive(Debug)]
-pub struct ShutdownTrigger {
-    tx: watch::Sender<Option<String>>,
-}
-
-impl ShutdownTrigger {
-    /// Asks everything holding the matching [`Shutdown`] to stop, giving the reason.
-    pub fn trigger(&self, reason: &str) {
-        let _ = self.tx.send(Some(reason.to_string()));
-    }
-}
-
-impl Shutdown {
-    /// A shutdown and its trigger.
-    pub fn new() -> (ShutdownTrigger, Shutdown) {
-        let (tx, rx) = watch::channel(None);
-        (ShutdownTrigger { tx }, Shutdown { rx })
-    }
-
-    /// A shutdown triggered by SIGTERM, SIGINT or SIGHUP (a `docker exec`
-    /// whose client went away). Installing it replaces the default action
-    /// (exit at once), so a signal inside the window closes it first.
-    pub fn on_signals() -> Result<Shutdown> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (trigger, shutdown) = Shutdown::new();
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut hup = signal(SignalKind::hangup())?;
-        tokio::spawn(async move {
-            let name = tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
-                _ = hup.recv() => "SIGHUP",
-            };
-            tracing::warn!(signal = name, "stop requested");
-            trigger.trigger(name);
-            // Keep the trigger alive so receivers do not see a closed channel.
-            std::future::pending::<()>().await;
-        });
-        Ok(shutdown)
-    }
-
-    /// The reason, once a stop was requested.
-    pub fn requested(&self) -> Option<String> {
-        self.rx.borrow().clone()
-    }
-
-    /// Waits until a stop is requested; returns the reason.
-    pub async fn wait(&mut self) -> String {
-        loop {
-            if let Some(r) = self.rx.borrow_and_update().clone() {
-                return r;
-            }
-            if self.rx.changed().await.is_err() {
-                // The trigger is gone: no stop will ever come.
-                std::future::pending::<()>().await;
-            }
-        }
-    }
-}
-
-/// How long one container took to stop or start.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Timed {
-    /// Container name.
-    pub container: String,
-    /// Seconds.
-    pub seconds: f64,
-}
-
-/// What happened in the window.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct WindowReport {
-    /// Containers stopped, with their stop times.
-    pub stopped: Vec<Timed>,
-    /// Containers started again, with their start times.
-    pub started: Vec<Timed>,
-    /// Containers labelled for stopping that were not running (they stay stopped).
-    pub not_running: Vec<String>,
-    /// From the first stop to the last start, in seconds.
-    pub seconds: f64,
-    /// Why the window could not be opened fully, if it could not.
-    pub stop_failed: Option<String>,
-    /// Containers that could not be started again, or did not stay up after
-    /// their start (the journal keeps them).
-    pub restart_failed: Vec<String>,
-    /// Containers left down on purpose by `backup --no-restart`: the window's
-    /// and, after their dumps, the databases'.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub left_down: Vec<String>,
 }
 
 /// Starts journal entries, dependencies first: each one as soon as every
