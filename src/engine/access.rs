@@ -118,7 +118,7 @@ pub fn denied_line(host: &str, denied: &[(Section, u16)]) -> Option<String> {
         .collect::<Vec<_>>()
         .join(", ");
     Some(format!(
-        "the Docker API at {host} denies {what}; nothing was stopped: stackshot needs {} (and the default PING and VERSION); allow them in the socket proxy (README, Socket proxy)",
+        "the Docker API at {host} denies {what}; nothing was stopped: stackshot needs {} (and the default PING and VERSION); allow them in the socket proxy (docs/socket-proxy.md)",
         Section::ALL.map(Section::as_str).join(", ")
     ))
 }
@@ -167,7 +167,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             line,
-            "the Docker API at tcp://proxy:2375 denies EXEC (HTTP 403 on GET /exec/<none>/json), POST (HTTP 403 on POST /containers/<none>/stop); nothing was stopped: stackshot needs CONTAINERS, EXEC, VOLUMES, EVENTS, POST (and the default PING and VERSION); allow them in the socket proxy (README, Socket proxy)"
+            "the Docker API at tcp://proxy:2375 denies EXEC (HTTP 403 on GET /exec/<none>/json), POST (HTTP 403 on POST /containers/<none>/stop); nothing was stopped: stackshot needs CONTAINERS, EXEC, VOLUMES, EVENTS, POST (and the default PING and VERSION); allow them in the socket proxy (docs/socket-proxy.md)"
         );
         assert!(!line.contains('\n'));
     }

@@ -83,7 +83,7 @@ async fn start_inner(
         }
         Err(e) => {
             let hint = if upgrade_refused(&format!("{e:#}")) {
-                "; the Docker API answered without upgrading the connection for the exec's stream: a socket proxy in between does not carry upgrades (HAProxy 2.4 to 3.0.4 drop them; 3.0.5 and later work: README, Socket proxy)"
+                "; the Docker API answered without upgrading the connection for the exec's stream: a socket proxy in between does not carry upgrades (HAProxy 2.4 to 3.0.4 drop them; 3.0.5 and later work: docs/socket-proxy.md)"
             } else {
                 ""
             };

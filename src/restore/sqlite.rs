@@ -115,7 +115,7 @@ pub(super) async fn load(ctx: &Context, c: &Checked, announce: bool) -> Result<(
     })?;
     if c.bytes > MAX_BYTES {
         bail!(
-            "{} is {} bytes: stackshot places SQLite copies up to {MAX_BYTES} bytes; nothing was changed: restore it with restic by hand (README, Without stackshot)",
+            "{} is {} bytes: stackshot places SQLite copies up to {MAX_BYTES} bytes; nothing was changed: restore it with restic by hand (docs/restore.md, Without stackshot)",
             c.file.rel,
             c.bytes
         );
