@@ -145,7 +145,9 @@ fn a_good_run_and_a_failed_run_reach_webhook_pings_and_email() {
     let watch = stack.watch();
     let (code, report) = backup(&stack);
     let events = watch.finish();
-    assert_eq!(code, Some(1), "{report}");
+    // Refused for its plan: exit code 2, as `stackshot plan` gives.
+    assert_eq!(code, Some(2), "{report}");
+    assert_eq!(report["plan_refused"], true, "{report}");
     assert_eq!(report["result"], "failed", "{report}");
     let reason = report["reason"].as_str().unwrap().to_string();
     assert!(
