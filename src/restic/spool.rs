@@ -149,8 +149,14 @@ impl Spool {
             .clone()
     }
 
+    /// Whether `tpe`/`id` waits in the spool (asked on every read: no copy
+    /// of the list).
     fn holds(&self, tpe: FileType, id: &Id) -> bool {
-        self.spooled().iter().any(|s| s.tpe == tpe && &s.id == id)
+        self.written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|s| s.tpe == tpe && &s.id == id)
     }
 
     /// How many files and bytes wait in the spool.
