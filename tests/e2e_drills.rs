@@ -31,11 +31,7 @@ fn stack_with(project: &str, name: &str) -> Stack {
 
 /// The stop-window journal in the sidecar, as text (empty when there is none).
 fn journal_text(stack: &Stack) -> String {
-    let out = stack.exec(
-        "backup",
-        &[],
-        &["cat", "/cache/stackshot/window-journal.json"],
-    );
+    let out = stack.beside("backup", &["cat", "/cache/stackshot/window-journal.json"]);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -124,13 +120,14 @@ fn assert_untouched(stack: &Stack, events: &Events) {
     }
 }
 
-/// SIGKILLs process `name` in `service`'s container as soon as one runs:
-/// the polling loop runs inside the container (every 10 ms), so a process
-/// that lives a second is caught even when each `docker exec` takes longer
-/// than that (as it does with other tests running beside this one). Panics
-/// when none ran within `secs`.
-fn kill_when_seen(stack: &Stack, service: &str, name: &str, secs: u64) {
-    let script = format!("until pkill -KILL -x {name}; do sleep 0.01; done");
+/// SIGKILLs the processes in `service`'s container that `pkill` selects
+/// with `select` (`-x pg_dump`; shell words) as soon as one runs: the
+/// polling loop runs inside the container (every 10 ms), so a process that
+/// lives a second is caught even when each `docker exec` takes longer than
+/// that (as it does with other tests running beside this one). Panics when
+/// none ran within `secs`.
+fn kill_when_seen(stack: &Stack, service: &str, select: &str, secs: u64) {
+    let script = format!("until pkill -KILL {select}; do sleep 0.01; done");
     let out = stack.exec(
         service,
         &[],
@@ -138,7 +135,7 @@ fn kill_when_seen(stack: &Stack, service: &str, name: &str, secs: u64) {
     );
     assert!(
         out.status.success(),
-        "no {name} ran in {service} within {secs}s to be killed: {}",
+        "no process ({select}) ran in {service} within {secs}s to be killed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -277,7 +274,7 @@ fn kills_inside_the_window() {
     // 1. The dump process is killed midway: no snapshot, containers back.
     let n = snapshots(&stack);
     let child = spawn_backup(&stack);
-    kill_when_seen(&stack, "postgres", "pg_dump", 120);
+    kill_when_seen(&stack, "postgres", "-x pg_dump", 120);
     let (code, report, stderr) = finish(child);
     assert_eq!(code, 1, "{report}\n{stderr}");
     let reason = report["reason"].as_str().unwrap_or_default();
@@ -292,9 +289,11 @@ fn kills_inside_the_window() {
     assert_all_running(&stack);
 
     // 1b. Short window: the pinned pg_dump (after the window) is killed. The
-    // run does not pretend: it repeats in the full window and succeeds.
+    // run does not pretend: it repeats in the full window and succeeds. Only
+    // a pinned pg_dump (`--snapshot=`) is selected; `[=]`, so that the
+    // pattern does not match the polling shell's own command line.
     let child = spawn_backup_with(&stack, "short");
-    kill_when_seen(&stack, "postgres", "pg_dump", 120);
+    kill_when_seen(&stack, "postgres", "-f 'pg_dump .*--snapshot[=]'", 120);
     let (code, report, stderr) = finish(child);
     assert_eq!(code, 0, "{report}\n{stderr}");
     assert_eq!(report["window_mode"], "full", "{report}");
@@ -326,8 +325,7 @@ fn kills_inside_the_window() {
     // 3. SIGTERM inside the window: the window closes before the process exits.
     let child = spawn_backup(&stack);
     until("the window to open", 120, || stack.state("app") == "exited");
-    let term = stack.exec("backup", &[], &["pkill", "-TERM", "-f", "stackshot backup"]);
-    assert!(term.status.success());
+    stack.signal("backup", "TERM", "stackshot backup");
     let (code, report, stderr) = finish(child);
     assert_eq!(code, 1, "{report}\n{stderr}");
     assert_eq!(
@@ -342,17 +340,15 @@ fn kills_inside_the_window() {
     let sidecar_started = stack.started_at("backup");
     let child = spawn_backup(&stack);
     until("the window to open", 120, || stack.state("app") == "exited");
-    let kill = stack.exec("backup", &[], &["pkill", "-KILL", "-f", "stackshot backup"]);
-    assert!(kill.status.success());
+    stack.signal("backup", "KILL", "stackshot backup");
     let _ = finish(child);
     wait_for("app and sidekick started by the idle sidecar", 10, || {
         (stack.state("app") == "running" && stack.state("sidekick") == "running").then_some(())
     });
     wait_for("the journal cleared", 10, || {
         stack
-            .exec(
+            .beside(
                 "backup",
-                &[],
                 &["test", "-e", "/cache/stackshot/window-journal.json"],
             )
             .status
@@ -567,14 +563,9 @@ fn databases_directory_full() {
     );
     let all_snapshots = || stack.snapshots().len();
     let files_in_databases = || {
-        run(&mut docker(&[
-            "exec",
-            &stack.container("backup"),
-            "find",
-            "/databases",
-            "-type",
-            "f",
-        ]))
+        let out = stack.beside("backup", &["find", "/databases", "-type", "f"]);
+        assert!(out.status.success(), "find /databases: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
     };
 
     for window in ["short", "full"] {
