@@ -8,10 +8,11 @@
 #
 # The base images are build arguments, so a machine without a registry can
 # point them at local images (stackshot's CI does: .ci/build-image).
-# Without a registry at all, tests/bench/Dockerfile.prebuilt copies a binary
-# built on the host instead (scripts/example uses it).
+# Without a registry at all, tests/bench/sidecar-image.sh puts a binary built
+# on the host under this file's runtime stage instead (scripts/example and
+# the tests use it).
 ARG RUST_IMAGE=rust:1.91-bookworm
-ARG RESTIC_IMAGE=restic/restic:0.17.3
+ARG RESTIC_IMAGE=restic/restic:0.18.0
 
 FROM ${RUST_IMAGE} AS build
 WORKDIR /src

@@ -21,8 +21,8 @@ now() { date +%s.%N; }
 
 bash tests/bench/build-images.sh
 cargo build --release --locked -q
-docker build -q -f tests/bench/Dockerfile.prebuilt --build-arg RUNTIME_IMAGE=stackshot-test/base:local \
-  -t "$SIDECAR_IMAGE" . >/dev/null
+# The image users run, with restic 0.14: the restic of the baseline too.
+bash tests/bench/sidecar-image.sh target/release/stackshot bookworm "$SIDECAR_IMAGE"
 
 work=$(mktemp -d)
 export E2E_DIR=$work/stack

@@ -138,7 +138,7 @@ fn atomic_backup_restores_byte_for_byte() {
 
     // Nothing left behind: no dump files in the sidecar, no worker, no journal.
     // (Read through the sidecar's volumes: its image may have no `ls`.)
-    let ls = stack.in_sidecar_volumes(&["ls", "-A", "/databases"]);
+    let ls = stack.beside("backup", &["ls", "-A", "/databases"]);
     assert!(ls.status.success(), "{ls:?}");
     assert_eq!(
         String::from_utf8_lossy(&ls.stdout).trim(),
@@ -148,7 +148,10 @@ fn atomic_backup_restores_byte_for_byte() {
     assert_eq!(workers(&stack.project), Vec::<String>::new());
     assert!(
         stack
-            .in_sidecar_volumes(&["test", "!", "-e", "/cache/stackshot/window-journal.json"])
+            .beside(
+                "backup",
+                &["test", "!", "-e", "/cache/stackshot/window-journal.json"]
+            )
             .status
             .success(),
         "the window's journal is left"

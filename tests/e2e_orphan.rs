@@ -96,9 +96,8 @@ fn a_restore_killed_inside_its_window_is_recovered_by_the_running_daemon() {
         "the dead restore's worker is gone: {:?}",
         workers(&stack.project)
     );
-    let journal = stack.exec(
+    let journal = stack.beside(
         "backup",
-        &[],
         &["test", "-e", "/cache/stackshot/window-journal.json"],
     );
     assert_eq!(journal.status.code(), Some(1), "the journal is cleared");

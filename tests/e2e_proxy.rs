@@ -43,8 +43,12 @@ fn a_section_the_socket_proxy_denies_is_named_before_anything_is_touched() {
     );
     stack.wait_for_databases();
     // The sidecar has no socket: only the proxy.
-    let sock = stack.exec("backup", &[], &["test", "-S", "/var/run/docker.sock"]);
-    assert!(!sock.status.success(), "the sidecar still has the socket");
+    let sock = stack.beside("backup", &["test", "-S", "/var/run/docker.sock"]);
+    assert_eq!(
+        sock.status.code(),
+        Some(1),
+        "the sidecar still has the socket: {sock:?}"
+    );
 
     // Reading the stack works through the proxy.
     let plan = stack.exec("backup", &[], &["stackshot", "plan"]);
@@ -122,8 +126,12 @@ fn a_whole_backup_and_restore_through_haproxy() {
         ],
     );
     stack.wait_for_databases();
-    let sock = stack.exec("backup", &[], &["test", "-S", "/var/run/docker.sock"]);
-    assert!(!sock.status.success(), "the sidecar still has the socket");
+    let sock = stack.beside("backup", &["test", "-S", "/var/run/docker.sock"]);
+    assert_eq!(
+        sock.status.code(),
+        Some(1),
+        "the sidecar still has the socket: {sock:?}"
+    );
     let seeded = Seeded::take(&stack);
 
     let watch = stack.watch();

@@ -60,13 +60,17 @@ impl Sweep {
 
 /// Every process's argv in `container`, one per line.
 fn argv_of(container: &str) -> String {
-    text(&output(&mut docker(&[
-        "exec",
-        container,
-        "sh",
-        "-c",
-        "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < \"$f\" 2>/dev/null; echo; done",
-    ])))
+    // `docker top` reads /proc from outside (the host's ps): it works on the
+    // sidecar and its workers, which have no shell (`FROM scratch`).
+    let out = output(&mut docker(&["top", container, "-eo", "args"]));
+    if !out.status.success() {
+        return String::new(); // gone between `docker ps` and here
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1) // the header, COMMAND
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 /// Samples, until stopped, the argv of every process in `watched` and in
@@ -169,6 +173,16 @@ fn no_secret_in_argv_logs_metrics_status_or_inspect() {
     }
     stop.store(true, Ordering::SeqCst);
     let sampled = sampling.join().expect("sampler");
+    // The sampler read argv in the sidecar, which has no shell (it would
+    // pass on nothing if it read none).
+    let in_sidecar = format!("a process's argv in {sidecar}");
+    assert!(
+        sampled
+            .0
+            .iter()
+            .any(|(source, line)| *source == in_sidecar && line.contains("stackshot")),
+        "the sampler never read the sidecar's processes"
+    );
     let events = watch.finish();
 
     let port = stack.http_port();

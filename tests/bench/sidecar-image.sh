@@ -1,23 +1,41 @@
 #!/usr/bin/env bash
-# sidecar-image.sh BINARY: builds stackshot-test/sidecar:local, the sidecar
-# of the end-to-end tests: tests/bench/Dockerfile.prebuilt on the bench's
-# base image (stackshot-test/base:local, from build-images.sh) with BINARY as
-# /usr/local/bin/stackshot. The image it replaces is removed, so untagged
-# copies do not pile up. scripts/test runs it once before the tests; a test
-# binary run on its own (cargo test --test …) runs it through common::bench().
+# sidecar-image.sh BINARY [SUITE [TAG]]: builds the sidecar of the end-to-end
+# tests the way the Dockerfile builds the image users run: the `FROM scratch`
+# tree of scripts/scratch-tree (no shell) with BINARY as
+# /usr/local/bin/stackshot and Debian SUITE's restic (tests/bench/restic-binary.sh;
+# default trixie, restic 0.18, the version the Dockerfile pins), under the
+# Dockerfile's own runtime stage (its lines from `FROM scratch AS runtime` on,
+# the tree copied from the build context instead of the `tree` stage). Only
+# the Rust stage is left out: BINARY is built on the host, so that the tests
+# do not compile the release once more.
+#
+# TAG defaults to stackshot-test/sidecar:local. The image it replaces is
+# removed, so untagged copies do not pile up. scripts/test runs it before the
+# tests (and again with SUITE bookworm, restic 0.14, for the key tests);
+# a test binary run on its own (cargo test --test …) runs it through
+# common::bench().
 set -euo pipefail
 bin=$1
+suite=${2:-trixie}
+tag=${3:-stackshot-test/sidecar:local}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-tag=stackshot-test/sidecar:local
+restic=$(bash "$here/restic-binary.sh" "$suite")
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
-mkdir -p "$ctx/target/release"
-cp "$bin" "$ctx/target/release/stackshot"
-cp "$here/Dockerfile.prebuilt" "$ctx/Dockerfile"
+sh "$here/../../scripts/scratch-tree" "$ctx/tree" "$bin" "$restic"
+[ "$(basename "$bin")" = stackshot ] || mv "$ctx/tree/usr/local/bin/$(basename "$bin")" "$ctx/tree/usr/local/bin/stackshot"
+mkdir "$ctx/tree/cache"
+# The Dockerfile's runtime stage, word for word but for where the tree comes from.
+stage=$(sed -n '/^FROM scratch AS runtime$/,$p' "$here/../../Dockerfile")
+grep -qx 'COPY --from=tree /tree/ /' <<<"$stage" || {
+  echo "sidecar-image: the Dockerfile's runtime stage no longer copies the tree as 'COPY --from=tree /tree/ /'" >&2
+  exit 1
+}
+sed 's|^COPY --from=tree /tree/ /$|COPY tree/ /|' <<<"$stage" >"$ctx/Dockerfile"
 previous=$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)
-docker build -q --build-arg RUNTIME_IMAGE=stackshot-test/base:local -t "$tag" "$ctx" >/dev/null
+docker build -q -t "$tag" "$ctx" >/dev/null
 now=$(docker image inspect -f '{{.Id}}' "$tag")
 if [ -n "$previous" ] && [ "$previous" != "$now" ]; then
   docker rmi "$previous" >/dev/null 2>&1 || true
 fi
-echo "sidecar-image: built $tag from $bin" >&2
+echo "sidecar-image: built $tag from $bin with $("$restic" version | cut -d' ' -f1-2) ($suite)" >&2

@@ -271,6 +271,35 @@ impl Stack {
         c.arg(&id).args(cmd);
         output(&mut c)
     }
+
+    /// Runs `cmd` in a throwaway container of the bench's base image that
+    /// shares `service`'s mounts and process namespace: for what a test
+    /// needs a shell or coreutils for beside the sidecar, which has neither
+    /// (it is the `FROM scratch` image users run). The exit code is the
+    /// command's own, 126 or 127 when it could not run, so a negative check
+    /// compares it exactly.
+    pub fn beside(&self, service: &str, cmd: &[&str]) -> Output {
+        let id = self.container(service);
+        let pid = format!("container:{id}");
+        output(
+            docker(&["run", "--rm", "--volumes-from", &id, "--pid", &pid])
+                .arg("stackshot-test/base:local")
+                .args(cmd),
+        )
+    }
+
+    /// Sends `signal` (`TERM`, `KILL`) to the processes of `service` whose
+    /// command line matches `pattern` (`pkill -f`, from [`Stack::beside`]);
+    /// panics unless one matched.
+    pub fn signal(&self, service: &str, signal: &str, pattern: &str) {
+        let out = self.beside(service, &["pkill", &format!("-{signal}"), "-f", pattern]);
+        assert!(
+            out.status.success(),
+            "no process matching {pattern:?} in {service} to send SIG{signal} to (exit {:?}): {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 impl Drop for Stack {
@@ -551,21 +580,6 @@ impl Stack {
             panic!("backup --json printed no report ({e}): {stdout}\n{stderr}")
         });
         (out.status.code().unwrap_or(-1), report, stderr)
-    }
-
-    /// `cmd` in a container of the bench's base image with the sidecar's
-    /// volumes (`/databases`, `/cache`, …): for looking at the sidecar's
-    /// files when its image has no shell or tools (FROM scratch).
-    pub fn in_sidecar_volumes(&self, cmd: &[&str]) -> Output {
-        let mut c = docker(&[
-            "run",
-            "--rm",
-            "--volumes-from",
-            &self.container("backup"),
-            "stackshot-test/base:local",
-        ]);
-        c.args(cmd);
-        output(&mut c)
     }
 
     /// `stackshot verify` in the sidecar, which must pass and say that
