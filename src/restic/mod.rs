@@ -315,6 +315,9 @@ impl Restic {
         })?;
         let repository = self.repository();
         self.reachable().await?;
+        if self.s3_bucket_missing().await {
+            return Ok(None);
+        }
         let check = self.preflight_step(&CAT_CONFIG).await?;
         if check.code == Some(0) {
             return self.config_id(&check.stdout).map(Some);
@@ -326,6 +329,29 @@ impl Restic {
                 let detail = self.stderr_tail(&check.stderr);
                 Err(ResticError::Unreachable { repository, detail })
             }
+        }
+    }
+
+    /// True when the repository is on S3 and rustic's backend finds no
+    /// `config` there (the bucket or the repository is missing): restic 0.18
+    /// would retry a missing bucket for 15 minutes. Any doubt (another
+    /// backend, an error, no answer within [`reach::CONNECT_TIMEOUT`]) is
+    /// `false`, and `restic cat config` decides as before.
+    async fn s3_bucket_missing(&self) -> bool {
+        if !self.settings.repository.expose().starts_with("s3:") {
+            return false;
+        }
+        let Ok(spec) = backend::map_settings(&self.settings) else {
+            return false;
+        };
+        let ask = tokio::task::spawn_blocking(move || rustic::has_config(&spec));
+        match tokio::time::timeout(reach::CONNECT_TIMEOUT, ask).await {
+            Ok(Ok(Ok(found))) => !found,
+            Ok(Ok(Err(e))) => {
+                tracing::debug!(error = %format!("{e:#}"), "rustic could not look for the repository's config; restic will");
+                false
+            }
+            _ => false,
         }
     }
 

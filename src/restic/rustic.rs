@@ -88,6 +88,27 @@ pub fn open_fully_indexed(spec: &BackendSpec, password: &str, what: &str) -> Res
         .with_context(|| format!("cannot read the index of {} for {what}", spec.shown()))
 }
 
+/// Whether the repository `spec` names exists (has its `config` file),
+/// asked through rustic's backend without a key: `Ok(false)` for an S3 bucket
+/// that does not exist, which restic 0.18's `cat config` retries for 15
+/// minutes instead of saying "repository does not exist" (0.14 said it at
+/// once). Blocking. Errors carry no secret of `spec`.
+pub fn has_config(spec: &BackendSpec) -> Result<bool> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let backends = BackendOptions::default()
+        .repository(spec.repository.clone())
+        .options(spec.options.clone())
+        .to_backends()
+        .map_err(|e| anyhow!("{}", spec.redact(&e.display_log())))
+        .with_context(|| format!("cannot open the backend of {}", spec.shown()))?;
+    let found = backends
+        .repository()
+        .list(rustic_core::FileType::Config)
+        .map_err(|e| anyhow!("{}", spec.redact(&e.display_log())))
+        .with_context(|| format!("cannot look for the config of {}", spec.shown()))?;
+    Ok(!found.is_empty())
+}
+
 fn open(
     spec: &BackendSpec,
     password: &str,
