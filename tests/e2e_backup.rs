@@ -90,7 +90,20 @@ fn atomic_backup_restores_byte_for_byte() {
         "log cut mid-line: the app was not stopped"
     );
     let live = stack.exec("app", &[], &["cat", "/data/log.txt"]);
-    assert!(String::from_utf8_lossy(&live.stdout).starts_with(&log));
+    assert!(live.status.success(), "{}", text(&live));
+    let live = String::from_utf8_lossy(&live.stdout).to_string();
+    assert!(
+        live.starts_with(&log),
+        "the snapshot's log is not a prefix of today's"
+    );
+    // And it ends where the app stopped: the next line is the first the app
+    // wrote after its restart (its counter starts again at 1). A snapshot
+    // taken after the restart would hold that line already.
+    let next = live[log.len()..].lines().next().unwrap_or_default();
+    assert!(
+        next.starts_with("1 "),
+        "the line after the snapshot's log is {next:?}, not the restarted app's first"
+    );
     // Left out: the bystander, the database data directory, the excluded cache.
     assert!(!r.join("volumes/bystander").exists());
     assert!(!r.join("volumes/postgres/var").exists());

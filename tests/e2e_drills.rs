@@ -631,7 +631,10 @@ fn a_frozen_snapshot_is_stopped_by_the_watchdog() {
     );
     until("the worker's restic to be frozen", 120, || {
         workers(&stack.project).iter().any(|w| {
-            output(&mut docker(&["exec", w, "pkill", "-STOP", "-x", "restic"]))
+            // The worker has no shell nor pkill (FROM scratch): from beside
+            // it, polling there (a `docker run` per poll would miss restic).
+            let script = "until pkill -STOP -x restic; do sleep 0.01; done";
+            beside(w, &["timeout", "60", "sh", "-c", script])
                 .status
                 .success()
         })

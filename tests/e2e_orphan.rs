@@ -67,12 +67,7 @@ fn a_restore_killed_inside_its_window_is_recovered_by_the_running_daemon() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let kill = stack.exec(
-        "backup",
-        &[],
-        &["pkill", "-KILL", "-f", "stackshot restore volumes"],
-    );
-    assert!(kill.status.success(), "the restore was still running");
+    stack.signal("backup", "KILL", "stackshot restore volumes");
     let _ = restore.wait();
 
     wait_for("the app started again by the daemon", 10, || {

@@ -8,6 +8,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -131,6 +132,18 @@ fn no_secret_in_argv_logs_metrics_status_or_inspect() {
     assert!(pg_inspect.contains("pg-secret-password"));
 
     let sidecar = stack.container("backup");
+    // Every program the daemon starts (restic, however briefly it runs),
+    // with its whole argv: strace follows the daemon's forks from the host.
+    let trace_file = stack.dir.path().join("daemon-execve.trace");
+    let daemon_pid = run(&mut docker(&["inspect", "-f", "{{.State.Pid}}", &sidecar]));
+    let mut tracer = Command::new("strace")
+        // Not -v: the environment (where secrets may travel) stays a count.
+        .args(["-f", "-qq", "-s", "65536", "-e", "trace=execve", "-o"])
+        .arg(&trace_file)
+        .args(["-p", daemon_pid.trim()])
+        .spawn()
+        .expect("strace (scripts/install-test-deps installs it)");
+    std::thread::sleep(std::time::Duration::from_secs(1)); // attached
     let watch = stack.watch();
     let stop = Arc::new(AtomicBool::new(false));
     let sampling = sampler(
@@ -201,6 +214,21 @@ fn no_secret_in_argv_logs_metrics_status_or_inspect() {
         "debug lines are in the sweep"
     );
     sweep.add("the daemon's logs (JSON, debug)", logs);
+    let _ = Command::new("kill").arg(tracer.id().to_string()).status();
+    let _ = tracer.wait();
+    let traced = std::fs::read_to_string(&trace_file).expect("strace's output");
+    let restics = traced
+        .lines()
+        .filter(|l| l.contains("execve(\"") && l.contains("restic\""))
+        .count();
+    assert!(
+        restics > 5,
+        "strace saw {restics} restic starts of the daemon: it cannot prove anything\n{traced}"
+    );
+    sweep.add(
+        "every execve of the daemon and its children (strace)",
+        traced,
+    );
     // This stack's events: other tests beside it use the same passwords.
     for e in events.of_project(&stack.project) {
         sweep.add(

@@ -288,6 +288,52 @@ impl Events {
             })
     }
 
+    /// When the last `docker exec` in one container whose command contains
+    /// `command` started and when it ended (its `exec_die`, matched by exec
+    /// id), in ns; panics naming what was seen when either is missing.
+    pub fn exec_span(&self, container_id: &str, command: &str) -> (i64, i64) {
+        let exec_id = |e: &Event| -> String {
+            serde_json::from_str::<Value>(&e.raw)
+                .ok()
+                .and_then(|v| {
+                    v["Actor"]["Attributes"]["execID"]
+                        .as_str()
+                        .map(str::to_string)
+                })
+                .unwrap_or_default()
+        };
+        let start = self
+            .0
+            .iter()
+            .filter(|e| {
+                e.kind == "container"
+                    && e.id == container_id
+                    && e.action.starts_with("exec_start")
+                    && e.action.contains(command)
+            })
+            .max_by_key(|e| e.time_nano)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no exec of {command:?} in {container_id}; saw {:?}",
+                    self.execs(container_id)
+                )
+            });
+        let id = exec_id(start);
+        assert!(
+            !id.is_empty(),
+            "the exec_start event has no execID: {}",
+            start.raw
+        );
+        let die = self
+            .0
+            .iter()
+            .find(|e| e.kind == "container" && e.action == "exec_die" && exec_id(e) == id)
+            .unwrap_or_else(|| {
+                panic!("no exec_die of the exec of {command:?} ({id}) in {container_id}")
+            });
+        (start.time_nano, die.time_nano)
+    }
+
     /// The commands run by `docker exec` in one container, in order (from
     /// its `exec_start: …` events).
     pub fn execs(&self, container_id: &str) -> Vec<String> {

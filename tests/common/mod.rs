@@ -279,13 +279,7 @@ impl Stack {
     /// command's own, 126 or 127 when it could not run, so a negative check
     /// compares it exactly.
     pub fn beside(&self, service: &str, cmd: &[&str]) -> Output {
-        let id = self.container(service);
-        let pid = format!("container:{id}");
-        output(
-            docker(&["run", "--rm", "--volumes-from", &id, "--pid", &pid])
-                .arg("stackshot-test/base:local")
-                .args(cmd),
-        )
+        beside(&self.container(service), cmd)
     }
 
     /// Sends `signal` (`TERM`, `KILL`) to the processes of `service` whose
@@ -308,6 +302,18 @@ impl Drop for Stack {
             self.compose(&["down", "-v", "--remove-orphans"]);
         }
     }
+}
+
+/// [`Stack::beside`] for any container (a worker, say): `cmd` in a throwaway
+/// container of the bench's base image sharing `container`'s mounts and
+/// process namespace; its exit code is the command's own.
+pub fn beside(container: &str, cmd: &[&str]) -> Output {
+    let pid = format!("container:{container}");
+    output(
+        docker(&["run", "--rm", "--volumes-from", container, "--pid", &pid])
+            .arg("stackshot-test/base:local")
+            .args(cmd),
+    )
 }
 
 /// Polls `check` once a second until it returns `Some`, for at most `secs` seconds.
@@ -668,6 +674,24 @@ impl Stack {
     pub fn watch(&self) -> EventWatch {
         EventWatch::start()
     }
+}
+
+/// The `docker exec` of `command` in `service` started and ended inside the
+/// stop window the engine's events show: after the app and its sidekick
+/// died, before either started again (a dump "inside the window").
+pub fn assert_exec_inside_window(stack: &Stack, events: &Events, service: &str, command: &str) {
+    let (app, sidekick) = (stack.container("app"), stack.container("sidekick"));
+    let opened = events
+        .first(&app, "die")
+        .max(events.first(&sidekick, "die"));
+    let closed = events
+        .first(&app, "start")
+        .min(events.first(&sidekick, "start"));
+    let (began, ended) = events.exec_span(&stack.container(service), command);
+    assert!(
+        opened < began && ended < closed,
+        "{command} in {service} ran from {began} to {ended} ns, not inside the window ({opened} to {closed} ns)"
+    );
 }
 
 /// What the engine's events must show of a backup of the test stack: the app
