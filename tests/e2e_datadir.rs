@@ -46,6 +46,12 @@ fn a_data_directory_is_copied_with_its_server_stopped_after_its_dump() {
         data.join("PG_VERSION").is_file(),
         "no data directory in the snapshot"
     );
+    // Copied while the server was down: a running server's directory holds
+    // its postmaster.pid, which a clean shutdown removes.
+    assert!(
+        !data.join("postmaster.pid").exists(),
+        "the data directory was copied while its server ran (postmaster.pid)"
+    );
     assert!(r.join("databases/postgres/postgres-all.sql").is_file());
     // MariaDB's data directory stays out.
     assert!(!r.join("volumes/mariadb").exists());

@@ -97,6 +97,11 @@ fn a_final_backup_leaves_the_stack_down_through_a_daemon_restart() {
         "{logs}"
     );
     let status = stack.exec("backup", &[], &["stackshot", "status"]);
+    assert_eq!(
+        status.status.code(),
+        Some(0),
+        "stackshot status: {status:?}"
+    );
     let status = String::from_utf8_lossy(&status.stdout).to_string();
     let line = status
         .lines()
@@ -130,7 +135,14 @@ fn a_final_backup_leaves_the_stack_down_through_a_daemon_restart() {
     stack.compose_ok(&["start"]);
     stack.wait_for_databases();
     let status = stack.exec("backup", &[], &["stackshot", "status"]);
+    assert_eq!(
+        status.status.code(),
+        Some(0),
+        "stackshot status: {status:?}"
+    );
     let status = String::from_utf8_lossy(&status.stdout).to_string();
+    // It still reports (the daemon, the plan): only that line is gone.
+    assert!(status.contains("daemon up since"), "{status}");
     assert!(!status.contains("left down"), "{status}");
     assert_pg_dump_restores(
         &stack,

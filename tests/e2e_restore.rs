@@ -49,11 +49,13 @@ fn disaster_drill_and_refusals() {
     // The disaster: containers and volumes gone, the bind mount emptied; the
     // stack comes back with empty databases.
     stack.disaster(empty.path());
-    assert!(
-        !stack
+    assert_eq!(
+        stack
             .exec("app", &[], &["test", "-e", "/data/blob.bin"])
             .status
-            .success()
+            .code(),
+        Some(1), // absent; not 126/127 (could not run)
+        "/data/blob.bin is there"
     );
 
     // Without --yes, restore shows what it would overwrite and changes nothing.
@@ -64,11 +66,13 @@ fn disaster_drill_and_refusals() {
         "{}",
         text(&show)
     );
-    assert!(
-        !stack
+    assert_eq!(
+        stack
             .exec("app", &[], &["test", "-e", "/data/blob.bin"])
             .status
-            .success()
+            .code(),
+        Some(1), // absent; not 126/127 (could not run)
+        "/data/blob.bin is there"
     );
 
     // One command brings it all back; no app starts before the last dump is loaded.
@@ -123,11 +127,12 @@ fn disaster_drill_and_refusals() {
     for svc in ["app", "sidekick", "postgres", "mariadb", "bystander"] {
         assert_eq!(stack.state(svc), "running", "{svc}");
     }
-    assert!(
-        !stack
+    assert_eq!(
+        stack
             .exec("app", &[], &["test", "-e", "/data/.stackshot-restore"])
             .status
-            .success(),
+            .code(),
+        Some(1), // absent; not 126/127 (could not run)
         "the staging directory is gone after the swap"
     );
 

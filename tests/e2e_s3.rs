@@ -12,6 +12,8 @@
 
 mod common;
 
+use std::process::Command;
+
 use common::*;
 
 #[test]
@@ -65,6 +67,35 @@ fn backup_restore_verify_and_retention_on_s3() {
     let sums = std::fs::read_to_string(r.join("databases/SHA256SUMS")).unwrap();
     assert!(sums.contains("postgres"), "{sums}");
     assert!(sums.contains("mariadb"), "{sums}");
+    // The digests are the files' own, and the dumps load into fresh servers.
+    let check = Command::new("sha256sum")
+        .args(["--check", "--strict", "SHA256SUMS"])
+        .current_dir(r.join("databases"))
+        .output()
+        .expect("sha256sum");
+    assert!(
+        check.status.success(),
+        "sha256sum --check: {}",
+        text(&check)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&check.stdout)
+            .matches(": OK")
+            .count(),
+        2,
+        "{}",
+        text(&check)
+    );
+    assert_pg_dump_restores(
+        &stack,
+        &r.join("databases/postgres/postgres-all.sql"),
+        "stackshot-e2e-s3-pg",
+    );
+    assert_maria_dump_restores(
+        &stack,
+        &r.join("databases/mariadb/shop.sql"),
+        "stackshot-e2e-s3-maria",
+    );
 
     // verify reads the run back from S3.
     stack.assert_verify(2);
@@ -135,6 +166,14 @@ fn backup_restore_verify_and_retention_on_s3() {
     );
     let touched = events.touched_in(&stack.project);
     assert!(touched.is_empty(), "containers were touched: {touched:?}");
+    // Not a speed check: an unresolvable endpoint is known at once, so the
+    // whole command ends before the probe's own timeout could have run out
+    // (a probe that waited for it would take longer than that alone).
+    assert!(
+        took < stackshot::restic::reach::CONNECT_TIMEOUT,
+        "the dead endpoint was reported after {took:?}, not before the probe's connect timeout of {:?}",
+        stackshot::restic::reach::CONNECT_TIMEOUT
+    );
     eprintln!(
         "dead S3 endpoint: the backup failed in {took:?}: {}",
         lines[0]

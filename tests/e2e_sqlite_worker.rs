@@ -96,6 +96,18 @@ fn sqlite_without_a_shell_is_copied_by_a_worker_and_restored() {
     });
     let source = content(&volume, DB);
     assert_eq!(source.seeded, "1000");
+    // A file beside the database, which the file pass must keep.
+    let mount = format!("{volume}:/data");
+    run(&mut docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &mount,
+        "stackshot-test/base:local",
+        "sh",
+        "-c",
+        "mkdir -p /data/files && echo kept-beside-the-database > /data/files/readme.txt",
+    ]));
 
     let (code, report, stderr) = stack.backup(&[]);
     assert_eq!(code, 0, "backup failed: {report}\n{stderr}");
@@ -119,6 +131,13 @@ fn sqlite_without_a_shell_is_copied_by_a_worker_and_restored() {
         .current_dir(&dbs));
     assert!(sums.contains("notes/notes.db: OK"), "{sums}");
     let vol = restored.path().join("volumes/notes/data");
+    assert_eq!(
+        std::fs::read_to_string(vol.join("files/readme.txt"))
+            .ok()
+            .as_deref(),
+        Some("kept-beside-the-database\n"),
+        "the file beside the database is not in the file pass: the mount was left out"
+    );
     for f in ["notes.db", "notes.db-wal", "notes.db-shm"] {
         assert!(!vol.join(f).exists(), "{f} is in the file pass");
     }

@@ -82,6 +82,15 @@ fn a_stop_returns_when_every_process_of_the_container_is_gone() {
             (id.as_str(), p)
         })
         .collect();
+    // The PIDs are the host's and seen alive here: "gone at the stop's
+    // return" below cannot pass on PIDs this process cannot see.
+    for (id, procs) in &before {
+        let dead: Vec<u32> = procs.iter().copied().filter(|p| !alive(*p)).collect();
+        assert!(
+            dead.is_empty(),
+            "{id}: PIDs {dead:?} of `docker top` are not alive in /proc here"
+        );
+    }
 
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -211,9 +211,22 @@ fn each_node_of_a_two_node_swarm_backs_up_its_own_tasks() {
         let w = s.spawn(|| worker.exec(&backup_w, &["stackshot", "backup", "--json"]));
         vec![m.join().unwrap(), w.join().unwrap()]
     });
-    for out in &both {
-        report_of(out);
-    }
+    let reports: Vec<serde_json::Value> = both.iter().map(report_of).collect();
+    // At once: each run started before the other finished (the same kernel
+    // clock on both nodes).
+    let at = |r: &serde_json::Value, key: &str| {
+        chrono::DateTime::parse_from_rfc3339(r[key].as_str().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{key} of {r}: {e}"))
+    };
+    let (m, w) = (&reports[0], &reports[1]);
+    assert!(
+        at(m, "started_at") < at(w, "finished_at") && at(w, "started_at") < at(m, "finished_at"),
+        "the two nodes' runs did not overlap: manager {}..{}, worker {}..{}",
+        at(m, "started_at"),
+        at(m, "finished_at"),
+        at(w, "started_at"),
+        at(w, "finished_at")
+    );
     assert_scaled_back(&app_svc, &template);
 
     // The one repository: each node's runs under its own host, each
@@ -300,6 +313,15 @@ fn each_node_of_a_two_node_swarm_backs_up_its_own_tasks() {
         events.touched_in(STACK)
     );
     assert_eq!(worker.task(STACK, "files"), files);
+    // The watch above sees the manager's engine only: the worker's volume
+    // itself shows that the refused restore wrote nothing.
+    let still = worker.exec(&files, &["cat", "/data/files.bin"]);
+    assert_eq!(
+        String::from_utf8_lossy(&still.stdout),
+        "spoiled\n",
+        "the refused restore changed the volume: {}",
+        text(&still)
+    );
     let into = format!("{STACK}_files-restored");
     let restored = worker.exec(
         &backup_w,

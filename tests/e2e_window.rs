@@ -362,7 +362,9 @@ fn falls_back_to_the_full_window_on_myisam_and_on_a_schema_change() {
     stack
         .mariadb("CREATE TABLE legacy_counts (id int) ENGINE=MyISAM")
         .expect("myisam table");
+    let watch = stack.watch();
     let (code, report, stderr) = stack.backup(&[]);
+    let events = watch.finish();
     assert_eq!(code, 0, "{report}\n{stderr}");
     let notes = report["notes"].to_string();
     assert!(
@@ -370,6 +372,8 @@ fn falls_back_to_the_full_window_on_myisam_and_on_a_schema_change() {
             && notes.contains("shop.legacy_counts (MyISAM)"),
         "{report}"
     );
+    // As the note says: the dump began and ended while the stack was down.
+    assert_exec_inside_window(&stack, &events, "mariadb", "mariadb-dump");
     assert_eq!(
         report["window_mode"], "short",
         "PostgreSQL is still pinned: {report}"
