@@ -12,7 +12,7 @@
 # on the host under this file's runtime stage instead (scripts/example and
 # the tests use it).
 ARG RUST_IMAGE=rust:1.91-bookworm
-ARG RESTIC_IMAGE=restic/restic:0.18.0
+ARG RESTIC_IMAGE=restic/restic:0.19.1
 
 FROM ${RUST_IMAGE} AS build
 WORKDIR /src

@@ -1,7 +1,8 @@
 //! `stackshot::restic` against the real restic binary, in temporary directories.
 //! restic must be installed: these tests fail (they do not skip) without it.
-//! `scripts/test` runs them on the host's restic 0.14, then on trixie's 0.18
-//! (first on PATH, `STACKSHOT_EXPECT_RESTIC=0.18.0`).
+//! `scripts/test` runs them on the host's restic 0.14, then on Debian
+//! trixie's 0.18.0 and forky's 0.19 (first on PATH, with
+//! `STACKSHOT_EXPECT_RESTIC` naming the version put there).
 
 use std::path::Path;
 
@@ -50,7 +51,7 @@ async fn version_is_read_and_cached() {
     let r = restic(dir.path(), &repo_path(&dir), PASSWORD);
     let v = r.version().await.unwrap();
     assert!(v >= Version::new(0, 14, 0), "restic {v} is older than 0.14");
-    // scripts/test runs these tests once more with restic 0.18 first on PATH,
+    // scripts/test runs these tests once more with newer restics first on PATH,
     // and says which version it put there.
     if let Ok(expected) = std::env::var("STACKSHOT_EXPECT_RESTIC") {
         assert_eq!(v.to_string(), expected, "the restic on PATH");

@@ -283,6 +283,9 @@ async fn run(
     check_local_repository(ctx.config.restic.repository.expose())?;
     let version = ctx.restic.version().await?;
     tracing::info!(restic = %version, "preflight");
+    if let Some(why) = split_unsupported(version, plan.atomic, !plan.dumps.is_empty()) {
+        bail!("{why}");
+    }
     let (id, initialised) = open_repository(ctx).await?;
     r.repository_initialised = initialised;
     *repository_id = Some(id);
@@ -657,6 +660,21 @@ pub async fn remove_workers(engine: &Engine, project: &str) {
     }
 }
 
+/// Why restic `version` cannot take this plan's dumps, or `None`. Pure.
+/// restic 0.18.0 fails `backup --stdin` under a directory ("open /databases:
+/// no such file or directory", restic#5324, fixed in 0.18.1), which the
+/// split layout (`ATOMIC_BACKUP=false`, each dump streamed into its own
+/// snapshot) needs; the atomic layout writes files and is not affected.
+pub fn split_unsupported(
+    version: crate::restic::Version,
+    atomic: bool,
+    has_dumps: bool,
+) -> Option<String> {
+    (!atomic && has_dumps && version == crate::restic::Version::new(0, 18, 0)).then(|| {
+        "restic 0.18.0 cannot stream a dump into its own snapshot (ATOMIC_BACKUP=false; restic#5324, fixed in 0.18.1); nothing was stopped: use restic 0.18.1 or newer (the stackshot image carries 0.19.1), or ATOMIC_BACKUP=true".to_string()
+    })
+}
+
 /// A local repository must be a directory that exists (a mounted volume):
 /// `restic init` would otherwise create it in the container's own file system,
 /// where it would vanish with the container. It must also take a file: a
@@ -692,9 +710,35 @@ fn check_local_repository(repository: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{check_local_repository, full_window_reason};
+    use super::{check_local_repository, full_window_reason, split_unsupported};
     use crate::config::Config;
     use crate::env::Env;
+
+    #[test]
+    fn restic_0_18_0_refuses_only_split_dumps() {
+        use crate::restic::Version;
+        let v180 = Version::new(0, 18, 0);
+        let why = split_unsupported(v180, false, true).expect("refused");
+        assert!(
+            why.starts_with("restic 0.18.0 cannot stream a dump into its own snapshot")
+                && why.contains("nothing was stopped")
+                && why.contains("ATOMIC_BACKUP=true"),
+            "{why}"
+        );
+        assert_eq!(
+            split_unsupported(v180, true, true),
+            None,
+            "atomic writes files"
+        );
+        assert_eq!(split_unsupported(v180, false, false), None, "no dumps");
+        for other in [
+            Version::new(0, 14, 0),
+            Version::new(0, 18, 1),
+            Version::new(0, 19, 1),
+        ] {
+            assert_eq!(split_unsupported(other, false, true), None, "{other}");
+        }
+    }
 
     fn reason(pairs: &[(&str, &str)]) -> Option<String> {
         let mut all = vec![

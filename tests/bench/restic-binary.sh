@@ -3,7 +3,9 @@
 # fetching it first when it is not cached under target/bench-restic/.
 #
 #   bookworm  restic 0.14, what the bench's base image carries
-#   trixie    restic 0.18, what the stackshot image carries (Dockerfile)
+#   trixie    restic 0.18.0
+#   forky     restic 0.19 (Debian testing: the version moves with it), what
+#             the stackshot image carries (the Dockerfile pins 0.19.1)
 #
 # apt fetches and verifies the package (the archive's signed index) from the
 # mirror this machine's apt sources name for bookworm, with a private list
@@ -11,7 +13,7 @@
 # binary loads only libc; tests/bench/sidecar-image.sh puts it, with the
 # libraries ldd names, on the `FROM scratch` tree the Dockerfile builds.
 set -euo pipefail
-suite=${1:?usage: restic-binary.sh bookworm|trixie}
+suite=${1:?usage: restic-binary.sh bookworm|trixie|forky}
 log() { printf 'restic-binary: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 

@@ -3,7 +3,7 @@
 # tests the way the Dockerfile builds the image users run: the `FROM scratch`
 # tree of scripts/scratch-tree (no shell) with BINARY as
 # /usr/local/bin/stackshot and Debian SUITE's restic (tests/bench/restic-binary.sh;
-# default trixie, restic 0.18, the version the Dockerfile pins), under the
+# default forky, restic 0.19, the version the Dockerfile pins), under the
 # Dockerfile's own runtime stage (its lines from `FROM scratch AS runtime` on,
 # the tree copied from the build context instead of the `tree` stage). Only
 # the Rust stage is left out: BINARY is built on the host, so that the tests
@@ -16,7 +16,7 @@
 # common::bench().
 set -euo pipefail
 bin=$1
-suite=${2:-trixie}
+suite=${2:-forky}
 tag=${3:-stackshot-test/sidecar:local}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 restic=$(bash "$here/restic-binary.sh" "$suite")
@@ -38,4 +38,9 @@ now=$(docker image inspect -f '{{.Id}}' "$tag")
 if [ -n "$previous" ] && [ "$previous" != "$now" ]; then
   docker rmi "$previous" >/dev/null 2>&1 || true
 fi
-echo "sidecar-image: built $tag from $bin with $("$restic" version | cut -d' ' -f1-2) ($suite)" >&2
+version=$("$restic" version | cut -d' ' -f2)
+pinned=$(sed -n 's|^ARG RESTIC_IMAGE=restic/restic:||p' "$here/../../Dockerfile")
+if [ "$suite" = forky ] && [ "$version" != "$pinned" ]; then
+  echo "sidecar-image: note: Debian forky's restic is now $version, the Dockerfile pins $pinned: the tests run $version" >&2
+fi
+echo "sidecar-image: built $tag from $bin with restic $version ($suite)" >&2
