@@ -149,7 +149,9 @@ pub struct BackupSummary {
     pub total_duration: f64,
     /// When the backup started, RFC 3339 (restic 0.18+).
     pub backup_start: Option<String>,
-    /// When the backup ended, RFC 3339 (restic 0.18+).
+    /// When the backup ended, RFC 3339 (restic 0.18+). With
+    /// `--skip-if-unchanged` and nothing written, 0.18.0 prints Go's zero time
+    /// `0001-01-01T00:00:00Z` here and a negative `total_duration`.
     pub backup_end: Option<String>,
     /// The new snapshot: 8 characters with restic 0.14, the full id with 0.15+;
     /// `None` when no snapshot was written (dry run, 0.17+ `--skip-if-unchanged`).
@@ -399,18 +401,25 @@ mod tests {
     const SNAPSHOTS_GROUPED_014: &str =
         include_str!("../../tests/fixtures/restic/snapshots-grouped-0.14.json");
 
-    // Newer versions, which cannot run here: written from the documented shapes
-    // (restic's doc/075_scripting.rst and internal/ui/backup/json.go of those
-    // versions), with one unknown field; see tests/fixtures/restic/README.md.
-    const SUMMARY_018: &str = include_str!("../../tests/fixtures/restic/backup-summary-0.18.json");
-    const SUMMARY_017_SKIPPED: &str =
-        include_str!("../../tests/fixtures/restic/backup-summary-skipped-0.17.json");
-    const ERROR_017: &str = include_str!("../../tests/fixtures/restic/backup-error-0.17.1.json");
-    const EXIT_ERROR_018: &str =
-        include_str!("../../tests/fixtures/restic/exit-error-wrong-password-0.18.json");
-    const SCAN_FINISHED_017: &str =
-        include_str!("../../tests/fixtures/restic/backup-scan-finished-0.17.json");
+    /// Recorded from restic 0.18.0 (Debian trixie), see tests/fixtures/restic/README.md.
+    const V018: &str = include_str!("../../tests/fixtures/restic/version-0.18.txt");
+    const BACKUP_NEW_018: &str =
+        include_str!("../../tests/fixtures/restic/backup-new-0.18.stdout.jsonl");
+    const BACKUP_VERBOSE_018: &str =
+        include_str!("../../tests/fixtures/restic/backup-verbose-0.18.stdout.jsonl");
+    const BACKUP_SKIPPED_018: &str =
+        include_str!("../../tests/fixtures/restic/backup-skip-if-unchanged-0.18.stdout.jsonl");
+    const UNREADABLE_OUT_018: &str =
+        include_str!("../../tests/fixtures/restic/backup-unreadable-0.18.stdout.jsonl");
+    const UNREADABLE_ERR_018: &str =
+        include_str!("../../tests/fixtures/restic/backup-unreadable-0.18.stderr");
+    const WRONG_PASSWORD_018: &str =
+        include_str!("../../tests/fixtures/restic/backup-wrong-password-0.18.stderr");
+    const MISSING_018: &str =
+        include_str!("../../tests/fixtures/restic/backup-missing-0.18.stderr");
     const SNAPSHOTS_018: &str = include_str!("../../tests/fixtures/restic/snapshots-0.18.json");
+    const SNAPSHOTS_GROUPED_018: &str =
+        include_str!("../../tests/fixtures/restic/snapshots-grouped-0.18.json");
 
     fn events(text: &str) -> Vec<BackupEvent> {
         text.lines().filter_map(parse_backup_line).collect()
@@ -419,6 +428,7 @@ mod tests {
     #[test]
     fn versions() {
         assert_eq!(parse_version(V014), Some(Version::new(0, 14, 0)));
+        assert_eq!(parse_version(V018), Some(Version::new(0, 18, 0)));
         let v = parse_version("restic 0.17.3 compiled with go1.23.3 on linux/amd64").unwrap();
         assert_eq!(v, Version::new(0, 17, 3));
         let dev = "restic 0.16.4-dev (compiled manually) compiled with go1.22.1 on linux/amd64";
@@ -460,7 +470,20 @@ mod tests {
         assert_eq!(ev.len(), 2, "{ev:?}");
         assert!(matches!(&ev[0], BackupEvent::Status(p) if p.total_bytes == 11));
         assert!(matches!(&ev[1], BackupEvent::Summary(s) if s.files_changed == 1));
-        assert_eq!(parse_backup_line(SCAN_FINISHED_017), None);
+        // 0.18 prints the scan's end as verbose_status (and, this quick, no progress).
+        let scan_finished = BACKUP_VERBOSE_018.lines().next().unwrap();
+        assert!(scan_finished.contains(r#""action":"scan_finished""#));
+        assert_eq!(parse_backup_line(scan_finished), None);
+        let ev = events(BACKUP_VERBOSE_018);
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        let BackupEvent::Summary(s) = &ev[0] else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(
+            (s.files_changed, s.files_unmodified, s.dirs_changed),
+            (1, 2, 1)
+        );
+        assert_eq!((s.data_added, s.data_added_packed), (1056, Some(772)));
     }
 
     #[test]
@@ -491,38 +514,135 @@ mod tests {
     }
 
     #[test]
-    fn newer_shapes() {
-        let Some(BackupEvent::Summary(s)) = parse_backup_line(SUMMARY_018) else {
-            panic!()
+    fn backup_018_recorded() {
+        let ev = events(BACKUP_NEW_018);
+        assert_eq!(ev.len(), 4, "{ev:?}");
+        let BackupEvent::Status(p) = &ev[2] else {
+            panic!("{ev:?}")
         };
-        assert_eq!(s.data_added_packed, Some(10240));
+        assert_eq!((p.total_files, p.files_done), (3, 3));
+        assert_eq!((p.total_bytes, p.bytes_done), (100012, 100012));
+        assert_eq!(p.percent_done, 1.0);
+        let BackupEvent::Summary(s) = &ev[3] else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(
+            (s.files_new, s.dirs_new, s.total_files_processed),
+            (3, 2, 3)
+        );
+        assert_eq!((s.data_blobs, s.tree_blobs), (3, 3));
+        assert_eq!((s.data_added, s.data_added_packed), (101755, Some(101293)));
+        assert_eq!(s.total_bytes_processed, 100012);
+        assert_eq!(
+            s.snapshot_id.as_deref(),
+            Some("1f9322e3e0c90c3cf143f2354df7a36a354ab9e208a3f8aae88eb9644d84d3c8")
+        );
         assert_eq!(
             s.backup_start.as_deref(),
-            Some("2025-01-02T03:04:05.123456789Z")
+            Some("2026-12-06T20:11:37.634133925Z")
         );
-        assert_eq!(s.snapshot_id.as_ref().map(String::len), Some(64));
         assert_eq!(
-            (s.files_new, s.files_changed, s.files_unmodified),
-            (2, 1, 5)
+            s.backup_end.as_deref(),
+            Some("2026-12-06T20:11:38.29239012Z")
         );
-        let Some(BackupEvent::Summary(s)) = parse_backup_line(SUMMARY_017_SKIPPED) else {
-            panic!()
+        assert!(s.total_duration > 0.6 && !s.dry_run);
+        // A field a later restic adds is ignored.
+        let summary = BACKUP_NEW_018.lines().last().unwrap();
+        let future = summary.replacen('{', r#"{"future_field":{"x":1},"#, 1);
+        assert_eq!(parse_backup_line(&future), Some(ev[3].clone()));
+    }
+
+    #[test]
+    fn skip_if_unchanged_018() {
+        // No snapshot written: no snapshot_id, and restic leaves the end at
+        // Go's zero time (the duration is then negative); both are passed on.
+        let ev = events(BACKUP_SKIPPED_018);
+        let [BackupEvent::Summary(s)] = ev.as_slice() else {
+            panic!("{ev:?}")
         };
         assert_eq!(s.snapshot_id, None);
-        let Some(BackupEvent::Error(e)) = parse_backup_line(ERROR_017) else {
-            panic!()
+        assert_eq!(
+            (s.files_unmodified, s.dirs_unmodified, s.data_added),
+            (3, 2, 0)
+        );
+        assert_eq!(
+            (s.total_bytes_processed, s.data_added_packed),
+            (100017, Some(0))
+        );
+        assert_eq!(s.backup_end.as_deref(), Some("0001-01-01T00:00:00Z"));
+        assert!(s.total_duration < 0.0);
+    }
+
+    #[test]
+    fn unreadable_files_018() {
+        let out = events(UNREADABLE_OUT_018);
+        assert!(
+            matches!(&out[0], BackupEvent::Status(p) if p.error_count == 2 && p.files_done == 1)
+        );
+        assert!(matches!(&out[1], BackupEvent::Summary(s)
+            if s.files_new == 1 && s.snapshot_id.as_ref().is_some_and(|id| id.starts_with("68936315"))));
+        // 0.17.1+ errors carry error.message; 0.18 ends with exit_error code 3.
+        let err = events(UNREADABLE_ERR_018);
+        assert_eq!(err.len(), 4, "{err:?}");
+        let BackupEvent::Error(e) = &err[0] else {
+            panic!("{err:?}")
         };
         assert_eq!(
             e.message.as_deref(),
-            Some("open /volumes/app/x: permission denied")
+            Some("openfile for readdirnames failed: open data/locked: permission denied")
         );
+        assert_eq!(
+            (e.during.as_str(), e.item.as_str()),
+            ("archival", "data/locked")
+        );
+        let BackupEvent::Error(e) = &err[1] else {
+            panic!("{err:?}")
+        };
+        assert_eq!(
+            (e.during.as_str(), e.item.as_str()),
+            ("scan", "/tmp/stackshot-rec/u/data/locked")
+        );
+        let BackupEvent::Error(e) = &err[2] else {
+            panic!("{err:?}")
+        };
+        assert_eq!(
+            e.message.as_deref(),
+            Some("/tmp/stackshot-rec/u/data/secret.txt: open data/secret.txt: permission denied")
+        );
+        let BackupEvent::ExitError(x) = &err[3] else {
+            panic!("{err:?}")
+        };
+        assert_eq!(
+            (x.code, x.message.as_str()),
+            (3, "Warning: at least one source file could not be read")
+        );
+    }
+
+    #[test]
+    fn exit_errors_018() {
+        let Some(BackupEvent::ExitError(x)) = parse_backup_line(WRONG_PASSWORD_018) else {
+            panic!()
+        };
+        assert_eq!(
+            (x.code, x.message.as_str()),
+            (12, "Fatal: wrong password or no key found")
+        );
+        let Some(BackupEvent::ExitError(x)) = parse_backup_line(MISSING_018) else {
+            panic!()
+        };
+        assert_eq!(x.code, 10);
+        assert!(
+            x.message.starts_with("Fatal: repository does not exist: unable to open config file: stat /tmp/stackshot-rec/repo-missing/config: no such file or directory\n"),
+            "{}",
+            x.message
+        );
+    }
+
+    #[test]
+    fn other_error_shapes() {
         let string_error = r#"{"message_type":"error","error":"boom","item":"/x"}"#;
         assert!(matches!(parse_backup_line(string_error),
             Some(BackupEvent::Error(e)) if e.message.as_deref() == Some("boom") && e.during.is_empty()));
-        let Some(BackupEvent::ExitError(x)) = parse_backup_line(EXIT_ERROR_018) else {
-            panic!()
-        };
-        assert_eq!((x.code, x.message.contains("wrong password")), (12, true));
         let status = r#"{"message_type":"status","seconds_elapsed":3,"seconds_remaining":7,"percent_done":0.3,"total_files":10,"files_done":3,"total_bytes":1000,"bytes_done":300,"current_files":["/a","/b"]}"#;
         let Some(BackupEvent::Status(p)) = parse_backup_line(status) else {
             panic!()
@@ -569,13 +689,51 @@ mod tests {
     }
 
     #[test]
-    fn snapshots_018_shape() {
+    fn snapshots_018_recorded() {
         let s = parse_snapshots(SNAPSHOTS_018).unwrap();
-        assert_eq!(s[0].short_id, "0f1e2d3c");
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].short_id, "1f9322e3");
+        assert!(s[0].matches("1f9322e3"));
+        assert_eq!(s[0].hostname, "shop");
+        assert_eq!(s[0].tags, ["stackshot", "project=shop", "mode=atomic"]);
+        assert_eq!(s[0].paths, ["/tmp/stackshot-rec/data"]);
+        assert_eq!(s[1].parent.as_deref(), Some(s[0].id.as_str()));
+        assert_eq!(s[1].time, "2026-12-06T20:11:38.331804255Z");
         let summary = s[0].summary.as_ref().unwrap();
-        assert_eq!((summary.data_added_packed, summary.files_new), (10240, 2));
+        assert_eq!((summary.files_new, summary.dirs_new), (3, 2));
+        assert_eq!(
+            (summary.data_added, summary.data_added_packed),
+            (101755, 101293)
+        );
+        assert_eq!(
+            summary.backup_end.as_deref(),
+            Some("2026-12-06T20:11:38.29239012Z")
+        );
+        let summary = s[1].summary.as_ref().unwrap();
+        assert_eq!((summary.files_changed, summary.files_unmodified), (1, 2));
+        assert_eq!(parse_snapshots(SNAPSHOTS_GROUPED_018).unwrap(), s);
+        // short_id is deprecated: computed when a later restic leaves it out.
         let no_tags = r#"[{"time":"t","tags":null,"id":"abcdef0123456789"}]"#;
         let s = parse_snapshots(no_tags).unwrap();
         assert_eq!((s[0].tags.len(), s[0].short_id.as_str()), (0, "abcdef01"));
+    }
+
+    #[test]
+    fn forget_groups_from_018() {
+        let groups = parse_forget(include_str!(
+            "../../tests/fixtures/restic/forget-keep-last-0.18.json"
+        ))
+        .unwrap();
+        assert_eq!(groups.len(), 1);
+        let kept: Vec<&str> = groups[0].keep.iter().map(|s| s.short_id.as_str()).collect();
+        assert_eq!(kept, ["39455a5b"]);
+        let removed: Vec<&str> = groups[0]
+            .remove
+            .iter()
+            .map(|s| s.short_id.as_str())
+            .collect();
+        assert_eq!(removed, ["19d406af", "73515434"]);
+        assert_eq!(groups[0].keep[0].paths, ["/tmp/rf/d"]);
+        assert!(groups[0].keep[0].summary.is_some());
     }
 }

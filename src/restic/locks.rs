@@ -161,6 +161,21 @@ mod tests {
     }
 
     #[test]
+    fn reads_a_lock_recorded_from_018() {
+        // Taken by `restic prune` (stopped with SIGSTOP while it held it).
+        let lock = Lock::parse(include_str!(
+            "../../tests/fixtures/restic/cat-lock-exclusive-0.18.json"
+        ))
+        .unwrap();
+        assert!(lock.exclusive);
+        let now: jiff::Timestamp = "2026-12-06T20:23:35Z".parse().unwrap();
+        assert_eq!(
+            lock.holder(now),
+            "PID 32634 on host vm (user root), taken 2026-12-06 20:22:35 UTC, 1m ago"
+        );
+    }
+
+    #[test]
     fn lock_ids_are_64_hex_digits() {
         assert!(is_lock_id(
             "666bc15c00daeedbda0f9dcc1fd74c4ed1fbdd76a7eebda111e705efb13a375a"

@@ -678,7 +678,7 @@ mod tests {
 
     const V014: Version = Version::new(0, 14, 0);
     const V017: Version = Version::new(0, 17, 0);
-    const V018: Version = Version::new(0, 18, 1);
+    const V018: Version = Version::new(0, 18, 0);
     // Recorded from restic 0.14.0, see tests/fixtures/restic/README.md.
     const MISSING_014: &str =
         include_str!("../../tests/fixtures/restic/cat-config-missing-0.14.stderr");
@@ -688,9 +688,11 @@ mod tests {
         include_str!("../../tests/fixtures/restic/cat-config-not-a-directory-0.14.stderr");
     const REST_REFUSED_014: &str =
         include_str!("../../tests/fixtures/restic/cat-config-rest-refused-0.14.stderr");
-    // restic 0.17+, from its doc/075_scripting.rst (not recorded here).
-    const MISSING_017: &str =
-        include_str!("../../tests/fixtures/restic/cat-config-missing-0.17.stderr");
+    // Recorded from restic 0.18.0 (Debian trixie), same README.
+    const MISSING_018: &str =
+        include_str!("../../tests/fixtures/restic/cat-config-missing-0.18.stderr");
+    const WRONG_PASSWORD_018: &str =
+        include_str!("../../tests/fixtures/restic/cat-config-wrong-password-0.18.stderr");
 
     fn restic(repository: &str) -> Restic {
         Restic::new(&ResticSettings {
@@ -726,18 +728,70 @@ mod tests {
     }
 
     #[test]
-    fn open_failures_017_exit_codes() {
+    fn open_failures_018_recorded() {
         use OpenFailure::*;
-        // 0.17+ prefixes the message and exits 10; other config errors exit 1.
-        assert_eq!(classify_open_failure(V017, Some(10), MISSING_017), Missing);
+        // 0.17+ prefixes the message and exits 10 (recorded: exit 10), a wrong
+        // password exits 12 (0.17.1+; recorded: exit 12).
+        assert!(MISSING_018.starts_with("Fatal: repository does not exist: unable to open config file: stat /tmp/stackshot-rec/repo-missing/config: no such file or directory"));
+        assert_eq!(classify_open_failure(V018, Some(10), MISSING_018), Missing);
+        assert_eq!(classify_open_failure(V017, Some(10), MISSING_018), Missing);
+        assert_eq!(
+            classify_open_failure(V018, Some(12), WRONG_PASSWORD_018),
+            WrongPassword
+        );
+        // Other config errors exit 1 with the same "unable to open config file".
+        assert_eq!(classify_open_failure(V018, Some(1), MISSING_018), Other);
         assert_eq!(classify_open_failure(V018, Some(1), MISSING_014), Other);
         assert_eq!(classify_open_failure(V018, Some(12), ""), WrongPassword);
         // 0.17.0 exits 1 on a wrong password; the message decides.
         assert_eq!(
-            classify_open_failure(V017, Some(1), WRONG_PASSWORD_014),
+            classify_open_failure(V017, Some(1), WRONG_PASSWORD_018),
             WrongPassword
         );
         assert_eq!(classify_open_failure(V018, Some(11), "locked"), Other);
+    }
+
+    #[test]
+    fn stderr_tail_of_018_exit_errors() {
+        let r = restic("/tmp/stackshot-rec/repo-missing");
+        let tail = |f| r.stderr_tail(f);
+        assert_eq!(
+            tail(include_str!(
+                "../../tests/fixtures/restic/backup-wrong-password-0.18.stderr"
+            )),
+            "Fatal: wrong password or no key found"
+        );
+        // The exit_error's message spans three lines; the tail keeps it on one.
+        assert_eq!(
+            tail(include_str!(
+                "../../tests/fixtures/restic/backup-missing-0.18.stderr"
+            )),
+            "Fatal: repository does not exist: unable to open config file: stat /tmp/stackshot-rec/repo-missing/config: no such file or directory Is there a repository at the following location? /tmp/stackshot-rec/repo-missing"
+        );
+        // A partial backup: the file errors, then the warning exit_error (code 3).
+        let unreadable = tail(include_str!(
+            "../../tests/fixtures/restic/backup-unreadable-0.18.stderr"
+        ));
+        assert!(
+            unreadable.starts_with("data/locked: openfile for readdirnames failed")
+                && unreadable.ends_with(
+                    "permission denied | Warning: at least one source file could not be read"
+                ),
+            "{unreadable}"
+        );
+        assert_eq!(classify_backup_exit(3), BackupExit::Partial);
+        // A repository under a regular file: 15 minutes of retries (dropped
+        // from the tail), then exit 1.
+        let not_a_dir =
+            include_str!("../../tests/fixtures/restic/cat-config-not-a-directory-0.18.stderr");
+        assert_eq!(
+            classify_open_failure(V018, Some(1), not_a_dir),
+            OpenFailure::Other
+        );
+        assert_eq!(
+            tail(not_a_dir),
+            "Stat(<config/>) failed: stat /tmp/stackshot-rec/file/repo/config: not a directory | Fatal: unable to open config file: stat /tmp/stackshot-rec/file/repo/config: not a directory | Is there a repository at the following location? | /tmp/stackshot-rec/file/repo"
+        );
     }
 
     #[test]
