@@ -63,14 +63,16 @@ impl Sweep {
 fn argv_of(container: &str) -> String {
     // `docker top` reads /proc from outside (the host's ps): it works on the
     // sidecar and its workers, which have no shell (`FROM scratch`).
-    let out = output(&mut docker(&["top", container, "-eo", "args"]));
+    // (docker top needs the pid column to pick the container's processes.)
+    let out = output(&mut docker(&["top", container, "-eo", "pid,args"]));
     if !out.status.success() {
         return String::new(); // gone between `docker ps` and here
     }
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .skip(1) // the header, COMMAND
-        .map(|l| format!("{l}\n"))
+        .skip(1) // the header, PID COMMAND
+        .filter_map(|l| l.trim_start().split_once(char::is_whitespace))
+        .map(|(_pid, args)| format!("{}\n", args.trim_start()))
         .collect()
 }
 

@@ -348,7 +348,8 @@ fn a_single_node_swarm_stack_backs_up_and_restores() {
     // The journal goes once the service runs a task again (the daemon waits
     // for one before it closes the journal).
     wait_for("the daemon to remove its journal", 90, || {
-        let journal = exec(
+        // From beside the daemon's task: its image has no shell nor `test`.
+        let journal = beside(
             &daemon,
             &["test", "-e", "/cache/stackshot/window-journal.json"],
         );

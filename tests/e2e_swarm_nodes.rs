@@ -146,7 +146,7 @@ fn each_node_of_a_two_node_swarm_backs_up_its_own_tasks() {
     assert!(!said.contains("/volumes/app"), "{said}");
     // The stack sets SWARM_MODE=true; false contradicts the task stackshot
     // runs in: one line, nothing done.
-    let contradicted = manager.exec(&backup_m, &["env", "SWARM_MODE=false", "stackshot", "plan"]);
+    let contradicted = manager.exec_env(&backup_m, &["SWARM_MODE=false"], &["stackshot", "plan"]);
     assert!(!contradicted.status.success(), "{}", text(&contradicted));
     let said = String::from_utf8_lossy(&contradicted.stderr);
     assert!(

@@ -130,6 +130,17 @@ impl Engine<'_> {
         output(&mut c)
     }
 
+    /// [`Engine::exec`] with `env` (`NAME=value`) set for `cmd`: the
+    /// sidecar's image has no `env` program to do it.
+    pub fn exec_env(&self, container: &str, env: &[&str], cmd: &[&str]) -> Output {
+        let mut c = self.docker(&["exec"]);
+        for e in env {
+            c.args(["-e", e]);
+        }
+        c.arg(container).args(cmd);
+        output(&mut c)
+    }
+
     /// The one running task container of `<stack>_<service>` on this engine.
     pub fn task(&self, stack: &str, service: &str) -> String {
         wait_for(&format!("a running task of {service}"), 120, || {
