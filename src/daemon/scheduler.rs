@@ -71,9 +71,32 @@ pub async fn every<F, Fut>(
                     }
                 }
                 Decision::Run => {
-                    // While this one runs, the next run is the following tick.
-                    on_next(schedule.next_after(due, tz));
-                    job().await;
+                    // While this one runs, the next run is the following
+                    // tick; when the run outlasts that tick (which will be
+                    // skipped), the one after it, and so on: never a time
+                    // already past.
+                    let mut following = schedule.next_after(due, tz);
+                    on_next(following);
+                    let run = job();
+                    tokio::pin!(run);
+                    loop {
+                        let passed = async {
+                            match following {
+                                Some(at) => {
+                                    let left = (at - Utc::now()).to_std().unwrap_or_default();
+                                    tokio::time::sleep(left).await;
+                                }
+                                None => std::future::pending().await,
+                            }
+                        };
+                        tokio::select! {
+                            () = &mut run => break,
+                            () = passed => {
+                                following = following.and_then(|at| schedule.next_after(at, tz));
+                                on_next(following);
+                            }
+                        }
+                    }
                     break;
                 }
                 Decision::Skip => {

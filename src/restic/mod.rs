@@ -314,6 +314,12 @@ impl Restic {
             detail: format!("{e:#}"),
         })?;
         let repository = self.repository();
+        if let Some(detail) = rustic::local_path(self.settings.repository.expose())
+            .and_then(|p| not_a_directory(std::path::Path::new(p)))
+        {
+            // restic 0.18+ retries this for 15 minutes (0.14 said it at once).
+            return Err(ResticError::Unreachable { repository, detail });
+        }
         self.reachable().await?;
         if self.s3_bucket_missing().await {
             return Ok(None);
@@ -671,9 +677,41 @@ pub fn without_noise<'a>(lines: &[&'a str]) -> Vec<&'a str> {
     kept
 }
 
+/// Why a local repository path cannot be a directory: the path itself, or
+/// the nearest of its parents that exists, is something else (a file).
+/// `None` when it is or can become a directory.
+fn not_a_directory(path: &std::path::Path) -> Option<String> {
+    for p in path.ancestors() {
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => return None,
+            Ok(_) => return Some(format!("{} is not a directory", p.display())),
+            Err(_) => continue,
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_local_repository_under_a_file_is_not_a_directory() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        let under = file.join("repo");
+        assert_eq!(
+            super::not_a_directory(&under),
+            Some(format!("{} is not a directory", file.display()))
+        );
+        assert_eq!(
+            super::not_a_directory(&file),
+            Some(format!("{} is not a directory", file.display()))
+        );
+        assert_eq!(super::not_a_directory(&dir.path().join("new/repo")), None);
+        assert_eq!(super::not_a_directory(dir.path()), None);
+    }
     use crate::env::Secret;
 
     const V014: Version = Version::new(0, 14, 0);

@@ -283,14 +283,30 @@ impl Stack {
     }
 
     /// Sends `signal` (`TERM`, `KILL`) to the processes of `service` whose
-    /// command line matches `pattern` (`pkill -f`, from [`Stack::beside`]);
-    /// panics unless one matched.
+    /// command line contains `pattern`, from the host: their host PIDs from
+    /// `docker top`, then `kill` (the tests run as root). Quick, so that a
+    /// process inside a short window is still there. Panics unless one
+    /// matched and was signalled.
     pub fn signal(&self, service: &str, signal: &str, pattern: &str) {
-        let out = self.beside(service, &["pkill", &format!("-{signal}"), "-f", pattern]);
+        let id = self.container(service);
+        let top = run(&mut docker(&["top", &id, "-eo", "pid,args"]));
+        let pids: Vec<&str> = top
+            .lines()
+            .skip(1)
+            .filter(|l| l.contains(pattern))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert!(
+            !pids.is_empty(),
+            "no process matching {pattern:?} in {service} to send SIG{signal} to:\n{top}"
+        );
+        let sig = format!("-{signal}");
+        let mut kill = Command::new("kill");
+        kill.arg(&sig).args(&pids);
+        let out = output(&mut kill);
         assert!(
             out.status.success(),
-            "no process matching {pattern:?} in {service} to send SIG{signal} to (exit {:?}): {}",
-            out.status.code(),
+            "kill {sig} {pids:?} ({pattern:?} in {service}): {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
