@@ -267,9 +267,9 @@ impl Events {
         );
     }
 
-    /// When the last `docker exec` in one container whose command contains
-    /// `command` started, in ns; panics naming what was seen when none did.
-    pub fn last_exec(&self, container_id: &str, command: &str) -> i64 {
+    /// The last `exec_start` in one container whose command contains
+    /// `command`; panics naming what was seen when none did.
+    fn last_exec_start(&self, container_id: &str, command: &str) -> &Event {
         self.0
             .iter()
             .filter(|e| {
@@ -278,14 +278,19 @@ impl Events {
                     && e.action.starts_with("exec_start")
                     && e.action.contains(command)
             })
-            .map(|e| e.time_nano)
-            .max()
+            .max_by_key(|e| e.time_nano)
             .unwrap_or_else(|| {
                 panic!(
                     "no exec of {command:?} in {container_id}; saw {:?}",
                     self.execs(container_id)
                 )
             })
+    }
+
+    /// When the last `docker exec` in one container whose command contains
+    /// `command` started, in ns; panics naming what was seen when none did.
+    pub fn last_exec(&self, container_id: &str, command: &str) -> i64 {
+        self.last_exec_start(container_id, command).time_nano
     }
 
     /// When the last `docker exec` in one container whose command contains
@@ -302,22 +307,7 @@ impl Events {
                 })
                 .unwrap_or_default()
         };
-        let start = self
-            .0
-            .iter()
-            .filter(|e| {
-                e.kind == "container"
-                    && e.id == container_id
-                    && e.action.starts_with("exec_start")
-                    && e.action.contains(command)
-            })
-            .max_by_key(|e| e.time_nano)
-            .unwrap_or_else(|| {
-                panic!(
-                    "no exec of {command:?} in {container_id}; saw {:?}",
-                    self.execs(container_id)
-                )
-            });
+        let start = self.last_exec_start(container_id, command);
         let id = exec_id(start);
         assert!(
             !id.is_empty(),
