@@ -3,8 +3,9 @@
 # official restic image, and puts both, with the shared libraries `ldd` names
 # and a CA bundle, on an empty base (`FROM scratch`): no shell, no package
 # manager, about 70 MB (docs/image.md). stackshot needs nothing else there:
-# the time zone database is compiled in (chrono-tz), the worker runs the same
-# binary, and a hook runs in the labelled container, never in the sidecar.
+# the time zone database is compiled in (chrono-tz and jiff's bundled copy),
+# the worker runs the same binary, and a hook runs in the labelled container,
+# never in the sidecar.
 #
 # The base images are build arguments, so a machine without a registry can
 # point them at local images (stackshot's CI does: .ci/build-image).
@@ -40,7 +41,9 @@ RUN sh /usr/local/bin/scratch-tree /tree /src/target/release/stackshot /usr/loca
 
 FROM scratch AS runtime
 COPY --from=tree /tree/ /
-ENV PATH=/usr/local/bin RESTIC_CACHE_DIR=/cache
+# No /etc/localtime in the image: TZ names the zone (UTC unless the compose
+# file sets it), so rustic's snapshot times need no guess and log no warning.
+ENV PATH=/usr/local/bin RESTIC_CACHE_DIR=/cache TZ=UTC
 # Dumps are written here and snapshotted by the worker container, which sees the
 # sidecar's volumes: so it must be a volume.
 VOLUME ["/databases"]

@@ -217,6 +217,12 @@ fn on_demand_runs_busy_refusal_and_health() {
         exited.duration_since(first_stop)
     );
     assert!(stderr.contains("the daemon started run"), "{stderr}");
+    // A clean run warns of nothing (rustic in the image without
+    // /etc/localtime once warned of the time zone on every call).
+    assert!(
+        !stderr.contains(" WARN "),
+        "a clean run logged warnings:\n{stderr}"
+    );
     for progress in [
         " INFO stopped container=",
         " INFO dumped ",

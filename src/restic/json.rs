@@ -161,6 +161,24 @@ pub struct BackupSummary {
     pub dry_run: bool,
 }
 
+impl BackupSummary {
+    /// The progress at the end of the backup this summary closes: everything
+    /// looked at is done. restic prints status lines only from the scan's
+    /// start on, at most 60 a second, so a backup of a few small files can
+    /// end before the first; this line stands in for it. Pure.
+    pub fn final_progress(&self) -> Progress {
+        Progress {
+            percent_done: 1.0,
+            total_files: self.total_files_processed,
+            files_done: self.total_files_processed,
+            total_bytes: self.total_bytes_processed,
+            bytes_done: self.total_bytes_processed,
+            seconds_elapsed: self.total_duration.max(0.0) as u64,
+            ..Progress::default()
+        }
+    }
+}
+
 /// restic 0.18+'s last word on a failed command (`exit_error`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -350,6 +368,28 @@ fn non_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_final_progress_is_the_summary_all_done() {
+        let s = BackupSummary {
+            files_new: 2,
+            total_files_processed: 2,
+            total_bytes_processed: 30_452,
+            total_duration: 0.012,
+            ..Default::default()
+        };
+        let p = s.final_progress();
+        assert_eq!(p.percent_done, 1.0);
+        assert_eq!((p.files_done, p.total_files), (2, 2));
+        assert_eq!((p.bytes_done, p.total_bytes), (30_452, 30_452));
+        assert_eq!((p.seconds_elapsed, p.seconds_remaining), (0, 0));
+        // restic 0.18.0 prints a negative duration for a skipped backup.
+        let skipped = BackupSummary {
+            total_duration: -63_000_000_000.0,
+            ..Default::default()
+        };
+        assert_eq!(skipped.final_progress().seconds_elapsed, 0);
+    }
 
     #[test]
     fn the_repository_id_from_cat_config() {

@@ -177,7 +177,7 @@ async fn restic(payload: &Payload, args: &[String]) -> Result<i32> {
         }
     });
     let mut lines = BufReader::new(stdout).lines();
-    let mut last_progress = Instant::now() - Duration::from_secs(10);
+    let mut last_progress: Option<Instant> = None;
     let mut watch = payload
         .stall_seconds
         .map(|s| stall::Stall::new(Duration::from_secs(s), Instant::now()));
@@ -207,12 +207,20 @@ async fn restic(payload: &Payload, args: &[String]) -> Result<i32> {
                 if let Some(w) = watch.as_mut() {
                     w.observe(&p, Instant::now());
                 }
-                if last_progress.elapsed() >= Duration::from_secs(1) {
-                    last_progress = Instant::now();
+                if last_progress.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                    last_progress = Some(Instant::now());
                     emit(&WorkerEvent::Progress(p));
                 }
             }
-            Some(BackupEvent::Summary(s)) => emit(&WorkerEvent::Summary(s)),
+            Some(BackupEvent::Summary(s)) => {
+                // Every snapshot shows progress at least once, also one that
+                // ended before restic's first status line.
+                if last_progress.is_none() {
+                    last_progress = Some(Instant::now());
+                    emit(&WorkerEvent::Progress(s.final_progress()));
+                }
+                emit(&WorkerEvent::Summary(s))
+            }
             Some(BackupEvent::Error(e)) => emit(&WorkerEvent::FileError {
                 item: e.item,
                 message: e.message.unwrap_or_default(),
