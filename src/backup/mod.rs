@@ -454,17 +454,7 @@ async fn run(
     remove_workers(&ctx.engine, &plan.project).await;
     r.phase("cleanup", t);
 
-    if !restart_failed.is_empty() {
-        let work = result
-            .err()
-            .map(|e| format!("; also: {e:#}"))
-            .unwrap_or_default();
-        bail!(
-            "containers are NOT running again: {}{work}",
-            restart_failed.join("; ")
-        );
-    }
-    result?;
+    window::running_again(&restart_failed, &ctx.journal, result)?;
     if partial.is_empty() {
         Ok((Outcome::Success, None))
     } else {
@@ -529,16 +519,13 @@ where
         snapshot,
     )
     .await;
-    if !window.restart_failed.is_empty() {
-        bail!(
-            "database containers are NOT running again after their data directories were copied: {}",
-            window.restart_failed.join("; ")
-        );
-    }
-    if let Some(why) = window.stop_failed {
-        bail!("cannot stop a database to copy its data directory: {why}");
-    }
-    result
+    let result = match window.stop_failed {
+        Some(why) => Err(anyhow!(
+            "cannot stop a database to copy its data directory: {why}"
+        )),
+        None => result,
+    };
+    window::running_again(&window.restart_failed, &ctx.journal, result)
 }
 
 /// Inside the window: dumps, then the snapshot(s).

@@ -280,7 +280,7 @@ async fn run_locked(
         Ok(v) => v,
         Err(e) => {
             forget_after.extend(parts.iter().cloned());
-            return Err(e);
+            return window::running_again(&restart_failed, &ctx.journal, Err(e));
         }
     };
     if let Some(f) = &w.files {
@@ -292,11 +292,8 @@ async fn run_locked(
             u.abort(&ctx.engine).await;
         }
         forget_after.extend(parts.iter().cloned());
-        return Err(anyhow!(
-            "containers are NOT running again: {}",
-            restart_failed.join("; ")
-        ));
     }
+    window::running_again(&restart_failed, &ctx.journal, Ok(()))?;
     let services: Vec<String> = w.pinned.iter().map(|p| p.service().to_string()).collect();
     tracing::info!(pinned = ?services, "stop window closed; streaming the pinned dumps");
 

@@ -387,13 +387,7 @@ where
             },
         )
         .await;
-        if !report.restart_failed.is_empty() {
-            bail!(
-                "containers are NOT running again: {}",
-                report.restart_failed.join("; ")
-            );
-        }
-        result?;
+        window::running_again(&report.restart_failed, &ctx.journal, result)?;
         println!(
             "Restored {} mount(s); stopped and started again: {}",
             targets.len(),

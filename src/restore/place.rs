@@ -65,14 +65,8 @@ pub async fn while_stopped(
         },
     )
     .await;
-    placed?;
-    if !report.restart_failed.is_empty() {
-        bail!(
-            "{who} is NOT running again after the restore: {}",
-            report.restart_failed.join("; ")
-        );
-    }
-    Ok(())
+    // Whether it runs again comes first: a failed placement must not hide it.
+    window::running_again(&report.restart_failed, &journal, placed)
 }
 
 /// The checked dump, read into memory, and checked again against the hash

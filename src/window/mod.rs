@@ -277,6 +277,30 @@ pub async fn recover<C: ContainerControl>(ctl: &C, journal: &Journal) -> Result<
     Ok(started.into_iter().map(|t| t.container).collect())
 }
 
+/// The one check after a stop window closed: `work`'s own result when every
+/// container the window stopped runs again. Otherwise an error that names
+/// them first, with `work`'s error after them, and says what to do: the
+/// journal keeps them, so the next run or the sidecar's next start starts
+/// them again, and `docker start` does it now. Pure.
+pub fn running_again<T>(
+    restart_failed: &[String],
+    journal: &Journal,
+    work: Result<T>,
+) -> Result<T> {
+    if restart_failed.is_empty() {
+        return work;
+    }
+    let also = work
+        .err()
+        .map(|e| format!("; also: {e:#}"))
+        .unwrap_or_default();
+    Err(anyhow!(
+        "containers are NOT running again: {}; {} keeps them, and stackshot starts them at its next run or start-up (or now: docker start NAME){also}",
+        restart_failed.join("; "),
+        journal.path().display()
+    ))
+}
+
 /// Opens the stop window over `stops`, runs `work`, and closes the window.
 ///
 /// Every container this call stopped is started again before it returns, on

@@ -895,3 +895,36 @@ fn a_window_journal_tells_its_age_and_limit() {
     s.limit = Some(900);
     assert_eq!(s.open_for(100, Some(10)), Some((60, Some(900))));
 }
+
+#[test]
+fn running_again_puts_the_left_down_first_and_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::in_dir(dir.path());
+    let path = journal.path().display().to_string();
+    // Everything runs again: the work's own result, either way.
+    assert_eq!(running_again(&[], &journal, Ok(7)).unwrap(), 7);
+    let err = running_again::<()>(&[], &journal, Err(anyhow!("upload failed"))).unwrap_err();
+    assert_eq!(format!("{err:#}"), "upload failed");
+    // Left down after good work: named, with the journal and the command.
+    let failed = vec!["app: exited within 1.0 s of its start".to_string()];
+    let err = running_again(&failed, &journal, Ok(())).unwrap_err();
+    assert_eq!(
+        format!("{err:#}"),
+        format!(
+            "containers are NOT running again: app: exited within 1.0 s of its start; \
+             {path} keeps them, and stackshot starts them at its next run or start-up \
+             (or now: docker start NAME)"
+        )
+    );
+    // Left down after failed work: the containers first, the work's error
+    // after them (a failed placement never hides them).
+    let err =
+        running_again::<()>(&failed, &journal, Err(anyhow!("cannot place dump.rdb"))).unwrap_err();
+    let line = format!("{err:#}");
+    assert!(
+        line.starts_with("containers are NOT running again: app: "),
+        "{line}"
+    );
+    assert!(line.ends_with("; also: cannot place dump.rdb"), "{line}");
+    assert!(!line.contains('\n'), "{line}");
+}
