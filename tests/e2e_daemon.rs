@@ -216,7 +216,15 @@ fn on_demand_runs_busy_refusal_and_health() {
         "the stop line arrived only {:?} before the command exited: progress is not streamed",
         exited.duration_since(first_stop)
     );
-    assert!(stderr.contains("the daemon started run"), "{stderr}");
+    // One run id: the one announced is the run's own (its log, report, tags).
+    let announced = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("stackshot: the daemon started run "))
+        .unwrap_or_else(|| panic!("no run id announced:\n{stderr}"));
+    assert!(
+        stderr.contains(&format!(" INFO backup starting run={announced}\n")),
+        "the daemon announced run {announced}, the run logged another:\n{stderr}"
+    );
     // A clean run warns of nothing (rustic in the image without
     // /etc/localtime once warned of the time zone on every call).
     assert!(

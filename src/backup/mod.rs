@@ -104,7 +104,13 @@ pub fn full_window_reason(config: &Config) -> Option<String> {
 /// Runs one backup. Never panics and never returns early with a container
 /// left stopped: the report says how it went.
 pub async fn backup(ctx: &Context, shutdown: &Shutdown) -> RunReport {
-    let mut report = RunReport::start();
+    backup_as(ctx, shutdown, RunReport::start()).await
+}
+
+/// [`backup`] under a report its caller started, so that the run id the
+/// caller announced (the daemon answers a trigger with it) is the one in
+/// the report, the tags and the logs.
+pub async fn backup_as(ctx: &Context, shutdown: &Shutdown, mut report: RunReport) -> RunReport {
     tracing::info!(run = %report.run_id, "backup starting");
     let notifier = &ctx.config.notify;
     let mut unnotified = notifier.started().await;

@@ -267,16 +267,16 @@ impl Daemon {
         if !self.wait_for_run_lock(trigger).await {
             return Err(None);
         }
-        let started = Utc::now();
-        let run_id = started.format("%Y%m%dT%H%M%S%.3fZ").to_string();
-        on_start(&run_id);
+        // One run id: the one announced is the report's own.
+        let report = RunReport::start();
+        on_start(&report.run_id);
         self.state.lock().unwrap().running = Some(Running {
-            run_id,
-            started_at: started,
+            run_id: report.run_id.clone(),
+            started_at: report.started_at,
             trigger: trigger.to_string(),
         });
         self.metrics.set_running(true);
-        let mut report = run::backup(&self.ctx, &self.shutdown).await;
+        let mut report = run::backup_as(&self.ctx, &self.shutdown, report).await;
         self.state.lock().unwrap().finish(&report, trigger);
         self.metrics.record_run(&report);
         self.metrics.set_running(false);
