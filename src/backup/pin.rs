@@ -15,7 +15,7 @@
 //! fails the pinned dump, and the run falls back to the full window.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin as StdPin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ use bollard::container::LogOutput;
 use futures_util::StreamExt;
 use futures_util::future::try_join_all;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
 use crate::dumps::command::{self, DumpJob};
@@ -439,26 +439,17 @@ async fn pg_all_to_file(
 ) -> Result<DumpResult> {
     let started = Instant::now();
     let job = p.jobs.first().ok_or_else(|| anyhow!("no dump job"))?;
-    let dir = root.join(&p.rel_dir);
-    tokio::fs::create_dir_all(&dir)
-        .await
-        .with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = dir.join(&job.file);
-    let partial = PathBuf::from(format!("{}.partial", path.display()));
-    let file = tokio::fs::File::create(&partial)
-        .await
-        .with_context(|| format!("cannot create {}", partial.display()))?;
-    let mut sink = Hashing {
-        inner: BufWriter::with_capacity(1 << 20, file),
-        hasher: Sha256::new(),
-        bytes: 0,
-    };
     // Each database's rows, counted in its pg_dump's stream.
     let mut counted = crate::dumps::rows::Counted {
         complete: true,
         ..Default::default()
     };
-    let written = async {
+    let written = dumps::write_whole(&root.join(&p.rel_dir), &job.file, async |file| {
+        let mut sink = Hashing {
+            inner: file,
+            hasher: Sha256::new(),
+            bytes: 0,
+        };
         sink.write_all(b"--\n-- stackshot: roles (pg_dumpall --globals-only), then each database as of one moment (pg_dump --snapshot)\n--\n\n").await?;
         sink.write_all(globals).await?;
         for PgSessionHandle(s) in sessions {
@@ -476,28 +467,10 @@ async fn pg_all_to_file(
             counted.complete &= c.complete;
             counted.tables.extend(c.tables);
         }
-        sink.flush().await?;
-        Ok::<_, anyhow::Error>(())
-    }
+        Ok((sink.hasher, sink.bytes))
+    })
     .await;
-    let Hashing {
-        inner,
-        hasher,
-        bytes,
-    } = sink;
-    let file = inner.into_inner();
-    let synced = match written {
-        Ok(()) => file.sync_all().await.context("cannot sync it"),
-        Err(e) => Err(e),
-    };
-    drop(file);
-    if let Err(e) = synced {
-        let _ = tokio::fs::remove_file(&partial).await;
-        return Err(e.context(format!("dump {} (removed)", path.display())));
-    }
-    tokio::fs::rename(&partial, &path)
-        .await
-        .with_context(|| format!("cannot rename {} into place", partial.display()))?;
+    let (path, (hasher, bytes)) = written?;
     tracing::info!(service = %p.plan.container.service, file = %path.display(), bytes, seconds = started.elapsed().as_secs_f64(), "dumped (pinned)");
     Ok(DumpResult {
         service: p.plan.container.service.clone(),
@@ -505,11 +478,7 @@ async fn pg_all_to_file(
         database: None,
         file: format!("{}/{}", p.rel_dir, job.file),
         bytes,
-        sha256: hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
+        sha256: dumps::hex(&hasher.finalize()),
         seconds: started.elapsed().as_secs_f64(),
         server_version: p.server_version.clone(),
         integrity_check: None,

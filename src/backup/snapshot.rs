@@ -260,10 +260,7 @@ pub async fn start_in_worker(
     sidecar: &ContainerInfo,
     job: &SnapshotJob<'_>,
 ) -> Result<StartedSnapshot> {
-    let binary = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.to_str().map(str::to_string))
-        .unwrap_or_else(|| "/usr/local/bin/stackshot".into());
+    let binary = worker::own_binary();
     let mut args = vec![match job.pass {
         Pass::Restic => "restic".to_string(),
         Pass::Armed => "rustic".to_string(),

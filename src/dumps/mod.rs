@@ -350,7 +350,9 @@ pub struct Streamed {
     pub counted: Option<rows::Counted>,
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex of `bytes`: how dump digests are written (`SHA256SUMS`, the
+/// run report) and compared. Pure.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -584,6 +586,48 @@ async fn stream_from_worker<W: AsyncWrite + Unpin>(
     streamed(service, WORKER_COPY, code, &stderr, bytes, hasher, started)
 }
 
+/// Writes the file `dir/name` whole or not at all: `fill` writes into a
+/// buffered `dir/name.partial`, which is synced and renamed into place only
+/// when `fill` and the sync succeeded, and removed otherwise (the error says
+/// so). Returns the final path and what `fill` returned. Every dump file is
+/// written through here, so a snapshot never holds half a dump.
+pub async fn write_whole<T>(
+    dir: &Path,
+    name: &str,
+    fill: impl AsyncFnOnce(&mut BufWriter<tokio::fs::File>) -> Result<T>,
+) -> Result<(PathBuf, T)> {
+    tokio::fs::create_dir_all(dir)
+        .await
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(name);
+    let partial = PathBuf::from(format!("{}.partial", path.display()));
+    let file = tokio::fs::File::create(&partial)
+        .await
+        .with_context(|| format!("cannot create {}", partial.display()))?;
+    let mut sink = BufWriter::with_capacity(1 << 20, file);
+    let filled = match fill(&mut sink).await {
+        Ok(v) => sink.flush().await.context("cannot write it").map(|()| v),
+        Err(e) => Err(e),
+    };
+    let file = sink.into_inner();
+    let synced = match filled {
+        Ok(v) => file.sync_all().await.context("cannot sync it").map(|()| v),
+        Err(e) => Err(e),
+    };
+    drop(file);
+    let value = match synced {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(e.context(format!("dump {} (removed)", path.display())));
+        }
+    };
+    tokio::fs::rename(&partial, &path)
+        .await
+        .with_context(|| format!("cannot rename {} into place", partial.display()))?;
+    Ok((path, value))
+}
+
 /// Dumps into `root/<rel_dir>/<file>` through a `.partial` file renamed only on success.
 pub async fn dump_to_file(
     engine: &Engine,
@@ -602,36 +646,10 @@ pub async fn dump_to_file_watching(
     root: &Path,
     w: Watching,
 ) -> Result<DumpResult> {
-    let dir = root.join(&p.rel_dir);
-    tokio::fs::create_dir_all(&dir)
-        .await
-        .with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = dir.join(&job.file);
-    let partial = PathBuf::from(format!("{}.partial", path.display()));
-    let file = tokio::fs::File::create(&partial)
-        .await
-        .with_context(|| format!("cannot create {}", partial.display()))?;
-    let mut sink = BufWriter::with_capacity(1 << 20, file);
-    let streamed = stream_into_watching(engine, p, job, &mut sink, w).await;
-    let file = sink.into_inner();
-    let streamed = match streamed {
-        Ok(s) => s,
-        Err(e) => {
-            drop(file);
-            let _ = tokio::fs::remove_file(&partial).await;
-            return Err(e.context(format!("dump {} (removed)", path.display())));
-        }
-    };
-    if let Err(e) = file.sync_all().await {
-        drop(file);
-        let _ = tokio::fs::remove_file(&partial).await;
-        return Err(
-            anyhow::Error::new(e).context(format!("cannot sync dump {} (removed)", path.display()))
-        );
-    }
-    tokio::fs::rename(&partial, &path)
-        .await
-        .with_context(|| format!("cannot rename {} into place", partial.display()))?;
+    let (path, streamed) = write_whole(&root.join(&p.rel_dir), &job.file, async |sink| {
+        stream_into_watching(engine, p, job, sink, w).await
+    })
+    .await?;
     tracing::info!(service = %p.plan.container.service, file = %path.display(), bytes = streamed.bytes, seconds = streamed.seconds, "dumped");
     Ok(DumpResult {
         service: p.plan.container.service.clone(),
@@ -806,6 +824,41 @@ pub fn clear_dir(root: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_dump_file_is_written_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("postgres");
+        let (path, n) = write_whole(&sub, "app.sql", async |w| {
+            w.write_all(b"CREATE TABLE t();\n").await?;
+            Ok(18)
+        })
+        .await
+        .unwrap();
+        assert_eq!(path, sub.join("app.sql"));
+        assert_eq!(n, 18);
+        assert_eq!(std::fs::read(&path).unwrap(), b"CREATE TABLE t();\n");
+        // A failed fill leaves neither the file nor its partial behind.
+        let err = write_whole(&sub, "b.sql", async |w| {
+            w.write_all(b"half a dump").await?;
+            Err::<(), _>(anyhow!("pg_dump exited with 1"))
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            format!(
+                "dump {} (removed): pg_dump exited with 1",
+                sub.join("b.sql").display()
+            )
+        );
+        let mut left: Vec<_> = std::fs::read_dir(&sub)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["app.sql"]);
+    }
 
     #[test]
     fn a_full_disk_is_told_apart_from_other_dump_failures() {

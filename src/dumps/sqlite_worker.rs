@@ -104,10 +104,7 @@ impl SqliteWorker {
     pub fn new(sidecar: &ContainerInfo, container: &ContainerInfo) -> SqliteWorker {
         SqliteWorker {
             image: sidecar.image_id.clone(),
-            binary: std::env::current_exe()
-                .ok()
-                .and_then(|p| p.to_str().map(str::to_string))
-                .unwrap_or_else(|| "/usr/local/bin/stackshot".into()),
+            binary: worker::own_binary(),
             project: sidecar.project.clone(),
             mounts: container.mounts.clone(),
         }

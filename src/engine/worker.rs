@@ -20,6 +20,16 @@ use super::exec::{Captured, Output, Tail};
 use crate::container::ROLE_LABEL;
 use crate::env::Secret;
 
+/// The path of the running stackshot binary: a worker runs it from the
+/// sidecar's own image, where it sits at the same path (the image's path
+/// when the running one cannot be read).
+pub fn own_binary() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.to_str().map(str::to_string))
+        .unwrap_or_else(|| "/usr/local/bin/stackshot".into())
+}
+
 /// A worker's stdin.
 type Input = std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
 

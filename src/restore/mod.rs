@@ -109,14 +109,7 @@ pub(crate) async fn stream_file(
             ctx.restic.redact(last)
         );
     }
-    Ok((
-        bytes,
-        hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
-    ))
+    Ok((bytes, crate::dumps::hex(&hasher.finalize())))
 }
 
 pub(crate) async fn small_file(ctx: &Context, id: &str, path: &str) -> Option<String> {
@@ -282,10 +275,7 @@ where
     args.extend(["restic", "restore", &snap.id].map(String::from));
     let spec = worker::WorkerSpec {
         image: sc.sidecar.image_id.clone(),
-        binary: std::env::current_exe()
-            .ok()
-            .and_then(|p| p.to_str().map(str::to_string))
-            .unwrap_or_else(|| "/usr/local/bin/stackshot".into()),
+        binary: worker::own_binary(),
         args,
         mounts: snapshot::mounts_for(&targets, &sc.sidecar, false),
         network_mode: Some(format!("container:{}", sc.sidecar.id)),
