@@ -66,21 +66,6 @@ impl Target<'_> {
     }
 }
 
-/// Hides every secret value (and a masked repository URL) in text that came
-/// from restic, before it becomes part of a report.
-pub fn redact(text: &str, secrets: &[(String, Secret)]) -> String {
-    let mut out = text.to_string();
-    for (name, value) in secrets {
-        let v = value.expose();
-        if name == "RESTIC_REPOSITORY" {
-            out = out.replace(v, &crate::config::mask_repository(v));
-        } else if v.len() >= 4 {
-            out = out.replace(v, "<hidden>");
-        }
-    }
-    out
-}
-
 fn is_socket(path: &str) -> bool {
     path.ends_with(".sock")
 }
@@ -380,7 +365,7 @@ impl Collector {
             .filter(|l| !l.trim().is_empty())
             .collect();
         let last = &kept[kept.len().saturating_sub(8)..];
-        redact(&last.join(" | "), &self.secrets)
+        restic::redact(&last.join(" | "), &self.secrets)
     }
 
     fn finish(self, code: i64) -> Result<Snapshotted> {
@@ -728,8 +713,23 @@ mod tests {
             ),
         ];
         assert_eq!(
-            redact("Fatal: hunter22 at rest:https://u:pw@host/r", &secrets),
+            restic::redact("Fatal: hunter22 at rest:https://u:pw@host/r", &secrets),
             "Fatal: <hidden> at rest:https://u:***@host/r"
+        );
+        // A password file's path is no secret, and helps: it stays.
+        let secrets = vec![
+            (
+                "RESTIC_PASSWORD_FILE".to_string(),
+                Secret::new("/run/secrets/pw"),
+            ),
+            (
+                "AWS_SECRET_ACCESS_KEY".to_string(),
+                Secret::new("wJalrXUtnFEMI"),
+            ),
+        ];
+        assert_eq!(
+            restic::redact("open /run/secrets/pw: denied; key wJalrXUtnFEMI", &secrets),
+            "open /run/secrets/pw: denied; key <hidden>"
         );
     }
 

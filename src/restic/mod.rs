@@ -442,15 +442,9 @@ impl Restic {
     }
 
     /// `text` with the repository masked and the values of secret variables
-    /// (passwords, keys, tokens) replaced by `<hidden>`.
+    /// (passwords, keys, tokens) replaced by `<hidden>` ([`redact`]).
     pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for (name, value) in &self.settings.env {
-            let value = value.expose();
-            if is_secret_name(name) && value.len() >= 4 {
-                out = out.replace(value, "<hidden>");
-            }
-        }
+        let mut out = redact(text, &self.settings.env);
         let repository = self.settings.repository.expose();
         if !repository.is_empty() {
             out = out.replace(repository, &self.repository());
@@ -588,6 +582,26 @@ fn exit_meaning(code: i32) -> &'static str {
         130 => ": interrupted",
         _ => "",
     }
+}
+
+/// The one redaction of what restic (or its worker) printed, before it
+/// reaches a log, a report or an error: the values of secret variables in
+/// `env` (names with PASSWORD, SECRET, KEY, TOKEN, CREDENTIAL or AUTH, not
+/// `…_FILE`, whose path helps) become `<hidden>`, and `RESTIC_REPOSITORY`'s
+/// value is shown with its password masked. Pure.
+pub fn redact(text: &str, env: &[(String, crate::env::Secret)]) -> String {
+    let mut out = text.to_string();
+    for (name, value) in env {
+        let value = value.expose();
+        if name == "RESTIC_REPOSITORY" {
+            if !value.is_empty() {
+                out = out.replace(value, &mask_repository(value));
+            }
+        } else if is_secret_name(name) && value.len() >= 4 {
+            out = out.replace(value, "<hidden>");
+        }
+    }
+    out
 }
 
 fn is_secret_name(name: &str) -> bool {
