@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use crate::backup::{self as run, Context};
+use crate::backup as run;
 use crate::config::Config;
+use crate::context::{self, Context};
 use crate::daemon::control::{self, Reply, Request};
 use crate::daemon::{self, http};
 use crate::engine::Engine;
@@ -321,7 +322,7 @@ async fn print_daemon_plan(json: bool) -> Result<Option<bool>> {
 
 async fn print_plan(config: &Config, engine: &Engine, json: bool) -> Result<bool> {
     let found = discovery::discover(engine.docker(), config).await?;
-    let plan = plan::build(&run::plan_options(config, &found), &found.containers);
+    let plan = plan::build(&context::plan_options(config, &found), &found.containers);
     if json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
     } else {

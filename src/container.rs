@@ -26,6 +26,10 @@ pub const SWARM_TASK_LABEL: &str = "com.docker.swarm.task.name";
 /// drill containers). Not a setting: on a service, another value is a plan
 /// error and one of [`ROLES`] a plan warning (see [`is_own_role`]).
 pub const ROLE_LABEL: &str = "stackshot.role";
+
+/// The compose project the containers stackshot starts itself belong to
+/// (compose's own [`PROJECT_LABEL`] is not set on them).
+pub const OWN_PROJECT_LABEL: &str = "stackshot.project";
 /// The values of [`ROLE_LABEL`] stackshot sets.
 pub const ROLES: [&str; 2] = ["worker", "drill"];
 

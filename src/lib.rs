@@ -32,7 +32,10 @@
 //! - [`window`]: the stop window — open, close, recover, its
 //!   [`window::journal`], the engine's [`window::ContainerControl`], with
 //!   [`shutdown`] beside it — shared by backup, restore and the daemon.
-//!   [`dumps`]: database dumps.
+//!   [`dumps`]: database dumps. [`context`]: what every run against the
+//!   stack needs (configuration, engine, restic, journal) and the plan
+//!   options the configuration gives — shared by backup, restore and the
+//!   daemon.
 //! - [`backup`]: one backup run, as a list of phases.
 //! - [`restore`]: restores, the restore drill and verify.
 //! - [`daemon`]: the scheduler, the control socket and the HTTP endpoints.
@@ -48,7 +51,7 @@
 //! 2. [`labels`], [`config`], [`engine`]
 //! 3. [`report`], [`plan`], [`restic`], [`discovery`], [`logging`]
 //! 4. [`notify`], [`retention`], [`hooks`], [`worker`], [`catalog`]
-//! 5. [`window`], [`dumps`]
+//! 5. [`window`], [`dumps`], [`context`]
 //! 6. [`backup`]
 //! 7. [`restore`]
 //! 8. [`daemon`]
@@ -65,6 +68,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod container;
+pub mod context;
 pub mod daemon;
 pub mod discovery;
 pub mod dumps;

@@ -23,83 +23,22 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
 use futures_util::future::try_join_all;
 
-use crate::config::{Config, StopWindow};
-use crate::container::{ContainerInfo, ROLE_LABEL};
-use crate::discovery::{self, Discovery};
+use crate::config::StopWindow;
+use crate::container::ContainerInfo;
+use crate::context::{Context, plan_options};
+use crate::discovery;
 use crate::dumps::{self, DATABASES_DIR, DumpResult, Prepared};
-use crate::engine::Engine;
+use crate::engine::worker;
 use crate::hooks;
-use crate::plan::{self, HookPhase, Plan, PlanOptions};
+use crate::plan::{self, HookPhase, Plan};
 use crate::report::{Outcome, Phase, RunReport, SnapshotReport};
-use crate::restic::{BackupExit, Restic};
+use crate::restic::BackupExit;
 use crate::window;
-use crate::window::journal::Journal;
 use short::Short;
 use snapshot::{Snapshotted, Target, VOLUMES_DIR};
 use window::Shutdown;
-
-/// What a run needs.
-pub struct Context {
-    /// Configuration.
-    pub config: Config,
-    /// The engine.
-    pub engine: Engine,
-    /// restic, with the repository's settings.
-    pub restic: Restic,
-    /// The stop-window journal.
-    pub journal: Journal,
-    /// `backup --no-restart`: a final backup, in the full window, that leaves
-    /// the stopped containers down and stops the databases after their dumps.
-    pub leave_down: bool,
-}
-
-/// The plan options for what discovery found.
-pub fn plan_options(config: &Config, found: &Discovery) -> PlanOptions {
-    PlanOptions {
-        host: config
-            .backup_host
-            .clone()
-            .unwrap_or_else(|| found.default_host()),
-        project: found.project.clone(),
-        atomic: config.atomic,
-        include_all_projects: config.include_all_projects,
-        exclude_bind_mounts: config.exclude_bind_mounts,
-        self_id: found.self_container.as_ref().map(|c| c.id.clone()),
-        full_window: full_window_reason(config),
-        append_only: config.append_only,
-    }
-}
-
-/// Why a run must use the full stop window, or `None` when the short one works. Pure.
-pub fn full_window_reason(config: &Config) -> Option<String> {
-    if config.stop_window == StopWindow::Full {
-        return Some("STOP_WINDOW=full".into());
-    }
-    if !config.atomic {
-        return Some(
-            "ATOMIC_BACKUP=false: each dump streams into its own snapshot inside the window".into(),
-        );
-    }
-    if !config
-        .restic
-        .env
-        .iter()
-        .any(|(k, _)| k == "RESTIC_PASSWORD")
-    {
-        return Some(
-            "the repository password comes from RESTIC_PASSWORD_COMMAND: the merge of the window's snapshots needs RESTIC_PASSWORD or RESTIC_PASSWORD_FILE".into(),
-        );
-    }
-    // The merge and the armed file pass open the repository with rustic.
-    crate::restic::backend::map_settings(&config.restic)
-        .err()
-        .map(|why| {
-            format!("rustic cannot open the repository to merge the window's snapshots: {why}")
-        })
-}
 
 /// Runs one backup. Never panics and never returns early with a container
 /// left stopped: the report says how it went.
@@ -240,7 +179,7 @@ async fn run(
         anyhow!("stackshot backup must run inside the sidecar container (the snapshot worker is started from its image): use `docker compose exec backup stackshot backup`")
     })?;
     // Leftovers of a run that died: its worker first, then its stopped containers.
-    remove_workers(&ctx.engine, &found.project).await;
+    worker::remove_leftovers(&ctx.engine, &found.project).await;
     r.recovered = window::recover(&ctx.engine, &ctx.journal)
         .await
         .context("an earlier run died inside its stop window")?;
@@ -352,7 +291,7 @@ async fn run(
         if let Err(e) = dumps::clear_dir(Path::new(DATABASES_DIR)) {
             tracing::warn!(error = %format!("{e:#}"), "could not remove the dump files");
         }
-        remove_workers(&ctx.engine, &plan.project).await;
+        worker::remove_leftovers(&ctx.engine, &plan.project).await;
         r.phase("cleanup", t);
         match outcome? {
             Short::Done(snapshots, dumps) => {
@@ -457,7 +396,7 @@ async fn run(
     {
         tracing::warn!(error = %format!("{e:#}"), "could not remove the dump files");
     }
-    remove_workers(&ctx.engine, &plan.project).await;
+    worker::remove_leftovers(&ctx.engine, &plan.project).await;
     r.phase("cleanup", t);
 
     window::running_again(&restart_failed, &ctx.journal, result)?;
@@ -620,39 +559,6 @@ async fn work(
     Ok(())
 }
 
-/// Removes worker containers of `project` left by an interrupted run (or this
-/// one). Only the holder of the run lock may call it.
-pub async fn remove_workers(engine: &Engine, project: &str) {
-    let filters = std::collections::HashMap::from([(
-        "label".to_string(),
-        vec![
-            format!("{ROLE_LABEL}=worker"),
-            format!("stackshot.project={project}"),
-        ],
-    )]);
-    let listed = engine
-        .docker()
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: Some(filters),
-            ..Default::default()
-        }))
-        .await;
-    for id in listed.unwrap_or_default().into_iter().filter_map(|c| c.id) {
-        tracing::warn!(worker = %&id[..12.min(id.len())], "removing a leftover worker container");
-        let _ = engine
-            .docker()
-            .remove_container(
-                &id,
-                Some(RemoveContainerOptions {
-                    force: true,
-                    ..Default::default()
-                }),
-            )
-            .await;
-    }
-}
-
 /// Why restic `version` cannot take this plan's dumps, or `None`. Pure.
 /// restic 0.18.0 fails `backup --stdin` under a directory ("open /databases:
 /// no such file or directory", restic#5324, fixed in 0.18.1), which the
@@ -703,9 +609,7 @@ fn check_local_repository(repository: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{check_local_repository, full_window_reason, split_unsupported};
-    use crate::config::Config;
-    use crate::env::Env;
+    use super::{check_local_repository, split_unsupported};
 
     #[test]
     fn restic_0_18_0_refuses_only_split_dumps() {
@@ -731,53 +635,6 @@ mod tests {
         ] {
             assert_eq!(split_unsupported(other, false, true), None, "{other}");
         }
-    }
-
-    fn reason(pairs: &[(&str, &str)]) -> Option<String> {
-        let mut all = vec![
-            ("RESTIC_REPOSITORY", "/repository"),
-            ("RESTIC_PASSWORD", "pw"),
-        ];
-        all.retain(|(k, _)| !pairs.iter().any(|(p, _)| p == k));
-        all.extend_from_slice(pairs);
-        full_window_reason(&Config::from_env(&Env::from_pairs(all.iter().copied())).unwrap())
-    }
-
-    #[test]
-    fn the_short_window_is_the_default_and_says_why_when_it_is_not() {
-        assert_eq!(reason(&[]), None);
-        assert_eq!(reason(&[("RESTIC_REPOSITORY", "local:/srv/r")]), None);
-        assert_eq!(
-            reason(&[("STOP_WINDOW", "full")]).as_deref(),
-            Some("STOP_WINDOW=full")
-        );
-        assert!(
-            reason(&[("ATOMIC_BACKUP", "false")])
-                .unwrap()
-                .starts_with("ATOMIC_BACKUP=false")
-        );
-        // Every form rustic opens with restic's credentials gets the short window.
-        let aws = [
-            ("AWS_ACCESS_KEY_ID", "AKID"),
-            ("AWS_SECRET_ACCESS_KEY", "s3cret-key"),
-        ];
-        assert_eq!(
-            reason(&[&aws[..], &[("RESTIC_REPOSITORY", "s3:https://h/b")]].concat()),
-            None
-        );
-        assert_eq!(
-            reason(&[("RESTIC_REPOSITORY", "rest:http://rest:8000/")]),
-            None
-        );
-        assert_eq!(reason(&[("RESTIC_REPOSITORY", "sftp:u@h:/srv/r")]), None);
-        // One that does not says why.
-        let why = reason(&[("RESTIC_REPOSITORY", "s3:https://h/b")]).unwrap();
-        assert!(
-            why.starts_with("rustic cannot open the repository to merge the window's snapshots: s3 without both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
-            "{why}"
-        );
-        let why = reason(&[("RESTIC_REPOSITORY", "b2:bucket:path")]).unwrap();
-        assert!(why.contains("b2:bucket:path"), "{why}");
     }
 
     #[test]

@@ -21,7 +21,8 @@ use chrono::Utc;
 use tokio::io::BufReader;
 use tokio::net::UnixStream;
 
-use crate::backup::{self as run, Context};
+use crate::backup as run;
+use crate::context::{self, Context};
 use crate::plan::{Plan, PlanSummary};
 use crate::report::{Outcome, RunReport};
 use crate::retention::{self, RetentionReport};
@@ -192,7 +193,7 @@ impl Daemon {
     async fn replan(&self) -> Result<()> {
         let found = crate::discovery::discover(self.ctx.engine.docker(), &self.ctx.config).await?;
         let plan = crate::plan::build(
-            &run::plan_options(&self.ctx.config, &found),
+            &context::plan_options(&self.ctx.config, &found),
             &found.containers,
         );
         self.set_plan(plan);
@@ -508,7 +509,7 @@ pub async fn run(ctx: Context) -> Result<()> {
     let found = crate::discovery::discover(ctx.engine.docker(), &ctx.config).await?;
     let recovered = match ctx.journal.lock() {
         Ok(_lock) => {
-            run::remove_workers(&ctx.engine, &found.project).await;
+            crate::engine::worker::remove_leftovers(&ctx.engine, &found.project).await;
             window::recover(&ctx.engine, &ctx.journal).await.context(
                 "an earlier run died inside its stop window and its containers could not all be started",
             )?
@@ -529,7 +530,10 @@ pub async fn run(ctx: Context) -> Result<()> {
         found.project.clone(),
         shutdown.clone(),
     ));
-    let plan = crate::plan::build(&run::plan_options(&ctx.config, &found), &found.containers);
+    let plan = crate::plan::build(
+        &context::plan_options(&ctx.config, &found),
+        &found.containers,
+    );
     tracing::info!(
         project = %found.project,
         stop = plan.stop.len(),

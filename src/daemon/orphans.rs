@@ -68,7 +68,7 @@ pub async fn look(engine: &Engine, journal: &Journal, project: &str) -> Result<L
         journal = %journal.path().display(),
         "a run died inside its stop window (its process is gone): removing its workers and starting its containers again"
     );
-    crate::backup::remove_workers(engine, project).await;
+    crate::engine::worker::remove_leftovers(engine, project).await;
     match window::recover(engine, journal).await {
         Ok(started) => Ok(Look::Recovered(started)),
         Err(e) => {

@@ -17,13 +17,10 @@ use bollard::query_parameters::{
 
 use super::Engine;
 use super::owner::{self, Liveness, OWNER_LABEL, Owner, RUN_LABEL};
-use crate::container::{self, MountKind, ROLE_LABEL};
+use crate::container::{self, MountKind, OWN_PROJECT_LABEL, ROLE_LABEL};
 
 /// The role label's value on drill containers and their volumes.
 pub const ROLE: &str = "drill";
-/// Where the project's name is recorded on them (compose's own project
-/// label, [`crate::container::PROJECT_LABEL`], is not set on a throwaway).
-pub const DRILL_PROJECT_LABEL: &str = "stackshot.project";
 /// Mounts of the service that must not follow it into the throwaway: init
 /// scripts would seed data the dump then collides with.
 const SKIPPED: &[&str] = &["/docker-entrypoint-initdb.d"];
@@ -31,7 +28,7 @@ const SKIPPED: &[&str] = &["/docker-entrypoint-initdb.d"];
 fn labels(project: &str, owner: &Owner) -> HashMap<String, String> {
     HashMap::from([
         (ROLE_LABEL.to_string(), ROLE.to_string()),
-        (DRILL_PROJECT_LABEL.to_string(), project.to_string()),
+        (OWN_PROJECT_LABEL.to_string(), project.to_string()),
         (RUN_LABEL.to_string(), owner.run.clone()),
         (OWNER_LABEL.to_string(), owner.label()),
     ])
@@ -265,7 +262,7 @@ pub async fn remove_leftovers(engine: &Engine, project: &str, me: &Owner) -> Res
         "label".to_string(),
         vec![
             format!("{ROLE_LABEL}={ROLE}"),
-            format!("{DRILL_PROJECT_LABEL}={project}"),
+            format!("{OWN_PROJECT_LABEL}={project}"),
         ],
     )]);
     let containers = engine

@@ -17,7 +17,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::Engine;
 use super::exec::{Captured, Output, Tail};
-use crate::container::ROLE_LABEL;
+use crate::container::{OWN_PROJECT_LABEL, ROLE_LABEL};
 use crate::env::Secret;
 
 /// The path of the running stackshot binary: a worker runs it from the
@@ -28,6 +28,39 @@ pub fn own_binary() -> String {
         .ok()
         .and_then(|p| p.to_str().map(str::to_string))
         .unwrap_or_else(|| "/usr/local/bin/stackshot".into())
+}
+
+/// Removes worker containers of `project` left by an interrupted run (or this
+/// one). Only the holder of the run lock may call it.
+pub async fn remove_leftovers(engine: &Engine, project: &str) {
+    let filters = std::collections::HashMap::from([(
+        "label".to_string(),
+        vec![
+            format!("{ROLE_LABEL}=worker"),
+            format!("{OWN_PROJECT_LABEL}={project}"),
+        ],
+    )]);
+    let listed = engine
+        .docker()
+        .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await;
+    for id in listed.unwrap_or_default().into_iter().filter_map(|c| c.id) {
+        tracing::warn!(worker = %&id[..12.min(id.len())], "removing a leftover worker container");
+        let _ = engine
+            .docker()
+            .remove_container(
+                &id,
+                Some(bollard::query_parameters::RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await;
+    }
 }
 
 /// A worker's stdin.
@@ -84,7 +117,7 @@ pub struct Started {
 pub async fn start(engine: &Engine, spec: &WorkerSpec) -> Result<Started> {
     let labels = HashMap::from([
         (ROLE_LABEL.to_string(), "worker".to_string()),
-        ("stackshot.project".to_string(), spec.project.clone()),
+        (OWN_PROJECT_LABEL.to_string(), spec.project.clone()),
     ]);
     let body = ContainerCreateBody {
         image: Some(spec.image.clone()),

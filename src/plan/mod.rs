@@ -3,6 +3,7 @@
 //! every rule is tested on recorded fixtures without an engine.
 
 mod diff;
+pub mod mounts;
 pub mod names;
 mod order;
 mod render;

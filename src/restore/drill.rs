@@ -16,8 +16,8 @@ use serde::Serialize;
 use super::{
     DatabaseOptions, DumpFile, Scene, check_dump, dump_files, load_dump, scene, small_file, target,
 };
-use crate::backup::Context;
 use crate::catalog::{self, Run};
+use crate::context::Context;
 use crate::dumps::stats::{self, TableRows};
 use crate::dumps::{self, DATABASES_DIR, Prepared, query_lines};
 use crate::engine::owner::Owner;

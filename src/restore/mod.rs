@@ -11,10 +11,9 @@ use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::backup::snapshot;
-use crate::backup::{Context, plan_options};
 use crate::catalog::{self, Run};
 use crate::container::{ContainerInfo, MountKind, ROLE_LABEL};
+use crate::context::{Context, plan_options};
 use crate::discovery::{self, Discovery};
 use crate::dumps::{self, DATABASES_DIR, Prepared};
 use crate::engine::{exec, worker};
@@ -41,7 +40,7 @@ async fn scene(ctx: &Context, mutate: bool) -> Result<Scene> {
         anyhow!("restore must run inside the sidecar container: use `docker compose exec backup stackshot restore …`")
     })?;
     if mutate {
-        crate::backup::remove_workers(&ctx.engine, &found.project).await;
+        worker::remove_leftovers(&ctx.engine, &found.project).await;
         let recovered = window::recover(&ctx.engine, &ctx.journal).await?;
         if !recovered.is_empty() {
             tracing::warn!(containers = ?recovered, "started containers an interrupted run had stopped");
@@ -277,7 +276,7 @@ where
         image: sc.sidecar.image_id.clone(),
         binary: worker::own_binary(),
         args,
-        mounts: snapshot::mounts_for(&targets, &sc.sidecar, false),
+        mounts: plan::mounts::mounts_for(&targets, &sc.sidecar, false),
         network_mode: Some(format!("container:{}", sc.sidecar.id)),
         env: vec![],
         secrets: ctx.config.restic.env.clone(),

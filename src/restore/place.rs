@@ -6,7 +6,7 @@
 use anyhow::{Context as _, Result, bail};
 
 use super::{Checked, stream_file};
-use crate::backup::Context;
+use crate::context::Context;
 use crate::dumps::Prepared;
 use crate::plan::StopEntry;
 use crate::window::journal::Journal;

@@ -7,7 +7,7 @@
 use anyhow::{Context as _, Result, anyhow, bail};
 
 use super::{Checked, place, wait_ready};
-use crate::backup::Context;
+use crate::context::Context;
 use crate::dumps::{self, Prepared, query_lines};
 
 /// One `CONFIG GET name` value.

@@ -10,7 +10,7 @@
 use anyhow::{Context as _, Result, anyhow, bail};
 
 use super::{Checked, place};
-use crate::backup::Context;
+use crate::context::Context;
 use crate::dumps::{Prepared, query_lines};
 use crate::engine::exec;
 

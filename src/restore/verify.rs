@@ -11,8 +11,8 @@
 use anyhow::Result;
 
 use super::{parse_sums, small_file, stream_file};
-use crate::backup::Context;
 use crate::catalog;
+use crate::context::Context;
 use crate::discovery;
 use crate::layout::{DATABASES_DIR, VOLUMES_DIR};
 
@@ -151,7 +151,7 @@ pub async fn verify(
 ) -> Result<Vec<String>> {
     ctx.restic.reachable().await?;
     let found = discovery::discover(ctx.engine.docker(), &ctx.config).await?;
-    let host = crate::backup::plan_options(&ctx.config, &found).host;
+    let host = crate::context::plan_options(&ctx.config, &found).host;
     let runs = catalog::list_here(&ctx.restic, &found, &host).await?;
     let run = catalog::resolve(&runs, snapshot)?;
     let mut problems = Vec::new();
