@@ -1,13 +1,20 @@
-//! One backup run, as a list of phases:
+//! One backup run, as a list of phases (`run` calls them in this order,
+//! one line each):
 //!
 //! 1. recover: under the run lock, remove an interrupted run's worker and start
 //!    the containers it left stopped;
 //! 2. plan: discover the stack and build the plan (refuse a plan with errors);
-//! 3. preflight: repository, credentials, tools — before any container is touched;
-//! 4. the stop window ([`short`] by default: pre-pass, pin ∥ files, dumps
-//!    after the window, one merged snapshot; or full, and as the fallback:
-//!    dumps, then the snapshot(s), inside the window); containers started again;
-//! 5. cleanup: dump files and stray workers removed.
+//! 3. pre-backup hooks, before anything is stopped;
+//! 4. [`preflight`]: repository, credentials, tools — before any container is
+//!    touched;
+//! 5. the stop window: [`short`] by default (pre-pass, pin ∥ files, dumps
+//!    after the window, one merged snapshot), or [`full_window`] (dumps,
+//!    then the snapshot(s), inside the window), which is also the short
+//!    window's fallback; containers started again on every path;
+//! 6. [`cleanup`]: dump files and stray workers removed.
+//!
+//! The post-backup hooks run after any of them once the pre-backup hooks
+//! were reached ([`backup_as`]).
 
 pub mod cleanup;
 pub mod files;
