@@ -1,0 +1,636 @@
+//! `restore database`: a dump checked against the snapshot's `SHA256SUMS`,
+//! its target checked (engine, version, emptiness, or `--replace`), then
+//! streamed into the database container.
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use bollard::container::LogOutput;
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use super::{
+    Scene, created, major, parse_sums, place, redis, scene, small_file, sqlite, stream_file,
+};
+use crate::catalog::{self, Run};
+use crate::container::ContainerInfo;
+use crate::context::Context;
+use crate::dumps::{self, DATABASES_DIR, Prepared};
+use crate::engine::exec;
+use crate::labels::Engine as DbEngine;
+use crate::plan::{self, ContainerRef, DumpPlan, Plan};
+use crate::restic::SnapshotInfo;
+
+/// Options of `restore database`.
+#[derive(Debug, Clone)]
+pub struct DatabaseOptions {
+    /// `latest`, a run id or a snapshot id.
+    pub snapshot: String,
+    /// The service whose dump to restore.
+    pub service: String,
+    /// One database (its `<name>.sql`); default: the service's only or all-databases dump.
+    pub database: Option<String>,
+    /// Load into this container instead of the service's.
+    pub target_container: Option<String>,
+    /// Overwrite a database that already has data.
+    pub replace: bool,
+}
+
+pub(super) fn dump_dir(plan: &Plan, service: &str) -> String {
+    plan.dumps
+        .iter()
+        .find(|d| d.container.service == service)
+        .and_then(|d| d.outputs.first())
+        .and_then(|o| o.rsplit_once('/').map(|(d, _)| d.to_string()))
+        .unwrap_or_else(|| format!("{DATABASES_DIR}/{service}"))
+}
+
+pub(super) async fn target(
+    ctx: &Context,
+    sc: &Scene,
+    opts: &DatabaseOptions,
+    engine_hint: Option<DbEngine>,
+) -> Result<Prepared> {
+    let (info, engine) = match &opts.target_container {
+        Some(c) => {
+            let info = ContainerInfo::from_inspect(&ctx.engine.inspect(c).await?);
+            let engine = crate::labels::parse(&info.labels).engine.or(engine_hint).ok_or_else(|| {
+                anyhow!("cannot tell the database engine of {c}: label it, or restore from a snapshot with a manifest")
+            })?;
+            (info, engine)
+        }
+        None => {
+            let d = sc.plan.dumps.iter().find(|d| d.container.service == opts.service).ok_or_else(|| {
+                anyhow!("service {:?} is not a labelled database in this stack; name a container with --target-container", opts.service)
+            })?;
+            let info = sc
+                .found
+                .containers
+                .iter()
+                .find(|c| c.id == d.container.id)
+                .cloned()
+                .expect("plan from discovery");
+            (info, d.engine)
+        }
+    };
+    let dp = DumpPlan {
+        container: ContainerRef {
+            project: info.project.clone(),
+            service: info.service.clone(),
+            container: info.name.clone(),
+            id: info.id.clone(),
+        },
+        engine,
+        databases: vec![],
+        pinned: false,
+        window_reason: None,
+        data_dir: false,
+        credentials: plan::credentials(engine, &info.env_names, &info.cmd_flags),
+        outputs: vec![format!("{DATABASES_DIR}/{}/restore.sql", info.service)],
+    };
+    dumps::prepare(&ctx.engine, &dp, Some(&sc.sidecar)).await
+}
+
+/// Tables holding data in the target (in `database`, or in any database).
+pub(super) async fn user_tables(
+    ctx: &Context,
+    p: &Prepared,
+    database: Option<&str>,
+) -> Result<u64> {
+    let login_env = dumps::command::login_env(p.plan.engine, &p.login);
+    let q = |sql: String, db: &str| -> Vec<String> {
+        let db = (!db.is_empty()).then_some(db);
+        dumps::command::query(p.plan.engine, &p.tools, &p.login, db, &sql)
+    };
+    let login_env = &login_env;
+    let run = |cmd: Vec<String>| async move {
+        let out = exec::capture(&ctx.engine, &p.plan.container.id, &cmd, login_env).await?;
+        if out.code != 0 {
+            bail!("cannot inspect the target database: {}", out.stderr);
+        }
+        Ok::<_, anyhow::Error>(String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    match p.plan.engine {
+        DbEngine::Redis => Ok(redis::keys(ctx, p).await?.max(0) as u64),
+        // No file yet (or one that will not open) holds no tables.
+        DbEngine::Sqlite => Ok(match database {
+            Some(path) => dumps::query_lines(
+                &ctx.engine,
+                p,
+                Some(path),
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+                "count its tables",
+            )
+            .await
+            .ok()
+            .and_then(|l| l.first().and_then(|n| n.parse().ok()))
+            .unwrap_or(0),
+            None => 0,
+        }),
+        DbEngine::Postgres => {
+            let dbs = match database {
+                Some(d) => vec![d.to_string()],
+                None => run(q(
+                    "SELECT datname FROM pg_database WHERE NOT datistemplate".into(),
+                    "postgres",
+                ))
+                .await?
+                .lines()
+                .map(str::to_string)
+                .collect(),
+            };
+            let mut n = 0;
+            for db in dbs {
+                let sql = "SELECT count(*) FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace \
+                           WHERE c.relkind IN ('r','p','v','m','S') AND s.nspname NOT IN ('pg_catalog','information_schema') \
+                           AND s.nspname NOT LIKE 'pg_toast%'";
+                match run(q(sql.into(), &db)).await {
+                    Ok(out) => n += out.trim().parse::<u64>().unwrap_or(0),
+                    Err(_) if database.is_some() => {} // the database does not exist yet: empty
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(n)
+        }
+        _ => {
+            let filter = match database {
+                Some(d) => format!("table_schema = {}", dumps::command::maria_quote_literal(d)),
+                None => {
+                    "table_schema NOT IN ('mysql','information_schema','performance_schema','sys')"
+                        .into()
+                }
+            };
+            let out = run(q(
+                format!("SELECT count(*) FROM information_schema.tables WHERE {filter}"),
+                "",
+            ))
+            .await?;
+            Ok(out.trim().parse().unwrap_or(0))
+        }
+    }
+}
+
+/// One dump in a run: the snapshot holding it and its path.
+#[derive(Debug, Clone)]
+pub(super) struct DumpFile {
+    pub(super) snap: SnapshotInfo,
+    /// `/databases/<service>/<file>.sql`
+    pub(super) path: String,
+    /// The path relative to `/databases` (as in `SHA256SUMS`).
+    pub(super) rel: String,
+    /// The database of a per-database dump; `None` for an all-databases dump.
+    pub(super) database: Option<String>,
+}
+
+/// Every dump of `service` in `run`, whether atomic (listed from the snapshot)
+/// or split (one snapshot per dump).
+pub(super) async fn dump_files(
+    ctx: &Context,
+    run: &Run,
+    plan: &Plan,
+    service: &str,
+) -> Result<Vec<DumpFile>> {
+    let dir = dump_dir(plan, service);
+    // SQLite copies keep their own names: each is its file in the container
+    // (the one the label names now by that name).
+    let sqlite: Option<&Vec<String>> = plan
+        .dumps
+        .iter()
+        .find(|d| d.container.service == service && d.engine == DbEngine::Sqlite)
+        .map(|d| &d.databases);
+    let mut out = Vec::new();
+    for snap in run
+        .snapshots
+        .iter()
+        .filter(|s| catalog::tag_values(s, "service").contains(&service))
+    {
+        let paths: Vec<String> = match catalog::tag_values(snap, "mode").first().copied() {
+            Some("database") => snap.paths.clone(),
+            Some("atomic") | None if snap.paths.iter().any(|p| p == DATABASES_DIR) => ctx
+                .restic
+                .run(&["ls", &snap.id, &dir])
+                .await?
+                .lines()
+                .map(str::to_string)
+                .collect(),
+            _ => continue,
+        };
+        for path in paths.into_iter().filter(|p| {
+            p.starts_with(&format!("{dir}/"))
+                && (sqlite.is_some() || p.ends_with(".sql") || p.ends_with(".rdb"))
+        }) {
+            let name = path.rsplit('/').next().unwrap_or("").to_string();
+            // The database it restores: a SQLite copy's file in the
+            // container, a per-database dump's database; none for the rest.
+            let database = match sqlite {
+                Some(paths) => paths
+                    .iter()
+                    .find(|p| crate::layout::sqlite_file_name(p) == name)
+                    .cloned(),
+                None => {
+                    let stem = name.trim_end_matches(".sql");
+                    (!stem.ends_with("-all") && !name.ends_with(".rdb")).then(|| stem.to_string())
+                }
+            };
+            out.push(DumpFile {
+                snap: snap.clone(),
+                rel: path
+                    .strip_prefix(&format!("{DATABASES_DIR}/"))
+                    .unwrap_or(&path)
+                    .to_string(),
+                database,
+                path,
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn choose<'a>(
+    files: &'a [DumpFile],
+    database: Option<&str>,
+    service: &str,
+) -> Result<&'a DumpFile> {
+    let names = || {
+        files
+            .iter()
+            .map(|f| f.rel.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match database {
+        Some(db) => files
+            .iter()
+            .find(|f| f.database.as_deref() == Some(db))
+            .ok_or_else(|| {
+                anyhow!(
+                    "no dump of database {db:?} for service {service:?}; the run has: {}",
+                    names()
+                )
+            }),
+        None => match files {
+            [] => bail!("the run has no dump of service {service:?}"),
+            [one] => Ok(one),
+            many => many.iter().find(|f| f.database.is_none()).ok_or_else(|| {
+                anyhow!(
+                    "several dumps for service {service:?} ({}): choose one with --database",
+                    names()
+                )
+            }),
+        },
+    }
+}
+
+/// A dump that passed every check and may be loaded.
+pub(super) struct Checked {
+    pub(super) file: DumpFile,
+    pub(super) sha: String,
+    pub(super) bytes: u64,
+    pub(super) target: Prepared,
+    pub(super) tables: u64,
+    pub(super) databases_created: Vec<String>,
+}
+
+/// Everything before the first byte is loaded: the checksum, the target's
+/// credentials and tools, its version, and whether it already has data.
+pub(super) async fn check_dump(
+    ctx: &Context,
+    sc: &Scene,
+    opts: &DatabaseOptions,
+    file: &DumpFile,
+) -> Result<Checked> {
+    let id = &file.snap.id;
+    let rel = &file.rel;
+    let sums = small_file(ctx, id, &format!("{DATABASES_DIR}/SHA256SUMS"))
+        .await
+        .map(|t| parse_sums(&t));
+    let manifest: Option<serde_json::Value> =
+        small_file(ctx, id, &format!("{DATABASES_DIR}/manifest.json"))
+            .await
+            .and_then(|t| serde_json::from_str(&t).ok());
+    let entry = manifest
+        .as_ref()
+        .and_then(|m| m["dumps"].as_array())
+        .and_then(|d| d.iter().find(|e| e["file"] == rel.as_str()).cloned());
+    let hint = engine_hint(entry.as_ref(), rel);
+    // The databases the dump creates (what --replace drops), read from its
+    // statements as it streams by: its client's dialect when the engine is
+    // known, else both, chosen once the target is.
+    let mut scans: Vec<created::Scanner> = match hint {
+        Some(e) => created::Dialect::of(e).into_iter().collect(),
+        None if rel.ends_with(".sql") => vec![created::Dialect::Postgres, created::Dialect::Maria],
+        None => vec![],
+    }
+    .into_iter()
+    .map(created::Scanner::new)
+    .collect();
+    let (bytes, sha) = stream_file(ctx, id, &file.path, None, |chunk| {
+        scans.iter_mut().for_each(|s| s.feed(chunk));
+    })
+    .await?;
+    match sums.as_ref().and_then(|s| s.get(rel.as_str())) {
+        Some(want) if *want == sha => tracing::info!(file = %rel, bytes, "dump matches SHA256SUMS"),
+        Some(want) => bail!(
+            "refusing to restore {rel}: its SHA-256 is {sha}, SHA256SUMS says {want}; the dump is damaged — nothing was changed; try an older snapshot"
+        ),
+        None => {
+            tracing::warn!(file = %rel, "no SHA256SUMS entry (a split-mode snapshot): relying on restic's own integrity checks")
+        }
+    }
+    let target = target(ctx, sc, opts, hint).await?;
+    let databases_created = created::Dialect::of(target.plan.engine)
+        .and_then(|d| scans.into_iter().find(|s| s.dialect() == d))
+        .map(created::Scanner::finish)
+        .unwrap_or_default();
+    if let Some(dump_version) = entry.as_ref().and_then(|e| e["server_version"].as_str()) {
+        let engine = target.plan.engine;
+        if let (Some(from), Some(to)) = (
+            major(engine, dump_version),
+            major(engine, &target.server_version),
+        ) && from > to
+        {
+            bail!(
+                "refusing to restore a dump of {} {dump_version:?} into the older server {:?} of {}; restore into a server of the same or a newer major version",
+                engine.as_str(),
+                target.server_version,
+                target.plan.container.container
+            );
+        }
+    }
+    let tables = user_tables(ctx, &target, file.database.as_deref()).await?;
+    if tables > 0 && !opts.replace {
+        bail!(
+            "refusing to restore into {}: it already has data ({tables} {}{}); nothing was changed; add --replace to overwrite",
+            target.plan.container.container,
+            if target.plan.engine == DbEngine::Redis {
+                "keys"
+            } else {
+                "tables"
+            },
+            file.database
+                .as_deref()
+                .map(|d| format!(" in {d}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(Checked {
+        file: file.clone(),
+        sha,
+        bytes,
+        target,
+        tables,
+        databases_created,
+    })
+}
+
+/// The engine of a dump: as its `manifest.json` entry says, else as its
+/// file name does (`dump.rdb`, `<engine>-all.sql`).
+pub(super) fn engine_hint(entry: Option<&serde_json::Value>, rel: &str) -> Option<DbEngine> {
+    entry
+        .and_then(|e| serde_json::from_value::<DbEngine>(e["engine"].clone()).ok())
+        .or_else(|| {
+            let name = rel.rsplit('/').next().unwrap_or("");
+            if name == crate::layout::REDIS_DUMP {
+                return Some(DbEngine::Redis);
+            }
+            [DbEngine::Postgres, DbEngine::Mariadb, DbEngine::Mysql]
+                .into_iter()
+                .find(|e| name == format!("{}-all.sql", e.as_str()))
+        })
+}
+
+/// The argv running one SQL statement with the target's `client`: in
+/// database `db` for PostgreSQL (named as a connection-string value).
+pub(super) fn statement_argv(
+    engine: DbEngine,
+    client: &[String],
+    db: &str,
+    statement: String,
+) -> Vec<String> {
+    let mut cmd = client.to_vec();
+    if engine == DbEngine::Postgres {
+        cmd.extend(dumps::command::pg_database_args(db));
+        cmd.extend(["-c".into(), statement]);
+    } else {
+        cmd.extend(["-e".into(), statement]);
+    }
+    cmd
+}
+
+/// The argv loading a dump read on stdin with the target's `client`:
+/// PostgreSQL into `database` (`postgres` for an all-databases dump).
+pub(super) fn load_argv(
+    engine: DbEngine,
+    client: &[String],
+    database: Option<&str>,
+) -> Vec<String> {
+    let mut load = client.to_vec();
+    if engine == DbEngine::Postgres {
+        load.extend(["-q", "-v", "ON_ERROR_STOP=0"].map(String::from));
+        load.extend(dumps::command::pg_database_args(
+            database.unwrap_or("postgres"),
+        ));
+    }
+    load
+}
+
+/// `DROP DATABASE IF EXISTS "db" WITH (FORCE)`, `db` quoted as an identifier.
+pub(super) fn pg_drop_database(db: &str) -> String {
+    format!(
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+        dumps::command::pg_quote_ident(db)
+    )
+}
+
+/// `CREATE DATABASE "db" OWNER "owner"`, both quoted as identifiers.
+pub(super) fn pg_create_database(db: &str, owner: &str) -> String {
+    format!(
+        "CREATE DATABASE {} OWNER {}",
+        dumps::command::pg_quote_ident(db),
+        dumps::command::pg_quote_ident(owner)
+    )
+}
+
+/// Runs one SQL statement with the target's client, as its user.
+pub(super) async fn sql(
+    ctx: &Context,
+    p: &Prepared,
+    client: &[String],
+    db: &str,
+    statement: String,
+) -> Result<()> {
+    let cmd = statement_argv(p.plan.engine, client, db, statement);
+    let out = exec::capture(
+        &ctx.engine,
+        &p.plan.container.id,
+        &cmd,
+        &dumps::command::login_env(p.plan.engine, &p.login),
+    )
+    .await?;
+    if out.code != 0 {
+        bail!("{}", out.stderr);
+    }
+    Ok(())
+}
+
+/// Waits (up to two minutes) until the target database answers: a volume
+/// restore may just have restarted its container.
+pub(super) async fn wait_ready(ctx: &Context, p: &Prepared) -> Result<()> {
+    let query = dumps::command::version_query(p.plan.engine, &p.tools, &p.login);
+    let env = dumps::command::login_env(p.plan.engine, &p.login);
+    let mut last = String::new();
+    for attempt in 0..120 {
+        if attempt > 0 {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+        match exec::capture(&ctx.engine, &p.plan.container.id, &query, &env).await {
+            Ok(out)
+                if out.code == 0
+                    && dumps::command::server_version(
+                        p.plan.engine,
+                        &String::from_utf8_lossy(&out.stdout),
+                    )
+                    .is_some() =>
+            {
+                return Ok(());
+            }
+            Ok(out) if out.code == 0 => last = String::from_utf8_lossy(&out.stdout).to_string(),
+            Ok(out) => last = out.stderr,
+            Err(e) => last = format!("{e:#}"),
+        }
+    }
+    bail!(
+        "{} does not accept connections after two minutes: {last}",
+        p.plan.container.container
+    )
+}
+
+/// Loads a checked dump: with `--replace`, first drops what it will create.
+/// `announce`: print the "Restored …" line (the drill logs it instead, so
+/// that its `--json` output stays JSON, and loads into a throwaway: a Redis
+/// load stops it under a journal of its own, not the run lock's).
+pub(super) async fn load_dump(
+    ctx: &Context,
+    c: &Checked,
+    replace: bool,
+    announce: bool,
+) -> Result<()> {
+    let p = &c.target;
+    if p.plan.engine == DbEngine::Redis {
+        // The file replaces the whole data set: --replace has nothing to drop.
+        return redis::load(ctx, c, announce).await;
+    }
+    if p.plan.engine == DbEngine::Sqlite {
+        return sqlite::load(ctx, c, announce).await;
+    }
+    wait_ready(ctx, p).await?;
+    let rel = &c.file.rel;
+    let database = c.file.database.as_deref();
+    let login_env = dumps::command::login_env(p.plan.engine, &p.login);
+    let client = dumps::command::client(p.plan.engine, &p.tools, &p.login);
+    if p.plan.engine == DbEngine::Postgres {
+        if replace && c.tables > 0 {
+            let drop: Vec<String> = match database {
+                Some(d) => vec![d.to_string()],
+                None => c.databases_created.clone(),
+            };
+            for db in drop
+                .iter()
+                .filter(|d| !["postgres", "template0", "template1"].contains(&d.as_str()))
+            {
+                sql(ctx, p, &client, "postgres", pg_drop_database(db))
+                    .await
+                    .with_context(|| format!("cannot drop database {db} for --replace"))?;
+                tracing::warn!(database = %db, "dropped for --replace");
+            }
+            if database.is_none() {
+                // pg_dumpall fills `postgres` without creating it: empty it too.
+                sql(
+                    ctx,
+                    p,
+                    &client,
+                    "postgres",
+                    "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public".into(),
+                )
+                .await
+                .context("cannot empty database postgres for --replace")?;
+            }
+        }
+        if let Some(db) = database {
+            // A per-database dump (pg_dump) needs its database; "already exists" is fine.
+            let _ = sql(
+                ctx,
+                p,
+                &client,
+                "postgres",
+                pg_create_database(db, &p.login.user),
+            )
+            .await;
+        }
+    }
+
+    let load = load_argv(p.plan.engine, &client, database);
+    let mut ex =
+        exec::start_with_stdin(&ctx.engine, &p.plan.container.id, &load, &login_env).await?;
+    let mut input = ex.input.take().expect("stdin requested");
+    let reader = async {
+        let mut errors = Vec::new();
+        let mut tail = exec::Tail::new(4096);
+        while let Some(chunk) = ex.output.next().await {
+            if let Ok(LogOutput::StdErr { message }) = chunk {
+                tail.push(&message);
+                for l in String::from_utf8_lossy(&message).lines() {
+                    if l.contains("ERROR") && !l.contains("already exists") {
+                        errors.push(l.trim().to_string());
+                    }
+                }
+            }
+        }
+        (errors, tail.one_line())
+    };
+    let writer = async {
+        let r = stream_file(ctx, &c.file.snap.id, &c.file.path, Some(&mut input), |_| {}).await;
+        let _ = input.shutdown().await;
+        drop(input);
+        r
+    };
+    let (written, (errors, tail)) = tokio::join!(writer, reader);
+    let (_, loaded_sha) = written?;
+    let code = exec::exit_code(&ctx.engine, &ex.id).await?;
+    if loaded_sha != c.sha {
+        bail!(
+            "the dump changed between verification and loading ({} then {loaded_sha})",
+            c.sha
+        );
+    }
+    if code != 0 || !errors.is_empty() {
+        bail!(
+            "loading {rel} into {} failed (exit code {code}): {}",
+            p.plan.container.container,
+            if errors.is_empty() {
+                tail
+            } else {
+                errors.into_iter().take(3).collect::<Vec<_>>().join(" | ")
+            }
+        );
+    }
+    let line = format!(
+        "Restored {rel} ({} bytes, sha256 {}) into {} ({} {})",
+        c.bytes,
+        &c.sha[..16],
+        p.plan.container.container,
+        p.plan.engine.as_str(),
+        p.server_version
+    );
+    place::announce(&line, announce);
+    Ok(())
+}
+
+/// Verifies a dump against `SHA256SUMS`, checks the target, then streams the
+/// dump into the database container.
+pub async fn database(ctx: &Context, opts: &DatabaseOptions) -> Result<()> {
+    let sc = scene(ctx, true).await?;
+    let run = catalog::resolve(&sc.runs, &opts.snapshot)?;
+    let files = dump_files(ctx, run, &sc.plan, &opts.service).await?;
+    let file = choose(&files, opts.database.as_deref(), &opts.service)?;
+    let checked = check_dump(ctx, &sc, opts, file).await?;
+    load_dump(ctx, &checked, opts.replace, true).await
+}
