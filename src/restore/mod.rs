@@ -4,10 +4,11 @@
 //! snapshot's `SHA256SUMS` before a byte reaches the database.
 //!
 //! Every restore starts from the same scene (discovery, the plan and the
-//! repository's runs: here); then [`volumes`], [`database`] (with
-//! [`redis`], [`sqlite`] and [`place`] for the servers that read their data
-//! at start), [`all`] (both, dumps checked first); [`verify`] and
-//! [`drill`] beside them.
+//! repository's runs: here); then [`volumes`](mod@volumes),
+//! [`database`](mod@database) (with [`redis`], [`sqlite`] and [`place`] for
+//! the servers that read their data at start), [`all`](mod@all) (both, dumps
+//! checked first); [`verify`](mod@verify) and [`drill`](mod@drill) beside
+//! them.
 
 use std::collections::BTreeMap;
 
