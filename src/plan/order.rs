@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{ContainerRef, StopEntry};
+use super::{ContainerRef, Plan, StopEntry, swarm};
 use crate::container::ContainerInfo;
 
 /// Direct dependencies of each container (indexes into `scope`): compose
@@ -119,4 +119,33 @@ pub(super) fn stop_waves(
     // In a swarm the window stops services, not their tasks.
     let entries = super::swarm::as_services(scope, entries);
     (entries, (!cyclic.is_empty()).then_some(cyclic))
+}
+
+/// The plan's stop list: `stop_set` (in scope order) in waves. A swarm task
+/// that cannot be stopped is an error and left out; a dependency cycle is a
+/// warning.
+pub(super) fn stop_list(
+    scope: &[&ContainerInfo],
+    mut stop_set: Vec<&ContainerInfo>,
+    plan: &mut Plan,
+) {
+    // A swarm task is stopped by scaling its service to 0: a replicated
+    // service, from a manager node.
+    stop_set.retain(|c| match swarm::refusal(c, swarm::StopFor::Backup) {
+        None => true,
+        Some(why) => {
+            plan.errors.push(format!(
+                "{}: stackshot.stop-during-backup: {why}",
+                c.service
+            ));
+            false
+        }
+    });
+    let (stop, cycle) = stop_waves(scope, &stop_set);
+    if let Some(cycle) = cycle {
+        plan.warnings.push(format!(
+            "dependency cycle among {cycle:?}; those containers are stopped together"
+        ));
+    }
+    plan.stop = stop;
 }

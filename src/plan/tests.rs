@@ -3,7 +3,7 @@
 //! `stackshot-e2e-other`), varied per rule.
 
 use super::*;
-use crate::container::{Mount, from_inspect_json};
+use crate::container::{Mount, ROLE_LABEL, from_inspect_json};
 
 pub(super) fn fixture() -> Vec<ContainerInfo> {
     from_inspect_json(include_str!("../../tests/fixtures/stack-inspect.json"))
