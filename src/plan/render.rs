@@ -54,9 +54,24 @@ fn reason(r: ExcludeReason) -> &'static str {
     }
 }
 
-/// Renders the plan for people.
+/// Renders the plan for people, in sections: the heading, the containers
+/// stopped, the dumps, the hooks, the files, what is left out, the warnings
+/// and errors.
 pub fn render_table(plan: &Plan) -> String {
     let mut out = String::new();
+    heading(&mut out, plan);
+    stopped(&mut out, plan);
+    dumps(&mut out, plan);
+    hooks(&mut out, plan);
+    files(&mut out, plan);
+    left_out(&mut out, plan);
+    problems(&mut out, plan);
+    out
+}
+
+/// The heading: the project, the snapshots, the stop window and an
+/// append-only repository.
+fn heading(out: &mut String, plan: &Plan) {
     let mode = if plan.atomic {
         "atomic: one snapshot of /volumes and /databases"
     } else {
@@ -81,7 +96,10 @@ pub fn render_table(plan: &Plan) -> String {
             "Repository: append-only (APPEND_ONLY=true): a short-window run's part snapshots stay, tagged stackshot-part; retention belongs on the server\n",
         );
     }
+}
 
+/// The containers stopped during the backup, in waves.
+fn stopped(out: &mut String, plan: &Plan) {
     out.push_str(
         "\nStopped during the backup (dependents first, started again in reverse order):\n",
     );
@@ -106,9 +124,12 @@ pub fn render_table(plan: &Plan) -> String {
                 ]
             })
             .collect();
-        table(&mut out, &["WAVE", "SERVICE", "CONTAINER", "NOW"], &rows);
+        table(out, &["WAVE", "SERVICE", "CONTAINER", "NOW"], &rows);
     }
+}
 
+/// The database dumps: engine, databases, credentials, when and where.
+fn dumps(out: &mut String, plan: &Plan) {
     out.push_str("\nDatabase dumps:\n");
     if plan.dumps.is_empty() {
         out.push_str("  none\n");
@@ -151,7 +172,7 @@ pub fn render_table(plan: &Plan) -> String {
             })
             .collect();
         table(
-            &mut out,
+            out,
             &[
                 "SERVICE",
                 "ENGINE",
@@ -163,7 +184,10 @@ pub fn render_table(plan: &Plan) -> String {
             &rows,
         );
     }
+}
 
+/// The hooks, in the order they run, when there are any.
+fn hooks(out: &mut String, plan: &Plan) {
     if !plan.hooks.is_empty() {
         out.push_str("\nHooks (docker exec, in this order):\n");
         let rows: Vec<Vec<String>> = plan
@@ -178,9 +202,12 @@ pub fn render_table(plan: &Plan) -> String {
                 ]
             })
             .collect();
-        table(&mut out, &["WHEN", "SERVICE", "LIMIT", "COMMAND"], &rows);
+        table(out, &["WHEN", "SERVICE", "LIMIT", "COMMAND"], &rows);
     }
+}
 
+/// The mounts backed up, with their snapshot paths.
+fn files(out: &mut String, plan: &Plan) {
     out.push_str("\nFiles backed up:\n");
     if plan.volumes.is_empty() {
         out.push_str("  none\n");
@@ -204,12 +231,15 @@ pub fn render_table(plan: &Plan) -> String {
             })
             .collect();
         table(
-            &mut out,
+            out,
             &["SERVICE", "KIND", "SOURCE", "DESTINATION", "SNAPSHOT PATH"],
             &rows,
         );
     }
+}
 
+/// What is left out: containers and mounts, and files left out of the file pass.
+fn left_out(out: &mut String, plan: &Plan) {
     if !plan.excluded.is_empty() {
         out.push_str("\nLeft out:\n");
         let rows: Vec<Vec<String>> = plan
@@ -224,7 +254,7 @@ pub fn render_table(plan: &Plan) -> String {
                 ]
             })
             .collect();
-        table(&mut out, &["SERVICE", "MOUNT", "REASON", "DETAIL"], &rows);
+        table(out, &["SERVICE", "MOUNT", "REASON", "DETAIL"], &rows);
     }
     if !plan.excludes.is_empty() {
         out.push_str(
@@ -234,6 +264,10 @@ pub fn render_table(plan: &Plan) -> String {
             let _ = writeln!(out, "  {e}");
         }
     }
+}
+
+/// The plan's warnings and errors.
+fn problems(out: &mut String, plan: &Plan) {
     if !plan.warnings.is_empty() {
         out.push_str("\nWarnings:\n");
         for w in &plan.warnings {
@@ -246,5 +280,4 @@ pub fn render_table(plan: &Plan) -> String {
             let _ = writeln!(out, "  - {e}");
         }
     }
-    out
 }
