@@ -210,129 +210,199 @@ fn setting_of(rest: &str) -> Option<Setting> {
 /// over carries both for a while); when they disagree, the predecessor's is
 /// ignored and named in [`BackupLabels::ignored`]. Predecessor labels alone
 /// are honoured and named in [`BackupLabels::legacy`].
+///
+/// Its steps: sort each label (`sort_label`), settle the predecessors'
+/// settings against ours (`choose`), apply the chosen ones
+/// (`apply_chosen`), settle the database engine (`set_engine`), honour
+/// offen's hooks (`apply_offen_hooks`), and drop repeated list items.
 pub fn parse(labels: &BTreeMap<String, String>) -> BackupLabels {
     let mut out = BackupLabels::default();
-    let mut ours: BTreeMap<Setting, Read> = BTreeMap::new();
-    let mut theirs: Vec<Read> = Vec::new();
-    let mut dvb_hooks: Vec<(&str, &String)> = Vec::new();
-    let mut sqlite: Vec<String> = Vec::new();
+    let mut sorted = Sorted::default();
     for (key, value) in labels {
-        if key == DVB_PRE || key == DVB_POST {
-            if !value.trim().is_empty() {
-                dvb_hooks.push((key.as_str(), value));
-            }
-            continue;
+        sort_label(key, value, &mut sorted, &mut out);
+    }
+    let chosen = choose(&sorted.ours, &sorted.theirs, &mut out);
+    let engines = apply_chosen(chosen, &mut out);
+    set_engine(engines, sorted.sqlite, &mut out);
+    apply_offen_hooks(sorted.dvb_hooks, &mut out);
+    out.include.dedup();
+    out.exclude.dedup();
+    out.databases.dedup();
+    out
+}
+
+/// A container's labels, sorted by what reads them after the first pass.
+#[derive(Default)]
+struct Sorted<'a> {
+    /// stackshot's setting labels, one per setting.
+    ours: BTreeMap<Setting, Read>,
+    /// The predecessors' setting labels, in label order.
+    theirs: Vec<Read>,
+    /// offen's hook labels that carry a command (label, command).
+    dvb_hooks: Vec<(&'a str, &'a String)>,
+    /// The files `stackshot.sqlite` names.
+    sqlite: Vec<String>,
+}
+
+/// Reads one label into `sorted`, or straight into `out` (hooks, stackshot's
+/// own settings, errors); a label that is none of ours nor a predecessor's
+/// is left alone.
+fn sort_label<'a>(
+    key: &'a String,
+    value: &'a String,
+    sorted: &mut Sorted<'a>,
+    out: &mut BackupLabels,
+) {
+    if key == DVB_PRE || key == DVB_POST {
+        if !value.trim().is_empty() {
+            sorted.dvb_hooks.push((key.as_str(), value));
         }
-        if let Some(hook) = key.strip_prefix("stackshot.exec.") {
-            let command = Some(value.trim().to_string()).filter(|v| !v.is_empty());
-            match hook {
-                "pre-backup" => out.hooks.pre_backup = command,
-                "pre-stop" => out.hooks.pre_stop = command,
-                "post-backup" => out.hooks.post_backup = command,
-                "timeout" => match humantime::parse_duration(value.trim()) {
-                    Ok(d) if !d.is_zero() => out.hooks.timeout = Some(d),
-                    _ => out.errors.push(format!(
-                        "label {key}={value:?} is not a duration; accepted: 30s, 5m, 1h"
-                    )),
-                },
-                _ => out.errors.push(format!(
-                    "unknown label {key}; accepted: stackshot.exec.pre-backup, stackshot.exec.pre-stop, stackshot.exec.post-backup, stackshot.exec.timeout"
-                )),
-            }
-            continue;
+        return;
+    }
+    if let Some(hook) = key.strip_prefix("stackshot.exec.") {
+        exec_hook(key, hook, value, out);
+        return;
+    }
+    let Some((ours_label, rest)) = prefix_of(key, value, &mut out.errors) else {
+        return;
+    };
+    if ours_label && own_only(key, rest, value, &mut sorted.sqlite, out) {
+        return;
+    }
+    let Some(setting) = setting_of(rest) else {
+        if ours_label && rest != "project" {
+            out.errors.push(format!(
+                "unknown label {key}; accepted: stackshot.volumes, stackshot.volumes.include, stackshot.volumes.exclude, stackshot.volumes.data-dir, stackshot.stop-during-backup, stackshot.postgres, stackshot.mariadb, stackshot.mysql, stackshot.redis, stackshot.sqlite, stackshot.databases, stackshot.window, stackshot.exec.*"
+            ));
         }
-        let (ours_label, rest) = match PREFIXES.iter().find_map(|p| {
-            key.strip_prefix(p)
-                .and_then(|r| r.strip_prefix('.'))
-                .map(|r| (*p, r))
-        }) {
-            Some((prefix, rest)) => (prefix == "stackshot", rest),
-            None if key == DVB_STOP => {
-                if !matches!(value.trim(), "true" | "false" | "") {
-                    out.errors.push(format!(
-                        "label {key}={:?} names a docker-volume-backup stop group; stackshot has no groups: accepted: true or false",
-                        value.trim()
-                    ));
-                    continue;
-                }
-                (false, "stop-during-backup")
+        return;
+    };
+    // Redis is stackshot's own: no predecessor dumps it.
+    if !ours_label && setting == Setting::Dump(Engine::Redis) {
+        return;
+    }
+    let value_read = if setting.is_list() {
+        Value::List(list(value))
+    } else {
+        Value::Bool(parse_bool(key, value, &mut out.errors))
+    };
+    let read = Read {
+        key: key.clone(),
+        raw: value.clone(),
+        setting,
+        value: value_read,
+    };
+    if ours_label {
+        // `stop-during-backup` and `volumes.stop-during-backup` both set Stop: either asks.
+        match sorted.ours.get_mut(&setting) {
+            Some(prev) if prev.value.active() => {}
+            Some(prev) => *prev = read,
+            None => {
+                sorted.ours.insert(setting, read);
             }
-            None => continue,
-        };
-        if ours_label && rest == "sqlite" {
-            sqlite.extend(list(value));
-            continue;
         }
-        if ours_label && rest == "volumes.data-dir" {
-            match value.trim().to_ascii_lowercase().as_str() {
-                "true" => out.data_dir = true,
-                "false" | "" => {}
-                other => out.errors.push(format!(
-                    "label {key}={other:?} is not a boolean; accepted: true or false"
-                )),
+    } else {
+        sorted.theirs.push(read);
+    }
+}
+
+/// Reads `stackshot.exec.<hook>` into `out.hooks`; a bad timeout or an
+/// unknown hook is an error.
+fn exec_hook(key: &str, hook: &str, value: &str, out: &mut BackupLabels) {
+    let command = Some(value.trim().to_string()).filter(|v| !v.is_empty());
+    match hook {
+        "pre-backup" => out.hooks.pre_backup = command,
+        "pre-stop" => out.hooks.pre_stop = command,
+        "post-backup" => out.hooks.post_backup = command,
+        "timeout" => match humantime::parse_duration(value.trim()) {
+            Ok(d) if !d.is_zero() => out.hooks.timeout = Some(d),
+            _ => out.errors.push(format!(
+                "label {key}={value:?} is not a duration; accepted: 30s, 5m, 1h"
+            )),
+        },
+        _ => out.errors.push(format!(
+            "unknown label {key}; accepted: stackshot.exec.pre-backup, stackshot.exec.pre-stop, stackshot.exec.post-backup, stackshot.exec.timeout"
+        )),
+    }
+}
+
+/// Whether `key` is stackshot's own label (rather than a predecessor's) and
+/// what follows its prefix; offen's stop label reads as a predecessor's
+/// `stop-during-backup`. `None` for any other label, and for an offen stop
+/// group (an error then).
+fn prefix_of<'k>(key: &'k str, value: &str, errors: &mut Vec<String>) -> Option<(bool, &'k str)> {
+    match PREFIXES.iter().find_map(|p| {
+        key.strip_prefix(p)
+            .and_then(|r| r.strip_prefix('.'))
+            .map(|r| (*p, r))
+    }) {
+        Some((prefix, rest)) => Some((prefix == "stackshot", rest)),
+        None if key == DVB_STOP => {
+            if !matches!(value.trim(), "true" | "false" | "") {
+                errors.push(format!(
+                    "label {key}={:?} names a docker-volume-backup stop group; stackshot has no groups: accepted: true or false",
+                    value.trim()
+                ));
+                return None;
             }
-            continue;
+            Some((false, "stop-during-backup"))
         }
-        if ours_label && rest == "window" {
-            match value.trim().to_ascii_lowercase().as_str() {
-                "full" => out.window_full = true,
-                "short" | "" => {}
-                other => out.errors.push(format!(
-                    "label {key}={other:?} is not a stop window; accepted: full or short"
-                )),
-            }
-            continue;
-        }
-        if ours_label && rest == "role" {
+        None => None,
+    }
+}
+
+/// Reads the stackshot labels no predecessor has (`sqlite`,
+/// `volumes.data-dir`, `window`, `role`; `rest` is what follows the prefix)
+/// into `sqlite` or `out`. False for any other label.
+fn own_only(
+    key: &str,
+    rest: &str,
+    value: &str,
+    sqlite: &mut Vec<String>,
+    out: &mut BackupLabels,
+) -> bool {
+    match rest {
+        "sqlite" => sqlite.extend(list(value)),
+        "volumes.data-dir" => match value.trim().to_ascii_lowercase().as_str() {
+            "true" => out.data_dir = true,
+            "false" | "" => {}
+            other => out.errors.push(format!(
+                "label {key}={other:?} is not a boolean; accepted: true or false"
+            )),
+        },
+        "window" => match value.trim().to_ascii_lowercase().as_str() {
+            "full" => out.window_full = true,
+            "short" | "" => {}
+            other => out.errors.push(format!(
+                "label {key}={other:?} is not a stop window; accepted: full or short"
+            )),
+        },
+        "role" => {
             // stackshot's own mark: its containers are never parsed (see
             // crate::container::is_own_role), so on a service it is a mistake.
-            if !crate::container::ROLES.contains(&value.as_str()) {
+            if !crate::container::ROLES.contains(&value) {
                 out.errors.push(format!(
                     "label {key}={value:?} is not a setting: stackshot marks the containers it starts itself with {key}=worker or drill, \
                      and a service with any {key} label would be left out of the backup; accepted: no {key} label on a service"
                 ));
             }
-            continue;
         }
-        let Some(setting) = setting_of(rest) else {
-            if ours_label && rest != "project" {
-                out.errors.push(format!(
-                    "unknown label {key}; accepted: stackshot.volumes, stackshot.volumes.include, stackshot.volumes.exclude, stackshot.volumes.data-dir, stackshot.stop-during-backup, stackshot.postgres, stackshot.mariadb, stackshot.mysql, stackshot.redis, stackshot.sqlite, stackshot.databases, stackshot.window, stackshot.exec.*"
-                ));
-            }
-            continue;
-        };
-        // Redis is stackshot's own: no predecessor dumps it.
-        if !ours_label && setting == Setting::Dump(Engine::Redis) {
-            continue;
-        }
-        let value_read = if setting.is_list() {
-            Value::List(list(value))
-        } else {
-            Value::Bool(parse_bool(key, value, &mut out.errors))
-        };
-        let read = Read {
-            key: key.clone(),
-            raw: value.clone(),
-            setting,
-            value: value_read,
-        };
-        if ours_label {
-            // `stop-during-backup` and `volumes.stop-during-backup` both set Stop: either asks.
-            match ours.get_mut(&setting) {
-                Some(prev) if prev.value.active() => {}
-                Some(prev) => *prev = read,
-                None => {
-                    ours.insert(setting, read);
-                }
-            }
-        } else {
-            theirs.push(read);
-        }
+        _ => return false,
     }
+    true
+}
 
+/// The labels whose settings count: all of ours, then each predecessor's
+/// label that no stackshot label settles. A predecessor's label that
+/// disagrees with ours is named in `out.ignored`; one honoured that asks for
+/// something in `out.legacy`.
+fn choose<'r>(
+    ours: &'r BTreeMap<Setting, Read>,
+    theirs: &'r [Read],
+    out: &mut BackupLabels,
+) -> Vec<&'r Read> {
     let mut chosen: Vec<&Read> = ours.values().collect();
-    for t in &theirs {
+    for t in theirs {
         // The stackshot label for the same setting; for an engine label, the
         // stackshot label naming an engine (a container runs one).
         let counterpart = ours.get(&t.setting).or_else(|| match t.setting {
@@ -362,7 +432,12 @@ pub fn parse(labels: &BTreeMap<String, String>) -> BackupLabels {
             }
         }
     }
+    chosen
+}
 
+/// Sets `out` from the chosen labels; returns the engines they name, each
+/// once, with the label naming it first.
+fn apply_chosen(chosen: Vec<&Read>, out: &mut BackupLabels) -> Vec<(Engine, String)> {
     let mut engines: Vec<(Engine, String)> = Vec::new();
     for r in chosen {
         match (&r.setting, &r.value) {
@@ -377,6 +452,12 @@ pub fn parse(labels: &BTreeMap<String, String>) -> BackupLabels {
             _ => {}
         }
     }
+    engines
+}
+
+/// Sets `out.engine` from the engines named (SQLite when `sqlite` names
+/// files, which are then the databases); more than one is an error.
+fn set_engine(mut engines: Vec<(Engine, String)>, sqlite: Vec<String>, out: &mut BackupLabels) {
     if !sqlite.is_empty() {
         if !out.databases.is_empty() {
             out.errors.push(
@@ -397,7 +478,11 @@ pub fn parse(labels: &BTreeMap<String, String>) -> BackupLabels {
                 .join(", ")
         )),
     }
-    // offen's hooks: honoured unless the stackshot label for the same moment is set.
+}
+
+/// offen's hooks: honoured unless the stackshot label for the same moment is
+/// set (named in `out.ignored` when it disagrees).
+fn apply_offen_hooks(dvb_hooks: Vec<(&str, &String)>, out: &mut BackupLabels) {
     for (key, value) in dvb_hooks {
         let (slot, ours_key) = if key == DVB_PRE {
             (&mut out.hooks.pre_backup, "stackshot.exec.pre-backup")
@@ -415,10 +500,6 @@ pub fn parse(labels: &BTreeMap<String, String>) -> BackupLabels {
             }
         }
     }
-    out.include.dedup();
-    out.exclude.dedup();
-    out.databases.dedup();
-    out
 }
 
 /// Redis's user when `REDIS_USERNAME` does not name one (no `--user` then).
