@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use bollard::models::ContainerInspectResponse;
+use bollard::models::{ContainerConfig, ContainerInspectResponse};
 use serde::Serialize;
 
 /// Compose's project label.
@@ -128,120 +128,42 @@ pub enum ServiceMode {
 
 impl ContainerInfo {
     /// Builds the view from an inspect answer.
+    ///
+    /// Its steps: the name, the compose or swarm identity (`identity`), the
+    /// state, the command's flags (`cmd_flags`), the environment
+    /// (`env_facts`), the mounts (`mounts`) and what it depends on
+    /// (`depends_on`, `depends_on_containers`).
     pub fn from_inspect(c: &ContainerInspectResponse) -> ContainerInfo {
-        let config = c.config.clone().unwrap_or_default();
-        let labels: BTreeMap<String, String> =
-            config.labels.unwrap_or_default().into_iter().collect();
+        let mut config = c.config.clone().unwrap_or_default();
+        let labels: BTreeMap<String, String> = config
+            .labels
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         let name = c
             .name
             .clone()
             .unwrap_or_default()
             .trim_start_matches('/')
             .to_string();
-        // A swarm task: the stack stands for the project, the service name
-        // without its `<stack>_` for the service, the task's slot for the number.
-        let swarm_service = labels
-            .get(SWARM_SERVICE_LABEL)
-            .filter(|_| !labels.contains_key(PROJECT_LABEL))
-            .cloned();
-        let stack = labels.get(STACK_LABEL).filter(|_| swarm_service.is_some());
-        let project = labels
-            .get(PROJECT_LABEL)
-            .or(stack)
-            .cloned()
-            .unwrap_or_default();
-        let service = labels
-            .get(SERVICE_LABEL)
-            .cloned()
-            .or_else(|| {
-                let full = swarm_service.as_deref()?;
-                let short = stack
-                    .and_then(|st| full.strip_prefix(&format!("{st}_")))
-                    .unwrap_or(full);
-                Some(short.to_string())
-            })
-            .unwrap_or_else(|| name.clone());
-        let slot = swarm_service.as_deref().and_then(|svc| {
-            labels
-                .get(SWARM_TASK_LABEL)?
-                .strip_prefix(&format!("{svc}."))?
-                .split('.')
-                .next()?
-                .parse()
-                .ok()
-        });
-        let number = labels
-            .get(NUMBER_LABEL)
-            .and_then(|n| n.parse().ok())
-            .or(slot)
-            .unwrap_or(1);
+        let Identity {
+            project,
+            service,
+            number,
+            swarm_service,
+        } = identity(&labels, &name);
         let state = c.state.clone().unwrap_or_default();
         let state_word = state
             .status
             .map(|s| s.to_string())
             .unwrap_or_else(|| "unknown".into());
         let running = state.running.unwrap_or(false) || state.restarting.unwrap_or(false);
-        let cmd_flags = config
-            .entrypoint
-            .iter()
-            .flatten()
-            .chain(config.cmd.iter().flatten())
-            .filter(|a| a.starts_with("--"))
-            .map(|a| a.split_once('=').map(|(f, _)| f).unwrap_or(a).to_string())
-            .collect();
-        let env = config.env.unwrap_or_default();
-        let pgdata = env
-            .iter()
-            .find_map(|kv| kv.strip_prefix("PGDATA="))
-            .filter(|v| !v.is_empty())
-            .map(str::to_string);
-        let env_names = env
-            .iter()
-            .map(|kv| kv.split_once('=').map(|(k, _)| k).unwrap_or(kv).to_string())
-            .collect();
-        let mounts = c
-            .mounts
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|m| Mount {
-                kind: match m.typ.as_deref() {
-                    Some("volume") => MountKind::Volume,
-                    Some("bind") => MountKind::Bind,
-                    _ => MountKind::Other,
-                },
-                name: m.name.filter(|n| !n.is_empty()),
-                source: m.source.unwrap_or_default(),
-                destination: m.destination.unwrap_or_default(),
-                rw: m.rw.unwrap_or(true),
-            })
-            .collect();
-        let depends_on = labels
-            .get(DEPENDS_ON_LABEL)
-            .map(|v| {
-                v.split(',')
-                    .filter_map(|d| d.split(':').next())
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let host = c.host_config.clone().unwrap_or_default();
-        let mut depends_on_containers: Vec<String> = Vec::new();
-        if let Some(target) = host
-            .network_mode
-            .as_deref()
-            .and_then(|m| m.strip_prefix("container:"))
-        {
-            depends_on_containers.push(target.to_string());
-        }
-        for link in host.links.unwrap_or_default() {
-            // "/db_1:/app_1/db": the linked container's name comes first.
-            if let Some(target) = link.split(':').next() {
-                depends_on_containers.push(target.trim_start_matches('/').to_string());
-            }
-        }
+        let cmd_flags = cmd_flags(&config);
+        let (pgdata, env_names) = env_facts(&config);
+        let mounts = mounts(c);
+        let depends_on = depends_on(&labels);
+        let depends_on_containers = depends_on_containers(c);
         ContainerInfo {
             id: c.id.clone().unwrap_or_default(),
             name,
@@ -277,6 +199,151 @@ impl ContainerInfo {
         let r = reference.trim_start_matches('/');
         r == self.name || r == self.id || (r.len() >= 12 && self.id.starts_with(r))
     }
+}
+
+/// Who a container is in its stack, as [`identity`] reads it.
+struct Identity {
+    /// Compose project, or swarm stack.
+    project: String,
+    /// Compose service, or the swarm service without its `<stack>_`.
+    service: String,
+    /// Compose replica number, or the swarm task's slot.
+    number: u32,
+    /// The swarm service of a swarm task.
+    swarm_service: Option<String>,
+}
+
+/// Reads a container's project, service and number from compose's labels;
+/// a swarm task (no compose project label) has them from swarm's: the stack
+/// stands for the project, the service name without its `<stack>_` for the
+/// service, the task's slot for the number. The service falls back to
+/// `name`, the number to 1.
+fn identity(labels: &BTreeMap<String, String>, name: &str) -> Identity {
+    let swarm_service = labels
+        .get(SWARM_SERVICE_LABEL)
+        .filter(|_| !labels.contains_key(PROJECT_LABEL))
+        .cloned();
+    let stack = labels.get(STACK_LABEL).filter(|_| swarm_service.is_some());
+    let project = labels
+        .get(PROJECT_LABEL)
+        .or(stack)
+        .cloned()
+        .unwrap_or_default();
+    let service = labels
+        .get(SERVICE_LABEL)
+        .cloned()
+        .or_else(|| {
+            let full = swarm_service.as_deref()?;
+            let short = stack
+                .and_then(|st| full.strip_prefix(&format!("{st}_")))
+                .unwrap_or(full);
+            Some(short.to_string())
+        })
+        .unwrap_or_else(|| name.to_string());
+    let slot = swarm_service.as_deref().and_then(|svc| {
+        labels
+            .get(SWARM_TASK_LABEL)?
+            .strip_prefix(&format!("{svc}."))?
+            .split('.')
+            .next()?
+            .parse()
+            .ok()
+    });
+    let number = labels
+        .get(NUMBER_LABEL)
+        .and_then(|n| n.parse().ok())
+        .or(slot)
+        .unwrap_or(1);
+    Identity {
+        project,
+        service,
+        number,
+        swarm_service,
+    }
+}
+
+/// The `--flags` of the entrypoint and command, without their `=value`.
+fn cmd_flags(config: &ContainerConfig) -> Vec<String> {
+    config
+        .entrypoint
+        .iter()
+        .flatten()
+        .chain(config.cmd.iter().flatten())
+        .filter(|a| a.starts_with("--"))
+        .map(|a| a.split_once('=').map(|(f, _)| f).unwrap_or(a).to_string())
+        .collect()
+}
+
+/// `PGDATA` when set and not empty, and the names of all the environment
+/// variables (not their values).
+fn env_facts(config: &ContainerConfig) -> (Option<String>, Vec<String>) {
+    let env: &[String] = config.env.as_deref().unwrap_or_default();
+    let pgdata = env
+        .iter()
+        .find_map(|kv| kv.strip_prefix("PGDATA="))
+        .filter(|v| !v.is_empty())
+        .map(str::to_string);
+    let env_names = env
+        .iter()
+        .map(|kv| kv.split_once('=').map(|(k, _)| k).unwrap_or(kv).to_string())
+        .collect();
+    (pgdata, env_names)
+}
+
+/// The container's mounts.
+fn mounts(c: &ContainerInspectResponse) -> Vec<Mount> {
+    c.mounts
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| Mount {
+            kind: match m.typ.as_deref() {
+                Some("volume") => MountKind::Volume,
+                Some("bind") => MountKind::Bind,
+                _ => MountKind::Other,
+            },
+            name: m.name.filter(|n| !n.is_empty()),
+            source: m.source.unwrap_or_default(),
+            destination: m.destination.unwrap_or_default(),
+            rw: m.rw.unwrap_or(true),
+        })
+        .collect()
+}
+
+/// The services compose v2's dependency label names.
+fn depends_on(labels: &BTreeMap<String, String>) -> Vec<String> {
+    labels
+        .get(DEPENDS_ON_LABEL)
+        .map(|v| {
+            v.split(',')
+                .filter_map(|d| d.split(':').next())
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The containers whose network it shares (`network_mode: container:…`),
+/// then those it links to.
+fn depends_on_containers(c: &ContainerInspectResponse) -> Vec<String> {
+    let host = c.host_config.clone().unwrap_or_default();
+    let mut depends_on_containers: Vec<String> = Vec::new();
+    if let Some(target) = host
+        .network_mode
+        .as_deref()
+        .and_then(|m| m.strip_prefix("container:"))
+    {
+        depends_on_containers.push(target.to_string());
+    }
+    for link in host.links.unwrap_or_default() {
+        // "/db_1:/app_1/db": the linked container's name comes first.
+        if let Some(target) = link.split(':').next() {
+            depends_on_containers.push(target.trim_start_matches('/').to_string());
+        }
+    }
+    depends_on_containers
 }
 
 /// Parses the output of `docker inspect` (a JSON array) into containers.
