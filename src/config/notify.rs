@@ -206,129 +206,186 @@ impl fmt::Display for BadTarget {
 }
 
 /// Parses one `NOTIFY_URLS` item; the error names the item (masked).
+///
+/// Its steps: read the item as a URL (`Item::read`), then the receiver
+/// its scheme names (`Item::webhook`, `Item::ntfy`, `Item::gotify`,
+/// `Item::discord`, `Item::slack`, `Item::smtp`).
 pub fn parse(raw: &str) -> Result<Target, BadTarget> {
-    let raw = raw.trim();
-    let bad = |why: &str| BadTarget {
-        item: mask_raw(raw),
-        why: why.to_string(),
-    };
-    let u = Url::parse(raw).map_err(|e| bad(&format!("not a URL ({e})")))?;
-    let host = || {
-        u.host_str()
+    let item = Item::read(raw.trim())?;
+    match item.u.scheme() {
+        "http" | "https" => item.webhook(),
+        "ntfy" | "ntfys" => item.ntfy(),
+        "gotify" => item.gotify(),
+        "discord" => item.discord(),
+        "slack" => item.slack(),
+        "smtp" | "smtps" => item.smtp(),
+        other => Err(item.bad(&format!("unknown scheme {other:?}"))),
+    }
+}
+
+/// One `NOTIFY_URLS` item read as a URL, for the receiver its scheme names.
+struct Item<'a> {
+    /// The item as written (trimmed).
+    raw: &'a str,
+    /// The item as a URL.
+    u: Url,
+    /// Its path's non-empty segments, decoded.
+    segments: Vec<String>,
+}
+
+impl<'a> Item<'a> {
+    /// Reads `raw` (trimmed) as a URL.
+    fn read(raw: &'a str) -> Result<Item<'a>, BadTarget> {
+        let u = Url::parse(raw).map_err(|e| bad(raw, &format!("not a URL ({e})")))?;
+        let segments: Vec<String> = u
+            .path_segments()
+            .map(|s| s.filter(|x| !x.is_empty()).map(decoded).collect())
+            .unwrap_or_default();
+        Ok(Item { raw, u, segments })
+    }
+
+    /// The error for this item: it, masked, and `why`.
+    fn bad(&self, why: &str) -> BadTarget {
+        bad(self.raw, why)
+    }
+
+    /// The URL's host; no host is an error.
+    fn host(&self) -> Result<String, BadTarget> {
+        self.u
+            .host_str()
             .filter(|h| !h.is_empty())
             .map(str::to_string)
-            .ok_or_else(|| bad("no host"))
-    };
-    let with_port = |scheme: &str, path: &str| -> Result<Url, BadTarget> {
-        let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
-        Url::parse(&format!("{scheme}://{}{port}{path}", host()?)).map_err(|e| bad(&e.to_string()))
-    };
-    let segments: Vec<String> = u
-        .path_segments()
-        .map(|s| s.filter(|x| !x.is_empty()).map(decoded).collect())
-        .unwrap_or_default();
-    match u.scheme() {
-        "http" | "https" => {
-            host()?;
-            Ok(Target::Webhook { url: u.clone() })
+            .ok_or_else(|| self.bad("no host"))
+    }
+
+    /// `scheme://host[:port]path`, with the item's host and port.
+    fn with_port(&self, scheme: &str, path: &str) -> Result<Url, BadTarget> {
+        let port = self.u.port().map(|p| format!(":{p}")).unwrap_or_default();
+        Url::parse(&format!("{scheme}://{}{port}{path}", self.host()?))
+            .map_err(|e| self.bad(&e.to_string()))
+    }
+
+    /// `http(s)://…`: a JSON webhook.
+    fn webhook(&self) -> Result<Target, BadTarget> {
+        self.host()?;
+        Ok(Target::Webhook {
+            url: self.u.clone(),
+        })
+    }
+
+    /// `ntfy(s)://[user:pass@]host/topic`.
+    fn ntfy(&self) -> Result<Target, BadTarget> {
+        let [topic] = self.segments.as_slice() else {
+            return Err(self.bad("expected one topic: ntfy://host/topic"));
+        };
+        let scheme = if self.u.scheme() == "ntfys" {
+            "https"
+        } else {
+            "http"
+        };
+        Ok(Target::Ntfy {
+            url: self.with_port(scheme, &format!("/{topic}"))?,
+            auth: auth(&self.u),
+        })
+    }
+
+    /// `gotify://host[/path]/token`.
+    fn gotify(&self) -> Result<Target, BadTarget> {
+        let Some((token, base)) = self.segments.split_last() else {
+            return Err(self.bad("no application token: gotify://host/token"));
+        };
+        let scheme = if yes(&self.u, "disabletls") {
+            "http"
+        } else {
+            "https"
+        };
+        let mut path = String::new();
+        for s in base {
+            path.push('/');
+            path.push_str(s);
         }
-        "ntfy" | "ntfys" => {
-            let [topic] = segments.as_slice() else {
-                return Err(bad("expected one topic: ntfy://host/topic"));
-            };
-            let scheme = if u.scheme() == "ntfys" {
-                "https"
+        path.push_str("/message");
+        Ok(Target::Gotify {
+            url: self.with_port(scheme, &path)?,
+            token: Secret::new(token.clone()),
+        })
+    }
+
+    /// `discord://token@webhookid`.
+    fn discord(&self) -> Result<Target, BadTarget> {
+        let id = self.host()?;
+        if self.u.username().is_empty() {
+            return Err(self.bad("no webhook token: discord://token@webhookid"));
+        }
+        Ok(Target::Discord {
+            id,
+            token: Secret::new(decoded(self.u.username())),
+        })
+    }
+
+    /// `slack://T…/B…/secret`.
+    fn slack(&self) -> Result<Target, BadTarget> {
+        let mut parts = vec![self.host()?];
+        parts.extend(self.segments.iter().cloned());
+        if parts.len() != 3 {
+            return Err(
+                self.bad("expected slack://T…/B…/secret (the path of the incoming webhook's URL)")
+            );
+        }
+        Ok(Target::Slack {
+            path: Secret::new(parts.join("/")),
+        })
+    }
+
+    /// `smtp(s)://[user:pass@]host:port/?from=…&to=…[&starttls=yes]`.
+    fn smtp(&self) -> Result<Target, BadTarget> {
+        let u = &self.u;
+        let tls = u.scheme() == "smtps";
+        let starttls = yes(u, "starttls");
+        if tls && starttls {
+            return Err(self.bad("smtps:// is TLS already; starttls=yes is for smtp://"));
+        }
+        let from = query(u, "from");
+        let to = query(u, "to");
+        let [from] = from.as_slice() else {
+            return Err(self.bad("needs exactly one from=address"));
+        };
+        if to.is_empty() {
+            return Err(self.bad("needs to=address (several: to=a@x,b@y)"));
+        }
+        for a in to.iter().chain([from]) {
+            if a.parse::<lettre::Address>().is_err() {
+                return Err(self.bad(&format!("{a:?} is not an email address")));
+            }
+        }
+        Ok(Target::Smtp {
+            host: self.host()?,
+            port: u.port().unwrap_or(if tls {
+                465
+            } else if starttls {
+                587
             } else {
-                "http"
-            };
-            Ok(Target::Ntfy {
-                url: with_port(scheme, &format!("/{topic}"))?,
-                auth: auth(&u),
-            })
-        }
-        "gotify" => {
-            let Some((token, base)) = segments.split_last() else {
-                return Err(bad("no application token: gotify://host/token"));
-            };
-            let scheme = if yes(&u, "disabletls") {
-                "http"
+                25
+            }),
+            security: if tls {
+                SmtpSecurity::Tls
+            } else if starttls {
+                SmtpSecurity::StartTls
             } else {
-                "https"
-            };
-            let mut path = String::new();
-            for s in base {
-                path.push('/');
-                path.push_str(s);
-            }
-            path.push_str("/message");
-            Ok(Target::Gotify {
-                url: with_port(scheme, &path)?,
-                token: Secret::new(token.clone()),
-            })
-        }
-        "discord" => {
-            let id = host()?;
-            if u.username().is_empty() {
-                return Err(bad("no webhook token: discord://token@webhookid"));
-            }
-            Ok(Target::Discord {
-                id,
-                token: Secret::new(decoded(u.username())),
-            })
-        }
-        "slack" => {
-            let mut parts = vec![host()?];
-            parts.extend(segments);
-            if parts.len() != 3 {
-                return Err(bad(
-                    "expected slack://T…/B…/secret (the path of the incoming webhook's URL)",
-                ));
-            }
-            Ok(Target::Slack {
-                path: Secret::new(parts.join("/")),
-            })
-        }
-        "smtp" | "smtps" => {
-            let tls = u.scheme() == "smtps";
-            let starttls = yes(&u, "starttls");
-            if tls && starttls {
-                return Err(bad("smtps:// is TLS already; starttls=yes is for smtp://"));
-            }
-            let from = query(&u, "from");
-            let to = query(&u, "to");
-            let [from] = from.as_slice() else {
-                return Err(bad("needs exactly one from=address"));
-            };
-            if to.is_empty() {
-                return Err(bad("needs to=address (several: to=a@x,b@y)"));
-            }
-            for a in to.iter().chain([from]) {
-                if a.parse::<lettre::Address>().is_err() {
-                    return Err(bad(&format!("{a:?} is not an email address")));
-                }
-            }
-            Ok(Target::Smtp {
-                host: host()?,
-                port: u.port().unwrap_or(if tls {
-                    465
-                } else if starttls {
-                    587
-                } else {
-                    25
-                }),
-                security: if tls {
-                    SmtpSecurity::Tls
-                } else if starttls {
-                    SmtpSecurity::StartTls
-                } else {
-                    SmtpSecurity::Plain
-                },
-                auth: auth(&u),
-                from: from.clone(),
-                to,
-            })
-        }
-        other => Err(bad(&format!("unknown scheme {other:?}"))),
+                SmtpSecurity::Plain
+            },
+            auth: auth(u),
+            from: from.clone(),
+            to,
+        })
+    }
+}
+
+/// The error for the item `raw`: it, masked, and `why`.
+fn bad(raw: &str, why: &str) -> BadTarget {
+    BadTarget {
+        item: mask_raw(raw),
+        why: why.to_string(),
     }
 }
 
