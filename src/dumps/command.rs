@@ -226,8 +226,11 @@ pub fn query(
             v.extend(sql.split_whitespace().map(str::to_string));
         }
         // `database`: the file, opened read-only (none: an in-memory one).
+        // The app may hold a write lock a moment (a restored file is checked
+        // with the app running again): wait for it as the online copy does,
+        // rather than fail with "database is locked".
         Engine::Sqlite => {
-            v.extend(["-readonly", "-separator", "\t"].map(String::from));
+            v.extend(["-readonly", "-cmd", ".timeout 60000", "-separator", "\t"].map(String::from));
             v.push(database.unwrap_or(":memory:").to_string());
             v.push(sql.to_string());
         }

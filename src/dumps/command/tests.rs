@@ -104,6 +104,8 @@ fn sqlite_copies_each_file_through_the_backup_api() {
             "/usr/bin/sqlite3",
             "-batch",
             "-readonly",
+            "-cmd",
+            ".timeout 60000",
             "-separator",
             "\t",
             "/data/a.db",
