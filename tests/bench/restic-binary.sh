@@ -49,7 +49,8 @@ apt-get "${apt_opts[@]}" -q update >"$tmp/update.log" 2>&1 || {
 deb=$(ls "$tmp"/deb/restic_*.deb)
 dpkg-deb -x "$deb" "$tmp/x"
 mkdir -p "$out"
-cp "$tmp/x/usr/bin/restic" "$out/restic.partial"
-mv "$out/restic.partial" "$out/restic"
+# A name of its own: two scripts may fetch the same suite at the same time.
+cp "$tmp/x/usr/bin/restic" "$out/restic.partial.$$"
+mv "$out/restic.partial.$$" "$out/restic"
 log "$(basename "$deb") -> $out/restic ($("$out/restic" version | head -n1))"
 echo "$out/restic"
