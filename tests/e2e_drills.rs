@@ -310,13 +310,18 @@ fn kills_inside_the_window() {
     assert_all_running(&stack);
 
     // 2. The worker container is killed midway: failure reported, containers back.
-    let child = spawn_backup(&stack);
+    let mut child = spawn_backup(&stack);
+    let mut killed = false;
     until("a worker to kill", 180, || {
         let ids = workers(&stack.project);
-        ids.iter()
-            .any(|id| output(&mut docker(&["kill", id])).status.success())
+        killed = ids
+            .iter()
+            .any(|id| output(&mut docker(&["kill", id])).status.success());
+        // A run that ended first has nothing left to kill: its report says why.
+        killed || child.try_wait().expect("poll the backup").is_some()
     });
     let (code, report, stderr) = finish(child);
+    assert!(killed, "the run ended before its worker could be killed: {report}\n{stderr}");
     assert_eq!(code, 1, "{report}\n{stderr}");
     let reason = report["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("atomic snapshot failed"), "{reason}");
