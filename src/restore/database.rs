@@ -507,6 +507,12 @@ pub(super) async fn wait_ready(ctx: &Context, p: &Prepared) -> Result<()> {
 /// `announce`: print the "Restored …" line (the drill logs it instead, so
 /// that its `--json` output stays JSON, and loads into a throwaway: a Redis
 /// load stops it under a journal of its own, not the run lock's).
+///
+/// Steps: a Redis or SQLite dump goes to its own loader ([`redis::load`],
+/// [`sqlite::load`]); for the SQL servers: wait until the target answers
+/// ([`wait_ready`]), make room in PostgreSQL ([`prepare_postgres`]), stream
+/// the dump into the client ([`pipe_dump`]), judge the load
+/// ([`Piped::judge`]), then print or log the result line.
 pub(super) async fn load_dump(
     ctx: &Context,
     c: &Checked,
@@ -522,54 +528,97 @@ pub(super) async fn load_dump(
         return sqlite::load(ctx, c, announce).await;
     }
     wait_ready(ctx, p).await?;
-    let rel = &c.file.rel;
-    let database = c.file.database.as_deref();
-    let login_env = dumps::command::login_env(p.plan.engine, &p.login);
     let client = dumps::command::client(p.plan.engine, &p.tools, &p.login);
     if p.plan.engine == DbEngine::Postgres {
-        if replace && c.tables > 0 {
-            let drop: Vec<String> = match database {
-                Some(d) => vec![d.to_string()],
-                None => c.databases_created.clone(),
-            };
-            for db in drop
-                .iter()
-                .filter(|d| !["postgres", "template0", "template1"].contains(&d.as_str()))
-            {
-                sql(ctx, p, &client, "postgres", pg_drop_database(db))
-                    .await
-                    .with_context(|| format!("cannot drop database {db} for --replace"))?;
-                tracing::warn!(database = %db, "dropped for --replace");
-            }
-            if database.is_none() {
-                // pg_dumpall fills `postgres` without creating it: empty it too.
-                sql(
-                    ctx,
-                    p,
-                    &client,
-                    "postgres",
-                    "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public".into(),
-                )
-                .await
-                .context("cannot empty database postgres for --replace")?;
-            }
-        }
-        if let Some(db) = database {
-            // A per-database dump (pg_dump) needs its database; "already exists" is fine.
-            let _ = sql(
-                ctx,
-                p,
-                &client,
-                "postgres",
-                pg_create_database(db, &p.login.user),
-            )
-            .await;
-        }
+        prepare_postgres(ctx, c, replace, &client).await?;
     }
+    let load = load_argv(p.plan.engine, &client, c.file.database.as_deref());
+    pipe_dump(ctx, c, &load).await?.judge(c)?;
+    place::announce(&restored_line(c), announce);
+    Ok(())
+}
 
-    let load = load_argv(p.plan.engine, &client, database);
+/// PostgreSQL before a load: with `--replace` on a target holding data, the
+/// databases the dump creates are dropped (and `postgres` emptied for an
+/// all-databases dump); a per-database dump gets its database created.
+async fn prepare_postgres(
+    ctx: &Context,
+    c: &Checked,
+    replace: bool,
+    client: &[String],
+) -> Result<()> {
+    let p = &c.target;
+    let database = c.file.database.as_deref();
+    if replace && c.tables > 0 {
+        drop_for_replace(ctx, c, client).await?;
+    }
+    if let Some(db) = database {
+        // A per-database dump (pg_dump) needs its database; "already exists" is fine.
+        let _ = sql(
+            ctx,
+            p,
+            client,
+            "postgres",
+            pg_create_database(db, &p.login.user),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// `--replace` in PostgreSQL: drops the dump's database (or every database an
+/// all-databases dump creates, but the built-in ones), and empties `postgres`
+/// for an all-databases dump.
+async fn drop_for_replace(ctx: &Context, c: &Checked, client: &[String]) -> Result<()> {
+    let p = &c.target;
+    let database = c.file.database.as_deref();
+    let drop: Vec<String> = match database {
+        Some(d) => vec![d.to_string()],
+        None => c.databases_created.clone(),
+    };
+    for db in drop
+        .iter()
+        .filter(|d| !["postgres", "template0", "template1"].contains(&d.as_str()))
+    {
+        sql(ctx, p, client, "postgres", pg_drop_database(db))
+            .await
+            .with_context(|| format!("cannot drop database {db} for --replace"))?;
+        tracing::warn!(database = %db, "dropped for --replace");
+    }
+    if database.is_none() {
+        // pg_dumpall fills `postgres` without creating it: empty it too.
+        sql(
+            ctx,
+            p,
+            client,
+            "postgres",
+            "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public".into(),
+        )
+        .await
+        .context("cannot empty database postgres for --replace")?;
+    }
+    Ok(())
+}
+
+/// What streaming a dump into the client's stdin gave.
+struct Piped {
+    /// The SHA-256 of the bytes streamed.
+    sha: String,
+    /// The client's exit code.
+    code: i64,
+    /// The client's `ERROR` lines (but "already exists").
+    errors: Vec<String>,
+    /// The end of the client's stderr, on one line.
+    tail: String,
+}
+
+/// Runs `load` (the client) in the target and streams the dump into its
+/// stdin, reading its stderr meanwhile; then reads its exit code.
+async fn pipe_dump(ctx: &Context, c: &Checked, load: &[String]) -> Result<Piped> {
+    let p = &c.target;
+    let login_env = dumps::command::login_env(p.plan.engine, &p.login);
     let mut ex =
-        exec::start_with_stdin(&ctx.engine, &p.plan.container.id, &load, &login_env).await?;
+        exec::start_with_stdin(&ctx.engine, &p.plan.container.id, load, &login_env).await?;
     let mut input = ex.input.take().expect("stdin requested");
     let reader = async {
         let mut errors = Vec::new();
@@ -593,35 +642,61 @@ pub(super) async fn load_dump(
         r
     };
     let (written, (errors, tail)) = tokio::join!(writer, reader);
-    let (_, loaded_sha) = written?;
+    let (_, sha) = written?;
     let code = exec::exit_code(&ctx.engine, &ex.id).await?;
-    if loaded_sha != c.sha {
-        bail!(
-            "the dump changed between verification and loading ({} then {loaded_sha})",
-            c.sha
-        );
+    Ok(Piped {
+        sha,
+        code,
+        errors,
+        tail,
+    })
+}
+
+impl Piped {
+    /// Fails the load when the dump streamed is not the one checked, or when
+    /// the client failed or reported errors.
+    fn judge(self, c: &Checked) -> Result<()> {
+        let p = &c.target;
+        let rel = &c.file.rel;
+        let Piped {
+            sha: loaded_sha,
+            code,
+            errors,
+            tail,
+        } = self;
+        if loaded_sha != c.sha {
+            bail!(
+                "the dump changed between verification and loading ({} then {loaded_sha})",
+                c.sha
+            );
+        }
+        if code != 0 || !errors.is_empty() {
+            bail!(
+                "loading {rel} into {} failed (exit code {code}): {}",
+                p.plan.container.container,
+                if errors.is_empty() {
+                    tail
+                } else {
+                    errors.into_iter().take(3).collect::<Vec<_>>().join(" | ")
+                }
+            );
+        }
+        Ok(())
     }
-    if code != 0 || !errors.is_empty() {
-        bail!(
-            "loading {rel} into {} failed (exit code {code}): {}",
-            p.plan.container.container,
-            if errors.is_empty() {
-                tail
-            } else {
-                errors.into_iter().take(3).collect::<Vec<_>>().join(" | ")
-            }
-        );
-    }
-    let line = format!(
+}
+
+/// The result line of a loaded SQL dump.
+fn restored_line(c: &Checked) -> String {
+    let p = &c.target;
+    let rel = &c.file.rel;
+    format!(
         "Restored {rel} ({} bytes, sha256 {}) into {} ({} {})",
         c.bytes,
         &c.sha[..16],
         p.plan.container.container,
         p.plan.engine.as_str(),
         p.server_version
-    );
-    place::announce(&line, announce);
-    Ok(())
+    )
 }
 
 /// Verifies a dump against `SHA256SUMS`, checks the target, then streams the
