@@ -3,7 +3,8 @@
 
 use anyhow::Result;
 
-use super::database::{check_dump, dump_files, load_dump};
+use super::check::check_dump;
+use super::database::{dump_files, load_dump};
 use super::volumes::volumes_in;
 use super::{DatabaseOptions, VolumeOptions, scene};
 use crate::catalog;

@@ -5,10 +5,10 @@
 //!
 //! Every restore starts from the same scene (discovery, the plan and the
 //! repository's runs: here); then [`volumes`](mod@volumes),
-//! [`database`](mod@database) (with [`redis`], [`sqlite`] and [`place`] for
-//! the servers that read their data at start), [`all`](mod@all) (both, dumps
-//! checked first); [`verify`](mod@verify) and [`drill`](mod@drill) beside
-//! them.
+//! [`database`](mod@database) (its checks in [`check`](mod@check), with
+//! [`redis`], [`sqlite`] and [`place`] for the servers that read their data
+//! at start), [`all`](mod@all) (both, dumps checked first);
+//! [`verify`](mod@verify) and [`drill`](mod@drill) beside them.
 
 use std::collections::BTreeMap;
 
@@ -143,6 +143,7 @@ pub fn major(engine: DbEngine, version: &str) -> Option<(u32, u32)> {
 }
 
 pub mod all;
+pub mod check;
 pub mod created;
 pub mod database;
 pub mod drill;
@@ -152,17 +153,17 @@ pub mod sqlite;
 pub mod verify;
 pub mod volumes;
 pub use all::all;
-use database::{Checked, DumpFile, check_dump, dump_files, load_dump, target, wait_ready};
+use check::{Checked, check_dump, target};
 pub use database::{DatabaseOptions, database};
+use database::{DumpFile, dump_files, load_dump, wait_ready};
 pub use drill::drill;
 pub use verify::verify;
 pub use volumes::{VolumeOptions, volumes};
 
 #[cfg(test)]
 mod tests {
-    use super::database::{
-        engine_hint, load_argv, pg_create_database, pg_drop_database, statement_argv,
-    };
+    use super::check::engine_hint;
+    use super::database::{load_argv, pg_create_database, pg_drop_database, statement_argv};
     use super::*;
 
     #[test]
