@@ -2,6 +2,8 @@
 //! `SHA256SUMS`, and its target (found and prepared, its engine and version,
 //! whether it already has data).
 
+use std::collections::BTreeMap;
+
 use anyhow::{Result, anyhow, bail};
 
 use super::database::{DatabaseOptions, DumpFile};
@@ -25,6 +27,13 @@ pub(super) struct Checked {
 
 /// Everything before the first byte is loaded: the checksum, the target's
 /// credentials and tools, its version, and whether it already has data.
+///
+/// Steps: read the snapshot's `SHA256SUMS` and the dump's manifest entry
+/// ([`manifest_entry`]), tell the dump's engine if it can ([`engine_hint`]),
+/// stream the dump to hash it while reading the databases it creates
+/// ([`scanners`]), compare the hash ([`check_sum`]), prepare the target
+/// ([`target`]), compare versions ([`check_version`]), then count the data
+/// already there ([`user_tables`], [`refuse_data`]).
 pub(super) async fn check_dump(
     ctx: &Context,
     sc: &Scene,
@@ -36,31 +45,68 @@ pub(super) async fn check_dump(
     let sums = small_file(ctx, id, &format!("{DATABASES_DIR}/SHA256SUMS"))
         .await
         .map(|t| parse_sums(&t));
+    let entry = manifest_entry(ctx, id, rel).await;
+    let hint = engine_hint(entry.as_ref(), rel);
+    let mut scans = scanners(hint, rel);
+    let (bytes, sha) = stream_file(ctx, id, &file.path, None, |chunk| {
+        scans.iter_mut().for_each(|s| s.feed(chunk));
+    })
+    .await?;
+    check_sum(sums.as_ref(), rel, bytes, &sha)?;
+    let target = target(ctx, sc, opts, hint).await?;
+    let databases_created = created::Dialect::of(target.plan.engine)
+        .and_then(|d| scans.into_iter().find(|s| s.dialect() == d))
+        .map(created::Scanner::finish)
+        .unwrap_or_default();
+    check_version(entry.as_ref(), &target)?;
+    let tables = user_tables(ctx, &target, file.database.as_deref()).await?;
+    refuse_data(&target, tables, file.database.as_deref(), opts.replace)?;
+    Ok(Checked {
+        file: file.clone(),
+        sha,
+        bytes,
+        target,
+        tables,
+        databases_created,
+    })
+}
+
+/// The dump's entry in the snapshot's `manifest.json`, if the snapshot has
+/// one that lists it.
+async fn manifest_entry(ctx: &Context, id: &str, rel: &str) -> Option<serde_json::Value> {
     let manifest: Option<serde_json::Value> =
         small_file(ctx, id, &format!("{DATABASES_DIR}/manifest.json"))
             .await
             .and_then(|t| serde_json::from_str(&t).ok());
-    let entry = manifest
+    manifest
         .as_ref()
         .and_then(|m| m["dumps"].as_array())
-        .and_then(|d| d.iter().find(|e| e["file"] == rel.as_str()).cloned());
-    let hint = engine_hint(entry.as_ref(), rel);
-    // The databases the dump creates (what --replace drops), read from its
-    // statements as it streams by: its client's dialect when the engine is
-    // known, else both, chosen once the target is.
-    let mut scans: Vec<created::Scanner> = match hint {
+        .and_then(|d| d.iter().find(|e| e["file"] == rel).cloned())
+}
+
+/// The readers of the databases the dump creates (what --replace drops),
+/// fed its statements as it streams by: its client's dialect when the engine
+/// is known, else both, chosen once the target is.
+fn scanners(hint: Option<DbEngine>, rel: &str) -> Vec<created::Scanner> {
+    match hint {
         Some(e) => created::Dialect::of(e).into_iter().collect(),
         None if rel.ends_with(".sql") => vec![created::Dialect::Postgres, created::Dialect::Maria],
         None => vec![],
     }
     .into_iter()
     .map(created::Scanner::new)
-    .collect();
-    let (bytes, sha) = stream_file(ctx, id, &file.path, None, |chunk| {
-        scans.iter_mut().for_each(|s| s.feed(chunk));
-    })
-    .await?;
-    match sums.as_ref().and_then(|s| s.get(rel.as_str())) {
+    .collect()
+}
+
+/// Refuses a dump whose SHA-256 is not the one `SHA256SUMS` lists; a dump
+/// it does not list (a split-mode snapshot) passes with a warning.
+fn check_sum(
+    sums: Option<&BTreeMap<String, String>>,
+    rel: &str,
+    bytes: u64,
+    sha: &str,
+) -> Result<()> {
+    match sums.and_then(|s| s.get(rel)) {
         Some(want) if *want == sha => tracing::info!(file = %rel, bytes, "dump matches SHA256SUMS"),
         Some(want) => bail!(
             "refusing to restore {rel}: its SHA-256 is {sha}, SHA256SUMS says {want}; the dump is damaged — nothing was changed; try an older snapshot"
@@ -69,12 +115,13 @@ pub(super) async fn check_dump(
             tracing::warn!(file = %rel, "no SHA256SUMS entry (a split-mode snapshot): relying on restic's own integrity checks")
         }
     }
-    let target = target(ctx, sc, opts, hint).await?;
-    let databases_created = created::Dialect::of(target.plan.engine)
-        .and_then(|d| scans.into_iter().find(|s| s.dialect() == d))
-        .map(created::Scanner::finish)
-        .unwrap_or_default();
-    if let Some(dump_version) = entry.as_ref().and_then(|e| e["server_version"].as_str()) {
+    Ok(())
+}
+
+/// Refuses to restore a dump of a newer major version (as its manifest
+/// entry says) into an older server.
+fn check_version(entry: Option<&serde_json::Value>, target: &Prepared) -> Result<()> {
+    if let Some(dump_version) = entry.and_then(|e| e["server_version"].as_str()) {
         let engine = target.plan.engine;
         if let (Some(from), Some(to)) = (
             major(engine, dump_version),
@@ -89,8 +136,18 @@ pub(super) async fn check_dump(
             );
         }
     }
-    let tables = user_tables(ctx, &target, file.database.as_deref()).await?;
-    if tables > 0 && !opts.replace {
+    Ok(())
+}
+
+/// Refuses to restore into a target that already holds `tables` tables (or
+/// keys) in `database`, unless `replace`.
+fn refuse_data(
+    target: &Prepared,
+    tables: u64,
+    database: Option<&str>,
+    replace: bool,
+) -> Result<()> {
+    if tables > 0 && !replace {
         bail!(
             "refusing to restore into {}: it already has data ({tables} {}{}); nothing was changed; add --replace to overwrite",
             target.plan.container.container,
@@ -99,20 +156,10 @@ pub(super) async fn check_dump(
             } else {
                 "tables"
             },
-            file.database
-                .as_deref()
-                .map(|d| format!(" in {d}"))
-                .unwrap_or_default()
+            database.map(|d| format!(" in {d}")).unwrap_or_default()
         );
     }
-    Ok(Checked {
-        file: file.clone(),
-        sha,
-        bytes,
-        target,
-        tables,
-        databases_created,
-    })
+    Ok(())
 }
 
 /// The engine of a dump: as its `manifest.json` entry says, else as its
