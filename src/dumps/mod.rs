@@ -1,7 +1,24 @@
 //! Database dumps: credentials and tools checked before any container is
-//! touched ([`prepare`]), then each dump streamed from `docker exec` into a
+//! touched ([`prepare()`]), then each dump streamed from `docker exec` into a
 //! file — hashed as it is written, never held in memory — and renamed into
 //! place only when the dump tool exited 0 ([`dump_to_file`]).
+//!
+//! The parts, in the order a backup uses them:
+//! - [`prepare`](mod@prepare) decides what can be dumped before the window
+//!   opens: the container runs, its credentials log in, its tools exist, and
+//!   its dump jobs are listed. [`command`] builds the argv of each tool and
+//!   query (pure), and [`sqlite_worker`] copies SQLite files through a worker
+//!   when the image has no `sqlite3`.
+//! - [`stream`] runs one dump in its container and streams its output into a
+//!   sink, hashing it and counting its rows ([`rows`], with [`sql_text`]) as
+//!   it goes; a pinned MariaDB dump is watched there for its transaction.
+//! - [`file`] keeps the dump files on disk: each written whole or not at all,
+//!   then `SHA256SUMS` and `manifest.json` beside them.
+//! - [`stats`] reads the row estimates and counts that `manifest.json` and a
+//!   restore drill compare.
+//!
+//! This file joins them: [`dump_to_file`] streams one dump into its file, and
+//! [`dump_all`] runs every dump of the prepared containers.
 
 pub mod command;
 pub mod file;
@@ -45,7 +62,9 @@ pub async fn dump_to_file(
     dump_to_file_watching(engine, p, job, root, Watching::default()).await
 }
 
-/// [`dump_to_file`], watched as `w` says.
+/// [`dump_to_file`], watched as `w` says: the dump is streamed
+/// ([`stream_into_watching`]) into a file written whole ([`write_whole`]),
+/// logged, and described as a [`DumpResult`].
 pub async fn dump_to_file_watching(
     engine: &Engine,
     p: &Prepared,
