@@ -12,8 +12,8 @@
 //! - [`stream`] runs one dump in its container and streams its output into a
 //!   sink, hashing it and counting its rows ([`rows`], with [`sql_text`]) as
 //!   it goes; a pinned MariaDB dump is watched there for its transaction.
-//! - [`file`] keeps the dump files on disk: each written whole or not at all,
-//!   then `SHA256SUMS` and `manifest.json` beside them.
+//! - [`file`](mod@file) keeps the dump files on disk: each written whole or
+//!   not at all, then `SHA256SUMS` and `manifest.json` beside them.
 //! - [`stats`] reads the row estimates and counts that `manifest.json` and a
 //!   restore drill compare.
 //!
