@@ -8,6 +8,7 @@
 //! version from `restic version` decides. The JSON formats are in [`json`].
 
 pub mod backend;
+mod error;
 pub mod hold;
 pub mod json;
 pub mod locks;
@@ -26,6 +27,7 @@ use tokio::process::Command;
 use tokio::sync::OnceCell;
 
 use crate::config::{ResticSettings, mask_repository};
+pub use error::ResticError;
 pub use json::{
     BackupError, BackupEvent, BackupSummary, ExitError, Progress, SnapshotInfo, SnapshotSummary,
     Version, parse_backup_line, parse_snapshots, parse_version,
@@ -57,77 +59,6 @@ pub enum RepoOpened {
     Existing,
     /// There was no repository; `restic init` created it.
     Initialised,
-}
-
-/// Why the repository cannot be used. `Display` is one line that says what to do.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum ResticError {
-    /// The restic binary cannot be started or does not say its version.
-    #[error(
-        "cannot run restic ({binary}): {detail}; install restic 0.14 or newer and put it on PATH"
-    )]
-    NotRunnable {
-        /// The binary we tried.
-        binary: String,
-        /// What went wrong.
-        detail: String,
-    },
-    /// The repository exists but the password opens no key.
-    #[error(
-        "restic repository {repository}: wrong password or no key found; check RESTIC_PASSWORD / RESTIC_PASSWORD_FILE / RESTIC_PASSWORD_COMMAND"
-    )]
-    WrongPassword {
-        /// The repository, masked.
-        repository: String,
-    },
-    /// The repository cannot be reached or read (network, permissions, …).
-    #[error(
-        "restic repository {repository} cannot be opened: {detail}; check RESTIC_REPOSITORY, the storage's credentials and that it is reachable (and mounted, for a path)"
-    )]
-    Unreachable {
-        /// The repository, masked.
-        repository: String,
-        /// The last lines of restic's stderr, on one line.
-        detail: String,
-    },
-    /// The server of an `s3:`/`rest:` repository takes no connection
-    /// ([`reach::probe`]).
-    #[error(
-        "restic repository {repository}: cannot connect to {endpoint}: {reason}; check that the storage server runs and that the sidecar reaches it (RESTIC_REPOSITORY's host and port, the compose network, DNS, a firewall)"
-    )]
-    NoConnection {
-        /// The repository, masked.
-        repository: String,
-        /// Host and port.
-        endpoint: String,
-        /// Why the connection failed.
-        reason: String,
-    },
-    /// restic did not finish opening the repository in time: it retries a
-    /// failing backend for up to 15 minutes.
-    #[error(
-        "restic repository {repository}: `restic {command}` did not finish within {seconds} s and was stopped (restic retries a failing backend for up to 15 minutes): {detail}; check that the storage server answers and the storage's credentials"
-    )]
-    TimedOut {
-        /// The repository, masked.
-        repository: String,
-        /// The subcommand, e.g. `cat config`.
-        command: String,
-        /// The limit.
-        seconds: u64,
-        /// The last lines restic printed, on one line.
-        detail: String,
-    },
-    /// There was no repository and `restic init` failed.
-    #[error(
-        "restic repository {repository} does not exist and `restic init` failed: {detail}; check RESTIC_REPOSITORY and that stackshot may write there"
-    )]
-    InitFailed {
-        /// The repository, masked.
-        repository: String,
-        /// The last lines of restic's stderr, on one line.
-        detail: String,
-    },
 }
 
 /// How a `restic backup` ended, from its exit code.
@@ -961,21 +892,5 @@ mod tests {
         let error =
             ["Fatal: unable to save snapshot: write /repository/data/x: no space left on device"];
         assert_eq!(without_noise(&error), error);
-    }
-
-    #[test]
-    fn errors_are_one_line() {
-        let e = ResticError::WrongPassword {
-            repository: "/repository".into(),
-        };
-        assert_eq!(
-            e.to_string(),
-            "restic repository /repository: wrong password or no key found; check RESTIC_PASSWORD / RESTIC_PASSWORD_FILE / RESTIC_PASSWORD_COMMAND"
-        );
-        let e = ResticError::Unreachable {
-            repository: "/r".into(),
-            detail: "a | b".into(),
-        };
-        assert!(!e.to_string().contains('\n'));
     }
 }
