@@ -6,6 +6,28 @@
 //! hides secret values ([`Restic::redact`]). Works with restic 0.14 and newer:
 //! where restic's behaviour differs (exit codes 10/11/12 exist from 0.17), the
 //! version from `restic version` decides. The JSON formats are in [`json`].
+//!
+//! # The files
+//!
+//! - This file holds [`Restic`]: how a restic command is built (the
+//!   settings' variables in its environment, stdin closed, output piped),
+//!   restic's version, `restic unlock` and the snapshot listing.
+//! - `run.rs` runs a restic process and collects its exit code and output,
+//!   to completion or for at most a given time.
+//! - `messages.rs` turns what restic printed into one-line messages: secret
+//!   values hidden, Go's stack traces and retry lines dropped, the exit
+//!   code's meaning named.
+//! - `open.rs` opens the repository for the preflight: it checks that the
+//!   server takes a connection and the password fits, and runs `restic init`
+//!   where there is no repository.
+//! - `args.rs` builds the `restic backup` command line and reads its exit
+//!   code; `error.rs` says why the repository cannot be used
+//!   ([`ResticError`]).
+//! - [`json`] parses restic's JSON output, [`reach`] probes the storage
+//!   server, and [`locks`] and [`hold`] read and hold the repository's locks.
+//! - [`backend`] maps the repository to a rustic backend, [`rustic`] opens
+//!   it with rustic_core, and [`spool`] keeps the stop window's file pass on
+//!   local disk until it is uploaded.
 
 mod args;
 pub mod backend;
@@ -16,15 +38,14 @@ pub mod locks;
 mod messages;
 mod open;
 pub mod reach;
+mod run;
 pub mod rustic;
 pub mod spool;
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 use tokio::process::Command;
 use tokio::sync::OnceCell;
 
@@ -45,21 +66,6 @@ pub struct Restic {
     binary: PathBuf,
     settings: ResticSettings,
     version: OnceCell<Version>,
-}
-
-/// Why [`Restic::finish_within`] has no result.
-enum Bounded {
-    /// restic could not be started (or waited for).
-    Spawn(String),
-    /// The limit passed; restic was killed. Its stderr until then.
-    TimedOut { stderr: String },
-}
-
-/// A finished restic process.
-struct Finished {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
 }
 
 impl Restic {
@@ -136,115 +142,6 @@ impl Restic {
                 "cannot read `restic snapshots --json` output for repository {}",
                 self.repository()
             )
-        })
-    }
-
-    /// Runs restic to completion and returns its stdout. A non-zero exit is an
-    /// error naming the masked repository, the exit code and restic's last
-    /// stderr lines (secrets hidden).
-    pub async fn run(&self, args: &[&str]) -> anyhow::Result<String> {
-        let done = self.finish(args).await.map_err(|detail| {
-            anyhow!(
-                "cannot run restic ({}): {detail}; install restic 0.14 or newer and put it on PATH",
-                self.binary.display()
-            )
-        })?;
-        if done.code != Some(0) {
-            let subcommand = args.iter().find(|a| !a.starts_with('-')).unwrap_or(&"");
-            bail!(self.failure_message(subcommand, done.code, &done.stderr));
-        }
-        Ok(done.stdout)
-    }
-
-    /// One restic command of the preflight, stopped after
-    /// `PREFLIGHT_TIMEOUT` ([`reach::PREFLIGHT_TIMEOUT`] by default).
-    async fn preflight_step(&self, args: &[&str]) -> Result<Finished, ResticError> {
-        let limit = self.settings.preflight_timeout;
-        match self.finish_within(args, limit).await {
-            Ok(done) => Ok(done),
-            Err(Bounded::Spawn(detail)) => Err(ResticError::NotRunnable {
-                binary: self.binary.display().to_string(),
-                detail,
-            }),
-            Err(Bounded::TimedOut { stderr }) => Err(ResticError::TimedOut {
-                repository: self.repository(),
-                command: args
-                    .iter()
-                    .filter(|a| !a.starts_with('-'))
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                seconds: limit.as_secs(),
-                detail: self.stderr_tail(&stderr),
-            }),
-        }
-    }
-
-    /// Runs restic for at most `limit`, then kills it; on a timeout, what it
-    /// had printed on stderr comes back with the error (its retry lines say
-    /// why it is stuck).
-    async fn finish_within(&self, args: &[&str], limit: Duration) -> Result<Finished, Bounded> {
-        use tokio::io::AsyncReadExt;
-        let mut child = self
-            .command(args)
-            .spawn()
-            .map_err(|e| Bounded::Spawn(e.to_string()))?;
-        let stderr_buf = Arc::new(Mutex::new(Vec::new()));
-        let mut stdout = child.stdout.take().expect("piped stdout");
-        let mut stderr = child.stderr.take().expect("piped stderr");
-        let sink = Arc::clone(&stderr_buf);
-        let err_task = tokio::spawn(async move {
-            let mut chunk = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut chunk).await {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .expect("stderr buffer")
-                    .extend_from_slice(&chunk[..n]);
-            }
-        });
-        let out_task = tokio::spawn(async move {
-            let mut out = Vec::new();
-            let _ = stdout.read_to_end(&mut out).await;
-            out
-        });
-        let waited = tokio::time::timeout(limit, child.wait()).await;
-        let text = |buf: &Arc<Mutex<Vec<u8>>>| {
-            String::from_utf8_lossy(&buf.lock().expect("stderr buffer")).into_owned()
-        };
-        match waited {
-            Ok(status) => {
-                let status = status.map_err(|e| Bounded::Spawn(e.to_string()))?;
-                let stdout = out_task.await.unwrap_or_default();
-                let _ = err_task.await;
-                Ok(Finished {
-                    code: status.code(),
-                    stdout: String::from_utf8_lossy(&stdout).into_owned(),
-                    stderr: text(&stderr_buf),
-                })
-            }
-            Err(_) => {
-                let _ = child.kill().await;
-                err_task.abort();
-                out_task.abort();
-                Err(Bounded::TimedOut {
-                    stderr: text(&stderr_buf),
-                })
-            }
-        }
-    }
-
-    async fn finish(&self, args: &[&str]) -> Result<Finished, String> {
-        let out = self
-            .command(args)
-            .output()
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(Finished {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         })
     }
 }

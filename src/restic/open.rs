@@ -3,6 +3,7 @@
 //! where there is none ([`Restic::open_or_init`]).
 
 use super::json::{self, Version};
+use super::run::{Bounded, Finished};
 use super::{Restic, ResticError, backend, reach, rustic};
 
 /// The first restic with distinct exit codes for "no repository" (10) and
@@ -120,6 +121,30 @@ impl Restic {
         }
         let detail = self.stderr_tail(&init.stderr);
         Err(ResticError::InitFailed { repository, detail })
+    }
+
+    /// One restic command of the preflight, stopped after
+    /// `PREFLIGHT_TIMEOUT` ([`reach::PREFLIGHT_TIMEOUT`] by default).
+    async fn preflight_step(&self, args: &[&str]) -> Result<Finished, ResticError> {
+        let limit = self.settings.preflight_timeout;
+        match self.finish_within(args, limit).await {
+            Ok(done) => Ok(done),
+            Err(Bounded::Spawn(detail)) => Err(ResticError::NotRunnable {
+                binary: self.binary.display().to_string(),
+                detail,
+            }),
+            Err(Bounded::TimedOut { stderr }) => Err(ResticError::TimedOut {
+                repository: self.repository(),
+                command: args
+                    .iter()
+                    .filter(|a| !a.starts_with('-'))
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                seconds: limit.as_secs(),
+                detail: self.stderr_tail(&stderr),
+            }),
+        }
     }
 
     /// The `id` of `restic cat config`'s JSON.
