@@ -9,6 +9,7 @@
 
 mod engine;
 pub mod journal;
+mod restart;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -16,13 +17,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use futures_util::FutureExt;
-use futures_util::future::{BoxFuture, Shared, join_all};
+use futures_util::future::join_all;
 
 pub use crate::engine::stop::StopRest;
 use crate::plan::StopEntry;
 pub use crate::report::{Timed, WindowReport};
 pub use crate::shutdown::{Shutdown, ShutdownTrigger};
 use journal::Journal;
+use restart::{exited_after_start, settle, start_entries};
 
 /// Stopping and starting containers: the engine, or a fake in tests.
 pub trait ContainerControl: Sync {
@@ -87,148 +89,6 @@ fn limit_reached(limit: Duration, running: &[String]) -> anyhow::Error {
         "the stop window reached its limit of {} (WINDOW_LIMIT){what}: the work was abandoned, nothing it had not finished became a snapshot, and the containers were started again; find what hung, or raise WINDOW_LIMIT",
         humantime::format_duration(limit)
     )
-}
-
-/// Starts journal entries, dependencies first: each one as soon as every
-/// entry it depends on has started (or given up), not a whole wave at a
-/// time, so one slow start holds back only what depends on it. Each start is
-/// retried up to three times; a dependency that could not start does not hold
-/// its dependents down.
-async fn start_entries<C: ContainerControl>(
-    ctl: &C,
-    entries: &[journal::Entry],
-) -> (Vec<Timed>, Vec<String>) {
-    type Start<'a> = Shared<BoxFuture<'a, (f64, Option<String>)>>;
-    // Dependencies are in later waves: built first, so each dependent finds
-    // theirs.
-    let mut order: Vec<&journal::Entry> = entries.iter().collect();
-    order.sort_by_key(|e| std::cmp::Reverse(e.wave));
-    let mut starts: Vec<(&journal::Entry, Start<'_>)> = Vec::new();
-    for e in order {
-        let deps: Vec<Start<'_>> = starts
-            .iter()
-            .filter(|(d, _)| starts_after(e, d))
-            .map(|(_, s)| s.clone())
-            .collect();
-        let start = async move {
-            join_all(deps).await;
-            let t = Instant::now();
-            let mut last = None;
-            for attempt in 0..3u64 {
-                if attempt > 0 {
-                    tokio::time::sleep(Duration::from_secs(attempt)).await;
-                }
-                match ctl.start(&e.id).await {
-                    Ok(()) => {
-                        last = None;
-                        break;
-                    }
-                    Err(err) => last = Some(format!("{err:#}")),
-                }
-            }
-            (t.elapsed().as_secs_f64(), last)
-        }
-        .boxed()
-        .shared();
-        starts.push((e, start));
-    }
-    let results = join_all(starts.iter().map(|(e, s)| {
-        let s = s.clone();
-        async move { (*e, s.await) }
-    }))
-    .await;
-    let mut started = Vec::new();
-    let mut failed = Vec::new();
-    for (e, (seconds, err)) in results {
-        match err {
-            None => {
-                tracing::info!(container = %e.name, seconds, "started");
-                started.push(Timed {
-                    container: e.name.clone(),
-                    seconds,
-                });
-            }
-            Some(err) => {
-                tracing::error!(container = %e.name, error = %err, "could not start the container again");
-                failed.push(format!("{}: {err}", e.name));
-            }
-        }
-    }
-    (started, failed)
-}
-
-/// True when `e` starts only after `d`: `d` is in a later wave and `e`
-/// depends on it (every later wave, for a journal without dependencies).
-fn starts_after(e: &journal::Entry, d: &journal::Entry) -> bool {
-    d.wave > e.wave && e.after.as_ref().is_none_or(|after| after.contains(&d.id))
-}
-
-/// Of the `entries` that `started` names, those not running
-/// [`ContainerControl::stay_up`] after their start, each as `name: why`. They
-/// keep the journal, like a failed start: the next run or daemon start
-/// starts them once more.
-async fn exited_after_start<C: ContainerControl>(
-    ctl: &C,
-    entries: &[journal::Entry],
-    started: &[Timed],
-) -> Vec<String> {
-    let started: Vec<&journal::Entry> = entries
-        .iter()
-        .filter(|e| started.iter().any(|t| t.container == e.name))
-        .collect();
-    if started.is_empty() {
-        return vec![];
-    }
-    let wait = ctl.stay_up();
-    tokio::time::sleep(wait).await;
-    let checked = join_all(
-        started
-            .iter()
-            .map(|e| async move { (e, ctl.is_running(&e.id).await) }),
-    )
-    .await;
-    let mut exited = Vec::new();
-    for (e, running) in checked {
-        let why = match running {
-            Ok(true) => continue,
-            Ok(false) => format!(
-                "exited within {:.1} s of its start (`docker logs {}` says why)",
-                wait.as_secs_f64(),
-                e.name
-            ),
-            Err(err) => format!("cannot check that it runs: {err:#}"),
-        };
-        tracing::error!(container = %e.name, reason = %why, "a container did not stay up after its start");
-        exited.push(format!("{}: {why}", e.name));
-    }
-    exited
-}
-
-/// Awaits the stop calls still tearing their container down, so that no start
-/// races the engine's own clean-up. Their containers are down already, so a
-/// failure here is only logged: the container is started like the others.
-async fn settle(rests: Vec<(String, StopRest)>, timeout: Duration) {
-    if rests.is_empty() {
-        return;
-    }
-    let limit = timeout.saturating_add(Duration::from_secs(30));
-    for (name, r) in join_all(
-        rests
-            .into_iter()
-            .map(|(name, rest)| async move { (name, tokio::time::timeout(limit, rest).await) }),
-    )
-    .await
-    {
-        match r {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(container = %name, error = %format!("{e:#}"), "the engine's stop call failed after the container was down")
-            }
-            Err(_) => {
-                tracing::warn!(container = %name, "the engine's stop call did not return after the container was down")
-            }
-        }
-    }
 }
 
 /// Restarts the containers named by a journal that an earlier run left behind
