@@ -9,6 +9,7 @@
 
 mod engine;
 pub mod journal;
+mod limit;
 mod restart;
 
 use std::future::Future;
@@ -24,6 +25,7 @@ use crate::plan::StopEntry;
 pub use crate::report::{Timed, WindowReport};
 pub use crate::shutdown::{Shutdown, ShutdownTrigger};
 use journal::Journal;
+use limit::{Deadline, limit_reached};
 use restart::{exited_after_start, settle, start_entries};
 
 /// Stopping and starting containers: the engine, or a fake in tests.
@@ -76,19 +78,6 @@ impl From<Duration> for Times {
     fn from(stop: Duration) -> Times {
         Times { stop, limit: None }
     }
-}
-
-/// The error of a window that reached its limit, naming what still ran.
-fn limit_reached(limit: Duration, running: &[String]) -> anyhow::Error {
-    let what = if running.is_empty() {
-        String::new()
-    } else {
-        format!(" while {} still ran", running.join(", "))
-    };
-    anyhow!(
-        "the stop window reached its limit of {} (WINDOW_LIMIT){what}: the work was abandoned, nothing it had not finished became a snapshot, and the containers were started again; find what hung, or raise WINDOW_LIMIT",
-        humantime::format_duration(limit)
-    )
 }
 
 /// Restarts the containers named by a journal that an earlier run left behind
@@ -337,7 +326,7 @@ where
         ..state.clone()
     };
     let opened = Instant::now();
-    let deadline = times.limit.map(|l| tokio::time::Instant::now() + l);
+    let deadline = Deadline::from_now(times.limit);
     let mut waves: Vec<usize> = stops.iter().map(|s| s.wave).collect();
     waves.dedup();
 
@@ -349,10 +338,13 @@ where
             failure = Some(anyhow!("interrupted by {reason} while stopping containers"));
             break;
         }
-        if let (Some(limit), Some(deadline)) = (times.limit, deadline)
-            && tokio::time::Instant::now() >= deadline
+        if let Some(deadline) = deadline
+            && deadline.passed()
         {
-            failure = Some(limit_reached(limit, &["stopping containers".to_string()]));
+            failure = Some(limit_reached(
+                deadline.limit,
+                &["stopping containers".to_string()],
+            ));
             break;
         }
         let mut entries = Vec::new();
@@ -439,15 +431,7 @@ where
             let mut shutdown = shutdown.clone();
             let work = AssertUnwindSafe(work()).catch_unwind();
             // What still runs is read before the work is dropped.
-            let limit = async {
-                match (times.limit, deadline) {
-                    (Some(limit), Some(deadline)) => {
-                        tokio::time::sleep_until(deadline).await;
-                        (limit, crate::activity::running())
-                    }
-                    _ => std::future::pending().await,
-                }
-            };
+            let limit = Deadline::reached(deadline);
             tokio::select! {
                 r = work => r.unwrap_or_else(|panic| {
                     let msg = panic
