@@ -11,6 +11,7 @@ mod engine;
 pub mod journal;
 mod limit;
 mod restart;
+mod stop;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -278,6 +279,87 @@ async fn leave_down<C: ContainerControl>(
     Ok(())
 }
 
+/// The state of an open stop window, from its opening to its close: what it
+/// stopped and journaled, what the journal named before it, and its report.
+struct OpenWindow<'a, C> {
+    /// Stops and starts the containers.
+    ctl: &'a C,
+    /// The stop journal.
+    journal: &'a Journal,
+    /// The run that opened the window.
+    run_id: &'a str,
+    /// Given to each container to stop.
+    timeout: Duration,
+    /// What the journal named when the window opened. It stays in it: what
+    /// an earlier final backup left down, and the containers of a window
+    /// this one is opened inside (a Redis load inside `restore all`'s),
+    /// which that window starts.
+    outer: journal::State,
+    /// This window's own journal: what it stopped, and what stays down.
+    state: journal::State,
+    /// Stop calls still tearing their container down: (name, the rest).
+    rests: Vec<(String, StopRest)>,
+    /// When the window opened, for its length.
+    opened: Instant,
+    /// When the window reaches its limit, if it has one.
+    deadline: Option<Deadline>,
+    /// What the window did so far.
+    report: WindowReport,
+}
+
+impl<'a, C: ContainerControl> OpenWindow<'a, C> {
+    /// Opens a window: reads what the journal names already, and starts this
+    /// window's journal and clock. Nothing is stopped yet.
+    fn open(ctl: &'a C, journal: &'a Journal, run_id: &'a str, times: Times) -> Self {
+        let report = WindowReport::default();
+        let outer = journal.read().ok().flatten().unwrap_or_default();
+        let (left_down_by, left_down) = outer.left_down_record();
+        // A window inside another keeps the outer one's opening and limit.
+        let state = journal::State {
+            run_id: run_id.to_string(),
+            stopped: vec![],
+            left_down,
+            left_down_by,
+            opened: outer
+                .opened
+                .filter(|_| !outer.stopped.is_empty())
+                .or(Some(chrono::Utc::now().timestamp())),
+            limit: outer
+                .limit
+                .filter(|_| !outer.stopped.is_empty())
+                .or(times.limit.map(|l| l.as_secs())),
+            closed: false,
+        };
+        OpenWindow {
+            ctl,
+            journal,
+            run_id,
+            timeout: times.stop,
+            outer,
+            state,
+            rests: Vec::new(),
+            opened: Instant::now(),
+            deadline: Deadline::from_now(times.limit),
+            report,
+        }
+    }
+
+    /// The journal to write: this window's, with the containers of the
+    /// window it is opened inside first.
+    fn journaled(&self) -> journal::State {
+        journal::State {
+            stopped: self
+                .outer
+                .stopped
+                .iter()
+                .chain(&self.state.stopped)
+                .cloned()
+                .collect(),
+            ..self.state.clone()
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn window<C, T, Fut>(
     ctl: &C,
@@ -293,29 +375,19 @@ where
     C: ContainerControl,
     Fut: Future<Output = Result<T>>,
 {
-    let timeout = times.stop;
-    let mut report = WindowReport::default();
-    // What the journal names already stays in it: what an earlier final
-    // backup left down, and the containers of a window this one is opened
-    // inside (a Redis load inside `restore all`'s), which that window starts.
-    let outer = journal.read().ok().flatten().unwrap_or_default();
-    let (left_down_by, left_down) = outer.left_down_record();
-    // A window inside another keeps the outer one's opening and limit.
-    let mut state = journal::State {
-        run_id: run_id.to_string(),
-        stopped: vec![],
-        left_down,
-        left_down_by,
-        opened: outer
-            .opened
-            .filter(|_| !outer.stopped.is_empty())
-            .or(Some(chrono::Utc::now().timestamp())),
-        limit: outer
-            .limit
-            .filter(|_| !outer.stopped.is_empty())
-            .or(times.limit.map(|l| l.as_secs())),
-        closed: false,
-    };
+    let mut open = OpenWindow::open(ctl, journal, run_id, times);
+    let failure = open.stop_waves(stops, shutdown).await.err();
+    let OpenWindow {
+        run_id,
+        timeout,
+        outer,
+        mut state,
+        rests,
+        opened,
+        deadline,
+        mut report,
+        ..
+    } = open;
     let with_outer = |state: &journal::State| journal::State {
         stopped: outer
             .stopped
@@ -325,102 +397,6 @@ where
             .collect(),
         ..state.clone()
     };
-    let opened = Instant::now();
-    let deadline = Deadline::from_now(times.limit);
-    let mut waves: Vec<usize> = stops.iter().map(|s| s.wave).collect();
-    waves.dedup();
-
-    let mut failure: Option<anyhow::Error> = None;
-    // Stop calls still tearing their container down: (name, the rest).
-    let mut rests: Vec<(String, StopRest)> = Vec::new();
-    'waves: for wave in waves {
-        if let Some(reason) = shutdown.requested() {
-            failure = Some(anyhow!("interrupted by {reason} while stopping containers"));
-            break;
-        }
-        if let Some(deadline) = deadline
-            && deadline.passed()
-        {
-            failure = Some(limit_reached(
-                deadline.limit,
-                &["stopping containers".to_string()],
-            ));
-            break;
-        }
-        let mut entries = Vec::new();
-        for s in stops.iter().filter(|s| s.wave == wave) {
-            match ctl.is_running(&s.container.id).await {
-                Ok(true) => entries.push(journal::Entry {
-                    id: s.container.id.clone(),
-                    name: s.container.container.clone(),
-                    wave,
-                    after: Some(s.after.clone()),
-                }),
-                Ok(false) => report.not_running.push(s.container.container.clone()),
-                Err(e) => {
-                    failure = Some(
-                        e.context(format!("cannot check container {}", s.container.container)),
-                    );
-                    break 'waves;
-                }
-            }
-        }
-        if entries.is_empty() {
-            continue;
-        }
-        // Pre-stop hooks of this wave's running containers, before any of them stops.
-        let hooked = join_all(
-            stops
-                .iter()
-                .filter(|s| s.wave == wave && entries.iter().any(|e| e.id == s.container.id))
-                .map(|s| ctl.before_stop(s)),
-        )
-        .await;
-        if let Some(e) = hooked.into_iter().find_map(Result::err) {
-            failure = Some(e.context("a pre-stop hook failed; its wave was not stopped"));
-            break;
-        }
-        state.stopped.extend(entries.iter().cloned());
-        if let Err(e) = journal.write(&with_outer(&state)) {
-            // Nothing of this wave is stopped yet: forget it and close the window.
-            state.stopped.retain(|s| !entries.contains(s));
-            failure =
-                Some(e.context("cannot write the stop journal; no further container was stopped"));
-            break;
-        }
-        let results = join_all(entries.iter().map(|e| async move {
-            let t = Instant::now();
-            // The engine kills the container after `timeout`; the outer limit guards a hung engine.
-            let r = tokio::time::timeout(
-                timeout.saturating_add(Duration::from_secs(30)),
-                ctl.stop(&e.id, timeout),
-            )
-            .await
-            .unwrap_or_else(|_| Err(anyhow!("timed out stopping {}", e.name)));
-            (e, t.elapsed().as_secs_f64(), r)
-        }))
-        .await;
-        for (e, seconds, r) in results {
-            match r {
-                Ok(rest) => {
-                    tracing::info!(container = %e.name, seconds, "stopped");
-                    report.stopped.push(Timed {
-                        container: e.name.clone(),
-                        seconds,
-                    });
-                    rests.extend(rest.map(|r| (e.name.clone(), r)));
-                }
-                Err(err) => {
-                    let msg = format!("could not stop {}: {err:#}", e.name);
-                    tracing::error!("{msg}");
-                    failure.get_or_insert_with(|| anyhow!(msg));
-                }
-            }
-        }
-        if failure.is_some() {
-            break;
-        }
-    }
 
     let result = match failure {
         Some(e) => {
