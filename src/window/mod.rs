@@ -12,13 +12,12 @@ pub mod journal;
 mod limit;
 mod restart;
 mod stop;
+mod work;
 
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use futures_util::FutureExt;
 use futures_util::future::join_all;
 
 pub use crate::engine::stop::StopRest;
@@ -26,8 +25,9 @@ use crate::plan::StopEntry;
 pub use crate::report::{Timed, WindowReport};
 pub use crate::shutdown::{Shutdown, ShutdownTrigger};
 use journal::Journal;
-use limit::{Deadline, limit_reached};
+use limit::Deadline;
 use restart::{exited_after_start, settle, start_entries};
+use work::run_work;
 
 /// Stopping and starting containers: the engine, or a fake in tests.
 pub trait ContainerControl: Sync {
@@ -403,27 +403,7 @@ where
             report.stop_failed = Some(format!("{e:#}"));
             Err(e)
         }
-        None => {
-            let mut shutdown = shutdown.clone();
-            let work = AssertUnwindSafe(work()).catch_unwind();
-            // What still runs is read before the work is dropped.
-            let limit = Deadline::reached(deadline);
-            tokio::select! {
-                r = work => r.unwrap_or_else(|panic| {
-                    let msg = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown panic".into());
-                    Err(anyhow!("the backup work panicked: {msg}"))
-                }),
-                reason = shutdown.wait() => Err(anyhow!("interrupted by {reason} inside the stop window")),
-                (limit, running) = limit => {
-                    tracing::error!(limit = %humantime::format_duration(limit), running = ?running, "the stop window reached its limit; abandoning its work and starting the containers again");
-                    Err(limit_reached(limit, &running))
-                }
-            }
-        }
+        None => run_work(work, shutdown, deadline).await,
     };
 
     // A final backup that succeeded leaves everything down.
