@@ -9,6 +9,7 @@
 
 mod engine;
 pub mod journal;
+mod leave_down;
 mod limit;
 mod restart;
 mod stop;
@@ -17,8 +18,7 @@ mod work;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, anyhow, bail};
-use futures_util::future::join_all;
+use anyhow::{Result, anyhow};
 
 pub use crate::engine::stop::StopRest;
 use crate::plan::StopEntry;
@@ -26,7 +26,7 @@ pub use crate::report::{Timed, WindowReport};
 pub use crate::shutdown::{Shutdown, ShutdownTrigger};
 use journal::Journal;
 use limit::Deadline;
-use restart::{exited_after_start, settle, start_entries};
+use restart::start_entries;
 use work::run_work;
 
 /// Stopping and starting containers: the engine, or a fake in tests.
@@ -219,66 +219,6 @@ where
     .await
 }
 
-/// Stops what a final backup leaves down, beside the window's containers:
-/// each of `then_stop` still running, its journal entry written first. Errors
-/// name every container that would not stop.
-async fn leave_down<C: ContainerControl>(
-    ctl: &C,
-    journal: &Journal,
-    state: &mut journal::State,
-    then_stop: &[StopEntry],
-    timeout: Duration,
-    report: &mut WindowReport,
-) -> Result<()> {
-    state.left_down.append(&mut state.stopped);
-    state.left_down_by = None;
-    let mut entries = Vec::new();
-    for s in then_stop {
-        if ctl.is_running(&s.container.id).await.unwrap_or(true) {
-            entries.push(journal::Entry {
-                id: s.container.id.clone(),
-                name: s.container.container.clone(),
-                wave: s.wave,
-                after: Some(s.after.clone()),
-            });
-        }
-    }
-    state.left_down.extend(entries.iter().cloned());
-    journal
-        .write(state)
-        .context("cannot write the stop journal; the databases were not stopped")?;
-    let results = join_all(entries.iter().map(|e| async move {
-        let r = tokio::time::timeout(
-            timeout.saturating_add(Duration::from_secs(30)),
-            ctl.stop(&e.id, timeout),
-        )
-        .await
-        .unwrap_or_else(|_| Err(anyhow!("timed out")));
-        let r = match r {
-            Ok(Some(rest)) => rest.await,
-            Ok(None) => Ok(()),
-            Err(e) => Err(e),
-        };
-        (e, r)
-    }))
-    .await;
-    let mut failed = Vec::new();
-    for (e, r) in results {
-        match r {
-            Ok(()) => tracing::info!(container = %e.name, "stopped after its dump"),
-            Err(err) => failed.push(format!("{}: {err:#}", e.name)),
-        }
-    }
-    report.left_down = state.left_down.iter().map(|e| e.name.clone()).collect();
-    if !failed.is_empty() {
-        bail!(
-            "the snapshot was written, but these databases would not stop after their dumps: {}",
-            failed.join("; ")
-        );
-    }
-    Ok(())
-}
-
 /// The state of an open stop window, from its opening to its close: what it
 /// stopped and journaled, what the journal named before it, and its report.
 struct OpenWindow<'a, C> {
@@ -360,6 +300,17 @@ impl<'a, C: ContainerControl> OpenWindow<'a, C> {
     }
 }
 
+/// The stop window of [`with_stop_window`] and [`with_final_stop_window`],
+/// in four steps:
+///
+/// 1. [open](OpenWindow::open) it: read what the journal names already;
+/// 2. [stop](OpenWindow::stop_waves) the containers of `stops` wave by
+///    wave, each one journaled before it stops;
+/// 3. [run](run_work) `work`, when every wave stopped, until it returns,
+///    panics, `shutdown` fires or the window reaches its limit;
+/// 4. close it: after a final backup (`then_stop`) whose work succeeded,
+///    [leave](OpenWindow::leave_down) everything down; on every other path,
+///    [start](OpenWindow::close) again all it stopped and clear the journal.
 #[allow(clippy::too_many_arguments)]
 async fn window<C, T, Fut>(
     ctl: &C,
@@ -376,91 +327,20 @@ where
     Fut: Future<Output = Result<T>>,
 {
     let mut open = OpenWindow::open(ctl, journal, run_id, times);
-    let failure = open.stop_waves(stops, shutdown).await.err();
-    let OpenWindow {
-        run_id,
-        timeout,
-        outer,
-        mut state,
-        rests,
-        opened,
-        deadline,
-        mut report,
-        ..
-    } = open;
-    let with_outer = |state: &journal::State| journal::State {
-        stopped: outer
-            .stopped
-            .iter()
-            .chain(&state.stopped)
-            .cloned()
-            .collect(),
-        ..state.clone()
-    };
-
-    let result = match failure {
-        Some(e) => {
-            report.stop_failed = Some(format!("{e:#}"));
+    let result = match open.stop_waves(stops, shutdown).await {
+        Ok(()) => run_work(work, shutdown, open.deadline).await,
+        Err(e) => {
+            open.report.stop_failed = Some(format!("{e:#}"));
             Err(e)
         }
-        None => run_work(work, shutdown, deadline).await,
     };
-
     // A final backup that succeeded leaves everything down.
     if let (Some(then_stop), Ok(_)) = (then_stop, &result) {
-        settle(rests, timeout).await;
-        let left = leave_down(ctl, journal, &mut state, then_stop, timeout, &mut report).await;
-        report.seconds = opened.elapsed().as_secs_f64();
+        let (left, report) = open.leave_down(then_stop).await;
         return (left.and(result), report);
     }
-
-    // Close the window: always. The engine first finishes its tear-downs.
-    settle(rests, timeout).await;
-    // What a window opened inside this one named and did not start (the
-    // work was dropped on a signal in the middle of it) is started too.
-    if let Ok(Some(now)) = journal.read() {
-        for e in now.stopped {
-            if !outer.stopped.contains(&e) && !state.stopped.contains(&e) {
-                tracing::warn!(container = %e.name, "stopped by a window inside this one, which did not close: starting it too");
-                state.stopped.push(e);
-            }
-        }
-    }
-    let (started, mut failed) = start_entries(ctl, &state.stopped).await;
-    report.seconds = opened.elapsed().as_secs_f64();
-    failed.extend(exited_after_start(ctl, &state.stopped, &started).await);
-    report.started = started;
-    report.restart_failed = failed;
-    if report.restart_failed.is_empty() {
-        let closed = if outer.stopped.is_empty() {
-            journal.close(run_id, state.left_down_by, state.left_down)
-        } else {
-            // Back to the journal of the window this one was opened inside.
-            journal.write(&journal::State {
-                run_id: outer.run_id.clone(),
-                stopped: outer.stopped.clone(),
-                left_down: state.left_down,
-                left_down_by: state.left_down_by,
-                opened: outer.opened,
-                limit: outer.limit,
-                closed: false,
-            })
-        };
-        if let Err(e) = closed {
-            tracing::warn!(error = %format!("{e:#}"), "could not clear the stop journal");
-        }
-    } else if outer.stopped.is_empty() {
-        // Closed, its failed containers kept for the next run: not a window
-        // whose owner died.
-        let kept = journal::State {
-            closed: true,
-            ..with_outer(&state)
-        };
-        if let Err(e) = journal.write(&kept) {
-            tracing::warn!(error = %format!("{e:#}"), "could not mark the stop journal closed");
-        }
-    }
-    (result, report)
+    // Close the window: always.
+    (result, open.close().await)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared, join_all};
 
-use super::{ContainerControl, StopRest, Timed, journal};
+use super::{ContainerControl, OpenWindow, StopRest, Timed, WindowReport, journal};
 
 /// Starts journal entries, dependencies first: each one as soon as every
 /// entry it depends on has started (or given up), not a whole wave at a
@@ -148,5 +148,81 @@ pub(super) async fn settle(rests: Vec<(String, StopRest)>, timeout: Duration) {
                 tracing::warn!(container = %name, "the engine's stop call did not return after the container was down")
             }
         }
+    }
+}
+
+impl<C: ContainerControl> OpenWindow<'_, C> {
+    /// Closes the window: on every path, but for a final backup whose work
+    /// succeeded. Waits out the engine's tear-downs, takes over what a
+    /// window inside this one left stopped, starts everything stopped again
+    /// and checks that it stays up, then clears the journal, or keeps in it
+    /// what does not run again. Returns the window's report.
+    pub(super) async fn close(mut self) -> WindowReport {
+        // The engine first finishes its tear-downs.
+        settle(std::mem::take(&mut self.rests), self.timeout).await;
+        self.take_over_inner();
+        self.restart().await;
+        self.close_journal()
+    }
+
+    /// What a window opened inside this one named and did not start (the
+    /// work was dropped on a signal in the middle of it) is started too.
+    fn take_over_inner(&mut self) {
+        if let Ok(Some(now)) = self.journal.read() {
+            for e in now.stopped {
+                if !self.outer.stopped.contains(&e) && !self.state.stopped.contains(&e) {
+                    tracing::warn!(container = %e.name, "stopped by a window inside this one, which did not close: starting it too");
+                    self.state.stopped.push(e);
+                }
+            }
+        }
+    }
+
+    /// Starts every container the window stopped and checks that each stays
+    /// up; reports what started, what did not, and the window's length.
+    async fn restart(&mut self) {
+        let (started, mut failed) = start_entries(self.ctl, &self.state.stopped).await;
+        self.report.seconds = self.opened.elapsed().as_secs_f64();
+        failed.extend(exited_after_start(self.ctl, &self.state.stopped, &started).await);
+        self.report.started = started;
+        self.report.restart_failed = failed;
+    }
+
+    /// Clears the journal once everything runs again (back to the outer
+    /// window's journal, for a window inside another); otherwise marks it
+    /// closed, its failed containers kept for the next run. A journal that
+    /// cannot be written is only logged. Returns the window's report.
+    fn close_journal(self) -> WindowReport {
+        let (journal, outer) = (self.journal, &self.outer);
+        if self.report.restart_failed.is_empty() {
+            let closed = if outer.stopped.is_empty() {
+                journal.close(self.run_id, self.state.left_down_by, self.state.left_down)
+            } else {
+                // Back to the journal of the window this one was opened inside.
+                journal.write(&journal::State {
+                    run_id: outer.run_id.clone(),
+                    stopped: outer.stopped.clone(),
+                    left_down: self.state.left_down,
+                    left_down_by: self.state.left_down_by,
+                    opened: outer.opened,
+                    limit: outer.limit,
+                    closed: false,
+                })
+            };
+            if let Err(e) = closed {
+                tracing::warn!(error = %format!("{e:#}"), "could not clear the stop journal");
+            }
+        } else if outer.stopped.is_empty() {
+            // Closed, its failed containers kept for the next run: not a window
+            // whose owner died.
+            let kept = journal::State {
+                closed: true,
+                ..self.journaled()
+            };
+            if let Err(e) = journal.write(&kept) {
+                tracing::warn!(error = %format!("{e:#}"), "could not mark the stop journal closed");
+            }
+        }
+        self.report
     }
 }
