@@ -172,28 +172,7 @@ pub const EXIT_CONFIG: u8 = 2;
 pub async fn main(cli: Cli) -> ExitCode {
     if let Command::Worker { args } = &cli.command {
         // The worker gets its settings on stdin, not from the environment.
-        // Form: [--swap PATH]… restic ARGS…, rustic ARGS… (the armed file pass), or sqlite ARGS…
-        if let Some(("rustic", backup_args)) = args.split_first().map(|(a, b)| (a.as_str(), b)) {
-            return worker::main_rustic(backup_args).await;
-        }
-        // sqlite probe|copy|query|stat …: SQLite for images without sqlite3.
-        if let Some(("sqlite", sqlite_args)) = args.split_first().map(|(a, b)| (a.as_str(), b)) {
-            return worker::sqlite::main(sqlite_args);
-        }
-        let mut swap = Vec::new();
-        let mut rest = args.as_slice();
-        while let [flag, path, tail @ ..] = rest {
-            if flag != "--swap" {
-                break;
-            }
-            swap.push(path.clone());
-            rest = tail;
-        }
-        let Some(("restic", restic_args)) = rest.split_first().map(|(a, b)| (a.as_str(), b)) else {
-            eprintln!("stackshot worker: expected `[--swap PATH]… restic ARGS…`");
-            return ExitCode::from(EXIT_CONFIG);
-        };
-        return worker::main(&swap, restic_args).await;
+        return worker::main(args).await;
     }
     if let Command::Idle = &cli.command {
         return idle().await;
@@ -690,6 +669,11 @@ async fn run(cli: Cli, config: Config) -> Result<ExitCode> {
 mod tests {
     use super::*;
     use crate::report::RunReport;
+
+    #[test]
+    fn the_worker_s_bad_use_exits_like_bad_input() {
+        assert_eq!(worker::EXIT_USAGE, EXIT_CONFIG);
+    }
 
     #[test]
     fn a_backup_refused_for_its_plan_exits_2_like_plan() {

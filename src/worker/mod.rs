@@ -276,14 +276,72 @@ async fn remove_stale_lock(payload: &Payload, signal: i32) {
     emit(&WorkerEvent::Log { line });
 }
 
-/// The `stackshot worker rustic …` entry point: the armed file pass.
-pub async fn main_rustic(args: &[String]) -> ExitCode {
-    finish(rustic::run(args).await)
+/// Exit code for arguments that fit none of the worker's forms: the command
+/// line's code for bad configuration or input.
+pub const EXIT_USAGE: u8 = 2;
+
+/// What a `stackshot worker ARGS…` call asks for: one of the worker's forms,
+/// with its arguments.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Invocation<'a> {
+    /// `rustic ARGS…`: the armed file pass ([`rustic`]).
+    Rustic(&'a [String]),
+    /// `sqlite probe|copy|query|stat …`: SQLite for images without sqlite3
+    /// ([`sqlite`]).
+    Sqlite(&'a [String]),
+    /// `[--swap PATH]… restic ARGS…`: restic, restoring into the mounts
+    /// given with `--swap` when there are any ([`run`]).
+    Restic {
+        /// The `--swap` mounts, in order.
+        swap: Vec<String>,
+        /// restic's arguments.
+        args: &'a [String],
+    },
 }
 
-/// The `stackshot worker` entry point.
-pub async fn main(swap_dirs: &[String], args: &[String]) -> ExitCode {
-    finish(run(swap_dirs, args).await)
+impl<'a> Invocation<'a> {
+    /// Reads the worker's arguments; `None` when they fit none of its forms.
+    /// Pure.
+    pub fn parse(args: &'a [String]) -> Option<Invocation<'a>> {
+        // Form: [--swap PATH]… restic ARGS…, rustic ARGS… (the armed file pass), or sqlite ARGS…
+        if let Some(("rustic", backup_args)) = args.split_first().map(|(a, b)| (a.as_str(), b)) {
+            return Some(Invocation::Rustic(backup_args));
+        }
+        // sqlite probe|copy|query|stat …: SQLite for images without sqlite3.
+        if let Some(("sqlite", sqlite_args)) = args.split_first().map(|(a, b)| (a.as_str(), b)) {
+            return Some(Invocation::Sqlite(sqlite_args));
+        }
+        let mut swap = Vec::new();
+        let mut rest = args;
+        while let [flag, path, tail @ ..] = rest {
+            if flag != "--swap" {
+                break;
+            }
+            swap.push(path.clone());
+            rest = tail;
+        }
+        let Some(("restic", restic_args)) = rest.split_first().map(|(a, b)| (a.as_str(), b)) else {
+            return None;
+        };
+        Some(Invocation::Restic {
+            swap,
+            args: restic_args,
+        })
+    }
+}
+
+/// The `stackshot worker ARGS…` entry point: runs the form ARGS name. The
+/// worker gets its settings on stdin, not from the environment.
+pub async fn main(args: &[String]) -> ExitCode {
+    match Invocation::parse(args) {
+        Some(Invocation::Rustic(args)) => finish(rustic::run(args).await),
+        Some(Invocation::Sqlite(args)) => sqlite::main(args),
+        Some(Invocation::Restic { swap, args }) => finish(run(&swap, args).await),
+        None => {
+            eprintln!("stackshot worker: expected `[--swap PATH]… restic ARGS…`");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
 }
 
 fn finish(result: Result<i32>) -> ExitCode {
@@ -331,5 +389,40 @@ mod tests {
         }
         let line = serde_json::to_string(&WorkerEvent::Exit { code: 0 }).unwrap();
         assert_eq!(line, r#"{"event":"exit","code":0}"#);
+    }
+
+    #[test]
+    fn the_worker_s_forms() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let a = args(&["rustic", "backup", "--swap", "x"]);
+        assert_eq!(Invocation::parse(&a), Some(Invocation::Rustic(&a[1..])));
+        let a = args(&["sqlite", "probe", "/p", "/q"]);
+        assert_eq!(Invocation::parse(&a), Some(Invocation::Sqlite(&a[1..])));
+        let a = args(&["restic", "snapshots", "--json"]);
+        assert_eq!(
+            Invocation::parse(&a),
+            Some(Invocation::Restic {
+                swap: vec![],
+                args: &a[1..]
+            })
+        );
+        let a = args(&["--swap", "/a", "--swap", "/b", "restic", "restore", "x"]);
+        assert_eq!(
+            Invocation::parse(&a),
+            Some(Invocation::Restic {
+                swap: args(&["/a", "/b"]),
+                args: &a[5..]
+            })
+        );
+        // `rustic` and `sqlite` come first or not at all.
+        for bad in [
+            &[][..],
+            &["--swap", "/a", "rustic", "backup"],
+            &["--swap", "/a"],
+            &["--swap"],
+            &["backup"],
+        ] {
+            assert_eq!(Invocation::parse(&args(bad)), None, "{bad:?}");
+        }
     }
 }
