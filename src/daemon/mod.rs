@@ -93,6 +93,32 @@ async fn maintenance_schedule(
 }
 
 impl Daemon {
+    /// The daemon's parts at start-up: its state (with the containers
+    /// `recovered` at start-up), its metrics (reading the open window from
+    /// the journal) and no plan yet.
+    fn new(
+        ctx: Context,
+        found: &crate::discovery::Discovery,
+        shutdown: Shutdown,
+        recovered: Vec<String>,
+    ) -> Daemon {
+        let mut state = DaemonState::new(Utc::now());
+        state.recovered = recovered;
+        let metrics = metrics::Metrics::new(env!("CARGO_PKG_VERSION"));
+        metrics.watch_journal(ctx.journal.clone());
+        Daemon {
+            metrics,
+            state: Arc::new(Mutex::new(state)),
+            busy: tokio::sync::Mutex::new(()),
+            maintaining: Mutex::new(None),
+            shutdown,
+            project: found.project.clone(),
+            default_host: found.default_host(),
+            ctx,
+            plan: Mutex::new(None),
+        }
+    }
+
     /// Runs a maintenance task unless a backup is running here, or another
     /// process (an exec'd backup, restore, verify or drill) holds the run
     /// lock: then it is skipped until its next tick, logged and counted
@@ -376,112 +402,128 @@ impl Daemon {
         report
     }
 
+    /// Answers one client of the control socket. The steps: read its
+    /// request; then send the state ([`status_reply`](Self::status_reply)),
+    /// the plan ([`plan_reply`](Self::plan_reply)), or a backup's progress
+    /// and report ([`serve_backup`](Self::serve_backup)).
     async fn serve_client(&self, stream: UnixStream) -> Result<()> {
         let mut stream = BufReader::new(stream);
         let request = control::read_request(&mut stream).await?;
         let mut stream = stream.into_inner();
         match request {
             Request::Status => {
-                let mut state = self.state.lock().unwrap().clone();
-                let (by, left) = self.ctx.journal.left_down();
-                for e in left {
-                    // One started by hand since is no longer down.
-                    if !self.ctx.engine.is_running(&e.id).await.unwrap_or(false) {
-                        state.left_down.push(e.name);
-                        state.left_down_by = by.clone();
-                    }
-                }
-                control::send(
-                    &mut stream,
-                    &Reply::Status {
-                        state: Box::new(state),
-                    },
-                )
-                .await
+                let reply = self.status_reply().await;
+                control::send(&mut stream, &reply).await
             }
             Request::Plan => {
-                // The plan kept from the engine's events lags it by the
-                // debounce (`watch::QUIET`): read the engine anew, unless a
-                // run is in progress (its plan is the one in use, and a
-                // stopped container must not be read as gone).
-                if self.running().is_none()
-                    && let Err(e) = self.replan().await
-                {
-                    return control::send(
-                        &mut stream,
-                        &Reply::Error {
-                            message: format!("cannot read the engine for a plan: {e:#}"),
-                        },
-                    )
-                    .await;
-                }
-                let plan = self.plan.lock().unwrap().clone();
-                let checked = self
-                    .state
-                    .lock()
-                    .unwrap()
-                    .plan
-                    .as_ref()
-                    .map(|p| p.checked_at);
-                let reply = match (plan, checked) {
-                    (Some(plan), Some(checked_at)) => Reply::Plan {
-                        plan: serde_json::to_value(&plan)?,
-                        table: crate::plan::render_table(&plan),
-                        ok: plan.is_ok(),
-                        checked_at,
-                    },
-                    _ => Reply::Error {
-                        message: "the daemon has no plan yet".into(),
-                    },
-                };
+                let reply = self.plan_reply().await?;
                 control::send(&mut stream, &reply).await
             }
             Request::Backup => {
-                let mut logs = crate::logging::subscribe();
-                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Reply>();
-                let forward = async {
-                    while let Some(reply) = rx.recv().await {
-                        if control::send(&mut stream, &reply).await.is_err() {
-                            break;
-                        }
-                    }
-                };
-                let run = async {
-                    let tx2 = tx.clone();
-                    let pump = async {
-                        loop {
-                            match logs.recv().await {
-                                Ok(line) => {
-                                    let _ = tx2.send(Reply::Log { line });
-                                }
-                                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                                    continue;
-                                }
-                                Err(_) => break,
-                            }
-                        }
-                    };
-                    let result = tokio::select! {
-                        r = self.backup("manual", |id| { let _ = tx.send(Reply::Accepted { run_id: id.to_string() }); }) => r,
-                        _ = pump => unreachable!("the log channel outlives the run"),
-                    };
-                    // Lines logged in the run's last step (retention) may still
-                    // wait in the channel: send them before the report.
-                    while let Ok(line) = logs.try_recv() {
-                        let _ = tx.send(Reply::Log { line });
-                    }
-                    let _ = tx.send(match result {
-                        Ok(report) => Reply::Report {
-                            report: Box::new(report),
-                        },
-                        Err(running) => Reply::Busy { running },
-                    });
-                    drop(tx);
-                };
-                tokio::join!(forward, run);
+                self.serve_backup(&mut stream).await;
                 Ok(())
             }
         }
+    }
+
+    /// The state for `stackshot status`, with the containers a `backup
+    /// --no-restart` left down and that are still down.
+    async fn status_reply(&self) -> Reply {
+        let mut state = self.state.lock().unwrap().clone();
+        let (by, left) = self.ctx.journal.left_down();
+        for e in left {
+            // One started by hand since is no longer down.
+            if !self.ctx.engine.is_running(&e.id).await.unwrap_or(false) {
+                state.left_down.push(e.name);
+                state.left_down_by = by.clone();
+            }
+        }
+        Reply::Status {
+            state: Box::new(state),
+        }
+    }
+
+    /// The current plan for `stackshot plan`, read from the engine anew;
+    /// an error reply when the engine cannot be read or there is no plan.
+    async fn plan_reply(&self) -> Result<Reply> {
+        // The plan kept from the engine's events lags it by the
+        // debounce (`watch::QUIET`): read the engine anew, unless a
+        // run is in progress (its plan is the one in use, and a
+        // stopped container must not be read as gone).
+        if self.running().is_none()
+            && let Err(e) = self.replan().await
+        {
+            return Ok(Reply::Error {
+                message: format!("cannot read the engine for a plan: {e:#}"),
+            });
+        }
+        let plan = self.plan.lock().unwrap().clone();
+        let checked = self
+            .state
+            .lock()
+            .unwrap()
+            .plan
+            .as_ref()
+            .map(|p| p.checked_at);
+        Ok(match (plan, checked) {
+            (Some(plan), Some(checked_at)) => Reply::Plan {
+                plan: serde_json::to_value(&plan)?,
+                table: crate::plan::render_table(&plan),
+                ok: plan.is_ok(),
+                checked_at,
+            },
+            _ => Reply::Error {
+                message: "the daemon has no plan yet".into(),
+            },
+        })
+    }
+
+    /// Runs a backup for a client (`stackshot backup`): sends it the run's
+    /// id, its log lines while it runs, then its report (or that it was
+    /// refused).
+    async fn serve_backup(&self, stream: &mut UnixStream) {
+        let mut logs = crate::logging::subscribe();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Reply>();
+        let forward = async {
+            while let Some(reply) = rx.recv().await {
+                if control::send(stream, &reply).await.is_err() {
+                    break;
+                }
+            }
+        };
+        let run = async {
+            let tx2 = tx.clone();
+            let pump = async {
+                loop {
+                    match logs.recv().await {
+                        Ok(line) => {
+                            let _ = tx2.send(Reply::Log { line });
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            continue;
+                        }
+                        Err(_) => break,
+                    }
+                }
+            };
+            let result = tokio::select! {
+                r = self.backup("manual", |id| { let _ = tx.send(Reply::Accepted { run_id: id.to_string() }); }) => r,
+                _ = pump => unreachable!("the log channel outlives the run"),
+            };
+            // Lines logged in the run's last step (retention) may still
+            // wait in the channel: send them before the report.
+            while let Ok(line) = logs.try_recv() {
+                let _ = tx.send(Reply::Log { line });
+            }
+            let _ = tx.send(match result {
+                Ok(report) => Reply::Report {
+                    report: Box::new(report),
+                },
+                Err(running) => Reply::Busy { running },
+            });
+            drop(tx);
+        };
+        tokio::join!(forward, run);
     }
 }
 
@@ -497,19 +539,57 @@ pub fn socket_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(control::DEFAULT_SOCKET))
 }
 
-/// Runs the daemon until SIGTERM/SIGINT.
+/// Runs the daemon until SIGTERM/SIGINT. The steps: bind the control
+/// socket; 1. start again what an interrupted run left stopped
+/// (`recover_at_start`), watch for exec'd runs that die in their window
+/// ([`orphans`]), read the first plan (`first_plan`) and the last success
+/// (in the background); 2. serve HTTP (`serve_http`); 3. serve the control
+/// socket (`serve_control`); 4. run the schedules (`schedules`) until
+/// shutdown; 5. stop (`stop`).
 pub async fn run(ctx: Context) -> Result<()> {
     let shutdown = Shutdown::on_signals()?;
     // Bound first, so a `stackshot backup` arriving during start-up waits in the
     // backlog for this daemon instead of running a backup of its own beside it.
     let listener = control::bind(&socket_path())?;
-    // 1. Before anything else: containers an interrupted run left stopped —
-    // unless another process (a `docker exec … backup` or restore) holds the
-    // run lock: then that window is open and its owner will close it.
+    // 1. Before anything else: containers an interrupted run left stopped.
     let found = crate::discovery::discover(ctx.engine.docker(), &ctx.config).await?;
+    let recovered = recover_at_start(&ctx, &found.project).await?;
+    // From now on, a `docker exec`'d run that dies inside its window is
+    // noticed within seconds, not at the next daemon start.
+    tokio::spawn(orphans::watch(
+        ctx.engine.clone(),
+        ctx.journal.clone(),
+        found.project.clone(),
+        shutdown.clone(),
+    ));
+    let plan = first_plan(&ctx, &found);
+    let daemon = Arc::new(Daemon::new(ctx, &found, shutdown.clone(), recovered));
+    daemon.set_plan(plan);
+    // The last success, from the repository, in the background: `/healthz`
+    // answers (`starting`) while restic lists the snapshots.
+    let seeding = {
+        let daemon = daemon.clone();
+        tokio::spawn(async move { daemon.seed_last_success().await })
+    };
+    // 2. HTTP: /healthz and /metrics only.
+    let http_task = serve_http(&daemon);
+    // 3. The control socket (bound at start-up; served from here on).
+    let control_task = serve_control(&daemon, listener);
+    // 4. Schedules.
+    schedules(&daemon).await;
+    // 5. Stopping.
+    stop(&daemon, &shutdown, control_task, seeding, http_task).await;
+    Ok(())
+}
+
+/// Starts again the containers an interrupted run left stopped (and removes
+/// its leftover workers) — unless another process (a `docker exec … backup`
+/// or restore) holds the run lock: then that window is open and its owner
+/// will close it. Returns the containers started.
+async fn recover_at_start(ctx: &Context, project: &str) -> Result<Vec<String>> {
     let recovered = match ctx.journal.lock() {
         Ok(_lock) => {
-            crate::engine::worker::remove_leftovers(&ctx.engine, &found.project).await;
+            crate::engine::worker::remove_leftovers(&ctx.engine, project).await;
             window::recover(&ctx.engine, &ctx.journal).await.context(
                 "an earlier run died inside its stop window and its containers could not all be started",
             )?
@@ -522,16 +602,14 @@ pub async fn run(ctx: Context) -> Result<()> {
     if !recovered.is_empty() {
         tracing::warn!(containers = ?recovered, "started containers an interrupted run had stopped");
     }
-    // From now on, a `docker exec`'d run that dies inside its window is
-    // noticed within seconds, not at the next daemon start.
-    tokio::spawn(orphans::watch(
-        ctx.engine.clone(),
-        ctx.journal.clone(),
-        found.project.clone(),
-        shutdown.clone(),
-    ));
+    Ok(recovered)
+}
+
+/// The plan at start-up, logged with the daemon's start (and each of its
+/// errors).
+fn first_plan(ctx: &Context, found: &crate::discovery::Discovery) -> Plan {
     let plan = crate::plan::build(
-        &context::plan_options(&ctx.config, &found),
+        &context::plan_options(&ctx.config, found),
         &found.containers,
     );
     tracing::info!(
@@ -547,68 +625,54 @@ pub async fn run(ctx: Context) -> Result<()> {
     for e in &plan.errors {
         tracing::error!(error = %e, "the plan has an error; backups will fail until it is fixed");
     }
+    plan
+}
 
-    let mut state = DaemonState::new(Utc::now());
-    state.recovered = recovered;
-    let metrics = metrics::Metrics::new(env!("CARGO_PKG_VERSION"));
-    metrics.watch_journal(ctx.journal.clone());
-    let daemon = Arc::new(Daemon {
-        metrics,
-        state: Arc::new(Mutex::new(state)),
-        busy: tokio::sync::Mutex::new(()),
-        maintaining: Mutex::new(None),
-        shutdown: shutdown.clone(),
-        project: found.project.clone(),
-        default_host: found.default_host(),
-        ctx,
-        plan: Mutex::new(None),
-    });
-    daemon.set_plan(plan);
-    // The last success, from the repository, in the background: `/healthz`
-    // answers (`starting`) while restic lists the snapshots.
-    let seeding = {
-        let daemon = daemon.clone();
-        tokio::spawn(async move { daemon.seed_last_success().await })
-    };
-
-    // 2. HTTP: /healthz and /metrics only.
+/// Serves `/healthz` and `/metrics` until shutdown.
+fn serve_http(daemon: &Arc<Daemon>) -> tokio::task::JoinHandle<()> {
     let router = http::router(
         daemon.state.clone(),
         daemon.metrics.clone(),
         daemon.ctx.config.health_max_age,
     );
     let http_shutdown = {
-        let mut s = shutdown.clone();
+        let mut s = daemon.shutdown.clone();
         async move {
             s.wait().await;
         }
     };
     let addr = daemon.ctx.config.http_addr;
-    let http_task = tokio::spawn(async move {
+    tokio::spawn(async move {
         if let Err(e) = http::serve(addr, router, http_shutdown).await {
             tracing::error!(error = %format!("{e:#}"), "HTTP server stopped");
         }
-    });
+    })
+}
 
-    // 3. The control socket (bound at start-up; served from here on).
-    let control_task = {
-        let daemon = daemon.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let daemon = daemon.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = daemon.serve_client(stream).await {
-                        tracing::debug!(error = %format!("{e:#}"), "control client");
-                    }
-                });
-            }
-        })
-    };
+/// Serves the control socket: each client in a task of its own.
+fn serve_control(
+    daemon: &Arc<Daemon>,
+    listener: tokio::net::UnixListener,
+) -> tokio::task::JoinHandle<()> {
+    let daemon = daemon.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let daemon = daemon.clone();
+            tokio::spawn(async move {
+                if let Err(e) = daemon.serve_client(stream).await {
+                    tracing::debug!(error = %format!("{e:#}"), "control client");
+                }
+            });
+        }
+    })
+}
 
-    // 4. Schedules.
+/// Runs the backup schedule, the maintenance schedules and the plan's
+/// watch, until shutdown.
+async fn schedules(daemon: &Arc<Daemon>) {
     let tz = daemon.ctx.config.tz;
     let backups = {
         let d = daemon.clone();
@@ -633,14 +697,24 @@ pub async fn run(ctx: Context) -> Result<()> {
         }
     };
     let config = &daemon.ctx.config;
-    let prune = maintenance_schedule(&daemon, Task::Prune, config.prune_cron.clone());
-    let check = maintenance_schedule(&daemon, Task::Check, config.check_cron.clone());
-    let verify = maintenance_schedule(&daemon, Task::Verify, config.verify_cron.clone());
-    let drill = maintenance_schedule(&daemon, Task::Drill, config.drill_cron.clone());
+    let prune = maintenance_schedule(daemon, Task::Prune, config.prune_cron.clone());
+    let check = maintenance_schedule(daemon, Task::Check, config.check_cron.clone());
+    let verify = maintenance_schedule(daemon, Task::Verify, config.verify_cron.clone());
+    let drill = maintenance_schedule(daemon, Task::Drill, config.drill_cron.clone());
     let watch = watch::follow(daemon.clone());
     tokio::join!(backups, prune, check, verify, drill, watch);
+}
 
-    // 5. Stopping: a run in progress closes its window first (it saw the same signal).
+/// Stops: a run in progress closes its window first (it saw the same
+/// signal); then the control socket's task and the seeding end, the socket
+/// is removed, and HTTP gets 5 seconds to finish.
+async fn stop(
+    daemon: &Daemon,
+    shutdown: &Shutdown,
+    control_task: tokio::task::JoinHandle<()>,
+    seeding: tokio::task::JoinHandle<()>,
+    http_task: tokio::task::JoinHandle<()>,
+) {
     let reason = shutdown.requested().unwrap_or_else(|| "shutdown".into());
     tracing::info!(reason = %reason, "stopping");
     let _last = tokio::time::timeout(Duration::from_secs(600), daemon.busy.lock()).await;
@@ -649,5 +723,4 @@ pub async fn run(ctx: Context) -> Result<()> {
     let _ = std::fs::remove_file(socket_path());
     let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
     tracing::info!("stopped");
-    Ok(())
 }
