@@ -61,6 +61,7 @@ struct VersionLabel {
 }
 
 /// Handles to the registered metrics (each is a shared, cloneable cell).
+#[derive(Default)]
 struct Handles {
     runs: Family<ResultLabel, Counter>,
     last_success: Seconds,
@@ -122,36 +123,12 @@ fn int(v: u64) -> i64 {
 
 impl Metrics {
     /// Registers every metric; `version` goes into `stackshot_build_info`.
-    /// `stackshot_backup_runs_total` starts at 0 for each result.
+    /// `stackshot_backup_runs_total` starts at 0 for each result. The steps:
+    /// the handles, the series that exist from the start, then each family
+    /// of metrics in the order of the exposition (runs, maintenance, plan,
+    /// operations, build).
     pub fn new(version: &str) -> Metrics {
-        let m = Handles {
-            runs: Family::default(),
-            last_success: Seconds::default(),
-            last_run: Seconds::default(),
-            last_run_success: Gauge::default(),
-            duration: Seconds::default(),
-            stop_window: Seconds::default(),
-            running: Gauge::default(),
-            next_run: Seconds::default(),
-            bytes_added: Gauge::default(),
-            files: Family::default(),
-            dump_bytes: Family::default(),
-            dump_seconds: Family::default(),
-            containers_stopped: Gauge::default(),
-            maintenance: Family::default(),
-            drill_last_success: Gauge::default(),
-            drill_last: Seconds::default(),
-            plan_ok: Gauge::default(),
-            plan_stop: Gauge::default(),
-            plan_dumps: Gauge::default(),
-            plan_mounts: Gauge::default(),
-            plan_unlabelled: Gauge::default(),
-            notify_failures: Family::default(),
-            window_open: Gauge::default(),
-            window_limit: Gauge::default(),
-            refused: Family::default(),
-            delayed: Family::default(),
-        };
+        let m = Handles::default();
         let _ = m.refused.get_or_create(&TaskLabel {
             task: "backup".into(),
         });
@@ -169,147 +146,11 @@ impl Metrics {
             });
         }
         let mut r = Registry::with_prefix("stackshot");
-        // Counters get `_total` from the encoder.
-        r.register(
-            "backup_runs",
-            "Finished backup runs, by result",
-            m.runs.clone(),
-        );
-        r.register(
-            "backup_last_success_timestamp_seconds",
-            "End of the last successful run, Unix seconds (0: none yet)",
-            m.last_success.clone(),
-        );
-        r.register(
-            "backup_last_run_timestamp_seconds",
-            "End of the last finished run, Unix seconds (0: none yet)",
-            m.last_run.clone(),
-        );
-        r.register(
-            "backup_last_run_success",
-            "1 when the last finished run succeeded, else 0",
-            m.last_run_success.clone(),
-        );
-        r.register(
-            "backup_duration_seconds",
-            "Duration of the last finished run",
-            m.duration.clone(),
-        );
-        r.register(
-            "backup_stop_window_seconds",
-            "Stop window of the last finished run, first stop to last start (0: none opened)",
-            m.stop_window.clone(),
-        );
-        r.register(
-            "backup_running",
-            "1 while a backup runs, else 0",
-            m.running.clone(),
-        );
-        r.register(
-            "next_run_timestamp_seconds",
-            "Next scheduled run, Unix seconds (0: none scheduled)",
-            m.next_run.clone(),
-        );
-        r.register(
-            "snapshot_bytes_added",
-            "Bytes added to the repository by the last finished run, over all its snapshots",
-            m.bytes_added.clone(),
-        );
-        r.register(
-            "snapshot_files",
-            "Files in the last finished run's snapshots, by state against the parent snapshot",
-            m.files.clone(),
-        );
-        r.register(
-            "dump_bytes",
-            "Bytes dumped per database service in the last finished run",
-            m.dump_bytes.clone(),
-        );
-        r.register(
-            "dump_duration_seconds",
-            "Seconds spent dumping per database service in the last finished run",
-            m.dump_seconds.clone(),
-        );
-        r.register(
-            "containers_stopped",
-            "Containers stopped during the last finished run's stop window",
-            m.containers_stopped.clone(),
-        );
-        // An addition to the design's list.
-        r.register(
-            "maintenance_last_success",
-            "1 when the last run of a maintenance task (forget, prune, check, verify) succeeded, else 0",
-            m.maintenance.clone(),
-        );
-        r.register(
-            "drill_last_success",
-            "1 when the last restore drill (DRILL_CRON) loaded every dump of the latest run, else 0",
-            m.drill_last_success.clone(),
-        );
-        r.register(
-            "drill_last_timestamp_seconds",
-            "Unix time the last restore drill finished (0: none yet)",
-            m.drill_last.clone(),
-        );
-        // The current plan (issue 17), kept up to date from the engine's events.
-        r.register(
-            "plan_ok",
-            "1 when the current plan has no errors (tonight's run may proceed), else 0",
-            m.plan_ok.clone(),
-        );
-        r.register(
-            "plan_containers_to_stop",
-            "Containers the current plan stops during a backup",
-            m.plan_stop.clone(),
-        );
-        r.register(
-            "plan_dumps",
-            "Database containers the current plan dumps",
-            m.plan_dumps.clone(),
-        );
-        r.register(
-            "plan_mounts",
-            "Mounts the current plan backs up",
-            m.plan_mounts.clone(),
-        );
-        r.register(
-            "plan_unlabelled_containers",
-            "Containers in scope with no stackshot label: nothing backs them up",
-            m.plan_unlabelled.clone(),
-        );
-        r.register(
-            "notify_failures",
-            "Notifications (NOTIFY_URLS) and pings (PING_URL, scheme=\"ping\") that failed, by scheme",
-            m.notify_failures.clone(),
-        );
-        r.register(
-            "stop_window_open_seconds",
-            "How long the stop window now open has been open, from its first stop (0: no window open); also a window of a `docker exec`'d run",
-            m.window_open.clone(),
-        );
-        r.register(
-            "stop_window_limit_seconds",
-            "The limit (WINDOW_LIMIT) of the stop window now open (0: no window open, or one without a limit, such as a restore's)",
-            m.window_limit.clone(),
-        );
-        r.register(
-            "runs_refused",
-            "Runs not started because another held their place, by task (backup: a backup was running; prune, check, verify, drill: a backup, restore or another process held the run lock; they run at their next tick)",
-            m.refused.clone(),
-        );
-        r.register(
-            "runs_delayed",
-            "Backups that waited for a maintenance task or another process's run lock to end, then ran",
-            m.delayed.clone(),
-        );
-        // An info metric: the encoder adds `_info`.
-        r.register(
-            "build",
-            "stackshot's version",
-            Info::new(VersionLabel {
-                version: version.into(),
-            }),
-        );
+        register_runs(&mut r, &m);
+        register_maintenance(&mut r, &m);
+        register_plan(&mut r, &m);
+        register_operations(&mut r, &m);
+        register_build(&mut r, version);
         Metrics {
             inner: Arc::new(Inner {
                 registry: r,
@@ -498,6 +339,169 @@ impl Metrics {
             .expect("writing to a String cannot fail");
         to_classic(&openmetrics)
     }
+}
+
+/// Registers the metrics of the backup runs: their count, the last run's
+/// result, times, stop window, snapshot and dumps, and the schedule.
+fn register_runs(r: &mut Registry, m: &Handles) {
+    // Counters get `_total` from the encoder.
+    r.register(
+        "backup_runs",
+        "Finished backup runs, by result",
+        m.runs.clone(),
+    );
+    r.register(
+        "backup_last_success_timestamp_seconds",
+        "End of the last successful run, Unix seconds (0: none yet)",
+        m.last_success.clone(),
+    );
+    r.register(
+        "backup_last_run_timestamp_seconds",
+        "End of the last finished run, Unix seconds (0: none yet)",
+        m.last_run.clone(),
+    );
+    r.register(
+        "backup_last_run_success",
+        "1 when the last finished run succeeded, else 0",
+        m.last_run_success.clone(),
+    );
+    r.register(
+        "backup_duration_seconds",
+        "Duration of the last finished run",
+        m.duration.clone(),
+    );
+    r.register(
+        "backup_stop_window_seconds",
+        "Stop window of the last finished run, first stop to last start (0: none opened)",
+        m.stop_window.clone(),
+    );
+    r.register(
+        "backup_running",
+        "1 while a backup runs, else 0",
+        m.running.clone(),
+    );
+    r.register(
+        "next_run_timestamp_seconds",
+        "Next scheduled run, Unix seconds (0: none scheduled)",
+        m.next_run.clone(),
+    );
+    r.register(
+        "snapshot_bytes_added",
+        "Bytes added to the repository by the last finished run, over all its snapshots",
+        m.bytes_added.clone(),
+    );
+    r.register(
+        "snapshot_files",
+        "Files in the last finished run's snapshots, by state against the parent snapshot",
+        m.files.clone(),
+    );
+    r.register(
+        "dump_bytes",
+        "Bytes dumped per database service in the last finished run",
+        m.dump_bytes.clone(),
+    );
+    r.register(
+        "dump_duration_seconds",
+        "Seconds spent dumping per database service in the last finished run",
+        m.dump_seconds.clone(),
+    );
+    r.register(
+        "containers_stopped",
+        "Containers stopped during the last finished run's stop window",
+        m.containers_stopped.clone(),
+    );
+}
+
+/// Registers the metrics of the maintenance tasks and the restore drill.
+fn register_maintenance(r: &mut Registry, m: &Handles) {
+    // An addition to the design's list.
+    r.register(
+        "maintenance_last_success",
+        "1 when the last run of a maintenance task (forget, prune, check, verify) succeeded, else 0",
+        m.maintenance.clone(),
+    );
+    r.register(
+        "drill_last_success",
+        "1 when the last restore drill (DRILL_CRON) loaded every dump of the latest run, else 0",
+        m.drill_last_success.clone(),
+    );
+    r.register(
+        "drill_last_timestamp_seconds",
+        "Unix time the last restore drill finished (0: none yet)",
+        m.drill_last.clone(),
+    );
+}
+
+/// Registers the metrics of the current plan.
+fn register_plan(r: &mut Registry, m: &Handles) {
+    // The current plan (issue 17), kept up to date from the engine's events.
+    r.register(
+        "plan_ok",
+        "1 when the current plan has no errors (tonight's run may proceed), else 0",
+        m.plan_ok.clone(),
+    );
+    r.register(
+        "plan_containers_to_stop",
+        "Containers the current plan stops during a backup",
+        m.plan_stop.clone(),
+    );
+    r.register(
+        "plan_dumps",
+        "Database containers the current plan dumps",
+        m.plan_dumps.clone(),
+    );
+    r.register(
+        "plan_mounts",
+        "Mounts the current plan backs up",
+        m.plan_mounts.clone(),
+    );
+    r.register(
+        "plan_unlabelled_containers",
+        "Containers in scope with no stackshot label: nothing backs them up",
+        m.plan_unlabelled.clone(),
+    );
+}
+
+/// Registers the metrics of what goes on around the runs: failed
+/// notifications, the stop window now open, and runs refused or delayed.
+fn register_operations(r: &mut Registry, m: &Handles) {
+    r.register(
+        "notify_failures",
+        "Notifications (NOTIFY_URLS) and pings (PING_URL, scheme=\"ping\") that failed, by scheme",
+        m.notify_failures.clone(),
+    );
+    r.register(
+        "stop_window_open_seconds",
+        "How long the stop window now open has been open, from its first stop (0: no window open); also a window of a `docker exec`'d run",
+        m.window_open.clone(),
+    );
+    r.register(
+        "stop_window_limit_seconds",
+        "The limit (WINDOW_LIMIT) of the stop window now open (0: no window open, or one without a limit, such as a restore's)",
+        m.window_limit.clone(),
+    );
+    r.register(
+        "runs_refused",
+        "Runs not started because another held their place, by task (backup: a backup was running; prune, check, verify, drill: a backup, restore or another process held the run lock; they run at their next tick)",
+        m.refused.clone(),
+    );
+    r.register(
+        "runs_delayed",
+        "Backups that waited for a maintenance task or another process's run lock to end, then ran",
+        m.delayed.clone(),
+    );
+}
+
+/// Registers `stackshot_build_info`, holding `version`.
+fn register_build(r: &mut Registry, version: &str) {
+    // An info metric: the encoder adds `_info`.
+    r.register(
+        "build",
+        "stackshot's version",
+        Info::new(VersionLabel {
+            version: version.into(),
+        }),
+    );
 }
 
 /// Rewrites prometheus-client's OpenMetrics text to the classic text format:
