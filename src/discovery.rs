@@ -110,15 +110,25 @@ pub fn add_service_labels(containers: &mut [ContainerInfo], services: &[bollard:
 }
 
 /// Finds the id of the container this process runs in from the text of
-/// `/proc/self/mountinfo`: the engine bind-mounts
-/// `<data-root>/containers/<id>/{resolv.conf,hostname,hosts}` into every container.
+/// `/proc/self/mountinfo`. Docker bind-mounts
+/// `<data-root>/containers/<id>/{resolv.conf,hostname,hosts}` into every
+/// container; Podman mounts the same files from
+/// `<storage>/overlay-containers/<id>/userdata/`, with `.containerenv`.
 pub fn container_id_from_mountinfo(mountinfo: &str) -> Option<String> {
     mountinfo.lines().find_map(|line| {
         line.split_whitespace().find_map(|field| {
-            let rest = &field[field.find("/containers/")? + "/containers/".len()..];
+            // The last such directory: the storage path itself may hold one
+            // (Podman's `/run/containers/storage/overlay-containers/…`).
+            let (podman, rest) = match field.rfind("/overlay-containers/") {
+                Some(i) => (true, &field[i + "/overlay-containers/".len()..]),
+                None => (false, &field[field.rfind("/containers/")? + "/containers/".len()..]),
+            };
             let (id, file) = rest.split_once('/')?;
+            let file = if podman { file.strip_prefix("userdata/")? } else { file };
             let is_id = id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
-            (is_id && matches!(file, "resolv.conf" | "hostname" | "hosts")).then(|| id.to_string())
+            let own_file = matches!(file, "resolv.conf" | "hostname" | "hosts")
+                || (podman && file == ".containerenv");
+            (is_id && own_file).then(|| id.to_string())
         })
     })
 }
@@ -519,6 +529,19 @@ mod tests {
              1210 1193 254:1 /var/lib/docker/containers/{id}/hostname /etc/hostname rw,relatime - ext4 /dev/vda1 rw\n"
         );
         assert_eq!(container_id_from_mountinfo(&mountinfo).as_deref(), Some(id));
+    }
+
+    /// Recorded in a container of Podman 4.3 (rootful, Debian bookworm):
+    /// no `/containers/<id>/` of Docker's, `overlay-containers/<id>/userdata/`.
+    #[test]
+    fn finds_id_in_podmans_mountinfo() {
+        let m = include_str!("../tests/fixtures/podman/mountinfo-4.3-rootful.txt");
+        let id = container_id_from_mountinfo(m).expect("an id in Podman's mountinfo");
+        assert_eq!(id.len(), 64);
+        assert!(m.contains(&format!("overlay-containers/{id}/userdata/hostname /etc/hostname")));
+        // Another file under a Podman container's userdata is not its own mount.
+        let other = m.replace("/userdata/", "/userdata/x/");
+        assert_eq!(container_id_from_mountinfo(&other), None);
     }
 
     #[test]
