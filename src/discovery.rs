@@ -121,10 +121,17 @@ pub fn container_id_from_mountinfo(mountinfo: &str) -> Option<String> {
             // (Podman's `/run/containers/storage/overlay-containers/…`).
             let (podman, rest) = match field.rfind("/overlay-containers/") {
                 Some(i) => (true, &field[i + "/overlay-containers/".len()..]),
-                None => (false, &field[field.rfind("/containers/")? + "/containers/".len()..]),
+                None => (
+                    false,
+                    &field[field.rfind("/containers/")? + "/containers/".len()..],
+                ),
             };
             let (id, file) = rest.split_once('/')?;
-            let file = if podman { file.strip_prefix("userdata/")? } else { file };
+            let file = if podman {
+                file.strip_prefix("userdata/")?
+            } else {
+                file
+            };
             let is_id = id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
             let own_file = matches!(file, "resolv.conf" | "hostname" | "hosts")
                 || (podman && file == ".containerenv");
@@ -538,7 +545,9 @@ mod tests {
         let m = include_str!("../tests/fixtures/podman/mountinfo-4.3-rootful.txt");
         let id = container_id_from_mountinfo(m).expect("an id in Podman's mountinfo");
         assert_eq!(id.len(), 64);
-        assert!(m.contains(&format!("overlay-containers/{id}/userdata/hostname /etc/hostname")));
+        assert!(m.contains(&format!(
+            "overlay-containers/{id}/userdata/hostname /etc/hostname"
+        )));
         // Another file under a Podman container's userdata is not its own mount.
         let other = m.replace("/userdata/", "/userdata/x/");
         assert_eq!(container_id_from_mountinfo(&other), None);

@@ -321,7 +321,10 @@ fn kills_inside_the_window() {
         killed || child.try_wait().expect("poll the backup").is_some()
     });
     let (code, report, stderr) = finish(child);
-    assert!(killed, "the run ended before its worker could be killed: {report}\n{stderr}");
+    assert!(
+        killed,
+        "the run ended before its worker could be killed: {report}\n{stderr}"
+    );
     assert_eq!(code, 1, "{report}\n{stderr}");
     let reason = report["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("atomic snapshot failed"), "{reason}");

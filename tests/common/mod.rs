@@ -482,7 +482,11 @@ impl EngineExclusive {
         std::io::BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .expect("read flock's answer");
-        assert_eq!(line.trim(), "locked", "no exclusive lock on {ENGINE_LOCK} within 25 minutes");
+        assert_eq!(
+            line.trim(),
+            "locked",
+            "no exclusive lock on {ENGINE_LOCK} within 25 minutes"
+        );
         eprintln!("the engine is this test's alone");
         EngineExclusive(child)
     }
