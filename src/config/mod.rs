@@ -13,45 +13,52 @@ use crate::env::{ConfigError, Env, Secret, Sourced};
 use crate::schedule::{self, Schedule};
 
 /// Retention policy handed to `restic forget` (`None`/0 means "not used").
+///
+/// Each count comes from its `KEEP_*` variable or that variable's
+/// `RESTIC_KEEP_*` alias.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Retention {
-    /// `--keep-last`
+    /// How many of the latest snapshots to keep, from `KEEP_LAST` (passed as `--keep-last`).
     pub last: Option<u32>,
-    /// `--keep-hourly`
+    /// How many hourly snapshots to keep, from `KEEP_HOURLY` (passed as `--keep-hourly`).
     pub hourly: Option<u32>,
-    /// `--keep-daily`
+    /// How many daily snapshots to keep, from `KEEP_DAILY` (passed as `--keep-daily`; default 7).
     pub daily: Option<u32>,
-    /// `--keep-weekly`
+    /// How many weekly snapshots to keep, from `KEEP_WEEKLY` (passed as
+    /// `--keep-weekly`; default 4).
     pub weekly: Option<u32>,
-    /// `--keep-monthly`
+    /// How many monthly snapshots to keep, from `KEEP_MONTHLY` (passed as
+    /// `--keep-monthly`; default 12).
     pub monthly: Option<u32>,
-    /// `--keep-yearly`
+    /// How many yearly snapshots to keep, from `KEEP_YEARLY` (passed as
+    /// `--keep-yearly`; default 3).
     pub yearly: Option<u32>,
-    /// `--keep-within` (restic duration such as `1y6m3d`)
+    /// How far back every snapshot is kept, from `KEEP_WITHIN` as a restic
+    /// duration such as `1y6m3d` (passed as `--keep-within`).
     pub within: Option<String>,
 }
 
-/// Log verbosity.
+/// How much the log says, from `LOG_LEVEL` (default `info`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
-    /// Everything.
+    /// Logs everything, down to the finest tracing detail.
     Trace,
-    /// Diagnostic detail.
+    /// Logs diagnostic detail as well as everything `Info` logs.
     Debug,
-    /// Normal operation.
+    /// Logs normal operation, warnings and errors (the default).
     Info,
-    /// Problems only.
+    /// Logs warnings and errors only.
     Warn,
-    /// Failures only.
+    /// Logs errors only.
     Error,
 }
 
-/// Log line format.
+/// How each log line is written, from `LOG_FORMAT` (default `text`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
-    /// Human-readable lines.
+    /// Human-readable text lines (the default).
     Text,
     /// One JSON object a line, for log shippers.
     Json,
@@ -98,21 +105,21 @@ pub struct ResticSettings {
     pub preflight_timeout: Duration,
 }
 
-/// The whole configuration.
+/// Every setting stackshot reads from its environment, parsed and checked.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// When backups run.
+    /// When scheduled backups run, from `BACKUP_CRON` or `CRON_SCHEDULE` (default `0 2 * * *`).
     pub backup_cron: Schedule,
-    /// Zone the schedules are read in.
+    /// The time zone the schedules are read in, from `TZ` (default UTC).
     pub tz: Tz,
-    /// One snapshot for volumes and dumps together.
+    /// `ATOMIC_BACKUP`: whether volumes and dumps go into one snapshot together (default true).
     pub atomic: bool,
     /// `APPEND_ONLY`: the repository refuses deletions (`rest-server
     /// --append-only`, a B2 key without delete rights). A run forgets
     /// nothing (its part snapshots stay, tagged `stackshot-part`), and
     /// retention is the server's business.
     pub append_only: bool,
-    /// `restic forget` policy.
+    /// The retention policy applied with `restic forget`, from the `KEEP_*` variables.
     pub retention: Retention,
     /// When to prune; `None`: after each successful backup.
     pub prune_cron: Option<Schedule>,
@@ -122,7 +129,8 @@ pub struct Config {
     pub verify_cron: Option<Schedule>,
     /// When to run the restore drill on the latest run; `None`: never.
     pub drill_cron: Option<Schedule>,
-    /// `NOTIFY_URLS`, `NOTIFY_ON` and `PING_URL*`.
+    /// The notification receivers, policy and pings, from `NOTIFY_URLS`,
+    /// `NOTIFY_ON` and `PING_URL*`.
     pub notify: notify::Notifier,
     /// How long each container gets to stop.
     pub stop_timeout: Duration,
@@ -139,9 +147,9 @@ pub struct Config {
     pub include_all_projects: bool,
     /// Leave bind mounts out of the file backup.
     pub exclude_bind_mounts: bool,
-    /// Log verbosity.
+    /// The log verbosity, from `LOG_LEVEL`.
     pub log_level: LogLevel,
-    /// Log format.
+    /// The log line format, from `LOG_FORMAT`.
     pub log_format: LogFormat,
     /// `STOP_WINDOW`: short (default) or full.
     pub stop_window: StopWindow,
@@ -165,7 +173,8 @@ pub struct Config {
     /// other than the one the last successful run wrote to at
     /// `RESTIC_REPOSITORY` (`backup::identity`).
     pub accept_new_repository: bool,
-    /// restic's own variables.
+    /// restic's own settings: the repository, the variables handed to restic
+    /// and the preflight timeout.
     pub restic: ResticSettings,
 }
 
@@ -416,7 +425,7 @@ pub const WINDOW_LIMIT_SHORT: Duration = Duration::from_secs(15 * 60);
 /// `WINDOW_LIMIT`'s default for the full window: it holds every dump and the
 /// whole snapshot, which can be a first upload.
 pub const WINDOW_LIMIT_FULL: Duration = Duration::from_secs(6 * 3600);
-/// The longest `WINDOW_LIMIT`.
+/// The longest `WINDOW_LIMIT` accepted: 24 hours.
 pub const WINDOW_LIMIT_MAX: Duration = Duration::from_secs(24 * 3600);
 
 fn window_limit(s: &Sourced) -> Result<Duration, ConfigError> {

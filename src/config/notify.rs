@@ -13,33 +13,35 @@ use crate::env::Secret;
 /// What `NOTIFY_URLS` accepts, for error lines.
 pub const ACCEPTED: &str = "comma-separated URLs: https://… or http://… (a JSON webhook), ntfy://[user:pass@]host/topic (ntfys:// for HTTPS), gotify://host/token, discord://token@webhookid, slack://T…/B…/secret, smtp://[user:pass@]host:port/?from=…&to=…[&starttls=yes] (smtps:// for TLS)";
 
-/// One receiver.
+/// One notification receiver, parsed from a `NOTIFY_URLS` item.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Target {
     /// POST the run report as JSON.
     Webhook {
-        /// Where.
+        /// The `http(s)://` URL the report is POSTed to, as written in `NOTIFY_URLS`.
         url: Url,
     },
     /// ntfy: POST the message to `base/topic`.
     Ntfy {
-        /// `http(s)://host[:port]/topic`.
+        /// The topic's URL, `http(s)://host[:port]/topic`, built from the
+        /// item's host, port and topic.
         url: Url,
-        /// Basic auth.
+        /// The user name and password for basic auth, from the item's `user:pass@` part.
         auth: Option<(String, Secret)>,
     },
     /// Gotify: POST `{title, message, priority}` to `base/message`.
     Gotify {
-        /// `http(s)://host[:port][/path]/message`.
+        /// The message endpoint, `http(s)://host[:port][/path]/message`, built
+        /// from the item's host, port and path.
         url: Url,
         /// The application token (sent as `X-Gotify-Key`).
         token: Secret,
     },
-    /// Discord: a webhook.
+    /// Discord: POST the message to a webhook.
     Discord {
-        /// Webhook id.
+        /// The webhook's id, from the host part of `discord://token@webhookid`.
         id: String,
-        /// Webhook token.
+        /// The webhook's token, from the user part of `discord://token@webhookid`.
         token: Secret,
     },
     /// Slack: an incoming webhook.
@@ -47,19 +49,20 @@ pub enum Target {
         /// The `T…/B…/…` part of `https://hooks.slack.com/services/…`.
         path: Secret,
     },
-    /// Email over SMTP.
+    /// Email: send the message over SMTP to every recipient.
     Smtp {
-        /// Server.
+        /// The SMTP server's host name.
         host: String,
-        /// Port.
+        /// The SMTP server's port: the item's port, else 465 for `smtps://`,
+        /// 587 with STARTTLS and 25 otherwise.
         port: u16,
-        /// `plain`, `starttls` or `tls`.
+        /// How the connection is protected: plain, STARTTLS (`starttls=yes`) or TLS (`smtps://`).
         security: SmtpSecurity,
-        /// Login.
+        /// The user name and password to log in with, from the item's `user:pass@` part.
         auth: Option<(String, Secret)>,
-        /// Sender.
+        /// The sender's address, from the item's `from=` query parameter.
         from: String,
-        /// Recipients.
+        /// The recipients' addresses, from the item's `to=` query parameter (comma-separated).
         to: Vec<String>,
     },
 }
@@ -69,7 +72,7 @@ pub enum Target {
 pub enum SmtpSecurity {
     /// None (a relay on the local network).
     Plain,
-    /// STARTTLS, required.
+    /// Upgrades the plain connection with STARTTLS, which the server must offer.
     StartTls,
     /// TLS from the first byte (`smtps://`, usually port 465).
     Tls,
@@ -265,7 +268,7 @@ impl<'a> Item<'a> {
             .map_err(|e| self.bad(&e.to_string()))
     }
 
-    /// `http(s)://…`: a JSON webhook.
+    /// Reads a JSON webhook receiver from an `http(s)://…` item.
     fn webhook(&self) -> Result<Target, BadTarget> {
         self.host()?;
         Ok(Target::Webhook {
@@ -273,7 +276,7 @@ impl<'a> Item<'a> {
         })
     }
 
-    /// `ntfy(s)://[user:pass@]host/topic`.
+    /// Reads an ntfy receiver from an item of the form `ntfy(s)://[user:pass@]host/topic`.
     fn ntfy(&self) -> Result<Target, BadTarget> {
         let [topic] = self.segments.as_slice() else {
             return Err(self.bad("expected one topic: ntfy://host/topic"));
@@ -289,7 +292,7 @@ impl<'a> Item<'a> {
         })
     }
 
-    /// `gotify://host[/path]/token`.
+    /// Reads a Gotify receiver from an item of the form `gotify://host[/path]/token`.
     fn gotify(&self) -> Result<Target, BadTarget> {
         let Some((token, base)) = self.segments.split_last() else {
             return Err(self.bad("no application token: gotify://host/token"));
@@ -311,7 +314,7 @@ impl<'a> Item<'a> {
         })
     }
 
-    /// `discord://token@webhookid`.
+    /// Reads a Discord receiver from an item of the form `discord://token@webhookid`.
     fn discord(&self) -> Result<Target, BadTarget> {
         let id = self.host()?;
         if self.u.username().is_empty() {
@@ -323,7 +326,7 @@ impl<'a> Item<'a> {
         })
     }
 
-    /// `slack://T…/B…/secret`.
+    /// Reads a Slack receiver from an item of the form `slack://T…/B…/secret`.
     fn slack(&self) -> Result<Target, BadTarget> {
         let mut parts = vec![self.host()?];
         parts.extend(self.segments.iter().cloned());
@@ -337,6 +340,7 @@ impl<'a> Item<'a> {
         })
     }
 
+    /// Reads an SMTP receiver from an item of the form
     /// `smtp(s)://[user:pass@]host:port/?from=…&to=…[&starttls=yes]`.
     fn smtp(&self) -> Result<Target, BadTarget> {
         let u = &self.u;
@@ -422,7 +426,7 @@ pub fn parse_list(value: &str) -> Result<Vec<Target>, BadTarget> {
     split_items(value).iter().map(|i| parse(i)).collect()
 }
 
-/// `PING_URL` and its overrides.
+/// The monitoring pings: `PING_URL` and its success and failure overrides.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Pings {
     /// `PING_URL`: `/start` at the start, itself on success, `/fail` on failure.
@@ -436,11 +440,11 @@ pub struct Pings {
 /// The configured receivers of a run.
 #[derive(Debug, Clone)]
 pub struct Notifier {
-    /// `NOTIFY_URLS`.
+    /// The receivers notified of a run, from `NOTIFY_URLS`.
     pub targets: Vec<Target>,
-    /// `NOTIFY_ON`.
+    /// Which runs are notified, from `NOTIFY_ON`.
     pub on: NotifyOn,
-    /// `PING_URL*`.
+    /// The monitoring pings sent at a run's start and end, from the `PING_URL*` variables.
     pub pings: Pings,
 }
 
@@ -449,7 +453,7 @@ pub struct Notifier {
 pub enum NotifyOn {
     /// Failed and partial runs only (the default).
     Failure,
-    /// Every run.
+    /// Every run, whatever its result.
     Always,
 }
 
