@@ -8,7 +8,8 @@ use url::Url;
 use super::message::Told;
 use crate::env::Secret;
 
-/// `POST https://discord.com/api/webhooks/<id>/<token>` with `{"content": …}`.
+/// The request that POSTs `m` to the Discord webhook
+/// `https://discord.com/api/webhooks/<id>/<token>` as `{"content": …}`.
 pub fn request(http: &Client, id: &str, token: &Secret, m: &Told) -> Result<RequestBuilder> {
     let url = Url::parse(&format!(
         "https://discord.com/api/webhooks/{id}/{}",

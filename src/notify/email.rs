@@ -11,23 +11,23 @@ use super::target::SmtpSecurity;
 use crate::config::notify::TIMEOUT;
 use crate::env::Secret;
 
-/// Where and how to send.
+/// The SMTP server to send through and the envelope, borrowed from a `Target::Smtp` receiver.
 pub struct Smtp<'a> {
-    /// Server.
+    /// The SMTP server's host name.
     pub host: &'a str,
-    /// Port.
+    /// The SMTP server's port.
     pub port: u16,
-    /// Plain, STARTTLS or TLS.
+    /// How the connection is protected: plain, STARTTLS or TLS.
     pub security: SmtpSecurity,
-    /// Login.
+    /// The user name and password to log in with, if the receiver's URL gave any.
     pub auth: Option<&'a (String, Secret)>,
-    /// Sender.
+    /// The sender's address (the email's `From`).
     pub from: &'a str,
-    /// Recipients.
+    /// The recipients' addresses (the email's `To`).
     pub to: &'a [String],
 }
 
-/// The message.
+/// Builds the plain-text email for `m`: the title as its subject, the text as its body.
 pub fn message(s: &Smtp<'_>, m: &Told) -> Result<Message> {
     let mut b = Message::builder()
         .from(s.from.parse().context("bad from address")?)
@@ -39,7 +39,7 @@ pub fn message(s: &Smtp<'_>, m: &Told) -> Result<Message> {
     b.body(m.text.clone()).context("cannot build the email")
 }
 
-/// Sends it.
+/// Sends the email for `m` through the SMTP server `s` names, logging in when it has a login.
 pub async fn send(s: &Smtp<'_>, m: &Told) -> Result<()> {
     let msg = message(s, m)?;
     let builder = match s.security {

@@ -9,7 +9,8 @@ use url::Url;
 use super::message::Told;
 use crate::env::Secret;
 
-/// `POST url` (`http(s)://host[/path]/message`).
+/// The request that POSTs `m` as JSON to the Gotify message endpoint `url`
+/// (`http(s)://host[/path]/message`), the token in `X-Gotify-Key`.
 pub fn request(http: &Client, url: &Url, token: &Secret, m: &Told) -> RequestBuilder {
     http.post(url.clone())
         .header("X-Gotify-Key", token.expose())

@@ -29,7 +29,7 @@ fn project(report: &RunReport) -> &str {
     }
 }
 
-/// `12.3 MB`.
+/// Writes a byte count in decimal units for the message, such as `12.3 MB`.
 fn size(bytes: u64) -> String {
     let b = bytes as f64;
     if b >= 1e9 {
@@ -99,11 +99,11 @@ pub fn text(report: &RunReport) -> String {
 /// urgent it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Told {
-    /// [`title`].
+    /// The message's title, as the `title` function writes it.
     pub title: String,
-    /// [`text`].
+    /// The message's body, as the `text` function writes it.
     pub text: String,
-    /// The run succeeded.
+    /// Whether the run succeeded (ntfy tags the message with it).
     pub ok: bool,
     /// 3 for a success, 5 otherwise (ntfy's and Gotify's scales).
     pub priority: u8,

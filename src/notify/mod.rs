@@ -29,7 +29,8 @@ use crate::report::{Outcome, RunReport};
 /// A ping: the URL and, for a POST, its body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ping {
-    /// Where.
+    /// The URL to ping: `PING_URL` itself or with `/start` or `/fail` added,
+    /// or a `PING_URL_SUCCESS`/`PING_URL_FAILURE` override.
     pub url: Url,
     /// `Some`: POST this text (healthchecks.io stores it with the ping); `None`: GET.
     pub body: Option<String>,
@@ -43,7 +44,7 @@ fn join(base: &Url, leaf: &str) -> Url {
 }
 
 impl Pings {
-    /// Nothing configured.
+    /// True when none of `PING_URL`, `PING_URL_SUCCESS` and `PING_URL_FAILURE` is set.
     pub fn is_empty(&self) -> bool {
         self.base.is_none() && self.success.is_none() && self.failure.is_none()
     }

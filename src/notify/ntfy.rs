@@ -7,7 +7,8 @@ use url::Url;
 use super::message::Told;
 use crate::env::Secret;
 
-/// `POST url` (`http(s)://host/topic`), with basic auth when given.
+/// The request that POSTs `m` to the ntfy topic `url` (`http(s)://host/topic`),
+/// with basic auth when given.
 pub fn request(
     http: &Client,
     url: &Url,

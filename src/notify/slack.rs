@@ -8,7 +8,8 @@ use url::Url;
 use super::message::Told;
 use crate::env::Secret;
 
-/// `POST https://hooks.slack.com/services/T…/B…/secret` with `{"text": …}`.
+/// The request that POSTs `m` to the Slack incoming webhook
+/// `https://hooks.slack.com/services/T…/B…/secret` as `{"text": …}`.
 pub fn request(http: &Client, path: &Secret, m: &Told) -> Result<RequestBuilder> {
     let url = Url::parse(&format!(
         "https://hooks.slack.com/services/{}",

@@ -6,7 +6,8 @@ use url::Url;
 use super::message::webhook_body;
 use crate::report::RunReport;
 
-/// `POST url` with the report (and `title`, `text`) as JSON.
+/// The request that POSTs the run report to `url` as JSON, with the message's
+/// `title` and `text` added.
 pub fn request(http: &Client, url: &Url, report: &RunReport) -> RequestBuilder {
     http.post(url.clone()).json(&webhook_body(report))
 }
