@@ -21,7 +21,7 @@ pub const DEFAULT_SOCKET: &str = "/run/stackshot.sock";
 pub enum Request {
     /// Run a backup now and stream its progress.
     Backup,
-    /// The daemon's state.
+    /// Send the daemon's state, for `stackshot status`.
     Status,
     /// The daemon's plan, read from the engine at the request (the one in
     /// use while a run is in progress).
@@ -32,9 +32,9 @@ pub enum Request {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Reply {
-    /// The run started.
+    /// The requested backup started.
     Accepted {
-        /// Its id.
+        /// The id of the run that started.
         run_id: String,
     },
     /// A run is already in progress; nothing was started.
@@ -42,19 +42,19 @@ pub enum Reply {
         /// The run in progress.
         running: Option<Running>,
     },
-    /// A progress line.
+    /// One log line of the run in progress, forwarded to the client as it is logged.
     Log {
-        /// The line.
+        /// The log line as the daemon's log writes it.
         line: String,
     },
-    /// The finished run.
+    /// The run finished; this is the last reply to a backup request.
     Report {
-        /// The report.
+        /// The finished run's report.
         report: Box<RunReport>,
     },
-    /// The daemon's state.
+    /// The daemon's state, the answer to a status request.
     Status {
-        /// The state.
+        /// The daemon's state, with the containers a `backup --no-restart` left down read anew.
         state: Box<DaemonState>,
     },
     /// The daemon's current plan.
@@ -63,14 +63,14 @@ pub enum Reply {
         plan: serde_json::Value,
         /// The plan as `stackshot plan` prints it.
         table: String,
-        /// It has no errors.
+        /// Whether the plan has no errors, so that a backup may run from it.
         ok: bool,
         /// When the daemon last read the engine for it.
         checked_at: chrono::DateTime<chrono::Utc>,
     },
     /// The request could not be served.
     Error {
-        /// Why.
+        /// Why the request could not be served, in one line.
         message: String,
     },
 }

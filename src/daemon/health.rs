@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use super::state::DaemonState;
 use crate::report::Outcome;
 
-/// The judgement.
+/// The daemon's health as `/healthz` reports it, judged from the daemon's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Health {
     /// `/healthz` answers 200 when true, 503 otherwise.

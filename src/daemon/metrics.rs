@@ -245,7 +245,7 @@ impl Metrics {
         }
     }
 
-    /// Sets `stackshot_backup_running`.
+    /// Sets `stackshot_backup_running` to 1 while a backup runs and to 0 otherwise.
     pub fn set_running(&self, running: bool) {
         self.inner.m.running.set(i64::from(running));
     }

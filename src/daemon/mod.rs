@@ -31,7 +31,7 @@ use state::{DaemonState, Maintenance, PlanStatus, Running};
 /// The daemon's shared parts.
 pub struct Daemon {
     ctx: Context,
-    /// The compose project.
+    /// The compose project the daemon backs up.
     project: String,
     /// restic's `--host` when `BACKUP_HOST` is not set
     /// ([`crate::discovery::Discovery::default_host`]).

@@ -22,7 +22,7 @@ pub const GRACE: Duration = Duration::from_secs(60);
 pub enum Decision {
     /// Not yet: sleep this long, then look again.
     Wait(Duration),
-    /// Run now.
+    /// The tick is due: run now.
     Run,
     /// Too late (the host slept, or a run held us up): skip it.
     Skip,

@@ -18,7 +18,7 @@ use crate::restic::{Restic, SnapshotInfo, parse_snapshots};
 /// The snapshot that stands for the last success.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
-    /// Its time.
+    /// The snapshot's time, taken as the time of the last success.
     pub time: DateTime<Utc>,
     /// Its short id, for the log.
     pub short_id: String,

@@ -15,26 +15,26 @@ pub const HISTORY: usize = 20;
 /// A run in progress.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Running {
-    /// Run id.
+    /// The run's id: its start time, as in the report's `run_id`.
     pub run_id: String,
-    /// Start.
+    /// When the run started.
     pub started_at: DateTime<Utc>,
-    /// `schedule` or `manual`.
+    /// What started the run: `schedule` for `BACKUP_CRON`, `manual` for `stackshot backup`.
     pub trigger: String,
 }
 
 /// A finished run, in short.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
-    /// Run id.
+    /// The run's id: its start time, as in the report's `run_id`.
     pub run_id: String,
-    /// `schedule` or `manual`.
+    /// What started the run: `schedule` for `BACKUP_CRON`, `manual` for `stackshot backup`.
     pub trigger: String,
-    /// Start.
+    /// When the run started.
     pub started_at: DateTime<Utc>,
-    /// End.
+    /// When the run finished.
     pub finished_at: DateTime<Utc>,
-    /// How it ended.
+    /// How the run ended: success, partial or failed.
     pub result: Outcome,
     /// Why it did not succeed.
     pub reason: Option<String>,
@@ -43,13 +43,13 @@ pub struct RunSummary {
 /// The last result of a maintenance task (`forget`, `prune`, `check`, `verify`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Maintenance {
-    /// Which task.
+    /// The task's name: `forget`, `prune`, `check`, `verify` or `drill`.
     pub kind: String,
-    /// When it finished.
+    /// When the task finished.
     pub at: DateTime<Utc>,
-    /// It succeeded.
+    /// Whether the task succeeded.
     pub ok: bool,
-    /// Why it failed.
+    /// Why the task failed, with its error's causes; `None` when it succeeded.
     pub message: Option<String>,
 }
 
@@ -64,7 +64,8 @@ pub struct PlanStatus {
     pub checked_at: DateTime<Utc>,
 }
 
-/// The daemon's state.
+/// What the daemon knows about its runs, maintenance tasks and plan, as
+/// `stackshot status` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DaemonState {
     /// When the daemon started.
