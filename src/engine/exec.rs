@@ -16,11 +16,11 @@ use crate::env::Secret;
 /// The output of a running exec: stdout and stderr chunks as they come.
 pub type Output = Pin<Box<dyn Stream<Item = Result<LogOutput, BollardError>> + Send>>;
 
-/// A started exec.
+/// An exec started in a container: its id, its output and, when opened, its stdin.
 pub struct Exec {
     /// The exec's id, for [`exit_code`].
     pub id: String,
-    /// Its output stream.
+    /// The exec's stdout and stderr, in chunks as they come.
     pub output: Output,
     /// Its stdin, when started with [`start_with_stdin`].
     pub input: Option<Pin<Box<dyn tokio::io::AsyncWrite + Send>>>,
@@ -156,7 +156,7 @@ impl Tail {
 /// What a small exec printed.
 #[derive(Debug)]
 pub struct Captured {
-    /// Exit code.
+    /// The command's exit code.
     pub code: i64,
     /// Standard output (may be a secret: callers decide).
     pub stdout: Vec<u8>,

@@ -75,7 +75,7 @@ impl Engine {
         Ok(Engine { docker })
     }
 
-    /// The underlying client.
+    /// The bollard client the engine wraps, for calls the engine has no method for.
     pub fn docker(&self) -> &Docker {
         &self.docker
     }
@@ -101,7 +101,7 @@ impl Engine {
         }
     }
 
-    /// Inspects a container.
+    /// Inspects the container `id`; the error names the container.
     pub async fn inspect(&self, id: &str) -> Result<ContainerInspectResponse> {
         self.docker
             .inspect_container(id, None)

@@ -63,23 +63,23 @@ pub async fn remove_leftovers(engine: &Engine, project: &str) {
     }
 }
 
-/// A worker's stdin.
+/// The write end of a worker container's stdin.
 type Input = std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
 
-/// What to run.
+/// The worker container to run: its image, command, mounts, network and environment.
 #[derive(Debug, Clone)]
 pub struct WorkerSpec {
     /// Image (the sidecar's own, by id).
     pub image: String,
     /// Path of the stackshot binary in the image.
     pub binary: String,
-    /// Arguments after `worker`.
+    /// The arguments the binary is given after `worker`.
     pub args: Vec<String>,
     /// Mounts (the plan's, read-only, and the sidecar's own).
     pub mounts: Vec<Mount>,
     /// Network mode (`container:<sidecar>` shares the sidecar's network).
     pub network_mode: Option<String>,
-    /// Non-secret environment (`NAME=value`).
+    /// The container's non-secret environment, as `NAME=value` entries.
     pub env: Vec<String>,
     /// Secret environment, sent on stdin.
     pub secrets: Vec<(String, Secret)>,

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 /// One container a run stopped (or was about to stop).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
-    /// Container id.
+    /// The container's full id, by which it is stopped and started.
     pub id: String,
     /// Container name, for messages.
     pub name: String,
@@ -30,7 +30,8 @@ pub struct Entry {
     pub after: Option<Vec<String>>,
 }
 
-/// The journal's content.
+/// The journal file's content: the containers a run stopped or left down,
+/// and its window's opening time and limit.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     /// The run that wrote it.
@@ -92,7 +93,7 @@ pub struct RunLock {
     _file: File,
 }
 
-/// The journal file.
+/// The stop-window journal file in the state directory, and the run lock next to it.
 #[derive(Debug, Clone)]
 pub struct Journal {
     path: PathBuf,
@@ -106,7 +107,7 @@ impl Journal {
         }
     }
 
-    /// Where it lives.
+    /// The journal file's path.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -224,7 +224,7 @@ where
 struct OpenWindow<'a, C> {
     /// Stops and starts the containers.
     ctl: &'a C,
-    /// The stop journal.
+    /// The journal each container is written to before it is stopped.
     journal: &'a Journal,
     /// The run that opened the window.
     run_id: &'a str,
