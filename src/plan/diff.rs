@@ -19,7 +19,7 @@ pub struct PlanSummary {
     pub stop: Vec<String>,
     /// Database services dumped (`service (engine)`).
     pub dumps: Vec<String>,
-    /// Mounts backed up.
+    /// How many mounts the plan backs up.
     pub mounts: usize,
     /// Services in scope that nothing backs up: no stackshot label at all.
     pub unlabelled: Vec<String>,

@@ -35,7 +35,8 @@ pub fn stop_order(scope: &[&ContainerInfo], stop: &[&ContainerInfo]) -> Vec<Stop
 pub struct PlanOptions {
     /// The compose project being backed up.
     pub project: String,
-    /// restic `--host`.
+    /// The host restic records the snapshots under (`--host`): `BACKUP_HOST`,
+    /// else the discovered default.
     pub host: String,
     /// One snapshot for volumes and dumps together.
     pub atomic: bool,
@@ -55,13 +56,13 @@ pub struct PlanOptions {
 /// A container named in the plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ContainerRef {
-    /// Compose project.
+    /// The compose project the container belongs to.
     pub project: String,
-    /// Compose service.
+    /// The compose service the container runs.
     pub service: String,
-    /// Container name.
+    /// The container's name.
     pub container: String,
-    /// Full container id.
+    /// The container's full id.
     pub id: String,
 }
 
@@ -79,7 +80,7 @@ impl ContainerRef {
 /// A container to stop for the stop window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StopEntry {
-    /// The container.
+    /// The container to stop.
     #[serde(flatten)]
     pub container: ContainerRef,
     /// Stop wave: wave 0 first; containers of one wave stop concurrently, and
@@ -110,7 +111,7 @@ pub enum HookPhase {
 }
 
 impl HookPhase {
-    /// `pre-backup`, `pre-stop`, `post-backup`.
+    /// The phase's name for logs and `stackshot plan`: `pre-backup`, `pre-stop` or `post-backup`.
     pub fn as_str(self) -> &'static str {
         match self {
             HookPhase::PreBackup => "pre-backup",
@@ -123,9 +124,9 @@ impl HookPhase {
 /// A command run with `docker exec` (`sh -c`) in a container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Hook {
-    /// The command.
+    /// The command, run with `sh -c`.
     pub command: String,
-    /// Its time limit.
+    /// How many seconds the command may run, from `stackshot.exec.timeout` (default 300).
     pub timeout_seconds: u64,
 }
 
@@ -135,9 +136,9 @@ pub struct HookPlan {
     /// The container it runs in.
     #[serde(flatten)]
     pub container: ContainerRef,
-    /// When.
+    /// When in the run the hook runs.
     pub phase: HookPhase,
-    /// What.
+    /// The command the hook runs and its time limit.
     #[serde(flatten)]
     pub hook: Hook,
 }
@@ -148,7 +149,7 @@ pub struct HookPlan {
 pub enum CredentialSource {
     /// The container's environment variable.
     Env {
-        /// Variable name.
+        /// The name of the variable that holds the credential.
         var: String,
     },
     /// A file named by the container's `…_FILE` variable, read inside that container.
@@ -158,13 +159,13 @@ pub enum CredentialSource {
     },
     /// A default, not a secret (a user name).
     Default {
-        /// The default value.
+        /// The value used: the engine's default user name.
         value: String,
     },
     /// The value after this flag in the container's command line (Redis's
     /// `redis-server --requirepass …`), read from its configuration.
     CommandArg {
-        /// The flag.
+        /// The flag whose value is the credential, such as `--requirepass`.
         flag: String,
     },
     /// Nothing found: connect without a password.
@@ -174,19 +175,19 @@ pub enum CredentialSource {
 /// Credentials a dump will use.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Credentials {
-    /// The user.
+    /// Where the user name comes from.
     pub user: CredentialSource,
-    /// The password.
+    /// Where the password comes from.
     pub password: CredentialSource,
 }
 
-/// One database dump.
+/// One database container to dump: what it dumps, with which credentials, and the files it writes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DumpPlan {
-    /// The database container.
+    /// The database container to dump.
     #[serde(flatten)]
     pub container: ContainerRef,
-    /// Engine.
+    /// The database engine the container's labels name.
     pub engine: Engine,
     /// Databases to dump; empty: all of them, with roles/users.
     pub databases: Vec<String>,
@@ -211,7 +212,7 @@ pub struct VolumePlan {
     /// The container it is reached through.
     #[serde(flatten)]
     pub container: ContainerRef,
-    /// Volume or bind.
+    /// Whether the mount is a named volume or a bind mount.
     pub kind: MountKind,
     /// Volume name (volumes) or host path (binds).
     pub source: String,
@@ -229,11 +230,11 @@ pub enum ExcludeReason {
     NoLabel,
     /// A database's data directory: its dump is the consistent copy.
     DatabaseDataDirectory,
-    /// `EXCLUDE_BIND_MOUNTS=true`.
+    /// A bind mount, left out because `EXCLUDE_BIND_MOUNTS=true`.
     BindMountExcluded,
     /// Not matched by `stackshot.volumes.include`.
     NotIncluded,
-    /// Matched by `stackshot.volumes.exclude`.
+    /// Left out because it matches a glob of `stackshot.volumes.exclude`.
     Excluded,
     /// Not a volume or bind mount (tmpfs and the like).
     UnsupportedMountType,
@@ -246,23 +247,23 @@ pub enum ExcludeReason {
 /// Something left out of the backup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Exclusion {
-    /// The container.
+    /// The container the left-out mount belongs to, or that is left out whole.
     #[serde(flatten)]
     pub container: ContainerRef,
     /// The mount's destination; `None`: the whole container.
     pub mount: Option<String>,
-    /// Why.
+    /// Why it is left out.
     pub reason: ExcludeReason,
-    /// A human-readable detail.
+    /// A human-readable line on why, as `stackshot plan` shows it.
     pub detail: String,
 }
 
-/// The whole plan.
+/// Everything a backup will stop, dump, snapshot and leave out, with its warnings and errors.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Plan {
-    /// Compose project.
+    /// The compose project being backed up.
     pub project: String,
-    /// restic `--host`.
+    /// The host restic records the snapshots under (`--host`).
     pub host: String,
     /// One snapshot for volumes and dumps.
     pub atomic: bool,
@@ -276,9 +277,9 @@ pub struct Plan {
     pub append_only: bool,
     /// Containers stopped for the window, in stop order.
     pub stop: Vec<StopEntry>,
-    /// Database dumps.
+    /// The database dumps to take, one per database container.
     pub dumps: Vec<DumpPlan>,
-    /// Mounts backed up.
+    /// The mounts to back up as files.
     pub volumes: Vec<VolumePlan>,
     /// Files left out of the file pass, as snapshot paths: SQLite files
     /// (their copy in `/databases` is the consistent one) and their `-wal`,
@@ -330,7 +331,7 @@ fn empty(opts: &PlanOptions) -> Plan {
 
 /// What the steps of [`build`] share while it goes through the scope.
 struct Building<'a> {
-    /// The options.
+    /// The options the plan is built with.
     opts: &'a PlanOptions,
     /// The plan so far.
     plan: Plan,
