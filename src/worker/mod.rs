@@ -27,16 +27,16 @@ pub enum WorkerEvent {
     Progress(Progress),
     /// A file restic could not read.
     FileError {
-        /// The path.
+        /// The path restic could not read.
         item: String,
-        /// What went wrong.
+        /// restic's message about it.
         message: String,
     },
     /// restic's summary: the snapshot was written.
     Summary(BackupSummary),
     /// A line of restic's own output that is not one of the above.
     Log {
-        /// The line.
+        /// The line, as restic (or the worker) printed it.
         line: String,
     },
     /// The armed file pass opened the repository and waits for `go`.
@@ -49,12 +49,12 @@ pub enum WorkerEvent {
     Spooled {
         /// Files waiting to go up.
         files: u64,
-        /// Their bytes.
+        /// The total size of those files in bytes.
         bytes: u64,
     },
-    /// restic's exit code.
+    /// The worker's last line: the exit code of restic or of the armed file pass.
     Exit {
-        /// Exit code.
+        /// The exit code, which the worker also exits with.
         code: i32,
     },
 }
@@ -294,7 +294,7 @@ pub enum Invocation<'a> {
     Restic {
         /// The `--swap` mounts, in order.
         swap: Vec<String>,
-        /// restic's arguments.
+        /// The arguments handed to restic, after `restic`.
         args: &'a [String],
     },
 }

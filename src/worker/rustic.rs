@@ -33,13 +33,13 @@ use crate::restic::spool::SPOOL_DIR;
 /// What to back up, read from restic-style `backup` arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupSpec {
-    /// `--host`.
+    /// The host the snapshot is recorded under, from `--host`.
     pub host: String,
-    /// `--tag`s.
+    /// The snapshot's tags, one per `--tag`.
     pub tags: Vec<String>,
-    /// `--parent`, if any.
+    /// The snapshot to compare against for changed files, from `--parent`, if given.
     pub parent: Option<String>,
-    /// The paths.
+    /// The paths to back up, the arguments after the flags.
     pub paths: Vec<String>,
     /// `--exclude`s: absolute paths (no glob characters) left out.
     pub excludes: Vec<String>,
@@ -99,7 +99,7 @@ pub fn from_storage(target: &str) -> bool {
 /// request retried), told apart by [`Warning::storage`].
 struct Warnings(Mutex<Vec<Warning>>);
 
-/// One logged warning.
+/// One warning logged during the backup, and whether the storage logged it.
 struct Warning {
     /// Logged by the storage (rustic_backend, OpenDAL, HTTP), not rustic_core:
     /// a retry costs time, a request that finally fails fails the backup.

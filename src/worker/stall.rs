@@ -15,7 +15,7 @@ use crate::restic::json::Progress;
 /// convention of `timeout(1)`).
 pub const STALLED_EXIT: i32 = 124;
 
-/// Watches progress counters.
+/// A watchdog that tells when a `restic backup`'s progress counters have not moved for its limit.
 #[derive(Debug, Clone)]
 pub struct Stall {
     limit: Duration,

@@ -37,11 +37,11 @@ pub struct Record {
     pub phase: Phase,
     /// Every mount the restore swaps, this one included.
     pub mounts: Vec<String>,
-    /// The mount root's owner, group and mode before the swap (put back on a roll back).
+    /// The mount root's owner before the swap, put back on a roll back.
     pub uid: u32,
-    /// See `uid`.
+    /// The mount root's group before the swap, put back on a roll back.
     pub gid: u32,
-    /// See `uid`.
+    /// The mount root's mode before the swap, put back on a roll back.
     pub mode: u32,
 }
 
@@ -85,9 +85,9 @@ impl Record {
 /// What a mount holds when a restore starts.
 #[derive(Debug, Clone)]
 pub struct Seen {
-    /// The mount.
+    /// The mount's root directory, as a path in the worker.
     pub dir: String,
-    /// Its swap record.
+    /// The swap record found in the mount, if there is one.
     pub record: Option<Record>,
     /// Whether `.stackshot-old` is there.
     pub old: bool,
@@ -100,7 +100,7 @@ pub struct Seen {
 /// What to do with one mount before a restore.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Nothing was left.
+    /// An earlier restore left nothing in the mount: nothing to do.
     Nothing,
     /// Only leftovers that hold no old file (a staging directory, an empty
     /// `.stackshot-old`): removed.

@@ -34,7 +34,7 @@ fn write_all(root: &Path, files: &[(&str, &str)]) {
     }
 }
 
-/// Files: (path, content).
+/// The files a test writes or expects, as (path, content) pairs.
 type Files<'a> = &'a [(&'a str, &'a str)];
 
 const OLD_A: &[(&str, &str)] = &[("a.txt", "old a"), ("sub/b.txt", "old b"), ("gone", "x")];
