@@ -25,7 +25,7 @@ pub fn classify_backup_exit(code: i32) -> BackupExit {
     }
 }
 
-/// Arguments [`backup_args`] refuses.
+/// Why [`backup_args`] refuses its host or tags: restic would misread them.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum BackupArgsError {
     /// restic splits `--tag` values at commas and has no escape for them.

@@ -13,7 +13,7 @@ pub enum ResticError {
     NotRunnable {
         /// The binary we tried.
         binary: String,
-        /// What went wrong.
+        /// Why it could not be started or gave no version, on one line.
         detail: String,
     },
     /// The repository exists but the password opens no key.
@@ -21,7 +21,7 @@ pub enum ResticError {
         "restic repository {repository}: wrong password or no key found; check RESTIC_PASSWORD / RESTIC_PASSWORD_FILE / RESTIC_PASSWORD_COMMAND"
     )]
     WrongPassword {
-        /// The repository, masked.
+        /// The repository as `RESTIC_REPOSITORY` names it, its password masked.
         repository: String,
     },
     /// The repository cannot be reached or read (network, permissions, …).
@@ -29,7 +29,7 @@ pub enum ResticError {
         "restic repository {repository} cannot be opened: {detail}; check RESTIC_REPOSITORY, the storage's credentials and that it is reachable (and mounted, for a path)"
     )]
     Unreachable {
-        /// The repository, masked.
+        /// The repository as `RESTIC_REPOSITORY` names it, its password masked.
         repository: String,
         /// The last lines of restic's stderr, on one line.
         detail: String,
@@ -40,9 +40,9 @@ pub enum ResticError {
         "restic repository {repository}: cannot connect to {endpoint}: {reason}; check that the storage server runs and that the sidecar reaches it (RESTIC_REPOSITORY's host and port, the compose network, DNS, a firewall)"
     )]
     NoConnection {
-        /// The repository, masked.
+        /// The repository as `RESTIC_REPOSITORY` names it, its password masked.
         repository: String,
-        /// Host and port.
+        /// The server's host and port, as `host:port`.
         endpoint: String,
         /// Why the connection failed.
         reason: String,
@@ -53,11 +53,11 @@ pub enum ResticError {
         "restic repository {repository}: `restic {command}` did not finish within {seconds} s and was stopped (restic retries a failing backend for up to 15 minutes): {detail}; check that the storage server answers and the storage's credentials"
     )]
     TimedOut {
-        /// The repository, masked.
+        /// The repository as `RESTIC_REPOSITORY` names it, its password masked.
         repository: String,
         /// The subcommand, e.g. `cat config`.
         command: String,
-        /// The limit.
+        /// The time limit in seconds the command exceeded (`PREFLIGHT_TIMEOUT`).
         seconds: u64,
         /// The last lines restic printed, on one line.
         detail: String,
@@ -67,7 +67,7 @@ pub enum ResticError {
         "restic repository {repository} does not exist and `restic init` failed: {detail}; check RESTIC_REPOSITORY and that stackshot may write there"
     )]
     InitFailed {
-        /// The repository, masked.
+        /// The repository as `RESTIC_REPOSITORY` names it, its password masked.
         repository: String,
         /// The last lines of restic's stderr, on one line.
         detail: String,

@@ -26,9 +26,9 @@ use serde_json::Value;
 pub struct Version {
     /// Major version (0 for every restic release so far).
     pub major: u32,
-    /// Minor version.
+    /// The minor version, such as 17 in 0.17.1.
     pub minor: u32,
-    /// Patch level.
+    /// The patch level, such as 1 in 0.17.1 (0 when the version has none).
     pub patch: u32,
 }
 
@@ -71,7 +71,7 @@ pub fn parse_version(text: &str) -> Option<Version> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum BackupEvent {
-    /// Progress (`message_type` `status`).
+    /// A progress report of the running backup (`message_type` `status`).
     Status(Progress),
     /// A file or directory that could not be read (`error`, on stderr).
     Error(BackupError),
@@ -102,7 +102,7 @@ pub struct Progress {
     /// Files being read right now.
     #[serde(deserialize_with = "null_as_default")]
     pub current_files: Vec<String>,
-    /// Errors so far.
+    /// How many files or directories could not be read so far.
     pub error_count: u64,
 }
 
@@ -127,23 +127,23 @@ pub struct BackupSummary {
     pub files_changed: u64,
     /// Files unchanged since the parent snapshot.
     pub files_unmodified: u64,
-    /// New directories.
+    /// Directories not in the parent snapshot.
     pub dirs_new: u64,
-    /// Changed directories.
+    /// Directories that changed since the parent snapshot.
     pub dirs_changed: u64,
-    /// Unchanged directories.
+    /// Directories unchanged since the parent snapshot.
     pub dirs_unmodified: u64,
-    /// Data blobs added.
+    /// How many data blobs (chunks of file content) the backup added to the repository.
     pub data_blobs: u64,
-    /// Tree blobs added.
+    /// How many tree blobs (directory listings) the backup added to the repository.
     pub tree_blobs: u64,
     /// Bytes added, before compression.
     pub data_added: u64,
     /// Bytes added, after compression (restic 0.17+).
     pub data_added_packed: Option<u64>,
-    /// Files looked at.
+    /// How many files the backup looked at, changed or not.
     pub total_files_processed: u64,
-    /// Bytes looked at.
+    /// How many bytes the backup looked at, changed or not.
     pub total_bytes_processed: u64,
     /// Seconds the backup took.
     pub total_duration: f64,
@@ -157,7 +157,7 @@ pub struct BackupSummary {
     /// `None` when no snapshot was written (dry run, 0.17+ `--skip-if-unchanged`).
     #[serde(deserialize_with = "non_empty")]
     pub snapshot_id: Option<String>,
-    /// `--dry-run` was given.
+    /// Whether the backup ran with `--dry-run` and so wrote nothing.
     pub dry_run: bool,
 }
 
@@ -245,13 +245,13 @@ pub struct SnapshotInfo {
     pub short_id: String,
     /// When the backup started, RFC 3339.
     pub time: String,
-    /// restic `--host`.
+    /// The host the snapshot was recorded under (restic's `--host`).
     #[serde(default)]
     pub hostname: String,
-    /// restic `--tag`s.
+    /// The snapshot's tags (restic's `--tag`).
     #[serde(default, deserialize_with = "null_as_default")]
     pub tags: Vec<String>,
-    /// What was backed up.
+    /// The paths the snapshot backed up.
     #[serde(default, deserialize_with = "null_as_default")]
     pub paths: Vec<String>,
     /// The snapshot this one was compared with.
@@ -278,29 +278,29 @@ pub struct SnapshotSummary {
     pub backup_start: Option<String>,
     /// When the backup ended, RFC 3339.
     pub backup_end: Option<String>,
-    /// New files.
+    /// Files not in the parent snapshot.
     pub files_new: u64,
-    /// Changed files.
+    /// Files that changed since the parent snapshot.
     pub files_changed: u64,
-    /// Unchanged files.
+    /// Files unchanged since the parent snapshot.
     pub files_unmodified: u64,
-    /// New directories.
+    /// Directories not in the parent snapshot.
     pub dirs_new: u64,
-    /// Changed directories.
+    /// Directories that changed since the parent snapshot.
     pub dirs_changed: u64,
-    /// Unchanged directories.
+    /// Directories unchanged since the parent snapshot.
     pub dirs_unmodified: u64,
-    /// Data blobs added.
+    /// How many data blobs (chunks of file content) the backup added to the repository.
     pub data_blobs: u64,
-    /// Tree blobs added.
+    /// How many tree blobs (directory listings) the backup added to the repository.
     pub tree_blobs: u64,
     /// Bytes added, before compression.
     pub data_added: u64,
     /// Bytes added, after compression.
     pub data_added_packed: u64,
-    /// Files looked at.
+    /// How many files the backup looked at, changed or not.
     pub total_files_processed: u64,
-    /// Bytes looked at.
+    /// How many bytes the backup looked at, changed or not.
     pub total_bytes_processed: u64,
 }
 
@@ -335,10 +335,10 @@ pub fn parse_snapshots(json: &str) -> Result<Vec<SnapshotInfo>, serde_json::Erro
 /// One group of `restic forget --json`: what the policy keeps and removes.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct ForgetGroup {
-    /// Snapshots kept.
+    /// The group's snapshots the policy keeps.
     #[serde(default, deserialize_with = "null_as_default")]
     pub keep: Vec<SnapshotInfo>,
-    /// Snapshots removed.
+    /// The group's snapshots the policy removes.
     #[serde(default, deserialize_with = "null_as_default")]
     pub remove: Vec<SnapshotInfo>,
 }

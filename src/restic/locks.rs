@@ -27,10 +27,10 @@ pub struct Lock {
     /// The host of the process holding it.
     #[serde(default)]
     pub hostname: String,
-    /// Its user.
+    /// The user name of the process holding it.
     #[serde(default)]
     pub username: String,
-    /// Its process id.
+    /// The process id of the process holding it, on its host.
     #[serde(default)]
     pub pid: u64,
 }

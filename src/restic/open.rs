@@ -14,7 +14,7 @@ const EXIT_CODES_SINCE: Version = Version::new(0, 17, 0);
 /// prune must not look like a failure.
 const CAT_CONFIG: [&str; 3] = ["--no-lock", "cat", "config"];
 
-/// What [`Restic::open_or_init`] found.
+/// What [`Restic::open_or_init`] found: a repository that opens, or none, which it then created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RepoOpened {
     /// The repository was there and the password fits.

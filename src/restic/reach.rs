@@ -33,7 +33,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Endpoint {
     /// Host name or address (IPv6 without brackets).
     pub host: String,
-    /// TCP port.
+    /// The TCP port: the URL's port, else the scheme's default.
     pub port: u16,
 }
 

@@ -38,7 +38,7 @@ const PARALLEL_UPLOADS: usize = 4;
 pub struct Spooled {
     /// Its kind (pack, index, snapshot…).
     pub tpe: FileType,
-    /// Its id.
+    /// The file's id in the repository, the hash of its content.
     pub id: Id,
     /// Whether rustic's cache may keep it.
     pub cacheable: bool,
@@ -54,12 +54,12 @@ pub struct Spool {
     _lock: File,
 }
 
-/// What went up.
+/// How many files and bytes a spool uploaded, or still holds to upload.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Uploaded {
-    /// Files uploaded.
+    /// How many files were uploaded, or wait to be.
     pub files: u64,
-    /// Their bytes.
+    /// The total size of those files in bytes.
     pub bytes: u64,
 }
 
@@ -133,7 +133,7 @@ impl Spool {
         })
     }
 
-    /// The spool's directory.
+    /// The directory the spool keeps its files in until they go up.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
