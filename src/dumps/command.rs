@@ -8,9 +8,9 @@ use crate::layout::{REDIS_DUMP, sqlite_file_name};
 /// Credentials resolved for one database container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Login {
-    /// User name.
+    /// The user name the dump connects as (empty for SQLite).
     pub user: String,
-    /// Password, if any.
+    /// The password, if one was found; commands get it in their environment, never in argv.
     pub password: Option<Secret>,
 }
 
@@ -254,9 +254,9 @@ pub fn version_query(engine: Engine, tools: &Tools, login: &Login) -> Vec<String
 pub struct DumpJob {
     /// Database name, or `None` for all of them.
     pub database: Option<String>,
-    /// File name.
+    /// The file it writes, relative to the service's dump directory.
     pub file: String,
-    /// Command.
+    /// The command line run in the database container, with no secret in it.
     pub argv: Vec<String>,
 }
 

@@ -18,13 +18,13 @@ use crate::plan::{CredentialSource, DumpPlan};
 /// A database container checked and ready to dump.
 #[derive(Debug, Clone)]
 pub struct Prepared {
-    /// The plan's entry.
+    /// The plan's entry for this database container.
     pub plan: DumpPlan,
     /// Directory of its dumps, relative to `/databases` (`postgres`, or `project/postgres`).
     pub rel_dir: String,
-    /// Credentials.
+    /// The credentials resolved from the plan's credential sources.
     pub login: Login,
-    /// Tools found.
+    /// The client tools found in the container.
     pub tools: Tools,
     /// The server's version, as it reports it.
     pub server_version: String,

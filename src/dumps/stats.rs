@@ -230,7 +230,7 @@ pub async fn counts(engine: &Engine, p: &Prepared) -> Result<TableRows> {
 /// What a drill found when it compared a loaded dump with the manifest.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Comparison {
-    /// Tables compared.
+    /// How many tables were compared.
     pub tables: usize,
     /// Rows loaded, in all.
     pub rows: i64,

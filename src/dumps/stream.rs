@@ -21,11 +21,11 @@ use crate::labels::Engine as DbEngine;
 /// What streaming one dump produced.
 #[derive(Debug)]
 pub struct Streamed {
-    /// Bytes.
+    /// The size of the dump in bytes, as streamed.
     pub bytes: u64,
-    /// SHA-256, hex.
+    /// The dump's SHA-256, in lowercase hex.
     pub sha256: String,
-    /// Seconds.
+    /// How long streaming the dump took, in seconds.
     pub seconds: f64,
     /// SQL dumps: the rows counted in the stream.
     pub counted: Option<rows::Counted>,
