@@ -53,7 +53,7 @@ enum Token {
 /// Where the lexer is between two bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
-    /// Plain SQL text.
+    /// Plain SQL text, outside any literal, quoted identifier or comment.
     Code,
     /// A string literal closed by `quote`; `backslash`: `\` escapes.
     Str { quote: u8, backslash: bool },

@@ -45,7 +45,7 @@ pub(super) fn dump_dir(plan: &Plan, service: &str) -> String {
 #[derive(Debug, Clone)]
 pub(super) struct DumpFile {
     pub(super) snap: SnapshotInfo,
-    /// `/databases/<service>/<file>.sql`
+    /// The dump's path in the snapshot, such as `/databases/<service>/<file>.sql`.
     pub(super) path: String,
     /// The path relative to `/databases` (as in `SHA256SUMS`).
     pub(super) rel: String,

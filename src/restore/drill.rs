@@ -31,13 +31,13 @@ const START_TIMEOUT: Duration = Duration::from_secs(180);
 /// What the drill found for one database service.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServiceDrill {
-    /// Compose service.
+    /// The compose service of the database the drill loaded.
     pub service: String,
     /// Dumps loaded (relative to `/databases`).
     pub files: Vec<String>,
     /// User tables in the throwaway after the load.
     pub tables: usize,
-    /// Their rows, counted.
+    /// The rows in those tables, counted after the load.
     pub rows: i64,
     /// What the counts were compared with.
     pub compared: Compared,

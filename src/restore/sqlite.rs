@@ -61,7 +61,8 @@ async fn inspect_in(ctx: &Context, id: &str, path: &str) -> Result<exec::Capture
     exec::capture(&ctx.engine, id, &argv, &[]).await
 }
 
-/// `uid gid mode(octal)`. Pure.
+/// Reads the owner line `stat -c '%u %g %a'` prints, `uid gid mode(octal)`,
+/// into the uid, the gid and the permission bits. Pure.
 pub fn parse_owner(line: &str) -> Option<(u64, u64, u32)> {
     let mut w = line.split_whitespace();
     let uid = w.next()?.parse().ok()?;

@@ -23,9 +23,9 @@ use crate::layout::{DATABASES_DIR, VOLUMES_DIR};
 /// ustar field).
 #[derive(Debug, Default)]
 pub struct TarCount {
-    /// Regular files.
+    /// How many regular files the stream held so far.
     pub files: u64,
-    /// Their bytes.
+    /// The total size of those files in bytes.
     pub bytes: u64,
     header: Vec<u8>,
     skip: u64,

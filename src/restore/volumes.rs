@@ -24,9 +24,10 @@ pub struct VolumeOptions {
     pub services: Vec<String>,
     /// Restore into this volume instead (one mount only).
     pub to_volume: Option<String>,
-    /// Show what would happen.
+    /// Only show what would happen (`--dry-run`), changing nothing.
     pub dry_run: bool,
-    /// Really overwrite.
+    /// Overwrite the mounts (`--yes`); without it, the restore shows what it
+    /// would overwrite and stops.
     pub yes: bool,
 }
 
