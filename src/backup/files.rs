@@ -92,7 +92,7 @@ pub async fn prepare(
 
 /// The window's file pass, taken.
 pub struct Taken {
-    /// Its snapshot.
+    /// The pass's snapshot: its report and how restic ended.
     pub snapshot: Snapshotted,
     /// Why it is not the pass asked for, if it is not.
     pub note: Option<String>,

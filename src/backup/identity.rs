@@ -80,7 +80,7 @@ pub fn location(shown: &str) -> String {
     }
 }
 
-/// One remembered repository.
+/// A repository a successful run wrote to: its id and that run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Remembered {
     /// The repository's id (`restic cat config`).
@@ -109,7 +109,7 @@ impl Store {
         }
     }
 
-    /// Where it lives.
+    /// The path of the file that remembers the repositories.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -25,9 +25,9 @@ use crate::restic::rustic::{FullyIndexed, Indexed, open_fully_indexed, open_inde
 /// What the merged snapshot carries.
 #[derive(Debug, Clone)]
 pub struct MergeInto<'a> {
-    /// restic `--host`.
+    /// The host the merged snapshot is recorded under (restic's `--host`).
     pub host: &'a str,
-    /// Tags.
+    /// The tags the merged snapshot carries.
     pub tags: &'a [String],
     /// Its time: the moment the containers were stopped.
     pub time: DateTime<Utc>,
@@ -119,10 +119,10 @@ fn merge(
     Ok(id)
 }
 
-/// What [`verify_complete`] walked.
+/// What [`verify_complete`] walked: how many trees, blobs and packs it found in place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Complete {
-    /// Trees read.
+    /// How many trees the walk read.
     pub trees: usize,
     /// Blobs (trees and file contents) found in the index.
     pub blobs: usize,

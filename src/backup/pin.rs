@@ -74,7 +74,7 @@ struct PgSession {
 pub enum Pinned {
     /// PostgreSQL: sessions per database, roles dumped in the window.
     Postgres {
-        /// The server.
+        /// The database container, checked and ready to dump.
         prepared: Prepared,
         /// One session per database to dump.
         sessions: Vec<PgSessionHandle>,
@@ -83,9 +83,9 @@ pub enum Pinned {
     },
     /// MariaDB/MySQL: dumps running, their transactions started.
     Maria {
-        /// The server.
+        /// The database container, checked and ready to dump.
         prepared: Prepared,
-        /// The running dumps.
+        /// The dumps started at the pin, each in its own task.
         running: Vec<JoinHandle<Result<DumpResult>>>,
         /// Schema fingerprint at the pin.
         fingerprint: String,
@@ -96,7 +96,7 @@ pub enum Pinned {
 pub struct PgSessionHandle(PgSession);
 
 impl Pinned {
-    /// The service pinned.
+    /// The compose service of the pinned database server.
     pub fn service(&self) -> &str {
         match self {
             Pinned::Postgres { prepared, .. } | Pinned::Maria { prepared, .. } => {
@@ -217,16 +217,16 @@ async fn pg_pin_session(p: &Prepared, db: String, mut ex: exec::Exec) -> Result<
 pub enum Armed {
     /// PostgreSQL: a connected session per database to dump.
     Postgres {
-        /// The server.
+        /// The database container, checked and ready to dump.
         prepared: Prepared,
-        /// (database, its session).
+        /// Each database to dump, with its connected session.
         sessions: Vec<(String, exec::Exec)>,
     },
     /// MariaDB/MySQL: each dump and the schema query started, waiting to be fired.
     Maria {
-        /// The server.
+        /// The database container, checked and ready to dump.
         prepared: Prepared,
-        /// (job, its armed `mariadb-dump`).
+        /// Each dump job, with its armed `mariadb-dump` exec.
         dumps: Vec<(DumpJob, exec::Exec)>,
         /// The armed schema fingerprint query.
         fingerprint: exec::Exec,
@@ -234,7 +234,7 @@ pub enum Armed {
 }
 
 impl Armed {
-    /// The service armed.
+    /// The compose service of the armed database server.
     pub fn service(&self) -> &str {
         match self {
             Armed::Postgres { prepared, .. } | Armed::Maria { prepared, .. } => {

@@ -23,9 +23,9 @@ pub use crate::layout::{PART_TAG, VOLUMES_DIR};
 /// Settings shared by every snapshot of a run.
 #[derive(Debug, Clone)]
 pub struct Target<'a> {
-    /// restic `--host`.
+    /// The host the run's snapshots are recorded under (restic's `--host`).
     pub host: &'a str,
-    /// Compose project (a tag).
+    /// The compose project, tagged `project=<name>` on each snapshot.
     pub project: &'a str,
     /// restic's settings, handed to a worker on its stdin.
     pub secrets: &'a [(String, Secret)],
@@ -117,9 +117,9 @@ fn log_progress(p: &restic::json::Progress) {
 
 /// What a snapshot run ended with.
 pub struct Snapshotted {
-    /// The report.
+    /// The snapshot's part of the run report.
     pub report: SnapshotReport,
-    /// restic's verdict.
+    /// How the backup ended: success, partial (some files unreadable) or failed.
     pub exit: BackupExit,
 }
 
@@ -408,9 +408,9 @@ pub struct Upload {
     running: worker::Running,
     mode: String,
     secrets: Vec<(String, Secret)>,
-    /// Files to upload.
+    /// How many spooled files wait to be uploaded.
     pub files: u64,
-    /// Their bytes.
+    /// The total size of those files in bytes.
     pub bytes: u64,
 }
 
