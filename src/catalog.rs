@@ -15,15 +15,16 @@ pub struct Run {
     pub run_id: Option<String>,
     /// Time of its first snapshot.
     pub time: String,
-    /// restic host.
+    /// The host its snapshots are recorded under (restic's `--host`), from its first snapshot.
     pub host: String,
-    /// `atomic` or `split`.
+    /// `atomic` (one snapshot for volumes and dumps) or `split`, from its first
+    /// snapshot's `mode=` tag.
     pub mode: String,
-    /// Services it holds.
+    /// The compose services its snapshots hold, from their `service=` tags, sorted.
     pub services: Vec<String>,
     /// Bytes processed, when restic recorded it (0.17+).
     pub size: Option<u64>,
-    /// Its snapshots.
+    /// The run's snapshots, oldest first.
     pub snapshots: Vec<SnapshotInfo>,
 }
 

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use bollard::models::{ContainerConfig, ContainerInspectResponse};
 use serde::Serialize;
 
-/// Compose's project label.
+/// Compose's project label, naming the compose project a container belongs to.
 pub const PROJECT_LABEL: &str = "com.docker.compose.project";
-/// Compose's service label.
+/// Compose's service label, naming the compose service a container runs.
 pub const SERVICE_LABEL: &str = "com.docker.compose.service";
 /// Compose's one-off label (`docker compose run`).
 pub const ONEOFF_LABEL: &str = "com.docker.compose.oneoff";
@@ -55,7 +55,7 @@ pub enum MountKind {
 /// One mount of a container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Mount {
-    /// Volume, bind or other.
+    /// Whether the mount is a volume, a bind mount or something else.
     pub kind: MountKind,
     /// The volume's name (volumes only).
     pub name: Option<String>,
@@ -63,14 +63,14 @@ pub struct Mount {
     pub source: String,
     /// Where it is mounted in the container.
     pub destination: String,
-    /// Mounted read-write.
+    /// Whether the mount is read-write.
     pub rw: bool,
 }
 
 /// The parts of an inspected container that stackshot uses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ContainerInfo {
-    /// Full id.
+    /// The container's full id.
     pub id: String,
     /// Name without the leading `/`.
     pub name: String,
@@ -84,7 +84,7 @@ pub struct ContainerInfo {
     pub image: String,
     /// Image id (`sha256:…`) the container runs.
     pub image_id: String,
-    /// All labels.
+    /// All of the container's labels, by name.
     pub labels: BTreeMap<String, String>,
     /// Names of the environment variables (values are not kept: they may be secrets).
     pub env_names: Vec<String>,
@@ -93,7 +93,7 @@ pub struct ContainerInfo {
     pub cmd_flags: Vec<String>,
     /// `PGDATA` from the environment, when set (where PostgreSQL keeps its data).
     pub pgdata: Option<String>,
-    /// Mounts.
+    /// The container's mounts, as the engine reports them.
     pub mounts: Vec<Mount>,
     /// Running (or paused/restarting) now.
     pub running: bool,
@@ -290,7 +290,7 @@ fn env_facts(config: &ContainerConfig) -> (Option<String>, Vec<String>) {
     (pgdata, env_names)
 }
 
-/// The container's mounts.
+/// Reads the container's mounts from its inspect answer.
 fn mounts(c: &ContainerInspectResponse) -> Vec<Mount> {
     c.mounts
         .clone()

@@ -11,13 +11,13 @@ use crate::window::journal::Journal;
 
 /// What a run needs.
 pub struct Context {
-    /// Configuration.
+    /// The configuration read from the environment.
     pub config: Config,
-    /// The engine.
+    /// The connection to the Docker (or Podman) engine.
     pub engine: Engine,
     /// restic, with the repository's settings.
     pub restic: Restic,
-    /// The stop-window journal.
+    /// The stop-window journal in the state directory, which also holds the run lock.
     pub journal: Journal,
     /// `backup --no-restart`: a final backup, in the full window, that leaves
     /// the stopped containers down and stops the databases after their dumps.

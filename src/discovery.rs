@@ -15,7 +15,7 @@ use crate::container::{ContainerInfo, PROJECT_LABEL, STACK_LABEL, ServiceMode};
 /// The swarm node this stackshot runs on, in swarm mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SwarmNode {
-    /// The node's id.
+    /// The swarm node's id, as the engine reports it.
     pub id: String,
     /// The node's host name (the engine's `Name`).
     pub hostname: String,
@@ -24,7 +24,8 @@ pub struct SwarmNode {
     pub manager: bool,
 }
 
-/// What discovery found.
+/// What discovery found on the engine: the project, our own container, the
+/// containers in scope and the swarm node.
 #[derive(Debug, Clone)]
 pub struct Discovery {
     /// The compose project to back up.

@@ -28,9 +28,9 @@ pub enum ConfigError {
     /// Both `NAME` and `NAME_FILE`, or two aliases, are set.
     #[error("{first} and {second} are both set; set only one of them")]
     Conflict {
-        /// The first variable.
+        /// The name of the first variable set.
         first: String,
-        /// The second variable.
+        /// The name of the second variable set.
         second: String,
     },
     /// `NAME_FILE` points at a file that cannot be read.
@@ -38,7 +38,7 @@ pub enum ConfigError {
         "{var}={path:?}: cannot read the file: {reason}; accepted: a readable file (a docker secret, usually under /run/secrets/)"
     )]
     Unreadable {
-        /// The `NAME_FILE` variable.
+        /// The name of the `NAME_FILE` variable.
         var: String,
         /// The path it names.
         path: String,
@@ -48,9 +48,9 @@ pub enum ConfigError {
     /// A required variable is missing.
     #[error("{var} is not set; {hint}")]
     Missing {
-        /// The variable.
+        /// The name of the missing variable.
         var: String,
-        /// What to set.
+        /// What to set it to, for the error line.
         hint: String,
     },
 }

@@ -49,11 +49,12 @@ impl Engine {
 /// The label prefixes read, ours first.
 pub const PREFIXES: [&str; 3] = ["stackshot", "stack-back", "restic-compose-backup"];
 
-/// offen/docker-volume-backup's stop label.
+/// offen/docker-volume-backup's stop label, honoured like stackshot's own stop label.
 pub const DVB_STOP: &str = "docker-volume-backup.stop-during-backup";
 /// offen/docker-volume-backup's hook labels: run before and after its backup.
 pub const DVB_PRE: &str = "docker-volume-backup.archive-pre";
-/// See [`DVB_PRE`].
+/// offen/docker-volume-backup's hook label run after its backup, honoured as
+/// `stackshot.exec.post-backup`.
 pub const DVB_POST: &str = "docker-volume-backup.archive-post";
 
 /// A hook's time limit when `stackshot.exec.timeout` does not say.
@@ -68,7 +69,7 @@ pub struct Hooks {
     pub pre_stop: Option<String>,
     /// `stackshot.exec.post-backup`: after the window, on every path.
     pub post_backup: Option<String>,
-    /// `stackshot.exec.timeout` (default [`HOOK_TIMEOUT`]).
+    /// Each hook's time limit, from `stackshot.exec.timeout` (default [`HOOK_TIMEOUT`]).
     pub timeout: Option<std::time::Duration>,
 }
 
@@ -106,7 +107,7 @@ pub struct BackupLabels {
     /// `stackshot.volumes.data-dir=true`: on a database service, also back up
     /// its data directory as files, with the server stopped after its dump.
     pub data_dir: bool,
-    /// Exec hooks.
+    /// The commands run with `docker exec` in this container around a backup.
     pub hooks: Hooks,
     /// Labels whose values could not be understood, each a one-line message.
     pub errors: Vec<String>,

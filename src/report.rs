@@ -18,56 +18,58 @@ pub enum Outcome {
     Success,
     /// A snapshot was written, but some files could not be read (restic exit 3).
     Partial,
-    /// Anything else.
+    /// Anything else: the run failed.
     Failed,
 }
 
-/// One phase's duration.
+/// How long one phase of a run took.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Phase {
     /// Name: recover, plan, preflight, window, dumps, snapshot, cleanup.
     pub name: String,
-    /// Seconds.
+    /// How long the phase took, in seconds.
     pub seconds: f64,
 }
 
-/// One snapshot written.
+/// One snapshot a run wrote, with restic's counts.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotReport {
-    /// `atomic`, `volumes` or `database`.
+    /// What the snapshot holds, such as `atomic` (volumes and dumps together),
+    /// `volumes` or `database`.
     pub mode: String,
-    /// Service, for database snapshots.
+    /// The compose service of a database snapshot; `None` for the others.
     pub service: Option<String>,
-    /// Snapshot id.
+    /// The snapshot's id; `None` when restic wrote none.
     pub id: Option<String>,
     /// Files new since the parent snapshot.
     pub files_new: u64,
-    /// Files changed.
+    /// Files changed since the parent snapshot.
     pub files_changed: u64,
-    /// Files unmodified.
+    /// Files unchanged since the parent snapshot.
     pub files_unmodified: u64,
     /// Bytes added to the repository (before compression).
     pub bytes_added: u64,
-    /// Bytes looked at.
+    /// How many bytes restic looked at, changed or not.
     pub bytes_processed: u64,
-    /// Seconds.
+    /// How long the snapshot took, in seconds.
     pub seconds: f64,
     /// Files restic could not read.
     pub unreadable: Vec<String>,
 }
 
-/// The whole run.
+/// The report of one run: what happened, how long each phase took, and what was
+/// dumped and snapshotted.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
     /// Run id (start time based).
     pub run_id: String,
     /// Compose project (empty when discovery failed).
     pub project: String,
-    /// Start.
+    /// When the run started.
     pub started_at: DateTime<Utc>,
-    /// End.
+    /// When the run finished.
     pub finished_at: DateTime<Utc>,
-    /// How it ended.
+    /// How the run ended: success, partial or failed.
     pub result: Outcome,
     /// Why it did not succeed.
     pub reason: Option<String>,
@@ -75,9 +77,9 @@ pub struct RunReport {
     pub phases: Vec<Phase>,
     /// The stop window, if it opened.
     pub window: Option<WindowReport>,
-    /// Dumps written.
+    /// The dumps the run wrote.
     pub dumps: Vec<DumpResult>,
-    /// Snapshots written.
+    /// The snapshots the run wrote.
     pub snapshots: Vec<SnapshotReport>,
     /// Containers started again from the journal of an earlier, interrupted run.
     pub recovered: Vec<String>,
@@ -168,7 +170,7 @@ impl RunReport {
         self.dumps.iter().map(|d| d.bytes).sum()
     }
 
-    /// A readable summary.
+    /// The human-readable summary of the run, as `stackshot backup` prints it.
     pub fn render(&self) -> String {
         let mut out = String::new();
         let word = match self.result {
@@ -282,9 +284,9 @@ impl RunReport {
 /// How long one container took to stop or start.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Timed {
-    /// Container name.
+    /// The container's name.
     pub container: String,
-    /// Seconds.
+    /// How long the container took to stop or start, in seconds.
     pub seconds: f64,
 }
 
@@ -323,7 +325,7 @@ pub struct RetentionReport {
     pub removed: Vec<String>,
     /// The repository was pruned (only when something was removed).
     pub pruned: bool,
-    /// Why it failed.
+    /// Why retention failed, when it did.
     pub error: Option<String>,
 }
 
@@ -398,7 +400,7 @@ pub struct NotifyFailure {
     pub scheme: String,
     /// The receiver, secrets masked.
     pub target: String,
-    /// Why.
+    /// Why the receiver could not be told, with the error's causes.
     pub error: String,
 }
 
@@ -417,24 +419,24 @@ pub struct Counted {
     pub complete: bool,
 }
 
-/// One finished dump.
+/// One dump a run wrote: where it is, its size and digest, and the server it came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DumpResult {
-    /// Compose service.
+    /// The compose service of the database container dumped.
     pub service: String,
-    /// Engine.
+    /// The database engine dumped.
     pub engine: DbEngine,
     /// Database, or `None` for all.
     pub database: Option<String>,
     /// Path relative to `/databases` (as in `SHA256SUMS`).
     pub file: String,
-    /// Bytes written.
+    /// The size of the dump file in bytes.
     pub bytes: u64,
-    /// SHA-256, hex.
+    /// The dump's SHA-256 in lowercase hex, as in `SHA256SUMS`.
     pub sha256: String,
-    /// Seconds taken.
+    /// How long the dump took, in seconds.
     pub seconds: f64,
-    /// Server version.
+    /// The database server's version, as it reports it.
     pub server_version: String,
     /// SQLite: `PRAGMA integrity_check` of the copy (a dump is written only
     /// when it says `ok`).

@@ -103,14 +103,14 @@ pub async fn forget(
     Ok(report)
 }
 
-/// `restic prune`.
+/// Runs `restic prune`, which removes the data no snapshot uses any more.
 pub async fn prune(restic: &Restic) -> Result<()> {
     restic.run(&["prune"]).await?;
     tracing::info!("repository pruned");
     Ok(())
 }
 
-/// `restic check`.
+/// Runs `restic check`, which checks the repository's structure; an error fails it.
 pub async fn check(restic: &Restic) -> Result<()> {
     restic.run(&["check"]).await?;
     tracing::info!("repository check passed");
