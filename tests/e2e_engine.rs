@@ -66,8 +66,6 @@ fn restart_the_engine() {
 #[test]
 fn the_engine_restarted_inside_a_window() {
     let _serial = serial();
-    // Before the stack: an image build beside the tests (CI) ends first.
-    let _engine = EngineExclusive::take();
     let stack = Stack::up_with(
         "stackshot-e2e-engine",
         &[

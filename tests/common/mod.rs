@@ -453,52 +453,6 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The lock file that work beside the tests holds, shared, while it needs
-/// the Docker engine up (`.ci/build-image build` while CI runs it beside
-/// the tests); a test that restarts the engine holds it exclusively.
-pub const ENGINE_LOCK: &str = "/tmp/stackshot-engine-in-use.lock";
-
-/// The engine to this test alone, for a restart of `dockerd`: held until
-/// dropped. Waits (up to 25 minutes, saying so) until nothing beside the
-/// tests holds [`ENGINE_LOCK`]; an image build killed by a restart would
-/// fail CI for nothing the code did.
-pub struct EngineExclusive(std::process::Child);
-
-impl EngineExclusive {
-    /// Takes [`ENGINE_LOCK`] exclusively, through `flock(1)` in a child that
-    /// holds it until [`EngineExclusive`] is dropped.
-    pub fn take() -> EngineExclusive {
-        use std::io::BufRead;
-        eprintln!("waiting for exclusive use of the engine ({ENGINE_LOCK})");
-        let mut child = Command::new("flock")
-            // --no-fork: the lock stays with this child (sh, then sleep), and
-            // goes when it is killed.
-            .args(["--no-fork", "-x", "-w", "1500", ENGINE_LOCK])
-            .args(["sh", "-c", "echo locked; exec sleep 3600"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("start flock(1)");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("read flock's answer");
-        assert_eq!(
-            line.trim(),
-            "locked",
-            "no exclusive lock on {ENGINE_LOCK} within 25 minutes"
-        );
-        eprintln!("the engine is this test's alone");
-        EngineExclusive(child)
-    }
-}
-
-impl Drop for EngineExclusive {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// SHA-256 of a file on the host, hex.
 pub fn sha256_file(path: &Path) -> String {
     let out = run(Command::new("sha256sum").arg(path));
