@@ -1,12 +1,12 @@
-//! The checks before a dump is loaded: its SHA-256 against the snapshot's
-//! `SHA256SUMS`, and its target (found and prepared, its engine and version,
-//! whether it already has data).
+//! What a load starts from, and the checks before it: the options of
+//! `restore database`, a dump found in a run, the dump's SHA-256 against the
+//! snapshot's `SHA256SUMS`, and its target (found and prepared, its engine
+//! and version, whether it already has data).
 
 use std::collections::BTreeMap;
 
 use anyhow::{Result, anyhow, bail};
 
-use super::database::{DatabaseOptions, DumpFile};
 use super::{Scene, created, major, parse_sums, redis, small_file, stream_file};
 use crate::container::ContainerInfo;
 use crate::context::Context;
@@ -14,6 +14,34 @@ use crate::dumps::{self, DATABASES_DIR, Prepared};
 use crate::engine::exec;
 use crate::labels::Engine as DbEngine;
 use crate::plan::{self, ContainerRef, DumpPlan};
+use crate::restic::SnapshotInfo;
+
+/// Options of `restore database`.
+#[derive(Debug, Clone)]
+pub struct DatabaseOptions {
+    /// `latest`, a run id or a snapshot id.
+    pub snapshot: String,
+    /// The service whose dump to restore.
+    pub service: String,
+    /// One database (its `<name>.sql`); default: the service's only or all-databases dump.
+    pub database: Option<String>,
+    /// Load into this container instead of the service's.
+    pub target_container: Option<String>,
+    /// Overwrite a database that already has data.
+    pub replace: bool,
+}
+
+/// One dump in a run: the snapshot holding it and its path.
+#[derive(Debug, Clone)]
+pub(super) struct DumpFile {
+    pub(super) snap: SnapshotInfo,
+    /// The dump's path in the snapshot, such as `/databases/<service>/<file>.sql`.
+    pub(super) path: String,
+    /// The path relative to `/databases` (as in `SHA256SUMS`).
+    pub(super) rel: String,
+    /// The database of a per-database dump; `None` for an all-databases dump.
+    pub(super) database: Option<String>,
+}
 
 /// A dump that passed every check and may be loaded.
 pub(super) struct Checked {

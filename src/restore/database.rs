@@ -7,7 +7,7 @@ use bollard::container::LogOutput;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use super::check::{Checked, check_dump};
+use super::check::{Checked, DatabaseOptions, DumpFile, check_dump};
 use super::{place, redis, scene, sqlite, stream_file};
 use crate::catalog::{self, Run};
 use crate::context::Context;
@@ -15,22 +15,6 @@ use crate::dumps::{self, DATABASES_DIR, Prepared};
 use crate::engine::exec;
 use crate::labels::Engine as DbEngine;
 use crate::plan::Plan;
-use crate::restic::SnapshotInfo;
-
-/// Options of `restore database`.
-#[derive(Debug, Clone)]
-pub struct DatabaseOptions {
-    /// `latest`, a run id or a snapshot id.
-    pub snapshot: String,
-    /// The service whose dump to restore.
-    pub service: String,
-    /// One database (its `<name>.sql`); default: the service's only or all-databases dump.
-    pub database: Option<String>,
-    /// Load into this container instead of the service's.
-    pub target_container: Option<String>,
-    /// Overwrite a database that already has data.
-    pub replace: bool,
-}
 
 pub(super) fn dump_dir(plan: &Plan, service: &str) -> String {
     plan.dumps
@@ -39,18 +23,6 @@ pub(super) fn dump_dir(plan: &Plan, service: &str) -> String {
         .and_then(|d| d.outputs.first())
         .and_then(|o| o.rsplit_once('/').map(|(d, _)| d.to_string()))
         .unwrap_or_else(|| format!("{DATABASES_DIR}/{service}"))
-}
-
-/// One dump in a run: the snapshot holding it and its path.
-#[derive(Debug, Clone)]
-pub(super) struct DumpFile {
-    pub(super) snap: SnapshotInfo,
-    /// The dump's path in the snapshot, such as `/databases/<service>/<file>.sql`.
-    pub(super) path: String,
-    /// The path relative to `/databases` (as in `SHA256SUMS`).
-    pub(super) rel: String,
-    /// The database of a per-database dump; `None` for an all-databases dump.
-    pub(super) database: Option<String>,
 }
 
 /// Every dump of `service` in `run`, whether atomic (listed from the snapshot)
