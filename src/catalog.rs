@@ -6,6 +6,7 @@ use std::fmt::Write;
 use anyhow::{Result, bail};
 use serde::Serialize;
 
+use crate::layout::SnapshotMode;
 use crate::restic::{Restic, SnapshotInfo};
 
 /// One backup run as the repository knows it.
@@ -36,8 +37,14 @@ pub fn tag_values<'a>(s: &'a SnapshotInfo, key: &str) -> Vec<&'a str> {
         .collect()
 }
 
-fn mode(s: &SnapshotInfo) -> &str {
-    tag_values(s, "mode").first().copied().unwrap_or("atomic")
+/// The mode of a snapshot, from its first `mode=` tag: atomic when it has
+/// none (snapshots made before modes were tagged), `None` for a value no run
+/// writes.
+pub fn snapshot_mode(s: &SnapshotInfo) -> Option<SnapshotMode> {
+    match tag_values(s, "mode").first() {
+        None => Some(SnapshotMode::Atomic),
+        Some(value) => SnapshotMode::from_tag(value),
+    }
 }
 
 /// Groups snapshots into runs, newest first.
@@ -56,8 +63,8 @@ pub fn group_runs(mut snaps: Vec<SnapshotInfo>) -> Vec<Run> {
                     run_id: id,
                     time: s.time.clone(),
                     host: s.hostname.clone(),
-                    mode: if mode(&s) == "atomic" {
-                        "atomic".into()
+                    mode: if snapshot_mode(&s) == Some(SnapshotMode::Atomic) {
+                        SnapshotMode::Atomic.as_str().into()
                     } else {
                         "split".into()
                     },
@@ -118,7 +125,10 @@ impl Run {
     /// The snapshot holding `/volumes` (atomic or volumes mode).
     pub fn volumes_snapshot(&self) -> Option<&SnapshotInfo> {
         self.snapshots.iter().find(|s| {
-            matches!(mode(s), "atomic" | "volumes") && s.paths.iter().any(|p| p == "/volumes")
+            matches!(
+                snapshot_mode(s),
+                Some(SnapshotMode::Atomic | SnapshotMode::Volumes)
+            ) && s.paths.iter().any(|p| p == "/volumes")
         })
     }
 
@@ -126,9 +136,11 @@ impl Run {
     pub fn database_snapshot(&self, service: &str) -> Option<&SnapshotInfo> {
         self.snapshots.iter().find(|s| {
             let has_service = tag_values(s, "service").contains(&service);
-            match mode(s) {
-                "database" => has_service,
-                "atomic" => has_service && s.paths.iter().any(|p| p == "/databases"),
+            match snapshot_mode(s) {
+                Some(SnapshotMode::Database) => has_service,
+                Some(SnapshotMode::Atomic) => {
+                    has_service && s.paths.iter().any(|p| p == "/databases")
+                }
                 _ => false,
             }
         })

@@ -18,3 +18,68 @@ pub const VOLUMES_DIR: &str = "/volumes";
 
 /// The tag of a run's parts (pre-pass and the snapshots merged into one).
 pub const PART_TAG: &str = "stackshot-part";
+
+/// The `mode=` tag of a backup snapshot: what the snapshot holds, written when
+/// it is taken and read again to list runs and find what a restore needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotMode {
+    /// One snapshot of the volumes and the dumps together (`atomic`).
+    Atomic,
+    /// A split run's snapshot of the volumes alone (`volumes`).
+    Volumes,
+    /// A split run's snapshot of one database's dump (`database`).
+    Database,
+}
+
+impl SnapshotMode {
+    /// The tag value, exactly as it is written into the repository and the report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotMode::Atomic => "atomic",
+            SnapshotMode::Volumes => "volumes",
+            SnapshotMode::Database => "database",
+        }
+    }
+
+    /// The mode a tag value names, or `None` for a value no run writes.
+    pub fn from_tag(value: &str) -> Option<Self> {
+        match value {
+            "atomic" => Some(SnapshotMode::Atomic),
+            "volumes" => Some(SnapshotMode::Volumes),
+            "database" => Some(SnapshotMode::Database),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for SnapshotMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The strings are the repository's tags and the report's fields: they
+    /// never change.
+    #[test]
+    fn snapshot_modes_keep_their_strings() {
+        assert_eq!(SnapshotMode::Atomic.as_str(), "atomic");
+        assert_eq!(SnapshotMode::Volumes.as_str(), "volumes");
+        assert_eq!(SnapshotMode::Database.as_str(), "database");
+        assert_eq!(SnapshotMode::Atomic.to_string(), "atomic");
+        assert_eq!(format!("mode={}", SnapshotMode::Database), "mode=database");
+        for m in [
+            SnapshotMode::Atomic,
+            SnapshotMode::Volumes,
+            SnapshotMode::Database,
+        ] {
+            assert_eq!(SnapshotMode::from_tag(m.as_str()), Some(m));
+        }
+        for unknown in ["", "split", "pre-pass", "dumps", "Atomic", " atomic"] {
+            assert_eq!(SnapshotMode::from_tag(unknown), None, "{unknown:?}");
+        }
+    }
+}

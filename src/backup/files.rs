@@ -49,7 +49,7 @@ async fn start(
         mode: "window files",
         with_volumes: true,
         paths: &[VOLUMES_DIR],
-        tags: Some(target.part_tags("files")),
+        tags: target.part_tags("files"),
         parent: parent.clone(),
         pass,
     };

@@ -15,6 +15,7 @@ use crate::config::StopWindow;
 use crate::container::ContainerInfo;
 use crate::context::Context;
 use crate::dumps::{self, DATABASES_DIR, DumpResult, Prepared};
+use crate::layout::SnapshotMode;
 use crate::plan::{self, Plan};
 use crate::report::{Outcome, Phase, RunReport, SnapshotReport};
 use crate::restic::BackupExit;
@@ -212,7 +213,15 @@ async fn work(
         let snap = with_data_dirs_stopped(ctx, plan, run_id, || {
             crate::activity::track(
                 "restic backup of the volumes and dumps",
-                snapshot::in_worker(&ctx.engine, &target, plan, sidecar, "atomic", true, &paths),
+                snapshot::in_worker(
+                    &ctx.engine,
+                    &target,
+                    plan,
+                    sidecar,
+                    SnapshotMode::Atomic,
+                    true,
+                    &paths,
+                ),
             )
         })
         .await?;
@@ -243,7 +252,7 @@ async fn work(
                         &target,
                         plan,
                         sidecar,
-                        "volumes",
+                        SnapshotMode::Volumes,
                         true,
                         &[VOLUMES_DIR],
                     ),

@@ -33,7 +33,7 @@ pub async fn run(
         mode: "pre-pass",
         with_volumes: true,
         paths: &[VOLUMES_DIR],
-        tags: Some(target.part_tags("prepass")),
+        tags: target.part_tags("prepass"),
         parent: None,
         pass: snapshot::Pass::Restic,
     };

@@ -35,6 +35,7 @@ use crate::config::StopWindow;
 use crate::container::ContainerInfo;
 use crate::context::Context;
 use crate::dumps::{self, DATABASES_DIR, DumpResult, Prepared};
+use crate::layout::SnapshotMode;
 use crate::plan::Plan;
 use crate::report::{Phase, RunReport, SnapshotReport};
 use crate::restic::hold::HeldLock;
@@ -498,7 +499,7 @@ impl Steps<'_> {
             mode: "dumps",
             with_volumes: false,
             paths: &[DATABASES_DIR],
-            tags: Some(self.target.part_tags("dumps")),
+            tags: self.target.part_tags("dumps"),
             parent: None,
             pass: snapshot::Pass::Restic,
         };
@@ -543,7 +544,7 @@ impl Steps<'_> {
         if dumps_snap.is_some() {
             svc.extend(plan.dumps.iter().map(|d| d.container.service.as_str()));
         }
-        let tags = self.target.tags("atomic", &svc);
+        let tags = self.target.tags(SnapshotMode::Atomic, &svc);
         let into_host = plan.host.clone();
         let to_merge = merged_parts.clone();
         let merged = tokio::task::spawn_blocking(move || {
@@ -593,7 +594,7 @@ impl Steps<'_> {
         );
         tracing::info!(snapshot = %&merged[..8], "one snapshot of the stop's moment written");
         let mut report = SnapshotReport {
-            mode: "atomic".into(),
+            mode: SnapshotMode::Atomic.as_str().into(),
             id: Some(merged[..8].to_string()),
             ..Default::default()
         };

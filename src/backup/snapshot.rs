@@ -12,6 +12,7 @@ use crate::container::ContainerInfo;
 use crate::dumps::{self, DATABASES_DIR, DumpResult, Prepared, command::DumpJob};
 use crate::engine::{Engine, worker};
 use crate::env::Secret;
+use crate::layout::SnapshotMode;
 use crate::plan::{self, Plan};
 use crate::report::SnapshotReport;
 use crate::restic::json::{BackupEvent, BackupSummary, parse_backup_line};
@@ -50,7 +51,7 @@ impl Target<'_> {
 
     /// The tags of a snapshot: `stackshot`, `project=`, `mode=`, `run=` and one
     /// `service=` per service it holds.
-    pub fn tags(&self, mode: &str, services: &[&str]) -> Vec<String> {
+    pub fn tags(&self, mode: SnapshotMode, services: &[&str]) -> Vec<String> {
         let mut t = vec![
             "stackshot".to_string(),
             format!("project={}", self.project),
@@ -126,14 +127,15 @@ pub struct Snapshotted {
 /// One `restic backup` in a worker container.
 #[derive(Debug, Clone)]
 pub struct SnapshotJob<'a> {
-    /// What it is, for reports and messages (`atomic`, `volumes`, `prepass`, …).
+    /// What it is, for reports and messages (`atomic`, `volumes`, `pre-pass`, …):
+    /// a snapshot's mode tag, or what part of a run it is.
     pub mode: &'a str,
     /// The plan's mounts attached (read-only) under `/volumes`.
     pub with_volumes: bool,
     /// Paths to back up.
     pub paths: &'a [&'a str],
-    /// Tags; `None`: the run's tags for `mode` and the services of `paths`.
-    pub tags: Option<Vec<String>>,
+    /// Tags: a part's ([`Target::part_tags`]) or a backup's ([`run_tags`]).
+    pub tags: Vec<String>,
     /// `--parent` snapshot (the pre-pass), if any.
     pub parent: Option<String>,
     /// Which pass runs in the worker.
@@ -176,6 +178,25 @@ pub struct StartedSnapshot {
     secrets: Vec<(String, Secret)>,
 }
 
+/// The run's tags for a backup snapshot of `paths` in `mode`: one `service=`
+/// for each service of the plan whose mounts (`/volumes`) or dumps
+/// (`/databases`) it holds. Pure.
+pub fn run_tags(
+    target: &Target<'_>,
+    plan: &Plan,
+    mode: SnapshotMode,
+    paths: &[&str],
+) -> Vec<String> {
+    let mut services: Vec<&str> = Vec::new();
+    if paths.contains(&VOLUMES_DIR) {
+        services.extend(plan.volumes.iter().map(|v| v.container.service.as_str()));
+    }
+    if paths.contains(&DATABASES_DIR) {
+        services.extend(plan.dumps.iter().map(|d| d.container.service.as_str()));
+    }
+    target.tags(mode, &services)
+}
+
 /// Starts the worker of `job` (created, attached, started); restic runs only
 /// once [`StartedSnapshot::finish`] hands it its settings.
 pub async fn start_in_worker(
@@ -190,20 +211,7 @@ pub async fn start_in_worker(
         Pass::Restic => "restic".to_string(),
         Pass::Armed => "rustic".to_string(),
     }];
-    let tags = match &job.tags {
-        Some(t) => t.clone(),
-        None => {
-            let mut services: Vec<&str> = Vec::new();
-            if job.paths.contains(&VOLUMES_DIR) {
-                services.extend(plan.volumes.iter().map(|v| v.container.service.as_str()));
-            }
-            if job.paths.contains(&DATABASES_DIR) {
-                services.extend(plan.dumps.iter().map(|d| d.container.service.as_str()));
-            }
-            target.tags(job.mode, &services)
-        }
-    };
-    args.extend(restic::backup_args(target.host, &tags, job.paths)?);
+    args.extend(restic::backup_args(target.host, &job.tags, job.paths)?);
     if job.paths.contains(&VOLUMES_DIR) {
         for e in volume_excludes(plan) {
             args.extend(["--exclude".to_string(), e]);
@@ -448,15 +456,15 @@ pub async fn in_worker(
     target: &Target<'_>,
     plan: &Plan,
     sidecar: &ContainerInfo,
-    mode: &str,
+    mode: SnapshotMode,
     with_volumes: bool,
     paths: &[&str],
 ) -> Result<Snapshotted> {
     let job = SnapshotJob {
-        mode,
+        mode: mode.as_str(),
         with_volumes,
         paths,
-        tags: None,
+        tags: run_tags(target, plan, mode, paths),
         parent: None,
         pass: Pass::Restic,
     };
@@ -479,7 +487,11 @@ pub async fn database_via_stdin(
     let service = p.plan.container.service.as_str();
     let file = format!("{}/{}", p.rel_dir, job.file);
     let stdin_name = format!("{}/{file}", DATABASES_DIR.trim_start_matches('/'));
-    let mut args = restic::backup_args(target.host, &target.tags("database", &[service]), &[])?;
+    let mut args = restic::backup_args(
+        target.host,
+        &target.tags(SnapshotMode::Database, &[service]),
+        &[],
+    )?;
     args.extend([
         "--stdin".to_string(),
         "--stdin-filename".to_string(),
@@ -547,7 +559,13 @@ pub async fn database_via_stdin(
     Ok((
         dump,
         Snapshotted {
-            report: report_from("database", Some(service), &summary, started, vec![]),
+            report: report_from(
+                SnapshotMode::Database.as_str(),
+                Some(service),
+                &summary,
+                started,
+                vec![],
+            ),
             exit,
         },
     ))
@@ -637,7 +655,7 @@ mod tests {
             stall_timeout: std::time::Duration::from_secs(600),
         };
         assert_eq!(
-            t.tags("atomic", &["pg", "app", "app"]),
+            t.tags(SnapshotMode::Atomic, &["pg", "app", "app"]),
             [
                 "stackshot",
                 "project=shop",
@@ -647,6 +665,6 @@ mod tests {
                 "service=pg"
             ]
         );
-        assert_eq!(t.tags("database", &["pg"])[4], "service=pg");
+        assert_eq!(t.tags(SnapshotMode::Database, &["pg"])[4], "service=pg");
     }
 }

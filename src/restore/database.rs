@@ -14,6 +14,7 @@ use crate::context::Context;
 use crate::dumps::{self, DATABASES_DIR, Prepared};
 use crate::engine::exec;
 use crate::labels::Engine as DbEngine;
+use crate::layout::SnapshotMode;
 use crate::plan::Plan;
 
 pub(super) fn dump_dir(plan: &Plan, service: &str) -> String {
@@ -47,9 +48,9 @@ pub(super) async fn dump_files(
         .iter()
         .filter(|s| catalog::tag_values(s, "service").contains(&service))
     {
-        let paths: Vec<String> = match catalog::tag_values(snap, "mode").first().copied() {
-            Some("database") => snap.paths.clone(),
-            Some("atomic") | None if snap.paths.iter().any(|p| p == DATABASES_DIR) => ctx
+        let paths: Vec<String> = match catalog::snapshot_mode(snap) {
+            Some(SnapshotMode::Database) => snap.paths.clone(),
+            Some(SnapshotMode::Atomic) if snap.paths.iter().any(|p| p == DATABASES_DIR) => ctx
                 .restic
                 .run(&["ls", &snap.id, &dir])
                 .await?

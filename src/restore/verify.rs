@@ -14,7 +14,7 @@ use super::{parse_sums, small_file, stream_file};
 use crate::catalog;
 use crate::context::Context;
 use crate::discovery;
-use crate::layout::{DATABASES_DIR, VOLUMES_DIR};
+use crate::layout::{DATABASES_DIR, SnapshotMode, VOLUMES_DIR};
 
 /// Counts the regular files and their bytes in a tar stream fed in chunks.
 /// Pure: it only parses 512-byte headers (ustar, GNU long names and
@@ -179,7 +179,10 @@ pub async fn verify(
         else {
             // A split run's database snapshot has no SHA256SUMS (it is read whole
             // below); an atomic one must have it.
-            if snap.tags.iter().any(|t| t == "mode=atomic") {
+            if catalog::tag_values(snap, "mode")
+                .into_iter()
+                .any(|m| SnapshotMode::from_tag(m) == Some(SnapshotMode::Atomic))
+            {
                 problems.push(format!(
                     "snapshot {} has /databases but no SHA256SUMS",
                     snap.short_id
