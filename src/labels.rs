@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::layout::StopWindow;
+
 /// A database engine stackshot can dump.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -372,11 +374,14 @@ fn own_only(
             )),
         },
         "window" => match value.trim().to_ascii_lowercase().as_str() {
-            "full" => out.window_full = true,
-            "short" | "" => {}
-            other => out.errors.push(format!(
-                "label {key}={other:?} is not a stop window; accepted: full or short"
-            )),
+            "" => {}
+            other => match StopWindow::from_name(other) {
+                Some(StopWindow::Full) => out.window_full = true,
+                Some(StopWindow::Short) => {}
+                None => out.errors.push(format!(
+                    "label {key}={other:?} is not a stop window; accepted: full or short"
+                )),
+            },
         },
         "role" => {
             // stackshot's own mark: its containers are never parsed (see

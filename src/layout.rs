@@ -58,6 +58,44 @@ impl std::fmt::Display for SnapshotMode {
     }
 }
 
+/// How long the stop window lasts (`STOP_WINDOW`, the `stackshot.window`
+/// label), and which one a run used (the plan's and the report's `short` or
+/// `full`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StopWindow {
+    /// Pre-pass before the window; databases pinned and the incremental file
+    /// snapshot inside it; the dumps stream after it.
+    Short,
+    /// Every dump and the whole file snapshot inside the window (the older tools' way).
+    Full,
+}
+
+impl StopWindow {
+    /// The window's name, exactly as the configuration, the plan and the report spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopWindow::Short => "short",
+            StopWindow::Full => "full",
+        }
+    }
+
+    /// The window a name (already trimmed and lowercased) names, or `None`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "short" => Some(StopWindow::Short),
+            "full" => Some(StopWindow::Full),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for StopWindow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +118,29 @@ mod tests {
         }
         for unknown in ["", "split", "pre-pass", "dumps", "Atomic", " atomic"] {
             assert_eq!(SnapshotMode::from_tag(unknown), None, "{unknown:?}");
+        }
+    }
+
+    /// The window's names are the configuration's values, the plan's and
+    /// the report's fields: they never change.
+    #[test]
+    fn stop_windows_keep_their_names() {
+        assert_eq!(StopWindow::Short.as_str(), "short");
+        assert_eq!(StopWindow::Full.as_str(), "full");
+        assert_eq!(StopWindow::Full.to_string(), "full");
+        assert_eq!(
+            serde_json::to_string(&StopWindow::Short).unwrap(),
+            "\"short\""
+        );
+        assert_eq!(
+            serde_json::to_string(&StopWindow::Full).unwrap(),
+            "\"full\""
+        );
+        for w in [StopWindow::Short, StopWindow::Full] {
+            assert_eq!(StopWindow::from_name(w.as_str()), Some(w));
+        }
+        for unknown in ["", "Full", " short", "long"] {
+            assert_eq!(StopWindow::from_name(unknown), None, "{unknown:?}");
         }
     }
 }

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::labels::Engine as DbEngine;
+use crate::layout::StopWindow;
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,7 +88,8 @@ pub struct RunReport {
     pub repository_initialised: bool,
     /// Peak resident memory of the stackshot process so far, in bytes (Linux).
     pub peak_rss_bytes: Option<u64>,
-    /// The stop window used: `short` or `full` (empty when none opened).
+    /// The stop window used: `short` or `full` (a [`StopWindow`]'s name;
+    /// empty when none opened).
     #[serde(default)]
     pub window_mode: String,
     /// What went differently from the plan, and why (a database dumped inside
@@ -202,7 +204,7 @@ impl RunReport {
                 out,
                 "  stop window ({}): {:.1}s, stopped {} ({}), started {}",
                 if self.window_mode.is_empty() {
-                    "full"
+                    StopWindow::Full.as_str()
                 } else {
                     &self.window_mode
                 },

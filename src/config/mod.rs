@@ -10,6 +10,7 @@ use chrono_tz::Tz;
 use serde::Serialize;
 
 use crate::env::{ConfigError, Env, Secret, Sourced};
+pub use crate::layout::StopWindow;
 use crate::schedule::{self, Schedule};
 
 /// Retention policy handed to `restic forget` (`None`/0 means "not used").
@@ -62,17 +63,6 @@ pub enum LogFormat {
     Text,
     /// One JSON object a line, for log shippers.
     Json,
-}
-
-/// How long the stop window lasts (`STOP_WINDOW`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StopWindow {
-    /// Pre-pass before the window; databases pinned and the incremental file
-    /// snapshot inside it; the dumps stream after it.
-    Short,
-    /// Every dump and the whole file snapshot inside the window (the older tools' way).
-    Full,
 }
 
 /// What takes the short window's file pass (`WINDOW_FILE_PASS`).
@@ -553,11 +543,8 @@ fn log_format(s: &Sourced) -> Result<LogFormat, ConfigError> {
 }
 
 fn stop_window(s: &Sourced) -> Result<StopWindow, ConfigError> {
-    match s.value.trim().to_ascii_lowercase().as_str() {
-        "short" => Ok(StopWindow::Short),
-        "full" => Ok(StopWindow::Full),
-        _ => Err(invalid(s, "unknown stop window", "short or full")),
-    }
+    StopWindow::from_name(&s.value.trim().to_ascii_lowercase())
+        .ok_or_else(|| invalid(s, "unknown stop window", "short or full"))
 }
 
 /// `SWARM_MODE`: `auto` (detect) or a boolean.

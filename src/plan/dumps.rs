@@ -10,6 +10,7 @@ use super::{
 };
 use crate::container::{ContainerInfo, MountKind};
 use crate::labels::{self, BackupLabels, Engine};
+use crate::layout::StopWindow;
 
 /// Where a database container's credentials come from, given its variables'
 /// names and its command line's flags.
@@ -296,7 +297,7 @@ pub(super) fn data_dir_rules(scope: &[&ContainerInfo], plan: &mut Plan) {
             "stackshot.volumes.data-dir on {}: its data directory is copied as files with the server stopped after its dump, inside the window",
             copied.join(", ")
         );
-        plan.window = "full".into();
+        plan.window = StopWindow::Full.as_str().into();
         plan.window_reason = Some(why.clone());
         for d in &mut plan.dumps {
             d.pinned = false;

@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use crate::container::{ContainerInfo, MountKind};
 use crate::labels::{self, BackupLabels, Engine};
+use crate::layout::StopWindow;
 
 pub use diff::{PlanSummary, changes};
 pub use dumps::{REQUIREPASS, credentials, flag_value, sqlite_path_errors};
@@ -267,7 +268,7 @@ pub struct Plan {
     pub host: String,
     /// One snapshot for volumes and dumps.
     pub atomic: bool,
-    /// The stop window: `short` or `full`.
+    /// The stop window: `short` or `full` (a [`StopWindow`]'s name).
     pub window: String,
     /// Why the window is full, when it is.
     pub window_reason: Option<String>,
@@ -311,10 +312,11 @@ fn empty(opts: &PlanOptions) -> Plan {
         host: opts.host.clone(),
         atomic: opts.atomic,
         window: if opts.full_window.is_some() {
-            "full"
+            StopWindow::Full
         } else {
-            "short"
+            StopWindow::Short
         }
+        .as_str()
         .into(),
         window_reason: opts.full_window.clone(),
         append_only: opts.append_only,
