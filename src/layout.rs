@@ -32,6 +32,13 @@ pub enum SnapshotMode {
 }
 
 impl SnapshotMode {
+    /// Every mode, so that reading a tag takes the spellings from `as_str`.
+    pub const ALL: [SnapshotMode; 3] = [
+        SnapshotMode::Atomic,
+        SnapshotMode::Volumes,
+        SnapshotMode::Database,
+    ];
+
     /// The tag value, exactly as it is written into the repository and the report.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -43,12 +50,7 @@ impl SnapshotMode {
 
     /// The mode a tag value names, or `None` for a value no run writes.
     pub fn from_tag(value: &str) -> Option<Self> {
-        match value {
-            "atomic" => Some(SnapshotMode::Atomic),
-            "volumes" => Some(SnapshotMode::Volumes),
-            "database" => Some(SnapshotMode::Database),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|m| m.as_str() == value)
     }
 }
 
@@ -72,6 +74,9 @@ pub enum StopWindow {
 }
 
 impl StopWindow {
+    /// Both windows, so that reading a name takes the spellings from `as_str`.
+    pub const ALL: [StopWindow; 2] = [StopWindow::Short, StopWindow::Full];
+
     /// The window's name, exactly as the configuration, the plan and the report spell it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -82,11 +87,7 @@ impl StopWindow {
 
     /// The window a name (already trimmed and lowercased) names, or `None`.
     pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "short" => Some(StopWindow::Short),
-            "full" => Some(StopWindow::Full),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|w| w.as_str() == name)
     }
 }
 
