@@ -339,8 +339,11 @@ fn disaster_drill_and_refusals() {
     );
 }
 
-/// Pids of `restic restore` processes on this machine (the worker's, seen from the host).
-fn restic_restores() -> Vec<String> {
+/// Pids of the `restic restore` processes running in a worker of
+/// `project`, seen from the host. Only its own: a restic restore of a test
+/// running beside this one (S3's `restore all`, say) is in another
+/// container, and stopping it would hang that test.
+fn restic_restores(project: &str) -> Vec<String> {
     let mut pids = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
@@ -348,22 +351,31 @@ fn restic_restores() -> Vec<String> {
             pids.push(e.file_name().to_string_lossy().into_owned());
         }
     }
+    if pids.is_empty() {
+        return pids;
+    }
+    let ours = workers(project);
+    pids.retain(|pid| {
+        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        ours.iter().any(|id| cgroup.contains(id.as_str()))
+    });
     pids
 }
 
-/// Bytes of regular files under `dir` (0 when it does not exist).
-fn dir_bytes(dir: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
+/// Sends `signal` (`STOP`, `CONT`, `KILL`) to the process `pid` of this machine.
+fn signal(pid: &str, signal: &str) {
+    let out = output(Command::new("kill").args([&format!("-{signal}"), pid]));
+    assert!(out.status.success(), "kill -{signal} {pid}: {}", text(&out));
+}
+
+/// Bytes the process `pid` has passed to write calls (`wchar` of /proc/PID/io).
+fn written_bytes(pid: &str) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/io: {e}"));
+    io.lines()
+        .find_map(|l| l.strip_prefix("wchar: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no wchar in /proc/{pid}/io: {io}"))
 }
 
 /// Backs up 240 MB in the app's volume, changes the volume, then kills the
@@ -431,29 +443,43 @@ fn killed_restore_changes_nothing(stack: &Stack) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Stop restic once 60 MB of the 240 are staged, then kill it.
+    // Stop restic once it has written 60 MB of the 240, then kill it. What
+    // it wrote is read from /proc/PID/io (`wchar`), not from the staged
+    // files' sizes: restic preallocates each file at its full size. It is
+    // stopped as soon as it appears and let run in 20 ms slices, so a test
+    // thread that the busy CPU lets sleep cannot miss the middle.
     let start = std::time::Instant::now();
-    let (pid, staged) = loop {
+    let pid = loop {
         assert!(
             start.elapsed().as_secs() < 120,
-            "the restore's restic never wrote 60 MB into {}",
+            "the restore's restic never started"
+        );
+        if let [pid] = restic_restores(&stack.project).as_slice() {
+            signal(pid, "STOP");
+            break pid.clone();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    let written = loop {
+        let written = written_bytes(&pid);
+        if written > 60_000_000 {
+            break written;
+        }
+        assert!(
+            start.elapsed().as_secs() < 120,
+            "the restore's restic wrote only {written} bytes into {} in 120 s",
             staging.display()
         );
-        let pids = restic_restores();
-        let staged = dir_bytes(&staging);
-        if pids.len() == 1 && staged > 60_000_000 {
-            let stop = output(Command::new("sh").args(["-c", &format!("kill -STOP {}", pids[0])]));
-            assert!(stop.status.success(), "{}", text(&stop));
-            break (pids[0].clone(), dir_bytes(&staging));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        signal(&pid, "CONT");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        signal(&pid, "STOP");
     };
+    eprintln!("restore: restic stopped after writing {written} bytes of about 240 MB, then killed");
     assert!(
-        staged < 240_000_000,
-        "the restore had already written {staged} bytes: not halfway"
+        written < 240_000_000,
+        "the restore's restic had already written {written} bytes: not halfway"
     );
-    let kill = output(Command::new("sh").args(["-c", &format!("kill -KILL {pid}")]));
-    assert!(kill.status.success(), "{}", text(&kill));
+    signal(&pid, "KILL");
     let out = restore.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
