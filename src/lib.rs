@@ -51,11 +51,12 @@
 //! 2. [`labels`], [`config`], [`engine`]
 //! 3. [`report`], [`plan`], [`restic`], [`discovery`], [`logging`]
 //! 4. [`notify`], [`retention`], [`hooks`], [`worker`], [`catalog`]
-//! 5. [`window`], [`dumps`], [`context`]
-//! 6. [`backup`]
-//! 7. [`restore`]
-//! 8. [`daemon`]
-//! 9. [`cli`], and the binary's `main`
+//! 5. [`window`], [`dumps`]
+//! 6. [`context`]
+//! 7. [`backup`]
+//! 8. [`restore`]
+//! 9. [`daemon`]
+//! 10. [`cli`], and the binary's `main`
 //!
 //! A higher part may re-export a lower one's item under its old path (say
 //! `notify::NotifyOn`, from [`config::notify`]); the reverse never happens.
