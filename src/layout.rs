@@ -16,8 +16,58 @@ pub const DATABASES_DIR: &str = "/databases";
 /// Where the plan's mounts appear in the worker (and in the snapshot).
 pub const VOLUMES_DIR: &str = "/volumes";
 
-/// The tag of a run's parts (pre-pass and the snapshots merged into one).
+/// The tag of a run's parts (pre-pass and the snapshots merged into one);
+/// each also carries `part=` and its [`RunPart`].
 pub const PART_TAG: &str = "stackshot-part";
+
+/// A part of a short-window run, as its `part=` tag names it (beside
+/// [`PART_TAG`]): written when the part is taken, read again when the parts
+/// runs left behind are forgotten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunPart {
+    /// The snapshot of the files taken while the stack still runs, only ever
+    /// a parent (`prepass`).
+    Prepass,
+    /// The window's snapshot of the files, with the pre-pass as its parent (`files`).
+    Files,
+    /// The snapshot of the dumps (`dumps`).
+    Dumps,
+}
+
+impl RunPart {
+    /// Every part, so that reading a tag takes the spellings from `as_str`.
+    pub const ALL: [RunPart; 3] = [RunPart::Prepass, RunPart::Files, RunPart::Dumps];
+
+    /// The tag value, exactly as it is written into the repository.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunPart::Prepass => "prepass",
+            RunPart::Files => "files",
+            RunPart::Dumps => "dumps",
+        }
+    }
+
+    /// What logs and messages call the part's snapshot (its job's `mode`):
+    /// not a tag, and not always the tag's spelling.
+    pub fn label(self) -> &'static str {
+        match self {
+            RunPart::Prepass => "pre-pass",
+            RunPart::Files => "window files",
+            RunPart::Dumps => "dumps",
+        }
+    }
+
+    /// The part a tag value names, or `None` for a value no run writes.
+    pub fn from_tag(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == value)
+    }
+}
+
+impl std::fmt::Display for RunPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The `mode=` tag of a backup snapshot: what the snapshot holds, written when
 /// it is taken and read again to list runs and find what a restore needs.
@@ -119,6 +169,26 @@ mod tests {
         }
         for unknown in ["", "split", "pre-pass", "dumps", "Atomic", " atomic"] {
             assert_eq!(SnapshotMode::from_tag(unknown), None, "{unknown:?}");
+        }
+    }
+
+    /// The parts' tags are in the repository, their labels in the logs:
+    /// they never change.
+    #[test]
+    fn run_parts_keep_their_strings() {
+        assert_eq!(RunPart::Prepass.as_str(), "prepass");
+        assert_eq!(RunPart::Files.as_str(), "files");
+        assert_eq!(RunPart::Dumps.as_str(), "dumps");
+        assert_eq!(RunPart::Files.to_string(), "files");
+        assert_eq!(format!("part={}", RunPart::Prepass), "part=prepass");
+        assert_eq!(RunPart::Prepass.label(), "pre-pass");
+        assert_eq!(RunPart::Files.label(), "window files");
+        assert_eq!(RunPart::Dumps.label(), "dumps");
+        for p in [RunPart::Prepass, RunPart::Files, RunPart::Dumps] {
+            assert_eq!(RunPart::from_tag(p.as_str()), Some(p));
+        }
+        for unknown in ["", "pre-pass", "window files", "volumes", "Files", " dumps"] {
+            assert_eq!(RunPart::from_tag(unknown), None, "{unknown:?}");
         }
     }
 

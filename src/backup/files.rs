@@ -23,6 +23,7 @@ use super::snapshot::{
 use crate::config::FilePass;
 use crate::container::ContainerInfo;
 use crate::engine::Engine;
+use crate::layout::RunPart;
 use crate::plan::Plan;
 
 /// How long opening the repository ahead may take before restic is used.
@@ -46,10 +47,10 @@ async fn start(
     pass: Pass,
 ) -> Result<StartedSnapshot> {
     let job = SnapshotJob {
-        mode: "window files",
+        mode: RunPart::Files.label(),
         with_volumes: true,
         paths: &[VOLUMES_DIR],
-        tags: target.part_tags("files"),
+        tags: target.part_tags(RunPart::Files),
         parent: parent.clone(),
         pass,
     };

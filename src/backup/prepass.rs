@@ -12,8 +12,10 @@
 use anyhow::Result;
 
 use super::snapshot::{self, PART_TAG, SnapshotJob, Snapshotted, Target, VOLUMES_DIR};
+use crate::catalog;
 use crate::container::ContainerInfo;
 use crate::engine::Engine;
+use crate::layout::RunPart;
 use crate::plan::Plan;
 use crate::restic::Restic;
 use crate::restic::json::SnapshotInfo;
@@ -30,10 +32,10 @@ pub async fn run(
         return Ok(None);
     }
     let job = SnapshotJob {
-        mode: "pre-pass",
+        mode: RunPart::Prepass.label(),
         with_volumes: true,
         paths: &[VOLUMES_DIR],
-        tags: target.part_tags("prepass"),
+        tags: target.part_tags(RunPart::Prepass),
         parent: None,
         pass: snapshot::Pass::Restic,
     };
@@ -164,7 +166,9 @@ fn leftovers(
     let mut at_once = Vec::new();
     let mut aged = Vec::new();
     for s in parts {
-        let prepass = s.tags.iter().any(|t| t == "part=prepass");
+        let prepass = catalog::tag_values(&s, "part")
+            .into_iter()
+            .any(|p| RunPart::from_tag(p) == Some(RunPart::Prepass));
         if prepass || run_of(&s).is_some_and(|r| merged.contains(r)) {
             at_once.push(s.id);
             continue;

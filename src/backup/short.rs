@@ -35,7 +35,7 @@ use crate::config::StopWindow;
 use crate::container::ContainerInfo;
 use crate::context::Context;
 use crate::dumps::{self, DATABASES_DIR, DumpResult, Prepared};
-use crate::layout::SnapshotMode;
+use crate::layout::{RunPart, SnapshotMode};
 use crate::plan::Plan;
 use crate::report::{Phase, RunReport, SnapshotReport};
 use crate::restic::hold::HeldLock;
@@ -496,10 +496,10 @@ impl Steps<'_> {
         }
         dumps::write_sums(Path::new(DATABASES_DIR), all_dumps, self.prepared)?;
         let job = SnapshotJob {
-            mode: "dumps",
+            mode: RunPart::Dumps.label(),
             with_volumes: false,
             paths: &[DATABASES_DIR],
-            tags: self.target.part_tags("dumps"),
+            tags: self.target.part_tags(RunPart::Dumps),
             parent: None,
             pass: snapshot::Pass::Restic,
         };

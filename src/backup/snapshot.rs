@@ -12,7 +12,7 @@ use crate::container::ContainerInfo;
 use crate::dumps::{self, DATABASES_DIR, DumpResult, Prepared, command::DumpJob};
 use crate::engine::{Engine, worker};
 use crate::env::Secret;
-use crate::layout::SnapshotMode;
+use crate::layout::{RunPart, SnapshotMode};
 use crate::plan::{self, Plan};
 use crate::report::SnapshotReport;
 use crate::restic::json::{BackupEvent, BackupSummary, parse_backup_line};
@@ -40,7 +40,7 @@ impl Target<'_> {
     /// The tags of a part of a run (the pre-pass, the window's files, the
     /// dumps): not `stackshot`, so that no listing, retention or restore
     /// mistakes a part for a backup. Parts are forgotten by the run.
-    pub fn part_tags(&self, part: &str) -> Vec<String> {
+    pub fn part_tags(&self, part: RunPart) -> Vec<String> {
         vec![
             PART_TAG.to_string(),
             format!("project={}", self.project),
@@ -666,5 +666,24 @@ mod tests {
             ]
         );
         assert_eq!(t.tags(SnapshotMode::Database, &["pg"])[4], "service=pg");
+    }
+
+    /// A part's tags: never `stackshot`, and `part=` as the repository
+    /// already holds it.
+    #[test]
+    fn part_tags_name_the_part_project_and_run() {
+        let t = Target {
+            host: "h",
+            project: "shop",
+            secrets: &[],
+            run_id: "r1",
+            stall_timeout: std::time::Duration::from_secs(600),
+        };
+        assert_eq!(
+            t.part_tags(RunPart::Prepass),
+            ["stackshot-part", "project=shop", "run=r1", "part=prepass"]
+        );
+        assert_eq!(t.part_tags(RunPart::Files)[3], "part=files");
+        assert_eq!(t.part_tags(RunPart::Dumps)[3], "part=dumps");
     }
 }
