@@ -6,7 +6,7 @@ use std::fmt::Write;
 use anyhow::{Result, bail};
 use serde::Serialize;
 
-use crate::layout::SnapshotMode;
+use crate::layout::{DATABASES_DIR, SnapshotMode, VOLUMES_DIR};
 use crate::restic::{Restic, SnapshotInfo};
 
 /// One backup run as the repository knows it.
@@ -128,7 +128,7 @@ impl Run {
             matches!(
                 snapshot_mode(s),
                 Some(SnapshotMode::Atomic | SnapshotMode::Volumes)
-            ) && s.paths.iter().any(|p| p == "/volumes")
+            ) && s.paths.iter().any(|p| p == VOLUMES_DIR)
         })
     }
 
@@ -139,7 +139,7 @@ impl Run {
             match snapshot_mode(s) {
                 Some(SnapshotMode::Database) => has_service,
                 Some(SnapshotMode::Atomic) => {
-                    has_service && s.paths.iter().any(|p| p == "/databases")
+                    has_service && s.paths.iter().any(|p| p == DATABASES_DIR)
                 }
                 _ => false,
             }

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::container::{ContainerInfo, MountKind};
 use crate::labels::{self, BackupLabels, Engine};
-use crate::layout::StopWindow;
+use crate::layout::{DATABASES_DIR, StopWindow};
 
 /// Where a database container's credentials come from, given its variables'
 /// names and its command line's flags.
@@ -236,7 +236,7 @@ pub(super) fn dump(
         ));
     }
     let dir = format!(
-        "/databases/{}",
+        "{DATABASES_DIR}/{}",
         dump_dir(c, building.opts, &building.replicas)
     );
     let outputs = outputs(engine, labels, &dir);

@@ -5,6 +5,7 @@ use std::fmt::Write;
 use super::{CredentialSource, ExcludeReason, Plan};
 use crate::container::MountKind;
 use crate::labels::Engine;
+use crate::layout::{DATABASES_DIR, VOLUMES_DIR};
 
 fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -73,9 +74,9 @@ pub fn render_table(plan: &Plan) -> String {
 /// append-only repository.
 fn heading(out: &mut String, plan: &Plan) {
     let mode = if plan.atomic {
-        "atomic: one snapshot of /volumes and /databases"
+        format!("atomic: one snapshot of {VOLUMES_DIR} and {DATABASES_DIR}")
     } else {
-        "separate snapshots for volumes and each database"
+        "separate snapshots for volumes and each database".to_string()
     };
     let _ = writeln!(
         out,
@@ -257,8 +258,9 @@ fn left_out(out: &mut String, plan: &Plan) {
         table(out, &["SERVICE", "MOUNT", "REASON", "DETAIL"], &rows);
     }
     if !plan.excludes.is_empty() {
-        out.push_str(
-            "\nFiles left out of the file pass (SQLite: its copy in /databases is the consistent one):\n",
+        let _ = writeln!(
+            out,
+            "\nFiles left out of the file pass (SQLite: its copy in {DATABASES_DIR} is the consistent one):"
         );
         for e in &plan.excludes {
             let _ = writeln!(out, "  {e}");

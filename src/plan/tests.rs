@@ -488,7 +488,7 @@ fn table_names_every_section() {
     let cs = fixture();
     let text = render_table(&build(&opts(&cs), &cs));
     for needle in [
-        "Plan for compose project \"stackshot-e2e\"",
+        "Plan for compose project \"stackshot-e2e\" (restic host \"stackshot-e2e\", atomic: one snapshot of /volumes and /databases)\n",
         "  0     sidekick",
         "/databases/postgres/postgres-all.sql",
         "password MARIADB_ROOT_PASSWORD_FILE (file in container)",
@@ -711,6 +711,9 @@ fn sqlite_files_are_copied_and_left_out_of_the_file_pass() {
         "{:?}",
         plan.excludes
     );
+    assert!(render_table(&plan).contains(
+        "\nFiles left out of the file pass (SQLite: its copy in /databases is the consistent one):\n  /volumes/app/data/app.db\n"
+    ));
 
     // Hostile or useless paths: one line each, naming the path.
     for bad in [

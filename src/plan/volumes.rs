@@ -12,6 +12,7 @@ use super::{
 };
 use crate::container::{ContainerInfo, Mount, MountKind};
 use crate::labels::{BackupLabels, Engine};
+use crate::layout::VOLUMES_DIR;
 
 struct Filters {
     include: Vec<(String, GlobMatcher)>,
@@ -174,7 +175,7 @@ fn snapshot_path(
     opts: &PlanOptions,
     replicas: &BTreeMap<(&str, &str), usize>,
 ) -> String {
-    let mut path = String::from("/volumes");
+    let mut path = String::from(VOLUMES_DIR);
     if opts.include_all_projects {
         path.push('/');
         path.push_str(&c.project);

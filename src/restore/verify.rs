@@ -184,7 +184,7 @@ pub async fn verify(
                 .any(|m| SnapshotMode::from_tag(m) == Some(SnapshotMode::Atomic))
             {
                 problems.push(format!(
-                    "snapshot {} has /databases but no SHA256SUMS",
+                    "snapshot {} has {DATABASES_DIR} but no SHA256SUMS",
                     snap.short_id
                 ));
             }

@@ -10,6 +10,7 @@ use crate::catalog::{self, Run};
 use crate::container::{ContainerInfo, MountKind, ROLE_LABEL};
 use crate::context::Context;
 use crate::engine::worker;
+use crate::layout::VOLUMES_DIR;
 use crate::plan::{self, StopEntry, VolumePlan};
 use crate::report::WindowReport;
 use crate::restic::SnapshotInfo;
@@ -115,7 +116,7 @@ fn volumes_snapshot<'a>(sc: &'a Scene, selector: &str) -> Result<(&'a Run, &'a S
     let run = catalog::resolve(&sc.runs, selector)?;
     let snap = run.volumes_snapshot().ok_or_else(|| {
         anyhow!(
-            "run {} has no snapshot of /volumes",
+            "run {} has no snapshot of {VOLUMES_DIR}",
             run.run_id.as_deref().unwrap_or(&run.time)
         )
     })?;

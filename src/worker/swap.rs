@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 
+use crate::layout::VOLUMES_DIR;
+
 pub mod record;
 
 use record::{Action, Phase, Record, Seen};
@@ -53,9 +55,12 @@ pub struct Target {
 impl Target {
     /// Checks that `dir` is a restore target under `/volumes/`.
     pub fn new(dir: &str) -> Result<Target> {
-        if !dir.starts_with("/volumes/") || dir.split('/').any(|c| c == "..") {
+        let under_volumes = dir
+            .strip_prefix(VOLUMES_DIR)
+            .is_some_and(|rest| rest.starts_with('/'));
+        if !under_volumes || dir.split('/').any(|c| c == "..") {
             bail!(
-                "refusing to restore into {dir:?}: only mounts under /volumes/ are restore targets"
+                "refusing to restore into {dir:?}: only mounts under {VOLUMES_DIR}/ are restore targets"
             );
         }
         Ok(Target {

@@ -108,6 +108,8 @@ fn targets_are_mounts_under_volumes() {
         "/volumes/../etc",
         "/volumes/a/../../etc",
         "volumes/x",
+        "/volumes",
+        "/volumesx/a",
     ] {
         let e = Target::new(bad).unwrap_err().to_string();
         assert!(e.contains("only mounts under /volumes/"), "{bad}: {e}");
