@@ -314,13 +314,50 @@ pub struct WindowReport {
     pub left_down: Vec<String>,
 }
 
+/// What retention did after a run, as the report's `retention.outcome`
+/// spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RetentionOutcome {
+    /// The policy was applied (`applied`).
+    Applied,
+    /// Every `KEEP_*` rule is off, so everything was kept (`off`).
+    Off,
+    /// Retention runs on `PRUNE_CRON`, not after each run (`scheduled`).
+    Scheduled,
+    /// The repository is append-only (`APPEND_ONLY=true`): retention is the
+    /// server's business (`server`).
+    Server,
+    /// Retention failed (`failed`).
+    Failed,
+}
+
+impl RetentionOutcome {
+    /// The outcome's name, exactly as the JSON report spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetentionOutcome::Applied => "applied",
+            RetentionOutcome::Off => "off",
+            RetentionOutcome::Scheduled => "scheduled",
+            RetentionOutcome::Server => "server",
+            RetentionOutcome::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for RetentionOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// What retention did after a run: shown in the run's summary and JSON report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RetentionReport {
     /// `applied`, `off` (every `KEEP_*` rule is off), `scheduled` (on
     /// `PRUNE_CRON`, not after each run), `server` (`APPEND_ONLY=true`: the
     /// server's business) or `failed`.
-    pub outcome: String,
+    pub outcome: RetentionOutcome,
     /// Snapshots the policy keeps.
     pub kept: usize,
     /// Short ids of the snapshots removed.
@@ -335,7 +372,7 @@ impl RetentionReport {
     /// Retention is not run after each backup: it runs on `PRUNE_CRON`.
     pub fn scheduled() -> RetentionReport {
         RetentionReport {
-            outcome: "scheduled".into(),
+            outcome: RetentionOutcome::Scheduled,
             kept: 0,
             removed: vec![],
             pruned: false,
@@ -346,7 +383,7 @@ impl RetentionReport {
     /// Retention left to the server: the repository is append-only.
     pub fn append_only() -> RetentionReport {
         RetentionReport {
-            outcome: "server".into(),
+            outcome: RetentionOutcome::Server,
             kept: 0,
             removed: vec![],
             pruned: false,
@@ -357,7 +394,7 @@ impl RetentionReport {
     /// A failed retention, with the reason.
     pub fn failed(error: String) -> RetentionReport {
         RetentionReport {
-            outcome: "failed".into(),
+            outcome: RetentionOutcome::Failed,
             kept: 0,
             removed: vec![],
             pruned: false,
@@ -367,8 +404,8 @@ impl RetentionReport {
 
     /// One line for the summary (`retention: …`).
     pub fn line(&self) -> String {
-        match self.outcome.as_str() {
-            "applied" => {
+        match self.outcome {
+            RetentionOutcome::Applied => {
                 let removed = if self.removed.is_empty() {
                     "removed none".to_string()
                 } else {
@@ -384,10 +421,14 @@ impl RetentionReport {
                     if self.pruned { ", pruned" } else { "" }
                 )
             }
-            "off" => "retention: off (every KEEP_* rule is off); kept everything".into(),
-            "scheduled" => "retention: runs on PRUNE_CRON, not after each backup".into(),
-            "server" => APPEND_ONLY_LINE.into(),
-            _ => format!(
+            RetentionOutcome::Off => {
+                "retention: off (every KEEP_* rule is off); kept everything".into()
+            }
+            RetentionOutcome::Scheduled => {
+                "retention: runs on PRUNE_CRON, not after each backup".into()
+            }
+            RetentionOutcome::Server => APPEND_ONLY_LINE.into(),
+            RetentionOutcome::Failed => format!(
                 "retention: FAILED: {}",
                 self.error.as_deref().unwrap_or("unknown reason")
             ),
@@ -463,6 +504,28 @@ mod tests {
             "Name:\tstackshot\nVmPeak:\t  20000 kB\nVmHWM:\t    8812 kB\nVmRSS:\t 8000 kB\n";
         assert_eq!(parse_vmhwm(status), Some(8812 * 1024));
         assert_eq!(parse_vmhwm("Name: x\n"), None);
+    }
+
+    #[test]
+    fn retention_outcomes_keep_their_spellings() {
+        let spelled = [
+            (RetentionOutcome::Applied, "applied"),
+            (RetentionOutcome::Off, "off"),
+            (RetentionOutcome::Scheduled, "scheduled"),
+            (RetentionOutcome::Server, "server"),
+            (RetentionOutcome::Failed, "failed"),
+        ];
+        for (outcome, text) in spelled {
+            assert_eq!(outcome.as_str(), text);
+            assert_eq!(outcome.to_string(), text);
+            let json = serde_json::to_string(&outcome).unwrap();
+            assert_eq!(json, format!("\"{text}\""));
+            let back: RetentionOutcome = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, outcome);
+        }
+        // In the report, as the daemon's JSON carries it.
+        let json = serde_json::to_value(RetentionReport::append_only()).unwrap();
+        assert_eq!(json["outcome"], "server");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use anyhow::{Context as _, Result};
 
 use crate::config::Retention;
-pub use crate::report::{APPEND_ONLY_LINE, RetentionReport};
+pub use crate::report::{APPEND_ONLY_LINE, RetentionOutcome, RetentionReport};
 use crate::restic::Restic;
 use crate::restic::json::parse_forget;
 
@@ -66,7 +66,7 @@ pub async fn forget(
     let Some(mut args) = forget_args(policy, host, project, false) else {
         tracing::info!("retention: every KEEP_* rule is off; keeping all snapshots");
         return Ok(RetentionReport {
-            outcome: "off".into(),
+            outcome: RetentionOutcome::Off,
             kept: 0,
             removed: vec![],
             pruned: false,
@@ -87,7 +87,7 @@ pub async fn forget(
         restic.run(&["prune"]).await?;
     }
     let report = RetentionReport {
-        outcome: "applied".into(),
+        outcome: RetentionOutcome::Applied,
         kept,
         removed,
         pruned,
@@ -158,7 +158,7 @@ mod tests {
     #[test]
     fn retention_lines() {
         let mut r = RetentionReport {
-            outcome: "applied".into(),
+            outcome: RetentionOutcome::Applied,
             kept: 3,
             removed: vec!["2aab1f0b".into()],
             pruned: true,
