@@ -41,7 +41,7 @@ fn exported() -> BTreeSet<String> {
         serde_json::json!([{"scheme": "ntfy", "target": "ntfy x", "error": "refused"}]);
     report = serde_json::from_value(v).unwrap();
     m.record_run(&report);
-    m.record_maintenance("drill", false);
+    m.record_maintenance(stackshot::daemon::state::MaintenanceKind::Drill, false);
     m.encode()
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))

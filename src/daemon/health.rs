@@ -207,7 +207,7 @@ mod tests {
     }
 
     use super::*;
-    use crate::daemon::state::{Maintenance, Running};
+    use crate::daemon::state::{Maintenance, MaintenanceKind, Running};
 
     use chrono::TimeDelta;
 
@@ -413,7 +413,7 @@ mod tests {
         s.next_run = Some(t0() + TimeDelta::hours(24));
         s.running = s_running();
         s.maintenance_done(Maintenance {
-            kind: "prune".into(),
+            kind: MaintenanceKind::Prune,
             at: t0() + TimeDelta::hours(1),
             ok: true,
             message: None,

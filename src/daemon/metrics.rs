@@ -21,6 +21,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+use super::state::MaintenanceKind;
 use crate::report::{Outcome, RunReport};
 
 /// The content type of [`Metrics::encode`]'s output: Prometheus' classic text format.
@@ -257,11 +258,13 @@ impl Metrics {
 
     /// Records the result of a maintenance task (`forget`, `prune`, `check`,
     /// `verify`). A task's series appears once it has run.
-    pub fn record_maintenance(&self, kind: &str, ok: bool) {
+    pub fn record_maintenance(&self, kind: MaintenanceKind, ok: bool) {
         self.inner
             .m
             .maintenance
-            .get_or_create(&TaskLabel { task: kind.into() })
+            .get_or_create(&TaskLabel {
+                task: kind.as_str().into(),
+            })
             .set(i64::from(ok));
     }
 
@@ -658,8 +661,8 @@ mod tests {
         m.set_running(true);
         m.record_run(&success());
         m.set_next_run(Some(at("2024-06-02T02:00:00Z")));
-        m.record_maintenance("prune", true);
-        m.record_maintenance("check", false);
+        m.record_maintenance(MaintenanceKind::Prune, true);
+        m.record_maintenance(MaintenanceKind::Check, false);
         m.record_drill(false, at("2024-06-02T03:00:00Z"));
         assert_has(
             &lines(&m),
@@ -821,7 +824,7 @@ mod tests {
         m.record_run(&failed());
         m.record_run(&success());
         m.set_next_run(Some(at("2024-06-02T02:00:00Z")));
-        m.record_maintenance("prune", true);
+        m.record_maintenance(MaintenanceKind::Prune, true);
         let text = m.encode();
         let child = std::process::Command::new("promtool")
             .args(["check", "metrics"])

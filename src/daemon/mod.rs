@@ -26,7 +26,7 @@ use crate::plan::{Plan, PlanSummary};
 use crate::report::{Outcome, RunReport};
 use crate::retention::{self, RetentionReport};
 use crate::window::{self, Shutdown};
-use state::{DaemonState, Maintenance, PlanStatus, Running};
+use state::{DaemonState, Maintenance, MaintenanceKind, PlanStatus, Running};
 
 /// The daemon's shared parts.
 pub struct Daemon {
@@ -41,7 +41,7 @@ pub struct Daemon {
     /// Held for the length of every run and maintenance task.
     busy: tokio::sync::Mutex<()>,
     /// The maintenance task holding `busy`, when one does.
-    maintaining: Mutex<Option<&'static str>>,
+    maintaining: Mutex<Option<MaintenanceKind>>,
     shutdown: Shutdown,
     /// The current plan, kept up to date by [`watch::follow`].
     plan: Mutex<Option<Plan>>,
@@ -61,13 +61,19 @@ enum Task {
 }
 
 impl Task {
-    fn name(self) -> &'static str {
+    /// The maintenance record, metric label and log field the task goes by.
+    fn kind(self) -> MaintenanceKind {
         match self {
-            Task::Prune => "prune",
-            Task::Check => "check",
-            Task::Verify => "verify",
-            Task::Drill => "drill",
+            Task::Prune => MaintenanceKind::Prune,
+            Task::Check => MaintenanceKind::Check,
+            Task::Verify => MaintenanceKind::Verify,
+            Task::Drill => MaintenanceKind::Drill,
         }
+    }
+
+    /// The task's name in logs and the `task` label of the refused runs.
+    fn name(self) -> &'static str {
+        self.kind().as_str()
     }
 }
 
@@ -135,7 +141,7 @@ impl Daemon {
                 return;
             }
         };
-        *self.maintaining.lock().unwrap() = Some(task.name());
+        *self.maintaining.lock().unwrap() = Some(task.kind());
         self.run_task(task).await;
         *self.maintaining.lock().unwrap() = None;
     }
@@ -181,7 +187,7 @@ impl Daemon {
             }
             Task::Check => {
                 let r = retention::check(&self.ctx.restic).await;
-                self.maintenance("check", r).await;
+                self.maintenance(MaintenanceKind::Check, r).await;
             }
             Task::Verify => {
                 let r = crate::restore::verify(&self.ctx, "latest", None, false)
@@ -193,7 +199,7 @@ impl Daemon {
                             Err(anyhow::anyhow!("{}", problems.join("; ")))
                         }
                     });
-                self.maintenance("verify", r).await;
+                self.maintenance(MaintenanceKind::Verify, r).await;
             }
             Task::Drill => {
                 let r = crate::restore::drill(&self.ctx, "latest")
@@ -208,7 +214,7 @@ impl Daemon {
                         }
                     });
                 self.metrics.record_drill(r.is_ok(), Utc::now());
-                self.maintenance("drill", r).await;
+                self.maintenance(MaintenanceKind::Drill, r).await;
             }
         }
     }
@@ -275,7 +281,7 @@ impl Daemon {
                         // as soon as the task ends.
                         tracing::warn!(
                             trigger,
-                            task,
+                            task = task.as_str(),
                             "backup delayed: a maintenance task is running; it starts when the task ends"
                         );
                         self.metrics.record_delayed("backup");
@@ -314,7 +320,7 @@ impl Daemon {
                 match self.maintenance_lock() {
                     Ok(_lock) => self.forget(true).await,
                     Err(e) => {
-                        self.metrics.record_refused("prune");
+                        self.metrics.record_refused(MaintenanceKind::Prune.as_str());
                         RetentionReport::failed(format!("not pruned after this run: {e:#}"))
                     }
                 }
@@ -363,18 +369,18 @@ impl Daemon {
             .unwrap_or_else(|| self.default_host.clone())
     }
 
-    async fn maintenance(&self, kind: &str, result: Result<()>) {
+    async fn maintenance(&self, kind: MaintenanceKind, result: Result<()>) {
         let (ok, message) = match result {
             Ok(()) => (true, None),
             Err(e) => {
                 let m = format!("{e:#}");
-                tracing::error!(task = kind, error = %m, "maintenance failed");
+                tracing::error!(task = kind.as_str(), error = %m, "maintenance failed");
                 (false, Some(m))
             }
         };
         self.metrics.record_maintenance(kind, ok);
         self.state.lock().unwrap().maintenance_done(Maintenance {
-            kind: kind.into(),
+            kind,
             at: Utc::now(),
             ok,
             message,
@@ -395,8 +401,12 @@ impl Daemon {
             Ok(report) => report.clone(),
             Err(e) => RetentionReport::failed(format!("{e:#}")),
         };
-        self.maintenance(if prune { "prune" } else { "forget" }, r.map(|_| ()))
-            .await;
+        let kind = if prune {
+            MaintenanceKind::Prune
+        } else {
+            MaintenanceKind::Forget
+        };
+        self.maintenance(kind, r.map(|_| ())).await;
         report
     }
 }

@@ -12,6 +12,44 @@ use crate::report::{Outcome, RunReport};
 /// How many finished runs `stackshot status` remembers.
 pub const HISTORY: usize = 20;
 
+/// A maintenance task, as its record's `kind`, the `task` label of
+/// `stackshot_maintenance_last_success` and the daemon's log spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MaintenanceKind {
+    /// `restic forget` with the `KEEP_*` policy, without a prune (`forget`).
+    Forget,
+    /// `restic forget` with the `KEEP_*` policy, then `restic prune`
+    /// (`prune`): on `PRUNE_CRON` or after a successful run.
+    Prune,
+    /// `restic check` (`check`).
+    Check,
+    /// `stackshot verify` of the latest run (`verify`).
+    Verify,
+    /// `stackshot drill` of the latest run (`drill`).
+    Drill,
+}
+
+impl MaintenanceKind {
+    /// The task's name, exactly as the status JSON, the metric label and the
+    /// log fields spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MaintenanceKind::Forget => "forget",
+            MaintenanceKind::Prune => "prune",
+            MaintenanceKind::Check => "check",
+            MaintenanceKind::Verify => "verify",
+            MaintenanceKind::Drill => "drill",
+        }
+    }
+}
+
+impl std::fmt::Display for MaintenanceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// A run in progress.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Running {
@@ -44,7 +82,7 @@ pub struct RunSummary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Maintenance {
     /// The task's name: `forget`, `prune`, `check`, `verify` or `drill`.
-    pub kind: String,
+    pub kind: MaintenanceKind,
     /// When the task finished.
     pub at: DateTime<Utc>,
     /// Whether the task succeeded.
@@ -144,5 +182,58 @@ impl DaemonState {
     pub fn maintenance_done(&mut self, m: Maintenance) {
         self.maintenance.retain(|x| x.kind != m.kind);
         self.maintenance.push(m);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maintenance_kinds_keep_their_spellings() {
+        for (kind, text) in [
+            (MaintenanceKind::Forget, "forget"),
+            (MaintenanceKind::Prune, "prune"),
+            (MaintenanceKind::Check, "check"),
+            (MaintenanceKind::Verify, "verify"),
+            (MaintenanceKind::Drill, "drill"),
+        ] {
+            assert_eq!(kind.as_str(), text);
+            assert_eq!(kind.to_string(), text);
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{text}\""));
+            assert_eq!(
+                serde_json::from_str::<MaintenanceKind>(&json).unwrap(),
+                kind
+            );
+        }
+    }
+
+    #[test]
+    fn a_maintenance_result_replaces_the_one_of_its_kind() {
+        let at = DateTime::parse_from_rfc3339("2024-06-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mut s = DaemonState::new(at);
+        for (kind, ok) in [
+            (MaintenanceKind::Prune, false),
+            (MaintenanceKind::Check, true),
+            (MaintenanceKind::Prune, true),
+        ] {
+            s.maintenance_done(Maintenance {
+                kind,
+                at,
+                ok,
+                message: None,
+            });
+        }
+        let kinds: Vec<_> = s.maintenance.iter().map(|m| (m.kind, m.ok)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (MaintenanceKind::Check, true),
+                (MaintenanceKind::Prune, true)
+            ]
+        );
     }
 }
