@@ -137,7 +137,7 @@ impl Daemon {
                 }
             };
             let result = tokio::select! {
-                r = self.backup("manual", |id| { let _ = tx.send(Reply::Accepted { run_id: id.to_string() }); }) => r,
+                r = self.backup(super::state::Trigger::Manual, |id| { let _ = tx.send(Reply::Accepted { run_id: id.to_string() }); }) => r,
                 _ = pump => unreachable!("the log channel outlives the run"),
             };
             // Lines logged in the run's last step (retention) may still

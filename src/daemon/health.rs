@@ -207,7 +207,7 @@ mod tests {
     }
 
     use super::*;
-    use crate::daemon::state::{Maintenance, MaintenanceKind, Running};
+    use crate::daemon::state::{Maintenance, MaintenanceKind, Running, Trigger};
 
     use chrono::TimeDelta;
 
@@ -230,7 +230,7 @@ mod tests {
         report.finished_at = at;
         report.result = result;
         report.reason = reason.map(String::from);
-        state.finish(&report, "schedule");
+        state.finish(&report, Trigger::Schedule);
     }
 
     #[test]
@@ -341,7 +341,7 @@ mod tests {
         Some(Running {
             run_id: "r1".into(),
             started_at: t0(),
-            trigger: "schedule".into(),
+            trigger: Trigger::Schedule,
         })
     }
 

@@ -245,6 +245,7 @@ async fn request(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::daemon::state::Trigger;
     use crate::report::{Outcome, RunReport};
     use serde_json::Value;
 
@@ -440,7 +441,7 @@ mod tests {
             Outcome::Failed,
             Some("service postgres: cannot log in to postgres"),
         );
-        s.state.lock().unwrap().finish(&failed, "manual");
+        s.state.lock().unwrap().finish(&failed, Trigger::Manual);
         let (code, body) = healthcheck(s.addr, T).await.unwrap();
         let v: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(code, 503, "{body}");
@@ -452,7 +453,7 @@ mod tests {
         s.state
             .lock()
             .unwrap()
-            .finish(&run(Outcome::Success, None), "schedule");
+            .finish(&run(Outcome::Success, None), Trigger::Schedule);
         let (code, body) = healthcheck(s.addr, T).await.unwrap();
         let v: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(

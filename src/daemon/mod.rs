@@ -26,7 +26,7 @@ use crate::plan::{Plan, PlanSummary};
 use crate::report::{Outcome, RunReport};
 use crate::retention::{self, RetentionReport};
 use crate::window::{self, Shutdown};
-use state::{DaemonState, Maintenance, MaintenanceKind, PlanStatus, Running};
+use state::{DaemonState, Maintenance, MaintenanceKind, PlanStatus, Running, Trigger};
 
 /// The daemon's shared parts.
 pub struct Daemon {
@@ -156,7 +156,7 @@ impl Daemon {
     /// exclusively, a verify or drill shared); says so once, and counts the
     /// run as delayed.
     /// Returns `false` when shut down meanwhile.
-    async fn wait_for_run_lock(&self, trigger: &str) -> bool {
+    async fn wait_for_run_lock(&self, trigger: Trigger) -> bool {
         let mut shutdown = self.shutdown.clone();
         let mut told = false;
         loop {
@@ -164,7 +164,7 @@ impl Daemon {
                 Ok(_free) => return true,
                 Err(e) => {
                     if !told {
-                        tracing::warn!(trigger, reason = %format!("{e:#}"), "backup delayed until the run lock is free");
+                        tracing::warn!(trigger = trigger.as_str(), reason = %format!("{e:#}"), "backup delayed until the run lock is free");
                         self.metrics.record_delayed("backup");
                         told = true;
                     }
@@ -268,7 +268,7 @@ impl Daemon {
     /// Runs a backup unless one is running; `Err(running)` when busy.
     async fn backup(
         &self,
-        trigger: &str,
+        trigger: Trigger,
         on_start: impl FnOnce(&str),
     ) -> Result<RunReport, Option<Running>> {
         let _guard = match self.busy.try_lock() {
@@ -280,7 +280,7 @@ impl Daemon {
                         // Maintenance is no reason to miss a backup: it runs
                         // as soon as the task ends.
                         tracing::warn!(
-                            trigger,
+                            trigger = trigger.as_str(),
                             task = task.as_str(),
                             "backup delayed: a maintenance task is running; it starts when the task ends"
                         );
@@ -288,7 +288,7 @@ impl Daemon {
                         self.busy.lock().await
                     }
                     (running, _) => {
-                        tracing::warn!(trigger, running = ?running.as_ref().map(|r| &r.run_id), "a run is in progress; this one is refused");
+                        tracing::warn!(trigger = trigger.as_str(), running = ?running.as_ref().map(|r| &r.run_id), "a run is in progress; this one is refused");
                         self.metrics.record_refused("backup");
                         return Err(running);
                     }
@@ -304,7 +304,7 @@ impl Daemon {
         self.state.lock().unwrap().running = Some(Running {
             run_id: report.run_id.clone(),
             started_at: report.started_at,
-            trigger: trigger.to_string(),
+            trigger,
         });
         self.metrics.set_running(true);
         let mut report = run::backup_as(&self.ctx, &self.shutdown, report).await;
@@ -553,7 +553,7 @@ async fn schedules(daemon: &Arc<Daemon>) {
                     metrics.set_next_run(next);
                 },
                 || async {
-                    let _ = d.backup("schedule", |_| {}).await;
+                    let _ = d.backup(Trigger::Schedule, |_| {}).await;
                 },
             )
             .await

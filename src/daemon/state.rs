@@ -12,6 +12,33 @@ use crate::report::{Outcome, RunReport};
 /// How many finished runs `stackshot status` remembers.
 pub const HISTORY: usize = 20;
 
+/// What started a run, as `stackshot status`, `/healthz` and the daemon's
+/// log spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// The backup schedule, `BACKUP_CRON` (`schedule`).
+    Schedule,
+    /// A `stackshot backup` through the control socket (`manual`).
+    Manual,
+}
+
+impl Trigger {
+    /// The trigger's name, exactly as the status JSON and the log fields spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Manual => "manual",
+        }
+    }
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// A maintenance task, as its record's `kind`, the `task` label of
 /// `stackshot_maintenance_last_success` and the daemon's log spell it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,7 +85,7 @@ pub struct Running {
     /// When the run started.
     pub started_at: DateTime<Utc>,
     /// What started the run: `schedule` for `BACKUP_CRON`, `manual` for `stackshot backup`.
-    pub trigger: String,
+    pub trigger: Trigger,
 }
 
 /// A finished run, in short.
@@ -67,7 +94,7 @@ pub struct RunSummary {
     /// The run's id: its start time, as in the report's `run_id`.
     pub run_id: String,
     /// What started the run: `schedule` for `BACKUP_CRON`, `manual` for `stackshot backup`.
-    pub trigger: String,
+    pub trigger: Trigger,
     /// When the run started.
     pub started_at: DateTime<Utc>,
     /// When the run finished.
@@ -153,10 +180,10 @@ impl DaemonState {
     }
 
     /// Records a finished run.
-    pub fn finish(&mut self, report: &RunReport, trigger: &str) {
+    pub fn finish(&mut self, report: &RunReport, trigger: Trigger) {
         let summary = RunSummary {
             run_id: report.run_id.clone(),
-            trigger: trigger.to_string(),
+            trigger,
             started_at: report.started_at,
             finished_at: report.finished_at,
             result: report.result,
@@ -188,6 +215,19 @@ impl DaemonState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn triggers_keep_their_spellings() {
+        for (trigger, text) in [(Trigger::Schedule, "schedule"), (Trigger::Manual, "manual")] {
+            assert_eq!(trigger.as_str(), text);
+            assert_eq!(trigger.to_string(), text);
+            let json = serde_json::to_string(&trigger).unwrap();
+            assert_eq!(json, format!("\"{text}\""));
+            assert_eq!(serde_json::from_str::<Trigger>(&json).unwrap(), trigger);
+        }
+        // `stackshot status` pads it in its table of runs.
+        assert_eq!(format!("{:<8}|", Trigger::Manual), "manual  |");
+    }
 
     #[test]
     fn maintenance_kinds_keep_their_spellings() {
