@@ -88,10 +88,10 @@ pub struct RunReport {
     pub repository_initialised: bool,
     /// Peak resident memory of the stackshot process so far, in bytes (Linux).
     pub peak_rss_bytes: Option<u64>,
-    /// The stop window used: `short` or `full` (a [`StopWindow`]'s name;
-    /// empty when none opened).
-    #[serde(default)]
-    pub window_mode: String,
+    /// The stop window used, written as its name (`short` or `full`); `None`,
+    /// written as an empty string, when none opened.
+    #[serde(default, with = "window_mode_name")]
+    pub window_mode: Option<StopWindow>,
     /// What went differently from the plan, and why (a database dumped inside
     /// the window, a fallback to the full window).
     #[serde(default)]
@@ -136,7 +136,7 @@ impl RunReport {
             repository_initialised: false,
             peak_rss_bytes: None,
             retention: None,
-            window_mode: String::new(),
+            window_mode: None,
             notes: vec![],
             notify_failures: vec![],
             plan_refused: false,
@@ -203,11 +203,7 @@ impl RunReport {
             let _ = writeln!(
                 out,
                 "  stop window ({}): {:.1}s, stopped {} ({}), started {}",
-                if self.window_mode.is_empty() {
-                    StopWindow::Full.as_str()
-                } else {
-                    &self.window_mode
-                },
+                self.window_mode.unwrap_or(StopWindow::Full),
                 w.seconds,
                 w.stopped.len(),
                 w.stopped
@@ -494,6 +490,33 @@ pub struct DumpResult {
 /// Why an append-only repository gets no retention from stackshot.
 pub const APPEND_ONLY_LINE: &str = "retention: skipped: the repository is append-only (APPEND_ONLY=true); forget and prune belong on the server, with a key that may delete";
 
+/// The report's `window_mode` in JSON: the window's name, or an empty string
+/// when no window opened (as reports have always written it).
+mod window_mode_name {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    use crate::layout::StopWindow;
+
+    /// Writes the window's name, or `""` for none.
+    pub fn serialize<S: Serializer>(w: &Option<StopWindow>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(w.map_or("", StopWindow::as_str))
+    }
+
+    /// Reads a window's name, or `""` for none; any other value is an error
+    /// that names the accepted ones.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<StopWindow>, D::Error> {
+        let name = String::deserialize(d)?;
+        if name.is_empty() {
+            return Ok(None);
+        }
+        StopWindow::from_name(&name).map(Some).ok_or_else(|| {
+            D::Error::custom(format!(
+                "unknown window_mode {name:?}: short, full or empty"
+            ))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -504,6 +527,35 @@ mod tests {
             "Name:\tstackshot\nVmPeak:\t  20000 kB\nVmHWM:\t    8812 kB\nVmRSS:\t 8000 kB\n";
         assert_eq!(parse_vmhwm(status), Some(8812 * 1024));
         assert_eq!(parse_vmhwm("Name: x\n"), None);
+    }
+
+    /// `window_mode` is written as reports always wrote it: the name, or an
+    /// empty string when no window opened; a report without it reads as none.
+    #[test]
+    fn window_mode_keeps_its_spellings() {
+        let mut r = RunReport::start();
+        assert_eq!(serde_json::to_value(&r).unwrap()["window_mode"], "");
+        for (w, name) in [(StopWindow::Short, "short"), (StopWindow::Full, "full")] {
+            r.window_mode = Some(w);
+            let v = serde_json::to_value(&r).unwrap();
+            assert_eq!(v["window_mode"], name);
+            let back: RunReport = serde_json::from_value(v).unwrap();
+            assert_eq!(back.window_mode, Some(w));
+        }
+        let mut v = serde_json::to_value(&r).unwrap();
+        v["window_mode"] = "".into();
+        let back: RunReport = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(back.window_mode, None);
+        v.as_object_mut().unwrap().remove("window_mode");
+        let back: RunReport = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(back.window_mode, None);
+        v["window_mode"] = "medium".into();
+        let e = serde_json::from_value::<RunReport>(v).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("unknown window_mode \"medium\": short, full or empty"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -154,7 +154,7 @@ async fn run(
     *repository_id = Some(ready.repository_id.clone());
     match &plan.window_reason {
         None => {
-            r.window_mode = StopWindow::Short.as_str().into();
+            r.window_mode = Some(StopWindow::Short);
             let outcome = short::run(
                 ctx,
                 shutdown,
@@ -186,7 +186,7 @@ async fn run(
         }
         Some(_) => {}
     }
-    r.window_mode = StopWindow::Full.as_str().into();
+    r.window_mode = Some(StopWindow::Full);
     full_window::run(ctx, shutdown, r, &plan, &sidecar, &ready.prepared).await
 }
 
