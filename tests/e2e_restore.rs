@@ -339,45 +339,6 @@ fn disaster_drill_and_refusals() {
     );
 }
 
-/// Pids of the `restic restore` processes running in a worker of
-/// `project`, seen from the host. Only its own: a restic restore of a test
-/// running beside this one (S3's `restore all`, say) is in another
-/// container, and stopping it would hang that test.
-fn restic_restores(project: &str) -> Vec<String> {
-    let mut pids = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        if cmd.starts_with(b"restic\0restore\0") {
-            pids.push(e.file_name().to_string_lossy().into_owned());
-        }
-    }
-    if pids.is_empty() {
-        return pids;
-    }
-    let ours = workers(project);
-    pids.retain(|pid| {
-        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-        ours.iter().any(|id| cgroup.contains(id.as_str()))
-    });
-    pids
-}
-
-/// Sends `signal` (`STOP`, `CONT`, `KILL`) to the process `pid` of this machine.
-fn signal(pid: &str, signal: &str) {
-    let out = output(Command::new("kill").args([&format!("-{signal}"), pid]));
-    assert!(out.status.success(), "kill -{signal} {pid}: {}", text(&out));
-}
-
-/// Bytes the process `pid` has passed to write calls (`wchar` of /proc/PID/io).
-fn written_bytes(pid: &str) -> u64 {
-    let io = std::fs::read_to_string(format!("/proc/{pid}/io"))
-        .unwrap_or_else(|e| panic!("/proc/{pid}/io: {e}"));
-    io.lines()
-        .find_map(|l| l.strip_prefix("wchar: "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no wchar in /proc/{pid}/io: {io}"))
-}
-
 /// Backs up 240 MB in the app's volume, changes the volume, then kills the
 /// restic of `restore volumes --service app` once part of the data is written:
 /// the volume holds exactly the files it held before, and the app runs again.
@@ -449,37 +410,30 @@ fn killed_restore_changes_nothing(stack: &Stack) {
     // stopped as soon as it appears and let run in 20 ms slices, so a test
     // thread that the busy CPU lets sleep cannot miss the middle.
     let start = std::time::Instant::now();
-    let pid = loop {
-        assert!(
-            start.elapsed().as_secs() < 120,
-            "the restore's restic never started"
-        );
-        if let [pid] = restic_restores(&stack.project).as_slice() {
-            signal(pid, "STOP");
-            break pid.clone();
+    let (pid, written) = 'found: loop {
+        let pid = stop_restic_restore(&stack.project, 120);
+        // A restic that ends while it is let run is passed over: look again.
+        while let Some(written) = written_bytes(&pid) {
+            if written > 60_000_000 {
+                break 'found (pid, written);
+            }
+            assert!(
+                start.elapsed().as_secs() < 120,
+                "the restore's restic wrote only {written} bytes into {} in 120 s",
+                staging.display()
+            );
+            signal_pid(&pid, "CONT");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            signal_pid(&pid, "STOP");
         }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    };
-    let written = loop {
-        let written = written_bytes(&pid);
-        if written > 60_000_000 {
-            break written;
-        }
-        assert!(
-            start.elapsed().as_secs() < 120,
-            "the restore's restic wrote only {written} bytes into {} in 120 s",
-            staging.display()
-        );
-        signal(&pid, "CONT");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        signal(&pid, "STOP");
+        eprintln!("restore: restic {pid} ended while it was let run; looking again");
     };
     eprintln!("restore: restic stopped after writing {written} bytes of about 240 MB, then killed");
     assert!(
         written < 240_000_000,
         "the restore's restic had already written {written} bytes: not halfway"
     );
-    signal(&pid, "KILL");
+    assert!(signal_pid(&pid, "KILL"), "the stopped restic {pid} is gone");
     let out = restore.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(

@@ -1107,6 +1107,71 @@ pub fn workers(project: &str) -> Vec<String> {
     .collect()
 }
 
+/// Pids of the `restic restore` processes running in one of the
+/// containers `ids` (short ids are enough), seen from the host. Only those:
+/// a restic restore of a test running beside this one (S3's `restore all`,
+/// say) is in another container, and signalling it would hang that test.
+pub fn restic_restores_in(ids: &[String]) -> Vec<String> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if !cmd.starts_with(b"restic\0restore\0") {
+            continue;
+        }
+        let pid = e.file_name().to_string_lossy().into_owned();
+        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        if ids.iter().any(|id| cgroup.contains(id.as_str())) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Sends `signal` (`STOP`, `CONT`, `KILL`) to the process `pid` of this
+/// machine; false when there is no such process (any more).
+pub fn signal_pid(pid: &str, signal: &str) -> bool {
+    let out = output(Command::new("kill").args([&format!("-{signal}"), pid]));
+    out.status.success()
+}
+
+/// Stops (SIGSTOP) the `restic restore` of a worker of `project` as soon as
+/// one runs, and gives its pid; panics after `secs` without one. The
+/// workers are listed once they exist (a worker is created before its
+/// restic starts), then /proc is read every 2 ms with no engine call in
+/// between: a `docker ps` on a busy machine can take longer than a restore.
+pub fn stop_restic_restore(project: &str, secs: u64) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        assert!(
+            start.elapsed().as_secs() < secs,
+            "no restic restore ran in a worker of {project} within {secs}s"
+        );
+        let ours = workers(project);
+        if ours.is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            continue;
+        }
+        for _ in 0..500 {
+            // One that ended between the look and the signal is passed over.
+            if let [pid] = restic_restores_in(&ours).as_slice()
+                && signal_pid(pid, "STOP")
+            {
+                return pid.clone();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+}
+
+/// Bytes the process `pid` has passed to write calls (`wchar` of
+/// /proc/PID/io), or `None` once it is gone.
+pub fn written_bytes(pid: &str) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("wchar: "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
 /// A plain HTTP/1.0 GET on loopback: (status, body).
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
