@@ -645,15 +645,20 @@ mod tests {
         );
     }
 
-    #[test]
-    fn tags_name_project_mode_run_and_services() {
-        let t = Target {
+    /// The target the tag tests share: project `shop`, run `r1`.
+    fn shop_target() -> Target<'static> {
+        Target {
             host: "h",
             project: "shop",
             secrets: &[],
             run_id: "r1",
             stall_timeout: std::time::Duration::from_secs(600),
-        };
+        }
+    }
+
+    #[test]
+    fn tags_name_project_mode_run_and_services() {
+        let t = shop_target();
         assert_eq!(
             t.tags(SnapshotMode::Atomic, &["pg", "app", "app"]),
             [
@@ -672,13 +677,7 @@ mod tests {
     /// already holds it.
     #[test]
     fn part_tags_name_the_part_project_and_run() {
-        let t = Target {
-            host: "h",
-            project: "shop",
-            secrets: &[],
-            run_id: "r1",
-            stall_timeout: std::time::Duration::from_secs(600),
-        };
+        let t = shop_target();
         assert_eq!(
             t.part_tags(RunPart::Prepass),
             ["stackshot-part", "project=shop", "run=r1", "part=prepass"]
