@@ -38,7 +38,9 @@ fn restart_the_engine() {
         let argv = split("cmdline");
         let environ = split("environ");
         run(Command::new("kill").args(["-TERM", &pid]));
-        wait_for("dockerd to stop its containers and exit", 120, || {
+        // Long: a test that gave up while dockerd was still on its way out
+        // would leave the machine with no engine for every test after it.
+        wait_for("dockerd to stop its containers and exit", 600, || {
             (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(())
         });
         let log = std::fs::File::create("/tmp/stackshot-e2e-dockerd.log").unwrap();
