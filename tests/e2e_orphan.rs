@@ -31,7 +31,17 @@ fn a_restore_killed_inside_its_window_is_recovered_by_the_running_daemon() {
         .to_string();
     let (code, report, stderr) = stack.backup(&[]);
     assert_eq!(code, 0, "{report}\n{stderr}");
+    let snapshot = report["snapshots"][0]["id"]
+        .as_str()
+        .expect("the backup's snapshot id")
+        .to_string();
     let daemon = stack.started_at("backup");
+    // Held inside its window: the restore's restic is stopped (from the host)
+    // as soon as it starts, by a thread watching /proc from before the
+    // restore, so that a restore that ends quickly on a busy machine cannot
+    // close the window first. The daemon's recovery removes its worker,
+    // restic with it.
+    let held = std::thread::spawn(move || stop_restic_restore_of(&snapshot, 120));
 
     let mut restore = Command::new("docker")
         .args([
@@ -67,11 +77,7 @@ fn a_restore_killed_inside_its_window_is_recovered_by_the_running_daemon() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    // Held inside its window: its worker's restic stopped (from the host, at
-    // once) before the restore is killed, so that a restore that ends
-    // quickly on a busy machine cannot close the window first. The daemon's
-    // recovery removes that worker, restic with it.
-    stop_restic_restore(&stack.project, 60);
+    held.join().expect("the restore's restic, stopped");
     stack.signal("backup", "KILL", "stackshot restore volumes");
     let _ = restore.wait();
 

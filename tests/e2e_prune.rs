@@ -75,7 +75,7 @@ fn drill(stack: &Stack) {
         .expect("the unrelated snapshot's id");
 
     // The sidecar's cache volume, seen from the host: the pause files.
-    let pauses = volume_dir(stack, "restic-cache").join("pause");
+    let pauses = stack.volume_dir("restic-cache").join("pause");
     let _ = std::fs::remove_dir_all(&pauses);
     std::fs::create_dir(&pauses).unwrap();
     let (code, report, stderr) = std::thread::scope(|s| {
@@ -137,25 +137,4 @@ fn drill(stack: &Stack) {
     let id = report["snapshots"][0]["id"].as_str().unwrap();
     let restored = stack.restore(id);
     seeded.assert_in_snapshot(restored.path());
-}
-
-/// Removes the pause directory when dropped: every held step goes on.
-struct Release<'a>(&'a Path);
-
-impl Drop for Release<'_> {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(self.0);
-    }
-}
-
-/// Where the engine keeps one of the stack's volumes on this host.
-fn volume_dir(stack: &Stack, volume: &str) -> PathBuf {
-    let out = run(&mut docker(&[
-        "volume",
-        "inspect",
-        "-f",
-        "{{.Mountpoint}}",
-        &format!("{}_{volume}", stack.project),
-    ]));
-    PathBuf::from(out.trim())
 }

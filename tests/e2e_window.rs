@@ -15,25 +15,7 @@ use common::*;
 use serde_json::Value;
 
 fn stack(project: &str) -> Stack {
-    stack_on(project, None, &[])
-}
-
-/// The writer's stack, with `repository` (an override file under
-/// tests/stack/) among its files and `env` for compose.
-fn stack_on(project: &str, repository: Option<&str>, env: &[(&str, &str)]) -> Stack {
-    let mut files = vec![
-        root().join("tests/stack/docker-compose.yml"),
-        root().join("tests/stack/writer.override.yml"),
-    ];
-    files.extend(repository.map(|r| root().join("tests/stack").join(r)));
-    let files: Vec<&Path> = files.iter().map(|f| f.as_path()).collect();
-    let s = Stack::up_with(project, &files, env);
-    s.wait_for_databases();
-    s.psql("CREATE TABLE IF NOT EXISTS writes (id int primary key)")
-        .expect("pg writes table");
-    s.mariadb("CREATE TABLE IF NOT EXISTS writes (id int primary key) ENGINE=InnoDB")
-        .expect("mariadb writes table");
-    s
+    writer::stack_on(project, &[], &[])
 }
 
 /// Records the health-check configuration and state of every worker
@@ -86,56 +68,6 @@ impl WorkerHealth {
     }
 }
 
-/// The writer's counter, read live.
-fn counter(stack: &Stack) -> u64 {
-    let out = stack.exec("writer", &[], &["cat", "/data/counter"]);
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0)
-}
-
-/// The ids of table `writes` in a pg_dump/pg_dumpall file (its COPY block).
-fn pg_dump_ids(dump: &str) -> BTreeSet<u64> {
-    let mut ids = BTreeSet::new();
-    let mut inside = false;
-    for line in dump.lines() {
-        if line.starts_with("COPY public.writes ") {
-            inside = true;
-        } else if inside && line == "\\." {
-            inside = false;
-        } else if inside {
-            ids.insert(line.trim().parse().expect("an id"));
-        }
-    }
-    ids
-}
-
-/// The ids of table `writes` in a mariadb-dump file (its INSERT statements,
-/// on one line or several).
-fn maria_dump_ids(dump: &str) -> BTreeSet<u64> {
-    let mut ids = BTreeSet::new();
-    let mut rest = dump;
-    while let Some(at) = rest.find("INSERT INTO `writes` VALUES") {
-        let stmt = &rest[at + "INSERT INTO `writes` VALUES".len()..];
-        let end = stmt.find(";\n").unwrap_or(stmt.len());
-        for v in stmt[..end].split(',') {
-            let v = v.trim().trim_matches(|c| c == '(' || c == ')');
-            ids.insert(v.parse().unwrap_or_else(|_| panic!("an id: {v:?}")));
-        }
-        rest = &stmt[end..];
-    }
-    assert!(
-        !ids.is_empty() || !dump.contains("`writes`"),
-        "no rows of writes found in the MariaDB dump: {}",
-        dump.lines()
-            .filter(|l| l.contains("`writes`"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    ids
-}
-
 fn snapshots_or_fail(stack: &Stack) -> Vec<Value> {
     let out = stack.restic(&[], &["snapshots", "--json"]);
     assert!(
@@ -173,9 +105,9 @@ fn stack_on_server(
 ) -> (Stack, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
     let rclone = rclone();
-    let stack = stack_on(
+    let stack = writer::stack_on(
         project,
-        Some(override_file),
+        &[override_file],
         &[
             ("E2E_RCLONE", rclone.to_str().unwrap()),
             (data_var, data.path().to_str().unwrap()),
@@ -215,7 +147,7 @@ fn short_window_is_one_moment_on_s3() {
 fn one_moment(stack: &Stack, spooled: bool) {
     make_dumps_slow(stack);
     wait_for("the writer to write", 60, || {
-        (counter(stack) >= 10).then_some(())
+        (writer::counter(stack) >= 10).then_some(())
     });
 
     let watch = stack.watch();
@@ -311,12 +243,12 @@ fn one_moment(stack: &Stack, spooled: bool) {
     let maria = std::fs::read_to_string(r.join("databases/mariadb/shop.sql")).unwrap();
     let want: BTreeSet<u64> = (1..=n).collect();
     assert_eq!(
-        pg_dump_ids(&pg),
+        writer::pg_dump_ids(&pg),
         want,
         "PostgreSQL dump is not of the stop's moment (counter {n})"
     );
     assert_eq!(
-        maria_dump_ids(&maria),
+        writer::maria_dump_ids(&maria),
         want,
         "MariaDB dump is not of the stop's moment (counter {n})"
     );

@@ -11,6 +11,7 @@ pub mod notes;
 pub mod proxy;
 pub mod receivers;
 pub mod swarm;
+pub mod writer;
 pub use events::{EventWatch, Events};
 
 use std::path::{Path, PathBuf};
@@ -553,6 +554,18 @@ impl Stack {
             String::from_utf8_lossy(&out.stderr)
         );
         dir
+    }
+
+    /// Where the engine keeps the stack's volume `volume` on this host.
+    pub fn volume_dir(&self, volume: &str) -> PathBuf {
+        let out = run(&mut docker(&[
+            "volume",
+            "inspect",
+            "-f",
+            "{{.Mountpoint}}",
+            &format!("{}_{volume}", self.project),
+        ]));
+        PathBuf::from(out.trim())
     }
 
     /// The loopback port the sidecar's 8080 is published on.
@@ -1134,6 +1147,40 @@ pub fn signal_pid(pid: &str, signal: &str) -> bool {
     out.status.success()
 }
 
+/// Stops (SIGSTOP) the first `restic restore` of snapshot `snapshot` (its
+/// id, or its first eight characters) on this machine, and gives its pid;
+/// panics after `secs` without one. It reads only /proc, every 2 ms, with
+/// no engine call: started on a thread before the restore, it catches even
+/// a restore that ends within a second. The snapshot's id keeps it to this
+/// test's own restore (other tests restore snapshots of their own).
+pub fn stop_restic_restore_of(snapshot: &str, secs: u64) -> String {
+    let short = &snapshot[..snapshot.len().min(8)];
+    let start = std::time::Instant::now();
+    loop {
+        assert!(
+            start.elapsed().as_secs() < secs,
+            "no restic restore of snapshot {short} ran within {secs}s"
+        );
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let mut args = cmd.split(|b| *b == 0);
+            if args.next() == Some(b"restic")
+                && args.next() == Some(b"restore")
+                && args
+                    .next()
+                    .is_some_and(|id| id.starts_with(short.as_bytes()))
+            {
+                let pid = e.file_name().to_string_lossy().into_owned();
+                // One that ended between the look and the signal is passed over.
+                if signal_pid(&pid, "STOP") {
+                    return pid;
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
 /// Stops (SIGSTOP) the `restic restore` of a worker of `project` as soon as
 /// one runs, and gives its pid; panics after `secs` without one. The
 /// workers are listed once they exist (a worker is created before its
@@ -1243,4 +1290,15 @@ pub fn drill_leftovers(project: &str) -> String {
         &of_project,
     ]));
     format!("{containers}{volumes}").trim().to_string()
+}
+
+/// Removes a directory of test-only pause files (`STACKSHOT_TEST_PAUSE_DIR`)
+/// when dropped: every step a run holds goes on, so that a failed assertion
+/// never leaves a run held.
+pub struct Release<'a>(pub &'a Path);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.0);
+    }
 }
