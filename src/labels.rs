@@ -93,6 +93,10 @@ pub struct BackupLabels {
     pub exclude: Vec<String>,
     /// Stop the container for the stop window.
     pub stop: bool,
+    /// `stackshot.freeze-during-backup`: `Some(true)` holds the container in
+    /// the window frozen (the engine's pause) instead of stopped; `Some(false)`
+    /// stops it even when `FREEZE_DURING_BACKUP=true`; `None`: as that says.
+    pub freeze: Option<bool>,
     /// Dump this container's database server.
     pub engine: Option<Engine>,
     /// Only these databases; empty: all (plus roles/users).
@@ -118,7 +122,13 @@ pub struct BackupLabels {
 impl BackupLabels {
     /// True when any label asks stackshot to do something with this container.
     pub fn wanted(&self) -> bool {
-        self.volumes || self.stop || self.engine.is_some() || self.hooks.any()
+        self.volumes || self.held() || self.engine.is_some() || self.hooks.any()
+    }
+
+    /// True when the container is held in the stop window: stopped, or
+    /// frozen (`stackshot.freeze-during-backup=true`).
+    pub fn held(&self) -> bool {
+        self.stop || self.freeze == Some(true)
     }
 }
 
@@ -275,7 +285,7 @@ fn sort_label<'a>(
     let Some(setting) = setting_of(rest) else {
         if ours_label && rest != "project" {
             out.errors.push(format!(
-                "unknown label {key}; accepted: stackshot.volumes, stackshot.volumes.include, stackshot.volumes.exclude, stackshot.volumes.data-dir, stackshot.stop-during-backup, stackshot.postgres, stackshot.mariadb, stackshot.mysql, stackshot.redis, stackshot.sqlite, stackshot.databases, stackshot.window, stackshot.exec.*"
+                "unknown label {key}; accepted: stackshot.volumes, stackshot.volumes.include, stackshot.volumes.exclude, stackshot.volumes.data-dir, stackshot.stop-during-backup, stackshot.freeze-during-backup, stackshot.postgres, stackshot.mariadb, stackshot.mysql, stackshot.redis, stackshot.sqlite, stackshot.databases, stackshot.window, stackshot.exec.*"
             ));
         }
         return;
@@ -366,6 +376,14 @@ fn own_only(
 ) -> bool {
     match rest {
         "sqlite" => sqlite.extend(list(value)),
+        "freeze-during-backup" => {
+            let mut errors = Vec::new();
+            let freeze = parse_bool(key, value, &mut errors);
+            if errors.is_empty() {
+                out.freeze = Some(freeze).filter(|_| !value.trim().is_empty());
+            }
+            out.errors.extend(errors);
+        }
         "volumes.data-dir" => match value.trim().to_ascii_lowercase().as_str() {
             "true" => out.data_dir = true,
             "false" | "" => {}
@@ -585,6 +603,32 @@ mod tests {
         assert_eq!(l.legacy, Vec::<String>::new());
         assert_eq!(l.ignored, Vec::<String>::new());
         assert!(l.errors.is_empty(), "{:?}", l.errors);
+    }
+
+    #[test]
+    fn freeze_during_backup_holds_the_container_or_overrides_the_default() {
+        let l = labels(&[("stackshot.freeze-during-backup", "true")]);
+        assert_eq!(l.freeze, Some(true));
+        assert!(l.held() && l.wanted() && !l.stop, "freezing alone holds it");
+        let l = labels(&[
+            ("stackshot.stop-during-backup", "true"),
+            ("stackshot.freeze-during-backup", "false"),
+        ]);
+        assert_eq!(l.freeze, Some(false));
+        assert!(l.held(), "stopped: the label only turns freezing off");
+        assert_eq!(
+            labels(&[("stackshot.freeze-during-backup", "")]).freeze,
+            None
+        );
+        let l = labels(&[("stackshot.freeze-during-backup", "pause")]);
+        assert_eq!(l.freeze, None);
+        assert!(!l.held());
+        assert_eq!(
+            l.errors,
+            [
+                "label stackshot.freeze-during-backup=\"pause\" is not a boolean; accepted: true or false"
+            ]
+        );
     }
 
     #[test]

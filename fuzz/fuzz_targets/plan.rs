@@ -26,6 +26,7 @@ fuzz_target!(|data: &[u8]| {
             self_id: None,
             full_window: None,
             append_only: !atomic,
+            freeze: atomic,
         };
         let p = plan::build(&opts, &containers);
         for e in &p.errors {

@@ -109,6 +109,11 @@ pub struct Config {
     /// nothing (its part snapshots stay, tagged `stackshot-part`), and
     /// retention is the server's business.
     pub append_only: bool,
+    /// `FREEZE_DURING_BACKUP`: a backup's window freezes the containers it
+    /// holds (the engine's pause) instead of stopping them, unless a
+    /// container's `stackshot.freeze-during-backup=false` says otherwise
+    /// (default false: stop).
+    pub freeze: bool,
     /// The retention policy applied with `restic forget`, from the `KEEP_*` variables.
     pub retention: Retention,
     /// When to prune; `None`: after each successful backup.
@@ -243,6 +248,7 @@ impl Config {
             tz,
             atomic: opt(env, "ATOMIC_BACKUP", boolean)?.unwrap_or(true),
             append_only: opt(env, "APPEND_ONLY", boolean)?.unwrap_or(false),
+            freeze: opt(env, "FREEZE_DURING_BACKUP", boolean)?.unwrap_or(false),
             retention: retention(env)?,
             prune_cron: opt(env, "PRUNE_CRON", cron)?,
             check_cron: opt(env, "CHECK_CRON", cron)?,

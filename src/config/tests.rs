@@ -189,6 +189,14 @@ fn malformed_duration() {
 }
 
 #[test]
+fn freeze_is_a_boolean_and_off_by_default() {
+    assert!(!parse(&[]).unwrap().freeze);
+    assert!(parse(&[("FREEZE_DURING_BACKUP", "true")]).unwrap().freeze);
+    let e = parse(&[("FREEZE_DURING_BACKUP", "pause")]).unwrap_err();
+    assert!(format!("{e:#}").contains("FREEZE_DURING_BACKUP"), "{e:#}");
+}
+
+#[test]
 fn append_only_is_a_boolean_and_off_by_default() {
     assert!(!parse(&[]).unwrap().append_only);
     assert!(parse(&[("APPEND_ONLY", "true")]).unwrap().append_only);

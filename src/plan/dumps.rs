@@ -210,6 +210,11 @@ pub(super) fn dump(
             "{who}: stop label ignored on a database container: it must answer the dump"
         ));
     }
+    if labels.freeze == Some(true) {
+        plan.warnings.push(format!(
+            "{who}: stackshot.freeze-during-backup ignored on a database container: it must answer the dump"
+        ));
+    }
     if !c.running {
         plan.warnings.push(format!(
             "{who}: database container {} is {}; its dump will fail unless it is started",

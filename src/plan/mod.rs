@@ -14,7 +14,7 @@ mod scope;
 pub mod swarm;
 mod volumes;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
@@ -52,6 +52,10 @@ pub struct PlanOptions {
     pub full_window: Option<String>,
     /// `APPEND_ONLY=true`: the repository refuses deletions.
     pub append_only: bool,
+    /// `FREEZE_DURING_BACKUP=true`: the containers held in the window are
+    /// frozen instead of stopped, unless their label says
+    /// `stackshot.freeze-during-backup=false`.
+    pub freeze: bool,
 }
 
 /// A container named in the plan.
@@ -97,6 +101,12 @@ pub struct StopEntry {
     /// `stackshot.exec.pre-stop`: run in it just before it is stopped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pre_stop: Option<Hook>,
+    /// `stackshot.freeze-during-backup` (or `FREEZE_DURING_BACKUP`): a
+    /// backup's window freezes it (the engine's pause) instead of stopping
+    /// it; its files are then captured crash-consistent. A restore always
+    /// stops it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub freeze: bool,
 }
 
 /// When a hook runs.
@@ -344,6 +354,8 @@ struct Building<'a> {
     seen_sources: BTreeMap<String, String>,
     /// The containers to stop, in scope order.
     stop_set: Vec<&'a ContainerInfo>,
+    /// The ids of those of them to freeze instead.
+    frozen: BTreeSet<String>,
     /// Containers with exec hooks, in scope order, with their hooks.
     hooked: Vec<(&'a ContainerInfo, labels::Hooks)>,
 }
@@ -362,6 +374,7 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
         replicas: scope::replicas(&scope),
         seen_sources: BTreeMap::new(),
         stop_set: Vec::new(),
+        frozen: BTreeSet::new(),
         hooked: Vec::new(),
     };
     for &c in &scope {
@@ -370,11 +383,16 @@ pub fn build(opts: &PlanOptions, containers: &[ContainerInfo]) -> Plan {
     let Building {
         mut plan,
         stop_set,
+        frozen,
         hooked,
         ..
     } = building;
     dumps::data_dir_rules(&scope, &mut plan);
     order::stop_list(&scope, stop_set, &mut plan);
+    // A swarm service's entry (not a container id) is never frozen.
+    for e in &mut plan.stop {
+        e.freeze = frozen.contains(&e.container.id);
+    }
     hooks::plan_hooks(&hooked, &mut plan);
     if plan.volumes.is_empty() && plan.dumps.is_empty() && plan.errors.is_empty() {
         plan.warnings.push(
@@ -400,8 +418,11 @@ impl<'a> Building<'a> {
         checks::labels(c, &who, &labels, &mut self.plan);
         if let Some(engine) = labels.engine {
             dumps::dump(self, c, &who, &labels, engine);
-        } else if labels.stop {
+        } else if labels.held() {
             self.stop_set.push(c);
+            if labels.freeze.unwrap_or(self.opts.freeze) {
+                self.frozen.insert(c.id.clone());
+            }
         }
         volumes::volumes(self, c, &who, &labels);
     }

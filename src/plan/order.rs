@@ -107,6 +107,7 @@ pub(super) fn stop_waves(
             },
             running: scope[i].running,
             pre_stop: None,
+            freeze: false,
         })
         .collect();
     entries.sort_by(|a, b| {

@@ -117,6 +117,8 @@ fn stopped(out: &mut String, plan: &Plan) {
                     s.container.container.clone(),
                     if super::swarm::service_of(&s.container.id).is_some() {
                         "swarm service: scaled to 0 and back".into()
+                    } else if s.running && s.freeze {
+                        "running: frozen, not stopped".into()
                     } else if s.running {
                         "running".into()
                     } else {
@@ -126,6 +128,12 @@ fn stopped(out: &mut String, plan: &Plan) {
             })
             .collect();
         table(out, &["WAVE", "SERVICE", "CONTAINER", "NOW"], &rows);
+        if plan.stop.iter().any(|s| s.freeze) {
+            out.push_str(
+                "  Frozen: paused with the cgroup freezer instead of stopped, for the same window, then thawed.\n  \
+                 Their files are captured crash-consistent, as after a power cut, not as after a clean shutdown.\n",
+            );
+        }
     }
 }
 

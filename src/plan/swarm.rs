@@ -127,6 +127,7 @@ mod tests {
             after: after.iter().map(|s| s.to_string()).collect(),
             running: true,
             pre_stop: None,
+            freeze: false,
         }
     }
 

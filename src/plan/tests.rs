@@ -29,6 +29,7 @@ pub(super) fn opts(cs: &[ContainerInfo]) -> PlanOptions {
             .map(|c| c.id.clone()),
         full_window: None,
         append_only: false,
+        freeze: false,
     }
 }
 
@@ -812,3 +813,4 @@ fn a_role_label_never_drops_a_service_silently() {
         plan.warnings
     );
 }
+mod freeze;
