@@ -213,6 +213,21 @@ impl RunReport {
                     .join(", "),
                 w.started.len()
             );
+            if !w.frozen.is_empty() {
+                let names: Vec<&str> = w.frozen.iter().map(|t| t.container.as_str()).collect();
+                let _ = writeln!(
+                    out,
+                    "  frozen instead of stopped (files crash-consistent): {}",
+                    names.join(", ")
+                );
+            }
+            if !w.freeze_fell_back.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "  could not freeze, stopped instead: {}",
+                    w.freeze_fell_back.join("; ")
+                );
+            }
             if !w.restart_failed.is_empty() {
                 let _ = writeln!(out, "  NOT RUNNING AGAIN: {}", w.restart_failed.join("; "));
             }
@@ -293,6 +308,13 @@ pub struct Timed {
 pub struct WindowReport {
     /// Containers stopped, with their stop times.
     pub stopped: Vec<Timed>,
+    /// Containers frozen (paused) instead of stopped, with their freeze times.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frozen: Vec<Timed>,
+    /// Containers that asked to be frozen but were stopped, each as `name:
+    /// why` (the engine could not pause it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub freeze_fell_back: Vec<String>,
     /// Containers started again, with their start times.
     pub started: Vec<Timed>,
     /// Containers labelled for stopping that were not running (they stay stopped).

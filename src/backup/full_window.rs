@@ -39,6 +39,7 @@ pub async fn run(
     let times = window::Times {
         stop: ctx.config.stop_timeout,
         limit: Some(ctx.config.window_limit(StopWindow::Full)),
+        freeze: true,
     };
     let (result, window) = if ctx.leave_down {
         window::with_final_stop_window(
@@ -123,6 +124,7 @@ fn database_stops(plan: &Plan) -> Vec<plan::StopEntry> {
             after: vec![],
             running: true,
             pre_stop: None,
+            freeze: false,
         });
     }
     out

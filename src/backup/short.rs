@@ -324,6 +324,7 @@ impl Steps<'_> {
             window::Times {
                 stop: ctx.config.stop_timeout,
                 limit: Some(ctx.config.window_limit(StopWindow::Short)),
+                freeze: true,
             },
             shutdown,
             || async {

@@ -77,6 +77,7 @@ struct Handles {
     dump_bytes: Family<DumpLabels, Gauge>,
     dump_seconds: Family<DumpLabels, Seconds>,
     containers_stopped: Gauge,
+    containers_frozen: Gauge,
     maintenance: Family<TaskLabel, Gauge>,
     drill_last_success: Gauge,
     drill_last: Seconds,
@@ -201,6 +202,8 @@ impl Metrics {
         m.stop_window.set(window.map_or(0.0, |w| w.seconds));
         m.containers_stopped
             .set(window.map_or(0, |w| int(w.stopped.len() as u64)));
+        m.containers_frozen
+            .set(window.map_or(0, |w| int(w.frozen.len() as u64)));
 
         let sum = |f: fn(&crate::report::SnapshotReport) -> u64| {
             int(report.snapshots.iter().map(f).sum())
@@ -412,6 +415,12 @@ fn register_runs(r: &mut Registry, m: &Handles) {
         "containers_stopped",
         "Containers stopped during the last finished run's stop window",
         m.containers_stopped.clone(),
+    );
+    // An addition to the design's list: freeze mode.
+    r.register(
+        "containers_frozen",
+        "Containers frozen (paused) instead of stopped during the last finished run's stop window",
+        m.containers_frozen.clone(),
     );
 }
 
@@ -712,6 +721,7 @@ mod tests {
                     name: "app".into(),
                     wave: 0,
                     after: None,
+                    frozen: false,
                 }],
                 opened: Some(Utc::now().timestamp() - 1000),
                 limit: Some(900),

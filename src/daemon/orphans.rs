@@ -120,6 +120,7 @@ mod tests {
                 name: "app".into(),
                 wave: 0,
                 after: None,
+                frozen: false,
             }],
             ..Default::default()
         }

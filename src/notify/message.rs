@@ -66,9 +66,14 @@ pub fn text(report: &RunReport) -> String {
     }
     match &report.window {
         Some(w) => lines.push(format!(
-            "Stop window: {:.1} s ({} container(s) stopped){}",
+            "Stop window: {:.1} s ({} container(s) stopped{}){}",
             w.seconds,
             w.stopped.len(),
+            if w.frozen.is_empty() {
+                String::new()
+            } else {
+                format!(", {} frozen", w.frozen.len())
+            },
             if w.restart_failed.is_empty() {
                 String::new()
             } else {

@@ -39,6 +39,7 @@ pub async fn while_stopped(
         after: vec![],
         running: true,
         pre_stop: None,
+        freeze: false,
     };
     let run_id = format!("restore-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S"));
     let (_never_fires, never) = Shutdown::new();

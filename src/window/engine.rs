@@ -65,6 +65,38 @@ impl ContainerControl for Engine {
         }
     }
 
+    async fn freeze(&self, id: &str) -> Result<()> {
+        if service_of(id).is_some() {
+            anyhow::bail!(
+                "a swarm service is held by scaling it to 0, which the engine cannot pause"
+            );
+        }
+        self.docker()
+            .pause_container(id)
+            .await
+            .with_context(|| format!("the engine cannot pause container {id}"))
+    }
+
+    async fn thaw(&self, id: &str) -> Result<()> {
+        if service_of(id).is_some() {
+            return self.start(id).await;
+        }
+        let Err(e) = self.docker().unpause_container(id).await else {
+            return Ok(());
+        };
+        if is_not_found(&e) {
+            return self.start(id).await;
+        }
+        // Not paused (stopped since, or never frozen; engines answer that
+        // with 409 or 500): start it instead. Paused still: the error stands.
+        match self.inspect(id).await {
+            Ok(c) if !c.state.as_ref().and_then(|s| s.paused).unwrap_or(false) => {
+                self.start(id).await
+            }
+            _ => Err(e).with_context(|| format!("cannot unpause container {id}")),
+        }
+    }
+
     async fn is_running(&self, id: &str) -> Result<bool> {
         Engine::is_running(self, id).await
     }

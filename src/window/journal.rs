@@ -28,6 +28,11 @@ pub struct Entry {
     /// written before it existed: then it starts after every later wave.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<Vec<String>>,
+    /// Frozen (paused with the cgroup freezer) rather than stopped: it is
+    /// thawed, not started, when the window closes or a later start-up
+    /// recovers it. Absent (false) in a journal written before freeze mode.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub frozen: bool,
 }
 
 /// The journal file's content: the containers a run stopped or left down,
@@ -257,6 +262,7 @@ mod tests {
                 name: "app".into(),
                 wave: 1,
                 after: Some(vec!["def".into()]),
+                frozen: false,
             }],
             ..State::default()
         };
@@ -284,6 +290,7 @@ mod tests {
             name: "app".into(),
             wave: 0,
             after: None,
+            frozen: false,
         };
         j.close("r1", None, vec![app.clone()]).unwrap();
         assert_eq!(j.left_down(), (Some("r1".into()), vec![app.clone()]));

@@ -60,7 +60,7 @@ async fn still_running<C: ContainerControl>(
     let mut entries = Vec::new();
     for s in then_stop {
         if ctl.is_running(&s.container.id).await.unwrap_or(true) {
-            entries.push(entry_of(s));
+            entries.push(entry_of(s, false));
         }
     }
     entries

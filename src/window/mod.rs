@@ -42,6 +42,20 @@ pub trait ContainerControl: Sync {
     ) -> impl Future<Output = Result<Option<StopRest>>> + Send;
     /// Starts a container (a running one is left alone).
     fn start(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Freezes a container: the engine's pause, the cgroup freezer. Returns
+    /// once its processes are frozen. An error means it was not frozen (a
+    /// swarm service, an engine without the freezer): the window stops it
+    /// instead. The default cannot freeze.
+    fn freeze(&self, id: &str) -> impl Future<Output = Result<()>> + Send {
+        let id = id.to_string();
+        async move { Err(anyhow!("this engine cannot pause container {id}")) }
+    }
+    /// Thaws a container the window froze. One that is not frozen (a journal
+    /// says frozen, but it was stopped since) is started instead, so that
+    /// it runs again either way. The default starts it.
+    fn thaw(&self, id: &str) -> impl Future<Output = Result<()>> + Send {
+        self.start(id)
+    }
     /// True when the container runs now.
     fn is_running(&self, id: &str) -> impl Future<Output = Result<bool>> + Send;
     /// How long a started container must keep running to count as running
@@ -72,12 +86,20 @@ pub struct Times {
     /// work is abandoned and the window closes. `None`: no limit (a window
     /// opened inside another, whose limit holds; a restore).
     pub limit: Option<Duration>,
+    /// Whether the entries that ask for it ([`StopEntry::freeze`]) are
+    /// frozen instead of stopped: only a backup's window, whose work reads.
+    /// A restore writes under its containers and always stops them.
+    pub freeze: bool,
 }
 
 impl From<Duration> for Times {
-    /// A window without a limit, its containers given `stop` to stop.
+    /// A window without a limit or freezing, its containers given `stop` to stop.
     fn from(stop: Duration) -> Times {
-        Times { stop, limit: None }
+        Times {
+            stop,
+            limit: None,
+            freeze: false,
+        }
     }
 }
 
@@ -230,6 +252,8 @@ struct OpenWindow<'a, C> {
     run_id: &'a str,
     /// Given to each container to stop.
     timeout: Duration,
+    /// Whether entries that ask to be frozen are ([`Times::freeze`]).
+    freeze: bool,
     /// What the journal named when the window opened. It stays in it: what
     /// an earlier final backup left down, and the containers of a window
     /// this one is opened inside (a Redis load inside `restore all`'s),
@@ -275,6 +299,7 @@ impl<'a, C: ContainerControl> OpenWindow<'a, C> {
             journal,
             run_id,
             timeout: times.stop,
+            freeze: times.freeze,
             outer,
             state,
             rests: Vec::new(),
@@ -326,6 +351,11 @@ where
     C: ContainerControl,
     Fut: Future<Output = Result<T>>,
 {
+    // A final backup leaves its containers down: stopped, never frozen.
+    let times = Times {
+        freeze: times.freeze && then_stop.is_none(),
+        ..times
+    };
     let mut open = OpenWindow::open(ctl, journal, run_id, times);
     let result = match open.stop_waves(stops, shutdown).await {
         Ok(()) => run_work(work, shutdown, open.deadline).await,

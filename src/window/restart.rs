@@ -9,7 +9,7 @@ use futures_util::future::{BoxFuture, Shared, join_all};
 
 use super::{ContainerControl, OpenWindow, StopRest, Timed, WindowReport, journal};
 
-/// Starts journal entries, dependencies first: each one as soon as every
+/// Starts journal entries (thaws the frozen ones), dependencies first: each one as soon as every
 /// entry it depends on has started (or given up), not a whole wave at a
 /// time, so one slow start holds back only what depends on it. Each start is
 /// retried up to three times; a dependency that could not start does not hold
@@ -38,7 +38,12 @@ pub(super) async fn start_entries<C: ContainerControl>(
                 if attempt > 0 {
                     tokio::time::sleep(Duration::from_secs(attempt)).await;
                 }
-                match ctl.start(&e.id).await {
+                let r = if e.frozen {
+                    ctl.thaw(&e.id).await
+                } else {
+                    ctl.start(&e.id).await
+                };
+                match r {
                     Ok(()) => {
                         last = None;
                         break;
@@ -62,7 +67,8 @@ pub(super) async fn start_entries<C: ContainerControl>(
     for (e, (seconds, err)) in results {
         match err {
             None => {
-                tracing::info!(container = %e.name, seconds, "started");
+                let how = if e.frozen { "thawed" } else { "started" };
+                tracing::info!(container = %e.name, seconds, "{how}");
                 started.push(Timed {
                     container: e.name.clone(),
                     seconds,

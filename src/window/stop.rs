@@ -1,5 +1,6 @@
 //! The stop phase of the stop window: the containers of the plan stopped
-//! wave by wave, dependents first, each one journaled before it stops.
+//! (or frozen) wave by wave, dependents first, each one journaled before it
+//! stops.
 
 use std::time::{Duration, Instant};
 
@@ -7,7 +8,7 @@ use anyhow::{Result, anyhow, bail};
 use futures_util::future::join_all;
 
 use super::limit::limit_reached;
-use super::{ContainerControl, OpenWindow, Shutdown, Timed, journal};
+use super::{ContainerControl, OpenWindow, Shutdown, StopRest, Timed, journal};
 use crate::plan::StopEntry;
 
 impl<C: ContainerControl> OpenWindow<'_, C> {
@@ -62,7 +63,7 @@ impl<C: ContainerControl> OpenWindow<'_, C> {
         let mut entries = Vec::new();
         for s in stops.iter().filter(|s| s.wave == wave) {
             match self.ctl.is_running(&s.container.id).await {
-                Ok(true) => entries.push(entry_of(s)),
+                Ok(true) => entries.push(entry_of(s, self.freeze)),
                 Ok(false) => self.report.not_running.push(s.container.container.clone()),
                 Err(e) => {
                     return Err(
@@ -89,32 +90,44 @@ impl<C: ContainerControl> OpenWindow<'_, C> {
         Ok(())
     }
 
-    /// Stops a wave's `entries` together, reporting each one stopped and
-    /// keeping its tear-down for later. Errs with the first stop that failed,
-    /// once every stop of the wave returned.
+    /// Stops (or freezes) a wave's `entries` together, reporting each one
+    /// and keeping each stop's tear-down for later. A container that cannot
+    /// be frozen is stopped instead, and the report says why. Errs with the
+    /// first stop that failed, once every call of the wave returned.
     async fn stop_wave(&mut self, entries: &[journal::Entry]) -> Result<()> {
         let (ctl, timeout) = (self.ctl, self.timeout);
         let results = join_all(entries.iter().map(|e| async move {
             let t = Instant::now();
-            // The engine kills the container after `timeout`; the outer limit guards a hung engine.
-            let r = tokio::time::timeout(
-                timeout.saturating_add(Duration::from_secs(30)),
-                ctl.stop(&e.id, timeout),
-            )
-            .await
-            .unwrap_or_else(|_| Err(anyhow!("timed out stopping {}", e.name)));
-            (e, t.elapsed().as_secs_f64(), r)
+            let held = hold(ctl, e, timeout).await;
+            (e, t.elapsed().as_secs_f64(), held)
         }))
         .await;
         let mut failure = None;
-        for (e, seconds, r) in results {
+        for (e, seconds, held) in results {
+            let timed = Timed {
+                container: e.name.clone(),
+                seconds,
+            };
+            let r = match held {
+                Held::Frozen => {
+                    tracing::info!(container = %e.name, seconds, "frozen");
+                    self.report.frozen.push(timed);
+                    continue;
+                }
+                Held::Stopped(r) => r,
+                Held::FellBack(why, r) => {
+                    tracing::warn!(container = %e.name, reason = %why, "could not freeze the container; stopping it instead");
+                    self.report
+                        .freeze_fell_back
+                        .push(format!("{}: {why}", e.name));
+                    self.unfreeze_entry(&e.id);
+                    r
+                }
+            };
             match r {
                 Ok(rest) => {
                     tracing::info!(container = %e.name, seconds, "stopped");
-                    self.report.stopped.push(Timed {
-                        container: e.name.clone(),
-                        seconds,
-                    });
+                    self.report.stopped.push(timed);
                     self.rests.extend(rest.map(|r| (e.name.clone(), r)));
                 }
                 Err(err) => {
@@ -126,6 +139,65 @@ impl<C: ContainerControl> OpenWindow<'_, C> {
         }
         failure.map_or(Ok(()), Err)
     }
+
+    /// Marks the journaled entry `id` as stopped, not frozen, once a freeze
+    /// fell back to a stop, so that the close starts it. The journal on disk
+    /// is rewritten too; if that fails, a recovery's thaw still starts a
+    /// container that is not frozen.
+    fn unfreeze_entry(&mut self, id: &str) {
+        for e in self.state.stopped.iter_mut().filter(|e| e.id == id) {
+            e.frozen = false;
+        }
+        if let Err(e) = self.journal.write(&self.journaled()) {
+            tracing::warn!(error = %format!("{e:#}"), "could not rewrite the stop journal after a freeze fell back to a stop");
+        }
+    }
+}
+
+/// How a container was held for the window.
+enum Held {
+    /// Frozen.
+    Frozen,
+    /// Stopped (or the stop's error).
+    Stopped(Result<Option<StopRest>>),
+    /// Not frozen, for the reason given; stopped instead (or the stop's error).
+    FellBack(String, Result<Option<StopRest>>),
+}
+
+/// Holds one journaled container for the window: freezes it when its entry
+/// says so, and stops it when it does not or when the freeze fails.
+async fn hold<C: ContainerControl>(ctl: &C, e: &journal::Entry, timeout: Duration) -> Held {
+    if e.frozen {
+        // A pause returns once the freezer holds every process: seconds at most.
+        match tokio::time::timeout(Duration::from_secs(30), ctl.freeze(&e.id)).await {
+            Ok(Ok(())) => return Held::Frozen,
+            Ok(Err(err)) => return Held::FellBack(format!("{err:#}"), stop(ctl, e, timeout).await),
+            Err(_) => {
+                // A freeze that did not answer may still land: thaw first.
+                let _ = ctl.thaw(&e.id).await;
+                return Held::FellBack(
+                    "the engine's pause did not return within 30 s".into(),
+                    stop(ctl, e, timeout).await,
+                );
+            }
+        }
+    }
+    Held::Stopped(stop(ctl, e, timeout).await)
+}
+
+/// Stops one container; the engine kills it after `timeout`, and the outer
+/// limit guards a hung engine.
+async fn stop<C: ContainerControl>(
+    ctl: &C,
+    e: &journal::Entry,
+    timeout: Duration,
+) -> Result<Option<StopRest>> {
+    tokio::time::timeout(
+        timeout.saturating_add(Duration::from_secs(30)),
+        ctl.stop(&e.id, timeout),
+    )
+    .await
+    .unwrap_or_else(|_| Err(anyhow!("timed out stopping {}", e.name)))
 }
 
 /// The waves of `stops`, in their order (dependents first).
@@ -157,12 +229,14 @@ async fn pre_stop_hooks<C: ContainerControl>(
     Ok(())
 }
 
-/// The journal entry of a container to stop.
-pub(super) fn entry_of(s: &StopEntry) -> journal::Entry {
+/// The journal entry of a container to stop, frozen when it asks for it and
+/// the window may `freeze`.
+pub(super) fn entry_of(s: &StopEntry, freeze: bool) -> journal::Entry {
     journal::Entry {
         id: s.container.id.clone(),
         name: s.container.container.clone(),
         wave: s.wave,
         after: Some(s.after.clone()),
+        frozen: freeze && s.freeze,
     }
 }

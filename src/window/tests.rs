@@ -31,6 +31,10 @@ struct Fake {
     exit_after_start: BTreeSet<String>,
     /// (id, how many `log` lines there were) at each `is_running`.
     checks: Mutex<Vec<(String, usize)>>,
+    /// The containers frozen now (still running, as the engine says).
+    frozen: Mutex<BTreeSet<String>>,
+    /// Freezes of these containers fail.
+    fail_freeze: BTreeSet<String>,
 }
 
 impl Fake {
@@ -118,6 +122,32 @@ impl ContainerControl for Fake {
     fn stay_up(&self) -> Duration {
         Duration::from_millis(10)
     }
+    async fn freeze(&self, id: &str) -> Result<()> {
+        if let Some(j) = &self.journal {
+            let state = j
+                .read()
+                .unwrap()
+                .expect("journal written before the freeze");
+            assert!(
+                state.stopped.iter().any(|e| e.id == id && e.frozen),
+                "{id} not journaled as frozen before its freeze"
+            );
+        }
+        self.log.lock().unwrap().push(format!("freeze {id}"));
+        if self.fail_freeze.contains(id) {
+            return Err(anyhow!("no freezer"));
+        }
+        self.frozen.lock().unwrap().insert(id.to_string());
+        Ok(())
+    }
+    /// As the engine: a container that is not frozen is started.
+    async fn thaw(&self, id: &str) -> Result<()> {
+        if !self.frozen.lock().unwrap().remove(id) {
+            return self.start(id).await;
+        }
+        self.log.lock().unwrap().push(format!("thaw {id}"));
+        Ok(())
+    }
     async fn before_stop(&self, entry: &StopEntry) -> Result<()> {
         let id = &entry.container.id;
         self.log.lock().unwrap().push(format!("hook {id}"));
@@ -140,6 +170,7 @@ fn entry(id: &str, wave: usize) -> StopEntry {
         after: Vec::new(),
         running: true,
         pre_stop: None,
+        freeze: false,
     }
 }
 
@@ -401,12 +432,14 @@ async fn recover_after_a_killed_run() {
                     name: "web".into(),
                     wave: 0,
                     after: None,
+                    frozen: false,
                 },
                 journal::Entry {
                     id: "app".into(),
                     name: "app".into(),
                     wave: 1,
                     after: None,
+                    frozen: false,
                 },
             ],
             ..Default::default()
@@ -821,6 +854,7 @@ async fn a_hung_work_is_abandoned_at_the_limit_and_everything_starts() {
     let times = Times {
         stop: Duration::from_secs(5),
         limit: Some(Duration::from_millis(300)),
+        freeze: false,
     };
     let journal = b.journal.clone();
     let (r, report) = with_stop_window(
@@ -885,6 +919,7 @@ fn a_window_journal_tells_its_age_and_limit() {
         name: "a".into(),
         wave: 0,
         after: None,
+        frozen: false,
     });
     assert_eq!(
         s.open_for(100, Some(10)),
@@ -928,3 +963,5 @@ fn running_again_puts_the_left_down_first_and_says_what_to_do() {
     assert!(line.ends_with("; also: cannot place dump.rdb"), "{line}");
     assert!(!line.contains('\n'), "{line}");
 }
+
+mod freeze;
