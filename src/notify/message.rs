@@ -110,6 +110,8 @@ pub struct Told {
     pub text: String,
     /// Whether the run succeeded (ntfy tags the message with it).
     pub ok: bool,
+    /// How the run ended (the Apprise API's `type`).
+    pub result: Outcome,
     /// 3 for a success, 5 otherwise (ntfy's and Gotify's scales).
     pub priority: u8,
 }
@@ -122,6 +124,7 @@ impl Told {
             title: title(report),
             text: text(report),
             ok,
+            result: report.result,
             priority: if ok { 3 } else { 5 },
         }
     }

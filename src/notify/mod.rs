@@ -1,5 +1,6 @@
 //! Telling people how a run went: `NOTIFY_URLS` (webhook, ntfy, Gotify,
-//! Discord, Slack, email: a file per kind of receiver; `target` parses the
+//! Discord, Slack, email, Telegram, Matrix, Pushover, a Teams workflow, the
+//! Apprise API: a file per kind of receiver; `target` parses the
 //! URLs, `message` writes what they say, `send` dispatches) after the run,
 //! and `PING_URL` (a dead-man's switch: healthchecks.io's protocol) at its
 //! start and end.
@@ -8,13 +9,18 @@
 //! a run's result: a receiver that fails is logged, recorded in the report
 //! (`notify_failures`) and counted in `stackshot_notify_failures_total{scheme}`.
 
+mod apprise;
 mod discord;
 mod email;
 mod gotify;
+mod matrix;
 pub mod message;
 mod ntfy;
+mod pushover;
 mod send;
 mod slack;
+mod teams;
+mod telegram;
 mod webhook;
 
 use futures_util::future::join_all;
@@ -145,6 +151,9 @@ fn failure(scheme: &str, target: String, e: anyhow::Error) -> NotifyFailure {
         error,
     }
 }
+
+#[cfg(test)]
+mod testing;
 
 #[cfg(test)]
 mod tests {

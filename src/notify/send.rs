@@ -9,13 +9,19 @@ use url::Url;
 
 use super::message::Told;
 use super::target::Target;
-use super::{discord, email, gotify, ntfy, slack, webhook};
+use super::{
+    apprise, discord, email, gotify, matrix, ntfy, pushover, slack, teams, telegram, webhook,
+};
 use crate::config::notify::TIMEOUT;
 use crate::report::RunReport;
 
 /// An HTTP client for every receiver of a run.
 pub struct Sender {
     http: reqwest::Client,
+    /// Tests only: where every request through [`Sender::post`] goes instead
+    /// (`http://127.0.0.1:<port>`, its path and query kept).
+    #[cfg(test)]
+    to: Option<std::net::SocketAddr>,
 }
 
 fn plain(e: reqwest::Error) -> anyhow::Error {
@@ -37,10 +43,33 @@ pub fn client() -> Result<reqwest::Client> {
 impl Sender {
     /// A client with [`TIMEOUT`].
     pub fn new() -> Result<Sender> {
-        Ok(Sender { http: client()? })
+        Ok(Sender {
+            http: client()?,
+            #[cfg(test)]
+            to: None,
+        })
+    }
+
+    /// A sender whose requests all go to the test receiver at `to`.
+    #[cfg(test)]
+    pub fn to(to: std::net::SocketAddr) -> Sender {
+        Sender {
+            to: Some(to),
+            ..Sender::new().unwrap()
+        }
     }
 
     async fn post(&self, req: RequestBuilder) -> Result<()> {
+        #[cfg(test)]
+        let req = match self.to {
+            Some(to) => {
+                let (client, r) = req.build_split();
+                let mut r = r.map_err(plain)?;
+                *r.url_mut() = super::testing::at(r.url(), to);
+                RequestBuilder::from_parts(client, r)
+            }
+            None => req,
+        };
         let resp = req.send().await.map_err(plain)?;
         let status = resp.status();
         if !status.is_success() {
@@ -81,7 +110,48 @@ impl Sender {
                 };
                 email::send(&s, &m).await
             }
+            Target::Telegram { token, chats } => {
+                self.post_each("chats", telegram::requests(http, token, chats, &m)?)
+                    .await
+            }
+            Target::Matrix { base, login, rooms } => {
+                matrix::send(http, base, login, rooms, &txn_base(), &m).await
+            }
+            Target::Pushover {
+                token,
+                user,
+                devices,
+                priority,
+            } => {
+                self.post(pushover::request(http, token, user, devices, *priority, &m))
+                    .await
+            }
+            Target::Teams { url, .. } => self.post(teams::request(http, url, &m)?).await,
+            Target::Apprise { url, auth } => {
+                self.post(apprise::request(http, url, auth.as_ref(), &m))
+                    .await
+            }
         }
+    }
+
+    /// Sends every request, each named (a chat), whatever the others did;
+    /// the error lists the ones that failed.
+    async fn post_each(&self, what: &str, reqs: Vec<(String, RequestBuilder)>) -> Result<()> {
+        let all = reqs.len();
+        let mut failed = vec![];
+        for (name, req) in reqs {
+            if let Err(e) = self.post(req).await {
+                failed.push(format!("{name}: {e:#}"));
+            }
+        }
+        if !failed.is_empty() {
+            anyhow::bail!(
+                "{} of {all} {what} not told: {}",
+                failed.len(),
+                failed.join("; ")
+            );
+        }
+        Ok(())
     }
 
     /// `GET url`, or `POST url` with `body` (a dead-man's switch ping).
@@ -92,4 +162,14 @@ impl Sender {
         };
         self.post(req).await
     }
+}
+
+/// The start of this run's Matrix transaction ids: `stackshot-<ms since 1970>`,
+/// new at each run (a homeserver drops a message whose id it has seen from
+/// the same device).
+fn txn_base() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("stackshot-{ms}")
 }

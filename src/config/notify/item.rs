@@ -7,10 +7,11 @@ use super::{BadTarget, masked};
 use crate::env::Secret;
 
 /// The item as it may be shown ([`masked`]), or only its scheme when it is
-/// no URL at all, in case a secret sits in the rest.
+/// no URL at all, in case a secret sits in the rest (or when its host is
+/// a secret: Pushover's user key).
 fn mask_raw(raw: &str) -> String {
     match Url::parse(raw) {
-        Ok(u) if u.host_str().is_some() => masked(&u),
+        Ok(u) if u.host_str().is_some() && u.scheme() != "pushover" => masked(&u),
         _ => match raw.split_once("://") {
             Some((scheme, _))
                 if !scheme.is_empty()
@@ -62,6 +63,20 @@ pub(super) fn query(u: &Url, key: &str) -> Vec<String> {
         .collect()
 }
 
+/// Like [`query`], for every key of `keys` (lowercase), each matched
+/// whatever its case: shoutrrr writes `disableTLS`, `deviceID`.
+pub(super) fn query_any(u: &Url, keys: &[&str]) -> Vec<String> {
+    u.query_pairs()
+        .filter(|(k, _)| keys.iter().any(|w| k.eq_ignore_ascii_case(w)))
+        .flat_map(|(_, v)| {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// Whether the first `key=` value is `yes`, `true` or `1`.
 pub(super) fn yes(u: &Url, key: &str) -> bool {
     query(u, key)
@@ -102,6 +117,13 @@ impl<'a> Item<'a> {
             .filter(|h| !h.is_empty())
             .map(str::to_string)
             .ok_or_else(|| self.bad("no host"))
+    }
+
+    /// Like [`yes`], the key (lowercase) matched whatever its case.
+    pub(super) fn flag(&self, key: &str) -> bool {
+        query_any(&self.u, &[key])
+            .first()
+            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "yes" | "true" | "1"))
     }
 
     /// `scheme://host[:port]path`, with the item's host and port.

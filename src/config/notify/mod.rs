@@ -11,11 +11,12 @@ use url::Url;
 use crate::env::Secret;
 use item::Item;
 
+mod chat;
 mod item;
 mod parse;
 
 /// What `NOTIFY_URLS` accepts, for error lines.
-pub const ACCEPTED: &str = "comma-separated URLs: https://… or http://… (a JSON webhook), ntfy://[user:pass@]host/topic (ntfys:// for HTTPS), gotify://host/token, discord://token@webhookid, slack://T…/B…/secret, smtp://[user:pass@]host:port/?from=…&to=…[&starttls=yes] (smtps:// for TLS)";
+pub const ACCEPTED: &str = "comma-separated URLs: https://… or http://… (a JSON webhook), ntfy://[user:pass@]host/topic (ntfys:// for HTTPS), gotify://host/token, discord://token@webhookid, slack://T…/B…/secret, smtp://[user:pass@]host:port/?from=…&to=…[&starttls=yes] (smtps:// for TLS), telegram://<bot token>@telegram?chats=@channel,<chat id>, matrix://:<access token>@host[:port]/?rooms=!id,%23alias[&disableTLS=yes] (or matrix://user:password@…), pushover://shoutrrr:<app token>@<user key>/[?devices=…&priority=…], teams+https://<a Teams workflow's URL>, apprise://host[:port]/<key> (apprises:// for HTTPS)";
 
 /// One notification receiver, parsed from a `NOTIFY_URLS` item.
 #[derive(Clone, PartialEq, Eq)]
@@ -69,6 +70,75 @@ pub enum Target {
         /// The recipients' addresses, from the item's `to=` query parameter (comma-separated).
         to: Vec<String>,
     },
+    /// Telegram: the bot's message to each chat.
+    Telegram {
+        /// The bot's token, `<bot id>:<secret>`, from the item's `user:password` part.
+        token: Secret,
+        /// The chats, from the item's `chats=` (or `channels=`) query parameter.
+        chats: Vec<TelegramChat>,
+    },
+    /// Matrix: an `m.text` message in each room.
+    Matrix {
+        /// The homeserver, `https://host[:port]` (`http://` with `disableTLS=yes`).
+        base: Url,
+        /// How stackshot gets its access token.
+        login: MatrixLogin,
+        /// The rooms: ids (`!…`) and aliases (`#…`, the `#` added when the
+        /// item left it out); none: every room the account has joined.
+        rooms: Vec<String>,
+    },
+    /// Pushover: a message through the messages API.
+    Pushover {
+        /// The application's API token, from the item's password.
+        token: Secret,
+        /// The user (or group) key, from the item's host.
+        user: Secret,
+        /// The devices to tell, from `devices=`; none: every device.
+        devices: Vec<String>,
+        /// The item's `priority=` (-2 to 1); none: 0 for a success, 1 otherwise.
+        priority: Option<i8>,
+    },
+    /// A Microsoft Teams workflow: an Adaptive Card POSTed to its URL.
+    Teams {
+        /// The workflow URL's host, the only part shown.
+        host: String,
+        /// The workflow's `https://` URL (the item without `teams+`): its
+        /// query carries the signature that lets anyone post.
+        url: Secret,
+    },
+    /// The Apprise API: POST the message to a stored configuration's key.
+    Apprise {
+        /// The endpoint, `http(s)://host[:port][/path]/notify/<key>`.
+        url: Url,
+        /// The user name and password for basic auth, from the item's `user:pass@` part.
+        auth: Option<(String, Secret)>,
+    },
+}
+
+/// One Telegram chat to tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelegramChat {
+    /// The chat's id (`-100…`) or a channel's `@name`: `sendMessage`'s `chat_id`.
+    pub id: String,
+    /// A forum topic's id (`chat:thread` in the item): `message_thread_id`.
+    pub thread: Option<u64>,
+}
+
+/// How stackshot gets a Matrix access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MatrixLogin {
+    /// The item's password is the token (its user name is empty).
+    Token(Secret),
+    /// Logs in with the user name and password at each run.
+    Password {
+        /// The account's user name (`@user:server` or `user`).
+        user: String,
+        /// The account's password.
+        password: Secret,
+        /// The device id asked for (`deviceID=`, else `stackshot`), so that
+        /// each login replaces the last one's device.
+        device: String,
+    },
 }
 
 /// How an SMTP connection is protected.
@@ -93,6 +163,11 @@ impl Target {
             Target::Discord { .. } => "discord",
             Target::Slack { .. } => "slack",
             Target::Smtp { .. } => "smtp",
+            Target::Telegram { .. } => "telegram",
+            Target::Matrix { .. } => "matrix",
+            Target::Pushover { .. } => "pushover",
+            Target::Teams { .. } => "teams",
+            Target::Apprise { .. } => "apprise",
         }
     }
 }
@@ -109,6 +184,24 @@ impl fmt::Display for Target {
             Target::Smtp { host, port, to, .. } => {
                 write!(f, "smtp {host}:{port} to {}", to.join(", "))
             }
+            Target::Telegram { chats, .. } => {
+                let ids: Vec<&str> = chats.iter().map(|c| c.id.as_str()).collect();
+                write!(f, "telegram to {}", ids.join(", "))
+            }
+            Target::Matrix { base, rooms, .. } if rooms.is_empty() => {
+                write!(f, "matrix {} to every joined room", masked(base))
+            }
+            Target::Matrix { base, rooms, .. } => {
+                write!(f, "matrix {} to {}", masked(base), rooms.join(", "))
+            }
+            Target::Pushover { devices, .. } if devices.is_empty() => {
+                write!(f, "pushover to every device")
+            }
+            Target::Pushover { devices, .. } => {
+                write!(f, "pushover to {}", devices.join(", "))
+            }
+            Target::Teams { host, .. } => write!(f, "teams workflow https://{host}/…"),
+            Target::Apprise { url, .. } => write!(f, "apprise {}", masked(url)),
         }
     }
 }
@@ -158,7 +251,8 @@ impl fmt::Display for BadTarget {
 ///
 /// Its steps: read the item as a URL (`Item::read`), then the receiver
 /// its scheme names (`Item::webhook`, `Item::ntfy`, `Item::gotify`,
-/// `Item::discord`, `Item::slack`, `Item::smtp`).
+/// `Item::discord`, `Item::slack`, `Item::smtp`, `Item::telegram`,
+/// `Item::matrix`, `Item::pushover`, `Item::teams`, `Item::apprise`).
 pub fn parse(raw: &str) -> Result<Target, BadTarget> {
     let item = Item::read(raw.trim())?;
     match item.u.scheme() {
@@ -168,6 +262,11 @@ pub fn parse(raw: &str) -> Result<Target, BadTarget> {
         "discord" => item.discord(),
         "slack" => item.slack(),
         "smtp" | "smtps" => item.smtp(),
+        "telegram" => item.telegram(),
+        "matrix" => item.matrix(),
+        "pushover" => item.pushover(),
+        "teams" | "teams+https" | "teams+http" => item.teams(),
+        "apprise" | "apprises" => item.apprise(),
         other => Err(item.bad(&format!("unknown scheme {other:?}"))),
     }
 }

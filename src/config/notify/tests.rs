@@ -163,3 +163,225 @@ fn display_and_debug_hide_secrets() {
         assert!(!format!("{t} {t:?}").contains("hunter2"), "{t}");
     }
 }
+
+/// The five chat and push services, in shoutrrr's forms.
+#[test]
+fn chat_and_push_services() {
+    let t = parse_list(
+        "telegram://123456:ABC-def_1@telegram?chats=@my_chan,-1001234:7,\
+         telegram://42:x@telegram?channels=99,\
+         matrix://:syt_tok@matrix.example.org/?rooms=!abc:example.org,alias:example.org,%23other:x,\
+         matrix://bot:pw@m.lan:8008?disableTLS=yes&deviceID=box,\
+         pushover://shoutrrr:aTok@uKeyMixedCase/?devices=phone,tab&priority=-1,\
+         teams+https://prod-1.westeurope.logic.azure.com:443/workflows/abc/triggers/manual/paths/invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=SiGn,\
+         apprise://apprise.lan:8000/backups,apprises://u:p@a.example/prefix/k",
+    )
+    .unwrap();
+    assert_eq!(
+        t.iter().map(Target::scheme).collect::<Vec<_>>(),
+        [
+            "telegram", "telegram", "matrix", "matrix", "pushover", "teams", "apprise", "apprise"
+        ]
+    );
+    let Target::Telegram { token, chats } = &t[0] else {
+        panic!()
+    };
+    assert_eq!(token.expose(), "123456:ABC-def_1");
+    assert_eq!(
+        chats,
+        &[
+            TelegramChat {
+                id: "@my_chan".into(),
+                thread: None
+            },
+            TelegramChat {
+                id: "-1001234".into(),
+                thread: Some(7)
+            }
+        ]
+    );
+    let Target::Telegram { chats, .. } = &t[1] else {
+        panic!()
+    };
+    assert_eq!(chats[0].id, "99");
+    let Target::Matrix { base, login, rooms } = &t[2] else {
+        panic!()
+    };
+    assert_eq!(base.as_str(), "https://matrix.example.org/");
+    assert_eq!(login, &MatrixLogin::Token(Secret::new("syt_tok")));
+    assert_eq!(
+        rooms,
+        &["!abc:example.org", "#alias:example.org", "#other:x"]
+    );
+    let Target::Matrix { base, login, rooms } = &t[3] else {
+        panic!()
+    };
+    assert_eq!((base.as_str(), rooms.len()), ("http://m.lan:8008/", 0));
+    assert_eq!(
+        login,
+        &MatrixLogin::Password {
+            user: "bot".into(),
+            password: Secret::new("pw"),
+            device: "box".into()
+        }
+    );
+    let Target::Pushover {
+        token,
+        user,
+        devices,
+        priority,
+    } = &t[4]
+    else {
+        panic!()
+    };
+    // The user key's case is kept: Pushover's keys are case-sensitive.
+    assert_eq!((token.expose(), user.expose()), ("aTok", "uKeyMixedCase"));
+    assert_eq!(
+        (devices, *priority),
+        (&vec!["phone".to_string(), "tab".into()], Some(-1))
+    );
+    let Target::Teams { host, url } = &t[5] else {
+        panic!()
+    };
+    assert_eq!(host, "prod-1.westeurope.logic.azure.com");
+    assert_eq!(
+        url.expose(),
+        "https://prod-1.westeurope.logic.azure.com/workflows/abc/triggers/manual/paths/invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=SiGn"
+    );
+    let Target::Apprise { url, auth } = &t[6] else {
+        panic!()
+    };
+    assert_eq!(
+        (url.as_str(), auth.is_none()),
+        ("http://apprise.lan:8000/notify/backups", true)
+    );
+    let Target::Apprise { url, auth } = &t[7] else {
+        panic!()
+    };
+    assert_eq!(url.as_str(), "https://a.example/prefix/notify/k");
+    assert_eq!(auth.as_ref().unwrap().1.expose(), "p");
+}
+
+#[test]
+fn chat_and_push_defaults() {
+    let Target::Matrix { login, .. } = parse("matrix://bot:pw@m.lan/?rooms=!a:b").unwrap() else {
+        panic!()
+    };
+    let MatrixLogin::Password { device, .. } = login else {
+        panic!()
+    };
+    assert_eq!(device, "stackshot");
+    let Target::Pushover {
+        devices, priority, ..
+    } = parse("pushover://shoutrrr:tok@ukey").unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!((devices.len(), priority), (0, None));
+}
+
+#[test]
+fn bad_chat_and_push_items_are_one_line_naming_the_form() {
+    for (raw, want) in [
+        (
+            "telegram://hunter2@telegram?chats=1",
+            "telegram://telegram/…: the bot token is not <digits>:<letters, digits, _ or ->: telegram://<bot token>@telegram?chats=",
+        ),
+        ("telegram://12:hunter2@telegram", "no chats=: telegram://"),
+        (
+            "telegram://12:hunter2@telegram?chats=someone",
+            "chat \"someone\" is neither a chat id (-100…) nor an @channel name",
+        ),
+        (
+            "telegram://12:hunter2@telegram?chats=-100:general",
+            "chat \"-100:general\": the topic after ':' is not a number",
+        ),
+        (
+            "matrix://m.lan/?rooms=!a:b",
+            "matrix://m.lan/…: no access token or password: matrix://:<access token>@host",
+        ),
+        ("matrix://bot@m.lan", "no access token or password"),
+        (
+            "matrix://:hunter2@m.lan/?rooms=#alias:m.lan",
+            "a room alias's # must be written %23 (or left out)",
+        ),
+        (
+            "pushover://ukey/?devices=a",
+            "pushover://…: no application token: pushover://shoutrrr:<app token>@<user key>/",
+        ),
+        (
+            "pushover://shoutrrr:hunter2@ukey/?priority=2",
+            "priority 2 (emergency) needs retry= and expire=",
+        ),
+        (
+            "pushover://shoutrrr:hunter2@ukey/?priority=high",
+            "priority \"high\" is not -2, -1, 0 or 1",
+        ),
+        (
+            "pushover://shoutrrr:tok@hunter2key/?priority=9",
+            "pushover://…: priority \"9\"",
+        ),
+        (
+            "teams://hunter2@tenant/alt/owner/extra?host=x.webhook.office.com",
+            "teams:// is for Office 365 connectors, which Microsoft retired; give a workflow's URL: teams+https://",
+        ),
+        (
+            "teams+http://flow.example/x?sig=hunter2",
+            "a workflow's URL is https: teams+https://",
+        ),
+        (
+            "apprise://apprise.lan/",
+            "apprise://apprise.lan: no configuration key: apprise://host[:port]/<configuration key>",
+        ),
+        (
+            "apprise://apprise.lan/?urls=mailto://hunter2@x",
+            "stateless urls= is not supported",
+        ),
+    ] {
+        let e = parse_list(raw).unwrap_err().to_string();
+        assert!(e.contains(want), "{raw}: {e}");
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+}
+
+/// What a chat or push receiver shows: never its token, user key, access
+/// token, password or workflow signature.
+#[test]
+fn chat_and_push_receivers_show_no_secret() {
+    for (raw, shown) in [
+        (
+            "telegram://12:hunter2@telegram?chats=@chan,-100",
+            "telegram to @chan, -100",
+        ),
+        (
+            "matrix://:hunter2@m.lan/?rooms=!a:m.lan",
+            "matrix https://m.lan to !a:m.lan",
+        ),
+        (
+            "matrix://bot:hunter2@m.lan:8448",
+            "matrix https://m.lan:8448 to every joined room",
+        ),
+        (
+            "pushover://shoutrrr:hunter2@hunter2key/?devices=phone",
+            "pushover to phone",
+        ),
+        (
+            "pushover://shoutrrr:hunter2@hunter2key",
+            "pushover to every device",
+        ),
+        (
+            "teams+https://flow.example:443/workflows/hunter2/run?sv=1&sig=hunter2",
+            "teams workflow https://flow.example/…",
+        ),
+        (
+            "apprises://u:hunter2@a.example/hunter2key",
+            "apprise https://a.example/…",
+        ),
+    ] {
+        let t = parse(raw).unwrap();
+        let text = format!("{t} {t:?}");
+        assert!(text.contains(shown), "{raw}: {text}");
+        assert!(!text.contains("hunter2"), "{raw}: {text}");
+    }
+}
