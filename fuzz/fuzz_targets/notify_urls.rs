@@ -11,7 +11,22 @@ const PASSWORD: &str = "pw9Qz7Secret";
 const LOGIN: &str = "lg4Kx2Login";
 
 const SCHEMES: &[&str] = &[
-    "https", "http", "ntfy", "ntfys", "gotify", "discord", "slack", "smtp", "smtps", "x",
+    "https",
+    "http",
+    "ntfy",
+    "ntfys",
+    "gotify",
+    "discord",
+    "slack",
+    "smtp",
+    "smtps",
+    "telegram",
+    "matrix",
+    "pushover",
+    "teams+https",
+    "apprise",
+    "apprises",
+    "x",
 ];
 
 fn shown(parsed: &Result<Vec<target::Target>, target::BadTarget>) -> String {
