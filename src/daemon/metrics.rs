@@ -52,6 +52,11 @@ struct DumpLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabel {
+    phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TaskLabel {
     task: String,
 }
@@ -70,6 +75,7 @@ struct Handles {
     last_run_success: Gauge,
     duration: Seconds,
     stop_window: Seconds,
+    phases: Family<PhaseLabel, Seconds>,
     running: Gauge,
     next_run: Seconds,
     bytes_added: Gauge,
@@ -200,6 +206,15 @@ impl Metrics {
         m.duration.set(report.seconds());
         let window = report.window.as_ref();
         m.stop_window.set(window.map_or(0.0, |w| w.seconds));
+        // The last run's phases only: a phase it did not reach is gone.
+        m.phases.clear();
+        for p in &report.phases {
+            m.phases
+                .get_or_create(&PhaseLabel {
+                    phase: p.name.clone(),
+                })
+                .inc_by(p.seconds);
+        }
         m.containers_stopped
             .set(window.map_or(0, |w| int(w.stopped.len() as u64)));
         m.containers_frozen
@@ -380,6 +395,12 @@ fn register_runs(r: &mut Registry, m: &Handles) {
         "backup_stop_window_seconds",
         "Stop window of the last finished run, first stop to last start (0: none opened)",
         m.stop_window.clone(),
+    );
+    // An addition to the design's list: where a run's time goes.
+    r.register(
+        "backup_phase_seconds",
+        "Seconds each phase of the last finished run took (the run report's phases)",
+        m.phases.clone(),
     );
     r.register(
         "backup_running",
@@ -566,7 +587,7 @@ mod tests {
     use super::*;
     use crate::dumps::DumpResult;
     use crate::labels::Engine;
-    use crate::report::SnapshotReport;
+    use crate::report::{Phase, SnapshotReport};
     use crate::window::{Timed, WindowReport};
 
     fn at(s: &str) -> DateTime<Utc> {
@@ -598,6 +619,14 @@ mod tests {
             container: c.into(),
             seconds: 0.5,
         };
+        r.phases = ["recover", "plan", "window", "dumps", "merge"]
+            .iter()
+            .zip([0.5, 0.25, 1.25, 2.0, 1.5])
+            .map(|(name, seconds)| Phase {
+                name: name.to_string(),
+                seconds,
+            })
+            .collect();
         r.window = Some(WindowReport {
             stopped: vec![timed("shop_worker_1"), timed("shop_app_1")],
             started: vec![timed("shop_app_1"), timed("shop_worker_1")],
@@ -696,6 +725,9 @@ mod tests {
                 r#"stackshot_dump_duration_seconds{service="postgres",engine="postgres"} 0.25"#,
                 r#"stackshot_dump_duration_seconds{service="mariadb",engine="mariadb"} 0.75"#,
                 "stackshot_containers_stopped 2",
+                r#"stackshot_backup_phase_seconds{phase="window"} 1.25"#,
+                r#"stackshot_backup_phase_seconds{phase="dumps"} 2.0"#,
+                r#"stackshot_backup_phase_seconds{phase="merge"} 1.5"#,
                 r#"stackshot_maintenance_last_success{task="prune"} 1"#,
                 r#"stackshot_maintenance_last_success{task="check"} 0"#,
             ],
@@ -766,6 +798,13 @@ mod tests {
                 r#"stackshot_snapshot_files{state="new"} 0"#,
                 "stackshot_containers_stopped 0",
             ],
+        );
+        // The failed run reached no phase: the success's phases are gone.
+        assert!(
+            !text
+                .iter()
+                .any(|l| l.starts_with("stackshot_backup_phase_seconds{")),
+            "{text:?}"
         );
         // The failed run wrote no dumps: the last run's dump series are gone.
         assert!(
