@@ -24,8 +24,11 @@ export SIDECAR_IMAGE=stackshot-test/sidecar:bench
 log() { printf 'bench: %s\n' "$*" >&2; }
 
 bash tests/bench/build-images.sh
-cargo build --release --locked -q
-bash tests/bench/sidecar-image.sh target/release/stackshot bookworm "$SIDECAR_IMAGE"
+# BENCH_BINARY: a stackshot already built (the debug one, say); default:
+# the release build. The window is the engine's work, not the binary's.
+bin=${BENCH_BINARY:-}
+if [ -z "$bin" ]; then cargo build --release --locked -q; bin=target/release/stackshot; fi
+bash tests/bench/sidecar-image.sh "$bin" bookworm "$SIDECAR_IMAGE"
 
 work=$(mktemp -d)
 export E2E_DIR=$work/stack
