@@ -35,6 +35,9 @@ export E2E_DIR=$work/stack
 mkdir -p "$E2E_DIR/uploads" "$E2E_DIR/secrets"
 echo maria-root-secret >"$E2E_DIR/secrets/mariadb-root"
 echo bench-password >"$E2E_DIR/secrets/restic-password"
+# A fixed host port for web: with a random one, a stop and start moves it.
+E2E_WEB_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export E2E_WEB_PORT
 compose() {
   docker-compose -p "$project" -f tests/stack/docker-compose.yml \
     -f tests/stack/writer.override.yml -f tests/stack/web.override.yml "$@"
@@ -49,7 +52,7 @@ maria_() { docker exec -e MYSQL_PWD=maria-root-secret "$(c mariadb)" mariadb -ur
 for _ in $(seq 90); do psql_ 'select 1' >/dev/null 2>&1 && maria_ 'select 1' >/dev/null 2>&1 && break; sleep 1; done
 psql_ "CREATE TABLE IF NOT EXISTS writes (id int primary key)"
 maria_ "CREATE TABLE IF NOT EXISTS writes (id int primary key) ENGINE=InnoDB"
-port=$(docker port "$(c web)" 80/tcp | head -n1 | sed 's/.*://')
+port=$E2E_WEB_PORT
 for _ in $(seq 60); do python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$port/', timeout=2)" 2>/dev/null && break; sleep 1; done
 
 # The client: threads sending GET / on their own connections, paced to $rps

@@ -39,6 +39,7 @@ fn exported() -> BTreeSet<String> {
     }]);
     v["notify_failures"] =
         serde_json::json!([{"scheme": "ntfy", "target": "ntfy x", "error": "refused"}]);
+    v["phases"] = serde_json::json!([{"name": "window", "seconds": 1.0}]);
     report = serde_json::from_value(v).unwrap();
     m.record_run(&report);
     m.record_maintenance(stackshot::daemon::state::MaintenanceKind::Drill, false);
