@@ -200,22 +200,12 @@ fn frozen_apps_answer_every_request_and_a_killed_run_is_thawed() {
     );
 
     // 2. One moment, as after a power cut.
-    let restored = stack.restore("latest");
-    let r = restored.path();
-    run(std::process::Command::new("sha256sum")
-        .args(["-c", "SHA256SUMS"])
-        .current_dir(r.join("databases")));
-    let n: u64 = std::fs::read_to_string(r.join("volumes/writer/data/counter"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let pg = writer::pg_dump_ids(
-        &std::fs::read_to_string(r.join("databases/postgres/postgres-all.sql")).unwrap(),
-    );
-    let maria = writer::maria_dump_ids(
-        &std::fs::read_to_string(r.join("databases/mariadb/shop.sql")).unwrap(),
-    );
+    let writer::Moment {
+        counter: n,
+        pg,
+        maria,
+        ..
+    } = writer::moment(&stack, "latest");
     let (p, m) = (pg.len() as u64, maria.len() as u64);
     assert_eq!(pg, (1..=p).collect(), "PostgreSQL rows not 1..{p}");
     assert_eq!(maria, (1..=m).collect(), "MariaDB rows not 1..{m}");

@@ -226,30 +226,19 @@ fn one_moment(stack: &Stack, spooled: bool) {
         "{}",
         String::from_utf8_lossy(&check.stderr)
     );
-    let restored = stack.restore("latest");
-    let r = restored.path();
-    run(std::process::Command::new("sha256sum")
-        .args(["-c", "SHA256SUMS"])
-        .current_dir(r.join("databases")));
+    let moment = writer::moment(stack, "latest");
+    let r = moment.restored.path();
 
     // The moment of the stop: the counter equals the last row of each database.
-    let n: u64 = std::fs::read_to_string(r.join("volumes/writer/data/counter"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let n = moment.counter;
     assert!(n >= 10, "{n}");
-    let pg = std::fs::read_to_string(r.join("databases/postgres/postgres-all.sql")).unwrap();
-    let maria = std::fs::read_to_string(r.join("databases/mariadb/shop.sql")).unwrap();
     let want: BTreeSet<u64> = (1..=n).collect();
     assert_eq!(
-        writer::pg_dump_ids(&pg),
-        want,
+        moment.pg, want,
         "PostgreSQL dump is not of the stop's moment (counter {n})"
     );
     assert_eq!(
-        writer::maria_dump_ids(&maria),
-        want,
+        moment.maria, want,
         "MariaDB dump is not of the stop's moment (counter {n})"
     );
     // … while the writer kept writing after the window, during the dumps.

@@ -75,3 +75,38 @@ pub fn maria_dump_ids(dump: &str) -> BTreeSet<u64> {
     );
     ids
 }
+
+/// The writer's moment in a snapshot: its counter and the ids of table
+/// `writes` in each dump.
+pub struct Moment {
+    /// The snapshot restored with plain restic (removed when dropped).
+    pub restored: tempfile::TempDir,
+    /// The writer's counter file.
+    pub counter: u64,
+    /// The rows of the PostgreSQL dump.
+    pub pg: BTreeSet<u64>,
+    /// The rows of the MariaDB dump.
+    pub maria: BTreeSet<u64>,
+}
+
+/// Restores snapshot `id` with plain restic, checks its dumps against their
+/// SHA256SUMS, and reads the writer's counter and the dumps' rows.
+pub fn moment(stack: &Stack, id: &str) -> Moment {
+    let restored = stack.restore(id);
+    let r = restored.path();
+    super::run(
+        std::process::Command::new("sha256sum")
+            .args(["-c", "SHA256SUMS"])
+            .current_dir(r.join("databases")),
+    );
+    let read = |p: &str| std::fs::read_to_string(r.join(p)).unwrap();
+    let counter = read("volumes/writer/data/counter").trim().parse().unwrap();
+    let pg = pg_dump_ids(&read("databases/postgres/postgres-all.sql"));
+    let maria = maria_dump_ids(&read("databases/mariadb/shop.sql"));
+    Moment {
+        restored,
+        counter,
+        pg,
+        maria,
+    }
+}
