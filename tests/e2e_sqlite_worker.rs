@@ -19,12 +19,17 @@ use common::*;
 
 const IMAGE: &str = "stackshot-test/noshell-notes:local";
 
-/// Builds the test app and imports the shell-less image around it.
+/// Builds the test app and imports the shell-less image around it. The
+/// example is built as `cargo test` builds it (with the dev-dependencies'
+/// features), which the test build has done already: a `cargo build` here
+/// compiled a second feature set of ring, rustls and their dependants, and
+/// the next `cargo nextest run` compiled them again.
 fn build_image() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = run(Command::new(cargo)
         .args([
-            "build",
+            "test",
+            "--no-run",
             "--example",
             "sqlite_notes",
             "--message-format=json",
