@@ -317,7 +317,8 @@ fn opt<T>(
     env.get(name)?.map(|s| parse(&s)).transpose()
 }
 
-/// `NOTIFY_URLS`, `NOTIFY_ON`, `PING_URL`, `PING_URL_SUCCESS`, `PING_URL_FAILURE`.
+/// `NOTIFY_URLS`, `NOTIFY_ON`, `PING_URL`, `PING_URL_SUCCESS`, `PING_URL_FAILURE`,
+/// `NOTIFY_TEMPLATE[_FILE]`.
 fn notifier(env: &Env) -> Result<notify::Notifier, ConfigError> {
     use notify::{NotifyOn, Pings};
     let targets = opt(env, "NOTIFY_URLS", |s| {
@@ -360,9 +361,21 @@ fn notifier(env: &Env) -> Result<notify::Notifier, ConfigError> {
             })
         })
     };
+    let template = opt(env, "NOTIFY_TEMPLATE", |s| {
+        notify::Template::parse(&s.value).map_err(|why| ConfigError::Invalid {
+            var: s.var.clone(),
+            value: format!("<{} bytes>", s.value.len()),
+            problem: why,
+            accepted: format!(
+                "a MiniJinja (Jinja2) template: its first line the title, the rest the body, over the run report's fields {}",
+                notify::TEMPLATE_FIELDS.join(", ")
+            ),
+        })
+    })?;
     Ok(notify::Notifier {
         targets,
         on,
+        template,
         pings: Pings {
             base: ping_url("PING_URL")?,
             success: ping_url("PING_URL_SUCCESS")?,

@@ -354,6 +354,47 @@ fn notification_settings() {
 }
 
 #[test]
+fn notify_template_is_checked_when_read() {
+    assert!(parse(&[]).unwrap().notify.template.is_none());
+    let c = parse(&[(
+        "NOTIFY_TEMPLATE",
+        "{{ project }} {{ result }}\n\n{{ text }}",
+    )])
+    .unwrap();
+    assert!(c.notify.template.is_some());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("template.j2");
+    std::fs::write(&file, "{{ title }}\n").unwrap();
+    let path = file.display().to_string();
+    assert!(
+        parse(&[("NOTIFY_TEMPLATE_FILE", &path)])
+            .unwrap()
+            .notify
+            .template
+            .is_some()
+    );
+    // A misspelt field and a syntax error: one line, naming the variable
+    // and what it accepts (the fields).
+    let e = err(&[("NOTIFY_TEMPLATE", "{{ projet }}\n{{ text }}")]);
+    assert!(
+        e.starts_with("NOTIFY_TEMPLATE=<23 bytes>: projet is not a field of the run report; accepted: a MiniJinja (Jinja2) template"),
+        "{e}"
+    );
+    assert!(e.contains("run_id, project, started_at"), "{e}");
+    std::fs::write(&file, "{% if %}\n").unwrap();
+    let e = err(&[("NOTIFY_TEMPLATE_FILE", &path)]);
+    assert!(
+        e.starts_with("NOTIFY_TEMPLATE_FILE=<8 bytes>: syntax error"),
+        "{e}"
+    );
+    let e = err(&[
+        ("NOTIFY_TEMPLATE", "{{ title }}"),
+        ("NOTIFY_TEMPLATE_FILE", &path),
+    ]);
+    assert!(e.contains("are both set"), "{e}");
+}
+
+#[test]
 fn repository_credentials_are_masked() {
     assert_eq!(
         mask_repository("rest:https://user:pass@host:8000/repo"),

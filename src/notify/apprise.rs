@@ -58,7 +58,11 @@ mod tests {
         let port = rx.addr.port();
         let t = parse(&format!("apprise://u:pw@127.0.0.1:{port}/prefix/backups")).unwrap();
         let r = report(Outcome::Partial);
-        Sender::new().unwrap().send(&t, &r).await.unwrap();
+        Sender::new()
+            .unwrap()
+            .send(&t, &r, &Told::of(&r))
+            .await
+            .unwrap();
         let m = Told::of(&r);
         let [s] = rx.seen().try_into().unwrap();
         assert_eq!(

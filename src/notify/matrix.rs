@@ -271,7 +271,11 @@ mod tests {
         let port = rx.addr.port();
         let t = parse(&format!("matrix://bot:pw@127.0.0.1:{port}?disableTLS=yes")).unwrap();
         let r = report(Outcome::Failed);
-        Sender::new().unwrap().send(&t, &r).await.unwrap();
+        Sender::new()
+            .unwrap()
+            .send(&t, &r, &Told::of(&r))
+            .await
+            .unwrap();
         let seen = rx.seen();
         assert_eq!(
             (seen[0].method.as_str(), seen[0].target.as_str()),

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 pub use crate::config::notify::NotifyOn;
+use crate::config::notify::Template;
 use crate::report::{Outcome, RunReport};
 
 impl NotifyOn {
@@ -117,7 +118,7 @@ pub struct Told {
 }
 
 impl Told {
-    /// The message about `report`.
+    /// The default message about `report`.
     pub fn of(report: &RunReport) -> Told {
         let ok = report.result == Outcome::Success;
         Told {
@@ -126,6 +127,28 @@ impl Told {
             ok,
             result: report.result,
             priority: if ok { 3 } else { 5 },
+        }
+    }
+
+    /// The message about `report`: the default one, or what `template`
+    /// (`NOTIFY_TEMPLATE`) makes of the report's JSON. A template that fails
+    /// to render is logged, and the default message goes out: a run is never
+    /// left untold for its template.
+    pub fn from_template(report: &RunReport, template: Option<&Template>) -> Told {
+        let told = Told::of(report);
+        let Some(template) = template else {
+            return told;
+        };
+        match template.render(&report_json(report, &told)) {
+            Ok(r) => Told {
+                title: r.title,
+                text: r.body,
+                ..told
+            },
+            Err(error) => {
+                tracing::warn!(%error, "NOTIFY_TEMPLATE did not render; the default message is sent");
+                told
+            }
         }
     }
 
@@ -143,14 +166,22 @@ impl Told {
     }
 }
 
-/// The webhook's JSON: the run report, with `title` and `text` added.
-pub fn webhook_body(report: &RunReport) -> Value {
+/// The run report as JSON, with the message's `title` and `text` added:
+/// what the webhook receives, and what a template reads (with the default
+/// message's title and text).
+fn report_json(report: &RunReport, told: &Told) -> Value {
     let mut v = serde_json::to_value(report).unwrap_or_else(|_| Value::Object(Default::default()));
     if let Some(o) = v.as_object_mut() {
-        o.insert("title".into(), title(report).into());
-        o.insert("text".into(), text(report).into());
+        o.insert("title".into(), told.title.clone().into());
+        o.insert("text".into(), told.text.clone().into());
     }
     v
+}
+
+/// The webhook's JSON: the run report, with the message's `title` and
+/// `text` (`told`, a template's when one is set) added.
+pub fn webhook_body(report: &RunReport, told: &Told) -> Value {
+    report_json(report, told)
 }
 
 #[cfg(test)]
@@ -175,11 +206,27 @@ mod tests {
         assert!(t.contains("Reason: service postgres: cannot log in"), "{t}");
         assert!(t.contains("Stop window: not opened"), "{t}");
         assert!(t.contains("stackshot status"), "{t}");
-        let body = webhook_body(&r);
+        let body = webhook_body(&r, &Told::of(&r));
         assert_eq!(body["result"], "failed");
         assert_eq!(body["reason"], "service postgres: cannot log in");
         assert_eq!(body["project"], "shop");
         assert_eq!(body["title"], "stackshot: shop backup FAILED");
+    }
+
+    /// The names `NOTIFY_TEMPLATE` may use are exactly the report's fields
+    /// (with `title` and `text`): a field added to the report is not
+    /// refused in a template.
+    #[test]
+    fn a_template_may_name_every_field_of_the_report_and_no_other() {
+        let r = failed();
+        let v = report_json(&r, &Told::of(&r));
+        let keys: std::collections::BTreeSet<&str> =
+            v.as_object().unwrap().keys().map(String::as_str).collect();
+        let fields: std::collections::BTreeSet<&str> = crate::config::notify::TEMPLATE_FIELDS
+            .iter()
+            .copied()
+            .collect();
+        assert_eq!(keys, fields);
     }
 
     #[test]

@@ -27,7 +27,7 @@ use futures_util::future::join_all;
 use url::Url;
 
 pub use crate::config::notify as target;
-pub use crate::config::notify::{Notifier, NotifyOn, Pings, Target};
+pub use crate::config::notify::{Notifier, NotifyOn, Pings, Target, Template};
 
 pub use crate::report::NotifyFailure;
 use crate::report::{Outcome, RunReport};
@@ -124,8 +124,9 @@ impl Notifier {
         };
         let sender = &sender;
         let tell = self.on.wants(report.result);
+        let told = &message::Told::from_template(report, self.template.as_ref());
         let sends = self.targets.iter().filter(|_| tell).map(|t| async move {
-            let r = sender.send(t, report).await;
+            let r = sender.send(t, report, told).await;
             if r.is_ok() {
                 tracing::info!(to = %t, "notified");
             }
@@ -197,5 +198,46 @@ mod tests {
         assert_eq!((ok.url.query(), ok.body), (Some("status=up"), None));
         let bad = p.end(&report(Outcome::Failed)).unwrap();
         assert_eq!(bad.url.query(), Some("status=down"));
+    }
+
+    fn webhook_notifier(addr: std::net::SocketAddr, template: Option<&str>) -> Notifier {
+        Notifier {
+            targets: target::parse_list(&format!("http://{addr}/hook")).unwrap(),
+            on: NotifyOn::Always,
+            pings: Pings::default(),
+            template: template.map(|t| Template::parse(t).unwrap()),
+        }
+    }
+
+    /// `NOTIFY_TEMPLATE` writes the title and body every receiver sends
+    /// (here the webhook's `title` and `text`, beside the report's fields).
+    #[tokio::test]
+    async fn a_template_writes_the_title_and_the_body() {
+        let rx = testing::Receiver::start(vec![(200, "")]);
+        let n = webhook_notifier(
+            rx.addr,
+            Some(
+                "{{ project }}: {{ result }}\n\n{{ reason or 'all good' }} ({{ dumps | length }} dumps)",
+            ),
+        );
+        assert_eq!(n.finished(&report(Outcome::Failed)).await, vec![]);
+        let body = rx.seen()[0].json();
+        assert_eq!(body["title"], "shop: failed");
+        assert_eq!(body["text"], "disk full (0 dumps)");
+        assert_eq!(body["project"], "shop");
+        assert_eq!(body["reason"], "disk full");
+    }
+
+    /// A template that fails while rendering (here: a filter given the wrong
+    /// type) does not leave the run untold: the default message goes out.
+    #[tokio::test]
+    async fn a_template_that_fails_to_render_sends_the_default_message() {
+        let rx = testing::Receiver::start(vec![(200, "")]);
+        let n = webhook_notifier(rx.addr, Some("{{ project | round }}"));
+        let r = report(Outcome::Failed);
+        assert_eq!(n.finished(&r).await, vec![]);
+        let body = rx.seen()[0].json();
+        assert_eq!(body["title"], message::title(&r));
+        assert_eq!(body["text"], message::text(&r));
     }
 }

@@ -58,7 +58,10 @@ mod tests {
         let rx = Receiver::start(vec![(200, r#"{"status":1,"request":"r"}"#)]);
         let t = parse("pushover://shoutrrr:aTok@uKey/?devices=phone,tab").unwrap();
         let r = report(Outcome::Failed);
-        Sender::to(rx.addr).send(&t, &r).await.unwrap();
+        Sender::to(rx.addr)
+            .send(&t, &r, &Told::of(&r))
+            .await
+            .unwrap();
         let m = Told::of(&r);
         let [s] = rx.seen().try_into().unwrap();
         assert_eq!(
@@ -88,7 +91,10 @@ mod tests {
         let rx = Receiver::start(vec![(200, r#"{"status":1}"#)]);
         let t = parse("pushover://shoutrrr:aTok@uKey/?priority=-1").unwrap();
         let r = report(Outcome::Success);
-        Sender::to(rx.addr).send(&t, &r).await.unwrap();
+        Sender::to(rx.addr)
+            .send(&t, &r, &Told::of(&r))
+            .await
+            .unwrap();
         let m = Told::of(&r);
         let [s] = rx.seen().try_into().unwrap();
         assert_eq!(

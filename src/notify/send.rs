@@ -78,20 +78,17 @@ impl Sender {
         Ok(())
     }
 
-    /// Tells `target` about `report`.
-    pub async fn send(&self, target: &Target, report: &RunReport) -> Result<()> {
-        let m = Told::of(report);
+    /// Tells `target` about `report` with the message `m`.
+    pub async fn send(&self, target: &Target, report: &RunReport, m: &Told) -> Result<()> {
         let http = &self.http;
         match target {
-            Target::Webhook { url } => self.post(webhook::request(http, url, report)).await,
+            Target::Webhook { url } => self.post(webhook::request(http, url, report, m)).await,
             Target::Ntfy { url, auth } => {
-                self.post(ntfy::request(http, url, auth.as_ref(), &m)).await
+                self.post(ntfy::request(http, url, auth.as_ref(), m)).await
             }
-            Target::Gotify { url, token } => self.post(gotify::request(http, url, token, &m)).await,
-            Target::Discord { id, token } => {
-                self.post(discord::request(http, id, token, &m)?).await
-            }
-            Target::Slack { path } => self.post(slack::request(http, path, &m)?).await,
+            Target::Gotify { url, token } => self.post(gotify::request(http, url, token, m)).await,
+            Target::Discord { id, token } => self.post(discord::request(http, id, token, m)?).await,
+            Target::Slack { path } => self.post(slack::request(http, path, m)?).await,
             Target::Smtp {
                 host,
                 port,
@@ -108,14 +105,14 @@ impl Sender {
                     from,
                     to,
                 };
-                email::send(&s, &m).await
+                email::send(&s, m).await
             }
             Target::Telegram { token, chats } => {
-                self.post_each("chats", telegram::requests(http, token, chats, &m)?)
+                self.post_each("chats", telegram::requests(http, token, chats, m)?)
                     .await
             }
             Target::Matrix { base, login, rooms } => {
-                matrix::send(http, base, login, rooms, &txn_base(), &m).await
+                matrix::send(http, base, login, rooms, &txn_base(), m).await
             }
             Target::Pushover {
                 token,
@@ -123,12 +120,12 @@ impl Sender {
                 devices,
                 priority,
             } => {
-                self.post(pushover::request(http, token, user, devices, *priority, &m))
+                self.post(pushover::request(http, token, user, devices, *priority, m))
                     .await
             }
-            Target::Teams { url, .. } => self.post(teams::request(http, url, &m)?).await,
+            Target::Teams { url, .. } => self.post(teams::request(http, url, m)?).await,
             Target::Apprise { url, auth } => {
-                self.post(apprise::request(http, url, auth.as_ref(), &m))
+                self.post(apprise::request(http, url, auth.as_ref(), m))
                     .await
             }
         }

@@ -57,7 +57,10 @@ mod tests {
         )
         .unwrap();
         let r = report(Outcome::Partial);
-        Sender::to(rx.addr).send(&t, &r).await.unwrap();
+        Sender::to(rx.addr)
+            .send(&t, &r, &Told::of(&r))
+            .await
+            .unwrap();
         let m = Told::of(&r);
         let [s] = rx.seen().try_into().unwrap();
         assert_eq!(s.method, "POST");

@@ -56,7 +56,10 @@ mod tests {
         let rx = Receiver::start(vec![(200, r#"{"ok":true}"#); 2]);
         let t = parse("telegram://123456:ABC-def@telegram?chats=@chan,-1001234:7").unwrap();
         let r = report(Outcome::Failed);
-        Sender::to(rx.addr).send(&t, &r).await.unwrap();
+        Sender::to(rx.addr)
+            .send(&t, &r, &Told::of(&r))
+            .await
+            .unwrap();
         let m = Told::of(&r);
         let text = format!("{}\n{}", m.title, m.text);
         let seen = rx.seen();
@@ -85,8 +88,9 @@ mod tests {
             (200, r#"{"ok":true}"#),
         ]);
         let t = parse("telegram://123456:ABC-def@telegram?chats=-1,-2").unwrap();
+        let r = report(Outcome::Failed);
         let e = Sender::to(rx.addr)
-            .send(&t, &report(Outcome::Failed))
+            .send(&t, &r, &Told::of(&r))
             .await
             .unwrap_err();
         let e = format!("{e:#}");

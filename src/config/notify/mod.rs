@@ -14,6 +14,9 @@ use item::Item;
 mod chat;
 mod item;
 mod parse;
+mod template;
+
+pub use template::{FIELDS as TEMPLATE_FIELDS, Rendered, Template};
 
 /// What `NOTIFY_URLS` accepts, for error lines.
 pub const ACCEPTED: &str = "comma-separated URLs: https://… or http://… (a JSON webhook), ntfy://[user:pass@]host/topic (ntfys:// for HTTPS), gotify://host/token, discord://token@webhookid, slack://T…/B…/secret, smtp://[user:pass@]host:port/?from=…&to=…[&starttls=yes] (smtps:// for TLS), telegram://<bot token>@telegram?chats=@channel,<chat id>, matrix://:<access token>@host[:port]/?rooms=!id,%23alias[&disableTLS=yes] (or matrix://user:password@…), pushover://shoutrrr:<app token>@<user key>/[?devices=…&priority=…], teams+https://<a Teams workflow's URL>, apprise://host[:port]/<key> (apprises:// for HTTPS)";
@@ -324,6 +327,9 @@ pub struct Notifier {
     pub on: NotifyOn,
     /// The monitoring pings sent at a run's start and end, from the `PING_URL*` variables.
     pub pings: Pings,
+    /// The title and body of the messages, from `NOTIFY_TEMPLATE[_FILE]`;
+    /// `None`: the default message.
+    pub template: Option<Template>,
 }
 
 /// When notifications go out (`NOTIFY_ON`).
