@@ -20,25 +20,20 @@ use common::*;
 const IMAGE: &str = "stackshot-test/noshell-notes:local";
 
 /// Builds the test app and imports the shell-less image around it. The
-/// example is built as `cargo test` builds it (with the dev-dependencies'
-/// features), which the test build has done already: a `cargo build` here
-/// compiled a second feature set of ring, rustls and their dependants, and
-/// the next `cargo nextest run` compiled them again.
+/// example is the one `cargo test` builds beside the tests (with the
+/// dev-dependencies' features), which the test build has done already: a
+/// `cargo build --example` here compiled a second feature set of ring,
+/// rustls and their dependants, and the next `cargo nextest run` compiled
+/// them again. (`cargo test --example` would build it as a test harness.)
 fn build_image() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = run(Command::new(cargo)
-        .args([
-            "test",
-            "--no-run",
-            "--example",
-            "sqlite_notes",
-            "--message-format=json",
-        ])
+        .args(["test", "--no-run", "--message-format=json"])
         .current_dir(root()));
     let exe = out
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["target"]["name"] == "sqlite_notes")
+        .filter(|m| m["target"]["name"] == "sqlite_notes" && m["profile"]["test"] == false)
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
         .expect("cargo names the example's executable");
     run(Command::new("bash")

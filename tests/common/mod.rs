@@ -255,6 +255,7 @@ impl Stack {
         let id = run(&mut docker(&[
             "ps",
             "-aq",
+            "--no-trunc",
             "--filter",
             &project,
             "--filter",
