@@ -27,7 +27,26 @@ const IMAGE: &str = "stackshot-test/noshell-notes:local";
 /// them again. (`cargo test --example` would build it as a test harness.)
 fn build_image() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = run(Command::new(cargo)
+    let mut c = Command::new(cargo);
+    // Without the variables cargo sets for this test's own crate: build
+    // scripts (ring's) rerun when one of them changes, and cargo would
+    // compile them and their dependants again, here and in the next build.
+    for (k, _) in std::env::vars() {
+        let per_crate = [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CFG_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+        ];
+        if per_crate.iter().any(|p| k.starts_with(p))
+            || k == "CARGO_PRIMARY_PACKAGE"
+            || k == "CARGO_TARGET_TMPDIR"
+        {
+            c.env_remove(k);
+        }
+    }
+    let out = run(c
         .args(["test", "--no-run", "--message-format=json"])
         .current_dir(root()));
     let exe = out
