@@ -20,20 +20,35 @@ use common::*;
 fn backup_restore_verify_and_retention_on_s3() {
     let _serial = serial();
     bench();
+    on_s3("stackshot-e2e-s3", &[]);
+}
+
+/// The same with Debian bookworm's restic 0.14 in the sidecar, in place of
+/// the one the image pins: every restic the image may carry is tested.
+#[test]
+fn backup_restore_verify_and_retention_on_s3_on_restic_0_14() {
+    let _serial = serial();
+    bench_restic_0_14();
+    on_s3("stackshot-e2e-s3-r14", &[ON_RESTIC_0_14]);
+}
+
+fn on_s3(project: &str, env: &[(&str, &str)]) {
     let s3_data = tempfile::tempdir().unwrap();
     let empty = tempfile::tempdir().unwrap();
     let rclone = rclone();
+    let mut env_all = vec![
+        ("E2E_RCLONE", rclone.to_str().unwrap()),
+        ("E2E_S3_DATA", s3_data.path().to_str().unwrap()),
+    ];
+    env_all.extend_from_slice(env);
     let mut stack = Stack::up_with(
-        "stackshot-e2e-s3",
+        project,
         &[
             &root().join("tests/stack/docker-compose.yml"),
             &root().join("tests/stack/daemon.override.yml"),
             &root().join("tests/stack/s3.override.yml"),
         ],
-        &[
-            ("E2E_RCLONE", rclone.to_str().unwrap()),
-            ("E2E_S3_DATA", s3_data.path().to_str().unwrap()),
-        ],
+        &env_all,
     );
     stack.wait_for_databases();
     stack.wait_for_daemon();
@@ -89,12 +104,12 @@ fn backup_restore_verify_and_retention_on_s3() {
     assert_pg_dump_restores(
         &stack,
         &r.join("databases/postgres/postgres-all.sql"),
-        "stackshot-e2e-s3-pg",
+        &format!("{project}-pg"),
     );
     assert_maria_dump_restores(
         &stack,
         &r.join("databases/mariadb/shop.sql"),
-        "stackshot-e2e-s3-maria",
+        &format!("{project}-maria"),
     );
 
     // verify reads the run back from S3.

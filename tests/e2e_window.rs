@@ -95,6 +95,16 @@ fn short_window_is_one_moment_with_writers_running_through_the_dumps() {
     one_moment(&stack, false);
 }
 
+/// The same with Debian bookworm's restic 0.14 in the sidecar, in place of
+/// the one the image pins: every restic the image may carry is tested.
+#[test]
+fn short_window_is_one_moment_with_writers_running_through_the_dumps_on_restic_0_14() {
+    let _serial = serial();
+    bench_restic_0_14();
+    let stack = writer::stack_on("stackshot-e2e-window-r14", &[], &[ON_RESTIC_0_14]);
+    one_moment(&stack, false);
+}
+
 /// The writer's stack with its repository on the bench's rclone server of
 /// `override_file` (tests/stack/), storing in a host directory given to
 /// compose as `data_var`; the directory comes back with the stack.
@@ -277,8 +287,22 @@ fn wait_window_closed(stack: &Stack, watch: &EventWatch) {
 #[test]
 fn falls_back_to_the_full_window_on_myisam_and_on_a_schema_change() {
     let _serial = serial();
-    let stack = stack("stackshot-e2e-fallback");
+    falls_back(stack("stackshot-e2e-fallback"));
+}
 
+/// The same with restic 0.14 in the sidecar.
+#[test]
+fn falls_back_to_the_full_window_on_myisam_and_on_a_schema_change_on_restic_0_14() {
+    let _serial = serial();
+    bench_restic_0_14();
+    falls_back(writer::stack_on(
+        "stackshot-e2e-fallback-r14",
+        &[],
+        &[ON_RESTIC_0_14],
+    ));
+}
+
+fn falls_back(stack: Stack) {
     // A MyISAM table: --single-transaction does not cover it; dumped in the window.
     stack
         .mariadb("CREATE TABLE legacy_counts (id int) ENGINE=MyISAM")

@@ -87,6 +87,44 @@ pub fn bench() {
 /// The sidecar image every test stack runs.
 pub const SIDECAR_IMAGE: &str = "stackshot-test/sidecar:local";
 
+/// The sidecar image with Debian bookworm's restic 0.14 in place of the one
+/// the image pins: the key paths run on it too (`*_on_restic_0_14`).
+pub const SIDECAR_IMAGE_RESTIC_0_14: &str = "stackshot-test/sidecar:restic-0.14";
+
+/// A stack's environment entry that runs its sidecar on restic 0.14
+/// (the compose file reads `SIDECAR_IMAGE`).
+pub const ON_RESTIC_0_14: (&str, &str) = ("SIDECAR_IMAGE", SIDECAR_IMAGE_RESTIC_0_14);
+
+/// [`bench`], and the restic 0.14 sidecar image ([`SIDECAR_IMAGE_RESTIC_0_14`]):
+/// built here unless `scripts/test` built it (`STACKSHOT_BENCH_READY`).
+/// Panics unless the image's restic says it is 0.14, so that a test named
+/// for restic 0.14 never runs on another.
+pub fn bench_restic_0_14() {
+    bench();
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        if std::env::var_os("STACKSHOT_BENCH_READY").is_none() {
+            run(Command::new("bash")
+                .arg(root().join("tests/bench/sidecar-image.sh"))
+                .arg(env!("CARGO_BIN_EXE_stackshot"))
+                .arg("bookworm")
+                .arg(SIDECAR_IMAGE_RESTIC_0_14));
+        }
+        let version = run(&mut docker(&[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "/usr/local/bin/restic",
+            SIDECAR_IMAGE_RESTIC_0_14,
+            "version",
+        ]));
+        assert!(
+            version.starts_with("restic 0.14."),
+            "{SIDECAR_IMAGE_RESTIC_0_14} should carry restic 0.14 (scripts/test builds it): {version}"
+        );
+    });
+}
+
 /// The sidecar image: `tests/bench/sidecar-image.sh` with the stackshot
 /// binary cargo built for these tests. With `STACKSHOT_E2E_IMAGE` set (CI
 /// sets it to the image the real `Dockerfile` built), that image is tagged
