@@ -2,9 +2,11 @@
 # Fifty services: a generated compose project with 30 apps stopped during the
 # backup (6 dependency chains of 5, so 5 stop waves), 5 PostgreSQL and 5
 # MariaDB dumped, 9 bystanders and the sidecar, backed up end to end on the
-# real engine (the short window, the default). Then the same project with
-# only one app stopped (the other 29 keep their volumes, backed up live):
-# the baseline for "stopping and starting stay concurrent".
+# real engine (the short window, the default); then the same 30 frozen
+# instead (FREEZE_DURING_BACKUP=true: the engine's pause). Then the same
+# project with only one app stopped, then frozen (the other 29 keep their
+# volumes, backed up live): the baseline for "stopping and starting stay
+# concurrent", and for "a freeze does not grow with the services".
 #
 # Prints, as medians of BENCH_REPEAT runs (3 by default): discovery and the
 # plan (the run's report), the stop phase (the first stopped app's `die` to
@@ -29,9 +31,12 @@ export SIDECAR_IMAGE=stackshot-test/sidecar:bench
 log() { printf 'bench: %s\n' "$*" >&2; }
 
 bash tests/bench/build-images.sh
-cargo build --release --locked -q
+# BENCH_BINARY: a stackshot already built (the debug one, say); default:
+# the release build. The window is mostly the engine's work.
+bin=${BENCH_BINARY:-}
+if [ -z "$bin" ]; then cargo build --release --locked -q; bin=target/release/stackshot; fi
 # The image users run, with restic 0.14: the restic of the baseline too.
-bash tests/bench/sidecar-image.sh target/release/stackshot bookworm "$SIDECAR_IMAGE"
+bash tests/bench/sidecar-image.sh "$bin" bookworm "$SIDECAR_IMAGE"
 
 work=$(mktemp -d)
 mkdir -p "$work/secrets"
@@ -83,7 +88,7 @@ generate() {
     done
     echo "  backup:"
     echo "    image: $SIDECAR_IMAGE"
-    echo "    entrypoint: [bash, -c, 'trap \"exit 0\" TERM; while :; do sleep 1 & wait \$\$!; done']"
+    echo "    command: [idle]   # the image has no shell: stackshot idles"
     echo "    environment: {RESTIC_REPOSITORY: /repository, RESTIC_PASSWORD_FILE: /run/secrets/restic-password}"
     echo "    volumes:"
     echo "      - /var/run/docker.sock:/var/run/docker.sock"
@@ -117,13 +122,19 @@ seed() {
   done
 }
 
-# run: one backup; prints "plan stop window run" in seconds.
+# run [VAR=value...]: one backup, with VAR=value in its environment
+# (FREEZE_DURING_BACKUP=true: the apps frozen instead of stopped); prints
+# "plan stop start window run held" (ms, then seconds, then how many were
+# stopped or frozen). Stopped containers count from `die` to `start`,
+# frozen ones from `pause` to `unpause`.
 run() {
+  local envs=() kv
+  for kv in "$@"; do envs+=(-e "$kv"); done
   docker events --filter "label=com.docker.compose.project=$project" \
     --format '{{.TimeNano}}|{{.Action}}|{{index .Actor.Attributes "name"}}' >"$work/events" &
   local ev=$!; sleep 1
   local t0; t0=$(date +%s.%N)
-  docker exec "$(c backup)" stackshot backup --json >"$work/report.json" 2>"$work/run.log" ||
+  docker exec "${envs[@]}" "$(c backup)" stackshot backup --json >"$work/report.json" 2>"$work/run.log" ||
     { log "the backup failed: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["reason"])' "$work/report.json")"; exit 1; }
   local t1; t1=$(date +%s.%N)
   sleep 1; kill $ev; wait $ev 2>/dev/null || true
@@ -136,14 +147,18 @@ run() {
 import json, sys
 report = json.load(open(sys.argv[2]))
 stopped = {s["container"] for s in report["window"]["stopped"]}
+frozen = {s["container"] for s in report["window"].get("frozen", [])}
 ev = []
 for l in open(sys.argv[1]):
     if l.strip():
         t, rest = l.strip().split("|", 1)
         action, name = rest.rsplit("|", 1)
         ev.append((t, action, name))
-die = [int(t) for t, a, n in ev if a == "die" and n in stopped]
-start = [int(t) for t, a, n in ev if a == "start" and n in stopped]
+# Held: a stopped container from its `die`, a frozen one from its `pause`;
+# let go: at its `start`, or its `unpause`.
+die = [int(t) for t, a, n in ev if (a == "die" and n in stopped) or (a == "pause" and n in frozen)]
+start = [int(t) for t, a, n in ev if (a == "start" and n in stopped) or (a == "unpause" and n in frozen)]
+stopped |= frozen
 # Discovery (the "recover" phase) and the plan built over it, in ms.
 plan = 1000 * sum(p["seconds"] for p in report["phases"] if p["name"] in ("recover", "plan"))
 print(f"{plan:.1f} {(max(die) - min(die)) / 1e9:.2f} {(max(start) - min(start)) / 1e9:.2f} "
@@ -200,10 +215,11 @@ raw_median() {
   printf '%s\n' "${out[@]}" | python3 -c 'import statistics, sys; print(f"{statistics.median(float(l) for l in sys.stdin if l.strip()):.2f}")'
 }
 
-# measure: $reps runs; prints the medians "plan stop window run stopped".
+# measure [VAR=value...]: $reps runs; prints the medians "plan stop start
+# window run held".
 measure() {
   local out=()
-  for _ in $(seq "$reps"); do out+=("$(run)"); done
+  for _ in $(seq "$reps"); do out+=("$(run "$@")"); done
   printf '%s\n' "${out[@]}" | python3 -c '
 import statistics, sys
 rows = [l.split() for l in sys.stdin if l.strip()]
@@ -219,6 +235,8 @@ wait_databases
 seed
 run >/dev/null # a first backup: the repository and the parents exist
 read -r p30 s30 u30 w30 t30 n30 < <(measure)
+log "the 30 frozen instead (FREEZE_DURING_BACKUP=true)"
+read -r zp30 zs30 zu30 zw30 zt30 zn30 < <(measure FREEZE_DURING_BACKUP=true)
 e30=$(raw_median 30 waves)
 f30=$(raw_median 30 flat)
 log "the same project, one app stopped"
@@ -227,15 +245,20 @@ compose up -d >/dev/null 2>&1
 wait_databases
 run >/dev/null
 read -r p1 s1 u1 w1 t1 n1 < <(measure)
+log "the one frozen instead"
+read -r zp1 zs1 zu1 zw1 zt1 zn1 < <(measure FREEZE_DURING_BACKUP=true)
 e1=$(raw_median 1 waves)
 
-printf '\n| stopped (median of %s) | discovery + plan | stop phase | start phase | stop window | the engine alone | whole run |\n|---|---|---|---|---|---|---|\n' "$reps"
-printf '| %s containers | %s ms | %s s | %s s | %s s | %s s | %s s |\n' "$n30" "$p30" "$s30" "$u30" "$w30" "$e30" "$t30"
-printf '| %s container | %s ms | %s s | %s s | %s s | %s s | %s s |\n' "$n1" "$p1" "$s1" "$u1" "$w1" "$e1" "$t1"
-python3 - "$w30" "$w1" "$e30" "$e1" "$f30" <<'PY'
+printf '\n| held (median of %s) | discovery + plan | stop or freeze phase | start or thaw phase | window | the engine alone | whole run |\n|---|---|---|---|---|---|---|\n' "$reps"
+printf '| %s stopped | %s ms | %s s | %s s | %s s | %s s | %s s |\n' "$n30" "$p30" "$s30" "$u30" "$w30" "$e30" "$t30"
+printf '| %s stopped | %s ms | %s s | %s s | %s s | %s s | %s s |\n' "$n1" "$p1" "$s1" "$u1" "$w1" "$e1" "$t1"
+printf '| %s frozen (pause → unpause) | %s ms | %s s | %s s | %s s | | %s s |\n' "$zn30" "$zp30" "$zs30" "$zu30" "$zw30" "$zt30"
+printf '| %s frozen | %s ms | %s s | %s s | %s s | | %s s |\n' "$zn1" "$zp1" "$zs1" "$zu1" "$zw1" "$zt1"
+python3 - "$w30" "$w1" "$e30" "$e1" "$f30" "$zw30" "$zw1" <<'PY'
 import sys
-w30, w1, e30, e1, f30 = map(float, sys.argv[1:])
+w30, w1, e30, e1, f30, z30, z1 = map(float, sys.argv[1:])
 print(f"\nwindow, 30 stopped / 1 stopped: stackshot {w30 / w1:.2f} (asked: <= 2), the engine alone {e30 / e1:.2f}")
+print(f"window, 30 frozen / 1 frozen: {z30 / z1:.2f} (asked: <= 2); 30 frozen / 30 stopped: {z30 / w30:.2f}")
 print(f"stackshot's window / the engine alone's: {w30 / e30:.2f} with 30 stopped, {w1 / e1:.2f} with 1")
 print("(the engine alone: the same containers stopped through the API in the same waves, then started in the reverse waves, nothing between)")
 print(f"the engine's floor, the 30 stopped all at once and started all at once, nothing between: {f30:.2f} s, {f30 / e1:.2f} x the engine alone with 1")
