@@ -251,12 +251,21 @@ fn frozen_apps_answer_every_request_and_a_killed_run_is_thawed() {
                 .then_some(())
         },
     );
-    let logs = output(&mut docker(&["logs", &stack.container("backup")]));
-    let logs = text(&logs);
-    let recovered = logs
-        .lines()
-        .find(|l| l.contains("started the containers of a run that died inside its stop window"))
-        .unwrap_or_else(|| panic!("the sidecar did not say it recovered the window: {logs}"));
+    // Its line comes once it has started the stopped ones too, which can be
+    // after the thaw seen above (seen in a CI run on a loaded machine).
+    let backup = stack.container("backup");
+    let recovered = wait_for(
+        "the sidecar's line saying it recovered the window",
+        60,
+        || {
+            let logs = text(&output(&mut docker(&["logs", &backup])));
+            logs.lines()
+                .find(|l| {
+                    l.contains("started the containers of a run that died inside its stop window")
+                })
+                .map(str::to_string)
+        },
+    );
     for name in [stack.container_name("writer"), stack.container_name("web")] {
         assert!(
             recovered.contains(&name),
