@@ -139,7 +139,7 @@ impl Told {
         let Some(template) = template else {
             return told;
         };
-        match template.render(&report_json(report, &told)) {
+        match template.render(&webhook_body(report, &told)) {
             Ok(r) => Told {
                 title: r.title,
                 text: r.body,
@@ -166,22 +166,16 @@ impl Told {
     }
 }
 
-/// The run report as JSON, with the message's `title` and `text` added:
-/// what the webhook receives, and what a template reads (with the default
-/// message's title and text).
-fn report_json(report: &RunReport, told: &Told) -> Value {
+/// The run report as JSON, with the message's `title` and `text` (`told`)
+/// added: what the webhook receives, and what a template reads (with the
+/// default message's title and text).
+pub fn webhook_body(report: &RunReport, told: &Told) -> Value {
     let mut v = serde_json::to_value(report).unwrap_or_else(|_| Value::Object(Default::default()));
     if let Some(o) = v.as_object_mut() {
         o.insert("title".into(), told.title.clone().into());
         o.insert("text".into(), told.text.clone().into());
     }
     v
-}
-
-/// The webhook's JSON: the run report, with the message's `title` and
-/// `text` (`told`, a template's when one is set) added.
-pub fn webhook_body(report: &RunReport, told: &Told) -> Value {
-    report_json(report, told)
 }
 
 #[cfg(test)]
@@ -219,7 +213,7 @@ mod tests {
     #[test]
     fn a_template_may_name_every_field_of_the_report_and_no_other() {
         let r = failed();
-        let v = report_json(&r, &Told::of(&r));
+        let v = webhook_body(&r, &Told::of(&r));
         let keys: std::collections::BTreeSet<&str> =
             v.as_object().unwrap().keys().map(String::as_str).collect();
         let fields: std::collections::BTreeSet<&str> = crate::config::notify::TEMPLATE_FIELDS
