@@ -301,16 +301,34 @@ fn a_single_node_swarm_stack_backs_up_and_restores() {
     // and scales the service back.
     let slow = exec(&task("app"), &["touch", "/data/slow-stop"]);
     assert!(slow.status.success(), "{}", text(&slow));
+    // Its output goes to a file: if the run ends before the hold is seen,
+    // the test says why instead of waiting out its time.
+    let said = tempfile::NamedTempFile::new().unwrap();
     let mut child = docker(&["exec", &backup, "stackshot", "backup"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stdout(said.reopen().unwrap())
+        .stderr(said.reopen().unwrap())
         .spawn()
         .unwrap();
-    wait_for("the app's service held at 0", 120, || {
-        (service_field(&app_svc, "{{.Spec.Mode.Replicated.Replicas}}") == "0"
-            && held_by(&app_svc).is_some())
-        .then_some(())
-    });
+    let mut held_at_0 = false;
+    for _ in 0..120 {
+        held_at_0 = service_field(&app_svc, "{{.Spec.Mode.Replicated.Replicas}}") == "0"
+            && held_by(&app_svc).is_some();
+        if held_at_0 || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    let ended = child.try_wait().unwrap();
+    assert!(
+        held_at_0,
+        "the app's service was not held at 0 ({}); the backup said:\n{}\nthe service: {}",
+        match ended {
+            Some(status) => format!("the backup ended first: {status}"),
+            None => "not within 120 s".to_string(),
+        },
+        std::fs::read_to_string(said.path()).unwrap_or_default(),
+        service_field(&app_svc, "{{json .Spec.Labels}} {{json .Spec.Mode}}")
+    );
     run(&mut docker(&["kill", &backup]));
     let _ = child.wait();
     let node_id = run(&mut docker(&["info", "--format", "{{.Swarm.NodeID}}"]))
