@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::plan::PlanSummary;
 use crate::report::{Outcome, RunReport};
 
-/// How many finished runs `stackshot status` remembers.
-pub const HISTORY: usize = 20;
+/// How many finished runs the daemon remembers (`stackshot status`, the
+/// status page's table and chart).
+pub const HISTORY: usize = 30;
 
 /// What started a run, as `stackshot status`, `/healthz` and the daemon's
 /// log spell it.
@@ -103,6 +104,22 @@ pub struct RunSummary {
     pub result: Outcome,
     /// Why it did not succeed.
     pub reason: Option<String>,
+    /// How long the stop window was open, in seconds; `None` when the run
+    /// opened none (nothing to stop, or it failed before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_seconds: Option<f64>,
+    /// The bytes the run's snapshots added to the repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_added: Option<u64>,
+}
+
+impl RunSummary {
+    /// The run's duration in seconds, start to finish.
+    pub fn seconds(&self) -> f64 {
+        (self.finished_at - self.started_at)
+            .to_std()
+            .map_or(0.0, |d| d.as_secs_f64())
+    }
 }
 
 /// The last result of a maintenance task (`forget`, `prune`, `check`, `verify`).
@@ -188,6 +205,9 @@ impl DaemonState {
             finished_at: report.finished_at,
             result: report.result,
             reason: report.reason.clone(),
+            window_seconds: report.window.as_ref().map(|w| w.seconds),
+            bytes_added: (!report.snapshots.is_empty())
+                .then(|| report.snapshots.iter().map(|s| s.bytes_added).sum()),
         };
         if report.result == Outcome::Success {
             self.last_success = Some(report.finished_at);
