@@ -1,6 +1,7 @@
 //! The configuration: every variable of the design's table, parsed from an
 //! [`Env`] into typed values. A bad value is one [`ConfigError`] line.
 
+pub mod http_auth;
 pub mod notify;
 
 use std::net::SocketAddr;
@@ -134,8 +135,11 @@ pub struct Config {
     pub snapshot_stall_timeout: Duration,
     /// restic `--host`; `None`: the compose project's name.
     pub backup_host: Option<String>,
-    /// Where `/healthz` and `/metrics` listen.
+    /// Where `/healthz`, `/metrics` and the status page (`/`) listen.
     pub http_addr: SocketAddr,
+    /// `HTTP_AUTH[_FILE]`: the user and password `/` and `/metrics` ask
+    /// for; `None`: no authentication (`/healthz` never asks).
+    pub http_auth: Option<http_auth::HttpAuth>,
     /// `/healthz` fails when the last success is older than this.
     pub health_max_age: Duration,
     /// Back up every compose project on the engine, not only our own.
@@ -261,6 +265,7 @@ impl Config {
                 .unwrap_or(Duration::from_secs(600)),
             backup_host: opt(env, "BACKUP_HOST", hostname)?,
             http_addr: Config::http_addr_from_env(env)?,
+            http_auth: opt(env, "HTTP_AUTH", http_auth::HttpAuth::parse)?,
             health_max_age: opt(env, "HEALTH_MAX_AGE", duration)?
                 .unwrap_or(Duration::from_secs(26 * 3600)),
             include_all_projects: opt(env, "INCLUDE_ALL_COMPOSE_PROJECTS", boolean)?
