@@ -1,6 +1,9 @@
-//! The HTTP port (`HTTP_ADDR`): `GET /healthz` and `GET /metrics`, nothing else.
-//! No route can start a run, stop a container or read backed-up data; other
-//! paths answer 404, other methods 405.
+//! The HTTP port (`HTTP_ADDR`): `GET /healthz`, `GET /metrics` and the
+//! status page, `GET /` ([`super::page`]), nothing else. No route can start
+//! a run, stop a container or read backed-up data; other paths answer 404,
+//! other methods 405. With `HTTP_AUTH[_FILE]` set, `/` and `/metrics` ask for
+//! that user and password (basic authentication); `/healthz` never asks (the
+//! image's health check calls it).
 //!
 //! Also the client behind `stackshot healthcheck` (the image has no curl): a
 //! plain HTTP/1.0 `GET /healthz`.
@@ -13,8 +16,8 @@ use std::time::Duration;
 use anyhow::{Result, anyhow, bail};
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Json};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::get;
 use chrono::Utc;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -22,36 +25,83 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::health;
 use super::metrics::{CONTENT_TYPE, Metrics};
+use super::page;
 use super::state::DaemonState;
+use crate::config::http_auth::HttpAuth;
 
 #[derive(Clone)]
 struct App {
     state: Arc<Mutex<DaemonState>>,
     metrics: Metrics,
     max_age: Duration,
+    page: Arc<page::Settings>,
+    auth: Option<Arc<HttpAuth>>,
 }
 
-/// The router: `GET /healthz` (200 when healthy, 503 otherwise, JSON) and
-/// `GET /metrics` (Prometheus text format 0.0.4).
+/// What the HTTP port serves besides the daemon's state and metrics: the
+/// status page's settings and the optional user (`HTTP_AUTH`).
+#[derive(Debug, Clone, Default)]
+pub struct Site {
+    /// What the status page shows that the state does not hold.
+    pub page: page::Settings,
+    /// The user `/` and `/metrics` ask for; `None`: they ask for none.
+    pub auth: Option<HttpAuth>,
+}
+
+/// The router: `GET /healthz` (200 when healthy, 503 otherwise, JSON),
+/// `GET /metrics` (Prometheus text format 0.0.4) and `GET /` (the status
+/// page, HTML).
 ///
 /// `state` is behind a `std::sync::Mutex`, as in the daemon: every holder
 /// locks it briefly and never across an `.await`.
-pub fn router(state: Arc<Mutex<DaemonState>>, metrics: Metrics, max_age: Duration) -> Router {
+pub fn router(
+    state: Arc<Mutex<DaemonState>>,
+    metrics: Metrics,
+    max_age: Duration,
+    site: Site,
+) -> Router {
     Router::new()
+        .route("/", get(status_page))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .with_state(App {
             state,
             metrics,
             max_age,
+            page: Arc::new(site.page),
+            auth: site.auth.map(Arc::new),
         })
 }
 
+/// The health now: an open window past its limit, else the runs' record.
+fn health_now(app: &App, state: &DaemonState) -> health::Health {
+    health::overdue_window(app.metrics.open_window())
+        .unwrap_or_else(|| health::evaluate(state, Utc::now(), app.max_age))
+}
+
+/// `Some(401 answer)` when `HTTP_AUTH` is set and the request does not carry it.
+fn refused(app: &App, headers: &HeaderMap) -> Option<Response> {
+    let auth = app.auth.as_ref()?;
+    let given = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    if auth.allows(given) {
+        return None;
+    }
+    Some(
+        (
+            StatusCode::UNAUTHORIZED,
+            [(
+                header::WWW_AUTHENTICATE,
+                r#"Basic realm="stackshot", charset="UTF-8""#,
+            )],
+            "this page needs the user and password of HTTP_AUTH\n",
+        )
+            .into_response(),
+    )
+}
+
 async fn healthz(State(app): State<App>) -> (StatusCode, Json<serde_json::Value>) {
-    let open = app.metrics.open_window();
     let state = app.state.lock().unwrap_or_else(|e| e.into_inner());
-    let h = health::overdue_window(open)
-        .unwrap_or_else(|| health::evaluate(&state, Utc::now(), app.max_age));
+    let h = health_now(&app, &state);
     let code = if h.healthy {
         StatusCode::OK
     } else {
@@ -60,8 +110,34 @@ async fn healthz(State(app): State<App>) -> (StatusCode, Json<serde_json::Value>
     (code, Json(health::healthz_body(&state, &h)))
 }
 
-async fn metrics_text(State(app): State<App>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], app.metrics.encode())
+async fn metrics_text(State(app): State<App>, headers: HeaderMap) -> Response {
+    if let Some(no) = refused(&app, &headers) {
+        return no;
+    }
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], app.metrics.encode()).into_response()
+}
+
+async fn status_page(State(app): State<App>, headers: HeaderMap) -> Response {
+    if let Some(no) = refused(&app, &headers) {
+        return no;
+    }
+    let html = {
+        let state = app.state.lock().unwrap_or_else(|e| e.into_inner());
+        let h = health_now(&app, &state);
+        page::render(&state, &h, &app.page, Utc::now())
+    };
+    (
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; form-action 'none'",
+            ),
+        ],
+        Html(html),
+    )
+        .into_response()
 }
 
 /// Serves `router` on `addr` until `shutdown` completes, then lets requests in
@@ -115,7 +191,7 @@ async fn serve_on(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "HTTP: /healthz and /metrics");
+    tracing::info!(%addr, "HTTP: /healthz, /metrics and the status page (/)");
     serve_with(listener, router, shutdown, Limits::default()).await;
     Ok(())
 }
@@ -265,7 +341,12 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let app = router(state.clone(), metrics.clone(), Duration::from_secs(3600));
+        let app = router(
+            state.clone(),
+            metrics.clone(),
+            Duration::from_secs(3600),
+            Site::default(),
+        );
         let task = tokio::spawn(serve_on(listener, app, async {
             let _ = rx.await;
         }));
@@ -286,6 +367,7 @@ mod tests {
             Arc::new(Mutex::new(DaemonState::new(Utc::now()))),
             Metrics::new("x"),
             Duration::from_secs(3600),
+            Site::default(),
         );
         tokio::spawn(serve_with(listener, app, std::future::pending(), limits));
         addr
@@ -396,6 +478,7 @@ mod tests {
             Arc::new(Mutex::new(DaemonState::new(Utc::now()))),
             Metrics::new("x"),
             Duration::from_secs(3600),
+            Site::default(),
         );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let limits = Limits {
@@ -490,7 +573,8 @@ mod tests {
             ("POST", "/healthz", 405),
             ("PUT", "/metrics", 405),
             ("DELETE", "/healthz", 405),
-            ("GET", "/", 404),
+            ("POST", "/", 405),
+            ("GET", "/index.html", 404),
             ("GET", "/backup", 404),
             ("POST", "/backup", 404),
             ("GET", "/healthz/x", 404),
@@ -498,6 +582,101 @@ mod tests {
             let (code, _, _) = request(s.addr, method, path, T).await.unwrap();
             assert_eq!(code, want, "{method} {path}");
         }
+    }
+
+    /// `GET path` with an `Authorization: auth` header when given: (status, head, body).
+    async fn get_as(addr: SocketAddr, path: &str, auth: Option<&str>) -> (u16, String, String) {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let auth = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+        let req = format!("GET {path} HTTP/1.0\r\nHost: x\r\n{auth}\r\n");
+        stream.write_all(req.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        tokio::time::timeout(T, stream.read_to_end(&mut raw))
+            .await
+            .unwrap()
+            .unwrap();
+        let raw = String::from_utf8_lossy(&raw).to_string();
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+        let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (code, head.to_ascii_lowercase(), body.to_string())
+    }
+
+    #[tokio::test]
+    async fn the_status_page_is_html_that_follows_the_runs() {
+        let s = start().await;
+        let (code, head, body) = get_as(s.addr, "/", None).await;
+        assert_eq!(code, 200, "{head}");
+        assert!(
+            head.contains("content-type: text/html; charset=utf-8"),
+            "{head}"
+        );
+        assert!(
+            head.contains("content-security-policy: default-src 'none'"),
+            "{head}"
+        );
+        assert!(body.contains("No run since the daemon started"), "{body}");
+        s.state.lock().unwrap().finish(
+            &run(Outcome::Failed, Some("service postgres: cannot log in")),
+            Trigger::Manual,
+        );
+        let (_, _, body) = get_as(s.addr, "/", None).await;
+        assert!(
+            body.contains("<title>stackshot ·  · failing</title>"),
+            "{body}"
+        );
+        assert!(body.contains("service postgres: cannot log in"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn http_auth_guards_the_page_and_the_metrics_but_not_healthz() {
+        use base64::Engine as _;
+        let auth = HttpAuth::parse(&crate::env::Sourced {
+            var: "HTTP_AUTH".into(),
+            value: "admin:pa55word".into(),
+        })
+        .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = router(
+            Arc::new(Mutex::new(DaemonState::new(Utc::now()))),
+            Metrics::new("x"),
+            Duration::from_secs(3600),
+            Site {
+                page: page::Settings::default(),
+                auth: Some(auth),
+            },
+        );
+        tokio::spawn(serve_with(
+            listener,
+            app,
+            std::future::pending(),
+            Limits::default(),
+        ));
+        let right = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("admin:pa55word")
+        );
+        let wrong = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("admin:guess")
+        );
+        for path in ["/", "/metrics"] {
+            for given in [None, Some(wrong.as_str())] {
+                let (code, head, body) = get_as(addr, path, given).await;
+                assert_eq!(code, 401, "{path} with {given:?}");
+                assert!(
+                    head.contains("www-authenticate: basic realm=\"stackshot\""),
+                    "{head}"
+                );
+                assert!(
+                    !body.contains("stackshot_") && !body.contains("<html"),
+                    "{body}"
+                );
+            }
+            let (code, _, body) = get_as(addr, path, Some(&right)).await;
+            assert_eq!(code, 200, "{path}: {body}");
+        }
+        assert_eq!(get_as(addr, "/healthz", None).await.0, 200);
     }
 
     #[tokio::test]
@@ -544,6 +723,7 @@ mod tests {
             Arc::new(Mutex::new(DaemonState::new(Utc::now()))),
             Metrics::new("x"),
             Duration::from_secs(60),
+            Site::default(),
         );
         let err = serve(addr, app, async {}).await.unwrap_err().to_string();
         assert!(err.contains(&addr.to_string()), "{err}");

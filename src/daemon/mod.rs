@@ -415,6 +415,7 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod orphans;
+pub mod page;
 
 /// The socket path (`STACKSHOT_SOCKET`, for tests and odd setups).
 pub fn socket_path() -> PathBuf {
@@ -455,7 +456,7 @@ pub async fn run(ctx: Context) -> Result<()> {
         let daemon = daemon.clone();
         tokio::spawn(async move { daemon.seed_last_success().await })
     };
-    // 2. HTTP: /healthz and /metrics only.
+    // 2. HTTP: /healthz, /metrics and the status page only.
     let http_task = serve_http(&daemon);
     // 3. The control socket (bound at start-up; served from here on).
     let control_task = client::serve_control(&daemon, listener);
@@ -512,12 +513,30 @@ fn first_plan(ctx: &Context, found: &crate::discovery::Discovery) -> Plan {
     plan
 }
 
-/// Serves `/healthz` and `/metrics` until shutdown.
+/// Serves `/healthz`, `/metrics` and the status page until shutdown.
 fn serve_http(daemon: &Arc<Daemon>) -> tokio::task::JoinHandle<()> {
+    let config = &daemon.ctx.config;
+    let site = http::Site {
+        page: page::Settings {
+            project: daemon.project.clone(),
+            repository: crate::config::mask_repository(config.restic.repository.expose()),
+            schedule: config.backup_cron.to_string(),
+            tz: config.tz,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        },
+        auth: config.http_auth.clone(),
+    };
+    if let Some(auth) = &site.auth {
+        tracing::info!(
+            user = auth.user(),
+            "HTTP: / and /metrics ask for HTTP_AUTH's user"
+        );
+    }
     let router = http::router(
         daemon.state.clone(),
         daemon.metrics.clone(),
-        daemon.ctx.config.health_max_age,
+        config.health_max_age,
+        site,
     );
     let http_shutdown = {
         let mut s = daemon.shutdown.clone();
