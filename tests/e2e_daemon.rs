@@ -429,7 +429,7 @@ fn kill_or_stop_the_sidecar_inside_a_window() {
         at(&format!(
             "started container={}",
             stack.container_name("app")
-        )) < at("HTTP: /healthz and /metrics"),
+        )) < at("HTTP: /healthz, /metrics and the status page"),
         "the daemon served HTTP before it started the app again:\n{logs}"
     );
     assert_eq!(stack.state("sidekick"), "running");
