@@ -53,6 +53,10 @@ fn a_single_node_swarm_stack_backs_up_and_restores() {
         format!("{RESTIC_PASSWORD}\n"),
     )
     .unwrap();
+    // Each step's time on stderr (shown when the test fails): CI once took
+    // four times as long as a machine running this test alone.
+    let t0 = std::time::Instant::now();
+    let step = |what: &str| eprintln!("swarm: {what} at {:.1} s", t0.elapsed().as_secs_f64());
     let swarm = Swarm::init(STACK, "127.0.0.1");
     swarm.deploy("stack.yml", repo.path(), secrets.path());
     let (app, pg, backup) = (task("app"), task("postgres"), task("backup"));
@@ -87,6 +91,7 @@ fn a_single_node_swarm_stack_backs_up_and_restores() {
         .to_string();
     let host = format!("{STACK}-{node}");
 
+    step("deployed and seeded");
     // plan: the node, the tasks it sees, the service's labels read.
     let plan = exec(&backup, &["stackshot", "plan"]);
     assert!(plan.status.success(), "{}", text(&plan));
@@ -136,6 +141,7 @@ fn a_single_node_swarm_stack_backs_up_and_restores() {
         "no notes table in the dump"
     );
 
+    step("first backup checked");
     // restore database --replace, in the swarm, from this node's run.
     psql(&pg, "drop table notes").unwrap();
     let back = exec(
@@ -155,6 +161,7 @@ fn a_single_node_swarm_stack_backs_up_and_restores() {
         Some(rows.as_str())
     );
 
+    step("database restored");
     // stop-during-backup on a swarm service: the window scales it to 0 and
     // back. (A label on the service is no part of its tasks: adding it
     // replaces no task.)
@@ -237,6 +244,7 @@ fn a_single_node_swarm_stack_backs_up_and_restores() {
         "PostgreSQL was touched"
     );
     assert_scaled_back(&app_svc, &template);
+    step("window backup done");
     // The snapshot holds the file as it was, the dump beside it.
     let restored = tempfile::tempdir().unwrap();
     let target = format!("{}:/restore", restored.path().display());
@@ -257,6 +265,7 @@ fn a_single_node_swarm_stack_backs_up_and_restores() {
             .exists()
     );
 
+    step("window snapshot checked");
     // restore volumes: the app's service is scaled to 0 while its volume is
     // put back, then scaled back.
     let spoiled = exec(&new_app, &["sh", "-c", "echo spoiled > /data/window.bin"]);
@@ -291,10 +300,12 @@ fn a_single_node_swarm_stack_backs_up_and_restores() {
         text(&sha)
     );
 
+    step("volumes restored");
     // Several nodes holding the service at once, against the engine's own
     // version check.
     race_of_holders(&app_svc, &template);
 
+    step("race of holders done");
     // SIGKILL drill: stackshot's task dies inside the window (the app takes
     // 8 s to stop); the service stays at 0, held by this node, until
     // stackshot starts again: the daemon's start-up lets go from its journal
@@ -340,6 +351,7 @@ fn a_single_node_swarm_stack_backs_up_and_restores() {
         "0",
         "the kill came after the window closed"
     );
+    step("killed inside the window");
     // The task comes back as the daemon (what a stack runs), on the same
     // node and cache volume: its start-up recovers.
     run(&mut docker(&[
@@ -363,6 +375,7 @@ fn a_single_node_swarm_stack_backs_up_and_restores() {
         logs.contains("a previous run died inside its stop window"),
         "{logs}"
     );
+    step("scaled back by the daemon");
     // The journal goes once the service runs a task again (the daemon waits
     // for one before it closes the journal).
     wait_for("the daemon to remove its journal", 90, || {
