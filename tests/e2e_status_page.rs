@@ -104,6 +104,13 @@ fn get_html(port: u16, auth: Option<&str>) -> (u16, String) {
     (code, body.unwrap_or_default())
 }
 
+/// Each of `wants` is in the page's DOM.
+fn shows(dom: &str, wants: &[&str]) {
+    for want in wants {
+        assert!(dom.contains(want), "{want:?} is not on the page:\n{dom}");
+    }
+}
+
 fn no_secrets(what: &str, text: &str) {
     for secret in SECRETS {
         assert!(!text.contains(secret), "a secret is on the {what}");
@@ -144,19 +151,20 @@ fn the_status_page_after_a_success_and_a_failure_in_a_real_browser() {
     no_secrets("page after a success", &html);
     let dom = look(port, "status-page-success");
     no_secrets("page after a success (DOM)", &dom);
-    for want in [
-        "<title>stackshot · stackshot-e2e-page · ok</title>",
-        r#"<span class="badge success">success</span>"#,
-        r#"<rect class="bar success""#,
-        r#"<rect class="window""#,
-        // The plan as the daemon read it: the test stack stops app and
-        // worker, dumps PostgreSQL and MariaDB.
-        "postgres (postgres)",
-        "mariadb (mariadb)",
-        "<code>0 0 1 1 *</code>",
-    ] {
-        assert!(dom.contains(want), "{want:?} is not on the page:\n{dom}");
-    }
+    shows(
+        &dom,
+        &[
+            "<title>stackshot · stackshot-e2e-page · ok</title>",
+            r#"<span class="badge success">success</span>"#,
+            r#"<rect class="bar success""#,
+            r#"<rect class="window""#,
+            // The plan as the daemon read it: the test stack stops app and
+            // worker, dumps PostgreSQL and MariaDB.
+            "postgres (postgres)",
+            "mariadb (mariadb)",
+            "<code>0 0 1 1 *</code>",
+        ],
+    );
     assert!(!dom.contains("<form") && !dom.contains("<button"), "{dom}");
 
     // After a failed run: the PostgreSQL password changed under stackshot.
@@ -167,15 +175,16 @@ fn the_status_page_after_a_success_and_a_failure_in_a_real_browser() {
     no_secrets("page after a failure", &html);
     let dom = look(port, "status-page-failure");
     no_secrets("page after a failure (DOM)", &dom);
-    for want in [
-        "<title>stackshot · stackshot-e2e-page · failing</title>",
-        r#"<span class="badge failed">failed</span>"#,
-        r#"<span class="badge success">success</span>"#,
-        r#"<rect class="bar failed""#,
-        "cannot log in to postgres",
-    ] {
-        assert!(dom.contains(want), "{want:?} is not on the page:\n{dom}");
-    }
+    shows(
+        &dom,
+        &[
+            "<title>stackshot · stackshot-e2e-page · failing</title>",
+            r#"<span class="badge failed">failed</span>"#,
+            r#"<span class="badge success">success</span>"#,
+            r#"<rect class="bar failed""#,
+            "cannot log in to postgres",
+        ],
+    );
     stack
         .psql("ALTER ROLE app PASSWORD 'pg-secret-password'")
         .unwrap();

@@ -361,13 +361,18 @@ mod tests {
 
     /// The router on loopback with `limits`; serves until the test ends.
     async fn start_with(limits: Limits) -> SocketAddr {
+        start_site(limits, Site::default()).await
+    }
+
+    /// The router for `site` on loopback with `limits`; serves until the test ends.
+    async fn start_site(limits: Limits, site: Site) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = router(
             Arc::new(Mutex::new(DaemonState::new(Utc::now()))),
             Metrics::new("x"),
             Duration::from_secs(3600),
-            Site::default(),
+            site,
         );
         tokio::spawn(serve_with(listener, app, std::future::pending(), limits));
         addr
@@ -635,23 +640,11 @@ mod tests {
             value: "admin:pa55word".into(),
         })
         .unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = router(
-            Arc::new(Mutex::new(DaemonState::new(Utc::now()))),
-            Metrics::new("x"),
-            Duration::from_secs(3600),
-            Site {
-                page: page::Settings::default(),
-                auth: Some(auth),
-            },
-        );
-        tokio::spawn(serve_with(
-            listener,
-            app,
-            std::future::pending(),
-            Limits::default(),
-        ));
+        let site = Site {
+            page: page::Settings::default(),
+            auth: Some(auth),
+        };
+        let addr = start_site(Limits::default(), site).await;
         let right = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode("admin:pa55word")
