@@ -354,6 +354,25 @@ fn notification_settings() {
 }
 
 #[test]
+fn http_auth_is_read_from_its_file_and_never_echoed() {
+    assert!(parse(&[]).unwrap().http_auth.is_none());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("http-auth");
+    std::fs::write(&file, "viewer:a-long-secret\n").unwrap();
+    let path = file.display().to_string();
+    let c = parse(&[("HTTP_AUTH_FILE", &path)]).unwrap();
+    assert_eq!(c.http_auth.as_ref().map(|a| a.user()), Some("viewer"));
+    assert!(!format!("{c:?}").contains("a-long-secret"));
+    std::fs::write(&file, "a-long-secret\n").unwrap();
+    let e = err(&[("HTTP_AUTH_FILE", &path)]);
+    assert!(
+        e.starts_with("HTTP_AUTH_FILE=<hidden>: no colon; accepted: one line user:password"),
+        "{e}"
+    );
+    assert!(!e.contains("a-long-secret"), "{e}");
+}
+
+#[test]
 fn notify_template_is_checked_when_read() {
     assert!(parse(&[]).unwrap().notify.template.is_none());
     let c = parse(&[(
