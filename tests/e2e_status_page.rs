@@ -188,4 +188,18 @@ fn the_status_page_after_a_success_and_a_failure_in_a_real_browser() {
     stack
         .psql("ALTER ROLE app PASSWORD 'pg-secret-password'")
         .unwrap();
+
+    // The runs outlive the sidecar: restarted, its page still lists both
+    // (kept in the state directory on the cache volume). The port it is
+    // published on may change with the restart.
+    run(&mut docker(&["restart", &stack.container("backup")]));
+    stack.wait_for_daemon();
+    let port = stack.http_port();
+    let html = wait_for("the restarted daemon's page", 60, || {
+        let (code, html) = get_html(port, Some(&auth));
+        (code == 200).then_some(html)
+    });
+    let runs = html.matches(r#"<tr class="run">"#).count();
+    assert_eq!(runs, 2, "the runs before the restart are gone:\n{html}");
+    assert!(html.contains("cannot log in to postgres"), "{html}");
 }

@@ -8,6 +8,7 @@
 
 mod client;
 pub mod control;
+pub mod history;
 pub mod scheduler;
 pub mod seed;
 pub mod state;
@@ -108,6 +109,8 @@ impl Daemon {
     ) -> Daemon {
         let mut state = DaemonState::new(Utc::now());
         state.recovered = recovered;
+        // The runs before this start, for the status page and `status`.
+        state.history = history::load(&ctx.config.state_dir);
         let metrics = metrics::Metrics::new(env!("CARGO_PKG_VERSION"));
         metrics.watch_journal(ctx.journal.clone());
         Daemon {
@@ -308,7 +311,12 @@ impl Daemon {
         });
         self.metrics.set_running(true);
         let mut report = run::backup_as(&self.ctx, &self.shutdown, report).await;
-        self.state.lock().unwrap().finish(&report, trigger);
+        let runs = {
+            let mut state = self.state.lock().unwrap();
+            state.finish(&report, trigger);
+            state.history.clone()
+        };
+        history::save(&self.ctx.config.state_dir, &runs);
         self.metrics.record_run(&report);
         self.metrics.set_running(false);
         if report.result == Outcome::Success {
