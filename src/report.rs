@@ -23,6 +23,18 @@ pub enum Outcome {
     Failed,
 }
 
+impl Outcome {
+    /// The result's name, as the report's JSON, the metrics' `result` label,
+    /// `stackshot status` and the status page spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Partial => "partial",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
 /// How long one phase of a run took.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Phase {
@@ -542,6 +554,16 @@ mod window_mode_name {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_outcome_is_spelt_as_in_the_report() {
+        for o in [Outcome::Success, Outcome::Partial, Outcome::Failed] {
+            assert_eq!(
+                serde_json::to_value(o).unwrap(),
+                serde_json::Value::from(o.as_str())
+            );
+        }
+    }
 
     #[test]
     fn vmhwm_in_bytes() {

@@ -87,21 +87,7 @@ fn look(port: u16, name: &str) -> String {
 
 /// The page's HTML straight from the port, as `user:password` (or none).
 fn get_html(port: u16, auth: Option<&str>) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
-    let header = auth.map_or(String::new(), |a| {
-        use base64::Engine as _;
-        let encoded = base64::engine::general_purpose::STANDARD.encode(a);
-        format!("Authorization: Basic {encoded}\r\n")
-    });
-    write!(s, "GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n{header}\r\n").unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let code = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string());
-    (code, body.unwrap_or_default())
+    http_get_as(port, "/", auth).expect("the daemon's HTTP port answers")
 }
 
 /// Each of `wants` is in the page's DOM.

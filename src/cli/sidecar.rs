@@ -175,8 +175,8 @@ last runs:"
                 "  {}  {:<8} {:<8} {:>6.1}s  {}",
                 r.started_at.to_rfc3339(),
                 r.trigger,
-                format!("{:?}", r.result).to_lowercase(),
-                (r.finished_at - r.started_at).num_milliseconds() as f64 / 1000.0,
+                r.result.as_str(),
+                r.seconds(),
                 r.reason.as_deref().unwrap_or("")
             );
         }

@@ -179,11 +179,7 @@ impl Metrics {
             .consistent
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let result = match report.result {
-            Outcome::Success => "success",
-            Outcome::Partial => "partial",
-            Outcome::Failed => "failed",
-        };
+        let result = report.result.as_str();
         m.runs
             .get_or_create(&ResultLabel {
                 result: result.into(),

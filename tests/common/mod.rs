@@ -1283,11 +1283,21 @@ pub fn written_bytes(pid: &str) -> Option<u64> {
 
 /// A plain HTTP/1.0 GET on loopback: (status, body).
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_get_as(port, path, None)
+}
+
+/// [`http_get`] as `user:password` (basic authentication) when given.
+pub fn http_get_as(port: u16, path: &str, auth: Option<&str>) -> Option<(u16, String)> {
+    use base64::Engine as _;
     use std::io::{Read, Write};
     use std::time::Duration;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let header = auth.map_or(String::new(), |a| {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(a);
+        format!("Authorization: Basic {encoded}\r\n")
+    });
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{header}\r\n").ok()?;
     let mut raw = String::new();
     s.read_to_string(&mut raw).ok()?;
     let status = raw.split_whitespace().nth(1)?.parse().ok()?;

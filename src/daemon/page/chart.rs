@@ -5,7 +5,6 @@
 use serde::Serialize;
 
 use crate::daemon::state::RunSummary;
-use crate::report::Outcome;
 
 /// The drawing area, in SVG user units.
 pub const WIDTH: f64 = 600.0;
@@ -62,15 +61,6 @@ pub fn seconds_text(s: f64) -> String {
     }
 }
 
-/// The result's name, as the report spells it.
-pub fn result_name(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Success => "success",
-        Outcome::Partial => "partial",
-        Outcome::Failed => "failed",
-    }
-}
-
 /// Lays out the newest [`RUNS`] of `runs` (newest first).
 pub fn chart(runs: &[RunSummary]) -> Chart {
     let shown: Vec<&RunSummary> = runs.iter().take(RUNS).rev().collect();
@@ -88,7 +78,7 @@ pub fn chart(runs: &[RunSummary]) -> Chart {
             let mut title = format!(
                 "{}: {}, {}",
                 r.run_id,
-                result_name(r.result),
+                r.result.as_str(),
                 seconds_text(seconds)
             );
             if let Some(w) = r.window_seconds {
@@ -102,7 +92,7 @@ pub fn chart(runs: &[RunSummary]) -> Chart {
                 height: round(height),
                 window_y: round(HEIGHT - window),
                 window_height: round(window),
-                result: result_name(r.result),
+                result: r.result.as_str(),
                 title,
             }
         })
@@ -123,6 +113,7 @@ fn round(v: f64) -> f64 {
 mod tests {
     use super::*;
     use crate::daemon::state::Trigger;
+    use crate::report::Outcome;
     use chrono::{DateTime, Duration, Utc};
 
     fn run(i: i64, seconds: i64, window: Option<f64>, result: Outcome) -> RunSummary {

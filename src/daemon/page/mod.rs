@@ -10,6 +10,8 @@
 
 pub mod chart;
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use minijinja::Environment;
@@ -19,8 +21,13 @@ use serde::Serialize;
 use super::health::Health;
 use super::state::DaemonState;
 
-/// The template; autoescaped as HTML (its name ends in `.html`).
-const TEMPLATE: &str = include_str!("page.html");
+/// The template, parsed once; autoescaped as HTML (its name ends in `.html`).
+static PAGE: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    env.add_template("page.html", include_str!("page.html"))
+        .expect("the status page's template parses (a unit test renders it)");
+    env
+});
 
 /// What the page shows that is not in the daemon's state: set at start-up.
 #[derive(Debug, Clone, Default)]
@@ -141,7 +148,7 @@ pub fn render(
             run_id: r.run_id.clone(),
             trigger: r.trigger.as_str(),
             started: time(r.started_at, tz),
-            result: chart::result_name(r.result),
+            result: r.result.as_str(),
             duration: chart::seconds_text(r.seconds()),
             window: r.window_seconds.map(chart::seconds_text),
             added: r.bytes_added.map(bytes_text),
@@ -193,10 +200,7 @@ pub fn render(
         chart: chart::chart(&history),
         tasks,
     };
-    let mut env = Environment::new();
-    env.add_template("page.html", TEMPLATE)
-        .expect("the status page's template parses (a unit test renders it)");
-    let page = env
+    let page = PAGE
         .get_template("page.html")
         .and_then(|t| t.render(Serde(&view)));
     page.unwrap_or_else(|e| {
