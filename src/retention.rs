@@ -27,26 +27,12 @@ pub fn forget_args(
     // grouping by tags would put each in a group of its own and keep them all.
     // Paths keep atomic, volumes-only and each database's snapshots apart.
     args.extend(["--group-by".to_string(), "host,paths".to_string()]);
-    let mut rules = 0;
-    for (flag, value) in [
-        ("--keep-last", policy.last),
-        ("--keep-hourly", policy.hourly),
-        ("--keep-daily", policy.daily),
-        ("--keep-weekly", policy.weekly),
-        ("--keep-monthly", policy.monthly),
-        ("--keep-yearly", policy.yearly),
-    ] {
-        if let Some(n) = value {
-            args.extend([flag.to_string(), n.to_string()]);
-            rules += 1;
-        }
-    }
-    if let Some(within) = &policy.within {
-        args.extend(["--keep-within".to_string(), within.clone()]);
-        rules += 1;
-    }
-    if rules == 0 {
+    let rules = policy.rules();
+    if rules.is_empty() {
         return None;
+    }
+    for (flag, value) in rules {
+        args.extend([flag.to_string(), value]);
     }
     if prune {
         args.push("--prune".into());

@@ -1,6 +1,7 @@
 //! The configuration: every variable of the design's table, parsed from an
 //! [`Env`] into typed values. A bad value is one [`ConfigError`] line.
 
+pub mod copy;
 pub mod http_auth;
 pub mod notify;
 
@@ -38,6 +39,29 @@ pub struct Retention {
     /// How far back every snapshot is kept, from `KEEP_WITHIN` as a restic
     /// duration such as `1y6m3d` (passed as `--keep-within`).
     pub within: Option<String>,
+}
+
+impl Retention {
+    /// The rules that are on, as `restic forget` flags and their values, in
+    /// restic's order (`--keep-last`, `--keep-hourly`, … `--keep-within`);
+    /// empty when every rule is off (the policy keeps everything).
+    pub fn rules(&self) -> Vec<(&'static str, String)> {
+        let mut rules: Vec<(&'static str, String)> = [
+            ("--keep-last", self.last),
+            ("--keep-hourly", self.hourly),
+            ("--keep-daily", self.daily),
+            ("--keep-weekly", self.weekly),
+            ("--keep-monthly", self.monthly),
+            ("--keep-yearly", self.yearly),
+        ]
+        .into_iter()
+        .filter_map(|(flag, n)| n.map(|n| (flag, n.to_string())))
+        .collect();
+        if let Some(within) = &self.within {
+            rules.push(("--keep-within", within.clone()));
+        }
+        rules
+    }
 }
 
 /// How much the log says, from `LOG_LEVEL` (default `info`).
@@ -175,6 +199,9 @@ pub struct Config {
     /// restic's own settings: the repository, the variables handed to restic
     /// and the preflight timeout.
     pub restic: ResticSettings,
+    /// `COPY_REPOSITORY` and the rest of `COPY_*`: the second repository
+    /// each successful run is copied to; `None`: none.
+    pub copy: Option<copy::CopyConfig>,
 }
 
 const BOOL: &str = "true or false (also 1/0, yes/no, on/off)";
@@ -184,7 +211,7 @@ const KEEP_WITHIN: &str = "a restic duration such as 7d, 2y5m7d3h";
 
 /// Prefixes of variables that belong to restic or its storage back-ends and are
 /// handed to restic unchanged.
-const RESTIC_PREFIXES: &[&str] = &[
+pub const RESTIC_PREFIXES: &[&str] = &[
     "RESTIC_", "AWS_", "B2_", "AZURE_", "GOOGLE_", "OS_", "ST_", "RCLONE_", "SWIFT_",
 ];
 
@@ -247,13 +274,15 @@ impl Config {
             Some(s) => cron(&s)?,
         };
         let restic = restic_settings(env)?;
+        let retention = retention(env)?;
+        let copy = copy::copy(env, &restic, &retention)?;
         Ok(Config {
             backup_cron,
             tz,
             atomic: opt(env, "ATOMIC_BACKUP", boolean)?.unwrap_or(true),
             append_only: opt(env, "APPEND_ONLY", boolean)?.unwrap_or(false),
             freeze: opt(env, "FREEZE_DURING_BACKUP", boolean)?.unwrap_or(false),
-            retention: retention(env)?,
+            retention,
             prune_cron: opt(env, "PRUNE_CRON", cron)?,
             check_cron: opt(env, "CHECK_CRON", cron)?,
             verify_cron: opt(env, "VERIFY_CRON", cron)?,
@@ -286,6 +315,7 @@ impl Config {
             state_dir: opt(env, "STACKSHOT_STATE_DIR", absolute_path)?
                 .unwrap_or_else(|| "/cache/stackshot".into()),
             restic,
+            copy,
         })
     }
 }
@@ -485,24 +515,50 @@ fn keep_within(s: &Sourced) -> Result<String, ConfigError> {
 }
 
 fn retention(env: &Env) -> Result<Retention, ConfigError> {
+    let defaults = Retention {
+        daily: Some(7),
+        weekly: Some(4),
+        monthly: Some(12),
+        yearly: Some(3),
+        ..Retention::default()
+    };
+    retention_with(
+        env,
+        |name| vec![name.to_string(), format!("RESTIC_{name}")],
+        &defaults,
+    )
+}
+
+/// A retention policy from the `KEEP_*` rules under the names `names`
+/// gives for each (`KEEP_LAST` → its variable and aliases), each rule
+/// `defaults`' where none of them is set.
+fn retention_with(
+    env: &Env,
+    names: impl Fn(&str) -> Vec<String>,
+    defaults: &Retention,
+) -> Result<Retention, ConfigError> {
+    let get = |name: &str| {
+        let names = names(name);
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        env.get_any(&names)
+    };
     let keep = |name: &str, default: Option<u32>| -> Result<Option<u32>, ConfigError> {
-        let alias = format!("RESTIC_{name}");
-        match env.get_any(&[name, &alias])? {
+        match get(name)? {
             None => Ok(default),
             Some(s) => count(&s),
         }
     };
     Ok(Retention {
-        last: keep("KEEP_LAST", None)?,
-        hourly: keep("KEEP_HOURLY", None)?,
-        daily: keep("KEEP_DAILY", Some(7))?,
-        weekly: keep("KEEP_WEEKLY", Some(4))?,
-        monthly: keep("KEEP_MONTHLY", Some(12))?,
-        yearly: keep("KEEP_YEARLY", Some(3))?,
-        within: env
-            .get_any(&["KEEP_WITHIN", "RESTIC_KEEP_WITHIN"])?
-            .map(|s| keep_within(&s))
-            .transpose()?,
+        last: keep("KEEP_LAST", defaults.last)?,
+        hourly: keep("KEEP_HOURLY", defaults.hourly)?,
+        daily: keep("KEEP_DAILY", defaults.daily)?,
+        weekly: keep("KEEP_WEEKLY", defaults.weekly)?,
+        monthly: keep("KEEP_MONTHLY", defaults.monthly)?,
+        yearly: keep("KEEP_YEARLY", defaults.yearly)?,
+        within: match get("KEEP_WITHIN")? {
+            None => defaults.within.clone(),
+            Some(s) => Some(keep_within(&s)?),
+        },
     })
 }
 

@@ -425,3 +425,158 @@ fn repository_credentials_are_masked() {
         "sftp:user@host:/srv/restic"
     );
 }
+
+fn env_of(c: &copy::CopyConfig) -> Vec<(String, String)> {
+    c.restic
+        .env
+        .iter()
+        .map(|(n, v)| (n.clone(), v.expose().to_string()))
+        .collect()
+}
+
+#[test]
+fn no_copy_unless_copy_repository_is_set() {
+    assert!(parse(&[]).unwrap().copy.is_none());
+    let e = err(&[("COPY_PASSWORD", "x")]);
+    assert!(
+        e.starts_with("COPY_REPOSITORY is not set; COPY_PASSWORD is set"),
+        "{e}"
+    );
+    let e = err(&[("COPY_REPOSITORY", "/copy")]);
+    assert!(e.starts_with("COPY_PASSWORD is not set"), "{e}");
+    let e = err(&[("COPY_REPOSITORY", "/repository"), ("COPY_PASSWORD", "x")]);
+    assert!(
+        e.contains("the copy is the primary repository itself"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_copy_reads_its_own_repository_and_the_primary_as_its_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("copy-pw");
+    std::fs::write(&pw, "copy-secret\n").unwrap();
+    let c = parse(&[
+        ("COPY_REPOSITORY", "s3:http://s3:8333/offsite"),
+        ("COPY_PASSWORD_FILE", pw.to_str().unwrap()),
+        ("COPY_AWS_ACCESS_KEY_ID", "copy-key"),
+        ("COPY_AWS_SECRET_ACCESS_KEY", "copy-s3-secret"),
+        ("RESTIC_CACHE_DIR", "/cache/restic"),
+        ("COPY_CRON", "30 3 * * *"),
+        ("KEEP_LAST", "2"),
+        ("COPY_KEEP_LAST", "5"),
+        ("COPY_KEEP_DAILY", "0"),
+    ])
+    .unwrap();
+    let copy = c.copy.expect("a copy");
+    let env = env_of(&copy);
+    let get = |name: &str| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    assert_eq!(get("RESTIC_REPOSITORY"), Some("s3:http://s3:8333/offsite"));
+    assert_eq!(get("RESTIC_PASSWORD"), Some("copy-secret"));
+    assert_eq!(get("RESTIC_FROM_REPOSITORY"), Some("/repository"));
+    assert_eq!(get("RESTIC_FROM_PASSWORD"), Some("pw"));
+    assert_eq!(get("AWS_ACCESS_KEY_ID"), Some("copy-key"));
+    assert_eq!(get("AWS_SECRET_ACCESS_KEY"), Some("copy-s3-secret"));
+    // restic's own settings are the primary's unless the copy has its own.
+    assert_eq!(get("RESTIC_CACHE_DIR"), Some("/cache/restic"));
+    // No COPY_-prefixed name reaches restic, and each name is there once.
+    assert!(env.iter().all(|(n, _)| !n.starts_with("COPY_")), "{env:?}");
+    let mut names: Vec<&str> = env.iter().map(|(n, _)| n.as_str()).collect();
+    names.dedup();
+    assert_eq!(names.len(), env.len(), "{env:?}");
+    assert_eq!(copy.cron.as_ref().map(|c| c.expr()), Some("30 3 * * *"));
+    // Each COPY_KEEP_* rule defaults to the primary's.
+    assert_eq!(
+        copy.retention,
+        Retention {
+            last: Some(5),
+            daily: None,
+            weekly: Some(4),
+            monthly: Some(12),
+            yearly: Some(3),
+            ..Default::default()
+        }
+    );
+    assert_eq!(c.retention.last, Some(2));
+    let shown = copy.shown();
+    assert_eq!(shown.repository, "s3:http://s3:8333/offsite");
+    assert_eq!(
+        shown.retention,
+        "--keep-last 5 --keep-weekly 4 --keep-monthly 12 --keep-yearly 3"
+    );
+    assert_eq!(shown.when, "30 3 * * *");
+    // Secrets stay hidden in Debug.
+    let debug = format!("{copy:?}");
+    assert!(
+        !debug.contains("copy-secret") && !debug.contains("copy-s3-secret"),
+        "{debug}"
+    );
+}
+
+#[test]
+fn a_back_end_variable_both_repositories_set_must_agree() {
+    let e = err(&[
+        ("AWS_ACCESS_KEY_ID", "primary-key"),
+        ("COPY_REPOSITORY", "s3:http://other/offsite"),
+        ("COPY_PASSWORD", "x"),
+        ("COPY_AWS_ACCESS_KEY_ID", "copy-key"),
+    ]);
+    assert!(
+        e.starts_with("COPY_AWS_ACCESS_KEY_ID=<hidden>: differs from AWS_ACCESS_KEY_ID"),
+        "{e}"
+    );
+    assert!(!e.contains("primary-key") && !e.contains("copy-key"), "{e}");
+    // The same value, or none, is fine: the copy then uses the primary's.
+    for extra in [vec![("COPY_AWS_ACCESS_KEY_ID", "primary-key")], vec![]] {
+        let mut vars = vec![
+            ("AWS_ACCESS_KEY_ID", "primary-key"),
+            ("COPY_REPOSITORY", "s3:http://other/offsite"),
+            ("COPY_PASSWORD", "x"),
+        ];
+        vars.extend(extra);
+        let c = parse(&vars).unwrap().copy.unwrap();
+        assert!(
+            env_of(&c).contains(&("AWS_ACCESS_KEY_ID".into(), "primary-key".into())),
+            "{:?}",
+            env_of(&c)
+        );
+    }
+}
+
+#[test]
+fn the_copy_s_password_command_and_append_only() {
+    let c = parse(&[
+        ("COPY_REPOSITORY", "/copy"),
+        ("COPY_PASSWORD_COMMAND", "cat /run/secrets/copy"),
+        ("COPY_APPEND_ONLY", "true"),
+    ])
+    .unwrap()
+    .copy
+    .unwrap();
+    assert!(env_of(&c).contains(&(
+        "RESTIC_PASSWORD_COMMAND".into(),
+        "cat /run/secrets/copy".into()
+    )));
+    assert!(!env_of(&c).iter().any(|(n, _)| n == "RESTIC_PASSWORD"));
+    assert!(c.append_only);
+    assert_eq!(c.shown().retention, "append-only (nothing forgotten)");
+    assert_eq!(c.shown().when, "after each successful run");
+    let e = err(&[
+        ("COPY_REPOSITORY", "/copy"),
+        ("COPY_PASSWORD", "x"),
+        ("COPY_PASSWORD_COMMAND", "y"),
+    ]);
+    assert!(e.contains("are both set"), "{e}");
+    let e = err(&[
+        ("COPY_REPOSITORY", "/copy"),
+        ("COPY_PASSWORD", "x"),
+        ("COPY_KEEP_LAST", "-1"),
+    ]);
+    assert!(e.starts_with("COPY_KEEP_LAST="), "{e}");
+    let e = err(&[
+        ("COPY_REPOSITORY", "/copy"),
+        ("COPY_PASSWORD", "x"),
+        ("COPY_CRON", "sometimes"),
+    ]);
+    assert!(e.starts_with("COPY_CRON="), "{e}");
+}
