@@ -257,6 +257,10 @@ pub struct SnapshotInfo {
     /// The snapshot this one was compared with.
     #[serde(default, deserialize_with = "non_empty")]
     pub parent: Option<String>,
+    /// The id of the snapshot this one is a copy of (`restic copy`), in the
+    /// repository it came from.
+    #[serde(default, deserialize_with = "non_empty")]
+    pub original: Option<String>,
     /// The backup's statistics (snapshots written by restic 0.17+).
     #[serde(default)]
     pub summary: Option<SnapshotSummary>,

@@ -49,7 +49,7 @@ use anyhow::{Context, anyhow};
 use tokio::process::Command;
 use tokio::sync::OnceCell;
 
-use crate::config::{ResticSettings, mask_repository};
+use crate::config::{RESTIC_PREFIXES, ResticSettings, mask_repository};
 use args::check_tag;
 pub use args::{BackupArgsError, BackupExit, backup_args, classify_backup_exit};
 pub use error::ResticError;
@@ -83,6 +83,11 @@ impl Restic {
         }
     }
 
+    /// The same restic binary, for another repository (the copy's).
+    pub fn with_settings(&self, settings: &ResticSettings) -> Restic {
+        Restic::with_binary(self.binary.clone(), settings)
+    }
+
     /// The repository, masked for logs and messages.
     pub fn repository(&self) -> String {
         mask_repository(self.settings.repository.expose())
@@ -92,10 +97,19 @@ impl Restic {
     /// closed, stdout and stderr piped, killed when dropped.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.binary);
+        // restic reads only the settings' variables: none inherited from this
+        // process (the settings hold each of them already, `_FILE` forms
+        // read), so that a command for the copy repository never sees the
+        // primary's password file, nor the primary's commands a variable the
+        // settings left out.
+        for (name, _) in std::env::vars_os() {
+            if let Some(name) = name.to_str()
+                && RESTIC_PREFIXES.iter().any(|p| name.starts_with(p))
+            {
+                cmd.env_remove(name);
+            }
+        }
         for (name, value) in &self.settings.env {
-            // The value was read from NAME_FILE already; restic refuses both
-            // (`-r` and `--repository-file` are mutually exclusive).
-            cmd.env_remove(format!("{name}_FILE"));
             cmd.env(name, value.expose());
         }
         cmd.env_remove("RESTIC_REPOSITORY_FILE")

@@ -45,9 +45,16 @@ impl Restic {
     /// Checks that the repository opens with the password, and creates it with
     /// `restic init` when it does not exist.
     pub async fn open_or_init(&self) -> Result<RepoOpened, ResticError> {
+        self.open_or_init_with(&["init"]).await
+    }
+
+    /// [`Restic::open_or_init`] with the `init` command line `init` (the copy
+    /// repository's: `init --copy-chunker-params`, the source named by
+    /// `RESTIC_FROM_*`).
+    pub async fn open_or_init_with(&self, init: &[&str]) -> Result<RepoOpened, ResticError> {
         match self.open().await? {
             Some(_) => Ok(RepoOpened::Existing),
-            None => self.init().await.map(|_| RepoOpened::Initialised),
+            None => self.init_with(init).await.map(|_| RepoOpened::Initialised),
         }
     }
 
@@ -110,8 +117,13 @@ impl Restic {
     /// `restic init` where there is no repository; the new repository's id.
     /// When someone else created it in the meantime, that one's id.
     pub async fn init(&self) -> Result<String, ResticError> {
+        self.init_with(&["init"]).await
+    }
+
+    /// [`Restic::init`] with the command line `init`.
+    async fn init_with(&self, init: &[&str]) -> Result<String, ResticError> {
         let repository = self.repository();
-        let init = self.preflight_step(&["init"]).await?;
+        let init = self.preflight_step(init).await?;
         if init.code == Some(0) {
             tracing::info!(repository = %repository, "initialised the restic repository (it did not exist)");
         }
