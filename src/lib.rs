@@ -27,7 +27,8 @@
 //! - [`restic`]: running restic. [`discovery`]: finding our stack.
 //!   [`logging`]: log set-up.
 //! - [`notify`]: telling people how a run went. [`retention`]: forget and
-//!   prune. [`hooks`]: the label hooks. [`worker`]: what runs inside the
+//!   prune. [`copy`]: the runs copied to the copy repository. [`hooks`]:
+//!   the label hooks. [`worker`]: what runs inside the
 //!   worker container. [`catalog`]: the runs in the repository.
 //! - [`window`]: the stop window — open, close, recover, its
 //!   [`window::journal`], the engine's [`window::ContainerControl`], with
@@ -51,7 +52,7 @@
 //! 2. [`labels`], [`config`], [`engine`]
 //! 3. [`report`], [`plan`], [`restic`], [`discovery`], [`logging`]
 //! 4. [`notify`], [`retention`], [`hooks`], [`worker`], [`catalog`]
-//! 5. [`window`], [`dumps`]
+//! 5. [`window`], [`dumps`], [`copy`]
 //! 6. [`context`]
 //! 7. [`backup`]
 //! 8. [`restore`]
@@ -70,6 +71,7 @@ pub mod cli;
 pub mod config;
 pub mod container;
 pub mod context;
+pub mod copy;
 pub mod daemon;
 pub mod discovery;
 pub mod dumps;

@@ -8,6 +8,10 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+mod copy;
+
+pub use copy::{CopyOutcome, CopyReport};
+
 use crate::labels::Engine as DbEngine;
 use crate::layout::StopWindow;
 
@@ -111,6 +115,11 @@ pub struct RunReport {
     /// What retention did after the run (the daemon applies it after a success).
     #[serde(default)]
     pub retention: Option<RetentionReport>,
+    /// What the copy to `COPY_REPOSITORY` did after the run (`None`: no
+    /// copy repository, or the run did not succeed). It never changes
+    /// `result`.
+    #[serde(default)]
+    pub copy: Option<CopyReport>,
     /// Receivers (`NOTIFY_URLS`, `PING_URL`) that could not be told; they
     /// never change `result`.
     #[serde(default)]
@@ -148,6 +157,7 @@ impl RunReport {
             repository_initialised: false,
             peak_rss_bytes: None,
             retention: None,
+            copy: None,
             window_mode: None,
             notes: vec![],
             notify_failures: vec![],
@@ -286,6 +296,9 @@ impl RunReport {
         }
         if let Some(r) = &self.retention {
             let _ = writeln!(out, "  {}", r.line());
+        }
+        if let Some(c) = &self.copy {
+            let _ = writeln!(out, "  {}", c.line());
         }
         for f in &self.notify_failures {
             let _ = writeln!(

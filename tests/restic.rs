@@ -615,3 +615,128 @@ async fn merged_snapshot_reads_with_plain_restic() {
     assert!(e.contains("locked exclusively"), "{e}");
     assert!(e.contains(&format!("PID {}", holder.id())), "{e}");
 }
+
+/// `stackshot::copy` on the real restic: a missing copy repository is
+/// created with the primary's chunker parameters; each copy sends the
+/// runs newer than the copy's newest, never another project's, never one
+/// the copy's retention forgot; a wrong copy password fails the copy in
+/// one line without the password.
+#[tokio::test]
+async fn runs_are_copied_once_and_the_copy_keeps_its_own_retention() {
+    let dir = TempDir::new().unwrap();
+    let primary_repo = dir.path().join("primary").display().to_string();
+    let copy_repo = dir.path().join("copy").display().to_string();
+    let cache = dir.path().join("cache").display().to_string();
+    let config = |copy_password: &str| {
+        stackshot::config::Config::from_env(&stackshot::env::Env::from_pairs([
+            ("RESTIC_REPOSITORY", primary_repo.as_str()),
+            ("RESTIC_PASSWORD", PASSWORD),
+            ("RESTIC_CACHE_DIR", cache.as_str()),
+            ("COPY_REPOSITORY", copy_repo.as_str()),
+            ("COPY_PASSWORD", copy_password),
+            ("COPY_KEEP_LAST", "1"),
+            ("COPY_KEEP_DAILY", "0"),
+            ("COPY_KEEP_WEEKLY", "0"),
+            ("COPY_KEEP_MONTHLY", "0"),
+            ("COPY_KEEP_YEARLY", "0"),
+        ]))
+        .unwrap()
+    };
+    let good = config("copy-password");
+    let primary = restic(dir.path(), &primary_repo, PASSWORD);
+    primary.init().await.unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let backup = |tags: &'static str, n: u32| {
+        let primary = &primary;
+        let data = data.clone();
+        async move {
+            std::fs::write(data.join("file"), format!("run {n}")).unwrap();
+            let path = data.display().to_string();
+            primary
+                .run(&["backup", "--tag", tags, "--host", "h", &path])
+                .await
+                .unwrap();
+        }
+    };
+    backup("stackshot,project=p", 1).await;
+    backup("stackshot,project=other", 2).await;
+    backup("stackshot,project=p", 3).await;
+    let ours = |list: Vec<stackshot::restic::SnapshotInfo>| -> Vec<String> {
+        list.into_iter()
+            .filter(|s| s.tags.contains(&"project=p".to_string()))
+            .map(|s| s.id)
+            .collect()
+    };
+    let source = ours(primary.snapshots(&["stackshot"]).await.unwrap());
+    assert_eq!(source.len(), 2);
+
+    let copy_cfg = good.copy.as_ref().unwrap();
+    let report = stackshot::copy::copy(&primary, copy_cfg, "h", "p").await;
+    assert_eq!(
+        report.outcome,
+        stackshot::copy::CopyOutcome::Copied,
+        "{}",
+        report.line()
+    );
+    assert!(report.initialised, "{}", report.line());
+    let short: Vec<String> = source.iter().map(|id| id[..8].to_string()).collect();
+    assert_eq!(report.copied, short, "{}", report.line());
+    let retention = report.retention.as_ref().unwrap();
+    assert_eq!(
+        (retention.kept, retention.removed.len()),
+        (1, 1),
+        "{}",
+        report.line()
+    );
+
+    let copy = primary.with_settings(&copy_cfg.restic);
+    let held = copy.snapshots(&["stackshot"]).await.unwrap();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].original.as_deref(), Some(source[1].as_str()));
+    // The same chunker parameters: what both hold deduplicates.
+    let chunker = |out: String| -> serde_json::Value {
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["chunker_polynomial"].clone()
+    };
+    assert_eq!(
+        chunker(copy.run(&["cat", "config"]).await.unwrap()),
+        chunker(primary.run(&["cat", "config"]).await.unwrap())
+    );
+
+    // Nothing new: nothing copied, and run 1 (forgotten in the copy, kept
+    // in the primary) does not come back.
+    let report = stackshot::copy::copy(&primary, copy_cfg, "h", "p").await;
+    assert_eq!(
+        report.outcome,
+        stackshot::copy::CopyOutcome::Copied,
+        "{}",
+        report.line()
+    );
+    assert!(report.copied.is_empty(), "{}", report.line());
+    backup("stackshot,project=p", 4).await;
+    let report = stackshot::copy::copy(&primary, copy_cfg, "h", "p").await;
+    let newest = ours(primary.snapshots(&["stackshot"]).await.unwrap());
+    assert_eq!(
+        report.copied,
+        [newest[2][..8].to_string()],
+        "{}",
+        report.line()
+    );
+    assert_eq!(copy.snapshots(&["stackshot"]).await.unwrap().len(), 1);
+
+    // A wrong password for the copy: a failed copy, in one line, without it.
+    let bad = config("not-the-copy-password");
+    let report = stackshot::copy::copy(&primary, bad.copy.as_ref().unwrap(), "h", "p").await;
+    assert_eq!(
+        report.outcome,
+        stackshot::copy::CopyOutcome::Failed,
+        "{}",
+        report.line()
+    );
+    let line = report.line();
+    assert!(
+        !line.contains('\n') && !line.contains("not-the-copy-password"),
+        "{line}"
+    );
+    assert!(line.contains("password"), "{line}");
+}

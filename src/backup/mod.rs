@@ -11,7 +11,9 @@
 //!    after the window, one merged snapshot), or [`full_window`] (dumps,
 //!    then the snapshot(s), inside the window), which is also the short
 //!    window's fallback; containers started again on every path;
-//! 6. [`cleanup`]: dump files and stray workers removed.
+//! 6. [`cleanup`]: dump files and stray workers removed;
+//! 7. after a success, the copy to `COPY_REPOSITORY` ([`crate::copy`]),
+//!    outside the window, before anyone is told.
 //!
 //! The post-backup hooks run after any of them once the pre-backup hooks
 //! were reached ([`backup_as`]).
@@ -34,6 +36,7 @@ use std::time::Instant;
 use anyhow::{Context as _, Result, anyhow, bail};
 
 use crate::config::StopWindow;
+use crate::config::copy::CopyConfig;
 use crate::container::ContainerInfo;
 use crate::context::{Context, plan_options};
 use crate::discovery::{self, Discovery};
@@ -41,7 +44,7 @@ use crate::dumps::{self, DATABASES_DIR, DumpResult};
 use crate::engine::worker;
 use crate::hooks;
 use crate::plan::{self, HookPhase, Plan};
-use crate::report::{Outcome, RunReport, SnapshotReport};
+use crate::report::{CopyReport, Outcome, RunReport, SnapshotReport};
 use crate::window;
 use short::Short;
 use window::Shutdown;
@@ -78,6 +81,12 @@ pub async fn backup_as(ctx: &Context, shutdown: &Shutdown, mut report: RunReport
         && let Some(id) = repository_id
     {
         remember_repository(ctx, &id, &report.run_id);
+    }
+    // The copy, outside the window: the stack runs again by now.
+    if report.result == Outcome::Success
+        && let (Some(copy), Some(plan)) = (&ctx.config.copy, &planned)
+    {
+        report.copy = Some(copy_after_run(ctx, copy, plan).await);
     }
     match report.result {
         Outcome::Success => tracing::info!(seconds = report.seconds(), "backup succeeded"),
@@ -121,6 +130,20 @@ async fn post_backup(
             )),
         )),
         (Err(run), Err(e)) => Err(anyhow!("{run:#}; also, a post-backup hook failed: {e:#}")),
+    }
+}
+
+/// Copies a successful run to the copy repository, unless the copy runs
+/// on `COPY_CRON`; under the run lock, shared (a restore or a backup of
+/// another process waits, a verify may read beside it).
+async fn copy_after_run(ctx: &Context, copy: &CopyConfig, plan: &Plan) -> CopyReport {
+    let repository = crate::config::mask_repository(copy.restic.repository.expose());
+    if copy.cron.is_some() {
+        return CopyReport::scheduled(repository);
+    }
+    match ctx.journal.lock_shared() {
+        Ok(_lock) => crate::copy::copy(&ctx.restic, copy, &plan.host, &plan.project).await,
+        Err(e) => CopyReport::failed(repository, format!("not copied after this run: {e:#}"), 0.0),
     }
 }
 

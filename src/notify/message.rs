@@ -12,6 +12,17 @@ impl NotifyOn {
     pub fn wants(self, result: Outcome) -> bool {
         self == NotifyOn::Always || result != Outcome::Success
     }
+
+    /// Whether the run of `report` is told: as [`NotifyOn::wants`] says of
+    /// its result, and always when its copy failed (a failure too, though
+    /// not the run's).
+    pub fn wants_report(self, report: &RunReport) -> bool {
+        self.wants(report.result) || copy_failed(report)
+    }
+}
+
+fn copy_failed(report: &RunReport) -> bool {
+    report.copy.as_ref().is_some_and(|c| c.failed_anything())
 }
 
 fn word(result: Outcome) -> &'static str {
@@ -47,9 +58,14 @@ fn size(bytes: u64) -> String {
 /// The title: `stackshot: shop backup FAILED`.
 pub fn title(report: &RunReport) -> String {
     format!(
-        "stackshot: {} backup {}",
+        "stackshot: {} backup {}{}",
         project(report),
-        word(report.result)
+        word(report.result),
+        if copy_failed(report) {
+            ", copy FAILED"
+        } else {
+            ""
+        }
     )
 }
 
@@ -93,6 +109,11 @@ pub fn text(report: &RunReport) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
+    }
+    if let Some(copy) = report.copy.as_ref().filter(|c| c.ran()) {
+        // The report's line, capitalised as the message's other lines are.
+        let line = copy.line();
+        lines.push(format!("C{}", line.strip_prefix('c').unwrap_or(&line)));
     }
     lines.push(
         "Next: docker compose exec backup stackshot status (and `stackshot plan` when the plan is at fault)"
@@ -229,6 +250,30 @@ mod tests {
         assert!(NotifyOn::Failure.wants(Outcome::Partial));
         assert!(NotifyOn::Failure.wants(Outcome::Failed));
         assert!(NotifyOn::Always.wants(Outcome::Success));
+    }
+
+    #[test]
+    fn a_failed_copy_is_told_even_after_a_good_run() {
+        use crate::report::CopyReport;
+        let mut r = RunReport::start();
+        r.project = "shop".into();
+        let mut r = r.finish(Outcome::Success, None);
+        r.copy = Some(CopyReport::scheduled("/copy".into()));
+        assert!(!NotifyOn::Failure.wants_report(&r));
+        assert_eq!(title(&r), "stackshot: shop backup succeeded");
+        assert!(!text(&r).contains("/copy"), "{}", text(&r));
+        r.copy = Some(CopyReport::failed(
+            "s3:http://s3:8333/offsite".into(),
+            "cannot connect to s3:8333".into(),
+            0.2,
+        ));
+        assert!(NotifyOn::Failure.wants_report(&r));
+        assert_eq!(title(&r), "stackshot: shop backup succeeded, copy FAILED");
+        let t = text(&r);
+        assert!(
+            t.contains("\nCopy to s3:http://s3:8333/offsite: FAILED: cannot connect to s3:8333\n"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -123,7 +123,7 @@ impl Notifier {
             return vec![];
         };
         let sender = &sender;
-        let tell = self.on.wants(report.result);
+        let tell = self.on.wants_report(report);
         let told = &message::Told::from_template(report, self.template.as_ref());
         let sends = self.targets.iter().filter(|_| tell).map(|t| async move {
             let r = sender.send(t, report, told).await;

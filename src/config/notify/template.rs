@@ -33,6 +33,7 @@ pub const FIELDS: &[&str] = &[
     "window_mode",
     "notes",
     "retention",
+    "copy",
     "notify_failures",
     "plan_refused",
     "title",
