@@ -38,6 +38,7 @@ pub fn plan_options(config: &Config, found: &Discovery) -> PlanOptions {
         self_id: found.self_container.as_ref().map(|c| c.id.clone()),
         full_window: full_window_reason(config),
         append_only: config.append_only,
+        copy: config.copy.as_ref().map(|c| c.shown()),
         freeze: config.freeze,
     }
 }

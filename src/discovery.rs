@@ -446,6 +446,7 @@ mod tests {
             self_id: None,
             full_window: None,
             append_only: false,
+            copy: None,
             freeze: false,
         };
         // The app's task: its service is stopped (scaled to 0), once.

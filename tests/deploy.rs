@@ -43,6 +43,8 @@ fn exported() -> BTreeSet<String> {
     report = serde_json::from_value(v).unwrap();
     m.record_run(&report);
     m.record_maintenance(stackshot::daemon::state::MaintenanceKind::Drill, false);
+    let copy = stackshot::report::CopyReport::failed("/copy".into(), "refused".into(), 0.1);
+    m.record_copy(&copy, chrono::Utc::now());
     m.encode()
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
@@ -69,7 +71,7 @@ fn named(text: &str) -> BTreeSet<String> {
 #[test]
 fn rules_load_and_their_unit_tests_pass() {
     let check = promtool(&["check", "rules", "stackshot.rules.yml"]);
-    assert!(check.contains("SUCCESS: 8 rules found"), "{check}");
+    assert!(check.contains("SUCCESS: 9 rules found"), "{check}");
     let test = promtool(&["test", "rules", "stackshot.rules.test.yml"]);
     assert!(test.contains("SUCCESS"), "{test}");
 }
@@ -82,7 +84,7 @@ fn every_alert_has_a_firing_and_a_silent_case() {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("- alert: "))
         .collect();
-    assert_eq!(alerts.len(), 8, "{alerts:?}");
+    assert_eq!(alerts.len(), 9, "{alerts:?}");
     let lines: Vec<&str> = tests.lines().map(str::trim).collect();
     for alert in alerts {
         let cases: Vec<bool> = lines

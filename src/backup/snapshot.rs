@@ -592,6 +592,7 @@ mod tests {
                 self_id: Some(sidecar.id.clone()),
                 full_window: None,
                 append_only: false,
+                copy: None,
                 freeze: false,
             },
             &cs,

@@ -181,7 +181,12 @@ last runs:"
             );
         }
     }
-    for m in &state.maintenance {
+    // The copy says more in its own line than in its maintenance record.
+    if let Some((at, copy)) = &state.last_copy {
+        println!("last copy at {}: {}", at.to_rfc3339(), copy.line());
+    }
+    let copy = crate::daemon::state::MaintenanceKind::Copy;
+    for m in state.maintenance.iter().filter(|m| m.kind != copy) {
         println!(
             "{} at {}: {}",
             m.kind,

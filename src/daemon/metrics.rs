@@ -27,6 +27,9 @@ use crate::report::{Outcome, RunReport};
 /// The content type of [`Metrics::encode`]'s output: Prometheus' classic text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// The `repository` label of the copy repository's metrics.
+pub const COPY_REPOSITORY_LABEL: &str = "copy";
+
 /// A gauge holding seconds or a Unix timestamp.
 type Seconds = Gauge<f64, AtomicU64>;
 
@@ -59,6 +62,17 @@ struct PhaseLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TaskLabel {
     task: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RepositoryLabel {
+    repository: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RepositoryResultLabels {
+    repository: String,
+    result: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -97,6 +111,11 @@ struct Handles {
     window_limit: Gauge,
     refused: Family<TaskLabel, Counter>,
     delayed: Family<TaskLabel, Counter>,
+    copy_runs: Family<RepositoryResultLabels, Counter>,
+    copy_last_success: Family<RepositoryLabel, Seconds>,
+    copy_last_run: Family<RepositoryLabel, Seconds>,
+    copy_last_run_success: Family<RepositoryLabel, Gauge>,
+    copy_snapshots: Family<RepositoryLabel, Gauge>,
 }
 
 struct Inner {
@@ -156,6 +175,7 @@ impl Metrics {
         let mut r = Registry::with_prefix("stackshot");
         register_runs(&mut r, &m);
         register_maintenance(&mut r, &m);
+        register_copy(&mut r, &m);
         register_plan(&mut r, &m);
         register_operations(&mut r, &m);
         register_build(&mut r, version);
@@ -305,6 +325,43 @@ impl Metrics {
         self.inner.m.drill_last.set(unix_seconds(at));
     }
 
+    /// Records a copy to the copy repository that ran (after a run or on
+    /// `COPY_CRON`), ending at `at`: the `stackshot_copy_*` series, with
+    /// the label `repository="copy"`. A copy whose retention failed counts
+    /// as failed.
+    pub fn record_copy(&self, report: &crate::report::CopyReport, at: DateTime<Utc>) {
+        let m = &self.inner.m;
+        let _consistent = self
+            .inner
+            .consistent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let ok = !report.failed_anything();
+        let repository = RepositoryLabel {
+            repository: COPY_REPOSITORY_LABEL.into(),
+        };
+        m.copy_runs
+            .get_or_create(&RepositoryResultLabels {
+                repository: COPY_REPOSITORY_LABEL.into(),
+                result: if ok { "success" } else { "failed" }.into(),
+            })
+            .inc();
+        m.copy_last_run
+            .get_or_create(&repository)
+            .set(unix_seconds(at));
+        if ok {
+            m.copy_last_success
+                .get_or_create(&repository)
+                .set(unix_seconds(at));
+        }
+        m.copy_last_run_success
+            .get_or_create(&repository)
+            .set(i64::from(ok));
+        m.copy_snapshots
+            .get_or_create(&repository)
+            .set(int(report.copied.len() as u64));
+    }
+
     /// Counts a run of `task` refused (`stackshot_runs_refused_total`).
     pub fn record_refused(&self, task: &str) {
         self.inner
@@ -446,7 +503,7 @@ fn register_maintenance(r: &mut Registry, m: &Handles) {
     // An addition to the design's list.
     r.register(
         "maintenance_last_success",
-        "1 when the last run of a maintenance task (forget, prune, check, verify) succeeded, else 0",
+        "1 when the last run of a maintenance task (forget, prune, check, verify, drill, copy) succeeded, else 0",
         m.maintenance.clone(),
     );
     r.register(
@@ -458,6 +515,37 @@ fn register_maintenance(r: &mut Registry, m: &Handles) {
         "drill_last_timestamp_seconds",
         "Unix time the last restore drill finished (0: none yet)",
         m.drill_last.clone(),
+    );
+}
+
+/// Registers the metrics of the copy repository (`COPY_REPOSITORY`); each
+/// series carries `repository="copy"`, and none exists before a copy ran.
+fn register_copy(r: &mut Registry, m: &Handles) {
+    // Additions to the design's list.
+    r.register(
+        "copy_runs",
+        "Copies to the copy repository (after a run or on COPY_CRON), by result",
+        m.copy_runs.clone(),
+    );
+    r.register(
+        "copy_last_success_timestamp_seconds",
+        "Unix time the last successful copy to the copy repository ended",
+        m.copy_last_success.clone(),
+    );
+    r.register(
+        "copy_last_run_timestamp_seconds",
+        "Unix time the last copy to the copy repository ended",
+        m.copy_last_run.clone(),
+    );
+    r.register(
+        "copy_last_run_success",
+        "1 when the last copy to the copy repository (and its retention) succeeded, else 0",
+        m.copy_last_run_success.clone(),
+    );
+    r.register(
+        "copy_snapshots_copied",
+        "Snapshots the last copy sent to the copy repository",
+        m.copy_snapshots.clone(),
     );
 }
 
@@ -862,12 +950,50 @@ mod tests {
         assert!(m.encode().contains("\nstackshot_backup_running 1\n"));
     }
 
+    fn copy_report(ok: bool) -> crate::report::CopyReport {
+        use crate::report::CopyReport;
+        if ok {
+            CopyReport {
+                outcome: crate::report::CopyOutcome::Copied,
+                repository: "/copy".into(),
+                copied: vec!["1a2b3c4d".into(), "5e6f7a8b".into()],
+                initialised: false,
+                retention: None,
+                seconds: 1.0,
+                error: None,
+            }
+        } else {
+            CopyReport::failed("/copy".into(), "cannot connect".into(), 0.1)
+        }
+    }
+
+    #[test]
+    fn copies_carry_the_repository_label() {
+        let m = Metrics::new("1.2.3");
+        assert!(!m.encode().contains("stackshot_copy_runs_total{"));
+        m.record_copy(&copy_report(true), at("2024-06-02T02:00:00Z"));
+        m.record_copy(&copy_report(false), at("2024-06-03T02:00:00Z"));
+        assert_has(
+            &lines(&m),
+            &[
+                r#"stackshot_copy_runs_total{repository="copy",result="success"} 1"#,
+                r#"stackshot_copy_runs_total{repository="copy",result="failed"} 1"#,
+                r#"stackshot_copy_last_success_timestamp_seconds{repository="copy"} 1717293600.0"#,
+                r#"stackshot_copy_last_run_timestamp_seconds{repository="copy"} 1717380000.0"#,
+                r#"stackshot_copy_last_run_success{repository="copy"} 0"#,
+                r#"stackshot_copy_snapshots_copied{repository="copy"} 0"#,
+            ],
+        );
+    }
+
     #[test]
     fn promtool_accepts_the_exposition() {
         let m = Metrics::new("1.2.3");
         m.record_run(&success());
         m.record_run(&failed());
         m.record_run(&success());
+        m.record_copy(&copy_report(true), at("2024-06-02T02:00:00Z"));
+        m.record_copy(&copy_report(false), at("2024-06-03T02:00:00Z"));
         m.set_next_run(Some(at("2024-06-02T02:00:00Z")));
         m.record_maintenance(MaintenanceKind::Prune, true);
         let text = m.encode();

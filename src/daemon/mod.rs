@@ -59,6 +59,8 @@ enum Task {
     Verify,
     /// `stackshot drill` of the latest run (`DRILL_CRON`).
     Drill,
+    /// The copy to the copy repository (`COPY_CRON`).
+    Copy,
 }
 
 impl Task {
@@ -69,6 +71,7 @@ impl Task {
             Task::Check => MaintenanceKind::Check,
             Task::Verify => MaintenanceKind::Verify,
             Task::Drill => MaintenanceKind::Drill,
+            Task::Copy => MaintenanceKind::Copy,
         }
     }
 
@@ -219,7 +222,29 @@ impl Daemon {
                 self.metrics.record_drill(r.is_ok(), Utc::now());
                 self.maintenance(MaintenanceKind::Drill, r).await;
             }
+            Task::Copy => {
+                let Some(copy) = &self.ctx.config.copy else {
+                    return;
+                };
+                let host = self.host();
+                let report = crate::copy::copy(&self.ctx.restic, copy, &host, &self.project).await;
+                self.copy_done(report).await;
+            }
         }
+    }
+
+    /// Records what a copy did: `/metrics`, the status page, `stackshot
+    /// status` and the `copy` maintenance record.
+    async fn copy_done(&self, report: crate::report::CopyReport) {
+        let now = Utc::now();
+        self.metrics.record_copy(&report, now);
+        let result = if report.failed_anything() {
+            Err(anyhow::anyhow!("{}", report.line()))
+        } else {
+            Ok(())
+        };
+        self.state.lock().unwrap().last_copy = Some((now, report));
+        self.maintenance(MaintenanceKind::Copy, result).await;
     }
 
     /// Reads the engine again and installs the plan it gives.
@@ -319,6 +344,9 @@ impl Daemon {
         history::save(&self.ctx.config.state_dir, &runs);
         self.metrics.record_run(&report);
         self.metrics.set_running(false);
+        if let Some(copy) = report.copy.as_ref().filter(|c| c.ran()) {
+            self.copy_done(copy.clone()).await;
+        }
         if report.result == Outcome::Success {
             report.retention = Some(if self.ctx.config.append_only {
                 RetentionReport::append_only()
@@ -528,6 +556,7 @@ fn serve_http(daemon: &Arc<Daemon>) -> tokio::task::JoinHandle<()> {
         page: page::Settings {
             project: daemon.project.clone(),
             repository: crate::config::mask_repository(config.restic.repository.expose()),
+            copy: config.copy.as_ref().map(|c| c.shown()),
             schedule: config.backup_cron.to_string(),
             tz: config.tz,
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -591,8 +620,10 @@ async fn schedules(daemon: &Arc<Daemon>) {
     let check = maintenance_schedule(daemon, Task::Check, config.check_cron.clone());
     let verify = maintenance_schedule(daemon, Task::Verify, config.verify_cron.clone());
     let drill = maintenance_schedule(daemon, Task::Drill, config.drill_cron.clone());
+    let copy_cron = config.copy.as_ref().and_then(|c| c.cron.clone());
+    let copy = maintenance_schedule(daemon, Task::Copy, copy_cron);
     let watch = watch::follow(daemon.clone());
-    tokio::join!(backups, prune, check, verify, drill, watch);
+    tokio::join!(backups, prune, check, verify, drill, copy, watch);
 }
 
 /// Stops: a run in progress closes its window first (it saw the same

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::plan::PlanSummary;
-use crate::report::{Outcome, RunReport};
+use crate::report::{CopyReport, Outcome, RunReport};
 
 /// How many finished runs the daemon remembers (`stackshot status`, the
 /// status page's table and chart).
@@ -56,6 +56,9 @@ pub enum MaintenanceKind {
     Verify,
     /// `stackshot drill` of the latest run (`drill`).
     Drill,
+    /// `restic copy` to the copy repository, and its retention (`copy`):
+    /// after each successful run, or on `COPY_CRON`.
+    Copy,
 }
 
 impl MaintenanceKind {
@@ -68,6 +71,7 @@ impl MaintenanceKind {
             MaintenanceKind::Check => "check",
             MaintenanceKind::Verify => "verify",
             MaintenanceKind::Drill => "drill",
+            MaintenanceKind::Copy => "copy",
         }
     }
 }
@@ -176,6 +180,9 @@ pub struct DaemonState {
     /// The run that left them down.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub left_down_by: Option<String>,
+    /// What the last copy to the copy repository did, and when it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_copy: Option<(DateTime<Utc>, CopyReport)>,
 }
 
 impl DaemonState {
@@ -193,6 +200,7 @@ impl DaemonState {
             plan: None,
             left_down: vec![],
             left_down_by: None,
+            last_copy: None,
         }
     }
 
@@ -257,6 +265,7 @@ mod tests {
             (MaintenanceKind::Check, "check"),
             (MaintenanceKind::Verify, "verify"),
             (MaintenanceKind::Drill, "drill"),
+            (MaintenanceKind::Copy, "copy"),
         ] {
             assert_eq!(kind.as_str(), text);
             assert_eq!(kind.to_string(), text);

@@ -14,6 +14,7 @@ mod scope;
 pub mod swarm;
 mod volumes;
 
+use crate::config::copy::CopyShown;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
@@ -52,6 +53,8 @@ pub struct PlanOptions {
     pub full_window: Option<String>,
     /// `APPEND_ONLY=true`: the repository refuses deletions.
     pub append_only: bool,
+    /// The copy repository each successful run goes to (`COPY_REPOSITORY`).
+    pub copy: Option<CopyShown>,
     /// `FREEZE_DURING_BACKUP=true`: the containers held in the window are
     /// frozen instead of stopped, unless their label says
     /// `stackshot.freeze-during-backup=false`.
@@ -286,6 +289,10 @@ pub struct Plan {
     /// snapshots stay, and retention is the server's.
     #[serde(default)]
     pub append_only: bool,
+    /// The copy repository each successful run is copied to, after the
+    /// window (`COPY_REPOSITORY`); `None`: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy: Option<CopyShown>,
     /// Containers stopped for the window, in stop order.
     pub stop: Vec<StopEntry>,
     /// The database dumps to take, one per database container.
@@ -330,6 +337,7 @@ fn empty(opts: &PlanOptions) -> Plan {
         .into(),
         window_reason: opts.full_window.clone(),
         append_only: opts.append_only,
+        copy: opts.copy.clone(),
         stop: vec![],
         dumps: vec![],
         volumes: vec![],

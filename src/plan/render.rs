@@ -92,6 +92,13 @@ fn heading(out: &mut String, plan: &Plan) {
         }
     }
 
+    if let Some(copy) = &plan.copy {
+        let _ = writeln!(
+            out,
+            "Copy: each successful run copied to {} ({}), retention there: {}",
+            copy.repository, copy.when, copy.retention
+        );
+    }
     if plan.append_only {
         out.push_str(
             "Repository: append-only (APPEND_ONLY=true): a short-window run's part snapshots stay, tagged stackshot-part; retention belongs on the server\n",

@@ -29,6 +29,7 @@ pub(super) fn opts(cs: &[ContainerInfo]) -> PlanOptions {
             .map(|c| c.id.clone()),
         full_window: None,
         append_only: false,
+        copy: None,
         freeze: false,
     }
 }
@@ -556,6 +557,21 @@ fn dumps_are_pinned_unless_the_window_is_full() {
     assert!(render_table(&plan).contains(
         "Repository: append-only (APPEND_ONLY=true): a short-window run's part snapshots stay, tagged stackshot-part; retention belongs on the server"
     ));
+
+    // COPY_REPOSITORY: the plan names the copy, when it runs, what it keeps.
+    assert!(!render_table(&plan).contains("Copy:"));
+    assert!(!serde_json::to_string(&plan).unwrap().contains("\"copy\""));
+    o.copy = Some(crate::config::copy::CopyShown {
+        repository: "s3:http://s3:8333/offsite".into(),
+        when: "after each successful run".into(),
+        retention: "--keep-last 3".into(),
+    });
+    let plan = build(&o, &cs);
+    assert!(render_table(&plan).contains(
+        "Copy: each successful run copied to s3:http://s3:8333/offsite (after each successful run), retention there: --keep-last 3"
+    ));
+    let json = serde_json::to_value(&plan).unwrap();
+    assert_eq!(json["copy"]["repository"], "s3:http://s3:8333/offsite");
 }
 
 #[test]

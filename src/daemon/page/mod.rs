@@ -36,6 +36,9 @@ pub struct Settings {
     pub project: String,
     /// The repository, masked ([`crate::config::mask_repository`]).
     pub repository: String,
+    /// The copy repository (`COPY_REPOSITORY`), masked, with its schedule
+    /// and retention; `None`: none is configured.
+    pub copy: Option<crate::config::copy::CopyShown>,
     /// `BACKUP_CRON` as written.
     pub schedule: String,
     /// The zone the schedule and the page's times are read in.
@@ -60,6 +63,20 @@ struct View<'a> {
     runs: Vec<Row>,
     chart: chart::Chart,
     tasks: Vec<Task>,
+    copy: Option<CopyView<'a>>,
+}
+
+#[derive(Serialize)]
+struct CopyView<'a> {
+    shown: &'a crate::config::copy::CopyShown,
+    last: Option<LastCopy>,
+}
+
+#[derive(Serialize)]
+struct LastCopy {
+    at: String,
+    ok: bool,
+    line: String,
 }
 
 #[derive(Serialize)]
@@ -198,6 +215,14 @@ pub fn render(
         recovered: &state.recovered,
         runs,
         chart: chart::chart(&history),
+        copy: settings.copy.as_ref().map(|shown| CopyView {
+            shown,
+            last: state.last_copy.as_ref().map(|(at, r)| LastCopy {
+                at: time(*at, tz),
+                ok: !r.failed_anything(),
+                line: r.line(),
+            }),
+        }),
         tasks,
     };
     let page = PAGE

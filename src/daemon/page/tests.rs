@@ -16,6 +16,7 @@ fn settings() -> Settings {
     Settings {
         project: "shop".into(),
         repository: crate::config::mask_repository("rest:https://backup:hunter2@host:8000/shop"),
+        copy: None,
         schedule: "0 2 * * *".into(),
         tz: "Europe/Berlin".parse().unwrap(),
         version: "9.9.9".into(),
@@ -121,7 +122,7 @@ fn the_page_shows_runs_plan_schedule_repository_and_maintenance() {
         "postgres (postgres)",
         "cache",
         "rest:https://backup:***@host:8000/shop",
-        "No copy repository is configured.",
+        "No copy repository is configured (COPY_REPOSITORY).",
         "verify",
         "the drill's PostgreSQL did not start",
         "stackshot 9.9.9",
@@ -170,4 +171,48 @@ fn bytes_read_as_people_read_them() {
     assert_eq!(bytes_text(1023), "1023 B");
     assert_eq!(bytes_text(1536), "1.5 KiB");
     assert_eq!(bytes_text(5 * 1024 * 1024 * 1024), "5.0 GiB");
+}
+
+#[test]
+fn the_copy_repository_shows_its_schedule_retention_and_last_copy() {
+    use crate::report::{CopyOutcome, CopyReport};
+    let mut settings = settings();
+    settings.copy = Some(crate::config::copy::CopyShown {
+        repository: crate::config::mask_repository("rest:https://offsite:s3cret@far:8000/shop"),
+        when: "after each successful run".into(),
+        retention: "--keep-last 3".into(),
+    });
+    let mut s = state();
+    let now = at("2026-12-03T09:00:00Z");
+    let page = unescaped(&render(&s, &health_of(&s, now), &settings, now));
+    for want in [
+        "rest:https://offsite:***@far:8000/shop",
+        "after each successful run",
+        "--keep-last 3",
+        "none since the daemon started",
+    ] {
+        assert!(page.contains(want), "{want:?} is not on the page:\n{page}");
+    }
+    assert!(!page.contains("No copy repository"), "{page}");
+    s.last_copy = Some((
+        at("2026-12-03T02:01:00Z"),
+        CopyReport {
+            outcome: CopyOutcome::Failed,
+            repository: "rest:https://offsite:***@far:8000/shop".into(),
+            copied: vec![],
+            initialised: false,
+            retention: None,
+            seconds: 0.4,
+            error: Some("cannot connect to far:8000".into()),
+        },
+    ));
+    let page = unescaped(&render(&s, &health_of(&s, now), &settings, now));
+    for want in [
+        "2026-12-03 03:01:00 CET",
+        r#"<span class="badge failed">failed</span>"#,
+        "copy to rest:https://offsite:***@far:8000/shop: FAILED: cannot connect to far:8000",
+    ] {
+        assert!(page.contains(want), "{want:?} is not on the page:\n{page}");
+    }
+    assert!(!page.contains("s3cret"), "{page}");
 }
