@@ -83,3 +83,32 @@ fn a_bad_configuration_exits_2_for_backup_as_for_plan() {
         assert!(out.stdout.is_empty(), "{args:?}");
     }
 }
+
+/// `--from copy` where no copy repository is configured: one line naming
+/// what is accepted, exit code 2, before the engine or a repository is
+/// reached.
+#[test]
+fn from_copy_without_a_copy_repository_is_refused_in_one_line() {
+    for args in [
+        &["restore", "all", "--from", "copy", "--yes"][..],
+        &["verify", "--from", "copy"],
+        &["drill", "--from", "copy"],
+        &["snapshots", "--from", "copy"],
+    ] {
+        let out = stackshot(
+            &[
+                ("RESTIC_REPOSITORY", "/nonexistent/repository"),
+                ("RESTIC_PASSWORD", "x"),
+                ("DOCKER_HOST", "tcp://127.0.0.1:1"),
+            ],
+            args,
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("stackshot: --from copy: no copy repository is configured; accepted: --from primary, or set COPY_REPOSITORY"),
+            "{args:?}: {stderr}"
+        );
+    }
+}

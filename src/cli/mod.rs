@@ -74,6 +74,10 @@ pub enum Command {
         /// Print them as JSON.
         #[arg(long)]
         json: bool,
+        /// The repository to read: `primary` (RESTIC_REPOSITORY) or `copy`
+        /// (COPY_REPOSITORY), for when the primary is lost.
+        #[arg(long, value_enum, default_value_t = Source::Primary)]
+        from: Source,
     },
     /// Bring volumes and databases back from a snapshot.
     #[command(subcommand)]
@@ -90,6 +94,10 @@ pub enum Command {
         /// file data (verify says what it did not read).
         #[arg(long)]
         quick: bool,
+        /// The repository to read: `primary` (RESTIC_REPOSITORY) or `copy`
+        /// (COPY_REPOSITORY), for when the primary is lost.
+        #[arg(long, value_enum, default_value_t = Source::Primary)]
+        from: Source,
     },
     /// Prove a run's dumps load: each into a throwaway container of its
     /// database service (same image and environment, fresh volumes), then
@@ -102,6 +110,10 @@ pub enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// The repository to read: `primary` (RESTIC_REPOSITORY) or `copy`
+        /// (COPY_REPOSITORY), for when the primary is lost.
+        #[arg(long, value_enum, default_value_t = Source::Primary)]
+        from: Source,
     },
     /// Keeps the container up without a schedule or HTTP port, until
     /// SIGTERM: for backups started from outside (`docker compose exec
@@ -137,6 +149,10 @@ pub enum RestoreCommand {
         /// Overwrite; without it, stackshot shows what it would overwrite and stops.
         #[arg(long)]
         yes: bool,
+        /// The repository to read: `primary` (RESTIC_REPOSITORY) or `copy`
+        /// (COPY_REPOSITORY), for when the primary is lost.
+        #[arg(long, value_enum, default_value_t = Source::Primary)]
+        from: Source,
     },
     /// Load a dump back into its database container, after checking its SHA-256.
     Database {
@@ -155,6 +171,10 @@ pub enum RestoreCommand {
         /// Overwrite a target that already has data.
         #[arg(long)]
         replace: bool,
+        /// The repository to read: `primary` (RESTIC_REPOSITORY) or `copy`
+        /// (COPY_REPOSITORY), for when the primary is lost.
+        #[arg(long, value_enum, default_value_t = Source::Primary)]
+        from: Source,
     },
     /// Volumes, then databases, for the whole stack.
     All {
@@ -167,7 +187,54 @@ pub enum RestoreCommand {
         /// Overwrite databases that already have data.
         #[arg(long)]
         replace: bool,
+        /// The repository to read: `primary` (RESTIC_REPOSITORY) or `copy`
+        /// (COPY_REPOSITORY), for when the primary is lost.
+        #[arg(long, value_enum, default_value_t = Source::Primary)]
+        from: Source,
     },
+}
+
+impl RestoreCommand {
+    /// The repository the restore reads.
+    fn source(&self) -> Source {
+        match self {
+            RestoreCommand::Volumes { from, .. }
+            | RestoreCommand::Database { from, .. }
+            | RestoreCommand::All { from, .. } => *from,
+        }
+    }
+}
+
+/// The repository a command reads (`--from`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Source {
+    /// The repository every run writes to (`RESTIC_REPOSITORY`).
+    Primary,
+    /// The copy repository (`COPY_REPOSITORY`).
+    Copy,
+}
+
+impl Command {
+    /// The repository the command reads: `--from`, else the primary one.
+    fn source(&self) -> Source {
+        match self {
+            Command::Snapshots { from, .. }
+            | Command::Verify { from, .. }
+            | Command::Drill { from, .. } => *from,
+            Command::Restore(what) => what.source(),
+            _ => Source::Primary,
+        }
+    }
+}
+
+/// `config` reading the copy repository in place of the primary one: every
+/// restic command and rustic then goes there. An error when there is none.
+fn reading_copy(mut config: Config) -> Result<Config, String> {
+    let Some(copy) = &config.copy else {
+        return Err("--from copy: no copy repository is configured; accepted: --from primary, or set COPY_REPOSITORY and COPY_PASSWORD[_FILE] in the sidecar's environment".into());
+    };
+    config.restic = copy.restic.clone();
+    Ok(config)
 }
 
 /// Exit code for bad configuration or input.
@@ -195,6 +262,19 @@ async fn configured(command: Command) -> ExitCode {
         }
     };
     logging::init(config.log_level, config.log_format);
+    let config = match command.source() {
+        Source::Primary => config,
+        Source::Copy => match reading_copy(config) {
+            Ok(c) => {
+                tracing::info!(repository = %crate::config::mask_repository(c.restic.repository.expose()), "reading the copy repository");
+                c
+            }
+            Err(e) => {
+                eprintln!("stackshot: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+    };
     match run(command, config).await {
         Ok(code) => code,
         Err(e) => {
@@ -228,14 +308,17 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
     match command {
         Command::Daemon => sidecar::daemon(context(config, engine)).await,
         Command::Status { .. } => unreachable!("answered above"),
-        Command::Snapshots { json } => repository::snapshots(&context(config, engine), json).await,
-        Command::Drill { snapshot, json } => {
+        Command::Snapshots { json, .. } => {
+            repository::snapshots(&context(config, engine), json).await
+        }
+        Command::Drill { snapshot, json, .. } => {
             repository::drill(&context(config, engine), &snapshot, json).await
         }
         Command::Verify {
             snapshot,
             read_data_subset,
             quick,
+            ..
         } => {
             let subset = read_data_subset.as_deref();
             repository::verify(&context(config, engine), &snapshot, subset, quick).await

@@ -95,6 +95,7 @@ async fn restore_what(ctx: &Context, what: RestoreCommand) -> Result<bool> {
             to_volume,
             dry_run,
             yes,
+            ..
         } => {
             let opts = restore::VolumeOptions {
                 snapshot,
@@ -111,6 +112,7 @@ async fn restore_what(ctx: &Context, what: RestoreCommand) -> Result<bool> {
             database,
             target_container,
             replace,
+            ..
         } => {
             let opts = restore::DatabaseOptions {
                 snapshot,
@@ -126,6 +128,7 @@ async fn restore_what(ctx: &Context, what: RestoreCommand) -> Result<bool> {
             snapshot,
             yes,
             replace,
+            ..
         } => restore::all(ctx, &snapshot, yes, replace).await?,
     })
 }
