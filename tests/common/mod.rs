@@ -184,6 +184,11 @@ impl Stack {
         .unwrap();
         std::fs::write(dir.path().join("secrets/redis"), "redis-secret-password\n").unwrap();
         std::fs::write(
+            dir.path().join("secrets/copy-password"),
+            format!("{COPY_PASSWORD}\n"),
+        )
+        .unwrap();
+        std::fs::write(
             dir.path().join("secrets/rest-repository"),
             format!("{REST_REPOSITORY}\n"),
         )
@@ -497,6 +502,10 @@ pub fn strs(v: &[String]) -> Vec<&str> {
 
 /// The password of the test stack's restic repository.
 pub const RESTIC_PASSWORD: &str = "restic-test-password";
+/// The copy repository's password (tests/stack/copy.override.yml).
+pub const COPY_PASSWORD: &str = "copy-test-password";
+/// The copy repository of tests/stack/copy.override.yml.
+pub const COPY_REPOSITORY: &str = "s3:http://s3:8333/offsite";
 /// The repository of tests/stack/s3.override.yml, as the sidecar sees it.
 pub const S3_REPOSITORY: &str = "s3:http://s3:8333/stackshot";
 /// The repository of tests/stack/rest.override.yml as plain restic reaches
