@@ -41,10 +41,16 @@ impl Event {
     fn parse(line: &str) -> Option<Event> {
         let v: Value = serde_json::from_str(line).ok()?;
         let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        // Podman (4.3) sends a volume's events with an empty ID and the
+        // volume's name in the attributes only.
+        let id = match text(&v["Actor"]["ID"]) {
+            id if id.is_empty() => text(&v["Actor"]["Attributes"]["name"]),
+            id => id,
+        };
         Some(Event {
             kind: text(&v["Type"]),
             action: text(&v["Action"]),
-            id: text(&v["Actor"]["ID"]),
+            id,
             name: text(&v["Actor"]["Attributes"]["name"]),
             time_nano: v["timeNano"].as_i64().unwrap_or_default(),
             raw: line.to_string(),
