@@ -114,30 +114,34 @@ pub fn add_service_labels(containers: &mut [ContainerInfo], services: &[bollard:
 /// `/proc/self/mountinfo`. Docker bind-mounts
 /// `<data-root>/containers/<id>/{resolv.conf,hostname,hosts}` into every
 /// container; Podman mounts the same files from
-/// `<storage>/overlay-containers/<id>/userdata/`, with `.containerenv`.
+/// `<storage>/<driver>-containers/<id>/userdata/` (`overlay-containers`
+/// rootful, `vfs-containers` rootless without fuse-overlayfs), with
+/// `.containerenv`.
 pub fn container_id_from_mountinfo(mountinfo: &str) -> Option<String> {
     mountinfo.lines().find_map(|line| {
-        line.split_whitespace().find_map(|field| {
-            // The last such directory: the storage path itself may hold one
-            // (Podman's `/run/containers/storage/overlay-containers/…`).
-            let (podman, rest) = match field.rfind("/overlay-containers/") {
-                Some(i) => (true, &field[i + "/overlay-containers/".len()..]),
-                None => (
-                    false,
-                    &field[field.rfind("/containers/")? + "/containers/".len()..],
-                ),
-            };
-            let (id, file) = rest.split_once('/')?;
-            let file = if podman {
-                file.strip_prefix("userdata/")?
-            } else {
-                file
-            };
-            let is_id = id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
-            let own_file = matches!(file, "resolv.conf" | "hostname" | "hosts")
-                || (podman && file == ".containerenv");
-            (is_id && own_file).then(|| id.to_string())
-        })
+        line.split_whitespace()
+            .find_map(|field| own_mount(&field.split('/').collect::<Vec<_>>()))
+    })
+}
+
+/// The container id in a mount source's path `parts`, when the path is one
+/// of the engine's own files of that container. The last such place wins:
+/// a storage path may itself hold one.
+fn own_mount(parts: &[&str]) -> Option<String> {
+    let is_id = |id: &str| id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
+    let engine_file = |f: &str| matches!(f, "resolv.conf" | "hostname" | "hosts");
+    (0..parts.len()).rev().find_map(|i| match &parts[i..] {
+        // Podman: <storage>/<driver>-containers/<id>/userdata/<file>
+        [dir, id, "userdata", file]
+            if dir.ends_with("-containers")
+                && is_id(id)
+                && (engine_file(file) || *file == ".containerenv") =>
+        {
+            Some(id.to_string())
+        }
+        // Docker: <data-root>/containers/<id>/<file>
+        ["containers", id, file] if is_id(id) && engine_file(file) => Some(id.to_string()),
+        _ => None,
     })
 }
 
@@ -554,6 +558,17 @@ mod tests {
         // Another file under a Podman container's userdata is not its own mount.
         let other = m.replace("/userdata/", "/userdata/x/");
         assert_eq!(container_id_from_mountinfo(&other), None);
+    }
+
+    /// Recorded in a container of rootless Podman 4.3 (Debian bookworm,
+    /// the vfs driver: no fuse-overlayfs there): `vfs-containers/<id>/`.
+    #[test]
+    fn finds_id_in_rootless_podmans_mountinfo() {
+        let m = include_str!("../tests/fixtures/podman/mountinfo-4.3-rootless-vfs.txt");
+        let id = container_id_from_mountinfo(m).expect("an id in rootless Podman's mountinfo");
+        assert!(m.contains(&format!(
+            "vfs-containers/{id}/userdata/hostname /etc/hostname"
+        )));
     }
 
     #[test]
