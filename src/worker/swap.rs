@@ -165,13 +165,60 @@ impl<'h> Fs<'h> {
         std::fs::remove_file(p).with_context(|| format!("cannot remove {}", p.display()))
     }
 
+    /// Gives `p` the owner and mode, each only where it differs. In a user
+    /// namespace (rootless Podman or Docker) a file owned by an id outside
+    /// the namespace's map shows as the overflow id (65534), which no
+    /// `chown` there may set: a snapshot taken there may hold it.
     fn owner(&mut self, p: &Path, uid: u32, gid: u32, mode: u32) -> Result<()> {
         self.step(format!("chown {} {uid}:{gid} {mode:o}", p.display()))?;
-        std::os::unix::fs::chown(p, Some(uid), Some(gid))
-            .with_context(|| format!("cannot set the owner of {}", p.display()))?;
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-            .with_context(|| format!("cannot set the mode of {}", p.display()))
+        let now =
+            std::fs::symlink_metadata(p).with_context(|| format!("cannot read {}", p.display()))?;
+        if (now.uid(), now.gid()) != (uid, gid)
+            && let Err(e) = std::os::unix::fs::chown(p, Some(uid), Some(gid))
+        {
+            // The overflow id stands for "an owner outside the user
+            // namespace's map" where the snapshot was taken (rootless
+            // Podman or Docker): the real owner is unknown, and no chown
+            // in such a namespace may set it. Only then does that part
+            // keep its owner, and the worker says so.
+            let (overflow_uid, overflow_gid) = overflow_ids();
+            let set_uid = (uid != overflow_uid).then_some(uid);
+            let set_gid = (gid != overflow_gid).then_some(gid);
+            let retried = (set_uid.is_none() || set_gid.is_none())
+                && std::os::unix::fs::chown(p, set_uid, set_gid).is_ok();
+            if !retried {
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot set the owner of {} to {uid}:{gid} (it is {}:{})",
+                        p.display(),
+                        now.uid(),
+                        now.gid()
+                    )
+                });
+            }
+            eprintln!(
+                "stackshot worker: {}: the snapshot's owner {uid}:{gid} holds the overflow id of an unmapped owner, which cannot be set here ({e}); the rest of it was set",
+                p.display()
+            );
+        }
+        if now.mode() & 0o7777 != mode {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+                .with_context(|| format!("cannot set the mode of {}", p.display()))?;
+        }
+        Ok(())
     }
+}
+
+/// The kernel's overflow user and group ids (65534 unless set otherwise):
+/// what a file owned by an id outside the user namespace's map shows.
+fn overflow_ids() -> (u32, u32) {
+    let read = |name: &str| {
+        std::fs::read_to_string(format!("/proc/sys/kernel/{name}"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(65534)
+    };
+    (read("overflowuid"), read("overflowgid"))
 }
 
 /// The names in `dir`, sorted.
