@@ -42,6 +42,16 @@ pub fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Gives `path` and everything in it to the host user `owner` (and the
+/// user's group), readable by all.
+pub fn chown_to(path: &Path, owner: &str) {
+    run(Command::new("chown")
+        .arg("-R")
+        .arg(format!("{owner}:{owner}"))
+        .arg(path));
+    run(Command::new("chmod").arg("-R").arg("a+rX").arg(path));
+}
+
 /// `docker …`
 pub fn docker(args: &[&str]) -> Command {
     let mut c = Command::new("docker");
@@ -160,6 +170,18 @@ impl Stack {
     /// Brings up several compose files (later ones override) with extra
     /// environment for the files' substitutions.
     pub fn up_with(project: &str, files: &[&Path], env: &[(&str, &str)]) -> Stack {
+        Stack::up_owned(project, files, env, None)
+    }
+
+    /// [`Stack::up_with`], its scratch directory (bind mounts, secrets)
+    /// given to the host user `owner` first: a rootless engine's
+    /// containers run as that user's ids.
+    pub fn up_owned(
+        project: &str,
+        files: &[&Path],
+        env: &[(&str, &str)],
+        owner: Option<&str>,
+    ) -> Stack {
         // As docker-compose labels it: `container` finds the containers by
         // that label, so the name must need no normalising.
         assert!(
@@ -212,6 +234,9 @@ impl Stack {
                 .collect(),
             dir,
         };
+        if let Some(owner) = owner {
+            chown_to(stack.dir.path(), owner);
+        }
         stack.compose(&["down", "-v", "--remove-orphans"]);
         run(&mut stack.compose_cmd(&["up", "-d", "--no-build"]));
         stack
