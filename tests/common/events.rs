@@ -192,10 +192,16 @@ impl EventWatch {
         let from = self.position(&self.begin).expect("begin marker");
         let to = self.position(&end).expect("end marker");
         let all = self.seen.lock().unwrap();
+        // Between the markers in the stream, and not older than the begin
+        // marker: Podman's file-backed stream can deliver an event after
+        // a later one (its writers append to one log), and one from before
+        // the watch must not count as the action's.
+        let begun = all[from].time_nano;
         Events(
             all[from + 1..to]
                 .iter()
                 .filter(|e| !e.id.starts_with("stackshot-e2e-mark-"))
+                .filter(|e| e.time_nano >= begun)
                 .cloned()
                 .collect(),
         )

@@ -871,10 +871,17 @@ pub fn assert_window_events_of(stack: &Stack, events: &Events, lifecycle: &[&str
         "the app must be started before its sidekick (app start {app_start}, sidekick start {side_start})"
     );
     for untouched in ["bystander", "postgres", "mariadb", "legacy"] {
+        let id = stack.container(untouched);
+        let raw: Vec<&str> = events
+            .0
+            .iter()
+            .filter(|e| e.id == id)
+            .map(|e| e.raw.as_str())
+            .collect();
         assert_eq!(
-            events.actions(&stack.container(untouched)),
+            events.actions(&id),
             Vec::<String>::new(),
-            "{untouched} was touched"
+            "{untouched} was touched: {raw:#?}"
         );
     }
     (app_start - app_die) as f64 / 1e9
