@@ -27,6 +27,11 @@ fuzz_target!(|data: &[u8]| {
             full_window: None,
             append_only: !atomic,
             freeze: atomic,
+            copy: (!atomic).then(|| stackshot::config::copy::CopyShown {
+                repository: "s3:http://s3:8333/offsite".into(),
+                when: "after each successful run".into(),
+                retention: "--keep-last 3".into(),
+            }),
         };
         let p = plan::build(&opts, &containers);
         for e in &p.errors {
