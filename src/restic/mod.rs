@@ -97,10 +97,10 @@ impl Restic {
     /// closed, stdout and stderr piped, killed when dropped.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.binary);
-        // restic reads only the settings' variables: none inherited from this
-        // process (the settings hold each of them already, `_FILE` forms
-        // read), so that a command for the copy repository never sees the
-        // primary's password file, nor the primary's commands a variable the
+        // restic reads only the settings' variables, none inherited from
+        // this process (the settings hold each of them already, `_FILE`
+        // forms read): a command for the copy repository never sees the
+        // primary's password file, and no command sees a variable its
         // settings left out.
         for (name, _) in std::env::vars_os() {
             if let Some(name) = name.to_str()
