@@ -9,7 +9,8 @@
 //!   re-plan waits for the run to end.
 //! - When the stream breaks (the engine restarted, the socket went away) it
 //!   reconnects every [`RETRY`] and re-discovers everything once it is back,
-//!   so events missed in between cannot leave a stale plan.
+//!   so events missed in between cannot leave a stale plan; so does the
+//!   first connection, for what changed since the plan read at start-up.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -77,10 +78,12 @@ pub async fn follow(d: Arc<Daemon>) {
     let mut lost = false;
     loop {
         let mut events = Box::pin(d.ctx.engine.docker().events(Some(opts.clone())));
-        // A pending re-plan: (first event, last event). After a reconnect,
-        // one is due at once (after the stream is subscribed: polled first).
-        let mut pending: Option<(Instant, Instant)> =
-            lost.then(|| due_in(Duration::from_millis(200)));
+        // A pending re-plan: (first event, last event). One is due at once
+        // (after the stream is subscribed: polled first), on the first
+        // connection as after a reconnect: a container created between the
+        // plan read at start-up and the subscription sends no event this
+        // stream will see.
+        let mut pending: Option<(Instant, Instant)> = Some(due_in(Duration::from_millis(200)));
         let broke = loop {
             let deadline = pending.map(|(f, l)| due(f, l));
             tokio::select! {
