@@ -74,10 +74,9 @@ pub enum Command {
         /// Print them as JSON.
         #[arg(long)]
         json: bool,
-        /// The repository to read: `primary` (RESTIC_REPOSITORY) or `copy`
-        /// (COPY_REPOSITORY), for when the primary is lost.
-        #[arg(long, value_enum, default_value_t = Source::Primary)]
-        from: Source,
+        /// `--from`: the repository to read.
+        #[command(flatten)]
+        reading: Reading,
     },
     /// Bring volumes and databases back from a snapshot.
     #[command(subcommand)]
@@ -94,10 +93,9 @@ pub enum Command {
         /// file data (verify says what it did not read).
         #[arg(long)]
         quick: bool,
-        /// The repository to read: `primary` (RESTIC_REPOSITORY) or `copy`
-        /// (COPY_REPOSITORY), for when the primary is lost.
-        #[arg(long, value_enum, default_value_t = Source::Primary)]
-        from: Source,
+        /// `--from`: the repository to read.
+        #[command(flatten)]
+        reading: Reading,
     },
     /// Prove a run's dumps load: each into a throwaway container of its
     /// database service (same image and environment, fresh volumes), then
@@ -110,10 +108,9 @@ pub enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
-        /// The repository to read: `primary` (RESTIC_REPOSITORY) or `copy`
-        /// (COPY_REPOSITORY), for when the primary is lost.
-        #[arg(long, value_enum, default_value_t = Source::Primary)]
-        from: Source,
+        /// `--from`: the repository to read.
+        #[command(flatten)]
+        reading: Reading,
     },
     /// Keeps the container up without a schedule or HTTP port, until
     /// SIGTERM: for backups started from outside (`docker compose exec
@@ -149,10 +146,9 @@ pub enum RestoreCommand {
         /// Overwrite; without it, stackshot shows what it would overwrite and stops.
         #[arg(long)]
         yes: bool,
-        /// The repository to read: `primary` (RESTIC_REPOSITORY) or `copy`
-        /// (COPY_REPOSITORY), for when the primary is lost.
-        #[arg(long, value_enum, default_value_t = Source::Primary)]
-        from: Source,
+        /// `--from`: the repository to read.
+        #[command(flatten)]
+        reading: Reading,
     },
     /// Load a dump back into its database container, after checking its SHA-256.
     Database {
@@ -171,10 +167,9 @@ pub enum RestoreCommand {
         /// Overwrite a target that already has data.
         #[arg(long)]
         replace: bool,
-        /// The repository to read: `primary` (RESTIC_REPOSITORY) or `copy`
-        /// (COPY_REPOSITORY), for when the primary is lost.
-        #[arg(long, value_enum, default_value_t = Source::Primary)]
-        from: Source,
+        /// `--from`: the repository to read.
+        #[command(flatten)]
+        reading: Reading,
     },
     /// Volumes, then databases, for the whole stack.
     All {
@@ -187,10 +182,9 @@ pub enum RestoreCommand {
         /// Overwrite databases that already have data.
         #[arg(long)]
         replace: bool,
-        /// The repository to read: `primary` (RESTIC_REPOSITORY) or `copy`
-        /// (COPY_REPOSITORY), for when the primary is lost.
-        #[arg(long, value_enum, default_value_t = Source::Primary)]
-        from: Source,
+        /// `--from`: the repository to read.
+        #[command(flatten)]
+        reading: Reading,
     },
 }
 
@@ -198,11 +192,20 @@ impl RestoreCommand {
     /// The repository the restore reads.
     fn source(&self) -> Source {
         match self {
-            RestoreCommand::Volumes { from, .. }
-            | RestoreCommand::Database { from, .. }
-            | RestoreCommand::All { from, .. } => *from,
+            RestoreCommand::Volumes { reading, .. }
+            | RestoreCommand::Database { reading, .. }
+            | RestoreCommand::All { reading, .. } => reading.from,
         }
     }
+}
+
+/// `--from`, for the commands that read a repository.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct Reading {
+    /// The repository to read: `primary` (RESTIC_REPOSITORY) or `copy`
+    /// (COPY_REPOSITORY), for when the primary is lost.
+    #[arg(long, value_enum, default_value_t = Source::Primary)]
+    pub from: Source,
 }
 
 /// The repository a command reads (`--from`).
@@ -218,9 +221,9 @@ impl Command {
     /// The repository the command reads: `--from`, else the primary one.
     fn source(&self) -> Source {
         match self {
-            Command::Snapshots { from, .. }
-            | Command::Verify { from, .. }
-            | Command::Drill { from, .. } => *from,
+            Command::Snapshots { reading, .. }
+            | Command::Verify { reading, .. }
+            | Command::Drill { reading, .. } => reading.from,
             Command::Restore(what) => what.source(),
             _ => Source::Primary,
         }
