@@ -11,6 +11,7 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 
 use crate::config::Config;
 use crate::container::{ContainerInfo, PROJECT_LABEL, STACK_LABEL, ServiceMode};
+use crate::engine::podman;
 
 /// The swarm node this stackshot runs on, in swarm mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,6 +247,7 @@ pub async fn discover(docker: &Docker, config: &Config) -> Result<Discovery> {
         .try_filter_map(|c| async move { Ok(c) })
         .try_collect()
         .await?;
+    podman_requirements(docker, &mut containers).await;
     if swarm {
         // A swarm never starts a task's container again: one that does not
         // run is an old task (swarm keeps a few), not part of the stack now.
@@ -267,6 +269,38 @@ pub async fn discover(docker: &Docker, config: &Config) -> Result<Discovery> {
 
 /// In swarm mode: the node we are on, and the services' labels added to
 /// their tasks' containers.
+/// Adds podman-compose's `depends_on` to its containers: Podman keeps it as
+/// the containers each one requires, which only its own API tells (see
+/// [`crate::engine::podman`]). Containers no podman-compose created are not
+/// asked about. When the answer cannot be read (a socket proxy that allows
+/// only Docker's paths, say), the order stays unknown and a warning says so:
+/// the containers still stop and start, in no order of their own.
+async fn podman_requirements(docker: &Docker, containers: &mut [ContainerInfo]) {
+    for c in containers
+        .iter_mut()
+        .filter(|c| c.labels.contains_key(podman::PODMAN_COMPOSE_LABEL))
+    {
+        match podman::dependencies(docker, &c.id).await {
+            Ok(ids) => add_requirements(c, ids),
+            Err(e) => tracing::warn!(
+                container = %c.name,
+                error = %format!("{e:#}"),
+                "podman-compose's depends_on order is unknown for this container: Podman's own API (/libpod/containers/<id>/json) did not answer; allow it through the socket proxy, or set the order with com.docker.compose.depends_on"
+            ),
+        }
+    }
+}
+
+/// Adds the containers `c` requires (ids, as Podman names them) to those it
+/// depends on. Pure.
+pub fn add_requirements(c: &mut ContainerInfo, ids: Vec<String>) {
+    for id in ids {
+        if !c.depends_on_containers.contains(&id) {
+            c.depends_on_containers.push(id);
+        }
+    }
+}
+
 async fn swarm_node(docker: &Docker, containers: &mut [ContainerInfo]) -> Result<SwarmNode> {
     let info = docker
         .info()

@@ -1,11 +1,13 @@
 //! The Docker engine: connection, and the few container operations stackshot
 //! needs. Streamed exec is in [`exec`], the worker container in [`worker`],
 //! stopping (done at the container's `die`) in [`stop`], and a swarm
-//! service's stop (scaled to 0 and back) in [`scale`].
+//! service's stop (scaled to 0 and back) in [`scale`], and what only
+//! Podman's own API tells (podman-compose's dependencies) in [`podman`].
 
 pub mod access;
 pub mod exec;
 pub mod owner;
+pub mod podman;
 pub mod scale;
 pub mod stop;
 pub mod throwaway;

@@ -150,6 +150,34 @@ mod tests {
         assert!(!died_after_kill(s).await);
     }
 
+    /// Recorded from Podman 4.3.1's Docker-compatible event stream: a
+    /// container stopped (its process ignored SIGTERM and was killed after
+    /// the timeout), then started again. Podman reports `stop` and `die`,
+    /// never `kill`, and answers a stream filtered on `event=kill,die` with
+    /// nothing at all (event filters work there only from Podman 4.4). So the
+    /// stop is never taken as done from the stream: it waits for the stop
+    /// call's own return, the safe way.
+    #[tokio::test]
+    async fn podman_4_3_sends_no_kill_so_the_stop_waits_for_its_call() {
+        let recorded: Vec<Result<EventMessage, BollardError>> =
+            include_str!("../../tests/fixtures/podman/events-4.3-stop-start.jsonl")
+                .lines()
+                .map(|l| Ok(serde_json::from_str::<EventMessage>(l).unwrap()))
+                .collect();
+        let actions: Vec<&str> = recorded
+            .iter()
+            .filter_map(|e| e.as_ref().ok()?.action.as_deref())
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                "create", "init", "start", "stop", "die", "cleanup", "cleanup", "init", "start"
+            ]
+        );
+        assert!(actions.contains(&"die") && !actions.contains(&"kill"));
+        assert!(!died_after_kill(futures_util::stream::iter(recorded)).await);
+    }
+
     #[test]
     fn since_is_seconds_and_nanoseconds() {
         let s = unix_now();

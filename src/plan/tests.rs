@@ -830,3 +830,44 @@ fn a_role_label_never_drops_a_service_silently() {
     );
 }
 mod freeze;
+
+/// Recorded from Podman 4.3.1: `shop_app_1` was created as podman-compose
+/// 1.0.6 creates a dependent service (`--requires shop_db_1`, no
+/// depends_on label). Podman's Docker-compatible inspect says nothing of
+/// the order; Podman's own inspect of `shop_app_1` lists `shop_db_1`.
+#[test]
+fn podman_compose_requirements_order_the_waves() {
+    let mut cs = from_inspect_json(include_str!(
+        "../../tests/fixtures/podman/compose-inspect-4.3.json"
+    ))
+    .expect("fixture parses");
+    let opts = PlanOptions {
+        project: "shop".into(),
+        host: "shop".into(),
+        self_id: None,
+        ..opts(&cs)
+    };
+    let waves = |cs: &[ContainerInfo]| -> Vec<(String, usize)> {
+        build(&opts, cs)
+            .stop
+            .iter()
+            .map(|s| (s.container.service.clone(), s.wave))
+            .collect()
+    };
+    // Compatible inspect alone: no order, one wave.
+    assert!(
+        cs.iter()
+            .all(|c| c.depends_on.is_empty() && c.depends_on_containers.is_empty())
+    );
+    assert_eq!(waves(&cs), [("app".into(), 0), ("db".into(), 0)]);
+    let required = crate::engine::podman::parse_dependencies(include_bytes!(
+        "../../tests/fixtures/podman/libpod-inspect-requires.json"
+    ))
+    .unwrap();
+    crate::discovery::add_requirements(svc(&mut cs, "app"), required);
+    let plan = build(&opts, &cs);
+    assert_eq!(waves(&cs), [("app".into(), 0), ("db".into(), 1)]);
+    // app starts again only after db.
+    let db = &plan.stop[1].container.id;
+    assert_eq!(plan.stop[0].after, [db.clone()]);
+}
