@@ -869,5 +869,5 @@ fn podman_compose_requirements_order_the_waves() {
     assert_eq!(waves(&cs), [("app".into(), 0), ("db".into(), 1)]);
     // app starts again only after db.
     let db = &plan.stop[1].container.id;
-    assert_eq!(plan.stop[0].after, [db.clone()]);
+    assert_eq!(plan.stop[0].after, std::slice::from_ref(db));
 }
