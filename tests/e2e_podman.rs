@@ -19,6 +19,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
+use common::engines::{cycle, ensure_user};
 use common::*;
 
 /// The images the test stack runs, imported from the Docker engine.
@@ -78,7 +79,7 @@ impl Podman {
                  events_logger = \"file\"\n",
             ),
             Some(user) => {
-                ensure_user(user);
+                ensure_user(user, 300_000);
                 (
                     PathBuf::from(format!("/tmp/stackshot-podman-{user}")),
                     "[engine]\n\
@@ -251,39 +252,13 @@ impl Drop for Podman {
     }
 }
 
-/// Creates `user`, with subordinate user and group ids for its
-/// namespaces, unless it exists.
-fn ensure_user(user: &str) {
-    let exists = Command::new("id")
-        .arg(user)
-        .output()
-        .unwrap()
-        .status
-        .success();
-    if !exists {
-        run(Command::new("useradd").args(["-m", "-s", "/bin/sh", user]));
-    }
-    for file in ["/etc/subuid", "/etc/subgid"] {
-        let ids = std::fs::read_to_string(file).unwrap_or_default();
-        if !ids.lines().any(|l| l.starts_with(&format!("{user}:"))) {
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(file)
-                .unwrap();
-            use std::io::Write;
-            writeln!(f, "{user}:300000:65536").unwrap();
-        }
-    }
-}
-
 /// The cycle on rootful Podman, then the dependency order of a stack that
 /// podman-compose brought up (on the same service, one after the other:
 /// two rootful Podmans would share their locks and event log).
 #[test]
 fn plan_backup_restore_and_verify_on_podman() {
     let podman = started(None);
-    cycle(&podman, "stackshot-e2e-podman");
+    cycle(&podman.socket(), None, "stackshot-e2e-podman");
     podman_compose_order(&podman);
 }
 
@@ -292,7 +267,11 @@ fn plan_backup_restore_and_verify_on_podman() {
 #[test]
 fn plan_backup_restore_and_verify_on_rootless_podman() {
     let podman = started(Some(ROOTLESS_USER));
-    cycle(&podman, "stackshot-e2e-podman-rootless");
+    cycle(
+        &podman.socket(),
+        podman.user,
+        "stackshot-e2e-podman-rootless",
+    );
 }
 
 /// Podman's service, holding the test images, behind `DOCKER_HOST`.
@@ -311,102 +290,6 @@ fn started(user: Option<&'static str>) -> Podman {
     let engine = run(&mut docker(&["version", "--format", "{{.Server.Version}}"]));
     eprintln!("the engine behind DOCKER_HOST: Podman {}", engine.trim());
     podman
-}
-
-fn cycle(podman: &Podman, project: &str) {
-    let user = podman.user;
-
-    let empty = tempfile::tempdir().unwrap();
-    // The repository outlives the disaster: a host directory.
-    let repo = tempfile::tempdir().unwrap();
-    if let Some(user) = user {
-        chown_to(empty.path(), user);
-        chown_to(repo.path(), user);
-    }
-    let socket = podman.socket();
-    let mut stack = Stack::up_owned(
-        project,
-        &[
-            &root().join("tests/stack/docker-compose.yml"),
-            &root().join("tests/stack/daemon.override.yml"),
-        ],
-        &[
-            ("E2E_DOCKER_SOCKET", socket.to_str().unwrap()),
-            ("E2E_REPOSITORY", repo.path().to_str().unwrap()),
-        ],
-        user,
-    );
-    if let Some(user) = user {
-        // Owners outside the user's map, as on many a rootless user's bind
-        // mount: the host's root group shows inside as the overflow id
-        // (65534), which no chown there may set. The uploads keep that
-        // group from the backup to the restore; the empty directory the
-        // databases' init scripts come back into has it too, where the
-        // snapshot holds the init directories' 65534:65534.
-        for dir in [stack.dir.path().join("uploads"), empty.path().to_path_buf()] {
-            run(Command::new("chown").arg(format!("{user}:root")).arg(dir));
-        }
-    }
-    stack.wait_for_databases();
-    stack.wait_for_daemon();
-    let seeded = Seeded::take(&stack);
-
-    // The plan, read from Podman: the sidecar found its own container and
-    // project there.
-    let plan = stack.exec("backup", &[], &["stackshot", "plan"]);
-    let said = text(&plan);
-    assert!(plan.status.success(), "{said}");
-    for want in [
-        format!("Plan for compose project \"{project}\""),
-        "Stop window: short".to_string(),
-    ] {
-        assert!(said.contains(&want), "{want:?} not in the plan:\n{said}");
-    }
-
-    // A short-window backup, watched on Podman's event stream.
-    let watch = stack.watch();
-    let (code, report, stderr) = stack.backup(&[]);
-    let events = watch.finish();
-    assert_eq!(code, 0, "{report}\n{stderr}");
-    assert_eq!(report["result"], "success", "{report}");
-    assert_eq!(report["window_mode"], "short", "{report}");
-    let mut stopped: Vec<&str> = report["window"]["stopped"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["container"].as_str().unwrap())
-        .collect();
-    stopped.sort();
-    assert_eq!(
-        stopped,
-        [format!("{project}_app_1"), format!("{project}_sidekick_1")],
-        "{report}"
-    );
-    let dumped = report["dumps"].as_array().unwrap().len();
-    assert_eq!(dumped, 2, "PostgreSQL and MariaDB dumped: {report}");
-    // Podman's stream sends `die` and `start` for a stop and a start, no
-    // `stop`: the order and "nothing else touched" are checked on those.
-    let down = assert_window_events_of(&stack, &events, &["die", "start"]);
-    eprintln!("on Podman the app was down {down:.2} s");
-
-    // Plain restic restores the snapshot from the repository byte for byte.
-    let restored = tempfile::tempdir().unwrap();
-    if let Some(user) = user {
-        // Rootless, restic's container writes as the user's ids.
-        chown_to(restored.path(), user);
-    }
-    let mount = format!("{}:/restore", restored.path().display());
-    let out = stack.restic(&[&mount], &["restore", "latest", "--target", "/restore"]);
-    assert!(out.status.success(), "{}", text(&out));
-    seeded.assert_in_snapshot(restored.path());
-
-    // The disaster, then `restore all` and `verify`.
-    stack.disaster(empty.path());
-    stack.wait_for_daemon();
-    let all = stack.exec("backup", &[], &["stackshot", "restore", "all", "--yes"]);
-    assert!(all.status.success(), "{}", text(&all));
-    seeded.assert_back(&stack);
-    stack.assert_verify(2);
 }
 
 /// A stack podman-compose brought up: podman-compose 1.0.6 writes no

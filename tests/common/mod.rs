@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod engines;
 pub mod events;
 pub mod notes;
 pub mod proxy;
