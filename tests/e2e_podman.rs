@@ -93,9 +93,7 @@ impl Podman {
         if let Some(user) = user {
             chown_to(&dir, user);
         }
-        let socket = dir.join("podman.sock");
-        let _ = std::fs::remove_file(&socket);
-        let log = std::fs::File::create(dir.join("service.log")).unwrap();
+        let _ = std::fs::remove_file(dir.join("service.log"));
         let mut podman = Podman {
             dir,
             user,
@@ -109,8 +107,22 @@ impl Podman {
             text(&version)
         );
         eprintln!("{}", String::from_utf8_lossy(&version.stdout).trim());
-        let _ = podman.service.wait();
-        podman.service = podman
+        podman.serve();
+        podman
+    }
+
+    /// (Re)starts the API service on the test's socket and waits until it
+    /// answers.
+    fn serve(&mut self) {
+        self.stop_service();
+        let socket = self.socket();
+        let _ = std::fs::remove_file(&socket);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("service.log"))
+            .unwrap();
+        self.service = self
             .cmd()
             .args(["system", "service", "--time=0"])
             .arg(format!("unix://{}", socket.display()))
@@ -120,13 +132,24 @@ impl Podman {
             .expect("podman system service");
         wait_for("Podman's API socket", 30, || {
             let ping = Command::new("docker")
-                .env("DOCKER_HOST", podman.host())
+                .env("DOCKER_HOST", self.host())
                 .args(["version", "--format", "{{.Server.Version}}"])
                 .output()
                 .ok()?;
             ping.status.success().then_some(())
         });
-        podman
+    }
+
+    /// Ends the API service.
+    fn stop_service(&mut self) {
+        // runuser passes the signal on to the rootless service.
+        let _ = self.service.kill();
+        let _ = self.service.wait();
+        if let Some(user) = self.user {
+            let _ = Command::new("pkill")
+                .args(["-u", user, "-f", "podman system service"])
+                .status();
+        }
     }
 
     fn socket(&self) -> PathBuf {
@@ -171,21 +194,23 @@ impl Podman {
 }
 
 impl Podman {
-    /// Creates (and removes) a container of each image, so that a storage
-    /// that cannot copy an image's layer fails here, in a message that says
-    /// why. A rootless CI run once failed to create the database containers
-    /// ("open …/vfs/dir/<layer>/etc/redis: permission denied", a directory
-    /// of mode 2770 that root in a user namespace with the user's
-    /// subordinate ids may read), and it has not been seen since. The user
-    /// namespace's map, Podman's view of the storage and the service's log
-    /// say what the process saw; `podman system migrate` (which starts the
-    /// namespace anew from /etc/subuid and /etc/subgid) is tried once.
-    fn probe_images(&self) {
-        let create = |image: &str| {
+    /// Creates (and removes) a container of each image through the API
+    /// service, as compose will, so that a storage that cannot copy an
+    /// image's layer fails here, in a message that says why. A rootless CI
+    /// run once failed to create the database containers ("open
+    /// …/vfs/dir/<layer>/etc/redis: permission denied": a directory of mode
+    /// 2770, which root in the user's namespace may read), and it has not
+    /// been seen since. The namespace's maps, Podman's view of the storage
+    /// and the service's log say what the process saw; then `podman system
+    /// migrate` (a new namespace from /etc/subuid and /etc/subgid) and a new
+    /// service are tried once.
+    fn probe_images(&mut self) {
+        let create = |podman: &Podman, image: &str| {
             let name = "stackshot-e2e-podman-probe";
-            let _ = output(self.cmd().args(["rm", "-f", name]));
-            let created = output(self.cmd().args(["create", "--name", name, image, "true"]));
-            let _ = output(self.cmd().args(["rm", "-f", name]));
+            let api = |args: &[&str]| output(docker(args).env("DOCKER_HOST", podman.host()));
+            let _ = api(&["rm", "-f", name]);
+            let created = api(&["create", "--name", name, image, "true"]);
+            let _ = api(&["rm", "-f", name]);
             created
                 .status
                 .success()
@@ -193,16 +218,21 @@ impl Podman {
                 .ok_or_else(|| text(&created))
         };
         for image in IMAGES {
-            let Err(first) = create(image) else { continue };
+            let Err(first) = create(self, image) else {
+                continue;
+            };
             let seen = self.diagnostics();
+            self.stop_service();
             let migrate = output(self.cmd().args(["system", "migrate"]));
-            match create(image) {
+            self.serve();
+            match create(self, image) {
                 Ok(()) => eprintln!(
-                    "podman could not create a container of {image} until `podman system migrate`: {first}\n{seen}\nmigrate: {}",
+                    "podman could not create a container of {image} until `podman system migrate` and a new service: {first}\n{seen}\nmigrate: {}",
                     text(&migrate)
                 ),
                 Err(again) => panic!(
-                    "podman cannot create a container of {image}: {first}\nafter `podman system migrate`: {again}\n{seen}"
+                    "podman cannot create a container of {image}: {first}\nafter `podman system migrate` and a new service: {again}\n{seen}\nnow: {}",
+                    self.diagnostics()
                 ),
             }
         }
@@ -241,14 +271,7 @@ impl Podman {
 
 impl Drop for Podman {
     fn drop(&mut self) {
-        // runuser passes the signal on to the rootless service.
-        let _ = self.service.kill();
-        let _ = self.service.wait();
-        if let Some(user) = self.user {
-            let _ = Command::new("pkill")
-                .args(["-u", user, "-f", "podman system service"])
-                .status();
-        }
+        self.stop_service();
     }
 }
 
@@ -278,7 +301,7 @@ fn plan_backup_restore_and_verify_on_rootless_podman() {
 fn started(user: Option<&'static str>) -> Podman {
     // The images come from the Docker engine, built as for every test.
     bench();
-    let podman = Podman::start(user);
+    let mut podman = Podman::start(user);
     for image in IMAGES {
         podman.import(image);
     }
