@@ -19,16 +19,8 @@ mod common;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use common::engines::{cycle, ensure_user};
+use common::engines::{IMAGES, cycle, ensure_user, save_into};
 use common::*;
-
-/// The images the test stack runs, imported from the Docker engine.
-const IMAGES: [&str; 4] = [
-    "stackshot-test/base:local",
-    "stackshot-test/postgres:local",
-    "stackshot-test/mariadb:local",
-    SIDECAR_IMAGE,
-];
 
 /// The unprivileged user the rootless test runs Podman as (created with
 /// its subordinate ids when missing).
@@ -174,22 +166,9 @@ impl Podman {
         {
             return;
         }
-        let mut save = docker(&["save", image])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("docker save");
-        let load = self
-            .cmd()
-            .arg("load")
-            .stdin(save.stdout.take().unwrap())
-            .output()
-            .expect("podman load");
-        assert!(save.wait().unwrap().success(), "docker save {image}");
-        assert!(
-            load.status.success(),
-            "podman load {image}: {}",
-            text(&load)
-        );
+        let mut load = self.cmd();
+        load.arg("load");
+        save_into(image, load);
     }
 }
 

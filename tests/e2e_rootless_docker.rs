@@ -12,16 +12,8 @@ mod common;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use common::engines::{cycle, ensure_user};
+use common::engines::{IMAGES, cycle, ensure_user, save_into};
 use common::*;
-
-/// The images the test stack runs, imported from the bench's engine.
-const IMAGES: [&str; 4] = [
-    "stackshot-test/base:local",
-    "stackshot-test/postgres:local",
-    "stackshot-test/mariadb:local",
-    SIDECAR_IMAGE,
-];
 
 /// The unprivileged user the rootless daemon runs as.
 const USER: &str = "stackshot-rootless-docker";
@@ -105,21 +97,9 @@ impl RootlessDocker {
         if held.status.success() && String::from_utf8_lossy(&held.stdout).trim() == id.trim() {
             return;
         }
-        let mut save = docker(&["save", image])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("docker save");
-        let load = docker(&["load"])
-            .env("DOCKER_HOST", self.host())
-            .stdin(save.stdout.take().unwrap())
-            .output()
-            .expect("docker load");
-        assert!(save.wait().unwrap().success(), "docker save {image}");
-        assert!(
-            load.status.success(),
-            "docker load {image}: {}",
-            text(&load)
-        );
+        let mut load = docker(&["load"]);
+        load.env("DOCKER_HOST", self.host());
+        save_into(image, load);
     }
 }
 

@@ -4,9 +4,38 @@
 //! user a rootless engine runs as.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use super::*;
+
+/// The images the test stack runs, imported into the other engine from the
+/// bench's Docker engine.
+pub const IMAGES: [&str; 4] = [
+    "stackshot-test/base:local",
+    "stackshot-test/postgres:local",
+    "stackshot-test/mariadb:local",
+    SIDECAR_IMAGE,
+];
+
+/// Pipes `docker save image`, from the bench's engine (`DOCKER_HOST` is
+/// not set yet when images are imported), into `load`, the other engine's
+/// load command.
+pub fn save_into(image: &str, mut load: Command) {
+    let mut save = docker(&["save", image])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("docker save");
+    let loaded = load
+        .stdin(save.stdout.take().unwrap())
+        .output()
+        .expect("the other engine's load");
+    assert!(save.wait().unwrap().success(), "docker save {image}");
+    assert!(
+        loaded.status.success(),
+        "loading {image}: {}",
+        text(&loaded)
+    );
+}
 
 /// Creates `user`, with subordinate user and group ids for its
 /// namespaces, unless it exists. useradd gives it a range where
