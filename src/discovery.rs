@@ -267,8 +267,6 @@ pub async fn discover(docker: &Docker, config: &Config) -> Result<Discovery> {
     })
 }
 
-/// In swarm mode: the node we are on, and the services' labels added to
-/// their tasks' containers.
 /// Adds podman-compose's `depends_on` to its containers: Podman keeps it as
 /// the containers each one requires, which only its own API tells (see
 /// [`crate::engine::podman`]). Containers no podman-compose created are not
@@ -301,6 +299,8 @@ pub fn add_requirements(c: &mut ContainerInfo, ids: Vec<String>) {
     }
 }
 
+/// In swarm mode: the node we are on, and the services' labels added to
+/// their tasks' containers.
 async fn swarm_node(docker: &Docker, containers: &mut [ContainerInfo]) -> Result<SwarmNode> {
     let info = docker
         .info()
