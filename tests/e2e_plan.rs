@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Stack, root};
+use common::{Stack, root, stop_waves};
 use serde_json::Value;
 
 fn names(v: &Value, key: &str) -> Vec<String> {
@@ -54,17 +54,7 @@ fn plan_inside_the_sidecar() {
     assert_eq!(plan["atomic"], true);
 
     // Stopped: sidekick (shares app's network) before app; databases never.
-    let stop: Vec<(String, u64)> = plan["stop"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["service"].as_str().unwrap().to_string(),
-                s["wave"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let stop = stop_waves(&plan);
     assert_eq!(stop, [("sidekick".to_string(), 0), ("app".to_string(), 1)]);
     assert_eq!(plan["stop"][1]["id"], stack.container("app"));
 

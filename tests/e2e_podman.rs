@@ -362,17 +362,7 @@ fn podman_compose_order(podman: &Podman) {
     ]));
     assert!(plan.status.success(), "{}", text(&plan));
     let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
-    let waves: Vec<(String, u64)> = plan["stop"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["service"].as_str().unwrap().to_string(),
-                s["wave"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let waves = stop_waves(&plan);
     assert_eq!(waves, [("app".into(), 0), ("cache".into(), 1)], "{plan}");
 
     // The backup, in that order on Podman's event stream.

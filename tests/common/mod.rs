@@ -43,6 +43,22 @@ pub fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The services `stackshot plan --json` stops, each with its stop wave, in
+/// the plan's order.
+pub fn stop_waves(plan: &serde_json::Value) -> Vec<(String, u64)> {
+    plan["stop"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no stop list in the plan: {plan}"))
+        .iter()
+        .map(|s| {
+            (
+                s["service"].as_str().unwrap().to_string(),
+                s["wave"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 /// Gives `path` and everything in it to the host user `owner` (and the
 /// user's group), readable by all.
 pub fn chown_to(path: &Path, owner: &str) {
