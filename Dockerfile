@@ -20,6 +20,8 @@ WORKDIR /src
 # The dependencies in a layer of their own: a change under src/ rebuilds only
 # stackshot, not its ~250 dependencies.
 COPY Cargo.toml Cargo.lock ./
+# rustic_core with stackshot's patch (vendor/README.md).
+COPY vendor ./vendor
 RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
  && cargo build --release --locked \
  && rm -rf src target/release/stackshot* target/release/deps/stackshot-* \

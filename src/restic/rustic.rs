@@ -144,6 +144,14 @@ fn open_with(
         .with_context(|| format!("cannot open the repository {} for {what}", spec.shown()))
 }
 
+/// The archiver's batches in stackshot's patch of rustic_core
+/// (vendor/README.md): rustic_core's own tests do not run in this
+/// workspace, so that module's unit tests run with stackshot's.
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../../vendor/rustic_core/src/archiver/batch.rs"]
+mod vendored_batch;
+
 #[cfg(test)]
 mod tests {
     use super::{local_path, repository_options};

@@ -1,3 +1,4 @@
+pub(crate) mod batch;
 pub(crate) mod file_archiver;
 pub(crate) mod parent;
 pub(crate) mod tree;
@@ -13,10 +14,17 @@ use pariter::IteratorExt;
 use crate::{
     Progress,
     archiver::{
-        file_archiver::FileArchiver, parent::Parent, tree::TreeIterator,
+        batch::{BATCH_ENTRIES, Batches},
+        file_archiver::FileArchiver,
+        parent::{Parent, ParentResult},
+        tree::{TreeIterator, TreeType},
         tree_archiver::TreeArchiver,
     },
-    backend::{ReadSource, ReadSourceEntry, decrypt::DecryptFullBackend},
+    backend::{
+        ReadSource, ReadSourceEntry,
+        decrypt::DecryptFullBackend,
+        node::{Node, NodeType},
+    },
     blob::BlobType,
     error::RusticResult,
     index::{
@@ -25,6 +33,20 @@ use crate::{
     },
     repofile::{configfile::ConfigFile, snapshotfile::SnapshotFile},
 };
+
+/// Whether the file archiver must read this entry's file: a regular file
+/// the parent snapshot did not match. Such an entry ends its batch (see
+/// `batch`), so that files are still read in parallel.
+fn must_read<O, U>(item: &TreeType<(O, ParentResult<()>), U>) -> bool {
+    match item {
+        TreeType::Other((_, node, (_, parent))) => must_read_node(node, parent),
+        TreeType::NewTree(_) | TreeType::EndTree => false,
+    }
+}
+
+fn must_read_node(node: &Node, parent: &ParentResult<()>) -> bool {
+    node.node_type == NodeType::File && !matches!(parent, ParentResult::Matched(()))
+}
 
 #[derive(thiserror::Error, Debug, displaydoc::Display)]
 /// Tree stack empty
@@ -182,26 +204,35 @@ impl<'a, BE: DecryptFullBackend, I: ReadGlobalIndex> Archiver<'a, BE, I> {
             let iter = TreeIterator::new(iter);
 
             // use parent snapshot
-            iter.filter_map(
-                |item| match self.parent.process(&self.be, self.index, item) {
+            let iter =
+                iter.filter_map(
+                    |item| match self.parent.process(&self.be, self.index, item) {
+                        Ok(item) => Some(item),
+                        Err(err) => {
+                            warn!("ignoring error reading parent snapshot: {err:?}");
+                            None
+                        }
+                    },
+                );
+            // archive files in parallel, handing entries over in batches
+            // (see `batch`): a batch ends after each file to read
+            Batches::new(iter, BATCH_ENTRIES, must_read)
+                .parallel_map_scoped(s, |batch| {
+                    batch
+                        .into_iter()
+                        .map(|item| self.file_archiver.process(item, p))
+                        .collect::<Vec<_>>()
+                })
+                .readahead_scoped(s)
+                .flatten()
+                .filter_map(|item| match item {
                     Ok(item) => Some(item),
                     Err(err) => {
-                        warn!("ignoring error reading parent snapshot: {err:?}");
+                        warn!("ignoring error: {}", err.display_log());
                         None
                     }
-                },
-            )
-            // archive files in parallel
-            .parallel_map_scoped(s, |item| self.file_archiver.process(item, p))
-            .readahead_scoped(s)
-            .filter_map(|item| match item {
-                Ok(item) => Some(item),
-                Err(err) => {
-                    warn!("ignoring error: {}", err.display_log());
-                    None
-                }
-            })
-            .try_for_each(|item| self.tree_archiver.add(item))?;
+                })
+                .try_for_each(|item| self.tree_archiver.add(item))?;
 
             src_size_handle
                 .join()
