@@ -156,12 +156,16 @@ fn the_armed_pass_over_many_entries_restores_to_the_source_tree() {
         "{events:#?}"
     );
     let total = 3 * 700 - 20 + 1 + 30 + 1; // the files, the big one, the new ones, the link
-    assert_eq!(summary["files_changed"], changed as u64 + 1, "{summary}");
+    // Changed: those above, the big file, and the link: restic records a
+    // link with no size, rustic with its target's length, so against a
+    // restic parent rustic counts a link as changed (it has nothing to read).
+    let changed = changed + 2;
+    assert_eq!(summary["files_changed"], changed as u64, "{summary}");
     assert_eq!(summary["files_new"], 30, "{summary}");
     assert_eq!(summary["total_files_processed"], total, "{summary}");
     assert_eq!(
         summary["files_unmodified"],
-        (total - 30 - changed - 1) as u64,
+        (total - 30 - changed) as u64,
         "{summary}"
     );
 

@@ -26,7 +26,11 @@ pub(crate) struct Batches<I, F> {
     ends_batch: F,
 }
 
-impl<I, F> Batches<I, F> {
+impl<I, F> Batches<I, F>
+where
+    I: Iterator,
+    F: FnMut(&I::Item) -> bool,
+{
     /// Batches `iter`'s items: at most `max` (at least 1) in one.
     pub(crate) fn new(iter: I, max: usize, ends_batch: F) -> Self {
         Self {
