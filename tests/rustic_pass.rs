@@ -75,7 +75,9 @@ fn write(path: &Path, seed: u32, len: usize) {
 /// its events.
 fn armed_pass(dir: &Path, parent: &str, source: &Path) -> Vec<serde_json::Value> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_stackshot"))
-        .args(["worker", "rustic", "backup", "--json", "--host", "h", "--tag", "files"])
+        .args([
+            "worker", "rustic", "backup", "--json", "--host", "h", "--tag", "files",
+        ])
         .args(["--parent", parent, source.to_str().unwrap()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -109,14 +111,21 @@ fn the_armed_pass_over_many_entries_restores_to_the_source_tree() {
     // and a file of several chunks.
     for d in ["a", "b/deep/er", "c"] {
         for i in 0..700 {
-            write(&src.join(d).join(format!("f{i:04}")), i, 64 + i as usize % 300);
+            write(
+                &src.join(d).join(format!("f{i:04}")),
+                i,
+                64 + i as usize % 300,
+            );
         }
     }
     std::fs::create_dir_all(src.join("empty")).unwrap();
     std::os::unix::fs::symlink("../a/f0001", src.join("c/link")).unwrap();
     write(&src.join("b/big"), 7, 6 << 20);
     restic(dir.path(), &["init"]);
-    let out = restic(dir.path(), &["backup", "--json", "--host", "h", src.to_str().unwrap()]);
+    let out = restic(
+        dir.path(),
+        &["backup", "--json", "--host", "h", src.to_str().unwrap()],
+    );
     let parent = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -179,7 +188,10 @@ fn the_armed_pass_over_many_entries_restores_to_the_source_tree() {
     let (want, got) = (tree(&src), tree(&restored));
     let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
     let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}, extra {extra:?}");
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?}, extra {extra:?}"
+    );
     for (k, v) in &want {
         assert_eq!(&got[k], v, "{k} restored differently");
     }
