@@ -11,6 +11,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use sha2::{Digest, Sha256};
+use stackshot::dumps::stream::hex;
 use tempfile::TempDir;
 
 const PASSWORD: &str = "correct-horse-battery-staple";
@@ -48,19 +50,12 @@ fn tree(root: &Path) -> BTreeMap<String, String> {
                 "dir".to_string()
             } else {
                 let bytes = std::fs::read(e.path()).unwrap();
-                format!("file {} {:x}", bytes.len(), md5ish(&bytes))
+                format!("file {} {}", bytes.len(), hex(&Sha256::digest(&bytes)))
             };
             out.insert(rel, what);
         }
     }
     out
-}
-
-/// A 64-bit FNV-1a of `bytes`: enough to tell contents apart here.
-fn md5ish(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 fn write(path: &Path, seed: u32, len: usize) {

@@ -20,11 +20,7 @@ use crate::{
         tree::{TreeIterator, TreeType},
         tree_archiver::TreeArchiver,
     },
-    backend::{
-        ReadSource, ReadSourceEntry,
-        decrypt::DecryptFullBackend,
-        node::{Node, NodeType},
-    },
+    backend::{ReadSource, ReadSourceEntry, decrypt::DecryptFullBackend, node::NodeType},
     blob::BlobType,
     error::RusticResult,
     index::{
@@ -38,14 +34,8 @@ use crate::{
 /// the parent snapshot did not match. Such an entry ends its batch (see
 /// `batch`), so that files are still read in parallel.
 fn must_read<O, U>(item: &TreeType<(O, ParentResult<()>), U>) -> bool {
-    match item {
-        TreeType::Other((_, node, (_, parent))) => must_read_node(node, parent),
-        TreeType::NewTree(_) | TreeType::EndTree => false,
-    }
-}
-
-fn must_read_node(node: &Node, parent: &ParentResult<()>) -> bool {
-    node.node_type == NodeType::File && !matches!(parent, ParentResult::Matched(()))
+    matches!(item, TreeType::Other((_, node, (_, parent)))
+        if node.node_type == NodeType::File && !matches!(parent, ParentResult::Matched(())))
 }
 
 #[derive(thiserror::Error, Debug, displaydoc::Display)]
